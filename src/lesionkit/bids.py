@@ -1,0 +1,259 @@
+"""Find subjects, sessions and files in a BIDS dataset; write derivatives.
+
+File names follow BIDS: ``sub-<label>[_ses-<label>][_<key>-<value>...]_<suffix><ext>``.
+Derivatives live under ``<root>/derivatives/<pipeline>/`` with a
+``dataset_description.json``; every derivative NIfTI gets a JSON sidecar naming the
+producing command, the model folder where there is one, the lesionkit version and the
+units.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lesionkit import __version__
+from lesionkit.io import InputError, save_volume, write_json, write_tsv
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lesionkit.volume import Volume
+
+#: Order of entities in file names (BIDS specification, appendix on entities).
+ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space",
+                "label", "desc")
+#: Keyword used in the Python API for each entity key.
+_KEYWORD = {"sub": "subject", "ses": "session"}
+_NAME = re.compile(r"^(?P<stem>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)+)(?P<suffix>[a-zA-Z0-9]+)"
+                   r"(?P<ext>\.[a-z.]+)$")
+BIDS_VERSION = "1.10.0"
+
+
+@dataclass(frozen=True)
+class BIDSFile:
+    """One file of a BIDS dataset.
+
+    Attributes:
+        path: Absolute path.
+        entities: Entity key -> value, e.g. {"sub": "01", "ses": "3T"}.
+        suffix: e.g. "R1map", "T1w", "mask".
+        extension: e.g. ".nii.gz", ".tsv".
+    """
+
+    path: Path
+    entities: dict[str, str] = field(hash=False)
+    suffix: str
+    extension: str
+
+    @property
+    def subject(self) -> str:
+        """Subject label without the "sub-" prefix."""
+        return self.entities["sub"]
+
+    @property
+    def sidecar(self) -> Path:
+        """Path of the JSON sidecar beside this file."""
+        return self.path.with_name(self.path.name[: -len(self.extension)] + ".json")
+
+
+def parse_name(name: str) -> tuple[dict[str, str], str, str] | None:
+    """Split a BIDS file name into (entities, suffix, extension), or None if not BIDS."""
+    match = _NAME.match(name)
+    if match is None:
+        return None
+    entities = dict(part.split("-", 1) for part in match["stem"].rstrip("_").split("_"))
+    return entities, match["suffix"], match["ext"]
+
+
+def build_name(entities: dict[str, str], suffix: str, extension: str = ".nii.gz") -> str:
+    """Compose a BIDS file name with entities in the standard order."""
+    unknown = sorted(set(entities) - set(ENTITY_ORDER))
+    if unknown:
+        raise ValueError(f"unknown BIDS entities {unknown}; known: {list(ENTITY_ORDER)}")
+    parts = [f"{key}-{entities[key]}" for key in ENTITY_ORDER if entities.get(key)]
+    return "_".join([*parts, suffix]) + extension
+
+
+def bids_path(
+    root: str | os.PathLike[str],
+    subject: str,
+    suffix: str,
+    session: str | None = None,
+    datatype: str = "anat",
+    derivatives: str | None = None,
+    extension: str = ".nii.gz",
+    **entities: str,
+) -> Path:
+    """Canonical path of a file in a raw dataset or one of its derivatives.
+
+    Example:
+        >>> bids_path("/data", "01", "R1map", session="3T").as_posix()
+        '/data/sub-01/ses-3T/anat/sub-01_ses-3T_R1map.nii.gz'
+    """
+    base = Path(root) / "derivatives" / derivatives if derivatives else Path(root)
+    folder = base / f"sub-{subject}"
+    if session:
+        folder = folder / f"ses-{session}"
+    name = build_name({"sub": subject, "ses": session or "", **entities}, suffix, extension)
+    return folder / datatype / name
+
+
+class BIDSDataset:
+    """Read access to a BIDS dataset and its derivatives.
+
+    Args:
+        root: Dataset folder (holding ``dataset_description.json`` and ``sub-*``).
+
+    Raises:
+        InputError: when ``root`` is not a folder.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise InputError(f"{self.root}: expected a BIDS dataset folder, found no folder")
+
+    def _base(self, derivatives: str | None) -> Path:
+        return self.root / "derivatives" / derivatives if derivatives else self.root
+
+    def subjects(self, derivatives: str | None = None) -> list[str]:
+        """Subject labels (without "sub-"), sorted."""
+        base = self._base(derivatives)
+        return sorted(p.name[4:] for p in base.glob("sub-*") if p.is_dir())
+
+    def sessions(self, subject: str) -> list[str]:
+        """Session labels of one subject (without "ses-"), sorted; [] when unsessioned."""
+        folder = self.root / f"sub-{subject}"
+        return sorted(p.name[4:] for p in folder.glob("ses-*") if p.is_dir())
+
+    def find(
+        self,
+        subject: str | None = None,
+        session: str | None = None,
+        suffix: str | None = None,
+        datatype: str | None = None,
+        derivatives: str | None = None,
+        extension: str | None = ".nii.gz",
+        **entities: str | None,
+    ) -> list[BIDSFile]:
+        """Files matching the given entities, sorted by path.
+
+        An entity passed as None must be absent (``acq=None`` excludes ``acq-native``);
+        an entity not passed matches anything.
+        """
+        base = self._base(derivatives)
+        pattern = f"sub-{subject or '*'}/**/*{extension or ''}"
+        wanted = {"sub": subject, "ses": session, **entities}
+        found = []
+        for path in sorted(base.glob(pattern)):
+            parsed = parse_name(path.name)
+            if parsed is None or not path.is_file():
+                continue
+            ents, sfx, ext = parsed
+            if suffix is not None and sfx != suffix:
+                continue
+            if datatype is not None and path.parent.name != datatype:
+                continue
+            if extension is not None and ext != extension:
+                continue
+            if any(ents.get(k) != v for k, v in wanted.items() if v is not None):
+                continue
+            if any(k in ents for k, v in entities.items() if v is None):
+                continue
+            found.append(BIDSFile(path=path, entities=ents, suffix=sfx, extension=ext))
+        return found
+
+    def get(self, subject: str, suffix: str, **query: Any) -> BIDSFile:
+        """The one file matching a query.
+
+        Raises:
+            InputError: when no file or more than one file matches.
+        """
+        found = self.find(subject=subject, suffix=suffix, **query)
+        if len(found) != 1:
+            described = ", ".join(f"{k}={v}" for k, v in query.items())
+            where = self._base(query.get("derivatives")) / f"sub-{subject}"
+            what = "no file" if not found else f"{len(found)} files"
+            raise InputError(
+                f"{where}: expected one '{suffix}' file ({described}), found {what}"
+            )
+        return found[0]
+
+    def participants(self) -> pd.DataFrame:
+        """The participants.tsv table, with "n/a" read as missing.
+
+        Raises:
+            InputError: when the file is missing or has no participant_id column.
+        """
+        import pandas as pd
+
+        path = self.root / "participants.tsv"
+        if not path.is_file():
+            raise InputError(f"{path}: expected a participants table, found no such file")
+        table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
+        if "participant_id" not in table.columns:
+            raise InputError(
+                f"{path}: expected a 'participant_id' column, found {list(table.columns)}"
+            )
+        return table
+
+
+def write_dataset_description(
+    root: str | os.PathLike[str],
+    name: str,
+    dataset_type: str = "raw",
+    generated_by: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write ``dataset_description.json`` (BIDS version, name, type, provenance)."""
+    description: dict[str, Any] = {
+        "Name": name,
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": dataset_type,
+    }
+    if dataset_type == "derivative":
+        description["GeneratedBy"] = generated_by or [
+            {"Name": "lesionkit", "Version": __version__}
+        ]
+    return write_json(description, Path(root) / "dataset_description.json")
+
+
+def write_participants(root: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Path:
+    """Write ``participants.tsv``; each row needs ``participant_id`` ("sub-01")."""
+    for row in rows:
+        if not str(row.get("participant_id", "")).startswith("sub-"):
+            raise ValueError(f"participant_id must start with 'sub-', found {row!r}")
+    return write_tsv(rows, Path(root) / "participants.tsv")
+
+
+def derivatives_root(root: str | os.PathLike[str], pipeline: str = "lesionkit") -> Path:
+    """``<root>/derivatives/<pipeline>``, with its dataset_description.json in place."""
+    folder = Path(root) / "derivatives" / pipeline
+    if not (folder / "dataset_description.json").is_file():
+        write_dataset_description(folder, name=f"{pipeline} derivatives",
+                                  dataset_type="derivative")
+    return folder
+
+
+def save_derivative(
+    volume: Volume,
+    path: str | os.PathLike[str],
+    sidecar: dict[str, Any] | None = None,
+    dtype: Any = None,
+) -> Path:
+    """Save a NIfTI derivative and its JSON sidecar.
+
+    The sidecar always holds ``Units`` (from the volume), ``lesionkit_version`` and
+    whatever ``sidecar`` adds (e.g. ``Command``, ``ModelFolder``, ``Sources``).
+    """
+    path = Path(path)
+    meta: dict[str, Any] = {"Units": volume.unit or "a.u.", "lesionkit_version": __version__}
+    meta.update(sidecar or {})
+    save_volume(volume, path, dtype=dtype)
+    parsed = parse_name(path.name)
+    extension = parsed[2] if parsed else "".join(path.suffixes)
+    write_json(meta, path.with_name(path.name[: -len(extension)] + ".json"))
+    return path

@@ -1,0 +1,216 @@
+"""Load, validate and save NIfTI volumes; atomic writes of every output.
+
+This is the only module that talks to nibabel. Every problem with a user's file is
+raised as :class:`InputError` with one line that names the file, what was expected and
+what was found. Outputs go to a temporary file in the target folder and are renamed
+into place, so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lesionkit.volume import Kind, Volume
+
+#: Default tolerance (mm) when comparing the affines of one subject's images.
+GRID_TOLERANCE_MM = 1e-3
+
+
+class InputError(ValueError):
+    """A user's input is unusable; the message is one line for the user."""
+
+
+def _nifti_suffix(path: Path) -> str:
+    name = path.name
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+
+    Example:
+        >>> with atomic_path("out/report.html") as tmp:  # doctest: +SKIP
+        ...     tmp.write_text("<html></html>")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = _nifti_suffix(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_tsv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write rows of dicts as a tab-separated table with a header, atomically.
+
+    Columns are the union of keys in first-seen order; missing values and None are
+    written as "n/a" as BIDS asks.
+    """
+    path = Path(path)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t", restval="n/a",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: "n/a" if v is None else v for k, v in row.items()} for row in rows)
+    return path
+
+
+def load_volume(
+    path: str | os.PathLike[str],
+    kind: Kind = "intensity",
+    unit: str = "",
+    ndim: int | None = 3,
+) -> Volume:
+    """Load and validate a NIfTI volume, keeping its affine, header and data type.
+
+    Args:
+        path: A .nii or .nii.gz file.
+        kind: What the values are: "intensity", "label" or "probability".
+        unit: Physical unit of the values (e.g. "s^-1" for R1 maps).
+        ndim: Expected number of dimensions (3 or 4), or None to accept either.
+
+    Returns:
+        The volume; ``data`` has the stored data type (scaled data become float).
+
+    Raises:
+        InputError: missing or unreadable file, wrong dimensionality, NaN or Inf.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: expected a NIfTI file, found no such file")
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError,
+            nib.filebasedimages.ImageFileError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(
+            f"{path}: expected a readable NIfTI image, found an unreadable file ({reason})"
+        ) from error
+    if data.ndim == 4 and data.shape[3] == 1 and ndim == 3:
+        data = data[..., 0]
+    if ndim is not None and data.ndim != ndim:
+        raise InputError(
+            f"{path}: expected a {ndim}D image, found {data.ndim}D with shape {data.shape}"
+        )
+    if np.issubdtype(data.dtype, np.floating):
+        n_nan = int(np.isnan(data).sum())
+        n_inf = int(np.isinf(data).sum())
+        if n_nan or n_inf:
+            raise InputError(
+                f"{path}: expected finite values, found {n_nan} NaN and {n_inf} Inf voxels"
+            )
+    return Volume(data=data, affine=image.affine, kind=kind, unit=unit, header=image.header)
+
+
+def save_volume(volume: Volume, path: str | os.PathLike[str], dtype: Any = None) -> Path:
+    """Save a volume as NIfTI atomically, keeping affine, header fields and data type.
+
+    Args:
+        volume: The volume to write.
+        path: Target .nii or .nii.gz path; parent folders are created.
+        dtype: On-disk data type; by default the header's (when the volume came from a
+            file) or the array's.
+
+    Returns:
+        The written path.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    header = volume.header.copy() if volume.header is not None else None
+    data = np.asarray(volume.data)
+    if data.dtype == np.bool_:
+        data = data.astype(np.uint8)
+    image = nib.Nifti1Image(data, volume.affine, header=header)
+    image.set_data_dtype(_disk_dtype(data.dtype, header, dtype))
+    image.set_sform(volume.affine, code=int(header["sform_code"]) if header is not None and
+                    int(header["sform_code"]) > 0 else 2)
+    image.set_qform(volume.affine, code=int(header["qform_code"]) if header is not None and
+                    int(header["qform_code"]) > 0 else 2)
+    image.header.set_xyzt_units(xyz="mm", t="sec")
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))
+    return path
+
+
+def _disk_dtype(array_dtype: np.dtype, header: Any, dtype: Any) -> np.dtype:
+    """On-disk type: the one asked for, else the header's when the array is of the same
+    family (integer or float), else the array's (float64 stored as float32)."""
+    if dtype is not None:
+        return np.dtype(dtype)
+    if header is not None:
+        stored = np.dtype(header.get_data_dtype())
+        if np.issubdtype(stored, np.floating) == np.issubdtype(array_dtype, np.floating):
+            return stored
+    return np.dtype(np.float32) if array_dtype == np.float64 else np.dtype(array_dtype)
+
+
+def check_same_grid(
+    volumes: Mapping[str | os.PathLike[str], Volume],
+    atol_mm: float = GRID_TOLERANCE_MM,
+) -> None:
+    """Check that volumes share one grid: same spatial shape, affines within ``atol_mm``.
+
+    Raises:
+        InputError: naming the first file that differs from the first one given.
+    """
+    items = list(volumes.items())
+    if len(items) < 2:
+        return
+    ref_path, ref = items[0]
+    for path, volume in items[1:]:
+        if volume.shape[:3] != ref.shape[:3]:
+            raise InputError(
+                f"{path}: expected the grid of {ref_path} (shape {ref.shape[:3]}), "
+                f"found shape {volume.shape[:3]}"
+            )
+        deviation = float(np.abs(volume.affine - ref.affine).max())
+        if deviation > atol_mm:
+            raise InputError(
+                f"{path}: expected the affine of {ref_path} within {atol_mm} mm, "
+                f"found a difference of {deviation:.4g} mm"
+            )

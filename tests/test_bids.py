@@ -1,0 +1,101 @@
+"""Tests of the BIDS layer: finding files, participants, derivatives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lesionkit import __version__
+from lesionkit.bids import (
+    BIDSDataset,
+    bids_path,
+    build_name,
+    derivatives_root,
+    parse_name,
+    save_derivative,
+    write_dataset_description,
+    write_participants,
+)
+from lesionkit.io import InputError, load_volume, save_volume
+from lesionkit.volume import Volume
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "ds"
+    write_dataset_description(root, "test")
+    write_participants(root, [{"participant_id": "sub-01", "group": "control"},
+                              {"participant_id": "sub-02", "group": "fcd", "age": None}])
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4), unit="s^-1")
+    for subject in ("01", "02"):
+        for session in ("3T", "7T"):
+            save_volume(image, bids_path(root, subject, "R1map", session=session))
+        save_volume(image, bids_path(root, subject, "R1map", session="3T", acq="native"))
+        save_volume(image, bids_path(root, subject, "mask", session="7T",
+                                     derivatives="phantom", desc="brain"))
+    return root
+
+
+def test_names_round_trip() -> None:
+    name = build_name({"sub": "01", "ses": "3T", "acq": "native"}, "R1map")
+    assert name == "sub-01_ses-3T_acq-native_R1map.nii.gz"
+    assert parse_name(name) == ({"sub": "01", "ses": "3T", "acq": "native"}, "R1map", ".nii.gz")
+    assert parse_name("README.md") is None
+    with pytest.raises(ValueError, match="unknown BIDS entities"):
+        build_name({"sub": "01", "colour": "red"}, "T1w")
+
+
+def test_subjects_sessions_and_find(dataset: Path) -> None:
+    ds = BIDSDataset(dataset)
+    assert ds.subjects() == ["01", "02"]
+    assert ds.sessions("01") == ["3T", "7T"]
+    assert len(ds.find(suffix="R1map")) == 6
+    resliced = ds.find(subject="01", session="3T", suffix="R1map", acq=None)
+    assert [f.path.name for f in resliced] == ["sub-01_ses-3T_R1map.nii.gz"]
+    native = ds.get("01", "R1map", session="3T", acq="native")
+    assert native.entities["acq"] == "native"
+    assert native.sidecar.name == "sub-01_ses-3T_acq-native_R1map.json"
+    mask = ds.get("02", "mask", session="7T", derivatives="phantom", desc="brain")
+    assert mask.path.is_relative_to(dataset / "derivatives" / "phantom")
+
+
+def test_get_names_the_folder_when_missing_or_ambiguous(dataset: Path) -> None:
+    ds = BIDSDataset(dataset)
+    with pytest.raises(InputError, match=r"sub-01: expected one 'FLAIR' file.*found no file"):
+        ds.get("01", "FLAIR")
+    with pytest.raises(InputError, match=r"expected one 'R1map' file.*found 2 files"):
+        ds.get("01", "R1map", session="3T")
+
+
+def test_participants(dataset: Path) -> None:
+    table = BIDSDataset(dataset).participants()
+    assert list(table["participant_id"]) == ["sub-01", "sub-02"]
+    assert list(table["group"]) == ["control", "fcd"]
+    assert table["age"].isna().all()
+
+
+def test_missing_dataset_and_participants(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="expected a BIDS dataset folder"):
+        BIDSDataset(tmp_path / "nothing")
+    with pytest.raises(InputError, match=r"participants\.tsv: expected a participants table"):
+        BIDSDataset(tmp_path).participants()
+
+
+def test_derivative_has_description_and_sidecar(tmp_path: Path) -> None:
+    root = derivatives_root(tmp_path, "lesionkit")
+    description = json.loads((root / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "lesionkit"
+    affine = np.diag([0.5, 0.5, 0.5, 1.0])
+    path = bids_path(tmp_path, "01", "R1map", session="3T", derivatives="lesionkit",
+                     desc="enhanced")
+    save_derivative(Volume(np.ones((3, 3, 3), np.float32), affine, unit="s^-1"), path,
+                    {"Command": "lesionkit predict model data", "ModelFolder": "model"})
+    sidecar = json.loads(path.with_name("sub-01_ses-3T_desc-enhanced_R1map.json").read_text())
+    assert sidecar["Units"] == "s^-1"
+    assert sidecar["lesionkit_version"] == __version__
+    assert sidecar["ModelFolder"] == "model"
+    np.testing.assert_allclose(load_volume(path).affine, affine)

@@ -1,0 +1,164 @@
+"""Tests of NIfTI loading, validation and atomic writing."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from lesionkit.io import (
+    InputError,
+    atomic_path,
+    check_same_grid,
+    load_volume,
+    save_volume,
+    write_json,
+    write_tsv,
+)
+from lesionkit.volume import Volume, resample_to
+
+
+def oblique_affine(spacing: tuple[float, float, float] = (1.2, 0.9, 2.0)) -> np.ndarray:
+    """A non-identity affine: rotated about two axes, anisotropic, shifted."""
+    a, b = np.deg2rad(17.0), np.deg2rad(-8.0)
+    rot_z = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rot_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot_z @ rot_x @ np.diag(spacing)
+    affine[:3, 3] = [-91.5, 12.25, 40.0]
+    return affine
+
+
+def write_raw(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def test_round_trip_keeps_oblique_affine_dtype_and_values(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.integers(-500, 3000, size=(7, 6, 5)).astype(np.int16)
+    affine = oblique_affine()
+    path = save_volume(Volume(data, affine, kind="intensity", unit="a.u."), tmp_path / "a.nii.gz")
+    loaded = load_volume(path)
+    assert loaded.data.dtype == np.int16
+    np.testing.assert_array_equal(loaded.data, data)
+    np.testing.assert_allclose(loaded.affine, affine, atol=1e-5)
+    np.testing.assert_allclose(loaded.spacing, (1.2, 0.9, 2.0), atol=1e-5)
+    # A second round trip through the header keeps everything too.
+    again = load_volume(save_volume(loaded, tmp_path / "b.nii"))
+    np.testing.assert_array_equal(again.data, data)
+    np.testing.assert_allclose(again.affine, affine, atol=1e-5)
+
+
+def test_float_data_on_an_integer_header_is_written_as_float(tmp_path: Path) -> None:
+    volume = Volume(np.zeros((3, 3, 3), np.int16), oblique_affine())
+    loaded = load_volume(save_volume(volume, tmp_path / "int.nii.gz"))
+    values = np.full((3, 3, 3), 1.5, np.float32)
+    out = load_volume(save_volume(loaded.with_data(values), tmp_path / "float.nii.gz"))
+    assert out.data.dtype == np.float32
+    np.testing.assert_array_equal(out.data, values)
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    with pytest.raises(InputError, match=r"sub-01_T1w\.nii\.gz.*expected.*found no such file"):
+        load_volume(path)
+
+
+def test_truncated_gzip_names_the_file(tmp_path: Path) -> None:
+    path = write_raw(tmp_path / "sub-01_FLAIR.nii.gz", np.ones((20, 20, 20), np.float32))
+    payload = path.read_bytes()
+    path.write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(InputError, match=r"sub-01_FLAIR\.nii\.gz.*expected a readable"):
+        load_volume(path)
+
+
+def test_garbage_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub-01_T2w.nii.gz"
+    path.write_bytes(gzip.compress(b"not a nifti header at all"))
+    with pytest.raises(InputError, match=r"sub-01_T2w\.nii\.gz.*unreadable"):
+        load_volume(path)
+
+
+def test_4d_where_3d_expected(tmp_path: Path) -> None:
+    path = write_raw(tmp_path / "sub-01_R1map.nii.gz", np.ones((4, 4, 4, 3), np.float32))
+    with pytest.raises(InputError, match=r"sub-01_R1map\.nii\.gz: expected a 3D image, found 4D"):
+        load_volume(path, ndim=3)
+
+
+def test_3d_where_4d_expected(tmp_path: Path) -> None:
+    path = write_raw(tmp_path / "sub-01_MRF.nii.gz", np.ones((4, 4, 4), np.float32))
+    with pytest.raises(InputError, match=r"sub-01_MRF\.nii\.gz: expected a 4D image, found 3D"):
+        load_volume(path, ndim=4)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_values(tmp_path: Path, bad: float) -> None:
+    data = np.ones((4, 4, 4), np.float32)
+    data[1, 2, 3] = bad
+    path = write_raw(tmp_path / "sub-01_T1map.nii.gz", data)
+    with pytest.raises(InputError, match=r"sub-01_T1map\.nii\.gz: expected finite values"):
+        load_volume(path)
+
+
+def test_shape_mismatch_names_the_file() -> None:
+    a = Volume(np.zeros((4, 4, 4)), np.eye(4))
+    b = Volume(np.zeros((4, 4, 5)), np.eye(4))
+    with pytest.raises(InputError, match=r"sub-01_FLAIR.*expected the grid of sub-01_T1w.*shape"):
+        check_same_grid({"sub-01_T1w.nii.gz": a, "sub-01_FLAIR.nii.gz": b})
+
+
+def test_affine_mismatch_beyond_tolerance_names_the_file() -> None:
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.5
+    a = Volume(np.zeros((4, 4, 4)), np.eye(4))
+    b = Volume(np.zeros((4, 4, 4)), shifted)
+    with pytest.raises(InputError, match=r"sub-01_FLAIR.*within 0\.01 mm.*0\.5 mm"):
+        check_same_grid({"sub-01_T1w": a, "sub-01_FLAIR": b}, atol_mm=0.01)
+    nudged = np.eye(4)
+    nudged[0, 3] = 0.001
+    check_same_grid({"a": a, "b": Volume(np.zeros((4, 4, 4)), nudged)}, atol_mm=0.01)
+
+
+def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "out" / "sub-01_desc-enhanced_R1map.nii.gz"
+
+    def crash(image: nib.Nifti1Image, filename: str) -> None:
+        Path(filename).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nib, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_volume(Volume(np.zeros((3, 3, 3), np.float32), np.eye(4)), target)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "table.tsv"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("new but broken")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.tsv"]
+
+
+def test_json_and_tsv_writers(tmp_path: Path) -> None:
+    write_json({"Units": "s^-1", "value": np.float32(1.5)}, tmp_path / "a.json")
+    assert '"value": 1.5' in (tmp_path / "a.json").read_text()
+    write_tsv([{"a": 1, "b": 2}, {"a": 3, "c": 4}], tmp_path / "t.tsv")
+    assert (tmp_path / "t.tsv").read_text().splitlines() == ["a\tb\tc", "1\t2\tn/a", "3\tn/a\t4"]
+
+
+def test_resample_picks_interpolation_from_kind() -> None:
+    labels = np.zeros((8, 8, 8), np.int16)
+    labels[2:6, 2:6, 2:6] = 3
+    volume = Volume(labels, oblique_affine((2.0, 2.0, 2.0)), kind="label")
+    fine = oblique_affine((1.0, 1.0, 1.0))
+    out = resample_to(volume, (16, 16, 16), fine)
+    assert set(np.unique(out.data)) <= {0, 3}
+    assert out.data.dtype == np.int16
+    np.testing.assert_allclose(out.affine, fine)
