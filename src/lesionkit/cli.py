@@ -6,9 +6,6 @@ Heavy libraries (torch, MONAI, nibabel, ...) are imported inside the commands so
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 app = typer.Typer(

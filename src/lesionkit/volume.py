@@ -54,7 +54,9 @@ class Volume:
         """Voxel size in mm along the three array axes."""
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
 
-    def with_data(self, data: np.ndarray, kind: Kind | None = None, unit: str | None = None) -> Volume:
+    def with_data(
+        self, data: np.ndarray, kind: Kind | None = None, unit: str | None = None
+    ) -> Volume:
         """Return a volume on the same grid holding ``data``."""
         return replace(
             self,
