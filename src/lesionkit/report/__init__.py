@@ -1,0 +1,27 @@
+"""Self-contained HTML reports with embedded figures.
+
+A report is a title, an optional note on where the data come from, and a list of
+``Section``s holding text, tables (pandas DataFrames or lists of dicts) and matplotlib
+figures. Figures are embedded as base64 PNG, so the page is one file. All text is
+HTML-escaped.
+
+Example:
+    >>> fig = curve_figure(x, {"Dice": dice, "detection rate": rate},  # doctest: +SKIP
+    ...                    "threshold", "value", marker_x=0.33)
+    >>> write_report("report.html", "mrf-lesion", [Section("Lesions", "...",  # doctest: +SKIP
+    ...              figures={"Dice and detection rate": fig})], data_note=PHANTOM_NOTE)
+"""
+
+from lesionkit.report.figures import curve_figure, overlay_figure, slice_panel
+from lesionkit.report.page import PHANTOM_NOTE, Section, figure_png, render_html, write_report
+
+__all__ = [
+    "PHANTOM_NOTE",
+    "Section",
+    "curve_figure",
+    "figure_png",
+    "overlay_figure",
+    "render_html",
+    "slice_panel",
+    "write_report",
+]

@@ -1,0 +1,141 @@
+import numpy as np
+import pytest
+
+from lesionkit.metrics import (
+    contrast_preservation,
+    edge_sharpness,
+    lesion_contrast,
+    psnr,
+    relative_deviation,
+    rmse,
+    ssim,
+)
+
+
+def _ramp(shape=(16, 16, 16)):
+    return np.arange(np.prod(shape), dtype=float).reshape(shape) / np.prod(shape)
+
+
+def test_rmse_known_value_inside_mask():
+    ref = np.zeros((4, 4, 4))
+    pred = ref + 2.0
+    mask = np.zeros_like(ref, bool)
+    mask[:2] = True
+    pred[2:] = 100.0  # outside the mask: must not count
+    assert rmse(pred, ref, mask) == pytest.approx(2.0)
+
+
+def test_psnr_known_value():
+    ref = np.zeros((4, 4, 4))
+    ref[0, 0, 0] = 10.0  # data range 10
+    pred = ref + 1.0  # MSE 1
+    assert psnr(pred, ref) == pytest.approx(20.0)
+    assert psnr(pred, ref, data_range=100.0) == pytest.approx(40.0)
+
+
+def test_psnr_constant_reference_needs_data_range():
+    with pytest.raises(ValueError, match="data_range"):
+        psnr(np.ones((3, 3, 3)), np.ones((3, 3, 3)))
+
+
+def test_ssim_identity_and_noise():
+    rng = np.random.default_rng(0)
+    ref = _ramp()
+    mask = np.zeros(ref.shape, bool)
+    mask[3:13, 3:13, 3:13] = True
+    assert ssim(ref, ref, mask) == pytest.approx(1.0)
+    noisy = ref + rng.normal(0, 0.1, ref.shape)
+    assert ssim(noisy, ref, mask) < 0.9
+
+
+def test_edge_sharpness_falls_with_blur():
+    from scipy.ndimage import gaussian_filter
+
+    shape = (12, 12, 24)
+    wm = np.zeros(shape)
+    wm[..., 12:] = 1.0
+    wm[..., 11] = 0.5
+    gm = 1.0 - wm
+    image = 0.6 * gm + 1.0 * wm  # R1-like values, s^-1
+    sharp = edge_sharpness(image, gm, wm)
+    blurred = edge_sharpness(gaussian_filter(image, 2.0), gm, wm)
+    assert blurred < sharp
+    # step of 0.4 over two half-steps at 1 mm: central differences give 0.2 / mm
+    assert sharp == pytest.approx(0.2)
+    # half the spacing doubles the gradient in units per mm
+    assert edge_sharpness(image, gm, wm, spacing=(0.5, 0.5, 0.5)) == pytest.approx(0.4)
+
+
+def test_edge_sharpness_without_boundary_raises():
+    with pytest.raises(ValueError, match="GM and WM"):
+        edge_sharpness(np.ones((4, 4, 4)), np.ones((4, 4, 4)), np.zeros((4, 4, 4)))
+
+
+def test_lesion_contrast_of_painted_lesion():
+    image = np.full((20, 20, 20), 2.0)
+    lesion = np.zeros(image.shape, bool)
+    lesion[8:12, 8:12, 8:12] = True
+    image[lesion] = 3.0
+    assert lesion_contrast(image, lesion, 2.0) == pytest.approx(0.5)
+    darker = np.where(lesion, 1.0, 2.0)
+    assert lesion_contrast(darker, lesion, 2.0) == pytest.approx(-0.5)
+    # the shell is limited by the brain mask: a bright region outside it is ignored
+    brain = np.zeros(image.shape, bool)
+    brain[:, :, :12] = True
+    image2 = image.copy()
+    image2[:, :, 12:] = 50.0
+    image2[lesion] = 3.0
+    assert lesion_contrast(image2, lesion, 2.0, brain_mask=brain) == pytest.approx(0.5)
+
+
+def test_contrast_preservation_ratio():
+    reference = np.full((20, 20, 20), 2.0)
+    lesion = np.zeros(reference.shape, bool)
+    lesion[8:12, 8:12, 8:12] = True
+    reference[lesion] = 3.0
+    output = np.where(lesion, 2.5, 2.0)
+    assert contrast_preservation(output, reference, lesion, 2.0) == pytest.approx(0.5)
+
+
+def test_relative_deviation_median_and_mean():
+    b = np.array([100.0, 100.0, 100.0, 100.0])
+    a = np.array([101.0, 102.0, 103.0, 110.0])
+    assert relative_deviation(a, b, statistic="median") == pytest.approx(2.5)
+    assert relative_deviation(a, b) == pytest.approx(4.0)
+    with pytest.raises(ValueError):
+        relative_deviation(a, b, statistic="max")
+
+
+def test_ssim_crop_around_mask_matches_full_map():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(4)
+    ref = rng.random((30, 28, 26))
+    pred = ref + rng.normal(0, 0.2, ref.shape)
+    mask = np.zeros(ref.shape, bool)
+    mask[12:16, 10:15, 9:13] = True
+    peak = float(np.ptp(ref[mask]))
+    _, full = structural_similarity(
+        ref,
+        pred,
+        data_range=peak,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        full=True,
+    )
+    assert ssim(pred, ref, mask) == pytest.approx(full[mask].mean(), rel=1e-10)
+
+
+def test_lesion_contrast_shell_width_in_mm():
+    # shell values depend on distance: 1 mm ring = 4.0, further = 2.0
+    image = np.full((21, 21, 21), 2.0)
+    lesion = np.zeros(image.shape, bool)
+    lesion[10, 10, 10] = True
+    image[9:12, 9:12, 9:12] = 4.0
+    image[lesion] = 6.0
+    # 1 mm along axes only: the 6 face neighbours (all 4.0)
+    assert lesion_contrast(image, lesion, 1.0) == pytest.approx(0.5)
+    # with 2 mm voxels nothing lies within 1 mm
+    with pytest.raises(ValueError, match="shell"):
+        lesion_contrast(image, lesion, 1.0, spacing=(2.0, 2.0, 2.0))
