@@ -1,0 +1,301 @@
+"""Focal cortical dysplasia type II: a subtle cortical patch.
+
+Order of use::
+
+    params = draw_fcd(rng, anatomy)                      # parameters only
+    anatomy, maps, fraction = apply_fcd(anatomy, maps, params)
+
+An FCD is a ball of 10-30 mm diameter centred on the grey-white junction of the cerebral
+cortex; the lesion (mask) is the grey and white matter inside it (plus, in some subjects,
+a transmantle tube). The changes are full strength in the inner 70 % of the radius and
+fade out with a cosine taper (half strength at the drawn radius, none at 1.3 radii).
+Values drawn uniformly per subject:
+
+- the cortex is thickened: white matter within 1.5-3 mm of the cortex turns grey;
+- the grey-white junction is blurred: GM and WM fractions are smoothed with a Gaussian
+  of 1-2 mm SD (their sum per voxel kept);
+- T1 of the white matter is raised by 5-15 % (METHODS.md table) and T2 of the lesion by
+  10-25 % (modest FLAIR hyperintensity; our choice, of the order of the subcortical
+  FLAIR signal change reported for FCD II, e.g. Colombo et al. 2003 AJNR 24:724);
+- transmantle sign (40 % of subjects; seen in roughly a third to two thirds of FCD IIb
+  series, e.g. Wang et al. 2013 Epilepsia 54:898): a white-matter tube tapering from
+  3-6 mm wide at the patch to 1.5 mm at the nearest lateral ventricle, with the same
+  T1 and T2 changes.
+
+Tissue changes act on the given property maps: the pure-tissue values in the patch are
+recovered by least squares from the maps and the tissue fractions (exact for maps from
+``tissue.tissue_maps``), and the maps change by the difference the new fractions make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage
+
+from lesionkit.simulate.lesions import (
+    Lesion,
+    bounding_box,
+    cortex,
+    fraction_in_box,
+    spacing_mm,
+    ventricles,
+    voxel_to_world,
+)
+from lesionkit.simulate.tissue import (
+    LINEAR_PROPERTIES,
+    PROPERTIES,
+    RATE_PROPERTIES,
+    TissueMaps,
+    tissue_fractions,
+    tissue_maps,
+)
+
+if TYPE_CHECKING:
+    from lesionkit.simulate.anatomy import Anatomy
+
+FCD_RANGES: dict[str, tuple[float, float]] = {
+    "diameter_mm": (10.0, 30.0),
+    "thickening_mm": (1.5, 3.0),
+    "blur_sd_mm": (1.0, 2.0),
+    "t1_increase": (0.05, 0.15),
+    "t2_increase": (0.10, 0.25),
+    "transmantle_width_mm": (3.0, 6.0),
+}
+TRANSMANTLE_PROBABILITY = 0.4
+TAPER = 0.3  # the changes fade over +-30 % of the radius around the drawn radius
+TRANSMANTLE_END_WIDTH_MM = 1.5
+
+
+@dataclass(frozen=True)
+class FCDParams:
+    """Parameters of one FCD type II lesion (see the module doc for the values).
+
+    Attributes:
+        centre_mm: centre on the grey-white junction (world mm).
+        diameter_mm: diameter of the affected ball (mm).
+        thickening_mm: how far the cortex grows into the white matter (mm).
+        blur_sd_mm: SD of the Gaussian that blurs the junction (mm).
+        t1_increase: relative T1 rise of the white matter in the lesion.
+        t2_increase: relative T2 rise of the lesion (FLAIR hyperintensity).
+        transmantle_end_mm: nearest ventricle point (world mm), or None without a
+            transmantle sign.
+        transmantle_width_mm: tube width at the patch (mm).
+    """
+
+    centre_mm: tuple[float, float, float]
+    diameter_mm: float
+    thickening_mm: float
+    blur_sd_mm: float
+    t1_increase: float
+    t2_increase: float
+    transmantle_end_mm: tuple[float, float, float] | None = None
+    transmantle_width_mm: float = 0.0
+
+    def as_lesion(self, label: int = 1) -> Lesion:
+        """The affected ball as a :class:`Lesion` (kind "fcd"), for geometry and tables."""
+        r = self.diameter_mm / 2.0
+        return Lesion(label, "fcd", self.centre_mm, (r, r, r))
+
+
+def _cerebral(world: np.ndarray) -> np.ndarray:
+    """Rough MNI-space exclusion of the cerebellum and brainstem (y < -40 and z < -5 mm,
+    or |x| < 15 and z < -10 mm)."""
+    x, y, z = world[..., 0], world[..., 1], world[..., 2]
+    return ~(((y < -40) & (z < -5)) | ((np.abs(x) < 15) & (z < -10)))
+
+
+def draw_fcd(
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    transmantle_probability: float = TRANSMANTLE_PROBABILITY,
+) -> FCDParams:
+    """Draw one FCD: a white-matter voxel face-adjacent to the cerebral cortex, the values,
+    and, with a transmantle sign, the nearest lateral-ventricle voxel.
+
+    Args:
+        rng: seeded generator.
+        anatomy: the subject's anatomy (MNI-like world coordinates).
+        transmantle_probability: probability of a transmantle sign.
+    """
+    near_cortex = ndimage.binary_dilation(cortex(anatomy))
+    ok = (anatomy.wm >= 0.5) & anatomy.mask & near_cortex & (anatomy.deep_gm < 0.1)
+    ijk = np.argwhere(ok)
+    ijk = ijk[_cerebral(voxel_to_world(anatomy.affine, ijk))]
+    if len(ijk) == 0:
+        raise ValueError("no cerebral cortex found in the anatomy to place an FCD")
+    centre = voxel_to_world(anatomy.affine, ijk[rng.integers(len(ijk))])
+    values = {k: float(rng.uniform(*v)) for k, v in FCD_RANGES.items()}
+    end = None
+    if rng.random() < transmantle_probability:
+        vent = ventricles(anatomy)
+        if vent.any():
+            points = voxel_to_world(anatomy.affine, np.argwhere(vent))
+            nearest = points[np.argmin(np.linalg.norm(points - centre, axis=1))]
+            end = tuple(float(v) for v in nearest)
+    return FCDParams(
+        centre_mm=tuple(float(c) for c in centre),
+        diameter_mm=values["diameter_mm"],
+        thickening_mm=values["thickening_mm"],
+        blur_sd_mm=values["blur_sd_mm"],
+        t1_increase=values["t1_increase"],
+        t2_increase=values["t2_increase"],
+        transmantle_end_mm=end,
+        transmantle_width_mm=values["transmantle_width_mm"] if end else 0.0,
+    )
+
+
+def _crop(anatomy: Anatomy, box: tuple[slice, ...]) -> Anatomy:
+    return replace(anatomy, gm=anatomy.gm[box], wm=anatomy.wm[box], csf=anatomy.csf[box],
+                   deep_gm=anatomy.deep_gm[box], mask=anatomy.mask[box])
+
+
+def fcd_weight(params: FCDParams, box: tuple[slice, ...], affine: np.ndarray) -> np.ndarray:
+    """Strength of the FCD changes (float32, 0..1) on the voxels of ``box``.
+
+    1 up to 0.7 radii from the centre, then a cosine taper through 0.5 at the drawn
+    radius to 0 at 1.3 radii, so the abnormality fades into normal tissue.
+    """
+    r = params.diameter_mm / 2
+    ijk = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in box], indexing="ij"), -1)
+    d = np.linalg.norm(voxel_to_world(affine, ijk) - np.asarray(params.centre_mm), axis=-1)
+    t = np.clip((d - (1 - TAPER) * r) / (2 * TAPER * r), 0.0, 1.0)
+    return (0.5 * (1 + np.cos(np.pi * t))).astype(np.float32)
+
+
+def fcd_anatomy(anatomy: Anatomy, params: FCDParams) -> tuple[Anatomy, tuple, np.ndarray]:
+    """Thicken the cortex and blur the grey-white junction around the FCD (pure).
+
+    Returns:
+        ``(new anatomy, box, weight)``: the box (grid slices) holding every change and
+        the strength of the changes in it (:func:`fcd_weight`).
+    """
+    sp = spacing_mm(anatomy.affine)
+    h = float(np.prod(sp) ** (1 / 3))
+    ball_lesion = params.as_lesion()
+    margin = TAPER * params.diameter_mm / 2 + params.thickening_mm + 3 * params.blur_sd_mm
+    box = bounding_box(ball_lesion, anatomy.affine, anatomy.mask.shape, margin + 2 * h)
+    weight = fcd_weight(params, box, anatomy.affine)
+    gm, wm = anatomy.gm[box].astype(np.float32), anatomy.wm[box].astype(np.float32)
+    deep_amount = gm * anatomy.deep_gm[box]
+    # thickening: WM within thickening_mm of the cortex turns grey
+    ctx = gm - deep_amount >= 0.5
+    dist = ndimage.distance_transform_edt(~ctx, sampling=sp) if ctx.any() else np.inf
+    grow = np.clip((params.thickening_mm + h / 2 - dist) / h, 0.0, 1.0)
+    moved = weight * wm * grow
+    gm, wm = gm + moved, wm - moved
+    # blurred junction: smooth GM and WM, keep their sum per voxel
+    sigma = params.blur_sd_mm / sp
+    gb, wb = ndimage.gaussian_filter(gm, sigma), ndimage.gaussian_filter(wm, sigma)
+    total = gm + wm
+    share = np.where(gb + wb > 1e-6, gb / np.maximum(gb + wb, 1e-6), 0.0)
+    gm = (1 - weight) * gm + weight * total * share
+    wm = total - gm
+    deep = np.where(gm > 1e-6, np.clip(deep_amount / np.maximum(gm, 1e-6), 0, 1), 0.0)
+    new = {k: getattr(anatomy, k).copy() for k in ("gm", "wm", "deep_gm")}
+    new["gm"][box], new["wm"][box], new["deep_gm"][box] = gm, wm, deep
+    return replace(anatomy, **new), box, weight
+
+
+def transmantle_crop(
+    params: FCDParams, shape: tuple, affine: np.ndarray
+) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """Transmantle tube as ``(box, partial-volume fraction in the box)``; None without one.
+
+    The tube runs from the FCD centre to the nearest ventricle point and narrows
+    linearly from ``transmantle_width_mm`` to 1.5 mm.
+    """
+    if params.transmantle_end_mm is None:
+        return None
+    a, b = np.asarray(params.centre_mm), np.asarray(params.transmantle_end_mm)
+    reach = np.linalg.norm(b - a) / 2 + params.transmantle_width_mm
+    box = bounding_box(Lesion(0, "tube", tuple((a + b) / 2), (reach,) * 3), affine, shape, 0.0)
+    ijk = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in box], indexing="ij"), -1)
+    x = voxel_to_world(affine, ijk)
+    ab = b - a
+    t = np.clip(((x - a) @ ab) / max(ab @ ab, 1e-9), 0.0, 1.0)
+    dist = np.linalg.norm(x - (a + t[..., None] * ab), axis=-1)
+    radius = ((1 - t) * params.transmantle_width_mm + t * TRANSMANTLE_END_WIDTH_MM) / 2
+    h = float(np.prod(spacing_mm(affine)) ** (1 / 3))
+    return box, np.clip(0.5 - (dist - radius) / h, 0.0, 1.0).astype(np.float32)
+
+
+def _place(local: np.ndarray, box: tuple, region: tuple) -> np.ndarray:
+    """A box's values inside a larger region (zeros elsewhere)."""
+    out = np.zeros([r.stop - r.start for r in region], np.float32)
+    out[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region,
+                                                                         strict=True))] = local
+    return out
+
+
+def _pure_values(maps: TissueMaps, anatomy: Anatomy, box: tuple) -> dict[str, dict[str, float]]:
+    """Per-tissue values that best explain ``maps`` in ``box`` (least squares)."""
+    frac = tissue_fractions(_crop(anatomy, box))
+    names = list(frac)
+    raw = np.stack([frac[t].ravel() for t in names], axis=1).astype(float)
+    total = raw.sum(1)
+    keep = total > 0.05
+    values: dict[str, dict[str, float]] = {t: {} for t in names}
+    for prop in PROPERTIES:
+        y = getattr(maps, prop)[box].ravel().astype(float)[keep]
+        x = raw[keep] if prop == "pd" else raw[keep] / total[keep, None]
+        if prop in RATE_PROPERTIES:
+            y = 1.0 / y
+        coef = np.linalg.lstsq(x, y, rcond=None)[0]
+        for t, c in zip(names, coef, strict=True):
+            present = raw[keep, names.index(t)].max() > 1e-3
+            fallback = 1.0 if prop in RATE_PROPERTIES else 0.0
+            c = c if present and (prop not in RATE_PROPERTIES or c > 0) else fallback
+            values[t][prop] = float(1.0 / c if prop in RATE_PROPERTIES else c)
+    return values
+
+
+def apply_fcd(
+    anatomy: Anatomy, maps: TissueMaps | dict[str, dict[str, float]], params: FCDParams
+) -> tuple[Anatomy, TissueMaps, np.ndarray]:
+    """Apply an FCD to an anatomy and its property maps (pure).
+
+    Args:
+        anatomy: the subject's anatomy.
+        maps: its property maps (e.g. from ``tissue.tissue_maps``), or the per-tissue
+            values ``{tissue: {property: value}}`` to build them from.
+        params: from :func:`draw_fcd`.
+
+    Returns:
+        ``(anatomy, maps, fraction)``: the anatomy with thickened cortex and blurred
+        junction, the property maps with those changes and the T1/T2 rises, and the
+        float32 lesion fraction (grey and white matter of the ball of the drawn
+        diameter, plus the transmantle tube); the changes fade out across its edge.
+    """
+    if isinstance(maps, dict):
+        maps = tissue_maps(anatomy, maps)
+    new_anat, box, weight = fcd_anatomy(anatomy, params)
+    ball = fraction_in_box(params.as_lesion(), box, anatomy.affine)
+    values = _pure_values(maps, anatomy, box)
+    old_box, new_box = tissue_maps(_crop(anatomy, box), values), tissue_maps(
+        _crop(new_anat, box), values)
+    changes = {}
+    for prop in PROPERTIES:
+        m = getattr(maps, prop).copy()
+        o, n = getattr(old_box, prop), getattr(new_box, prop)
+        if prop in LINEAR_PROPERTIES:
+            m[box] = m[box] + (n - o)
+        else:
+            m[box] = 1.0 / np.maximum(1.0 / m[box] + (1.0 / n - 1.0 / o), 1e-6)
+        changes[prop] = m.astype(np.float32)
+    tube = transmantle_crop(params, anatomy.mask.shape, anatomy.affine)
+    region = box if tube is None else tuple(
+        slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(box, tube[0],
+                                                                         strict=True))
+    tissue = (new_anat.gm + new_anat.wm)[region] * new_anat.mask[region]
+    wm = new_anat.wm[region] * new_anat.mask[region]
+    weight, ball = _place(weight, box, region), _place(ball, box, region)
+    tube_r = np.zeros_like(wm) if tube is None else _place(tube[1], tube[0], region) * wm
+    fraction = np.zeros(anatomy.mask.shape, np.float32)
+    fraction[region] = np.clip(np.maximum(ball * tissue, tube_r), 0, 1)
+    changes["t1_ms"][region] *= 1 + params.t1_increase * np.maximum(weight * wm, tube_r)
+    changes["t2_ms"][region] *= 1 + params.t2_increase * np.maximum(weight * tissue, tube_r)
+    out = replace(maps, **{k: v.astype(np.float32) for k, v in changes.items()})
+    return new_anat, out, fraction
