@@ -1,0 +1,287 @@
+"""Cohort writers: one BIDS dataset with ground truth per task.
+
+``simulate_cohort(task, out_dir, subjects, seed, resolution)`` derives one seed per
+subject with ``numpy.random.SeedSequence(seed).spawn(subjects)``, so a seed gives the same
+subjects on any machine, and subject k does not depend on how many subjects follow it.
+Within a subject, independent streams draw (in order) the deformation, the tissue
+values, the lesions, the scanner fields, the noise and the demographics. Raw images go
+under ``sub-XX/[ses-YY/]anat``; ground truth under ``derivatives/phantom``.
+
+Groups (participants.tsv): fcd-classify alternates patient / control (sub-01 patient),
+so patients and controls are 1:1 for an even count; enhance-r1 makes every third
+subject (sub-02, sub-05, ...) an FCD patient (group fcd) and the others controls;
+mrf-lesion and rim-classify subjects are MS patients (1-30 and 5-30 lesions drawn),
+contrast-amplify subjects tumour patients (30 % of them without an enhancing lesion).
+Weighted images and QSM are simulated on the cohort grid itself (partial-volume tissue
+fractions are the decimation); enhance-r1 simulates on the 7T grid and acquires the 3T
+map by blurring and decimating to twice the voxel size.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lesionkit.simulate import acquisitions as acq
+from lesionkit.simulate import parameters as phys
+from lesionkit.simulate.anatomy import Anatomy, draw_deformation, subject_anatomy
+from lesionkit.simulate.signal import draw_smooth_field, r1_from_t1, reslice, smooth_field
+from lesionkit.simulate.tissue import TissueMaps, tissue_maps
+
+
+def base_subject(sub: acq.Subject, spacing: float, field_strength: str = "3T"
+                 ) -> tuple[Anatomy, dict, TissueMaps]:
+    """Deformed anatomy at ``spacing`` mm, tissue quantiles and property maps at a field."""
+    anatomy = subject_anatomy(draw_deformation(sub.rngs["anatomy"]), spacing)
+    quantiles = phys.draw_tissue_quantiles(sub.rngs["tissue"])
+    return anatomy, quantiles, tissue_maps(anatomy, phys.tissue_values(quantiles, field_strength))
+
+
+def _fcd(sub: acq.Subject, anatomy: Anatomy, maps: list[TissueMaps]
+         ) -> tuple[Anatomy, list[TissueMaps], np.ndarray]:
+    """Apply one drawn FCD to the anatomy and to each of ``maps`` (same geometry)."""
+    from lesionkit.simulate import lesions_fcd
+
+    fcd = lesions_fcd.draw_fcd(sub.rngs["lesions"], anatomy)
+    out, fraction, new_anatomy = [], None, anatomy
+    for m in maps:
+        new_anatomy, m2, fraction = lesions_fcd.apply_fcd(anatomy, m, fcd)
+        out.append(m2)
+    return new_anatomy, out, fraction
+
+
+def enhance_r1_subject(sub: acq.Subject) -> None:
+    """3T R1 (1 mm or 2 mm; lower SNR, more blur) and 7T R1 (0.5 mm or 1 mm), same subject."""
+    fine = sub.spacing / 2.0
+    anatomy, quantiles, maps3 = base_subject(sub, fine, "3T")
+    maps7 = tissue_maps(anatomy, phys.tissue_values(quantiles, "7T"))
+    lesion = np.zeros(anatomy.shape, np.float32)
+    if sub.group == "fcd":
+        anatomy, (maps3, maps7), lesion = _fcd(sub, anatomy, [maps3, maps7])
+    rng = sub.rngs["scanner"]
+    gains = [smooth_field(draw_smooth_field(rng), anatomy.shape, 1 - phys.R1_RESIDUAL_B1,
+                          1 + phys.R1_RESIDUAL_B1) ** 2 for _ in range(2)]
+    mask, aff7 = anatomy.mask, anatomy.affine
+    r1_7, _, _ = acq.quantitative_map(r1_from_t1(maps7.t1_ms), phys.R1_7T, mask, aff7,
+                                      sub.rngs["noise"], gains[1])
+    r1_3, aff3, _ = acq.quantitative_map(r1_from_t1(maps3.t1_ms), phys.R1_3T, mask, aff7,
+                                         sub.rngs["noise"], gains[0], factor=2.0)
+    resliced = np.where(mask, reslice(r1_3, aff3, anatomy.shape, aff7, order=4), 0.0)
+    common = {"ResidualB1Error": phys.R1_RESIDUAL_B1}
+    acq.save_image(sub, r1_7, aff7, "R1map", "s^-1", {**acq.sidecar(phys.R1_7T), **common},
+               session="7T")
+    acq.save_image(sub, r1_3, aff3, "R1map", "s^-1", {**acq.sidecar(phys.R1_3T), **common},
+               session="3T", acq="native")
+    resampled = {**acq.sidecar(phys.R1_3T), **common,
+                 "Resampling": "scipy.ndimage order-4 B-spline onto the ses-7T grid"}
+    acq.save_image(sub, resliced, aff7, "R1map", "s^-1", resampled, session="3T")
+    acq.save_image(sub, np.where(mask, r1_from_t1(maps7.t1_ms), 0.0), aff7, "R1map", "s^-1",
+               {"Description": "true 7T R1"}, session="7T", derivative=True)
+    acq.save_truth_tissue(sub, anatomy, lesion, session="7T")
+    sub.preview_images = {"R1 3T (resliced)": (resliced, aff7), "R1 7T": (r1_7, aff7)}
+
+
+def fcd_classify_subject(sub: acq.Subject) -> None:
+    """MPRAGE-like T1w and FLAIR of an FCD-II patient or a control."""
+    anatomy, _, maps = base_subject(sub, sub.spacing)
+    lesion = np.zeros(anatomy.shape, np.float32)
+    if sub.group == "patient":
+        anatomy, (maps,), lesion = _fcd(sub, anatomy, [maps])
+    scanner = acq.draw_scanner(sub.rngs["scanner"])
+    acq.write_weighted(sub, maps, anatomy, phys.T1W_MPRAGE, scanner, 0, "T1w")
+    acq.write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
+    acq.save_truth_tissue(sub, anatomy, lesion)
+
+
+def _ms(sub: acq.Subject, anatomy: Anatomy, maps: TissueMaps, n_range: tuple[int, int]
+        ) -> tuple[TissueMaps, np.ndarray, np.ndarray]:
+    """Draw and paint MS lesions; write the label map and table. Returns maps, fraction, labels."""
+    from lesionkit.simulate.lesions import lesion_fractions, lesion_table_rows
+    from lesionkit.simulate.lesions_ms import apply_ms_lesions, draw_ms_lesions
+
+    lesions = draw_ms_lesions(sub.rngs["lesions"], anatomy, n_range=n_range)
+    fractions, labels = lesion_fractions(lesions, anatomy)
+    maps = apply_ms_lesions(maps, lesions, fractions, anatomy.affine)
+    acq.save_lesions(sub, labels, lesion_table_rows(lesions, fractions, anatomy.affine),
+                 anatomy.affine)
+    sub.row["n_lesions"] = len(lesions)
+    return maps, fractions.total(), labels
+
+
+def mrf_lesion_subject(sub: acq.Subject) -> None:
+    """35-frame MRF-EPI series (Bloch, B1, complex noise), FLAIR and T1w of an MS patient."""
+    from lesionkit.mrf import MRF_EPI
+
+    anatomy, _, maps = base_subject(sub, sub.spacing)
+    maps, lesion, _ = _ms(sub, anatomy, maps, (1, 30))
+    scanner = acq.draw_scanner(sub.rngs["scanner"])
+    b1 = smooth_field(scanner.b1_control, anatomy.shape, *phys.B1_RANGE["3T"])
+    mrf = acq.mrf_images(maps, b1, anatomy.mask, phys.MRF_SNR, sub.rngs["noise"], MRF_EPI)
+    meta = {"MagneticFieldStrength": 3.0, "SNR": phys.MRF_SNR, **MRF_EPI.to_sidecar(),
+            "PulseSequenceType": "MRF-EPI (slice-interleaved spoiled gradient echo EPI)"}
+    acq.save_image(sub, mrf, anatomy.affine, "MRF", "a.u.", meta, dtype=np.int16)
+    acq.write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
+    acq.write_weighted(sub, maps, anatomy, phys.T1W_MPRAGE, scanner, 0, "T1w")
+    a, truth = anatomy.affine, {"Description": "phantom ground truth"}
+    acq.save_image(sub, np.where(anatomy.mask, maps.t1_ms, 0), a, "T1map", "ms", truth,
+               derivative=True)
+    acq.save_image(sub, np.where(anatomy.mask, maps.t2s_ms, 0), a, "T2starmap", "ms", truth,
+               derivative=True)
+    acq.save_image(sub, b1, a, "TB1map", "1", {**truth, "Description": "relative transmit B1"},
+               derivative=True)
+    acq.save_truth_tissue(sub, anatomy, lesion)
+    sub.preview_images = {"MRF (frame mean)": (mrf, a), **sub.preview_images}
+
+
+def rim_classify_subject(sub: acq.Subject) -> None:
+    """QSM (ppb; dipole model, field noise, TKD streaking) and FLAIR of an MS patient."""
+    from lesionkit.simulate.qsm import simulate_qsm
+
+    anatomy, _, maps = base_subject(sub, sub.spacing)
+    maps, lesion, _ = _ms(sub, anatomy, maps, (5, 30))
+    scanner = acq.draw_scanner(sub.rngs["scanner"])
+    chi = simulate_qsm(maps.chi_ppb, anatomy.mask, anatomy.spacing, phys.QSM_NOISE_PPB,
+                       sub.rngs["noise"])
+    meta = {"MagneticFieldStrength": 3.0, "FieldNoiseSD_ppb": round(phys.QSM_NOISE_PPB, 3),
+            "EchoTime": phys.QSM_TE_MS / 1000.0, "MagnitudeSNR": phys.QSM_MAGNITUDE_SNR,
+            "Reconstruction": "dipole forward model, Gaussian field noise, TKD (threshold 0.2)",
+            "B0Direction": [0.0, 0.0, 1.0]}
+    acq.save_image(sub, chi, anatomy.affine, "Chimap", "ppb", meta)
+    sub.preview_images["QSM"] = (chi, anatomy.affine)
+    acq.write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
+    acq.save_image(sub, maps.chi_ppb * anatomy.mask, anatomy.affine, "Chimap", "ppb",
+               {"Description": "true susceptibility"}, derivative=True)
+    acq.save_truth_tissue(sub, anatomy, lesion)
+
+
+def contrast_amplify_subject(sub: acq.Subject) -> None:
+    """Pre-contrast SPGR T1, FLAIR, ADC, T1c at 0.025 and 0.1 mmol/kg, TSE-like reference."""
+    from lesionkit.simulate import lesions_tumour as tumour
+    from lesionkit.simulate.lesions import lesion_table_rows
+
+    anatomy, _, maps = base_subject(sub, sub.spacing)
+    lesions = tumour.draw_tumours(sub.rngs["lesions"], anatomy)
+    tm = tumour.tumour_maps(lesions, anatomy)
+    maps = tumour.apply_tumours(maps, lesions, tm)
+    scanner = acq.draw_scanner(sub.rngs["scanner"])
+    a = anatomy.affine
+    acq.write_weighted(sub, maps, anatomy, phys.T1_SPGR, scanner, 0, "T1w")
+    acq.write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
+    adc, _, _ = acq.quantitative_map(maps.adc, phys.ADC_MAP, anatomy.mask, a, sub.rngs["noise"])
+    acq.save_image(sub, adc, a, "ADC", "1e-3 mm^2/s", acq.sidecar(phys.ADC_MAP))
+    for label, dose, sequence, k in (("low", 0.025, phys.T1_SPGR, 0),
+                                     ("standard", 0.1, phys.T1_SPGR, 0),
+                                     ("reference", 0.1, phys.T1_TSE, 2)):
+        conc = tumour.concentration_mM(tm.enhancing, dose, tm.uptake)
+        r1 = tumour.r1_with_contrast(r1_from_t1(maps.t1_ms), conc)
+        post = replace(maps, t1_ms=(1000.0 / r1).astype(np.float32))
+        meta = {"ContrastBolusIngredient": "GADOLINIUM", "ContrastDose_mmol_per_kg": dose,
+                "Relaxivity_per_mM_s": phys.R1_RELAXIVITY_PER_MM_S}
+        acq.write_weighted(sub, post, anatomy, sequence, scanner, k, "T1w", meta,
+                           ce="gadolinium", acq=label)
+    lesion = tm.fractions.total()
+    acq.save_lesions(sub, tm.labels, lesion_table_rows(lesions, tm.fractions, a), a)
+    truth = {"Description": "phantom ground truth"}
+    acq.save_image(sub, tm.enhancing, a, "probseg", "1", truth, derivative=True,
+               kind="probability", label="enhancing")
+    acq.save_image(sub, tm.oedema, a, "probseg", "1", truth, derivative=True,
+               kind="probability", label="oedema")
+    acq.save_truth_tissue(sub, anatomy, lesion, abnormal=tm.oedema)
+    sub.row["n_lesions"] = len(lesions)
+    sub.preview_images = {k: v for k, v in sub.preview_images.items()
+                          if k in ("T1w", "FLAIR", "T1w_gadolinium_standard")}
+
+
+def _groups(task: str, n: int) -> list[str]:
+    if task == "fcd-classify":
+        return ["patient" if i % 2 == 0 else "control" for i in range(n)]
+    if task == "enhance-r1":
+        return ["fcd" if i % 3 == 1 else "control" for i in range(n)]
+    return ["patient"] * n
+
+
+COHORTS: dict[str, Callable[[acq.Subject], None]] = {
+    "enhance-r1": enhance_r1_subject,
+    "fcd-classify": fcd_classify_subject,
+    "mrf-lesion": mrf_lesion_subject,
+    "rim-classify": rim_classify_subject,
+    "contrast-amplify": contrast_amplify_subject,
+}
+
+
+def _check_out_dir(out: Path, task: str) -> None:
+    """Accept a missing or empty folder, or an earlier phantom of the same task (replaced)."""
+    from lesionkit.io import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: expected a folder for the dataset, found a file")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    desc = out / "dataset_description.json"
+    try:
+        name = json.loads(desc.read_text()).get("Name", "")
+    except (OSError, ValueError):
+        name = ""
+    if name != f"lesionkit phantom {task}":
+        raise InputError(f"{out}: expected an empty folder or a lesionkit phantom of {task}, "
+                         "found other files; choose a new output folder")
+    for child in out.iterdir():
+        if child.name.startswith("sub-") or child.name == "derivatives":
+            shutil.rmtree(child)
+
+
+def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int = 0,
+                    resolution: int = 2, preview: bool = False,
+                    progress: Callable[[int], Any] | None = None) -> Path:
+    """Write a phantom cohort for ``task`` as a BIDS dataset with truth under derivatives.
+
+    Args:
+        task: one of the keys of ``COHORTS`` (the task names of the CLI).
+        out_dir: a new or empty folder (or an earlier phantom of the same task).
+        subjects: number of subjects (labels "01", "02", ...).
+        seed: cohort seed; subject k uses ``SeedSequence(seed).spawn(subjects)[k]``.
+        resolution: 1 (native 1 mm; enhance-r1 3T 1 mm / 7T 0.5 mm) or 2 (2 mm; 2 mm / 1 mm).
+        preview: also write a PNG montage per subject under derivatives/phantom.
+        progress: called with 1 after each subject.
+
+    Returns:
+        The dataset root.
+    """
+    from lesionkit.bids import write_dataset_description, write_participants
+
+    if task not in COHORTS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(COHORTS)}")
+    if resolution not in (1, 2):
+        raise ValueError(f"resolution must be 1 or 2 (mm), found {resolution!r}")
+    if subjects < 1:
+        raise ValueError(f"subjects must be at least 1, found {subjects}")
+    out = Path(out_dir)
+    _check_out_dir(out, task)
+    out.mkdir(parents=True, exist_ok=True)
+    write_dataset_description(out, f"lesionkit phantom {task}")
+    write_dataset_description(out / "derivatives" / acq.PIPELINE,
+                              f"lesionkit phantom {task} truth",
+                              "derivative")
+    rows = []
+    children = np.random.SeedSequence(seed).spawn(subjects)
+    for i, (child, group) in enumerate(zip(children, _groups(task, subjects), strict=True)):
+        sub = acq.make_subject(out, seed, i, child, group, resolution)
+        demo = sub.rngs["demographics"]
+        COHORTS[task](sub)
+        rows.append({"participant_id": f"sub-{sub.label}", "group": group,
+                     "age": int(demo.integers(20, 71)), "sex": str(demo.choice(["F", "M"])),
+                     **sub.row})
+        if preview:
+            from lesionkit.simulate.preview import write_subject_preview
+
+            write_subject_preview(sub)
+        if progress is not None:
+            progress(1)
+    write_participants(out, rows)
+    return out
