@@ -122,8 +122,12 @@ def surface_noise(local_mm: np.ndarray, scale_mm: float, seed: int) -> np.ndarra
 def signed_distance_mm(lesion: Lesion, world_mm: np.ndarray, grow_mm: float = 0.0) -> np.ndarray:
     """Approximate signed distance (mm, negative inside) to the lesion surface.
 
-    First-order distance to the ellipsoid ``(rho^2 - 1) / |grad rho^2|`` (exact on the
-    surface; inside bounded by the distance along the ray from the centre), minus the
+    Inside, the first-order distance to the ellipsoid ``(rho^2 - 1) / |grad rho^2|``
+    (exact on the surface), bounded by the distance along the ray from the centre.
+    Outside, the distance along that ray: exact for spheres and along the principal
+    axes, never shorter than the true distance, so a surface grown by ``grow_mm`` stays
+    within ``grow_mm`` of the ellipsoid (the first-order estimate falls short far away
+    and would let a large margin spill out of the lesion's bounding box). Minus the
     smooth perturbation ``irregularity * mean semi-axis * noise``. ``grow_mm`` moves the
     surface outward (negative: inward).
     """
@@ -133,12 +137,12 @@ def signed_distance_mm(lesion: Lesion, world_mm: np.ndarray, grow_mm: float = 0.
     rho2 = (q**2).sum(axis=-1)
     grad = 2.0 * np.sqrt(((local / axes**2) ** 2).sum(axis=-1)) + 1e-6
     dist = (rho2 - 1.0) / grad
-    # deep inside, the first-order estimate diverges; the distance along the ray from
-    # the centre (exact for a sphere, never shorter than the true one) bounds it
+    # the distance along the ray from the centre (exact for a sphere, never shorter
+    # than the true one) bounds the first-order estimate inside and replaces it outside
     norm = np.linalg.norm(local, axis=-1)
     ray = np.where(norm > 1e-9, norm / np.sqrt(np.maximum(rho2, 1e-30)), axes.min())
     radial = norm - ray
-    dist = np.where(rho2 < 1.0, np.maximum(dist, radial), dist)
+    dist = np.where(rho2 < 1.0, np.maximum(dist, radial), radial)
     if lesion.irregularity > 0:
         noise = surface_noise(local, 2.0 * axes.mean(), lesion.shape_seed)
         dist = dist - lesion.irregularity * axes.mean() * noise
