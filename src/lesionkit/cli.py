@@ -1,10 +1,16 @@
 """Command-line interface: a thin Typer layer over the public functions.
 
 Heavy libraries (torch, MONAI, nibabel, ...) are imported inside the commands so that
-``lesionkit --help`` answers quickly.
+``lesionkit --help`` answers quickly. Errors in the user's input end the command with
+one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -16,11 +22,41 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+TASK_NAMES = ("enhance-r1", "mrf-lesion", "fcd-classify", "contrast-amplify", "rim-classify")
+
 
 def _fail(message: str) -> None:
     """Print one error line to stderr and exit with status 1."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=1)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn lesionkit's input errors into one line and a non-zero exit."""
+    from lesionkit.io import InputError
+
+    try:
+        yield
+    except (InputError, FileExistsError) as error:
+        _fail(str(error))
+
+
+@contextlib.contextmanager
+def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar; yields ``advance(n)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, transient=False) as bar:
+        task_id = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task_id, n)
+
+
+@app.callback()
+def main() -> None:
+    """lesionkit: enhance-r1, mrf-lesion, fcd-classify, contrast-amplify, rim-classify."""
 
 
 @app.command()
@@ -31,6 +67,147 @@ def version() -> None:
     typer.echo(f"lesionkit {__version__}")
 
 
-@app.callback()
-def main() -> None:
-    """lesionkit: enhance-r1, mrf-lesion, fcd-classify, contrast-amplify, rim-classify."""
+@app.command()
+def simulate(
+    task: Annotated[str, typer.Argument(help=f"Cohort to simulate: {', '.join(TASK_NAMES)}.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the BIDS dataset (new or empty).")],
+    subjects: Annotated[int, typer.Option(min=1, help="Number of subjects.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed: one seed gives the same cohort anywhere.")] = 0,
+    resolution: Annotated[int, typer.Option(min=1, max=2, help="1 (1 mm) or 2 (2 mm).")] = 2,
+    preview: Annotated[bool, typer.Option(help="Write a PNG montage per subject.")] = False,
+) -> None:
+    """Simulate a phantom cohort with ground truth as a BIDS dataset."""
+    if task not in TASK_NAMES:
+        _fail(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}")
+    from lesionkit.simulate import simulate_cohort
+
+    with _user_errors(), _progress(f"simulate {task}", subjects) as advance:
+        path = simulate_cohort(task, out_dir, subjects=subjects, seed=seed,
+                               resolution=resolution, preview=preview, progress=advance)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the demo's data and outputs.")] = Path(
+        "demo"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the phantom cohorts.")] = 0,
+) -> None:
+    """Run the end-to-end demonstration on small phantom cohorts (2 mm)."""
+    from lesionkit.demo import run_demo
+
+    with _user_errors():
+        summary = run_demo(out_dir, seed=seed, progress=_progress)
+    typer.echo(summary)
+
+
+# Engine commands (train, predict, evaluate, report) follow.
+
+
+def _task(name: str):  # -> lesionkit.tasks.task.Task
+    """The registered task, or a one-line error listing the known ones."""
+    from lesionkit.tasks import get_task
+
+    try:
+        return get_task(name)
+    except KeyError as error:
+        _fail(str(error.args[0]))
+
+
+def _subject_list(subjects: str | None) -> list[str] | None:
+    return [s.strip().removeprefix("sub-") for s in subjects.split(",")] if subjects else None
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Argument(help="Task name, e.g. enhance-r1.")],
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with inputs and targets.")],
+    model_dir: Annotated[Path, typer.Argument(help="Model folder to write.")],
+    folds: Annotated[int, typer.Option(min=1, help="1: one validation split; K: K folds.")] = 1,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epoch cap (default: task's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of splits, sampling and weights.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    gpus: Annotated[int, typer.Option(min=1, help="CUDA devices; DDP when more than 1.")] = 1,
+    amp: Annotated[bool, typer.Option(help="16-bit mixed precision (CUDA only).")] = False,
+    patches_per_epoch: Annotated[int | None, typer.Option(help="Examples per epoch cap.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Examples per step.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    patience: Annotated[int | None, typer.Option(min=1, help="Early-stopping patience.")] = None,
+    channels: Annotated[str | None, typer.Option(help="U-Net features, e.g. 16,32,64.")] = None,
+    patch_size: Annotated[int | None, typer.Option(min=4, help="Cubic patch edge.")] = None,
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects to use.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoints.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+) -> None:
+    """Train a task on a BIDS dataset; write a self-describing model folder."""
+    chosen = _task(task)
+    from dataclasses import replace
+
+    from lesionkit.train import train as fit
+    from lesionkit.train import with_overrides
+
+    kwargs = dict(chosen.network_kwargs)
+    if channels:
+        levels = [int(c) for c in channels.split(",")]
+        kwargs.update(channels=levels, strides=[2] * (len(levels) - 1))
+    sampler = chosen.sampler
+    if patch_size:
+        sampler = replace(sampler, patch_size=(patch_size,) * 3,
+                          step=tuple(min(s, patch_size) for s in sampler.step))
+    chosen = with_overrides(chosen, batch_size=batch_size, learning_rate=learning_rate,
+                            patience=patience, network_kwargs=kwargs, sampler=sampler)
+    with _user_errors():
+        path = fit(chosen, data_dir, model_dir, folds=folds, epochs=epochs, seed=seed,
+                   device=device, gpus=gpus, amp=amp, patches_per_epoch=patches_per_epoch,
+                   subjects=_subject_list(subjects), resume=resume, progress=progress)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="Model folder written by train.")],
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with the task's inputs.")],
+    tta: Annotated[int, typer.Option(min=1, max=8, help="Mirror flips averaged (1-8).")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
+) -> None:
+    """Apply a model folder; write derivatives/lesionkit with uncertainty maps."""
+    from lesionkit.infer import predict as run
+
+    with _user_errors():
+        written = run(model_dir, data_dir, tta=tta, device=device,
+                      subjects=_subject_list(subjects))
+    typer.echo(f"wrote {len(written)} files under {data_dir / 'derivatives' / 'lesionkit'}")
+
+
+@app.command()
+def evaluate(
+    task: Annotated[str, typer.Argument(help="Task name, e.g. enhance-r1.")],
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with truth and predictions.")],
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Folder of the tables.")] = None,
+) -> None:
+    """Score predictions against the truth; write a metrics table (TSV and JSON)."""
+    chosen = _task(task)
+    from lesionkit.infer import evaluate as score
+
+    with _user_errors():
+        tsv, json_path = score(chosen, data_dir, _subject_list(subjects), out_dir)
+    typer.echo(f"wrote {tsv} and {json_path}")
+
+
+@app.command()
+def report(
+    task: Annotated[str, typer.Argument(help="Task name, e.g. enhance-r1.")],
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with truth and predictions.")],
+    out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
+) -> None:
+    """Write one HTML page with the task's metric tables and figures."""
+    chosen = _task(task)
+    from lesionkit.infer import report as write
+
+    with _user_errors():
+        path = write(chosen, data_dir, out, _subject_list(subjects))
+    typer.echo(f"wrote {path}")

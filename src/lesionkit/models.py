@@ -1,0 +1,137 @@
+"""Network registry: names users type -> factories over MONAI networks.
+
+Every factory takes ``in_channels`` and ``out_channels`` first, then its own keyword
+arguments, and returns a ``torch.nn.Module`` for 3D inputs shaped (B, C, X, Y, Z).
+
+Example::
+
+    from lesionkit.models import build_network
+    net = build_network("unet", 1, 1, channels=(16, 32, 64), strides=(2, 2))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from lesionkit.slicewise import unet_2d
+
+
+def unet(
+    in_channels: int,
+    out_channels: int,
+    channels: Sequence[int] = (32, 64, 128, 256),
+    strides: Sequence[int] | None = None,
+    kernel_size: int = 3,
+    up_kernel_size: int = 3,
+    num_res_units: int = 0,
+    norm: str = "batch",
+    dropout: float = 0.0,
+) -> nn.Module:
+    """3D U-Net (Cicek 2016 style) of configurable depth and width.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        channels: Features per level; its length is the depth.
+        strides: Down-sampling strides between levels (default 2 everywhere).
+        kernel_size: Convolution kernel size.
+        up_kernel_size: Up-convolution kernel size.
+        num_res_units: Residual units per level (0: plain convolutions).
+        norm: Normalisation layer name understood by MONAI.
+        dropout: Dropout probability.
+    """
+    from monai.networks.nets import UNet
+
+    strides = tuple(strides) if strides is not None else (2,) * (len(channels) - 1)
+    return UNet(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        channels=tuple(channels),
+        strides=strides,
+        kernel_size=kernel_size,
+        up_kernel_size=up_kernel_size,
+        num_res_units=num_res_units,
+        norm=norm,
+        dropout=dropout,
+    )
+
+
+def residual_unet(
+    in_channels: int,
+    out_channels: int,
+    channels: Sequence[int] = (32, 64, 128, 256),
+    strides: Sequence[int] | None = None,
+    num_res_units: int = 2,
+    norm: str = "instance",
+    act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
+) -> nn.Module:
+    """3D U-Net with residual units in encoder and decoder (LeakyReLU 0.2 by default)."""
+    from monai.networks.nets import UNet
+
+    strides = tuple(strides) if strides is not None else (2,) * (len(channels) - 1)
+    return UNet(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        channels=tuple(channels),
+        strides=strides,
+        num_res_units=num_res_units,
+        norm=norm,
+        act=act,
+    )
+
+
+def _resnet(depth: int) -> Callable[..., nn.Module]:
+    def factory(
+        in_channels: int,
+        out_channels: int,
+        shortcut_type: str | None = None,
+        widen_factor: float = 1.0,
+    ) -> nn.Module:
+        from monai.networks import nets
+
+        # MedicalNet convention: shortcut A for 18/34, B for 10/50.
+        shortcut = shortcut_type or ("A" if depth in (18, 34) else "B")
+        return getattr(nets, f"resnet{depth}")(
+            spatial_dims=3,
+            n_input_channels=in_channels,
+            num_classes=out_channels,
+            shortcut_type=shortcut,
+            widen_factor=widen_factor,
+        )
+
+    factory.__name__ = f"resnet{depth}"
+    factory.__doc__ = f"3D ResNet-{depth} classifier (MONAI), global pooling + linear head."
+    return factory
+
+
+NETWORKS: dict[str, Callable[..., nn.Module]] = {
+    "unet": unet,
+    "residual-unet": residual_unet,
+    "resnet10": _resnet(10),
+    "resnet18": _resnet(18),
+    "resnet34": _resnet(34),
+    "resnet50": _resnet(50),
+    "unet2d": unet_2d,
+}
+
+
+def build_network(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> nn.Module:
+    """Build a registered network.
+
+    Args:
+        name: Registry name (see :data:`NETWORKS`).
+        in_channels: Input channels.
+        out_channels: Output channels (or classes).
+        **kwargs: Factory keyword arguments.
+
+    Raises:
+        KeyError: Unknown name; the message lists the known ones.
+    """
+    if name not in NETWORKS:
+        raise KeyError(f"unknown network {name!r}; known: {', '.join(sorted(NETWORKS))}")
+    return NETWORKS[name](in_channels, out_channels, **kwargs)

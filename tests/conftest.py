@@ -1,0 +1,120 @@
+"""Shared fixtures: tiny seeded BIDS datasets written as real NIfTI, oblique affines."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from lesionkit.bids import bids_path, write_dataset_description, write_participants
+from lesionkit.io import save_volume
+from lesionkit.tasks.task import ImageSpec, LabelSpec, Task
+from lesionkit.volume import Volume
+
+SHAPE = (16, 16, 16)
+
+#: Smallest settings of each registered network, for fast contract tests.
+TINY_NETWORKS = {
+    "unet": {"channels": (4, 8), "strides": (2,)},
+    "residual-unet": {"channels": (4, 8), "strides": (2,), "num_res_units": 1},
+    "unet2d": {"channels": (4, 4, 8, 8, 16)},
+    "resnet18": {"widen_factor": 0.25},
+    "resnet34": {"widen_factor": 0.25},
+    "resnet10": {"widen_factor": 0.25},
+    "resnet50": {"widen_factor": 0.125},
+}
+
+
+def oblique_affine(spacing: float = 1.0) -> np.ndarray:
+    """A rotated, shifted, anisotropically scaled voxel-to-mm affine."""
+    angle = np.deg2rad(12.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0],
+                         [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([spacing, spacing * 1.1, spacing * 0.9])
+    affine[:3, 3] = [-8.0, 5.5, 3.25]
+    return affine
+
+
+def brain_mask(shape: tuple[int, int, int] = SHAPE) -> np.ndarray:
+    """A centred ellipsoid covering about half of the grid."""
+    grid = np.indices(shape).astype(float)
+    centre = (np.array(shape) - 1) / 2
+    radius = np.array(shape) * 0.42
+    return (((grid - centre[:, None, None, None]) / radius[:, None, None, None]) ** 2).sum(0) < 1
+
+
+def smooth_field(rng: np.random.Generator, shape: tuple[int, int, int] = SHAPE) -> np.ndarray:
+    """A smooth random field in [0, 1] (the 'tissue' pattern of a tiny subject)."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), 1.5)
+    return (field - field.min()) / (np.ptp(field) + 1e-9)
+
+
+def write_image(root: Path, subject: str, spec: ImageSpec, data: np.ndarray) -> Path:
+    """Write one image of a spec (BIDS path from its suffix, session and entities).
+
+    A 4D spec gets three frames: the data scaled by 1, 0.8 and 0.6.
+    """
+    if spec.ndim == 4:
+        data = np.stack([data, 0.8 * data, 0.6 * data], axis=-1)
+    path = bids_path(root, subject, spec.suffix, session=spec.session,
+                     derivatives=spec.derivatives, **dict(spec.entities))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_volume(Volume(data.astype(np.float32), oblique_affine(), kind="intensity",
+                       unit=spec.unit), path)
+    return path
+
+
+def write_task_dataset(root: Path, task: Task, subjects: int = 4, seed: int = 0) -> Path:
+    """A tiny BIDS dataset holding every image and label the task reads.
+
+    Targets are a smooth monotone function of the first input (so a network can learn
+    them); masks are a fixed ellipsoid; labels alternate over the task's classes.
+    """
+    rng = np.random.default_rng(seed)
+    mask = brain_mask()
+    write_dataset_description(root, "tiny test dataset")
+    rows = []
+    for number in range(1, subjects + 1):
+        subject = f"{number:02d}"
+        base = smooth_field(rng) * mask
+        row = {"participant_id": f"sub-{subject}", "group": "control"}
+        for spec in task.inputs:
+            write_image(root, subject, spec, (0.6 + 0.8 * base) * mask)
+        for spec in task.dense_targets:
+            write_image(root, subject, spec, (0.4 + 0.5 * base ** 1.2) * mask)
+        if task.mask is not None:
+            write_image(root, subject, task.mask, mask.astype(np.float32))
+        for spec in task.targets:
+            if isinstance(spec, LabelSpec):
+                row[spec.column] = spec.classes[number % len(spec.classes)]
+        rows.append(row)
+    write_participants(root, rows)
+    return root
+
+
+def tiny(task: Task) -> Task:
+    """The task with a tiny network, patches of at most 8^3 and a small batch."""
+    patch = tuple(min(p, 8) for p in task.sampler.patch_size)
+    sampler = replace(task.sampler, patch_size=patch, step=tuple(max(p // 2, 1) for p in patch),
+                      samples_per_volume=2)
+    network_kwargs = {**task.network_kwargs, **TINY_NETWORKS.get(task.network, {})}
+    return replace(task, network_kwargs=network_kwargs, sampler=sampler,
+                   batch_size=2, learning_rate=1e-3)
+
+
+@pytest.fixture
+def affine() -> np.ndarray:
+    """The oblique affine of every fixture image."""
+    return oblique_affine()
+
+
+@pytest.fixture
+def enhance_dataset(tmp_path: Path) -> Path:
+    """Four tiny enhance-r1 subjects (3T and 7T R1 maps, brain masks)."""
+    from lesionkit.tasks import get_task
+
+    return write_task_dataset(tmp_path / "bids", get_task("enhance-r1"))

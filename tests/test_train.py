@@ -1,0 +1,77 @@
+"""Training: model folder contents, per-fold normalisation, folds, resume, flags."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny
+from lesionkit.bids import BIDSDataset
+from lesionkit.data import fit_normalisation, load_subject
+from lesionkit.tasks import get_task
+from lesionkit.train import LOSSES, TaskModule, train, trainer_flags
+
+TASK = tiny(get_task("enhance-r1"))
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_model_folder_and_training_statistics(enhance_dataset: Path, tmp_path: Path) -> None:
+    model = train(TASK, enhance_dataset, tmp_path / "model", epochs=2, progress=False,
+                  device="cpu", patches_per_epoch=4)
+    config = yaml.safe_load((model / "config.yaml").read_text())
+    fold = config["folds"][0]
+    assert not set(fold["train"]) & set(fold["validation"])
+    assert sorted(fold["train"] + fold["validation"]) == config["data"]["subjects"]
+    dataset = BIDSDataset(enhance_dataset)
+    expected = fit_normalisation([load_subject(dataset, s, TASK) for s in fold["train"]], TASK)
+    for key, stats in expected.items():
+        assert fold["normalisation"][key] == pytest.approx(stats)
+    everyone = fit_normalisation([load_subject(dataset, s, TASK) for s in dataset.subjects()],
+                                 TASK)
+    assert fold["normalisation"]["r1_3t"]["shift"] != pytest.approx(everyone["r1_3t"]["shift"])
+    rows = _rows(model / "fold-0" / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert all(float(r["val_loss"]) >= 0 for r in rows)
+    summary = json.loads((model / "metrics.json").read_text())
+    assert summary["fold-0"]["best_val_loss"] == pytest.approx(
+        min(float(r["val_loss"]) for r in rows))
+
+
+def test_folds_partition_the_subjects(enhance_dataset: Path, tmp_path: Path) -> None:
+    model = train(TASK, enhance_dataset, tmp_path / "model", folds=2, epochs=1, max_steps=1,
+                  progress=False, device="cpu")
+    config = yaml.safe_load((model / "config.yaml").read_text())
+    validated = sorted(s for fold in config["folds"] for s in fold["validation"])
+    assert validated == ["01", "02", "03", "04"]
+    assert {fold["fold"] for fold in config["folds"]} == {0, 1}
+    assert all((model / f"fold-{k}" / "weights.safetensors").is_file() for k in (0, 1))
+
+
+def test_resume_continues_from_last_checkpoint(enhance_dataset: Path, tmp_path: Path) -> None:
+    kwargs = {"progress": False, "device": "cpu", "patches_per_epoch": 2}
+    train(TASK, enhance_dataset, tmp_path / "model", epochs=1, **kwargs)
+    train(TASK, enhance_dataset, tmp_path / "model", epochs=2, resume=True, **kwargs)
+    rows = _rows(tmp_path / "model" / "fold-0" / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+
+
+def test_module_has_task_loss_and_network() -> None:
+    module = TaskModule(TASK, in_channels=1)
+    assert isinstance(module.loss, LOSSES["mse"])
+    assert module.configure_optimizers().param_groups[0]["lr"] == TASK.learning_rate
+
+
+def test_trainer_flags() -> None:
+    assert trainer_flags("cpu", gpus=4, amp=True) == {
+        "accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true"}
+    flags = trainer_flags("cuda", gpus=2, amp=True)
+    assert flags["strategy"] == "ddp" and flags["precision"] == "16-mixed"
+    assert trainer_flags("cuda", gpus=1)["strategy"] == "auto"
