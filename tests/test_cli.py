@@ -39,3 +39,10 @@ def test_unknown_task_is_one_line_and_non_zero(tmp_path) -> None:
     assert result.exit_code == 1
     assert "unknown task 'brain-age'" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_public_api_names_resolve() -> None:
+    import lesionkit as lk
+
+    for name in lk.__all__:
+        assert getattr(lk, name) is not None

@@ -146,6 +146,17 @@ def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.tsv"]
 
 
+def test_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = write_json({}, tmp_path / "a.json")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_json_and_tsv_writers(tmp_path: Path) -> None:
     write_json({"Units": "s^-1", "value": np.float32(1.5)}, tmp_path / "a.json")
     assert '"value": 1.5' in (tmp_path / "a.json").read_text()

@@ -26,6 +26,20 @@ _EXPORTS: dict[str, str] = {
     "BIDSFile": "lesionkit.bids",
     "bids_path": "lesionkit.bids",
     "simulate_cohort": "lesionkit.simulate",
+    "TASKS": "lesionkit.tasks",
+    "get_task": "lesionkit.tasks",
+    "train": "lesionkit.train",
+    "predict": "lesionkit.infer",
+    "evaluate": "lesionkit.infer",
+    "report": "lesionkit.infer",
+    "grad_cam": "lesionkit.explain",
+    "heat_score": "lesionkit.explain",
+    "energy_fraction": "lesionkit.explain",
+    "load_medicalnet": "lesionkit.pretrained",
+    "build_network": "lesionkit.models",
+    "MRF_EPI": "lesionkit.mrf",
+    "build_dictionary": "lesionkit.mrf",
+    "match": "lesionkit.mrf",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -37,10 +37,11 @@ def flips(count: int) -> list[tuple[int, ...]]:
 
 
 def sliding_window(network: nn.Module, x: torch.Tensor, task: Task) -> torch.Tensor:
-    """Sliding-window inference with Gaussian blending (MONAI) at the task's patch size."""
+    """Sliding-window inference with Gaussian blending (MONAI) at the task's window size."""
     from monai.inferers import sliding_window_inference
 
-    return sliding_window_inference(x, task.sampler.patch_size, sw_batch_size=32,
+    window = task.inference_window or task.sampler.patch_size
+    return sliding_window_inference(x, window, sw_batch_size=32 if max(window) <= 64 else 2,
                                     predictor=network, overlap=task.inference_overlap,
                                     mode="gaussian")
 

@@ -26,7 +26,8 @@ from lesionkit.tasks.task import SamplerSpec, Task
 
 #: Task fields stored in config.yaml and restored on load (variants by value).
 TASK_FIELDS = ("network", "network_kwargs", "loss", "sampler", "inference", "inference_overlap",
-               "output_activation", "learning_rate", "batch_size", "max_epochs", "patience")
+               "inference_window", "output_activation", "learning_rate", "batch_size",
+               "max_epochs", "patience")
 
 
 def fold_dir(model_dir: str | os.PathLike[str], fold: int) -> Path:
@@ -39,6 +40,8 @@ def task_fields(task: Task) -> dict[str, Any]:
     fields = {name: getattr(task, name) for name in TASK_FIELDS}
     fields["sampler"] = {k: list(v) if isinstance(v, tuple) else v
                          for k, v in asdict(task.sampler).items()}
+    if task.inference_window is not None:
+        fields["inference_window"] = list(task.inference_window)
     fields["network_kwargs"] = {k: list(v) if isinstance(v, tuple) else v
                                 for k, v in dict(task.network_kwargs).items()}
     return fields
@@ -49,6 +52,8 @@ def task_from_config(config: dict[str, Any]) -> Task:
     fields = dict(config.get("task_fields", {}))
     if "sampler" in fields:
         fields["sampler"] = SamplerSpec(**_tuples(fields["sampler"]))
+    if fields.get("inference_window") is not None:
+        fields["inference_window"] = tuple(fields["inference_window"])
     if "network_kwargs" in fields:
         fields["network_kwargs"] = _tuples(fields["network_kwargs"])
     return replace(get_task(config["task"]), **fields)

@@ -139,6 +139,9 @@ class Task:
         sampler: How training examples are drawn.
         inference: ``"sliding_window"``, ``"whole_volume"`` or ``"per_lesion"``.
         inference_overlap: Sliding-window overlap fraction at prediction time.
+        inference_window: Sliding-window size at prediction time (None: the training
+            patch size). A fully convolutional network takes larger windows than it was
+            trained on, which cuts the work spent on overlaps.
         output_activation: None, ``"sigmoid"`` or ``"softmax"`` applied at prediction.
         outputs: One spec per output channel.
         learning_rate: Adam learning rate.
@@ -166,6 +169,7 @@ class Task:
     sampler: SamplerSpec = SamplerSpec()
     inference: InferenceKind = "sliding_window"
     inference_overlap: float = 0.5
+    inference_window: tuple[int, int, int] | None = None
     output_activation: Literal["sigmoid", "softmax"] | None = None
     learning_rate: float = 1e-4
     batch_size: int = 8
