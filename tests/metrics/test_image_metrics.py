@@ -7,6 +7,7 @@ from lesionkit.metrics import (
     lesion_contrast,
     psnr,
     relative_deviation,
+    relative_edge_sharpness,
     rmse,
     ssim,
 )
@@ -64,6 +65,23 @@ def test_edge_sharpness_falls_with_blur():
     assert sharp == pytest.approx(0.2)
     # half the spacing doubles the gradient in units per mm
     assert edge_sharpness(image, gm, wm, spacing=(0.5, 0.5, 0.5)) == pytest.approx(0.4)
+
+
+def test_relative_edge_sharpness_ignores_tissue_values():
+    shape = (12, 12, 24)
+    wm = np.zeros(shape)
+    wm[..., 12:] = 1.0
+    wm[..., 11] = 0.5
+    gm = 1.0 - wm
+    low_field = 0.6 * gm + 1.0 * wm  # contrast 0.4 s^-1
+    high_field = 0.5 * gm + 0.7 * wm  # contrast 0.2 s^-1, same edge width
+    doubled = 2 * edge_sharpness(high_field, gm, wm)
+    assert edge_sharpness(low_field, gm, wm) == pytest.approx(doubled)
+    # 0.2 /mm over the probability-weighted WM - GM means (the 0.5/0.5 slice, value 0.8,
+    # counts half to each): (12 + 0.4) / 12.5 - (11 * 0.6 + 0.4) / 11.5
+    expected = 0.2 / ((12 + 0.4) / 12.5 - (11 * 0.6 + 0.4) / 11.5)
+    assert relative_edge_sharpness(low_field, gm, wm) == pytest.approx(expected)
+    assert relative_edge_sharpness(high_field, gm, wm) == pytest.approx(expected)
 
 
 def test_edge_sharpness_without_boundary_raises():

@@ -30,6 +30,7 @@ from lesionkit.metrics.image import (
     lesion_contrast,
     psnr,
     relative_deviation,
+    relative_edge_sharpness,
     rmse,
     ssim,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "probability_dice",
     "psnr",
     "relative_deviation",
+    "relative_edge_sharpness",
     "rmse",
     "roc_auc",
     "sensitivity",

@@ -160,6 +160,33 @@ def edge_sharpness(
     return float(magnitude[boundary].mean())
 
 
+def relative_edge_sharpness(
+    image: np.ndarray,
+    gm_prob: np.ndarray,
+    wm_prob: np.ndarray,
+    mask: np.ndarray | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    band: float = 0.2,
+) -> float:
+    """GM-WM edge sharpness over the image's own GM-WM contrast, in 1/mm.
+
+    :func:`edge_sharpness` divided by the difference of the probability-weighted mean
+    intensities of WM and GM inside ``mask``. Scale-free, so maps with different tissue
+    values (R1 at 3T and at 7T) compare by edge width alone: a step edge blurred over w
+    mm scores about 1/w. NaN when the two means are equal.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    region = _region(image.shape, mask)
+    weights = {name: np.asarray(p, dtype=np.float64) * region
+               for name, p in (("gm", gm_prob), ("wm", wm_prob))}
+    means = {name: float((w * image).sum() / w.sum()) if w.sum() > 0 else float("nan")
+             for name, w in weights.items()}
+    contrast = abs(means["wm"] - means["gm"])
+    if not contrast > 0:
+        return float("nan")
+    return edge_sharpness(image, gm_prob, wm_prob, mask, spacing, band) / contrast
+
+
 def _shell(
     lesion: np.ndarray,
     width_mm: float,

@@ -55,8 +55,9 @@ def evaluate(root: Path, subjects: list[str]) -> list[dict]:
     """Metrics per subject for the 3T baseline, the enhanced map and the 7T reference.
 
     RMSE (s^-1), PSNR (dB) and SSIM against the 7T map inside the brain mask; GM-WM edge
-    sharpness (s^-1/mm); lesion contrast to a 2 mm shell and its preservation (output
-    contrast over 7T contrast) where the subject has a lesion mask.
+    sharpness (s^-1/mm) and the same over each map's own GM-WM contrast (1/mm, comparable
+    across field strengths whose R1 differ); lesion contrast to a 2 mm shell and its
+    preservation (output contrast over 7T contrast) where the subject has a lesion mask.
     """
     from lesionkit.bids import BIDSDataset
     from lesionkit.metrics import image as m
@@ -81,6 +82,9 @@ def evaluate(root: Path, subjects: list[str]) -> list[dict]:
             row["ssim"] = m.ssim(image, reference.data, brain) if scored else None
             row["edge_sharpness"] = (m.edge_sharpness(image, gm, wm, brain, reference.spacing)
                                      if gm is not None and wm is not None else None)
+            row["relative_edge_sharpness"] = (
+                m.relative_edge_sharpness(image, gm, wm, brain, reference.spacing)
+                if gm is not None and wm is not None else None)
             row["lesion_contrast"] = (m.lesion_contrast(image, lesion, 2.0, reference.spacing,
                                                         brain) if lesion is not None else None)
             row["contrast_preservation"] = (
@@ -148,7 +152,8 @@ ENHANCE_R1 = Task(
     max_epochs=100,
     patience=10,
     train_on={"group": ("control",)},
-    metrics=("rmse", "psnr", "ssim", "edge_sharpness", "lesion_contrast",
+    metrics=("rmse", "psnr", "ssim", "edge_sharpness", "relative_edge_sharpness",
+             "lesion_contrast",
              "contrast_preservation"),
     evaluate=evaluate,
     report_sections=report_sections,
