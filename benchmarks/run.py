@@ -25,6 +25,8 @@ SUITES = {
     "simulate": ("simulate_bench", "bench_simulation"),
     "mrf": ("mrf_bench", "bench_matching"),
     "engine": ("engine_bench", "bench_engine"),
+    "mrf-lesion": ("mrf_lesion_bench", "bench_mrf_lesion"),
+    "fcd": ("fcd_bench", "bench_fcd"),
 }
 
 
@@ -41,6 +43,9 @@ def machine_description() -> list[str]:
         lines.append(f"- GPU: {torch.cuda.get_device_name(0)}")
     else:
         lines.append("- GPU: none (CPU figures)")
+    if hasattr(os, "getloadavg"):
+        lines.append("- Load average at start (1, 5, 15 min): "
+                     + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     try:
         with open("/proc/meminfo") as handle:
             total_kb = int(handle.readline().split()[1])

@@ -117,3 +117,25 @@ def test_training_subjects_follow_train_on(enhance_dataset: Path) -> None:
     assert training_subjects(dataset, replace(task, train_on={})) == ["01", "02", "03", "04"]
     with pytest.raises(InputError, match="'site' column"):
         training_subjects(dataset, replace(task, train_on={"site": ("a",)}))
+
+
+def test_oversampled_patches_hold_the_label_more_often() -> None:
+    from lesionkit.data import QueuePatches
+    from lesionkit.tasks.task import ImageSpec, OutputSpec, SamplerSpec, Task
+
+    lesion = np.zeros((24, 24, 8), np.float32)
+    lesion[2:4, 2:4, 1] = 1.0
+    subject = tio.Subject(
+        x=tio.ScalarImage(tensor=torch.rand(1, 24, 24, 8), affine=np.eye(4)),
+        lesion=tio.LabelMap(tensor=torch.from_numpy(lesion[None]), affine=np.eye(4)),
+        mask=tio.LabelMap(tensor=torch.ones(1, 24, 24, 8, dtype=torch.uint8), affine=np.eye(4)))
+    task = Task("t", "t", (ImageSpec("x", "x"),), (ImageSpec("lesion", "mask"),),
+                (OutputSpec("mask", "p", "1"),), "unet",
+                sampler=SamplerSpec("label", (8, 8, 1), samples_per_volume=400))
+    rates = []
+    for factor in (1.0, 5.0):
+        torch.manual_seed(0)
+        sampler = replace(task.sampler, oversample="lesion", oversample_factor=factor)
+        patches = QueuePatches([subject], replace(task, sampler=sampler))
+        rates.append(np.mean([patches[i]["target"].max().item() > 0.5 for i in range(400)]))
+    assert rates[0] < 0.03 and 0.025 < rates[1] < 0.09, rates

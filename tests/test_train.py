@@ -75,3 +75,13 @@ def test_trainer_flags() -> None:
     flags = trainer_flags("cuda", gpus=2, amp=True)
     assert flags["strategy"] == "ddp" and flags["precision"] == "16-mixed"
     assert trainer_flags("cuda", gpus=1)["strategy"] == "auto"
+
+
+def test_log_cosh_and_mae_losses() -> None:
+    import numpy as np
+    import torch
+
+    prediction, target = torch.tensor([0.0, 2.0, -30.0]), torch.tensor([0.0, 0.0, 0.0])
+    expected = [*torch.log(torch.cosh(torch.tensor([0.0, 2.0]))).tolist(), 30.0 - np.log(2.0)]
+    assert LOSSES["log-cosh"]()(prediction, target).item() == pytest.approx(np.mean(expected))
+    assert LOSSES["mae"]()(prediction, target).item() == pytest.approx(32.0 / 3)

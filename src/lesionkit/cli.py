@@ -211,3 +211,21 @@ def report(
     with _user_errors():
         path = write(chosen, data_dir, out, _subject_list(subjects))
     typer.echo(f"wrote {path}")
+
+
+@app.command("mrf-match")
+def mrf_match(
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with 4D MRF series.")],
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
+    denoise: Annotated[bool, typer.Option(help="MP-PCA denoising (dipy) first.")] = True,
+) -> None:
+    """Reference MRF maps by dictionary matching: T1 and T2* (ms), B1 and PD."""
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.mrf_reference import match_dataset
+
+    names = _subject_list(subjects)
+    with _user_errors():
+        total = len(names or BIDSDataset(data_dir).subjects())
+        with _progress("mrf-match", total) as advance:
+            written = match_dataset(data_dir, names, denoise=denoise, progress=advance)
+    typer.echo(f"wrote {len(written)} files under {Path(data_dir) / 'derivatives' / 'lesionkit'}")

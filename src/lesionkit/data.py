@@ -68,9 +68,14 @@ def split_subjects(subjects: Sequence[str], seed: int, validation_fraction: floa
     return {"train": sorted(train), "validation": sorted(val)}
 
 
-def kfold_subjects(subjects: Sequence[str], folds: int, seed: int) -> list[dict[str, list[str]]]:
-    """Seeded subject-level k folds; fold k validates on the k-th part."""
-    from sklearn.model_selection import KFold
+def kfold_subjects(subjects: Sequence[str], folds: int, seed: int,
+                   labels: Sequence[int] | None = None) -> list[dict[str, list[str]]]:
+    """Seeded subject-level k folds; fold k validates on the k-th part.
+
+    With ``labels`` (one class index per subject, same order) the folds are stratified
+    (scikit-learn ``StratifiedKFold``): each keeps the class ratio of the whole set.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
 
     if folds < 2:
         return [split_subjects(subjects, seed)]
@@ -78,9 +83,17 @@ def kfold_subjects(subjects: Sequence[str], folds: int, seed: int) -> list[dict[
         raise InputError(f"expected at least {folds} subjects for {folds} folds, "
                          f"found {len(subjects)}")
     ordered = np.array(sorted(subjects))
-    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    if labels is None:
+        splits = KFold(n_splits=folds, shuffle=True, random_state=seed).split(ordered)
+    else:
+        label = dict(zip(subjects, labels, strict=True))
+        y = np.array([label[s] for s in ordered])
+        if np.bincount(y).min() < folds:
+            raise InputError(f"expected at least {folds} subjects of each class for {folds} "
+                             f"stratified folds, found class counts {np.bincount(y).tolist()}")
+        splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(ordered, y)
     return [{"train": sorted(ordered[tr].tolist()), "validation": sorted(ordered[va].tolist())}
-            for tr, va in splitter.split(ordered)]
+            for tr, va in splits]
 
 
 def load_image(dataset: BIDSDataset, subject: str, spec: ImageSpec) -> Volume:
@@ -216,6 +229,28 @@ class GridPatches(Dataset):
         return {k: v[:, i0:i1, j0:j1, k0:k1] if v.ndim == 4 else v for k, v in item.items()}
 
 
+def with_sampling_map(subject: tio.Subject, task: Task) -> tio.Subject:
+    """The subject plus a ``"sampling"`` probability map for ``tio.WeightedSampler``.
+
+    Centres inside the mask (``label`` sampler) or anywhere (``uniform``) have weight 1;
+    those whose patch would hold a voxel of the ``oversample`` image get
+    ``oversample_factor``.
+    """
+    from scipy import ndimage
+
+    spec = task.sampler
+    hit = subject[spec.oversample].data.numpy().max(axis=0) > 0.5
+    near = ndimage.maximum_filter(hit, size=spec.patch_size)
+    weights = np.where(near, spec.oversample_factor, 1.0).astype(np.float32)
+    if spec.kind == "label":
+        weights *= subject["mask"].data[0].numpy() > 0
+    images = dict(subject.get_images_dict(intensity_only=False))
+    images["sampling"] = tio.Image(tensor=torch.from_numpy(weights[None]),
+                                   affine=subject["mask"].affine, type=tio.SAMPLING_MAP)
+    others = {k: v for k, v in subject.items() if k not in images}
+    return tio.Subject(**images, **others)
+
+
 class QueuePatches(Dataset):
     """Random patches through a TorchIO queue (uniform or centred in the mask)."""
 
@@ -223,6 +258,9 @@ class QueuePatches(Dataset):
         spec = task.sampler
         sampler = (tio.LabelSampler(spec.patch_size, label_name="mask")
                    if spec.kind == "label" else tio.UniformSampler(spec.patch_size))
+        if spec.oversample is not None:
+            subjects = [with_sampling_map(s, task) for s in subjects]
+            sampler = tio.WeightedSampler(spec.patch_size, probability_map="sampling")
         self.task = task
         per_volume = spec.samples_per_volume
         self.queue = tio.Queue(tio.SubjectsDataset(list(subjects)), max_length=4 * per_volume,

@@ -113,7 +113,8 @@ def run_demo(
     lines.append(f"held-out phantom subjects {', '.join(held_out)} (mean over subjects):")
     for method, values in summary.items():
         shown = ", ".join(f"{k} {v['mean']:.4g}" for k, v in values.items()
-                          if k in ("rmse", "psnr", "ssim") and v["mean"] is not None)
+                          if k in ("rmse", "psnr", "ssim", "relative_edge_sharpness")
+                          and v["mean"] is not None)
         lines.append(f"  {method}: {shown}")
     lines.append(f"report: {html}")
     return "\n".join(lines)

@@ -91,10 +91,13 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
         out_channels: int,
         shortcut_type: str | None = None,
         widen_factor: float = 1.0,
+        conv1_t_stride: int = 1,
+        bias_downsample: bool = True,
     ) -> nn.Module:
         from monai.networks import nets
 
-        # MedicalNet convention: shortcut A for 18/34, B for 10/50.
+        # MedicalNet convention: shortcut A for 18/34, B for 10/50; its first convolution
+        # has stride 2 and its B shortcuts no bias (conv1_t_stride=2, bias_downsample=False).
         shortcut = shortcut_type or ("A" if depth in (18, 34) else "B")
         return getattr(nets, f"resnet{depth}")(
             spatial_dims=3,
@@ -102,6 +105,8 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
             num_classes=out_channels,
             shortcut_type=shortcut,
             widen_factor=widen_factor,
+            conv1_t_stride=conv1_t_stride,
+            bias_downsample=bias_downsample,
         )
 
     factory.__name__ = f"resnet{depth}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ from lesionkit.data import (
 from lesionkit.io import InputError, write_json
 from lesionkit.model_folder import fold_dir, save_weights, task_fields, write_config
 from lesionkit.models import build_network
-from lesionkit.tasks.task import Task
+from lesionkit.tasks.task import LabelSpec, Task
 
 
 def _dice_loss() -> nn.Module:
@@ -44,10 +45,20 @@ def _dice_loss() -> nn.Module:
     return DiceLoss(sigmoid=True)
 
 
+class LogCoshLoss(nn.Module):
+    """Mean log(cosh(prediction - target)), computed stably as |x| + softplus(-2|x|) - log 2."""
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = (prediction - target).abs()
+        return (x + nn.functional.softplus(-2.0 * x) - math.log(2.0)).mean()
+
+
 #: Loss registry: names used by tasks -> factories.
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
     "l1": nn.L1Loss,
+    "mae": nn.L1Loss,
+    "log-cosh": LogCoshLoss,
     "bce": nn.BCEWithLogitsLoss,
     "cross-entropy": nn.CrossEntropyLoss,
     "dice": _dice_loss,
@@ -237,7 +248,9 @@ def train(
         config["in_channels"] = in_channels
         write_config(model_dir, config)
 
-    for fold, split in enumerate(kfold_subjects(names, folds, seed)):
+    label_keys = [t.key for t in task.targets if isinstance(t, LabelSpec)]
+    labels = [int(loaded[n][label_keys[0]]) for n in names] if label_keys else None
+    for fold, split in enumerate(kfold_subjects(names, folds, seed, labels)):
         fold_subjects = {k: [loaded[n] for n in v] for k, v in split.items()}
         summary[f"fold-{fold}"] = train_fold(
             task, fold_subjects, fold_dir(model_dir, fold), seed + fold,

@@ -113,6 +113,10 @@ class SamplerSpec:
         max_background: Patches with a larger fraction of voxels outside the mask are
             dropped (``grid`` only).
         samples_per_volume: Patches per subject and pass (queue samplers).
+        oversample: Key of a dense target (e.g. a lesion mask); queue samplers draw
+            patches holding one of its voxels (> 0.5) ``oversample_factor`` times as
+            often as the others (None: no oversampling).
+        oversample_factor: Relative probability of such patches.
     """
 
     kind: SamplerKind = "grid"
@@ -120,6 +124,8 @@ class SamplerSpec:
     step: tuple[int, int, int] = (8, 8, 4)
     max_background: float = 0.8
     samples_per_volume: int = 16
+    oversample: str | None = None
+    oversample_factor: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,130 @@
+"""mrf-lesion benchmark: whole-brain reference reconstruction against the network.
+
+The reference is MP-PCA denoising (dipy) plus dictionary matching of the 35 frames
+(:func:`lesionkit.mrf_reference.match_dataset`); the network is the task's 2D U-Net
+(35 -> 5 channels, depth 4, 32 first-level filters) predicting the same brain by
+sliding windows of one 64x64 slice. Network time does not depend on its weights, so
+an untrained network of the task's size is timed. One 2 mm phantom subject; on CUDA the
+network also on the 1 mm grid (on a CPU that takes minutes, and the reference at 1 mm
+about eight times its 2 mm time, so neither runs there). Peak memory: traced
+Python/numpy allocations of the reference, peak resident memory of a child process
+for the network (CPU) or CUDA peak allocation.
+
+Run alone: ``python benchmarks/mrf_lesion_bench.py bench-out/mrf-lesion``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+
+def _row(case: str, value: float, unit: str, **extra) -> dict:
+    return {"benchmark": "mrf-lesion", "case": case, "value": float(value), "unit": unit,
+            **extra}
+
+
+def _network_seconds(shape: tuple[int, int, int], device: str) -> tuple[float, float]:
+    """Seconds and peak memory (MiB) of one sliding-window prediction of a 35-frame series."""
+    import torch
+
+    from lesionkit.infer import sliding_window
+    from lesionkit.models import build_network
+    from lesionkit.tasks import get_task
+
+    task = get_task("mrf-lesion")
+    network = build_network(task.network, 35, task.out_channels, **task.network_kwargs)
+    network = network.to(device).eval()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 35, *shape),
+                                                                  dtype=np.float32)).to(device)
+    with torch.inference_mode():
+        sliding_window(network, x[..., :2], task)  # warm-up
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        sliding_window(network, x, task)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if device == "cuda":
+        return seconds, torch.cuda.max_memory_allocated() / 2**20
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(shape: tuple[int, int, int], device: str, queue: multiprocessing.Queue) -> None:
+    queue.put(_network_seconds(shape, device))
+
+
+def _network_in_child(shape: tuple[int, int, int], device: str) -> tuple[float, float]:
+    """Run :func:`_network_seconds` in a fresh process so its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(shape, device, queue))
+    process.start()
+    try:
+        result = queue.get(timeout=1800)
+    except Exception as error:  # queue.Empty: the child died (e.g. out of memory)
+        raise RuntimeError(f"network timing failed (exit code {process.exitcode})") from error
+    process.join()
+    return result
+
+
+def bench_mrf_lesion(out_dir: Path | str) -> list[dict]:
+    """Time MP-PCA + matching against the network on one 2 mm phantom subject.
+
+    Writes ``mrf_lesion_bench.json`` in ``out_dir``; returns one row per measurement.
+    """
+    import torch
+
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.mrf import build_dictionary
+    from lesionkit.mrf_reference import match_dataset
+    from lesionkit.simulate.cohorts import simulate_cohort
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    data = simulate_cohort("mrf-lesion", out_dir / "phantom-2mm", subjects=1, seed=0,
+                           resolution=2)
+    mrf_file = BIDSDataset(data).get("01", "MRF").path
+    import nibabel as nib
+
+    shape = tuple(int(n) for n in nib.load(str(mrf_file)).shape[:3])
+    rows = []
+    seconds, peak = _network_in_child(shape, device)
+    rows.append(_row("network, 2 mm brain", seconds, "s", peak_mib=round(peak, 1),
+                     detail=f"grid {shape}, {device}, untrained weights of the task's size"))
+    shape_1mm = tuple(2 * n for n in shape)
+    if device == "cuda":  # about 8x the 2 mm time: minutes on a CPU
+        seconds_1mm, peak_1mm = _network_in_child(shape_1mm, device)
+        rows.append(_row("network, 1 mm brain", seconds_1mm, "s", peak_mib=round(peak_1mm, 1),
+                         detail=f"grid {shape_1mm}, {device}"))
+
+    dictionary = build_dictionary()
+    for denoise, name in ((False, "matching only"), (True, "MP-PCA + matching")):
+        tracemalloc.start()
+        start = time.perf_counter()
+        match_dataset(data, denoise=denoise, dictionary=dictionary)
+        elapsed = time.perf_counter() - start
+        reference_peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        rows.append(_row(f"reference {name}, 2 mm brain", elapsed, "s",
+                         peak_mib=round(reference_peak, 1),
+                         detail=f"{len(dictionary)} atoms, chunked matching"))
+    rows.append(_row("speed-up, 2 mm (MP-PCA + matching / network)", elapsed / seconds, "x",
+                     detail="goal >= 50x; study: about 3 h against 1 min"))
+    (out_dir / "mrf_lesion_bench.json").write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    for row in bench_mrf_lesion(sys.argv[1] if len(sys.argv) > 1 else "bench-out/mrf-lesion"):
+        print(row)

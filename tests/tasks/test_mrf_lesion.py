@@ -1,0 +1,177 @@
+"""mrf-lesion: the five-output network, its variants, evaluation and report."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lesionkit.bids import BIDSDataset, bids_path, write_dataset_description, write_participants
+from lesionkit.infer import predict
+from lesionkit.io import load_volume, save_volume
+from lesionkit.tasks import get_task
+from lesionkit.tasks.mrf_lesion import MRF_LESION, MRF_LESION_TASKS
+from lesionkit.tasks.task import SamplerSpec
+from lesionkit.train import train
+from lesionkit.volume import Volume
+
+SHAPE = (12, 12, 4)
+AFFINE = np.array([[0.0, 2.0, 0.0, -20.0], [-2.1, 0.0, 0.0, 14.0], [0.0, 0.0, 1.9, -3.0],
+                   [0.0, 0.0, 0.0, 1.0]])
+
+
+def put(root: Path, subject: str, suffix: str, data: np.ndarray, derivatives: str | None = None,
+        **entities: str) -> None:
+    path = bids_path(root, subject, suffix, derivatives=derivatives, **entities)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_volume(Volume(np.asarray(data, np.float32), AFFINE, "intensity", ""), path)
+
+
+def write_mrf_dataset(root: Path, subjects: int = 3) -> Path:
+    """Tiny MRF subjects with every file the five-output task reads (and the truth)."""
+    rng = np.random.default_rng(0)
+    write_dataset_description(root, "tiny mrf-lesion")
+    brain = np.zeros(SHAPE, bool)
+    brain[1:-1, 1:-1, :] = True
+    for number in range(1, subjects + 1):
+        s = f"{number:02d}"
+        wm = rng.uniform(0, 1, SHAPE) * brain
+        lesion = np.zeros(SHAPE, bool)
+        lesion[4:6, 4:6, 1:3] = True
+        t1 = np.where(brain, 800 + 600 * (1 - wm) + 500 * lesion, 0)
+        frames = np.linspace(0.5, 1.5, 35)
+        put(root, s, "MRF", (1000 - 0.2 * t1)[..., None] * frames * brain[..., None])
+        for pipeline, scale in (("lesionkit", 1.02), ("phantom", 1.0)):
+            entities = {"desc": "matched"} if pipeline == "lesionkit" else {}
+            put(root, s, "T1map", t1 * scale, pipeline, **entities)
+            put(root, s, "T2starmap", np.where(brain, 50 + 20 * lesion, 0) * scale, pipeline,
+                **entities)
+            put(root, s, "mask", brain, pipeline, desc="brain")
+        put(root, s, "probseg", wm * ~lesion, "phantom", label="NAWM")
+        put(root, s, "probseg", (1 - wm) * brain, "phantom", label="GM")
+        put(root, s, "mask", lesion, "phantom", label="lesion")
+        put(root, s, "FLAIR", t1 / 10)
+        put(root, s, "T1w", 2000 - t1)
+    write_participants(root, [{"participant_id": f"sub-{n:02d}", "group": "patient"}
+                              for n in range(1, subjects + 1)])
+    return root
+
+
+def tiny(task):
+    return replace(task, network_kwargs={"channels": (4, 4, 8, 8, 16), "bridge_dropout": 0.5},
+                   sampler=SamplerSpec(kind="label", patch_size=(8, 8, 1), samples_per_volume=4,
+                                       oversample="lesion", oversample_factor=5.0),
+                   batch_size=2, learning_rate=1e-3)
+
+
+def test_five_output_network_trains_two_steps_and_predicts(tmp_path: Path) -> None:
+    data = write_mrf_dataset(tmp_path / "bids")
+    model = train(tiny(MRF_LESION), data, tmp_path / "model", epochs=1, max_steps=2,
+                  progress=False, device="cpu", subjects=["01", "02"])
+    written = predict(model, data, device="cpu", progress=False, subjects=["03"])
+    dataset = BIDSDataset(data)
+    expected = {("T1map", None, "ms"), ("T2starmap", None, "ms"), ("probseg", "NAWM", "1"),
+                ("probseg", "GM", "1"), ("probseg", "lesion", "1")}
+    found = set()
+    for suffix, label, unit in expected:
+        entities = {"label": label} if label else {"label": None}
+        hit = dataset.get("03", suffix, derivatives="lesionkit", desc="mrflesion", **entities)
+        volume = load_volume(hit.path)
+        assert volume.shape == SHAPE and np.isfinite(volume.data).all()
+        np.testing.assert_allclose(volume.affine, AFFINE, atol=1e-5)
+        assert f'"Units": "{unit}"' in hit.sidecar.read_text()
+        found.add((suffix, label, unit))
+    assert found == expected and len(written) == 10  # five maps and five uncertainty maps
+    t1 = load_volume(dataset.get("03", "T1map", derivatives="lesionkit", desc="mrflesion").path)
+    assert 100 < np.median(t1.data) < 5000  # inverted back to ms, not z-scores
+    rows = MRF_LESION.evaluate(data, ["03"])
+    assert rows[0]["method"] == "network" and 0 <= rows[0]["lesion_dice"] <= 1
+    assert rows[0]["t1_deviation_matching"] is not None
+
+
+def test_evaluate_on_hand_made_derivatives(tmp_path: Path) -> None:
+    root = tmp_path / "bids"
+    write_dataset_description(root, "hand-made")
+    brain = np.zeros(SHAPE, bool)
+    brain[1:-1, 1:-1, :] = True
+    truth = np.zeros(SHAPE, bool)
+    truth[2:4, 2:4, 0:2] = True  # lesion A, 8 voxels
+    truth[8, 8, 2] = True  # lesion B, 1 voxel
+    prob = np.zeros(SHAPE)
+    prob[2:4, 2:4, 0:2] = 0.9  # A found
+    prob[6:8, 2:4, 0:2] = 0.5  # 8 false-positive voxels
+    prob[8, 8, 2] = 0.2  # B below 33 %
+    t1_truth = np.where(brain, 1000.0, 0.0)
+    nawm = np.zeros(SHAPE)
+    nawm[1:6, 1:-1, :] = 0.9
+    gm_truth = np.zeros(SHAPE)
+    gm_truth[6:-1, 1:-1, :] = 0.95
+    gm_pred = np.zeros(SHAPE)
+    gm_pred[6:-1, 1:-1, :2] = 0.85  # half of the GM voxels
+    put(root, "01", "mask", truth, "phantom", label="lesion")
+    put(root, "01", "mask", brain, "phantom", desc="brain")
+    put(root, "01", "probseg", nawm, "phantom", label="NAWM")
+    put(root, "01", "probseg", gm_truth, "phantom", label="GM")
+    put(root, "01", "T1map", t1_truth, "phantom")
+    put(root, "01", "T2starmap", t1_truth / 20, "phantom")
+    put(root, "01", "T1map", t1_truth * 0.95, "lesionkit", desc="matched")
+    put(root, "01", "T2starmap", t1_truth / 20, "lesionkit", desc="matched")
+    put(root, "01", "probseg", prob, "lesionkit", label="lesion", desc="mrflesion")
+    put(root, "01", "probseg", nawm, "lesionkit", label="NAWM", desc="mrflesion")
+    put(root, "01", "probseg", gm_pred, "lesionkit", label="GM", desc="mrflesion")
+    put(root, "01", "T1map", t1_truth * 0.95 * 1.1, "lesionkit", desc="mrflesion")
+    put(root, "01", "T2starmap", t1_truth / 20 * 0.9, "lesionkit", desc="mrflesion")
+
+    network, matching = MRF_LESION.evaluate(root, ["01"])
+    assert network["n_lesions"] == 2
+    assert network["lesion_dice"] == pytest.approx(2 * 8 / (16 + 9))
+    assert network["detection_rate"] == pytest.approx(0.5)
+    assert network["best_dice"] == pytest.approx(2 * 8 / (8 + 9))
+    assert 0.5 < network["best_threshold"] <= 0.9
+    assert network["nawm_dice"] == pytest.approx(1.0)
+    assert network["gm_dice"] == pytest.approx(2 * 0.5 / 1.5)
+    assert network["t1_deviation_matching"] == pytest.approx(10.0, rel=1e-4)
+    assert network["t1_deviation_truth"] == pytest.approx(4.5, rel=1e-3)
+    assert network["t2s_deviation_matching"] == pytest.approx(10.0, rel=1e-4)
+    assert matching["method"] == "matching"
+    assert matching["t1_deviation_truth"] == pytest.approx(5.0, rel=1e-4)
+    assert matching["t2s_deviation_truth"] == pytest.approx(0.0, abs=1e-6)
+
+    sections = MRF_LESION.report_sections(root, ["01"], [network, matching])
+    assert [s.title for s in sections] == ["mrf-lesion: metrics",
+                                           "mrf-lesion: lesion probability"]
+    assert any("threshold" in caption for caption in sections[1].figures)
+
+
+def test_variants_are_registered_by_value() -> None:
+    assert set(MRF_LESION_TASKS) == {"mrf-lesion", "mrf-lesion-only", "mrf-lesion-dice",
+                                     "mrf-relaxometry-lesion", "flair-lesion", "mrf-lesion-3d"}
+    assert [o.target for o in get_task("mrf-lesion").outputs] == ["t1", "t2s", None, None, None]
+    only = get_task("mrf-lesion-only")
+    assert only.out_channels == 1 and only.loss == "mse" and only.inputs == MRF_LESION.inputs
+    dice = get_task("mrf-lesion-dice")
+    assert dice.loss == "dice" and dice.output_activation == "sigmoid"
+    relaxometry = get_task("mrf-relaxometry-lesion")
+    assert [s.suffix for s in relaxometry.inputs] == ["T1map", "T2starmap"]
+    assert all(dict(s.entities)["desc"] == "matched" for s in relaxometry.inputs)
+    assert [s.suffix for s in get_task("flair-lesion").inputs] == ["FLAIR", "T1w"]
+    assert get_task("mrf-lesion-3d").network == "unet"
+    assert MRF_LESION.network == "unet2d" and MRF_LESION.sampler.patch_size == (64, 64, 1)
+    assert all(t.sampler.oversample == "lesion" and t.sampler.oversample_factor == 5.0
+               for t in MRF_LESION_TASKS.values())
+
+
+@pytest.mark.parametrize("name", ["mrf-relaxometry-lesion", "flair-lesion"])
+def test_single_output_variants_train_and_predict(name: str, tmp_path: Path) -> None:
+    data = write_mrf_dataset(tmp_path / "bids")
+    task = tiny(get_task(name))
+    model = train(task, data, tmp_path / "model", epochs=1, max_steps=1, progress=False,
+                  device="cpu", subjects=["01", "02"])
+    written = predict(model, data, device="cpu", progress=False, subjects=["03"])
+    assert sorted(p.name for p in written) == [
+        f"sub-03_label-lesion_desc-{name.replace('-', '')}_probseg.nii.gz",
+        "sub-03_label-lesion_desc-uncertainty_probseg.nii.gz"]
+    rows = task.evaluate(data, ["03"])
+    assert rows[0]["t1_deviation_matching"] is None and rows[0]["n_lesions"] == 1
