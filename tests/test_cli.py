@@ -41,8 +41,29 @@ def test_unknown_task_is_one_line_and_non_zero(tmp_path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-def test_public_api_names_resolve() -> None:
+def test_public_api_names_resolve_to_objects_not_modules() -> None:
+    import importlib
+    import types
+
     import lesionkit as lk
 
+    # Importing every defining module first would shadow a lazy name by a submodule.
+    for module in set(lk._EXPORTS.values()):
+        importlib.import_module(module)
     for name in lk.__all__:
-        assert getattr(lk, name) is not None
+        assert not isinstance(getattr(lk, name), types.ModuleType), name
+    assert callable(lk.train) and callable(lk.predict) and callable(lk.simulate_cohort)
+
+
+def test_model_commands_name_the_missing_model_folder(tmp_path) -> None:
+    for command in (["predict", str(tmp_path / "model"), str(tmp_path)],
+                    ["explain", str(tmp_path / "model"), str(tmp_path)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1
+        assert "model/config.yaml: expected a lesionkit model folder" in result.stderr
+
+
+def test_mrf_match_names_the_dataset_without_mrf(tmp_path) -> None:
+    result = runner.invoke(app, ["mrf-match", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"{tmp_path}: expected subjects with an MRF series" in result.stderr

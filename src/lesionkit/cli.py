@@ -144,8 +144,8 @@ def train(
     chosen = _task(task)
     from dataclasses import replace
 
-    from lesionkit.train import train as fit
-    from lesionkit.train import with_overrides
+    from lesionkit.training import train as fit
+    from lesionkit.training import with_overrides
 
     kwargs = dict(chosen.network_kwargs)
     if channels:
@@ -229,3 +229,53 @@ def mrf_match(
         with _progress("mrf-match", total) as advance:
             written = match_dataset(data_dir, names, denoise=denoise, progress=advance)
     typer.echo(f"wrote {len(written)} files under {Path(data_dir) / 'derivatives' / 'lesionkit'}")
+
+
+@app.command()
+def explain(
+    model_dir: Annotated[Path, typer.Argument(help="fcd-classify model folder.")],
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset to explain.")],
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    layer: Annotated[str, typer.Option(help="Network layer for Grad-CAM.")] = "layer4",
+) -> None:
+    """Grad-CAM maps (MONAI) of the patient class, on each input's grid, as derivatives."""
+    from lesionkit.tasks.fcd_classify import explain as write_cams
+
+    with _user_errors():
+        written = write_cams(model_dir, data_dir, _subject_list(subjects), device=device,
+                             target_layer=layer)
+    typer.echo(f"wrote {len(written)} Grad-CAM maps under "
+               f"{Path(data_dir) / 'derivatives' / 'lesionkit'}")
+
+
+@app.command("fcd-compare")
+def fcd_compare(
+    data_dir: Annotated[Path, typer.Argument(help="fcd-classify BIDS dataset.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for arm model folders and report.")],
+    arms: Annotated[str, typer.Option(help="scratch, segmentation and/or medicalnet.")] = (
+        "scratch,segmentation"),
+    source_dir: Annotated[Path | None, typer.Option(
+        help="Lesion-segmentation cohort (e.g. mrf-lesion phantom) to pretrain on.")] = None,
+    medicalnet: Annotated[Path | None, typer.Option(
+        help="MedicalNet checkpoint for the medicalnet arm.")] = None,
+    folds: Annotated[int, typer.Option(min=2, help="Stratified folds.")] = 4,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per fold.")] = 3,
+    network: Annotated[str, typer.Option(help="resnet10, resnet18, resnet34, resnet50.")] = (
+        "resnet18"),
+    modality: Annotated[str, typer.Option(help="FLAIR or T1w.")] = "FLAIR",
+    seed: Annotated[int, typer.Option(help="Seed of folds and weights.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Cross-validate transfer-learning arms on the same folds; write the comparison report."""
+    from lesionkit.crossval import compare_arms
+    from lesionkit.tasks.fcd_classify import comparison_report, fcd_task
+
+    weights = {"medicalnet": medicalnet} if medicalnet else None
+    with _user_errors():
+        result = compare_arms(data_dir, out_dir, arms=tuple(a.strip() for a in arms.split(",")),
+                              folds=folds, epochs=epochs,
+                              task=fcd_task(modality=modality, network=network),
+                              weights=weights, source_dir=source_dir, seed=seed, device=device)
+        html = comparison_report(out_dir, data_dir)
+    typer.echo(f"wrote {result} and {html}")

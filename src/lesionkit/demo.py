@@ -77,7 +77,7 @@ def run_demo(
     from lesionkit.infer import evaluate, predict, report
     from lesionkit.simulate import simulate_cohort
     from lesionkit.tasks import get_task
-    from lesionkit.train import train
+    from lesionkit.training import train
 
     out = Path(out_dir)
     sizes = COHORT_SIZES if cohorts is None else cohorts

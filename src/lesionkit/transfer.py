@@ -267,7 +267,7 @@ def fit_classifier(task: Any, train: list, folder: Path, arm: str,
 
     from lesionkit.data import fit_normalisation, normalise, training_dataset
     from lesionkit.model_folder import save_weights
-    from lesionkit.train import EpochLog, TaskModule, trainer_flags
+    from lesionkit.training import EpochLog, TaskModule, trainer_flags
 
     L.seed_everything(seed, verbose=False)
     stats = fit_normalisation(train, task)

@@ -15,7 +15,7 @@ from lesionkit.infer import predict
 from lesionkit.io import load_volume
 from lesionkit.model_folder import load_model
 from lesionkit.tasks import TASKS, get_task
-from lesionkit.train import train
+from lesionkit.training import train
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

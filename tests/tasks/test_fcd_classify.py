@@ -91,7 +91,7 @@ def test_explain_uses_the_held_out_fold_and_keeps_the_grid(tmp_path: Path) -> No
 
 def test_train_predict_explain_evaluate_report(tmp_path: Path) -> None:
     from lesionkit.infer import predict
-    from lesionkit.train import train
+    from lesionkit.training import train
 
     data = _dataset(tmp_path / "bids")
     task = replace(get_task("fcd-classify"), network="resnet10",

@@ -14,7 +14,7 @@ from lesionkit.io import load_volume, save_volume
 from lesionkit.tasks import get_task
 from lesionkit.tasks.mrf_lesion import MRF_LESION, MRF_LESION_TASKS
 from lesionkit.tasks.task import SamplerSpec
-from lesionkit.train import train
+from lesionkit.training import train
 from lesionkit.volume import Volume
 
 SHAPE = (12, 12, 4)

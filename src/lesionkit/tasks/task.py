@@ -141,7 +141,7 @@ class Task:
             (None: non-zero voxels of the first input).
         network: Registry name in :data:`lesionkit.models.NETWORKS`.
         network_kwargs: Keyword arguments of the network factory.
-        loss: Registry name in :data:`lesionkit.train.LOSSES`.
+        loss: Registry name in :data:`lesionkit.training.LOSSES`.
         sampler: How training examples are drawn.
         inference: ``"sliding_window"``, ``"whole_volume"`` or ``"per_lesion"``.
         inference_overlap: Sliding-window overlap fraction at prediction time.

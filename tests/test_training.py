@@ -13,7 +13,7 @@ from conftest import tiny
 from lesionkit.bids import BIDSDataset
 from lesionkit.data import fit_normalisation, load_subject
 from lesionkit.tasks import get_task
-from lesionkit.train import LOSSES, TaskModule, train, trainer_flags
+from lesionkit.training import LOSSES, TaskModule, train, trainer_flags
 
 TASK = tiny(get_task("enhance-r1"))
 
