@@ -29,6 +29,7 @@ def unet(
     num_res_units: int = 0,
     norm: str = "batch",
     dropout: float = 0.0,
+    act: str | tuple = "prelu",
 ) -> nn.Module:
     """3D U-Net (Cicek 2016 style) of configurable depth and width.
 
@@ -42,6 +43,7 @@ def unet(
         num_res_units: Residual units per level (0: plain convolutions).
         norm: Normalisation layer name understood by MONAI.
         dropout: Dropout probability.
+        act: Activation name (or name and arguments) understood by MONAI.
     """
     from monai.networks.nets import UNet
 
@@ -57,6 +59,7 @@ def unet(
         num_res_units=num_res_units,
         norm=norm,
         dropout=dropout,
+        act=act,
     )
 
 
@@ -70,19 +73,8 @@ def residual_unet(
     act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
 ) -> nn.Module:
     """3D U-Net with residual units in encoder and decoder (LeakyReLU 0.2 by default)."""
-    from monai.networks.nets import UNet
-
-    strides = tuple(strides) if strides is not None else (2,) * (len(channels) - 1)
-    return UNet(
-        spatial_dims=3,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        channels=tuple(channels),
-        strides=strides,
-        num_res_units=num_res_units,
-        norm=norm,
-        act=act,
-    )
+    return unet(in_channels, out_channels, channels, strides, num_res_units=num_res_units,
+                norm=norm, act=act)
 
 
 def _resnet(depth: int) -> Callable[..., nn.Module]:
