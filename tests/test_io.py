@@ -157,6 +157,15 @@ def test_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_json_is_strict_with_nan_as_null(tmp_path: Path) -> None:
+    import json
+
+    write_json({"auc": float("nan"), "rows": [np.float64("inf"), 1.0]}, tmp_path / "a.json")
+    text = (tmp_path / "a.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {
+        "auc": None, "rows": [None, 1.0]}
+
+
 def test_json_and_tsv_writers(tmp_path: Path) -> None:
     write_json({"Units": "s^-1", "value": np.float32(1.5)}, tmp_path / "a.json")
     assert '"value": 1.5' in (tmp_path / "a.json").read_text()
