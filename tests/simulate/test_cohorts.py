@@ -86,6 +86,23 @@ def test_refuses_a_non_empty_other_folder_and_replaces_its_own(tmp_path):
     assert BIDSDataset(own).subjects() == ["01"]
 
 
+def test_interrupted_simulation_leaves_nothing_and_keeps_the_earlier_cohort(tmp_path):
+    out = tmp_path / "rim"
+    simulate_cohort("rim-classify", out, 1, 0, 2)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+
+    def interrupt(n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate_cohort("rim-classify", out, 2, 1, 2, progress=interrupt)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["rim"]
+    with pytest.raises(KeyboardInterrupt):
+        simulate_cohort("rim-classify", tmp_path / "new", 1, 0, 2, progress=interrupt)
+    assert [p.name for p in tmp_path.iterdir()] == ["rim"]
+
+
 def test_every_output_has_units_and_one_affine_per_grid(fcd_cohort, enhance_cohort, mrf_cohort,
                                                         rim_cohort, contrast_cohort):
     for root in (fcd_cohort, enhance_cohort, mrf_cohort, rim_cohort, contrast_cohort):

@@ -20,7 +20,9 @@ map by blurring and decimating to twice the voxel size.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -216,7 +218,8 @@ COHORTS: dict[str, Callable[[acq.Subject], None]] = {
 
 
 def _check_out_dir(out: Path, task: str) -> None:
-    """Accept a missing or empty folder, or an earlier phantom of the same task (replaced)."""
+    """Accept a missing or empty folder, or an earlier phantom of the same task (replaced
+    once the new cohort is complete)."""
     from lesionkit.io import InputError
 
     if out.exists() and not out.is_dir():
@@ -231,9 +234,6 @@ def _check_out_dir(out: Path, task: str) -> None:
     if name != f"lesionkit phantom {task}":
         raise InputError(f"{out}: expected an empty folder or a lesionkit phantom of {task}, "
                          "found other files; choose a new output folder")
-    for child in out.iterdir():
-        if child.name.startswith("sub-") or child.name == "derivatives":
-            shutil.rmtree(child)
 
 
 def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int = 0,
@@ -253,17 +253,37 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
     Returns:
         The dataset root.
     """
-    from lesionkit.bids import write_dataset_description, write_participants
-
     if task not in COHORTS:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(COHORTS)}")
     if resolution not in (1, 2):
         raise ValueError(f"resolution must be 1 or 2 (mm), found {resolution!r}")
     if subjects < 1:
         raise ValueError(f"subjects must be at least 1, found {subjects}")
-    out = Path(out_dir)
-    _check_out_dir(out, task)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
+    _check_out_dir(final, task)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the target and moved into place when complete: an interrupted run
+    # leaves neither a half-written dataset nor a damaged earlier one.
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    out.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the dataset gets the usual mode
+    try:
+        _write_cohort(task, out, subjects, seed, resolution, preview, progress)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(out, final)
+    return final
+
+
+def _write_cohort(task: str, out: Path, subjects: int, seed: int, resolution: int,
+                  preview: bool, progress: Callable[[int], Any] | None) -> None:
+    """Write every file of a cohort under ``out`` (see :func:`simulate_cohort`)."""
+    from lesionkit.bids import write_dataset_description, write_participants
+
     write_dataset_description(out, f"lesionkit phantom {task}")
     write_dataset_description(out / "derivatives" / acq.PIPELINE,
                               f"lesionkit phantom {task} truth",
@@ -284,4 +304,3 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
         if progress is not None:
             progress(1)
     write_participants(out, rows)
-    return out
