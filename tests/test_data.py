@@ -139,3 +139,29 @@ def test_oversampled_patches_hold_the_label_more_often() -> None:
         patches = QueuePatches([subject], replace(task, sampler=sampler))
         rates.append(np.mean([patches[i]["target"].max().item() > 0.5 for i in range(400)]))
     assert rates[0] < 0.03 and 0.025 < rates[1] < 0.09, rates
+
+
+def test_log_zscore_floors_fits_in_log_space_and_inverts() -> None:
+    from lesionkit.data import apply_normalisation
+    from lesionkit.tasks.task import ImageSpec, OutputSpec, Task
+
+    rng = np.random.default_rng(0)
+    t2s = np.exp(rng.normal(np.log(60.0), 0.5, (10, 10, 10))).astype(np.float32)
+    t2s[0, 0, :] = 2500.0  # CSF tail
+    t2s[-1, -1, -1] = 0.0  # a voxel the matching left empty
+    subject = tio.Subject(t2s=tio.ScalarImage(tensor=torch.from_numpy(t2s[None])),
+                          x=tio.ScalarImage(tensor=torch.from_numpy(t2s[None])),
+                          mask=tio.LabelMap(tensor=torch.ones(1, 10, 10, 10, dtype=torch.uint8)))
+    task = Task("t", "t", (ImageSpec("x", "x"),),
+                (ImageSpec("t2s", "T2starmap", normalisation="log-zscore"),),
+                (OutputSpec("T2starmap", "p", "ms", target="t2s"),), "unet")
+    entry = fit_normalisation([subject], task)["t2s"]
+    floor = np.percentile(t2s, 1)
+    logs = np.log(np.maximum(t2s, floor))
+    assert entry == pytest.approx({"shift": logs.mean(), "scale": logs.std(), "log_floor": floor},
+                                  rel=1e-5)
+    z = normalise(subject, {"t2s": entry})["t2s"].data.numpy()[0]
+    assert np.abs(z).max() < 10  # linear z-scores reach about 25 here
+    np.testing.assert_allclose(z, apply_normalisation(t2s, entry), rtol=1e-5, atol=1e-5)
+    back = invert(z, {"t2s": entry}, "t2s")
+    np.testing.assert_allclose(back, np.maximum(t2s, floor), rtol=1e-4)

@@ -66,7 +66,23 @@ def test_resume_continues_from_last_checkpoint(enhance_dataset: Path, tmp_path: 
 def test_module_has_task_loss_and_network() -> None:
     module = TaskModule(TASK, in_channels=1)
     assert isinstance(module.loss, LOSSES["mse"])
-    assert module.configure_optimizers().param_groups[0]["lr"] == TASK.learning_rate
+    assert module.configure_optimizers()["optimizer"].param_groups[0]["lr"] == TASK.learning_rate
+
+
+def test_learning_rate_halves_every_n_epochs() -> None:
+    from dataclasses import replace
+
+    module = TaskModule(replace(TASK, lr_halving_epochs=2), in_channels=1)
+    configured = module.configure_optimizers()
+    optimiser, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert configured["lr_scheduler"]["interval"] == "epoch"
+    rates = []
+    for _ in range(5):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        scheduler.step()
+    base = TASK.learning_rate
+    assert rates == pytest.approx([base, base, base / 2, base / 2, base / 4])
 
 
 def test_trainer_flags() -> None:

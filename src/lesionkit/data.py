@@ -17,6 +17,7 @@ import torch
 import torchio as tio
 from torch.utils.data import Dataset
 
+from lesionkit.augment import augmentation
 from lesionkit.bids import BIDSDataset
 from lesionkit.io import InputError, load_volume
 from lesionkit.tasks.task import ImageSpec, LabelSpec, Task
@@ -145,8 +146,11 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, with_targets: b
 def fit_normalisation(subjects: Sequence[tio.Subject], task: Task) -> Stats:
     """Per-image shift and scale from the given (training) subjects, inside the mask.
 
-    ``zscore``: mean and standard deviation; ``percentile``: 1st percentile and the
-    1st-99th percentile range; ``none``: 0 and 1. Values are in the image's unit.
+    ``zscore``: mean and standard deviation; ``log-zscore``: the same of the natural log,
+    values first floored at their 1st percentile (relaxation times, whose long tails,
+    e.g. CSF T2*, would dominate a squared loss; the entry gains ``log_floor``);
+    ``percentile``: 1st percentile and the 1st-99th percentile range; ``none``: 0 and 1.
+    Values are in the image's unit (log-zscore: log of it).
     """
     stats: Stats = {}
     for spec in (*task.inputs, *task.dense_targets):
@@ -156,22 +160,35 @@ def fit_normalisation(subjects: Sequence[tio.Subject], task: Task) -> Stats:
         values = np.concatenate([
             s[spec.key].data.numpy()[:, s["mask"].data.numpy()[0] > 0].ravel() for s in subjects
         ])
-        if spec.normalisation == "zscore":
-            shift, scale = float(values.mean()), float(values.std())
-        else:
+        entry: dict[str, float] = {}
+        if spec.normalisation == "log-zscore":
+            entry["log_floor"] = max(float(np.percentile(values, 1)), 1e-6)
+            values = np.log(np.maximum(values, entry["log_floor"]))
+        if spec.normalisation == "percentile":
             low, high = np.percentile(values, [1, 99])
             shift, scale = float(low), float(high - low)
-        stats[spec.key] = {"shift": shift, "scale": scale if scale > 0 else 1.0}
+        else:
+            shift, scale = float(values.mean()), float(values.std())
+        stats[spec.key] = {"shift": shift, "scale": scale if scale > 0 else 1.0, **entry}
     return stats
 
 
+def apply_normalisation(array: Any, entry: dict[str, float]) -> Any:
+    """(value - shift) / scale, of the floored log for log-zscore entries (array or tensor)."""
+    if "log_floor" in entry:
+        floor = entry["log_floor"]
+        array = (np.log(np.maximum(array, floor)) if isinstance(array, np.ndarray)
+                 else torch.log(torch.clamp(array, min=floor)))
+    return (array - entry["shift"]) / entry["scale"]
+
+
 def normalise(subject: tio.Subject, stats: Stats) -> tio.Subject:
-    """A copy of the subject with each image mapped to (value - shift) / scale."""
+    """A copy of the subject with each image normalised by its statistics."""
     images = {}
     for key, image in subject.get_images_dict(intensity_only=False).items():
         if key in stats:
-            data = (image.data - stats[key]["shift"]) / stats[key]["scale"]
-            image = type(image)(tensor=data, affine=image.affine)
+            image = type(image)(tensor=apply_normalisation(image.data, stats[key]),
+                                affine=image.affine)
         images[key] = image
     others = {k: v for k, v in subject.items() if k not in images}
     return tio.Subject(**images, **others)
@@ -181,7 +198,9 @@ def invert(array: np.ndarray, stats: Stats, key: str | None) -> np.ndarray:
     """Map network output back to the target's unit (identity for key None)."""
     if key is None:
         return array
-    return array * stats[key]["scale"] + stats[key]["shift"]
+    entry = stats[key]
+    values = array * entry["scale"] + entry["shift"]
+    return np.exp(values) if "log_floor" in entry else values
 
 
 def example(subject: tio.Subject, task: Task) -> dict[str, torch.Tensor]:
@@ -204,7 +223,11 @@ class GridPatches(Dataset):
         task: Gives patch size, step and the background limit.
     """
 
-    def __init__(self, subjects: Sequence[tio.Subject], task: Task) -> None:
+    def __init__(self, subjects: Sequence[tio.Subject], task: Task,
+                 transform: tio.Transform | None = None) -> None:
+        if transform is not None:
+            raise ValueError("training augmentation needs a random or whole-volume sampler, "
+                             "found the grid sampler")
         spec = task.sampler
         overlap = tuple(p - s for p, s in zip(spec.patch_size, spec.step, strict=True))
         self.task = task
@@ -254,7 +277,8 @@ def with_sampling_map(subject: tio.Subject, task: Task) -> tio.Subject:
 class QueuePatches(Dataset):
     """Random patches through a TorchIO queue (uniform or centred in the mask)."""
 
-    def __init__(self, subjects: Sequence[tio.Subject], task: Task) -> None:
+    def __init__(self, subjects: Sequence[tio.Subject], task: Task,
+                 transform: tio.Transform | None = None) -> None:
         spec = task.sampler
         sampler = (tio.LabelSampler(spec.patch_size, label_name="mask")
                    if spec.kind == "label" else tio.UniformSampler(spec.patch_size))
@@ -263,7 +287,8 @@ class QueuePatches(Dataset):
             sampler = tio.WeightedSampler(spec.patch_size, probability_map="sampling")
         self.task = task
         per_volume = spec.samples_per_volume
-        self.queue = tio.Queue(tio.SubjectsDataset(list(subjects)), max_length=4 * per_volume,
+        self.queue = tio.Queue(tio.SubjectsDataset(list(subjects), transform=transform),
+                               max_length=4 * per_volume,
                                samples_per_volume=per_volume, sampler=sampler, num_workers=0)
 
     def __len__(self) -> int:
@@ -276,21 +301,24 @@ class QueuePatches(Dataset):
 class WholeVolumes(Dataset):
     """One whole subject per example (subject classification)."""
 
-    def __init__(self, subjects: Sequence[tio.Subject], task: Task) -> None:
-        self.subjects, self.task = list(subjects), task
+    def __init__(self, subjects: Sequence[tio.Subject], task: Task,
+                 transform: tio.Transform | None = None) -> None:
+        self.subjects, self.task, self.transform = list(subjects), task, transform
 
     def __len__(self) -> int:
         return len(self.subjects)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return example(self.subjects[i], self.task)
+        subject = self.subjects[i]
+        return example(subject if self.transform is None else self.transform(subject), self.task)
 
 
-def _lesion_patches(subjects: Sequence[tio.Subject], task: Task) -> Dataset:
+def _lesion_patches(subjects: Sequence[tio.Subject], task: Task,
+                    transform: tio.Transform | None = None) -> Dataset:
     raise NotImplementedError("lesion-centred sampling arrives with a per-lesion task")
 
 
-SAMPLERS: dict[str, Callable[[Sequence[tio.Subject], Task], Dataset]] = {
+SAMPLERS: dict[str, Callable[..., Dataset]] = {
     "grid": GridPatches,
     "uniform": QueuePatches,
     "label": QueuePatches,
@@ -299,9 +327,11 @@ SAMPLERS: dict[str, Callable[[Sequence[tio.Subject], Task], Dataset]] = {
 }
 
 
-def training_dataset(subjects: Sequence[tio.Subject], task: Task) -> Dataset:
-    """The task's sampler over normalised subjects."""
-    return SAMPLERS[task.sampler.kind](subjects, task)
+def training_dataset(subjects: Sequence[tio.Subject], task: Task, augment: bool = False
+                     ) -> Dataset:
+    """The task's sampler over normalised subjects (with its augmentation if ``augment``)."""
+    transform = augmentation(task) if augment else None
+    return SAMPLERS[task.sampler.kind](subjects, task, transform)
 
 
 def load_subjects(root: str | os.PathLike[str], subjects: Sequence[str], task: Task,

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from lesionkit.bids import BIDSDataset, bids_path, derivatives_root, save_derivative
-from lesionkit.data import available_subjects, invert
+from lesionkit.data import apply_normalisation, available_subjects, invert
 from lesionkit.io import InputError, load_volume, write_json, write_tsv
 from lesionkit.model_folder import TrainedModel, load_model
 from lesionkit.tasks.task import Task
@@ -96,7 +96,7 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
             array = np.asarray(inputs[spec.key], dtype=np.float32)
             array = array[None] if array.ndim == 3 else array
             stats = fold.normalisation[spec.key]
-            channels.append((array - stats["shift"]) / stats["scale"])
+            channels.append(apply_normalisation(array, stats))
         x = torch.from_numpy(np.concatenate(channels)[None]).to(device)
         for axes in flips(tta):
             with torch.inference_mode():

@@ -26,8 +26,8 @@ from lesionkit.tasks.task import SamplerSpec, Task
 
 #: Task fields stored in config.yaml and restored on load (variants by value).
 TASK_FIELDS = ("network", "network_kwargs", "loss", "sampler", "inference", "inference_overlap",
-               "inference_window", "output_activation", "learning_rate", "batch_size",
-               "max_epochs", "patience")
+               "inference_window", "output_activation", "learning_rate", "lr_halving_epochs",
+               "batch_size", "max_epochs", "patience")
 
 
 def fold_dir(model_dir: str | os.PathLike[str], fold: int) -> Path:

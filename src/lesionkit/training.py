@@ -90,8 +90,13 @@ class TaskModule(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
         return self._step(batch, "val_loss")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.task.learning_rate)
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimiser = torch.optim.Adam(self.parameters(), lr=self.task.learning_rate)
+        if self.task.lr_halving_epochs is None:
+            return {"optimizer": optimiser}
+        halving = torch.optim.lr_scheduler.StepLR(optimiser, self.task.lr_halving_epochs, 0.5)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": halving,
+                                                          "interval": "epoch"}}
 
 
 class EpochLog(L.Callback):
@@ -155,7 +160,8 @@ def train_fold(task: Task, subjects: dict[str, list], folder: Path, seed: int, e
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     L.seed_everything(seed, workers=True, verbose=False)
     stats = fit_normalisation(subjects["train"], task)
-    train_set = training_dataset([normalise(s, stats) for s in subjects["train"]], task)
+    train_set = training_dataset([normalise(s, stats) for s in subjects["train"]], task,
+                                 augment=True)
     val_set = training_dataset([normalise(s, stats) for s in subjects["validation"]], task)
     if len(train_set) == 0 or len(val_set) == 0:
         raise InputError(f"{folder}: expected training and validation examples, found "

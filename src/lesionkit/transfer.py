@@ -271,7 +271,7 @@ def fit_classifier(task: Any, train: list, folder: Path, arm: str,
 
     L.seed_everything(seed, verbose=False)
     stats = fit_normalisation(train, task)
-    dataset = training_dataset([normalise(s, stats) for s in train], task)
+    dataset = training_dataset([normalise(s, stats) for s in train], task, augment=True)
     module = TaskModule(task, in_channels=int(dataset[0]["input"].shape[0]))
     loaded = initialise(module.network, arm, weights)
     folder.mkdir(parents=True, exist_ok=True)

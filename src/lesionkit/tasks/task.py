@@ -23,7 +23,7 @@ from typing import Any, Literal
 Kind = Literal["intensity", "label", "probability"]
 SamplerKind = Literal["grid", "uniform", "label", "whole", "lesion"]
 InferenceKind = Literal["sliding_window", "whole_volume", "per_lesion"]
-Normalisation = Literal["zscore", "percentile", "none"]
+Normalisation = Literal["zscore", "log-zscore", "percentile", "none"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,9 @@ class ImageSpec:
         exclude: Entity names that must be absent (e.g. ``("acq",)`` to skip acq-native).
         kind: ``"intensity"``, ``"label"`` or ``"probability"``.
         unit: Physical unit of the values, e.g. ``"s^-1"``.
-        normalisation: How the network sees it: z-score or 1st/99th percentile to [0, 1]
-            (statistics fitted on training subjects inside the mask), or untouched.
+        normalisation: How the network sees it: z-score, z-score of the log (for
+            long-tailed relaxation times) or 1st/99th percentile to [0, 1] (statistics
+            fitted on training subjects inside the mask), or untouched.
         ndim: 3, or 4 for a series whose frames become input channels (MRF).
     """
 
@@ -117,6 +118,8 @@ class SamplerSpec:
             patches holding one of its voxels (> 0.5) ``oversample_factor`` times as
             often as the others (None: no oversampling).
         oversample_factor: Relative probability of such patches.
+        augment: Names in :data:`lesionkit.data.AUGMENTATIONS` (TorchIO random
+            transforms) applied to training examples, never to validation ones.
     """
 
     kind: SamplerKind = "grid"
@@ -126,6 +129,7 @@ class SamplerSpec:
     samples_per_volume: int = 16
     oversample: str | None = None
     oversample_factor: float = 1.0
+    augment: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class Task:
         output_activation: None, ``"sigmoid"`` or ``"softmax"`` applied at prediction.
         outputs: One spec per output channel.
         learning_rate: Adam learning rate.
+        lr_halving_epochs: Halve the learning rate every this many epochs (None: constant).
         batch_size: Examples per step.
         max_epochs: Default epoch cap.
         patience: Early-stopping patience in epochs (validation loss).
@@ -178,6 +183,7 @@ class Task:
     inference_window: tuple[int, int, int] | None = None
     output_activation: Literal["sigmoid", "softmax"] | None = None
     learning_rate: float = 1e-4
+    lr_halving_epochs: int | None = None
     batch_size: int = 8
     max_epochs: int = 100
     patience: int = 10
