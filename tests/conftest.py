@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from scipy import ndimage
 
 from lesionkit.bids import bids_path, write_dataset_description, write_participants
 from lesionkit.io import save_volume
+from lesionkit.mrf import MRF_EPI
 from lesionkit.tasks.task import ImageSpec, LabelSpec, Task
 from lesionkit.volume import Volume
 
@@ -118,3 +120,71 @@ def enhance_dataset(tmp_path: Path) -> Path:
     from lesionkit.tasks import get_task
 
     return write_task_dataset(tmp_path / "bids", get_task("enhance-r1"))
+
+
+MRF_SHAPE = (12, 12, 4)
+MRF_AFFINE = np.array([[0.0, 2.0, 0.0, -20.0], [-2.1, 0.0, 0.0, 14.0], [0.0, 0.0, 1.9, -3.0],
+                   [0.0, 0.0, 0.0, 1.0]])
+
+
+def put_mrf(root: Path, subject: str, suffix: str, data: np.ndarray,
+            derivatives: str | None = None, **entities: str) -> None:
+    """Write one image of the tiny MRF grid."""
+    path = bids_path(root, subject, suffix, derivatives=derivatives, **entities)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_volume(Volume(np.asarray(data, np.float32), MRF_AFFINE, "intensity", ""), path)
+
+
+def write_mrf_dataset(root: Path, subjects: int = 3) -> Path:
+    """Tiny MRF subjects with every file the five-output task reads (and the truth)."""
+    rng = np.random.default_rng(0)
+    write_dataset_description(root, "tiny mrf-lesion")
+    brain = np.zeros(MRF_SHAPE, bool)
+    brain[1:-1, 1:-1, :] = True
+    for number in range(1, subjects + 1):
+        s = f"{number:02d}"
+        wm = rng.uniform(0, 1, MRF_SHAPE) * brain
+        lesion = np.zeros(MRF_SHAPE, bool)
+        lesion[4:6, 4:6, 1:3] = True
+        t1 = np.where(brain, 800 + 600 * (1 - wm) + 500 * lesion, 0)
+        frames = np.linspace(0.5, 1.5, 35)
+        put_mrf(root, s, "MRF", (1000 - 0.2 * t1)[..., None] * frames * brain[..., None])
+        sidecar = bids_path(root, s, "MRF").with_name(f"sub-{s}_MRF.json")
+        sidecar.write_text(json.dumps(MRF_EPI.to_sidecar()))
+        for pipeline, scale in (("lesionkit", 1.02), ("phantom", 1.0)):
+            entities = {"desc": "matched"} if pipeline == "lesionkit" else {}
+            put_mrf(root, s, "T1map", t1 * scale, pipeline, **entities)
+            put_mrf(root, s, "T2starmap", np.where(brain, 50 + 20 * lesion, 0) * scale, pipeline,
+                **entities)
+            put_mrf(root, s, "mask", brain, pipeline, desc="brain")
+        put_mrf(root, s, "probseg", wm * ~lesion, "phantom", label="NAWM")
+        put_mrf(root, s, "probseg", (1 - wm) * brain, "phantom", label="GM")
+        put_mrf(root, s, "mask", lesion, "phantom", label="lesion")
+        put_mrf(root, s, "FLAIR", t1 / 10)
+        put_mrf(root, s, "T1w", 2000 - t1)
+    write_participants(root, [{"participant_id": f"sub-{n:02d}", "group": "patient"}
+                              for n in range(1, subjects + 1)])
+    return root
+
+
+def write_fcd_dataset(root: Path, subjects: int = 8) -> Path:
+    """Tiny fcd-classify dataset; patients carry a bright blob and its lesion mask."""
+    from lesionkit.io import load_volume
+    from lesionkit.tasks import get_task
+    from lesionkit.tasks.task import ImageSpec
+
+    task = get_task("fcd-classify")
+    write_task_dataset(root, task, subjects=subjects)
+    lesion_spec = ImageSpec("lesion", "mask", derivatives="phantom",
+                            entities=(("label", "lesion"),), kind="label")
+    blob = np.zeros(brain_mask().shape, bool)
+    blob[9:12, 5:8, 7:10] = True
+    for number in range(1, subjects + 1):
+        subject = f"{number:02d}"
+        patient = number % 2 == 1
+        if patient:
+            path = root / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz"
+            image = load_volume(path).data
+            write_image(root, subject, task.inputs[0], np.where(blob, 3.0, image))
+        write_image(root, subject, lesion_spec, (blob & patient).astype(np.float32))
+    return root

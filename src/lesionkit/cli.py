@@ -135,7 +135,8 @@ def train(
     learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
     patience: Annotated[int | None, typer.Option(min=1, help="Early-stopping patience.")] = None,
     channels: Annotated[str | None, typer.Option(help="U-Net features, e.g. 16,32,64.")] = None,
-    patch_size: Annotated[int | None, typer.Option(min=4, help="Cubic patch edge.")] = None,
+    patch_size: Annotated[int | None, typer.Option(
+        min=4, help="Patch edge (2D tasks: in-plane).")] = None,
     subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects to use.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoints.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
@@ -153,8 +154,10 @@ def train(
         kwargs.update(channels=levels, strides=[2] * (len(levels) - 1))
     sampler = chosen.sampler
     if patch_size:
-        sampler = replace(sampler, patch_size=(patch_size,) * 3,
-                          step=tuple(min(s, patch_size) for s in sampler.step))
+        # 2D tasks (patches one slice thick) keep their thickness.
+        size = tuple(1 if n == 1 else patch_size for n in sampler.patch_size)
+        sampler = replace(sampler, patch_size=size,
+                          step=tuple(min(s, n) for s, n in zip(sampler.step, size, strict=True)))
     chosen = with_overrides(chosen, batch_size=batch_size, learning_rate=learning_rate,
                             patience=patience, network_kwargs=kwargs, sampler=sampler)
     with _user_errors():
@@ -264,6 +267,10 @@ def fcd_compare(
     network: Annotated[str, typer.Option(help="resnet10, resnet18, resnet34, resnet50.")] = (
         "resnet18"),
     modality: Annotated[str, typer.Option(help="FLAIR or T1w.")] = "FLAIR",
+    widen_factor: Annotated[float, typer.Option(
+        min=0.0625, help="ResNet width relative to the standard one (1: 64 first features).")
+    ] = 1.0,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of folds and weights.")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
@@ -275,7 +282,10 @@ def fcd_compare(
     with _user_errors():
         result = compare_arms(data_dir, out_dir, arms=tuple(a.strip() for a in arms.split(",")),
                               folds=folds, epochs=epochs,
-                              task=fcd_task(modality=modality, network=network),
+                              task=fcd_task(modality=modality, network=network,
+                                            network_kwargs={"widen_factor": widen_factor},
+                                            **({"learning_rate": learning_rate}
+                                               if learning_rate else {})),
                               weights=weights, source_dir=source_dir, seed=seed, device=device)
         html = comparison_report(out_dir, data_dir)
     typer.echo(f"wrote {result} and {html}")

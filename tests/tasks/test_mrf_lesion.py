@@ -8,55 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lesionkit.bids import BIDSDataset, bids_path, write_dataset_description, write_participants
+from conftest import MRF_AFFINE as AFFINE
+from conftest import MRF_SHAPE as SHAPE
+from conftest import put_mrf as put
+from conftest import write_mrf_dataset
+from lesionkit.bids import BIDSDataset, write_dataset_description
 from lesionkit.infer import predict
-from lesionkit.io import load_volume, save_volume
+from lesionkit.io import load_volume
 from lesionkit.tasks import get_task
 from lesionkit.tasks.mrf_lesion import MRF_LESION, MRF_LESION_TASKS
 from lesionkit.tasks.task import SamplerSpec
 from lesionkit.training import train
-from lesionkit.volume import Volume
-
-SHAPE = (12, 12, 4)
-AFFINE = np.array([[0.0, 2.0, 0.0, -20.0], [-2.1, 0.0, 0.0, 14.0], [0.0, 0.0, 1.9, -3.0],
-                   [0.0, 0.0, 0.0, 1.0]])
-
-
-def put(root: Path, subject: str, suffix: str, data: np.ndarray, derivatives: str | None = None,
-        **entities: str) -> None:
-    path = bids_path(root, subject, suffix, derivatives=derivatives, **entities)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_volume(Volume(np.asarray(data, np.float32), AFFINE, "intensity", ""), path)
-
-
-def write_mrf_dataset(root: Path, subjects: int = 3) -> Path:
-    """Tiny MRF subjects with every file the five-output task reads (and the truth)."""
-    rng = np.random.default_rng(0)
-    write_dataset_description(root, "tiny mrf-lesion")
-    brain = np.zeros(SHAPE, bool)
-    brain[1:-1, 1:-1, :] = True
-    for number in range(1, subjects + 1):
-        s = f"{number:02d}"
-        wm = rng.uniform(0, 1, SHAPE) * brain
-        lesion = np.zeros(SHAPE, bool)
-        lesion[4:6, 4:6, 1:3] = True
-        t1 = np.where(brain, 800 + 600 * (1 - wm) + 500 * lesion, 0)
-        frames = np.linspace(0.5, 1.5, 35)
-        put(root, s, "MRF", (1000 - 0.2 * t1)[..., None] * frames * brain[..., None])
-        for pipeline, scale in (("lesionkit", 1.02), ("phantom", 1.0)):
-            entities = {"desc": "matched"} if pipeline == "lesionkit" else {}
-            put(root, s, "T1map", t1 * scale, pipeline, **entities)
-            put(root, s, "T2starmap", np.where(brain, 50 + 20 * lesion, 0) * scale, pipeline,
-                **entities)
-            put(root, s, "mask", brain, pipeline, desc="brain")
-        put(root, s, "probseg", wm * ~lesion, "phantom", label="NAWM")
-        put(root, s, "probseg", (1 - wm) * brain, "phantom", label="GM")
-        put(root, s, "mask", lesion, "phantom", label="lesion")
-        put(root, s, "FLAIR", t1 / 10)
-        put(root, s, "T1w", 2000 - t1)
-    write_participants(root, [{"participant_id": f"sub-{n:02d}", "group": "patient"}
-                              for n in range(1, subjects + 1)])
-    return root
 
 
 def tiny(task):
@@ -175,3 +137,20 @@ def test_single_output_variants_train_and_predict(name: str, tmp_path: Path) -> 
         "sub-03_label-lesion_desc-uncertainty_probseg.nii.gz"]
     rows = task.evaluate(data, ["03"])
     assert rows[0]["t1_deviation_matching"] is None and rows[0]["n_lesions"] == 1
+
+
+def test_cli_patch_size_keeps_2d_patches_one_slice_thick(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from lesionkit.cli import app
+
+    data = write_mrf_dataset(tmp_path / "bids")
+    result = CliRunner().invoke(app, [
+        "train", "mrf-lesion", str(data), str(tmp_path / "model"), "--patch-size", "8",
+        "--channels", "4,4,8,8,16", "--epochs", "1", "--patches-per-epoch", "2",
+        "--batch-size", "2", "--device", "cpu", "--no-progress", "--subjects", "01,02"])
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((tmp_path / "model" / "config.yaml").read_text())
+    assert config["task_fields"]["sampler"]["patch_size"] == [8, 8, 1]
+    assert config["task_fields"]["lr_halving_epochs"] == 20
