@@ -67,3 +67,20 @@ def test_mrf_match_names_the_dataset_without_mrf(tmp_path) -> None:
     result = runner.invoke(app, ["mrf-match", str(tmp_path)])
     assert result.exit_code == 1
     assert f"{tmp_path}: expected subjects with an MRF series" in result.stderr
+
+
+def test_fcd_compare_takes_width_and_learning_rate(tmp_path) -> None:
+    import json
+
+    from conftest import write_fcd_dataset
+
+    data = write_fcd_dataset(tmp_path / "bids", subjects=4)
+    result = runner.invoke(app, ["fcd-compare", str(data), str(tmp_path / "out"), "--arms",
+                                 "scratch", "--folds", "2", "--epochs", "1", "--network",
+                                 "resnet10", "--widen-factor", "0.25", "--learning-rate", "0.001"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert summary["network"] == "resnet10"
+    assert summary["network_kwargs"] == {"widen_factor": 0.25}
+    assert summary["learning_rate"] == 0.001 and summary["augment"] == ["flip", "affine"]
+    assert (tmp_path / "out" / "report.html").is_file()

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from conftest import brain_mask, write_task_dataset
+from conftest import write_fcd_dataset
 from lesionkit.crossval import (
     classification_summary,
     compare_arms,
@@ -96,31 +96,8 @@ def test_paired_comparison_counts_discordant_subjects() -> None:
         paired_comparison(y, a, b[:5])
 
 
-def _lesioned_dataset(root: Path, subjects: int = 8) -> Path:
-    """Tiny fcd-classify dataset; patients carry a bright blob and its lesion mask."""
-    from conftest import write_image
-    from lesionkit.io import load_volume
-    from lesionkit.tasks.task import ImageSpec
-
-    task = get_task("fcd-classify")
-    write_task_dataset(root, task, subjects=subjects)
-    lesion_spec = ImageSpec("lesion", "mask", derivatives="phantom",
-                            entities=(("label", "lesion"),), kind="label")
-    blob = np.zeros(brain_mask().shape, bool)
-    blob[9:12, 5:8, 7:10] = True
-    for number in range(1, subjects + 1):
-        subject = f"{number:02d}"
-        patient = number % 2 == 1
-        if patient:
-            path = root / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz"
-            image = load_volume(path).data
-            write_image(root, subject, task.inputs[0], np.where(blob, 3.0, image))
-        write_image(root, subject, lesion_spec, (blob & patient).astype(np.float32))
-    return root
-
-
 def test_compare_arms_writes_folders_predictions_and_tests(tmp_path: Path) -> None:
-    data = _lesioned_dataset(tmp_path / "bids")
+    data = write_fcd_dataset(tmp_path / "bids")
     task = replace(get_task("fcd-classify"), network="resnet10",
                    network_kwargs={"widen_factor": 0.25}, learning_rate=1e-3)
     out = compare_arms(data, tmp_path / "cmp", arms=("scratch", "scratch"), folds=2,

@@ -291,6 +291,9 @@ def compare_arms(
     summary: dict[str, Any] = {"arms": {}, "pairs": [], "subjects": len(names), "folds": folds,
                                "epochs": epochs, "task": task.name, "network": task.network,
                                "network_kwargs": dict(task.network_kwargs), "seed": seed,
+                               "learning_rate": task.learning_rate,
+                               "batch_size": task.batch_size,
+                               "augment": list(task.sampler.augment),
                                "weights": {k: str(v) for k, v in weights.items()},
                                "command": shlex.join(sys.argv), "lesionkit_version": __version__}
     for arm in arms:

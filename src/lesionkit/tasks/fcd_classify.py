@@ -12,6 +12,9 @@ Choices where the paper is silent:
   the network sees the dataset's grid (2 mm phantoms: 82 x 100 x 82 voxels).
 - Shortcut type A for ResNet-18/34 and B for 10/50 (MedicalNet's convention), so that
   MedicalNet checkpoints fit; Adam 1e-4, batch 2.
+- Training augmentation (TorchIO): left-right flips and small random affines (scale
+  +-5 %, rotation +-5 degrees, translation +-4 mm); an FCD may sit in either hemisphere,
+  and a few dozen subjects are far fewer than a 3D ResNet would like.
 - Heat-Score is lesionkit's definition (the paper does not publish its formula): mean
   CAM inside the lesion mask over mean CAM inside the brain mask (1 = chance), reported
   over correctly classified patients with the energy fraction (CAM sum in the lesion
@@ -178,7 +181,7 @@ def explain(model_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str],
     from rich.progress import track
 
     from lesionkit.bids import BIDSDataset, save_derivative
-    from lesionkit.data import available_subjects
+    from lesionkit.data import apply_normalisation, available_subjects
     from lesionkit.explain import cam_volume, grad_cam
     from lesionkit.io import load_volume
     from lesionkit.model_folder import load_model
@@ -197,8 +200,7 @@ def explain(model_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str],
         cams = []
         for i in chosen:
             fold = model.folds[i]
-            x = np.stack([(v.data - fold.normalisation[s.key]["shift"])
-                          / fold.normalisation[s.key]["scale"]
+            x = np.stack([apply_normalisation(v.data, fold.normalisation[s.key])
                           for v, s in zip(volumes, task.inputs, strict=True)])
             tensor = torch.from_numpy(x[None].astype(np.float32)).to(device)
             cams.append(grad_cam(fold.network, tensor, target_layer, class_index=1))
@@ -234,7 +236,7 @@ def fcd_task(modality: str = "FLAIR", network: str = "resnet18", **values: Any) 
         outputs=OUTPUTS,
         network=network,
         loss="cross-entropy",
-        sampler=SamplerSpec(kind="whole"),
+        sampler=SamplerSpec(kind="whole", augment=("flip", "affine")),
         inference="whole_volume",
         output_activation="softmax",
         learning_rate=1e-4,
@@ -273,7 +275,9 @@ def comparison_report(out_dir: str | os.PathLike[str], data_dir: str | os.PathLi
     heat = [{"arm": arm, **entry["heat_score"]} for arm, entry in summary["arms"].items()]
     settings = (f"{summary['subjects']} subjects, stratified {summary['folds']}-fold "
                 f"cross-validation, {summary['epochs']} epochs per fold, {summary['network']} "
-                f"{summary['network_kwargs']}, seed {summary['seed']}. Command: "
+                f"{summary['network_kwargs']}, Adam {summary.get('learning_rate')}, batch "
+                f"{summary.get('batch_size')}, augmentation {summary.get('augment')}, seed "
+                f"{summary['seed']}. Command: "
                 f"{summary['command']}")
     sections = [Section("Transfer arms: held-out classification", settings + "\n\n" +
                         "Accuracy, sensitivity and specificity with Clopper-Pearson 95 % "
