@@ -7,7 +7,8 @@ task's inference (whole slices). Network time does not depend on its weights, so
 untrained network of the task's size is timed. One 2 mm phantom subject; on CUDA the
 network also on the 1 mm grid (on a CPU that takes minutes, and the reference at 1 mm
 about eight times its 2 mm time, so neither runs there). Each measurement runs in a
-fresh process, whose peak resident memory (CPU) or CUDA peak allocation is its peak.
+fresh process, whose peak resident memory (``VmHWM``; CPU) or CUDA peak allocation
+is its peak.
 
 Run alone: ``python benchmarks/mrf_lesion_bench.py bench-out/mrf-lesion``.
 """
@@ -71,6 +72,17 @@ def _reference_seconds(data: Path, denoise: bool) -> tuple[float, float]:
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak resident memory (MiB).
+
+    ``VmHWM`` belongs to the process image, so a spawned child reports its own peak;
+    ``ru_maxrss`` would carry over the parent's peak across the exec.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
