@@ -32,7 +32,7 @@ Choices where the paper is silent or does not fit:
   likely (the study repeated lesion slices five times).
 - The learning rate halves every 20 epochs, as in the study.
 - Predictions run the 2D network on whole slices (zero-padded in-plane to a multiple of
-  16), one pass per volume: no overlapping windows to blend, and the network sees the
+  16, a few slices per pass): no overlapping windows to blend, and the network sees the
   whole slice it was trained on in 64x64 parts. The 3D variant uses Gaussian-blended
   sliding windows.
 """

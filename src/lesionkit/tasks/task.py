@@ -118,7 +118,7 @@ class SamplerSpec:
             patches holding one of its voxels (> 0.5) ``oversample_factor`` times as
             often as the others (None: no oversampling).
         oversample_factor: Relative probability of such patches.
-        augment: Names in :data:`lesionkit.data.AUGMENTATIONS` (TorchIO random
+        augment: Names in :data:`lesionkit.augment.AUGMENTATIONS` (TorchIO random
             transforms) applied to training examples, never to validation ones.
     """
 
