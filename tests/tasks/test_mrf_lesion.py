@@ -90,6 +90,8 @@ def test_evaluate_on_hand_made_derivatives(tmp_path: Path) -> None:
     assert network["n_lesions"] == 2
     assert network["lesion_dice"] == pytest.approx(2 * 8 / (16 + 9))
     assert network["detection_rate"] == pytest.approx(0.5)
+    assert network["missed_lesions"] == 1  # B
+    assert network["missed_median_voxels"] == 1 and network["detected_median_voxels"] == 8
     assert network["best_dice"] == pytest.approx(2 * 8 / (8 + 9))
     assert 0.5 < network["best_threshold"] <= 0.9
     assert network["nawm_dice"] == pytest.approx(1.0)

@@ -108,12 +108,19 @@ def evaluate(root: Path, subjects: list[str], desc: str = "mrflesion") -> list[d
     """Metrics per subject from the written derivatives (``desc`` of the predictions).
 
     Rows ``method="network"``: lesion Dice and detection rate (3D components) at 33 %,
-    the best Dice over the 0-100 % sweep and its threshold, NAWM and GM Dice at 80 %,
+    the lesions missed at 33 % and the median size (voxels) of missed and of detected
+    lesions, the best Dice over the 0-100 % sweep and its threshold, NAWM and GM Dice at 80 %,
     mean relative deviation (%) of T1 and T2* inside the brain against the matched maps
     and against the phantom's truth. Rows ``method="matching"``: the matched maps'
     deviation from the truth (the reference pipeline's own error). Missing maps give None.
     """
-    from lesionkit.metrics import detection_rate, dice, probability_dice, threshold_sweep
+    from lesionkit.metrics import (
+        detection_rate,
+        dice,
+        lesion_hits,
+        probability_dice,
+        threshold_sweep,
+    )
 
     rows = []
     for subject in subjects:
@@ -134,10 +141,14 @@ def evaluate(root: Path, subjects: list[str], desc: str = "mrflesion") -> list[d
         if truth is not None:
             sweep = threshold_sweep(lesion_prob, truth, mask=brain)
             best = int(np.nanargmax(sweep["dice"].to_numpy()))
-            row.update({"n_lesions": int(len(np.unique(_components(truth))) - 1),
+            inside = np.where(brain, lesion_prob, 0.0)
+            hits = lesion_hits(inside, truth, THRESHOLD)
+            sizes = np.bincount(_components(truth).ravel())[1:]  # voxels per lesion
+            row.update({"n_lesions": int(hits.size), "missed_lesions": int((~hits).sum()),
+                        "missed_median_voxels": _median(sizes[~hits]),
+                        "detected_median_voxels": _median(sizes[hits]),
                         "lesion_dice": dice((lesion_prob >= THRESHOLD) & brain, truth),
-                        "detection_rate": detection_rate(np.where(brain, lesion_prob, 0.0),
-                                                         truth, THRESHOLD),
+                        "detection_rate": detection_rate(inside, truth, THRESHOLD),
                         "best_dice": float(sweep["dice"].iloc[best]),
                         "best_threshold": float(sweep["threshold"].iloc[best])})
         for key in ("nawm", "gm"):
@@ -157,6 +168,10 @@ def evaluate(root: Path, subjects: list[str], desc: str = "mrflesion") -> list[d
 
 _MAPS = (("t1", "T1map", {}), ("t2s", "T2starmap", {}), ("nawm", "probseg", {"label": "NAWM"}),
          ("gm", "probseg", {"label": "GM"}))
+
+
+def _median(values: np.ndarray) -> float | None:
+    return float(np.median(values)) if values.size else None
 
 
 def _components(truth: np.ndarray) -> np.ndarray:
