@@ -25,9 +25,10 @@ Choices where the paper is silent or does not fit:
 - Inputs and targets are z-scored with statistics of the training subjects inside the
   brain mask (the 35 frames share one shift and scale, keeping the fingerprint shape).
   T1 and T2* are z-scored in log space (after flooring at their 1st percentile), like
-  the dictionary's geometric grid: CSF T2* reaches 2500 ms, 30-50 standard deviations
-  above the brain's mean, and in linear units those few voxels dominated the squared
-  loss of all five outputs. Outputs are inverted back to ms. Probabilities are untouched.
+  the dictionary's geometric grid: matched CSF T2* reaches 2500 ms, tens of standard
+  deviations above the brain's mean, and in linear units those few voxels dominated the
+  squared loss of all five outputs. Outputs are inverted back to ms. Probabilities are
+  untouched.
 - Lesion oversampling is by patch: a patch holding a lesion voxel is five times as
   likely (the study repeated lesion slices five times).
 - The learning rate halves every 20 epochs, as in the study.
