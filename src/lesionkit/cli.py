@@ -285,7 +285,7 @@ def fcd_compare(
                               task=fcd_task(modality=modality, network=network,
                                             network_kwargs={"widen_factor": widen_factor},
                                             **({"learning_rate": learning_rate}
-                                               if learning_rate else {})),
+                                               if learning_rate is not None else {})),
                               weights=weights, source_dir=source_dir, seed=seed, device=device)
         html = comparison_report(out_dir, data_dir)
     typer.echo(f"wrote {result} and {html}")
