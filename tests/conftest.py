@@ -13,7 +13,10 @@ from scipy import ndimage
 from lesionkit.bids import bids_path, write_dataset_description, write_participants
 from lesionkit.io import save_volume
 from lesionkit.mrf import MRF_EPI
-from lesionkit.tasks.task import ImageSpec, LabelSpec, Task
+from lesionkit.io import write_tsv
+from lesionkit.lesions import evaluate_lesion_tables, table_path
+from lesionkit.tasks.strategies import LesionSampler, PerLesion
+from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, OutputSpec, Task
 from lesionkit.volume import Volume
 
 SHAPE = (16, 16, 16)
@@ -84,8 +87,16 @@ def write_task_dataset(root: Path, task: Task, subjects: int = 4, seed: int = 0)
         subject = f"{number:02d}"
         base = smooth_field(rng) * mask
         row = {"participant_id": f"sub-{subject}", "group": "control"}
+        image = (0.6 + 0.8 * base) * mask
+        if task.lesions is not None:
+            labels, rows_of_lesions = lesion_spheres(rng)
+            bright = {r["label"]: r["bright"] == "1" for r in rows_of_lesions}
+            for label, is_bright in bright.items():
+                image = np.where(labels == label, 2.0 if is_bright else 0.1, image)
+            path = write_image(root, subject, task.lesions, labels.astype(np.float32))
+            write_tsv(rows_of_lesions, table_path(path))
         for spec in task.inputs:
-            write_image(root, subject, spec, (0.6 + 0.8 * base) * mask)
+            write_image(root, subject, spec, image)
         for spec in task.dense_targets:
             write_image(root, subject, spec, (0.4 + 0.5 * base ** 1.2) * mask)
         if task.mask is not None:
@@ -98,13 +109,60 @@ def write_task_dataset(root: Path, task: Task, subjects: int = 4, seed: int = 0)
     return root
 
 
+def lesion_spheres(rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
+    """A label map with four small spheres (labels 1-4) and their table (``bright`` 0/1)."""
+    grid = np.indices(SHAPE).astype(float)
+    labels = np.zeros(SHAPE, np.int16)
+    centres = [(5, 5, 5), (5, 10, 10), (10, 5, 10), (10, 10, 5)]
+    rows = []
+    for label, centre in enumerate(centres, start=1):
+        inside = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= 2.0 ** 2
+        labels[inside] = label
+        rows.append({"label": label, "bright": str(int(rng.random() < 0.5 if label > 2
+                                                       else label == 1))})
+    return labels, rows
+
+
+#: A toy per-lesion task: is each sphere bright or dark on the image?
+TOY_LESION_TASK = Task(
+    name="toy-lesions",
+    description="image + lesion labels -> probability that each lesion is bright",
+    inputs=(ImageSpec("image", "T2w"),),
+    targets=(LesionLabelSpec("bright", "bright"),),
+    lesions=ImageSpec("lesions", "dseg", derivatives="manual", entities=(("desc", "lesions"),),
+                      kind="label", unit="1", normalisation="none"),
+    outputs=(OutputSpec("probseg", "bright", "1", "probability", entities=(("label", "lesion"),)),),
+    network="resnet10",
+    network_kwargs={"widen_factor": 0.25},
+    loss="binary-cross-entropy",
+    sampler=LesionSampler(patch_size=(8, 8, 8)),
+    inference=PerLesion(patch_size=(8, 8, 8), flips=2),
+    output_kind="lesions",
+    output_activation="sigmoid",
+    batch_size=4,
+    learning_rate=1e-3,
+    max_epochs=2,
+    evaluate=evaluate_lesion_tables,
+)
+
+
 def tiny(task: Task) -> Task:
     """The task with a tiny network, patches of at most 8^3 and a small batch."""
-    patch = tuple(min(p, 8) for p in task.sampler.patch_size)
-    sampler = replace(task.sampler, patch_size=patch, step=tuple(max(p // 2, 1) for p in patch),
-                      samples_per_volume=2)
+    sampler, inference = task.sampler, task.inference
+    if hasattr(sampler, "patch_size"):
+        patch = tuple(min(p, 8) for p in sampler.patch_size)
+        changes = {"patch_size": patch}
+        if hasattr(sampler, "step"):
+            changes["step"] = tuple(max(p // 2, 1) for p in patch)
+        if hasattr(sampler, "samples_per_volume"):
+            changes["samples_per_volume"] = 2
+        sampler = replace(sampler, **changes)
+    if hasattr(inference, "window"):
+        inference = replace(inference, window=tuple(min(p, 8) for p in inference.window))
+    if hasattr(inference, "patch_size"):
+        inference = replace(inference, patch_size=sampler.patch_size)
     network_kwargs = {**task.network_kwargs, **TINY_NETWORKS.get(task.network, {})}
-    return replace(task, network_kwargs=network_kwargs, sampler=sampler,
+    return replace(task, network_kwargs=network_kwargs, sampler=sampler, inference=inference,
                    batch_size=2, learning_rate=1e-3)
 
 

@@ -116,8 +116,38 @@ def test_chunked_equals_unchunked(dictionary):
     x = np.abs(clean) + rng.normal(0, 0.01, clean.shape).astype(np.float32)
     whole = match(x, dictionary, chunk=257)
     for chunk in (7, 64, 100):
-        for a, b in zip(whole, match(x, dictionary, chunk=chunk), strict=True):
-            np.testing.assert_array_equal(a, b)
+        _assert_same_match_up_to_near_ties(x, dictionary, whole, match(x, dictionary, chunk=chunk))
+
+
+def _atom_indices(d, t1, t2s, b1):
+    """Dictionary row of each matched (T1, T2*, B1); the triples are unique per atom."""
+    params = (v.astype(np.float32) for v in (d.t1_ms, d.t2s_ms, d.b1))
+    key = {k: i for i, k in enumerate(zip(*params, strict=True))}
+    assert len(key) == len(d)
+    missing = [k for k in zip(t1, t2s, b1, strict=True) if k not in key]
+    assert not missing, f"outputs that are no dictionary atom: {missing[:5]}"
+    return np.array([key[k] for k in zip(t1, t2s, b1, strict=True)])
+
+
+def _assert_same_match_up_to_near_ties(x, d, expected, actual, rtol=1e-6):
+    """Same atom (hence equal T1, T2*, B1; pd to float32 rounding) for every fingerprint,
+    except where the two atoms are a near tie: BLAS may sum the products in another order
+    per block size, which swaps atoms whose |<x, atom>| / |x| agree within rounding.
+
+    Observed swaps differ by <= 1.5e-7. rtol is kept at 1e-6, not looser: in this 5 %
+    dictionary the runner-up atom is within 1e-5 of the best for most fingerprints, so a
+    looser tolerance would hide a chunk that lost its best atoms."""
+    i_exp, i_act = _atom_indices(d, *expected[:3]), _atom_indices(d, *actual[:3])
+    x64, atoms = x.astype(np.float64), d.atoms.astype(np.float64)
+
+    def score(i):  # absolute normalised inner product with unit-norm atoms
+        return np.abs(np.einsum("ij,ij->i", x64, atoms[i])) / np.linalg.norm(x64, axis=1)
+
+    same = i_exp == i_act
+    np.testing.assert_allclose(score(i_act)[~same], score(i_exp)[~same], rtol=rtol)
+    for e, a in zip(expected[:3], actual[:3], strict=True):
+        np.testing.assert_array_equal(a[same], e[same])
+    np.testing.assert_allclose(actual[3][same], expected[3][same], rtol=1e-6)
 
 
 def test_known_b1_map_restricts_atoms(dictionary):

@@ -2,7 +2,8 @@
 
 Heavy libraries (torch, MONAI, nibabel, ...) are imported inside the commands so that
 ``lesionkit --help`` answers quickly. Errors in the user's input end the command with
-one line on stderr and exit status 1.
+one line on stderr and exit status 1. Task modules add their own commands
+(:data:`lesionkit.tasks.COMMANDS`); this module names no task.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from lesionkit.tasks import COMMANDS
+
 app = typer.Typer(
     name="lesionkit",
     help="Train and apply 3D deep networks that make brain lesions easier to find on MRI.",
@@ -21,8 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-TASK_NAMES = ("enhance-r1", "mrf-lesion", "fcd-classify", "contrast-amplify", "rim-classify")
 
 
 def _fail(message: str) -> None:
@@ -56,7 +57,7 @@ def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
 
 @app.callback()
 def main() -> None:
-    """lesionkit: enhance-r1, mrf-lesion, fcd-classify, contrast-amplify, rim-classify."""
+    """lesionkit: train, predict, evaluate and cross-validate lesion-finding tasks."""
 
 
 @app.command()
@@ -69,7 +70,7 @@ def version() -> None:
 
 @app.command()
 def simulate(
-    task: Annotated[str, typer.Argument(help=f"Cohort to simulate: {', '.join(TASK_NAMES)}.")],
+    cohort: Annotated[str, typer.Argument(help="Phantom cohort, e.g. enhance-r1, mrf-lesion.")],
     out_dir: Annotated[Path, typer.Argument(help="Folder for the BIDS dataset (new or empty).")],
     subjects: Annotated[int, typer.Option(min=1, help="Number of subjects.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed: one seed gives the same cohort anywhere.")] = 0,
@@ -77,12 +78,12 @@ def simulate(
     preview: Annotated[bool, typer.Option(help="Write a PNG montage per subject.")] = False,
 ) -> None:
     """Simulate a phantom cohort with ground truth as a BIDS dataset."""
-    if task not in TASK_NAMES:
-        _fail(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}")
-    from lesionkit.simulate import simulate_cohort
+    from lesionkit.simulate import COHORTS, simulate_cohort
 
-    with _user_errors(), _progress(f"simulate {task}", subjects) as advance:
-        path = simulate_cohort(task, out_dir, subjects=subjects, seed=seed,
+    if cohort not in COHORTS:
+        _fail(f"unknown cohort {cohort!r}; expected one of {', '.join(COHORTS)}")
+    with _user_errors(), _progress(f"simulate {cohort}", subjects) as advance:
+        path = simulate_cohort(cohort, out_dir, subjects=subjects, seed=seed,
                                resolution=resolution, preview=preview, progress=advance)
     typer.echo(f"wrote {path}")
 
@@ -102,15 +103,13 @@ def demo(
     typer.echo(summary)
 
 
-# Engine commands (train, predict, evaluate, report) follow.
-
-
-def _task(name: str):  # -> lesionkit.tasks.task.Task
-    """The registered task, or a one-line error listing the known ones."""
+def _task(name: str, arm: str | None = None):  # -> lesionkit.tasks.task.Task
+    """The registered task (or one of its arms), or a one-line error listing the known ones."""
     from lesionkit.tasks import get_task
 
     try:
-        return get_task(name)
+        task = get_task(name)
+        return task.arm(arm) if arm else task
     except KeyError as error:
         _fail(str(error.args[0]))
 
@@ -119,51 +118,84 @@ def _subject_list(subjects: str | None) -> list[str] | None:
     return [s.strip().removeprefix("sub-") for s in subjects.split(",")] if subjects else None
 
 
+def _variant(task, network: str | None, channels: str | None, widen_factor: float | None,
+             patch_size: int | None, batch_size: int | None, learning_rate: float | None,
+             patience: int | None = None):
+    """The task with the CLI's overrides (network, its size, patches, optimiser)."""
+    from dataclasses import replace
+
+    from lesionkit.training import with_overrides
+
+    kwargs = dict(task.network_kwargs)
+    if channels:
+        levels = [int(c) for c in channels.split(",")]
+        kwargs.update(channels=levels, strides=[2] * (len(levels) - 1))
+    if widen_factor:
+        kwargs["widen_factor"] = widen_factor
+    sampler = task.sampler
+    if patch_size and hasattr(sampler, "patch_size"):
+        # 2D tasks (patches one slice thick) keep their thickness.
+        size = tuple(1 if n == 1 else patch_size for n in sampler.patch_size)
+        changes = {"patch_size": size}
+        if hasattr(sampler, "step"):
+            changes["step"] = tuple(min(s, n) for s, n in zip(sampler.step, size, strict=True))
+        sampler = replace(sampler, **changes)
+    return with_overrides(task, network=network, batch_size=batch_size,
+                          learning_rate=learning_rate, patience=patience,
+                          network_kwargs=kwargs, sampler=sampler)
+
+
+NetworkOption = Annotated[str | None, typer.Option(help="Network registry name, e.g. resnet10.")]
+ChannelsOption = Annotated[str | None, typer.Option(help="U-Net features, e.g. 16,32,64.")]
+WidenOption = Annotated[float | None, typer.Option(help="ResNet width factor (1: standard).")]
+PatchOption = Annotated[int | None, typer.Option(min=4, help="Patch edge (2D: in-plane).")]
+BatchOption = Annotated[int | None, typer.Option(min=1, help="Examples per step.")]
+RateOption = Annotated[float | None, typer.Option(help="Adam learning rate.")]
+WorkersOption = Annotated[int, typer.Option(min=0, help="Worker processes loading data.")]
+SubjectsOption = Annotated[str | None, typer.Option(help="Comma-separated subjects.")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+
+
 @app.command()
 def train(
     task: Annotated[str, typer.Argument(help="Task name, e.g. enhance-r1.")],
     data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with inputs and targets.")],
     model_dir: Annotated[Path, typer.Argument(help="Model folder to write.")],
-    folds: Annotated[int, typer.Option(min=1, help="1: one validation split; K: K folds.")] = 1,
+    folds: Annotated[int | None, typer.Option(
+        min=1, help="1: one validation split; K: K folds (default: the task's).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epoch cap (default: task's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of splits, sampling and weights.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     gpus: Annotated[int, typer.Option(min=1, help="CUDA devices; DDP when more than 1.")] = 1,
     amp: Annotated[bool, typer.Option(help="16-bit mixed precision (CUDA only).")] = False,
     patches_per_epoch: Annotated[int | None, typer.Option(help="Examples per epoch cap.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Examples per step.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    network: NetworkOption = None,
+    batch_size: BatchOption = None,
+    learning_rate: RateOption = None,
     patience: Annotated[int | None, typer.Option(min=1, help="Early-stopping patience.")] = None,
-    channels: Annotated[str | None, typer.Option(help="U-Net features, e.g. 16,32,64.")] = None,
-    patch_size: Annotated[int | None, typer.Option(
-        min=4, help="Patch edge (2D tasks: in-plane).")] = None,
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects to use.")] = None,
+    channels: ChannelsOption = None,
+    widen_factor: WidenOption = None,
+    patch_size: PatchOption = None,
+    arm: Annotated[str | None, typer.Option(help="Train one of the task's arms.")] = None,
+    source_dir: Annotated[Path | None, typer.Option(
+        help="Dataset the arm pretrains on (arms with pretraining).")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="Weights file the arm starts from (e.g. a MedicalNet checkpoint).")] = None,
+    subjects: SubjectsOption = None,
+    workers: WorkersOption = 0,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoints.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
-    chosen = _task(task)
-    from dataclasses import replace
-
+    chosen = _variant(_task(task, arm), network, channels, widen_factor, patch_size, batch_size,
+                      learning_rate, patience)
     from lesionkit.training import train as fit
-    from lesionkit.training import with_overrides
 
-    kwargs = dict(chosen.network_kwargs)
-    if channels:
-        levels = [int(c) for c in channels.split(",")]
-        kwargs.update(channels=levels, strides=[2] * (len(levels) - 1))
-    sampler = chosen.sampler
-    if patch_size:
-        # 2D tasks (patches one slice thick) keep their thickness.
-        size = tuple(1 if n == 1 else patch_size for n in sampler.patch_size)
-        sampler = replace(sampler, patch_size=size,
-                          step=tuple(min(s, n) for s, n in zip(sampler.step, size, strict=True)))
-    chosen = with_overrides(chosen, batch_size=batch_size, learning_rate=learning_rate,
-                            patience=patience, network_kwargs=kwargs, sampler=sampler)
     with _user_errors():
         path = fit(chosen, data_dir, model_dir, folds=folds, epochs=epochs, seed=seed,
                    device=device, gpus=gpus, amp=amp, patches_per_epoch=patches_per_epoch,
-                   subjects=_subject_list(subjects), resume=resume, progress=progress)
+                   subjects=_subject_list(subjects), resume=resume, progress=progress,
+                   workers=workers, source=source_dir or weights)
     typer.echo(f"wrote {path}")
 
 
@@ -171,121 +203,98 @@ def train(
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by train.")],
     data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with the task's inputs.")],
-    tta: Annotated[int, typer.Option(min=1, max=8, help="Mirror flips averaged (1-8).")] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
+    tta: Annotated[int | None, typer.Option(
+        min=1, max=8, help="Mirror flips averaged (1-8; default: the task's).")] = None,
+    device: DeviceOption = "auto",
+    subjects: SubjectsOption = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        help="Derivatives folder (default: DATA_DIR/derivatives/lesionkit).")] = None,
 ) -> None:
-    """Apply a model folder; write derivatives/lesionkit with uncertainty maps."""
+    """Apply a model folder; write predictions with uncertainty as BIDS derivatives."""
     from lesionkit.infer import predict as run
 
     with _user_errors():
         written = run(model_dir, data_dir, tta=tta, device=device,
-                      subjects=_subject_list(subjects))
-    typer.echo(f"wrote {len(written)} files under {data_dir / 'derivatives' / 'lesionkit'}")
+                      subjects=_subject_list(subjects), out_dir=out_dir)
+    where = out_dir or data_dir / "derivatives" / "lesionkit"
+    typer.echo(f"wrote {len(written)} files under {where}")
+
+
+PredictionsOption = Annotated[Path | None, typer.Option(
+    help="Predictions folder (default: DATA_DIR/derivatives/lesionkit).")]
 
 
 @app.command()
 def evaluate(
     task: Annotated[str, typer.Argument(help="Task name, e.g. enhance-r1.")],
-    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with truth and predictions.")],
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with the ground truth.")],
+    subjects: SubjectsOption = None,
     out_dir: Annotated[Path | None, typer.Option(help="Folder of the tables.")] = None,
+    predictions: PredictionsOption = None,
 ) -> None:
     """Score predictions against the truth; write a metrics table (TSV and JSON)."""
     chosen = _task(task)
-    from lesionkit.infer import evaluate as score
+    from lesionkit.evaluation import evaluate as score
 
     with _user_errors():
-        tsv, json_path = score(chosen, data_dir, _subject_list(subjects), out_dir)
+        tsv, json_path = score(chosen, data_dir, _subject_list(subjects), out_dir, predictions)
     typer.echo(f"wrote {tsv} and {json_path}")
 
 
 @app.command()
 def report(
     task: Annotated[str, typer.Argument(help="Task name, e.g. enhance-r1.")],
-    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with truth and predictions.")],
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with the ground truth.")],
     out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
+    subjects: SubjectsOption = None,
+    predictions: PredictionsOption = None,
 ) -> None:
     """Write one HTML page with the task's metric tables and figures."""
     chosen = _task(task)
-    from lesionkit.infer import report as write
+    from lesionkit.evaluation import report as write
 
     with _user_errors():
-        path = write(chosen, data_dir, out, _subject_list(subjects))
+        path = write(chosen, data_dir, out, _subject_list(subjects), predictions)
     typer.echo(f"wrote {path}")
 
 
-@app.command("mrf-match")
-def mrf_match(
-    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with 4D MRF series.")],
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
-    denoise: Annotated[bool, typer.Option(help="MP-PCA denoising (dipy) first.")] = True,
-) -> None:
-    """Reference MRF maps by dictionary matching: T1 and T2* (ms), B1 and PD."""
-    from lesionkit.bids import BIDSDataset
-    from lesionkit.mrf_reference import match_dataset
-
-    names = _subject_list(subjects)
-    with _user_errors():
-        total = len(names or BIDSDataset(data_dir).subjects())
-        with _progress("mrf-match", total) as advance:
-            written = match_dataset(data_dir, names, denoise=denoise, progress=advance)
-    typer.echo(f"wrote {len(written)} files under {Path(data_dir) / 'derivatives' / 'lesionkit'}")
-
-
 @app.command()
-def explain(
-    model_dir: Annotated[Path, typer.Argument(help="fcd-classify model folder.")],
-    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset to explain.")],
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    layer: Annotated[str, typer.Option(help="Network layer for Grad-CAM.")] = "layer4",
-) -> None:
-    """Grad-CAM maps (MONAI) of the patient class, on each input's grid, as derivatives."""
-    from lesionkit.tasks.fcd_classify import explain as write_cams
-
-    with _user_errors():
-        written = write_cams(model_dir, data_dir, _subject_list(subjects), device=device,
-                             target_layer=layer)
-    typer.echo(f"wrote {len(written)} Grad-CAM maps under "
-               f"{Path(data_dir) / 'derivatives' / 'lesionkit'}")
-
-
-@app.command("fcd-compare")
-def fcd_compare(
-    data_dir: Annotated[Path, typer.Argument(help="fcd-classify BIDS dataset.")],
-    out_dir: Annotated[Path, typer.Argument(help="Folder for arm model folders and report.")],
-    arms: Annotated[str, typer.Option(help="scratch, segmentation and/or medicalnet.")] = (
-        "scratch,segmentation"),
+def crossval(
+    task: Annotated[str, typer.Argument(help="Task name, e.g. fcd-classify.")],
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with inputs and targets.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the arms and the report.")],
+    folds: Annotated[int, typer.Option(min=2, help="Folds (stratified by subject label).")] = 4,
+    arms: Annotated[str | None, typer.Option(
+        help="Comma-separated arms (default: all of the task's).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs per fold.")] = None,
+    patches_per_epoch: Annotated[int | None, typer.Option(help="Examples per epoch cap.")] = None,
+    network: NetworkOption = None,
+    channels: ChannelsOption = None,
+    widen_factor: WidenOption = None,
+    patch_size: PatchOption = None,
+    batch_size: BatchOption = None,
+    learning_rate: RateOption = None,
     source_dir: Annotated[Path | None, typer.Option(
-        help="Lesion-segmentation cohort (e.g. mrf-lesion phantom) to pretrain on.")] = None,
-    medicalnet: Annotated[Path | None, typer.Option(
-        help="MedicalNet checkpoint for the medicalnet arm.")] = None,
-    folds: Annotated[int, typer.Option(min=2, help="Stratified folds.")] = 4,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs per fold.")] = 3,
-    network: Annotated[str, typer.Option(help="resnet10, resnet18, resnet34, resnet50.")] = (
-        "resnet18"),
-    modality: Annotated[str, typer.Option(help="FLAIR or T1w.")] = "FLAIR",
-    widen_factor: Annotated[float, typer.Option(
-        min=0.0625, help="ResNet width relative to the standard one (1: 64 first features).")
-    ] = 1.0,
-    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+        help="Dataset that pretraining arms pretrain on (e.g. a mrf-lesion phantom).")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="Weights file of arms that start from one (e.g. MedicalNet).")] = None,
+    tta: Annotated[int | None, typer.Option(min=1, max=8, help="Mirror flips.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of folds and weights.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: DeviceOption = "auto",
+    workers: WorkersOption = 0,
 ) -> None:
-    """Cross-validate transfer-learning arms on the same folds; write the comparison report."""
-    from lesionkit.crossval import compare_arms
-    from lesionkit.tasks.fcd_classify import comparison_report, fcd_task
+    """Cross-validate a task's arms on the same folds; write comparison.json and report.html."""
+    chosen = _variant(_task(task), network, channels, widen_factor, patch_size, batch_size,
+                      learning_rate)
+    from lesionkit.crossval import crossval as run
 
-    weights = {"medicalnet": medicalnet} if medicalnet else None
     with _user_errors():
-        result = compare_arms(data_dir, out_dir, arms=tuple(a.strip() for a in arms.split(",")),
-                              folds=folds, epochs=epochs,
-                              task=fcd_task(modality=modality, network=network,
-                                            network_kwargs={"widen_factor": widen_factor},
-                                            **({"learning_rate": learning_rate}
-                                               if learning_rate is not None else {})),
-                              weights=weights, source_dir=source_dir, seed=seed, device=device)
-        html = comparison_report(out_dir, data_dir)
-    typer.echo(f"wrote {result} and {html}")
+        path = run(chosen, data_dir, out_dir, folds=folds,
+                   arms=[a.strip() for a in arms.split(",")] if arms else None, epochs=epochs,
+                   seed=seed, device=device, patches_per_epoch=patches_per_epoch,
+                   source_dir=source_dir, weights=weights, tta=tta, workers=workers)
+    typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
+
+
+for _command in COMMANDS:
+    app.command(_command.name)(_command.function)

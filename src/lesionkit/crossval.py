@@ -1,341 +1,200 @@
-"""Subject classification under stratified k-fold cross-validation, and paired arm tests.
+"""Cross-validation of a task's arms on the same seeded subject-level folds.
 
-Folds are by subject and stratified by the class label (scikit-learn's
-``StratifiedKFold``), so each held-out fold keeps the patient:control ratio. Every
-subject is predicted exactly once, by the fold that did not train on it; the pooled
-out-of-fold predictions are scored once:
+Every arm (a variant of the task: ``Task.arms``) trains through the one trainer on the
+same folds, stratified by the subject label where the task has one, for a fixed number
+of epochs with the last weights kept: no model selection on held-out subjects. Each
+arm's model folder then predicts every subject with the folds that did not train on it
+(out-of-fold predictions, subject or lesion rows), the task's evaluation scores them,
+and the arms are compared on the same subjects:
 
-- accuracy, sensitivity and specificity with exact Clopper-Pearson 95 % intervals
-  (``lesionkit.stats.clopper_pearson``);
-- ROC AUC with a stratified bootstrap 95 % interval and a p-value against chance
-  (``lesionkit.stats.paired_auc_bootstrap`` of the scores against a constant score,
-  whose AUC is exactly 0.5 in every resample);
-- arms compared on the same subjects: McNemar mid-p on per-subject correctness
-  (``lesionkit.stats.mcnemar_midp``) and the paired bootstrap of the AUC difference.
+- classification rows (``label`` and ``probability`` columns): accuracy, sensitivity,
+  specificity with Clopper-Pearson intervals and ROC AUC with a bootstrap interval
+  (:func:`lesionkit.summaries.classification_summary`); between arms McNemar mid-p and
+  the paired bootstrap of the AUC difference;
+- every numeric metric column: the mean with a bootstrap interval; between arms the
+  Wilcoxon signed-rank test on paired rows.
 
-Example:
-    >>> folds = stratified_folds(["01", "02", "03", "04"], [1, 0, 1, 0], folds=2, seed=0)
-    >>> sorted(len(f["test"]) for f in folds)
-    [2, 2]
+Layout of ``OUT``: ``arm-<name>/model`` (model folder), ``arm-<name>/predictions``
+(BIDS derivatives and the metric tables), ``comparison.json`` and ``report.html``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lesionkit.io import InputError
-from lesionkit.metrics import roc_auc
-from lesionkit.stats import (
-    StatResult,
-    clopper_pearson,
-    discordant_pairs,
-    mcnemar_midp,
-    paired_auc_bootstrap,
+from lesionkit import __version__
+from lesionkit.bids import BIDSDataset
+from lesionkit.data import kfold_subjects, subject_labels, training_subjects
+from lesionkit.evaluation import evaluate
+from lesionkit.infer import predict
+from lesionkit.io import InputError, write_json
+from lesionkit.model_folder import read_config
+from lesionkit.summaries import (
+    classification_summary,
+    metric_summary,
+    paired_comparison,
+    paired_metrics,
 )
+from lesionkit.tasks.task import LabelSpec, Task, dataset_is_phantom
+from lesionkit.training import train
 
-__all__ = [
-    "classification_summary",
-    "compare_arms",
-    "paired_comparison",
-    "stratified_folds",
-]
+#: Columns of classification rows that are not metrics.
+CASE_COLUMNS = ("label", "probability", "fold", "lesion")
 
 
-def stratified_folds(subjects: Sequence[str], labels: Sequence[int], folds: int, seed: int
-                     ) -> list[dict[str, list[str]]]:
-    """Seeded subject-level folds stratified by class label.
-
-    Args:
-        subjects: Subject labels (without ``sub-``), one per subject.
-        labels: Class index of each subject (e.g. 0 control, 1 patient).
-        folds: Number of folds K (>= 2); every class needs at least K subjects.
-        seed: Shuffling seed.
-
-    Returns:
-        K dicts ``{"train": [...], "test": [...]}``; every subject is in exactly one test part.
-
-    Raises:
-        InputError: fewer subjects of a class than folds, or mismatched lengths.
-    """
-    from sklearn.model_selection import StratifiedKFold
-
-    if len(subjects) != len(labels):
-        raise InputError(f"expected one label per subject, found {len(labels)} labels for "
-                         f"{len(subjects)} subjects")
-    order = np.argsort(np.asarray(subjects))
-    names, y = np.asarray(subjects)[order], np.asarray(labels, dtype=int)[order]
-    smallest = int(np.bincount(y).min()) if len(np.unique(y)) > 1 else 0
-    if folds < 2 or smallest < folds:
-        raise InputError(f"expected at least {max(folds, 2)} subjects of each class for "
-                         f"{folds} stratified folds, found class counts {np.bincount(y).tolist()}")
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [{"train": sorted(names[tr].tolist()), "test": sorted(names[te].tolist())}
-            for tr, te in splitter.split(names, y)]
+def _finished(model_dir: Path, splits: list[dict], epochs: int) -> bool:
+    """Whether an arm's model folder is complete with the same folds and epochs."""
+    if not (model_dir / "config.yaml").is_file():
+        return False
+    config = read_config(model_dir)
+    return (config["training"].get("complete", False)
+            and config["training"]["epochs"] == epochs
+            and [e["train"] for e in config["folds"]] == [s["train"] for s in splits])
 
 
-def _row(name: str, result: StatResult, k: int | None = None, n: int | None = None
-         ) -> dict[str, Any]:
-    row: dict[str, Any] = {"metric": name, "estimate": result.estimate,
-                           "ci_low": result.ci_low, "ci_high": result.ci_high,
-                           "method": result.method}
-    if k is not None:
-        row.update(k=k, n=n)
-    return row
+def _case(row: dict) -> tuple:
+    return row.get("participant_id"), row.get("lesion"), str(row.get("method", "all"))
 
 
-def classification_summary(y_true: Sequence[int], score: Sequence[float],
-                           threshold: float = 0.5, n_resamples: int = 2000, seed: int = 0
-                           ) -> list[dict[str, Any]]:
-    """Accuracy, sensitivity, specificity and ROC AUC of pooled predictions, with 95 % CIs.
-
-    Args:
-        y_true: True class per subject (1 = patient).
-        score: Probability of the patient class (0-1) per subject.
-        threshold: A subject is called a patient when ``score >= threshold``.
-        n_resamples: Bootstrap resamples of the AUC interval.
-        seed: Bootstrap seed.
-
-    Returns:
-        One row per metric: metric, estimate, ci_low, ci_high, method (and k, n for the
-        proportions; p against chance for the AUC). The AUC row is NaN with one class only.
-    """
-    y = np.asarray(y_true, dtype=int)
-    s = np.asarray(score, dtype=np.float64)
-    predicted = (s >= threshold).astype(int)
-    correct = int((predicted == y).sum())
-    tp, positives = int(((predicted == 1) & (y == 1)).sum()), int((y == 1).sum())
-    tn, negatives = int(((predicted == 0) & (y == 0)).sum()), int((y == 0).sum())
-    rows = [_row("accuracy", clopper_pearson(correct, int(y.size)), correct, int(y.size)),
-            _row("sensitivity", clopper_pearson(tp, positives), tp, positives),
-            _row("specificity", clopper_pearson(tn, negatives), tn, negatives)]
-    if positives and negatives:
-        versus_chance = paired_auc_bootstrap(y, s, np.zeros_like(s), n_resamples, seed)
-        auc = roc_auc(y, s)
-        row = _row("roc_auc", StatResult(auc, versus_chance.ci_low + 0.5,
-                                         versus_chance.ci_high + 0.5,
-                                         method="stratified-bootstrap-percentile"))
-        row["p_vs_chance"] = versus_chance.p
-    else:
-        row = _row("roc_auc", StatResult(float("nan"), method="undefined: one class only"))
-    return [*rows, row]
+def _arm_summary(rows: list[dict], seed: int) -> dict[str, Any]:
+    labelled = [r for r in rows if r.get("label") is not None and r.get("probability") is not None]
+    metrics = [{k: v for k, v in r.items() if k not in CASE_COLUMNS} for r in rows]
+    return {"classification": classification_summary([r["label"] for r in labelled],
+                                                     [r["probability"] for r in labelled],
+                                                     seed=seed) if labelled else [],
+            "metrics": metric_summary(metrics, seed=seed), "cases": len(rows)}
 
 
-def paired_comparison(y_true: Sequence[int], score_a: Sequence[float], score_b: Sequence[float],
-                      threshold: float = 0.5, n_resamples: int = 2000, seed: int = 0
-                      ) -> dict[str, Any]:
-    """Compare two arms' predictions on the same subjects.
-
-    McNemar mid-p on per-subject correctness: ``b`` subjects right under A and wrong
-    under B, ``c`` the reverse. Paired stratified bootstrap of AUC_A - AUC_B.
-
-    Args:
-        y_true: True class per subject (1 = patient).
-        score_a: Patient probability of arm A, same subject order.
-        score_b: Patient probability of arm B.
-        threshold: Decision threshold on the probabilities.
-        n_resamples: Bootstrap resamples.
-        seed: Bootstrap seed.
-
-    Returns:
-        ``{"accuracy_difference", "b", "c", "mcnemar_midp", "auc_difference",
-        "auc_difference_ci_low", "auc_difference_ci_high", "auc_p"}`` (AUC entries NaN
-        with one class only).
-    """
-    y = np.asarray(y_true, dtype=int)
-    a, b = np.asarray(score_a, dtype=np.float64), np.asarray(score_b, dtype=np.float64)
-    if not a.shape == b.shape == y.shape:
-        raise InputError(f"expected paired predictions of {y.size} subjects, found "
-                         f"{a.size} and {b.size}")
-    correct_a, correct_b = (a >= threshold) == y, (b >= threshold) == y
-    only_a, only_b = discordant_pairs(correct_a, correct_b)
-    test = mcnemar_midp(only_a, only_b)
-    result: dict[str, Any] = {"accuracy_difference": float(correct_a.mean() - correct_b.mean()),
-                              "b": only_a, "c": only_b, "mcnemar_midp": test.p}
-    nan = float("nan")
-    auc = (paired_auc_bootstrap(y, a, b, n_resamples, seed) if 0 < y.sum() < y.size
-           else StatResult(nan, nan, nan, p=nan))
-    result.update(auc_difference=auc.estimate, auc_difference_ci_low=auc.ci_low,
-                  auc_difference_ci_high=auc.ci_high, auc_p=auc.p)
+def _pair(a: list[dict], b: list[dict], seed: int) -> dict[str, Any]:
+    index_a = {_case(r): r for r in a if r.get("probability") is not None}
+    index_b = {_case(r): r for r in b if r.get("probability") is not None}
+    shared = [k for k in index_a if k in index_b and index_a[k].get("label") is not None]
+    result: dict[str, Any] = {}
+    if shared:
+        result["classification"] = paired_comparison(
+            [index_a[k]["label"] for k in shared], [index_a[k]["probability"] for k in shared],
+            [index_b[k]["probability"] for k in shared], seed=seed)
+    strip = [[{k: v for k, v in r.items() if k not in CASE_COLUMNS[1:]} for r in rows]
+             for rows in (a, b)]
+    result["metrics"] = paired_metrics(*strip)
     return result
 
 
-def _held_out(task: Any, network: Any, subject: Any, stats: dict, lesion: np.ndarray | None,
-              cam_file: Path) -> dict[str, Any]:
-    """Patient probability of a held-out subject; for patients its CAM, Heat-Score, energy."""
-    import torch
-
-    from lesionkit.bids import save_derivative
-    from lesionkit.data import example, normalise
-    from lesionkit.explain import cam_volume, energy_fraction, grad_cam, heat_score
-    from lesionkit.volume import Volume
-
-    x = example(normalise(subject, stats), task)["input"][None]
-    device = next(network.parameters()).device
-    with torch.no_grad():
-        p = float(torch.softmax(network(x.to(device)), dim=1)[0, 1])
-    row: dict[str, Any] = {"p_patient": p, "heat_score": None, "energy_fraction": None}
-    if lesion is not None and lesion.any():
-        cam = grad_cam(network, x, class_index=1)
-        brain = subject["mask"].data[0].numpy() > 0
-        image = subject[task.inputs[0].key]
-        like = Volume(image.data[0].numpy(), np.asarray(image.affine), kind="intensity")
-        save_derivative(cam_volume(cam, like), cam_file, {"ClassExplained": "patient"})
-        row.update(heat_score=heat_score(cam, lesion, brain),
-                   energy_fraction=energy_fraction(cam, lesion, brain))
-    return row
-
-
-def _finished_arm(arm_dir: Path, names: list[str], epochs: int, splits: list[dict]
-                  ) -> tuple[dict, list] | None:
-    """Rows and timings of an arm finished earlier with the same subjects, folds and epochs."""
-    import pandas as pd
-
-    from lesionkit.model_folder import read_config
-
-    if not (arm_dir / "predictions.tsv").is_file() or not (arm_dir / "config.yaml").is_file():
-        return None
-    config = read_config(arm_dir)
-    same = (config["data"]["subjects"] == names and config["training"]["epochs"] == epochs
-            and [e["validation"] for e in config["folds"]] == [s["test"] for s in splits])
-    if not same:
-        return None
-    table = pd.read_csv(arm_dir / "predictions.tsv", sep="\t")
-    table = table.astype(object).where(table.notna(), None)
-    rows = {r["participant_id"][4:]: r for r in table.to_dict("records")}
-    return rows, config["training"].get("timings", [])
-
-
-def compare_arms(
+def crossval(
+    task: Task,
     data_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    arms: Sequence[str] = ("scratch", "segmentation"),
     folds: int = 4,
-    epochs: int = 3,
-    task: Any = None,
-    weights: Mapping[str, str | os.PathLike[str]] | None = None,
-    source_dir: str | os.PathLike[str] | None = None,
-    pretrain: Mapping[str, Any] | None = None,
+    arms: Sequence[str] | None = None,
+    epochs: int | None = None,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
+    patches_per_epoch: int | None = None,
+    source_dir: str | os.PathLike[str] | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    tta: int | None = None,
+    workers: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Cross-validate transfer arms on the same stratified folds and compare them.
-
-    Every arm trains on the same folds with the same seeds and data order; only the
-    initialisation differs. Each arm becomes a model folder ``OUT/arm-<name>`` (its
-    folds' ``validation`` lists are the held-out subjects, so ``explain`` uses the fold
-    that did not train on a subject) holding ``predictions.tsv`` (out-of-fold patient
-    probabilities, Heat-Score and energy fraction of patients) and Grad-CAM maps under
-    ``cams/``. ``OUT/comparison.json`` holds the metrics with CIs per arm, Heat-Score
-    summaries and the paired tests of every pair of arms.
+    """Cross-validate the task's arms on the same folds; write the comparison and report.
 
     Args:
-        data_dir: BIDS dataset with the task's input, brain masks and participants groups.
+        task: The task; its ``arms`` name the variants (default: the task alone).
+        data_dir: BIDS dataset with the task's inputs and targets.
         out_dir: Output folder.
-        arms: Names from ``lesionkit.transfer.ARMS``.
-        folds: K of the stratified K-fold cross-validation.
-        epochs: Fixed epochs per fold (no early stopping on held-out subjects).
-        task: The classification task (default: fcd-classify on FLAIR, ResNet-18).
-        weights: Arm -> weights file (segmentation encoder or MedicalNet checkpoint).
-        source_dir: Segmentation cohort (e.g. a ``mrf-lesion`` phantom) used to pretrain
-            the encoder when ``weights`` has no ``"segmentation"`` entry.
-        pretrain: Keyword arguments of ``lesionkit.transfer.pretrain_encoder``.
+        folds: K of the K-fold cross-validation (stratified by the subject label).
+        arms: Arms to run (default: every arm of the task, else the task itself).
+        epochs: Fixed epochs per fold (default: the task's ``max_epochs``).
         seed: Seed of folds, initialisation and data order.
-        device: "cpu" or "cuda".
-        progress: Show progress bars.
+        device: "auto", "cpu" or "cuda".
+        patches_per_epoch: Cap on training examples per epoch.
+        source_dir: Dataset that arms with a ``pretraining`` task pretrain on.
+        weights: Weights file of arms that initialise from a file (e.g. MedicalNet).
+        tta: Mirror flips at prediction (default: the task's).
+        workers: Worker processes loading subjects.
+        progress: Show progress.
 
     Returns:
         The path of ``comparison.json``.
     """
-    from lesionkit import __version__
-    from lesionkit.bids import BIDSDataset
-    from lesionkit.data import available_subjects, load_subject
-    from lesionkit.explain import summarise_heat_scores
-    from lesionkit.io import load_volume, write_json, write_tsv
-    from lesionkit.model_folder import task_fields, write_config
-    from lesionkit.tasks import get_task
-    from lesionkit.transfer import ARMS, fit_classifier, pretrain_encoder
+    from lesionkit.report import PHANTOM_NOTE, Section, write_report
 
-    task = task or get_task("fcd-classify")
-    out, weights = Path(out_dir), dict(weights or {})
-    unknown = [a for a in arms if a not in ARMS]
-    if unknown:
-        raise InputError(f"expected transfer arms from {ARMS}, found {unknown}")
-    if "segmentation" in arms and "segmentation" not in weights:
-        if source_dir is None:
-            raise InputError("the segmentation arm needs an encoder file or a source_dir "
-                             "(a phantom cohort with lesion masks, e.g. mrf-lesion)")
-        weights["segmentation"] = pretrain_encoder(
-            source_dir, out / "encoder-segmentation.safetensors", task.network,
-            task.network_kwargs, task.inputs[0].suffix, seed=seed, progress=progress,
-            **dict(pretrain or {}))
-    if "medicalnet" in arms and "medicalnet" not in weights:
-        raise InputError("the medicalnet arm needs a MedicalNet checkpoint file (weights)")
-    dataset = BIDSDataset(data_dir)
-    names = available_subjects(dataset, task)
-    subjects = {n: load_subject(dataset, n, task) for n in names}
-    labels = [int(subjects[n][task.targets[0].key]) for n in names]
-    lesions = {}
-    for n in names:
-        found = dataset.find(subject=n, suffix="mask", derivatives="phantom", label="lesion")
-        lesions[n] = load_volume(found[0].path, kind="label").data > 0.5 if found else None
-    splits = stratified_folds(names, labels, folds, seed)
-    predictions: dict[str, dict[str, dict]] = {}
-    summary: dict[str, Any] = {"arms": {}, "pairs": [], "subjects": len(names), "folds": folds,
-                               "epochs": epochs, "task": task.name, "network": task.network,
-                               "network_kwargs": dict(task.network_kwargs), "seed": seed,
-                               "learning_rate": task.learning_rate,
-                               "batch_size": task.batch_size,
-                               "augment": list(task.sampler.augment),
-                               "weights": {k: str(v) for k, v in weights.items()},
-                               "command": shlex.join(sys.argv), "lesionkit_version": __version__}
-    for arm in arms:
-        arm_dir, entries, rows, timings = out / f"arm-{arm}", [], {}, []
-        done = _finished_arm(arm_dir, names, epochs, splits)
-        for k, split in enumerate([] if done else splits):
-            network, stats, info = fit_classifier(
-                task, [subjects[n] for n in split["train"]], arm_dir / f"fold-{k}", arm,
-                weights.get(arm), seed + k, epochs, device, progress)
-            timings.append(info)
-            entries.append({"fold": k, "train": split["train"], "validation": split["test"],
-                            "normalisation": stats})
-            for n in split["test"]:
-                rows[n] = {"participant_id": f"sub-{n}", "label": int(subjects[n][
-                    task.targets[0].key]), "fold": k, **_held_out(
-                    task, network, subjects[n], stats, lesions[n],
-                    arm_dir / "cams" / f"sub-{n}_desc-gradcam_probseg.nii.gz")}
-                rows[n]["correct"] = int((rows[n]["p_patient"] >= 0.5) == rows[n]["label"])
-        if done:
-            rows, timings = done
-        else:
-            write_config(arm_dir, {"lesionkit_version": __version__, "task": task.name,
-                                   "task_fields": task_fields(task), "in_channels": 1,
-                                   "seed": seed,
-                                   "data": {"root": str(dataset.root), "subjects": names},
-                                   "training": {"epochs": epochs, "folds": folds, "arm": arm,
-                                                "weights": str(weights.get(arm)),
-                                                "timings": timings},
-                                   "folds": entries})
-            write_tsv([rows[n] for n in names], arm_dir / "predictions.tsv")
-        predictions[arm] = rows
-        patients = [r for r in rows.values() if r["heat_score"] is not None]
-        heat = summarise_heat_scores([r["heat_score"] for r in patients],
-                                     [bool(r["correct"]) for r in patients],
-                                     [r["energy_fraction"] for r in patients])
-        summary["arms"][arm] = {
-            "metrics": classification_summary([rows[n]["label"] for n in names],
-                                              [rows[n]["p_patient"] for n in names], seed=seed),
-            "heat_score": vars(heat), "folds": timings}
-    for i, a in enumerate(arms):
-        for b in arms[i + 1:]:
-            summary["pairs"].append({"a": a, "b": b, **paired_comparison(
-                labels, [predictions[a][n]["p_patient"] for n in names],
-                [predictions[b][n]["p_patient"] for n in names], seed=seed)})
-    return write_json(summary, out / "comparison.json")
+    chosen = list(arms) if arms else (list(task.arms) or ["default"])
+    variants = {a: task if a == "default" and not task.arms else _arm(task, a) for a in chosen}
+    dataset, out = BIDSDataset(data_dir), Path(out_dir)
+    names = training_subjects(dataset, task)
+    labels = None
+    if any(isinstance(t, LabelSpec) for t in task.targets):
+        labels = [next(iter(subject_labels(dataset, n, task).values())) for n in names]
+    splits = [{"train": s["train"], "validation": [], "held_out": s["validation"]}
+              for s in kfold_subjects(names, max(folds, 2), seed, labels)]
+    epochs = epochs or task.max_epochs
+    summary: dict[str, Any] = {
+        "task": task.name, "arms": {}, "pairs": [], "subjects": len(names), "folds": len(splits),
+        "epochs": epochs, "seed": seed, "network": task.network,
+        "network_kwargs": {k: str(v) for k, v in task.network_kwargs.items()},
+        "learning_rate": task.learning_rate, "batch_size": task.batch_size,
+        "command": shlex.join(sys.argv), "lesionkit_version": __version__}
+    rows: dict[str, list[dict]] = {}
+    sections = []
+    for number, arm in enumerate(chosen, start=1):
+        variant, arm_dir = variants[arm], out / f"arm-{arm}"
+        model_dir, predicted = arm_dir / "model", arm_dir / "predictions"
+        source = source_dir if variant.pretraining is not None else weights
+        if variant.initialise is not None and source is None:
+            raise InputError(f"arm {arm} of {task.name}: expected "
+                             f"{'--source-dir' if variant.pretraining else '--weights'}, "
+                             "found none")
+        if not _finished(model_dir, splits, epochs):
+            train(variant, dataset.root, model_dir, epochs=epochs, seed=seed, device=device,
+                  patches_per_epoch=patches_per_epoch, subjects=names, progress=progress,
+                  workers=workers, source=source, splits=splits)
+        predict(model_dir, dataset.root, tta=tta, device=device, subjects=names,
+                progress=progress, out_dir=predicted)
+        _, metrics_json = evaluate(variant, dataset.root, names, predictions=predicted)
+        rows[arm] = json.loads(metrics_json.read_text())["rows"]
+        summary["arms"][arm] = _arm_summary(rows[arm], seed)
+        summary["arms"][arm]["training"] = json.loads((model_dir / "metrics.json").read_text())
+        if variant.report_sections is not None:
+            for section in variant.report_sections(variant, dataset.root, predicted, names,
+                                                   rows[arm]):
+                sections.append(Section(f"arm {arm}: {section.title}", section.text,
+                                        section.tables, section.figures))
+        if progress:
+            print(f"crossval {task.name}: arm {arm} ({number}/{len(chosen)}) done")
+    for i, a in enumerate(chosen):
+        for b in chosen[i + 1:]:
+            summary["pairs"].append({"a": a, "b": b, **_pair(rows[a], rows[b], seed)})
+    path = write_json(summary, out / "comparison.json")
+    tables = {"classification (out of fold)": [
+        {"arm": a, **r} for a, e in summary["arms"].items() for r in e["classification"]],
+        "metrics (out of fold)": [{"arm": a, **r} for a, e in summary["arms"].items()
+                                  for r in e["metrics"]],
+        "paired tests": [{"a": p["a"], "b": p["b"], **p.get("classification", {})}
+                         for p in summary["pairs"] if "classification" in p],
+        "paired metric tests": [{"a": p["a"], "b": p["b"], **r} for p in summary["pairs"]
+                                for r in p["metrics"]]}
+    text = (f"{len(names)} subjects, {len(splits)}-fold cross-validation (seed {seed}), "
+            f"{epochs} epochs per fold with the last weights, arms {', '.join(chosen)}. "
+            "Every subject is predicted by the fold that did not train on it. Proportions "
+            "with Clopper-Pearson 95 % intervals, ROC AUC and metric means with bootstrap "
+            "intervals; pairs: McNemar mid-p, paired AUC bootstrap, Wilcoxon signed-rank. "
+            f"Command: {summary['command']}")
+    write_report(out / "report.html", f"lesionkit crossval {task.name}",
+                 [Section("Cross-validation", text, {k: v for k, v in tables.items() if v}),
+                  *sections],
+                 data_note=PHANTOM_NOTE if dataset_is_phantom(dataset.root) else None)
+    return path
+
+
+def _arm(task: Task, name: str) -> Task:
+    try:
+        return task.arm(name)
+    except KeyError as error:
+        raise InputError(str(error.args[0])) from error

@@ -1,36 +1,41 @@
-"""Subjects, splits, normalisation and training samplers for any task.
+"""Subjects, splits, normalisation and the on-disk subject store for any task.
 
-Subjects are TorchIO ``Subject`` objects built from a BIDS dataset through the task's
-image specs. Splits are by subject and seeded. Normalisation statistics are fitted on
-training subjects only, inside the brain mask, and travel with the model folder so
-that predictions come back in physical units.
+Subjects are found in a BIDS dataset through the task's image specs. Splits are by
+subject and seeded. Training reads subjects through a :class:`SubjectStore`: each
+subject is loaded once, preprocessed and written as plain arrays under a cache folder;
+samplers then read whole subjects or single patches from memory-mapped files, so
+training memory does not grow with the number of subjects. Normalisation statistics
+are fitted on training subjects only, inside the brain mask, and travel with the model
+folder so that predictions come back in physical units.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torchio as tio
-from torch.utils.data import Dataset
 
-from lesionkit.augment import augmentation
 from lesionkit.bids import BIDSDataset
 from lesionkit.io import InputError, load_volume
-from lesionkit.tasks.task import ImageSpec, LabelSpec, Task
+from lesionkit.lesions import crop, lesion_table
+from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
 
 if TYPE_CHECKING:
-    from lesionkit.volume import Volume
+    import torchio as tio
 
 Stats = dict[str, dict[str, float]]
+
+#: Voxels per subject and image drawn (seeded) to fit normalisation statistics.
+FIT_VOXELS = 200_000
 
 
 def available_subjects(dataset: BIDSDataset, task: Task, with_targets: bool = True) -> list[str]:
     """Subjects holding every image the task needs (inputs, and targets when asked)."""
-    specs = task.image_specs if with_targets else task.inputs
+    specs = task.image_specs if with_targets else prediction_specs(task)
     names = set(dataset.subjects())
     for pipeline in {s.derivatives for s in specs if s.derivatives}:
         names |= set(dataset.subjects(derivatives=pipeline))
@@ -38,6 +43,11 @@ def available_subjects(dataset: BIDSDataset, task: Task, with_targets: bool = Tr
         subject for subject in sorted(names)
         if all(dataset.find(subject=subject, suffix=s.suffix, **s.query()) for s in specs)
     ]
+
+
+def prediction_specs(task: Task) -> tuple[ImageSpec, ...]:
+    """Images read at prediction: the prediction inputs and, per-lesion, the lesion map."""
+    return task.prediction_inputs + ((task.lesions,) if task.lesions is not None else ())
 
 
 def training_subjects(dataset: BIDSDataset, task: Task) -> list[str]:
@@ -89,7 +99,7 @@ def kfold_subjects(subjects: Sequence[str], folds: int, seed: int,
     else:
         label = dict(zip(subjects, labels, strict=True))
         y = np.array([label[s] for s in ordered])
-        if np.bincount(y).min() < folds:
+        if len(np.unique(y)) < 2 or np.bincount(y).min() < folds:
             raise InputError(f"expected at least {folds} subjects of each class for {folds} "
                              f"stratified folds, found class counts {np.bincount(y).tolist()}")
         splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(ordered, y)
@@ -97,101 +107,67 @@ def kfold_subjects(subjects: Sequence[str], folds: int, seed: int,
             for tr, va in splits]
 
 
-def load_image(dataset: BIDSDataset, subject: str, spec: ImageSpec) -> Volume:
-    """Load one image of a subject as a :class:`~lesionkit.volume.Volume`."""
-    found = dataset.get(subject, spec.suffix, **spec.query())
-    return load_volume(found.path, kind=spec.kind, unit=spec.unit, ndim=spec.ndim)
+def subject_labels(dataset: BIDSDataset, subject: str, task: Task) -> dict[str, int]:
+    """Class indices of the task's participants.tsv targets for one subject."""
+    values: dict[str, int] = {}
+    specs = [t for t in task.targets if isinstance(t, LabelSpec)]
+    if not specs:
+        return values
+    table = dataset.participants()
+    row = table[table["participant_id"].isin([f"sub-{subject}", subject])]
+    for spec in specs:
+        if spec.column not in table.columns:
+            raise InputError(f"{dataset.root / 'participants.tsv'}: expected a {spec.column!r} "
+                             f"column, found {list(table.columns)}")
+        value = str(row[spec.column].iloc[0]) if len(row) else "n/a"
+        if value not in spec.classes:
+            raise InputError(f"{dataset.root / 'participants.tsv'}: expected {spec.column} in "
+                             f"{spec.classes} for sub-{subject}, found {value!r}")
+        values[spec.key] = spec.classes.index(value)
+    return values
 
 
-def to_image(volume: Volume) -> tio.Image:
-    """A TorchIO image (label map for labels) holding a volume's data and affine."""
-    data = np.asarray(volume.data, dtype=np.float32)
-    data = data[None] if data.ndim == 3 else np.moveaxis(data, -1, 0)
-    image_type = tio.LabelMap if volume.kind == "label" else tio.ScalarImage
-    return image_type(tensor=torch.from_numpy(np.ascontiguousarray(data)), affine=volume.affine)
-
-
-def load_subject(dataset: BIDSDataset, subject: str, task: Task, with_targets: bool = True
+def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence[ImageSpec]
                  ) -> tio.Subject:
-    """Build a TorchIO subject with the task's images (and labels), keyed by spec key.
+    """A TorchIO subject with the given images (raw units), keyed by spec key.
 
-    The brain mask is stored under ``"mask"``; without a mask spec it is the non-zero
-    voxels of the first input.
+    4D series become channels. The brain mask is stored under ``"mask"``; without a mask
+    spec (or when it is not among ``specs``) it is the non-zero voxels of the first input.
+    The task's preprocessing transforms are applied.
     """
-    specs = task.image_specs if with_targets else task.inputs
-    images = {spec.key: to_image(load_image(dataset, subject, spec)) for spec in specs}
+    import torch
+    import torchio as tio
+
+    images = {}
+    for spec in specs:
+        volume = load_volume(dataset.get(subject, spec.suffix, **spec.query()).path,
+                             kind=spec.kind, unit=spec.unit, ndim=spec.ndim)
+        data = np.asarray(volume.data, dtype=np.float32)
+        data = data[None] if data.ndim == 3 else np.moveaxis(data, -1, 0)
+        image_type = tio.LabelMap if spec.kind == "label" else tio.ScalarImage
+        images[spec.key] = image_type(tensor=torch.from_numpy(np.ascontiguousarray(data)),
+                                      affine=volume.affine)
+    first = images[specs[0].key]
     if task.mask is not None and task.mask.key in images:
-        images["mask"] = tio.LabelMap(tensor=(images.pop(task.mask.key).data > 0.5).to(
-            torch.uint8), affine=images[task.inputs[0].key].affine)
+        mask = images.pop(task.mask.key).data > 0.5
     else:
-        first = images[task.inputs[0].key]
-        images["mask"] = tio.LabelMap(tensor=(first.data != 0).any(0, keepdim=True).to(
-            torch.uint8), affine=first.affine)
-    values: dict[str, Any] = {"subject_id": subject}
-    if with_targets:
-        table = None
-        for spec in task.targets:
-            if isinstance(spec, LabelSpec):
-                table = dataset.participants() if table is None else table
-                row = table[table["participant_id"].isin([f"sub-{subject}", subject])]
-                value = str(row[spec.column].iloc[0]) if len(row) else "n/a"
-                if value not in spec.classes:
-                    raise InputError(f"{dataset.root / 'participants.tsv'}: expected "
-                                     f"{spec.column} in {spec.classes} for sub-{subject}, "
-                                     f"found {value!r}")
-                values[spec.key] = spec.classes.index(value)
-    return tio.Subject(**images, **values)
-
-
-def fit_normalisation(subjects: Sequence[tio.Subject], task: Task) -> Stats:
-    """Per-image shift and scale from the given (training) subjects, inside the mask.
-
-    ``zscore``: mean and standard deviation; ``log-zscore``: the same of the natural log,
-    values first floored at their 1st percentile (relaxation times, whose long tails,
-    e.g. CSF T2*, would dominate a squared loss; the entry gains ``log_floor``);
-    ``percentile``: 1st percentile and the 1st-99th percentile range; ``none``: 0 and 1.
-    Values are in the image's unit (log-zscore: log of it).
-    """
-    stats: Stats = {}
-    for spec in (*task.inputs, *task.dense_targets):
-        if spec.normalisation == "none":
-            stats[spec.key] = {"shift": 0.0, "scale": 1.0}
-            continue
-        values = np.concatenate([
-            s[spec.key].data.numpy()[:, s["mask"].data.numpy()[0] > 0].ravel() for s in subjects
-        ])
-        entry: dict[str, float] = {}
-        if spec.normalisation == "log-zscore":
-            entry["log_floor"] = max(float(np.percentile(values, 1)), 1e-6)
-            values = np.log(np.maximum(values, entry["log_floor"]))
-        if spec.normalisation == "percentile":
-            low, high = np.percentile(values, [1, 99])
-            shift, scale = float(low), float(high - low)
-        else:
-            shift, scale = float(values.mean()), float(values.std())
-        stats[spec.key] = {"shift": shift, "scale": scale if scale > 0 else 1.0, **entry}
-    return stats
+        mask = (first.data != 0).any(0, keepdim=True)
+    images["mask"] = tio.LabelMap(tensor=mask.to(torch.uint8), affine=first.affine)
+    result = tio.Subject(**images, subject_id=subject)
+    if task.preprocess:
+        result = tio.Compose([t.build() for t in task.preprocess])(result)
+    return result
 
 
 def apply_normalisation(array: Any, entry: dict[str, float]) -> Any:
     """(value - shift) / scale, of the floored log for log-zscore entries (array or tensor)."""
+    import torch
+
     if "log_floor" in entry:
         floor = entry["log_floor"]
         array = (np.log(np.maximum(array, floor)) if isinstance(array, np.ndarray)
                  else torch.log(torch.clamp(array, min=floor)))
     return (array - entry["shift"]) / entry["scale"]
-
-
-def normalise(subject: tio.Subject, stats: Stats) -> tio.Subject:
-    """A copy of the subject with each image normalised by its statistics."""
-    images = {}
-    for key, image in subject.get_images_dict(intensity_only=False).items():
-        if key in stats:
-            image = type(image)(tensor=apply_normalisation(image.data, stats[key]),
-                                affine=image.affine)
-        images[key] = image
-    others = {k: v for k, v in subject.items() if k not in images}
-    return tio.Subject(**images, **others)
 
 
 def invert(array: np.ndarray, stats: Stats, key: str | None) -> np.ndarray:
@@ -203,139 +179,139 @@ def invert(array: np.ndarray, stats: Stats, key: str | None) -> np.ndarray:
     return np.exp(values) if "log_floor" in entry else values
 
 
-def example(subject: tio.Subject, task: Task) -> dict[str, torch.Tensor]:
-    """One training example: inputs stacked as channels and the target."""
-    item = {"input": torch.cat([subject[s.key].data for s in task.inputs]).float()}
-    dense = task.dense_targets
-    if dense:
-        item["target"] = torch.cat([subject[s.key].data for s in dense]).float()
+def fit_statistics(values: np.ndarray, normalisation: str) -> dict[str, float]:
+    """Shift and scale of one image's values (its unit; log-zscore: log of it).
+
+    ``zscore``: mean and standard deviation; ``log-zscore``: the same of the natural log,
+    values first floored at their 1st percentile (relaxation times, whose long tails,
+    e.g. CSF T2*, would dominate a squared loss; the entry gains ``log_floor``);
+    ``percentile``: 1st percentile and the 1st-99th percentile range; ``none``: 0 and 1.
+    """
+    if normalisation == "none" or values.size == 0:
+        return {"shift": 0.0, "scale": 1.0}
+    entry: dict[str, float] = {}
+    if normalisation == "log-zscore":
+        entry["log_floor"] = max(float(np.percentile(values, 1)), 1e-6)
+        values = np.log(np.maximum(values, entry["log_floor"]))
+    if normalisation == "percentile":
+        low, high = np.percentile(values, [1, 99])
+        shift, scale = float(low), float(high - low)
     else:
-        labels = [subject[s.key] for s in task.targets]
-        item["target"] = torch.as_tensor(labels[0] if len(labels) == 1 else labels)
-    return item
+        shift, scale = float(values.mean()), float(values.std())
+    return {"shift": shift, "scale": scale if scale > 0 else 1.0, **entry}
 
 
-class GridPatches(Dataset):
-    """Every grid patch of the subjects, minus those mostly outside the mask.
+class SubjectStore:
+    """A dataset's subjects as arrays on disk, read whole or by region, normalised on read.
 
     Args:
-        subjects: Normalised subjects.
-        task: Gives patch size, step and the background limit.
+        root: The BIDS dataset.
+        task: Says which images, labels and lesion tables a subject has.
+        cache: Folder for the arrays (one sub-folder per subject).
+        workers: Worker processes that load subjects for the samplers.
     """
 
-    def __init__(self, subjects: Sequence[tio.Subject], task: Task,
-                 transform: tio.Transform | None = None) -> None:
-        if transform is not None:
-            raise ValueError("training augmentation needs a random or whole-volume sampler, "
-                             "found the grid sampler")
-        spec = task.sampler
-        overlap = tuple(p - s for p, s in zip(spec.patch_size, spec.step, strict=True))
-        self.task = task
-        self.subjects = list(subjects)
-        self.index: list[tuple[int, np.ndarray]] = []
-        for number, subject in enumerate(self.subjects):
-            grid = tio.GridSampler(subject, spec.patch_size, overlap, padding_mode=0)
-            self.subjects[number] = grid.subject  # padded where the volume is small
-            mask = grid.subject["mask"].data[0].numpy() > 0
-            for location in grid.locations:
-                i0, j0, k0, i1, j1, k1 = location
-                inside = mask[i0:i1, j0:j1, k0:k1].mean()
-                if 1.0 - inside <= spec.max_background:
-                    self.index.append((number, location))
+    def __init__(self, root: str | os.PathLike[str], task: Task, cache: str | os.PathLike[str],
+                 workers: int = 0) -> None:
+        self.dataset, self.task = BIDSDataset(root), task
+        self.cache, self.workers = Path(cache), workers
+        self.keys = [s.key for s in (*task.inputs, *task.dense_targets)]
 
-    def __len__(self) -> int:
-        return len(self.index)
+    def prepare(self, names: Sequence[str], advance: Callable[[int], None] | None = None) -> None:
+        """Load each subject once (validated, preprocessed) and write its arrays."""
+        specs = [s for s in self.task.image_specs if s is not self.task.lesions]
+        for name in names:
+            folder = self.cache / f"sub-{name}"
+            if not (folder / "meta.json").is_file():
+                subject = load_subject(self.dataset, name, self.task, specs)
+                folder.mkdir(parents=True, exist_ok=True)
+                for key in [*self.keys, "mask"]:
+                    np.save(folder / f"{key}.npy", subject[key].data.numpy())
+                meta = {"affine": np.asarray(subject["mask"].affine).tolist(),
+                        "labels": subject_labels(self.dataset, name, self.task), "lesions": []}
+                if self.task.lesions is not None:
+                    spec = self.task.lesions
+                    found = self.dataset.get(name, spec.suffix, **spec.query())
+                    targets = [t for t in self.task.targets if isinstance(t, LesionLabelSpec)]
+                    meta["lesions"] = lesion_table(found.path, targets)
+                (folder / "meta.json").write_text(json.dumps(meta))
+            if advance is not None:
+                advance(1)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        number, (i0, j0, k0, i1, j1, k1) = self.index[i]
-        item = example(self.subjects[number], self.task)
-        return {k: v[:, i0:i1, j0:j1, k0:k1] if v.ndim == 4 else v for k, v in item.items()}
+    def _meta(self, name: str) -> dict[str, Any]:
+        return json.loads((self.cache / f"sub-{name}" / "meta.json").read_text())
 
+    def _array(self, name: str, key: str) -> np.ndarray:
+        return np.load(self.cache / f"sub-{name}" / f"{key}.npy", mmap_mode="r")
 
-def with_sampling_map(subject: tio.Subject, task: Task) -> tio.Subject:
-    """The subject plus a ``"sampling"`` probability map for ``tio.WeightedSampler``.
+    def mask(self, name: str) -> np.ndarray:
+        """The (X, Y, Z) brain mask."""
+        return np.asarray(self._array(name, "mask")[0]) > 0
 
-    Centres inside the mask (``label`` sampler) or anywhere (``uniform``) have weight 1;
-    those whose patch would hold a voxel of the ``oversample`` image get
-    ``oversample_factor``.
-    """
-    from scipy import ndimage
+    def affine(self, name: str) -> np.ndarray:
+        """Voxel-to-mm affine of the subject's (preprocessed) grid."""
+        return np.array(self._meta(name)["affine"])
 
-    spec = task.sampler
-    hit = subject[spec.oversample].data.numpy().max(axis=0) > 0.5
-    near = ndimage.maximum_filter(hit, size=spec.patch_size)
-    weights = np.where(near, spec.oversample_factor, 1.0).astype(np.float32)
-    if spec.kind == "label":
-        weights *= subject["mask"].data[0].numpy() > 0
-    images = dict(subject.get_images_dict(intensity_only=False))
-    images["sampling"] = tio.Image(tensor=torch.from_numpy(weights[None]),
-                                   affine=subject["mask"].affine, type=tio.SAMPLING_MAP)
-    others = {k: v for k, v in subject.items() if k not in images}
-    return tio.Subject(**images, **others)
+    def labels(self, name: str) -> dict[str, int]:
+        """Subject-level class indices."""
+        return self._meta(name)["labels"]
 
+    def lesions(self, name: str) -> list[dict[str, Any]]:
+        """Lesions: ``{"label", "centre", "labels"}`` each."""
+        return self._meta(name)["lesions"]
 
-class QueuePatches(Dataset):
-    """Random patches through a TorchIO queue (uniform or centred in the mask)."""
+    def read(self, name: str, stats: Stats, start: Sequence[int] | None = None,
+             size: Sequence[int] | None = None) -> dict[str, Any]:
+        """Normalised images (and the mask) of a subject, whole or a zero-padded region.
 
-    def __init__(self, subjects: Sequence[tio.Subject], task: Task,
-                 transform: tio.Transform | None = None) -> None:
-        spec = task.sampler
-        sampler = (tio.LabelSampler(spec.patch_size, label_name="mask")
-                   if spec.kind == "label" else tio.UniformSampler(spec.patch_size))
-        if spec.oversample is not None:
-            subjects = [with_sampling_map(s, task) for s in subjects]
-            sampler = tio.WeightedSampler(spec.patch_size, probability_map="sampling")
-        self.task = task
-        per_volume = spec.samples_per_volume
-        self.queue = tio.Queue(tio.SubjectsDataset(list(subjects), transform=transform),
-                               max_length=4 * per_volume,
-                               samples_per_volume=per_volume, sampler=sampler, num_workers=0)
+        Only the region is read from disk; the memory map closes on return.
+        """
+        import torch
 
-    def __len__(self) -> int:
-        return len(self.queue)
+        out = {}
+        for key in [*self.keys, "mask"]:
+            array = self._array(name, key)
+            part = (np.array(array, dtype=np.float32) if start is None
+                    else crop(array, start, size))
+            if key in stats:
+                part = apply_normalisation(part, stats[key]).astype(np.float32)
+            out[key] = torch.from_numpy(part)
+            del array
+        return out
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return example(self.queue[i], self.task)
+    def subject(self, name: str, stats: Stats) -> tio.Subject:
+        """The whole normalised subject as a TorchIO subject with its labels."""
+        import torch
+        import torchio as tio
 
+        affine, images = self.affine(name), {}
+        labels = {s.key for s in self.task.image_specs if s.kind == "label"} | {"mask"}
+        for key, tensor in self.read(name, stats).items():
+            image_type = tio.LabelMap if key in labels else tio.ScalarImage
+            images[key] = image_type(tensor=tensor.to(torch.uint8) if key == "mask" else tensor,
+                                     affine=affine)
+        return tio.Subject(**images, **self.labels(name), subject_id=name)
 
-class WholeVolumes(Dataset):
-    """One whole subject per example (subject classification)."""
+    def fit_normalisation(self, names: Sequence[str], seed: int = 0) -> Stats:
+        """Per-image statistics from the given (training) subjects, inside the mask.
 
-    def __init__(self, subjects: Sequence[tio.Subject], task: Task,
-                 transform: tio.Transform | None = None) -> None:
-        self.subjects, self.task, self.transform = list(subjects), task, transform
-
-    def __len__(self) -> int:
-        return len(self.subjects)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        subject = self.subjects[i]
-        return example(subject if self.transform is None else self.transform(subject), self.task)
-
-
-def _lesion_patches(subjects: Sequence[tio.Subject], task: Task,
-                    transform: tio.Transform | None = None) -> Dataset:
-    raise NotImplementedError("lesion-centred sampling arrives with a per-lesion task")
-
-
-SAMPLERS: dict[str, Callable[..., Dataset]] = {
-    "grid": GridPatches,
-    "uniform": QueuePatches,
-    "label": QueuePatches,
-    "whole": WholeVolumes,
-    "lesion": _lesion_patches,
-}
-
-
-def training_dataset(subjects: Sequence[tio.Subject], task: Task, augment: bool = False
-                     ) -> Dataset:
-    """The task's sampler over normalised subjects (with its augmentation if ``augment``)."""
-    transform = augmentation(task) if augment else None
-    return SAMPLERS[task.sampler.kind](subjects, task, transform)
-
-
-def load_subjects(root: str | os.PathLike[str], subjects: Sequence[str], task: Task,
-                  with_targets: bool = True) -> list[tio.Subject]:
-    """Load several subjects of a BIDS dataset."""
-    dataset = BIDSDataset(root)
-    return [load_subject(dataset, s, task, with_targets) for s in subjects]
+        At most :data:`FIT_VOXELS` voxels per subject (seeded draw) enter the fit, so it
+        needs memory for a few subjects' values, not the cohort's.
+        """
+        rng = np.random.default_rng(seed)
+        stats: Stats = {}
+        for spec in (*self.task.inputs, *self.task.dense_targets):
+            if spec.normalisation == "none":
+                stats[spec.key] = {"shift": 0.0, "scale": 1.0}
+                continue
+            values = []
+            for name in names:
+                inside = np.flatnonzero(self.mask(name))
+                if inside.size > FIT_VOXELS:
+                    inside = np.sort(rng.choice(inside, FIT_VOXELS, replace=False))
+                array = self._array(name, spec.key)
+                flat = np.asarray(array).reshape(array.shape[0], -1)
+                values.append(flat[:, inside].ravel())
+                del array, flat
+            stats[spec.key] = fit_statistics(np.concatenate(values), spec.normalisation)
+        return stats

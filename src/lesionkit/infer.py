@@ -1,9 +1,12 @@
-"""Inference: strategies, mirror test-time augmentation, fold ensembles, uncertainty.
+"""Inference: the task's strategy, mirror flips, fold ensembles, uncertainty, writers.
 
-Every prediction is the mean over (folds x flips); the voxel-wise standard deviation
-over the same set is written beside it as an uncertainty map, in the output's unit.
-Inputs are normalised with each fold's training statistics and outputs inverted back
-to physical units before averaging.
+Every prediction is the mean over (folds x flips); the standard deviation over the same
+set is written beside it as the uncertainty, in the output's unit. Inputs are
+normalised with each fold's training statistics and outputs inverted back to physical
+units before averaging. A subject that some folds trained on is predicted by the other
+folds only, so predicting a cross-validated model's own subjects gives out-of-fold
+predictions. Outputs are written by the task's declared output kind: voxel maps on the
+input's grid, one subject table, or a lesion table per subject with a lesion-wise map.
 """
 
 from __future__ import annotations
@@ -14,18 +17,28 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from lesionkit.bids import BIDSDataset, bids_path, derivatives_root, save_derivative
-from lesionkit.data import apply_normalisation, available_subjects, invert
-from lesionkit.io import InputError, load_volume, write_json, write_tsv
-from lesionkit.model_folder import TrainedModel, load_model
-from lesionkit.tasks.task import Task
+from lesionkit.bids import BIDSDataset, bids_path, save_derivative, write_dataset_description
+from lesionkit.data import apply_normalisation, available_subjects, invert, load_subject
+from lesionkit.io import InputError, load_volume, write_tsv
+from lesionkit.model_folder import FoldModel, TrainedModel, load_model
+from lesionkit.tasks.task import OutputSpec
+from lesionkit.volume import Volume
 
 SPATIAL_AXES = (2, 3, 4)
+
+#: Where subject classifiers' Grad-CAM maps are written (``desc-gradcam_probseg``).
+CAM_SPEC = OutputSpec("probseg", "gradcam", "1", "probability")
+
+ACTIVATIONS: dict[str | None, Callable[[torch.Tensor], torch.Tensor]] = {
+    None: lambda y: y,
+    "sigmoid": torch.sigmoid,
+    "softmax": lambda y: torch.softmax(y, dim=1),
+}
 
 
 def flips(count: int) -> list[tuple[int, ...]]:
@@ -36,91 +49,140 @@ def flips(count: int) -> list[tuple[int, ...]]:
     return every[:count]
 
 
-def sliding_window(network: nn.Module, x: torch.Tensor, task: Task) -> torch.Tensor:
-    """Sliding-window inference with Gaussian blending (MONAI) at the task's window size."""
-    from monai.inferers import sliding_window_inference
-
-    window = task.inference_window or task.sampler.patch_size
-    return sliding_window_inference(x, window, sw_batch_size=32 if max(window) <= 64 else 2,
-                                    predictor=network, overlap=task.inference_overlap,
-                                    mode="gaussian")
-
-
-def whole_volume(network: nn.Module, x: torch.Tensor, task: Task) -> torch.Tensor:
-    """One forward pass over the whole volume."""
-    return network(x)
-
-
-def per_lesion(network: nn.Module, x: torch.Tensor, task: Task) -> torch.Tensor:
-    """Lesion-centred patches, one prediction per lesion (arrives with rim-classify)."""
-    raise NotImplementedError("per-lesion inference arrives with the rim-classify task")
-
-
-STRATEGIES: dict[str, Callable[[nn.Module, torch.Tensor, Task], torch.Tensor]] = {
-    "sliding_window": sliding_window,
-    "whole_volume": whole_volume,
-    "per_lesion": per_lesion,
-}
-
-ACTIVATIONS: dict[str | None, Callable[[torch.Tensor], torch.Tensor]] = {
-    None: lambda y: y,
-    "sigmoid": torch.sigmoid,
-    "softmax": lambda y: torch.softmax(y, dim=1),
-}
-
-
 def resolve_device(device: str = "auto") -> str:
     """"auto" -> "cuda" when available, else "cpu"."""
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
-def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int = 1,
-                   device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def folds_for(model: TrainedModel, subject: str) -> list[FoldModel]:
+    """The folds that did not train on ``subject`` (all folds when every fold did)."""
+    held_out = [f for f in model.folds if subject not in f.train]
+    return held_out or list(model.folds)
+
+
+def normalised_input(fold: FoldModel, inputs: dict[str, np.ndarray], specs: Sequence[Any],
+                     device: str) -> torch.Tensor:
+    """(1, C, X, Y, Z) input: each image (C_i, X, Y, Z) normalised by the fold's statistics."""
+    channels = [apply_normalisation(np.asarray(inputs[s.key], np.float32),
+                                    fold.normalisation[s.key]) for s in specs]
+    return torch.from_numpy(np.concatenate(channels)[None].astype(np.float32)).to(device)
+
+
+def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int | None = None,
+                   device: str = "cpu", lesions: np.ndarray | None = None,
+                   folds: Sequence[FoldModel] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation over folds x flips, in the outputs' units.
 
     Args:
         model: A loaded model folder.
-        inputs: Input key -> array (X, Y, Z) or (C, X, Y, Z) in physical units.
-        tta: Mirror flips (1-8).
+        inputs: Input key -> array (C, X, Y, Z) in physical units.
+        tta: Mirror flips (1-8; default: the task's).
         device: Torch device.
+        lesions: (X, Y, Z) lesion label map, for per-lesion tasks.
+        folds: Folds to average (default: all).
 
     Returns:
-        (mean, std), each (C_out, X, Y, Z) for dense tasks or (C_out,) for subject tasks.
+        (mean, std): (C_out, X, Y, Z) maps, (C_out,) subject scores or (N, C_out) lesion
+        scores (lesions in increasing label order).
     """
     task = model.task
-    strategy, activation = STRATEGIES[task.inference], ACTIVATIONS[task.output_activation]
+    activation = ACTIVATIONS[task.output_activation]
+    label_map = None if lesions is None else torch.from_numpy(np.asarray(lesions, np.int64))
     predictions = []
-    for fold in model.folds:
-        channels = []
-        for spec in task.inputs:
-            array = np.asarray(inputs[spec.key], dtype=np.float32)
-            array = array[None] if array.ndim == 3 else array
-            stats = fold.normalisation[spec.key]
-            channels.append(apply_normalisation(array, stats))
-        x = torch.from_numpy(np.concatenate(channels)[None]).to(device)
-        for axes in flips(tta):
+    for fold in folds or model.folds:
+        x = normalised_input(fold, inputs, task.prediction_inputs, device)
+        for axes in flips(tta or task.inference.flips):
+            flipped = None if label_map is None else (
+                label_map.flip([a - 2 for a in axes]) if axes else label_map)
             with torch.inference_mode():
-                y = strategy(fold.network, x.flip(axes) if axes else x, task)
+                y = task.inference.predict(fold.network, x.flip(axes) if axes else x, flipped)
                 y = activation(y.flip(axes) if axes and y.ndim == 5 else y)
-            y = y[0].float().cpu().numpy()
+            y = y.float().cpu().numpy()
+            y = y[0] if task.output_kind != "lesions" else np.moveaxis(y, 1, 0)
             predictions.append(np.stack([invert(y[c], fold.normalisation, spec.target)
                                          for c, spec in enumerate(task.outputs)]))
     stacked = np.stack(predictions)
-    return stacked.mean(axis=0), stacked.std(axis=0)
+    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    if task.output_kind == "lesions":
+        mean, std = mean.T, std.T
+    return mean, std
+
+
+def _on_input_grid(data: np.ndarray, grid_affine: np.ndarray, reference: Volume,
+                   kind: str) -> np.ndarray:
+    """A map from the preprocessed grid back onto the reference input's grid (TorchIO)."""
+    if data.shape == reference.shape[:3] and np.allclose(grid_affine, reference.affine,
+                                                         atol=1e-4):
+        return data
+    import torchio as tio
+
+    image = tio.ScalarImage(tensor=torch.from_numpy(data[None].astype(np.float32)),
+                            affine=grid_affine)
+    target = (reference.shape[:3], reference.affine)
+    interpolation = "nearest" if kind == "label" else "linear"
+    return tio.Resample(target, image_interpolation=interpolation)(image).data[0].numpy()
+
+
+def _cam(model: TrainedModel, folds: Sequence[FoldModel], inputs: dict[str, np.ndarray],
+         layer: str, device: str) -> np.ndarray:
+    """Grad-CAM of the last class, mean over folds, scaled to [0, 1]."""
+    from lesionkit.explain import grad_cam
+
+    specs = model.task.prediction_inputs
+    cams = [grad_cam(f.network, normalised_input(f, inputs, specs, device), layer,
+                     class_index=model.task.out_channels - 1) for f in folds]
+    cam = np.mean(cams, axis=0)
+    return cam / cam.max() if cam.max() > 0 else cam
+
+
+def lesion_rows(label_map: np.ndarray, reference: Volume, mean: np.ndarray, std: np.ndarray,
+                outputs: Sequence[Any]) -> list[dict[str, Any]]:
+    """One row per lesion: label, centre (voxels and mm), volume (mm^3), probability."""
+    from lesionkit.tasks.strategies import lesion_centres
+
+    centres = lesion_centres(label_map)
+    voxel_mm3 = float(abs(np.linalg.det(reference.affine[:3, :3])))
+    counts = np.bincount(label_map.ravel())
+    rows = []
+    for i, (label, centre) in enumerate(sorted(centres.items())):
+        world = reference.affine @ np.array([*centre, 1.0])
+        row: dict[str, Any] = {"label": label, "centre_i": centre[0], "centre_j": centre[1],
+                               "centre_k": centre[2], "centre_x_mm": round(float(world[0]), 2),
+                               "centre_y_mm": round(float(world[1]), 2),
+                               "centre_z_mm": round(float(world[2]), 2),
+                               "volume_mm3": round(float(counts[label]) * voxel_mm3, 3)}
+        for c, spec in enumerate(outputs):
+            name = "probability" if len(outputs) == 1 else spec.desc
+            row[name] = float(mean[i, c])
+            row[f"{name}_uncertainty" if len(outputs) > 1 else "uncertainty"] = float(std[i, c])
+        rows.append(row)
+    return rows
 
 
 def predict(
     model_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
-    tta: int = 1,
+    tta: int | None = None,
     device: str = "auto",
     subjects: Sequence[str] | None = None,
     progress: bool = True,
+    out_dir: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
-    """Apply a model folder to a BIDS dataset; write ``derivatives/lesionkit``.
+    """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
-    Dense outputs become NIfTI maps on each input's exact grid and affine (plus a
-    ``desc-uncertainty`` map); subject-level outputs become one TSV row per subject.
+    Voxel maps land on each input's exact grid and affine (plus a ``desc-uncertainty``
+    map); subject outputs become one TSV row per subject (with Grad-CAM maps where the
+    task's inference names a layer); per-lesion outputs become ``_lesions.tsv`` tables
+    and a map holding each lesion's probability.
+
+    Args:
+        model_dir: Model folder written by ``train``.
+        data_dir: BIDS dataset with the task's prediction inputs.
+        tta: Mirror flips (1-8; default: the task's).
+        device: "auto", "cpu" or "cuda".
+        subjects: Subjects to predict (default: all with the inputs).
+        progress: Show a progress bar.
+        out_dir: Derivatives folder to write (default ``DATA_DIR/derivatives/lesionkit``).
 
     Returns:
         Paths written.
@@ -134,105 +196,64 @@ def predict(
     names = list(subjects) if subjects else available_subjects(dataset, task, with_targets=False)
     if not names:
         raise InputError(f"{dataset.root}: expected subjects with the inputs of task "
-                         f"{task.name} ({', '.join(s.suffix for s in task.inputs)}), found none")
-    out_root = derivatives_root(dataset.root)
-    sidecar = {"ModelFolder": str(model.path), "Task": task.name, "TestTimeFlips": tta,
-               "Folds": len(model.folds), "Command": shlex.join(sys.argv)}
+                         f"{task.name} ({', '.join(s.suffix for s in task.prediction_inputs)}), "
+                         "found none")
+    out_root = Path(out_dir) if out_dir else dataset.root / "derivatives" / "lesionkit"
+    if not (out_root / "dataset_description.json").is_file():
+        write_dataset_description(out_root, "lesionkit predictions", dataset_type="derivative")
+    specs = task.prediction_inputs + ((task.lesions,) if task.lesions is not None else ())
+    flip_count = tta or task.inference.flips
     written, rows = [], []
     for subject in track(names, description="predict", disable=not progress):
-        found = [dataset.get(subject, s.suffix, **s.query()) for s in task.inputs]
-        volumes = [load_volume(f.path, kind=s.kind, unit=s.unit, ndim=s.ndim)
-                   for f, s in zip(found, task.inputs, strict=True)]
-        arrays = {s.key: v.data if v.data.ndim == 3 else np.moveaxis(v.data, -1, 0)
-                  for s, v in zip(task.inputs, volumes, strict=True)}
-        mean, std = predict_arrays(model, arrays, tta, device)
-        if mean.ndim == 1:
-            values = zip(task.outputs, mean, strict=True)
-            rows.append({"participant_id": f"sub-{subject}",
-                         **{spec.desc: float(m) for spec, m in values}})
-            continue
-        reference = volumes[0]
-        sources = {**sidecar, "Sources": [str(f.path) for f in found]}
+        found = [dataset.get(subject, s.suffix, **s.query()) for s in specs]
+        loaded = load_subject(dataset, subject, task, specs)
+        inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
+        label_map = (np.rint(loaded[task.lesions.key].data[0].numpy()).astype(np.int64)
+                     if task.lesions is not None else None)
+        folds = folds_for(model, subject)
+        mean, std = predict_arrays(model, inputs, flip_count, device, label_map, folds)
+        sidecar = {"ModelFolder": str(model.path), "Task": task.name,
+                   "TestTimeFlips": flip_count, "Folds": len(folds),
+                   "Sources": [str(f.path) for f in found], "Command": shlex.join(sys.argv)}
+        reference = load_volume(found[0].path, ndim=None)
+        grid = np.asarray(loaded["mask"].affine)
         session = found[0].entities.get("ses")
-        for c, spec in enumerate(task.outputs):
-            for desc, data in ((spec.desc, mean[c]), ("uncertainty", std[c])):
-                path = bids_path(dataset.root, subject, spec.suffix, session=session,
-                                 derivatives="lesionkit", desc=desc, **dict(spec.entities))
-                volume = reference.with_data(data.astype(np.float32), kind=spec.kind,
-                                             unit=spec.unit)
-                written.append(save_derivative(volume, path, sources, dtype=np.float32))
+
+        def save(data: np.ndarray, spec: Any, desc: str, kind: str, unit: str,
+                 like: Volume = reference, on: np.ndarray = grid, subject: str = subject,
+                 session: str | None = session, sidecar: dict = sidecar) -> None:
+            path = bids_path(out_root, subject, spec.suffix, session=session, desc=desc,
+                             **dict(spec.entities))
+            data = _on_input_grid(data, on, like, kind).astype(np.float32)
+            volume = Volume(data, like.affine, kind=kind, unit=unit)
+            written.append(save_derivative(volume, path, sidecar, dtype=np.float32))
+
+        if task.output_kind == "maps":
+            for c, spec in enumerate(task.outputs):
+                save(mean[c], spec, spec.desc, spec.kind, spec.unit)
+                save(std[c], spec, "uncertainty", "intensity", spec.unit)
+        elif task.output_kind == "subjects":
+            row = {"participant_id": f"sub-{subject}"}
+            for c, spec in enumerate(task.outputs):
+                row.update({spec.desc: float(mean[c]), f"{spec.desc}_uncertainty": float(std[c])})
+            rows.append(row)
+            layer = getattr(task.inference, "cam_layer", None)
+            if layer:
+                cam = _cam(model, folds, inputs, layer, device)
+                save(cam, CAM_SPEC, CAM_SPEC.desc, "probability", "1")
+        else:
+            lesion_map = load_volume(found[-1].path, kind="label")
+            original = np.rint(lesion_map.data).astype(np.int64)
+            table = lesion_rows(original, lesion_map, mean, std, task.outputs)
+            path = bids_path(out_root, subject, "lesions", session=session, extension=".tsv",
+                             desc=task.outputs[-1].desc)
+            written.append(write_tsv(table, path))
+            per_voxel = np.zeros(original.shape, np.float32)
+            for i, lesion in enumerate(table):
+                per_voxel[original == lesion["label"]] = mean[i, -1]
+            save(per_voxel, task.outputs[-1], task.outputs[-1].desc, "probability", "1",
+                 like=lesion_map, on=lesion_map.affine)
     if rows:
         written.append(write_tsv(rows, out_root / f"task-{task.name}_predictions.tsv"))
     return written
 
-
-def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[str] | None = None,
-             out_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
-    """Score written predictions with the task's evaluation; write TSV and JSON tables.
-
-    Args:
-        task: The task whose ``evaluate`` function scores the derivatives.
-        data_dir: BIDS dataset holding ground truth and ``derivatives/lesionkit``.
-        subjects: Subjects to score (default: every subject with predictions).
-        out_dir: Where to write (default: ``derivatives/lesionkit``).
-
-    Returns:
-        (TSV path, JSON path).
-    """
-    if task.evaluate is None:
-        raise NotImplementedError(f"task {task.name} has no evaluation")
-    dataset = BIDSDataset(data_dir)
-    names = list(subjects) if subjects else dataset.subjects(derivatives="lesionkit")
-    if not names:
-        raise InputError(f"{dataset.root / 'derivatives' / 'lesionkit'}: expected predictions "
-                         "(run lesionkit predict first), found none")
-    rows = task.evaluate(dataset.root, names)
-    out = Path(out_dir) if out_dir else derivatives_root(dataset.root)
-    tsv = write_tsv(rows, out / f"task-{task.name}_metrics.tsv")
-    json_path = write_json({"task": task.name, "subjects": names, "rows": rows,
-                            "summary": summarise(rows)}, out / f"task-{task.name}_metrics.json")
-    return tsv, json_path
-
-
-def summarise(rows: Sequence[dict]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean, standard deviation and count of every numeric column, per ``method``."""
-    summary: dict[str, dict[str, dict[str, float]]] = {}
-    methods = sorted({str(r.get("method", "all")) for r in rows})
-    for method in methods:
-        chosen = [r for r in rows if str(r.get("method", "all")) == method]
-        columns = list(dict.fromkeys(k for r in chosen for k, v in r.items()
-                                     if isinstance(v, int | float) and not isinstance(v, bool)))
-        summary[method] = {}
-        for column in columns:
-            values = np.array([r[column] for r in chosen if r.get(column) is not None], float)
-            values = values[np.isfinite(values)]
-            summary[method][column] = {"mean": float(values.mean()) if values.size else None,
-                                       "std": float(values.std()) if values.size else None,
-                                       "n": int(values.size)}
-    return summary
-
-
-def report(task: Task, data_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-           subjects: Sequence[str] | None = None) -> Path:
-    """Write one HTML page: the task's metric tables and figures (evaluates if needed).
-
-    Returns:
-        The HTML file (default ``derivatives/lesionkit/task-<name>_report.html``).
-    """
-    import json
-
-    from lesionkit.report import PHANTOM_NOTE, write_report
-
-    if task.report_sections is None:
-        raise NotImplementedError(f"task {task.name} has no report")
-    dataset = BIDSDataset(data_dir)
-    metrics = derivatives_root(dataset.root) / f"task-{task.name}_metrics.json"
-    if subjects or not metrics.is_file():
-        _, metrics = evaluate(task, dataset.root, subjects)
-    table = json.loads(metrics.read_text())
-    description = dataset.root / "dataset_description.json"
-    phantom = description.is_file() and "phantom" in description.read_text()
-    sections = task.report_sections(dataset.root, table["subjects"], table["rows"])
-    path = Path(out) if out else derivatives_root(dataset.root) / f"task-{task.name}_report.html"
-    return write_report(path, f"lesionkit {task.name}: {task.description}", sections,
-                        data_note=PHANTOM_NOTE if phantom else None)

@@ -2,32 +2,36 @@
 
 Layout::
 
-    MODEL_DIR/config.yaml             task, network, sampler, seed, version, folds
-                                      (subjects of each split, normalisation statistics)
+    MODEL_DIR/config.yaml             the complete task (every field), seed, version, data,
+                                      folds (subjects of each split, normalisation statistics)
     MODEL_DIR/metrics.json            best validation loss and epochs per fold
     MODEL_DIR/fold-K/weights.safetensors
+    MODEL_DIR/fold-K/state.safetensors   per-fold fitted state (tasks with ``fit_state``)
     MODEL_DIR/fold-K/metrics.csv      one row per epoch
     MODEL_DIR/fold-K/checkpoints/     Lightning checkpoints (resume only)
+
+The task is stored by value (:func:`task_to_plain`), so a variant that was never
+registered (``dataclasses.replace(task, ...)``) is rebuilt exactly from its folder.
+Hooks are stored as ``module:name`` references and resolved only inside ``lesionkit``;
+nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import os
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from torch import nn
 
 from lesionkit.io import InputError, atomic_path
-from lesionkit.tasks import get_task
-from lesionkit.tasks.task import SamplerSpec, Task
+from lesionkit.tasks.task import Task
 
-#: Task fields stored in config.yaml and restored on load (variants by value).
-TASK_FIELDS = ("network", "network_kwargs", "loss", "sampler", "inference", "inference_overlap",
-               "inference_window", "output_activation", "learning_rate", "lr_halving_epochs",
-               "batch_size", "max_epochs", "patience")
+CLASS_KEY, FUNCTION_KEY = "class", "function"
 
 
 def fold_dir(model_dir: str | os.PathLike[str], fold: int) -> Path:
@@ -35,32 +39,80 @@ def fold_dir(model_dir: str | os.PathLike[str], fold: int) -> Path:
     return Path(model_dir) / f"fold-{fold}"
 
 
-def task_fields(task: Task) -> dict[str, Any]:
-    """The task's trainable settings as plain YAML-ready values."""
-    fields = {name: getattr(task, name) for name in TASK_FIELDS}
-    fields["sampler"] = {k: list(v) if isinstance(v, tuple) else v
-                         for k, v in asdict(task.sampler).items()}
-    if task.inference_window is not None:
-        fields["inference_window"] = list(task.inference_window)
-    fields["network_kwargs"] = {k: list(v) if isinstance(v, tuple) else v
-                                for k, v in dict(task.network_kwargs).items()}
-    return fields
+def _reference(obj: Any) -> str:
+    name = f"{obj.__module__}:{obj.__qualname__}"
+    if not obj.__module__.startswith("lesionkit") or "<" in obj.__qualname__:
+        raise ValueError(f"task hooks must be module-level lesionkit functions to be stored "
+                         f"in config.yaml, found {name}")
+    return name
 
 
-def task_from_config(config: dict[str, Any]) -> Task:
-    """Rebuild the task a model was trained with: registry entry + stored fields."""
-    fields = dict(config.get("task_fields", {}))
-    if "sampler" in fields:
-        fields["sampler"] = SamplerSpec(**_tuples(fields["sampler"]))
-    if fields.get("inference_window") is not None:
-        fields["inference_window"] = tuple(fields["inference_window"])
-    if "network_kwargs" in fields:
-        fields["network_kwargs"] = _tuples(fields["network_kwargs"])
-    return replace(get_task(config["task"]), **fields)
+def task_to_plain(value: Any) -> Any:
+    """A task (or any field value) as YAML-ready data: dataclasses tagged with their class,
+    functions as ``module:name`` references, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: task_to_plain(getattr(value, f.name))
+                  for f in dataclasses.fields(value)}
+        return {CLASS_KEY: _reference(type(value)), **fields}
+    if isinstance(value, Mapping):
+        return {str(k): task_to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [task_to_plain(v) for v in value]
+    if callable(value):
+        return {FUNCTION_KEY: _reference(value)}
+    return value
 
 
-def _tuples(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+def _resolve(reference: str, where: Path) -> Any:
+    module, _, name = reference.partition(":")
+    if not module.startswith("lesionkit") or not name:
+        raise InputError(f"{where}: expected a lesionkit class or function, found {reference!r}")
+    try:
+        obj = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as error:
+        raise InputError(f"{where}: expected an existing lesionkit class or function, found "
+                         f"{reference!r} ({error})") from error
+    return obj
+
+
+def task_from_plain(data: Any, where: Path) -> Any:
+    """Inverse of :func:`task_to_plain` (lists come back as tuples).
+
+    Raises:
+        InputError: unknown or missing fields, or a reference outside lesionkit; the
+            message names ``where``.
+    """
+    if isinstance(data, list):
+        return tuple(task_from_plain(v, where) for v in data)
+    if not isinstance(data, dict):
+        return data
+    if set(data) == {FUNCTION_KEY}:
+        return _resolve(data[FUNCTION_KEY], where)
+    values = {k: task_from_plain(v, where) for k, v in data.items() if k != CLASS_KEY}
+    if CLASS_KEY not in data:
+        return values
+    cls = _resolve(data[CLASS_KEY], where)
+    if not dataclasses.is_dataclass(cls):
+        raise InputError(f"{where}: expected a lesionkit dataclass, found {data[CLASS_KEY]!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}
+    unknown, missing = sorted(set(values) - known), sorted(required - set(values))
+    if unknown or missing:
+        raise InputError(f"{where}: expected the fields of {cls.__name__}, found unknown keys "
+                         f"{unknown} and missing keys {missing}")
+    return cls(**values)
+
+
+def task_from_config(config: dict[str, Any], where: Path) -> Task:
+    """Rebuild the exact task a model was trained with from its config."""
+    task = task_from_plain(config.get("task"), where)
+    if not isinstance(task, Task):
+        raise InputError(f"{where}: expected the complete task under 'task' (written by this "
+                         "lesionkit version; retrain older model folders), found none")
+    return task
 
 
 def write_config(model_dir: str | os.PathLike[str], config: dict[str, Any]) -> Path:
@@ -72,47 +124,85 @@ def write_config(model_dir: str | os.PathLike[str], config: dict[str, Any]) -> P
     return path
 
 
+CONFIG_KEYS = ("lesionkit_version", "task", "in_channels", "seed", "data", "training", "folds")
+
+
 def read_config(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``config.yaml``.
+    """Read and check ``config.yaml``.
 
     Raises:
-        InputError: when the folder holds no config.yaml.
+        InputError: no config.yaml, unreadable YAML, or unknown or missing keys.
     """
     path = Path(model_dir) / "config.yaml"
     if not path.is_file():
         raise InputError(f"{path}: expected a lesionkit model folder, found no config.yaml")
-    return yaml.safe_load(path.read_text())
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: expected YAML, found unreadable text ({error})") from error
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: expected a mapping of {CONFIG_KEYS}, found {type(config)}")
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    missing = sorted(set(CONFIG_KEYS) - set(config))
+    if unknown or missing:
+        raise InputError(f"{path}: expected the keys {list(CONFIG_KEYS)}, found unknown keys "
+                         f"{unknown} and missing keys {missing}")
+    return config
 
 
-def save_weights(network: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Save a network's state dict as safetensors (atomic)."""
+def save_tensors(tensors: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Save named arrays or tensors as safetensors (atomic)."""
+    import torch
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    state = {k: torch.as_tensor(v).detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
     return path
 
 
-def load_weights(network: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
-    """Load safetensors weights into a network (strict)."""
+def load_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a safetensors file (no pickle)."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: expected network weights, found no such file")
-    network.load_state_dict(load_file(str(path)), strict=True)
+        raise InputError(f"{path}: expected a safetensors file, found no such file")
+    return load_file(str(path))
+
+
+def save_weights(network: Any, path: str | os.PathLike[str]) -> Path:
+    """Save a network's state dict as safetensors (atomic)."""
+    return save_tensors(network.state_dict(), path)
+
+
+def load_weights(network: Any, path: str | os.PathLike[str]) -> Any:
+    """Load safetensors weights into a network (strict)."""
+    network.load_state_dict(load_tensors(path), strict=True)
     return network
+
+
+def make_network(task: Task, in_channels: int, state: Mapping[str, Any] | None = None) -> Any:
+    """The task's network: its factory hook, else the registry entry."""
+    kwargs = dict(task.network_kwargs)
+    if state is not None:
+        kwargs["state"] = state
+    if task.network_factory is not None:
+        return task.network_factory(in_channels, task.out_channels, **kwargs)
+    from lesionkit.models import build_network
+
+    return build_network(task.network, in_channels, task.out_channels, **kwargs)
 
 
 @dataclass(frozen=True)
 class FoldModel:
-    """One trained fold: its network (eval mode) and its normalisation statistics."""
+    """One trained fold: its network (eval mode), normalisation and training subjects."""
 
-    network: nn.Module
+    network: Any
     normalisation: dict[str, dict[str, float]]
+    train: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,14 +217,17 @@ class TrainedModel:
 
 def load_model(model_dir: str | os.PathLike[str], device: str = "cpu") -> TrainedModel:
     """Load every fold of a model folder onto a device."""
-    from lesionkit.models import build_network
-
     config = read_config(model_dir)
-    task = task_from_config(config)
+    task = task_from_config(config, Path(model_dir) / "config.yaml")
+    if not config["folds"]:
+        raise InputError(f"{Path(model_dir) / 'config.yaml'}: expected at least one trained "
+                         "fold, found none (training was interrupted before the first fold)")
     folds = []
     for entry in config["folds"]:
-        network = build_network(task.network, config["in_channels"], task.out_channels,
-                                **task.network_kwargs)
-        load_weights(network, fold_dir(model_dir, entry["fold"]) / "weights.safetensors")
-        folds.append(FoldModel(network.to(device).eval(), entry["normalisation"]))
+        folder = fold_dir(model_dir, entry["fold"])
+        state = load_tensors(folder / "state.safetensors") if task.fit_state else None
+        network = make_network(task, config["in_channels"], state)
+        load_weights(network, folder / "weights.safetensors")
+        folds.append(FoldModel(network.to(device).eval(), entry["normalisation"],
+                               tuple(entry.get("train", ()))))
     return TrainedModel(Path(model_dir).resolve(), task, config, tuple(folds))

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from lesionkit.slicewise import unet_2d
@@ -106,6 +108,55 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
     return factory
 
 
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _stage_width(stage: nn.Module) -> int:
+    """Output channels of a residual stage (its last convolution)."""
+    return [m for m in stage.modules() if isinstance(m, nn.Conv3d)][-1].out_channels
+
+
+class ResNetSegmenter(nn.Module):
+    """A MONAI ResNet encoder with a feature-pyramid decoder giving voxel logits.
+
+    Decoder: 1x1 lateral convolutions of the four residual stages to ``features``
+    channels, top-down trilinear upsampling with addition, a 3x3x3 head and trilinear
+    upsampling to the input size. Pretrains a classifier's encoder on segmentation.
+
+    Args:
+        encoder: A ``monai.networks.nets.ResNet`` (its ``avgpool``/``fc`` are unused).
+        out_channels: Output channels (1: lesion logit).
+        features: Decoder width.
+    """
+
+    def __init__(self, encoder: nn.Module, out_channels: int = 1, features: int = 32) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.lateral = nn.ModuleList(nn.Conv3d(_stage_width(getattr(encoder, s)), features, 1)
+                                     for s in STAGES)
+        self.head = nn.Conv3d(features, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.encoder
+        h = e.act(e.bn1(e.conv1(x)))
+        h = h if e.no_max_pool else e.maxpool(h)
+        stages = []
+        for name in STAGES:
+            h = getattr(e, name)(h)
+            stages.append(h)
+        top = self.lateral[-1](stages[-1])
+        for lateral, skip in zip(self.lateral[-2::-1], stages[-2::-1], strict=True):
+            top = F.interpolate(top, size=skip.shape[2:], mode="trilinear") + lateral(skip)
+        return F.interpolate(self.head(top), size=x.shape[2:], mode="trilinear")
+
+
+def resnet_segmenter(in_channels: int, out_channels: int, depth: int = 18,
+                     features: int = 32, **resnet_kwargs: Any) -> nn.Module:
+    """A ResNet-``depth`` encoder (as the classifier's) with a feature-pyramid decoder."""
+    encoder = NETWORKS[f"resnet{depth}"](in_channels, 2, **resnet_kwargs)
+    return ResNetSegmenter(encoder, out_channels, features)
+
+
 NETWORKS: dict[str, Callable[..., nn.Module]] = {
     "unet": unet,
     "residual-unet": residual_unet,
@@ -114,6 +165,7 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
     "resnet34": _resnet(34),
     "resnet50": _resnet(50),
     "unet2d": unet_2d,
+    "resnet-segmenter": resnet_segmenter,
 }
 
 

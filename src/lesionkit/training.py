@@ -1,9 +1,9 @@
 """Training: one Lightning module for every task, and :func:`train`.
 
-The module holds a task and delegates to it (network, loss, learning rate); it has no
-task-specific branch. :func:`train` splits subjects (seeded, by subject; k folds on
-request), fits normalisation on each fold's training subjects, trains with early
-stopping and writes the self-describing model folder.
+The module holds a task and delegates to it (network, loss, learning rate, the optional
+training-step hook); it has no task-specific branch. :func:`train` splits subjects
+(seeded, by subject; k folds on request), fits normalisation and per-fold state on each
+fold's training subjects only, trains and writes the self-describing model folder.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -25,17 +26,16 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from lesionkit import __version__
 from lesionkit.bids import BIDSDataset
-from lesionkit.data import (
-    fit_normalisation,
-    kfold_subjects,
-    load_subject,
-    normalise,
-    training_dataset,
-    training_subjects,
-)
+from lesionkit.data import SubjectStore, kfold_subjects, training_subjects
 from lesionkit.io import InputError, write_json
-from lesionkit.model_folder import fold_dir, save_weights, task_fields, write_config
-from lesionkit.models import build_network
+from lesionkit.model_folder import (
+    fold_dir,
+    make_network,
+    save_tensors,
+    save_weights,
+    task_to_plain,
+    write_config,
+)
 from lesionkit.tasks.task import LabelSpec, Task
 
 
@@ -43,6 +43,12 @@ def _dice_loss() -> nn.Module:
     from monai.losses import DiceLoss
 
     return DiceLoss(sigmoid=True)
+
+
+def _dice_bce_loss() -> nn.Module:
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(sigmoid=True)
 
 
 class LogCoshLoss(nn.Module):
@@ -53,6 +59,14 @@ class LogCoshLoss(nn.Module):
         return (x + nn.functional.softplus(-2.0 * x) - math.log(2.0)).mean()
 
 
+class BinaryCrossEntropy(nn.Module):
+    """Binary cross-entropy on logits of shape (B, 1) or (B,) against 0/1 labels."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(
+            logits.reshape(target.shape[0], -1)[:, 0], target.float().reshape(-1))
+
+
 #: Loss registry: names used by tasks -> factories.
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
@@ -60,35 +74,40 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mae": nn.L1Loss,
     "log-cosh": LogCoshLoss,
     "bce": nn.BCEWithLogitsLoss,
+    "binary-cross-entropy": BinaryCrossEntropy,
     "cross-entropy": nn.CrossEntropyLoss,
     "dice": _dice_loss,
+    "dice-bce": _dice_bce_loss,
 }
 
 
 class TaskModule(L.LightningModule):
     """Lightning module generic over tasks: network, loss and optimiser come from the task."""
 
-    def __init__(self, task: Task, in_channels: int) -> None:
+    def __init__(self, task: Task, network: nn.Module) -> None:
         super().__init__()
-        self.task = task
-        self.network = build_network(task.network, in_channels, task.out_channels,
-                                     **task.network_kwargs)
+        self.task, self.network = task, network
         self.loss = LOSSES[task.loss]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
-    def _step(self, batch: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-        loss = self.loss(self.network(batch["input"]), batch["target"])
+    def _log(self, name: str, loss: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         self.log(name, loss, prog_bar=True, on_epoch=True, on_step=False,
                  batch_size=len(batch["input"]), sync_dist=True)
-        return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
-        return self._step(batch, "train_loss")
+        if self.task.training_step is not None:
+            loss = self.task.training_step(self.network, self.loss, batch)
+        else:
+            loss = self.loss(self.network(batch["input"]), batch["target"])
+        self._log("train_loss", loss, batch)
+        return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
-        return self._step(batch, "val_loss")
+        loss = self.loss(self.network(batch["input"]), batch["target"])
+        self._log("val_loss", loss, batch)
+        return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimiser = torch.optim.Adam(self.parameters(), lr=self.task.learning_rate)
@@ -100,10 +119,11 @@ class TaskModule(L.LightningModule):
 
 
 class EpochLog(L.Callback):
-    """Append one CSV row per epoch and keep the best weights as safetensors."""
+    """Append one CSV row per epoch; keep the best weights (or the last, without validation)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, select_best: bool = True) -> None:
         self.folder, self.best, self.start = folder, float("inf"), time.time()
+        self.select_best = select_best
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -119,7 +139,9 @@ class EpochLog(L.Callback):
             if new:
                 handle.write(",".join(row) + "\n")
             handle.write(",".join(str(v) for v in row.values()) + "\n")
-        if row["val_loss"] < self.best:
+        if not self.select_best:
+            save_weights(module.network, self.folder / "weights.safetensors")
+        elif row["val_loss"] < self.best:
             self.best = row["val_loss"]
             save_weights(module.network, self.folder / "weights.safetensors")
 
@@ -136,8 +158,10 @@ def trainer_flags(device: str = "auto", gpus: int = 1, amp: bool = False) -> dic
             "strategy": "ddp" if gpus > 1 else "auto"}
 
 
-def _loader(dataset: Any, batch_size: int, max_items: int | None, shuffle: bool, seed: int
-            ) -> DataLoader:
+def _loader(dataset: Any, batch_size: int, max_items: int | None, shuffle: bool, seed: int,
+            workers: int) -> DataLoader:
+    """Batches of a sampler's dataset; a TorchIO queue loads in its own workers."""
+    workers = 0 if hasattr(dataset, "queue") else workers
     if not shuffle and max_items is not None and len(dataset) > max_items:
         dataset = Subset(dataset, torch.linspace(0, len(dataset) - 1, max_items).long().tolist())
     sampler = None
@@ -145,58 +169,90 @@ def _loader(dataset: Any, batch_size: int, max_items: int | None, shuffle: bool,
         generator = torch.Generator().manual_seed(seed)
         sampler = RandomSampler(dataset, num_samples=min(max_items or len(dataset), len(dataset)),
                                 generator=generator)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      persistent_workers=workers > 0)
 
 
-def train_fold(task: Task, subjects: dict[str, list], folder: Path, seed: int, epochs: int,
-               patches_per_epoch: int | None, flags: dict[str, Any], resume: bool = False,
-               max_steps: int = -1, progress: bool = True,
+def augmentation(task: Task) -> Any:
+    """The task's training augmentation as one TorchIO transform (None: none)."""
+    if not task.augment:
+        return None
+    import torchio as tio
+
+    return tio.Compose([t.build() for t in task.augment])
+
+
+def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], folder: Path,
+               seed: int, epochs: int, examples_per_epoch: int | None, flags: dict[str, Any],
+               resume: bool = False, max_steps: int = -1, progress: bool = True,
+               source: Path | None = None,
                ready: Callable[[dict[str, Any], int], None] | None = None) -> dict[str, Any]:
-    """Train one fold on loaded subjects ``{"train": [...], "validation": [...]}``.
+    """Train one fold on ``{"train": [...], "validation": [...]}`` subject names.
 
+    With an empty validation list the fold trains a fixed number of epochs and keeps
+    the last weights (cross-validation: no model selection on held-out subjects).
     ``ready(entry, in_channels)`` receives the fold's config entry (subject ids and
     normalisation statistics) before training starts. Returns the fold's metrics.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     L.seed_everything(seed, workers=True, verbose=False)
-    stats = fit_normalisation(subjects["train"], task)
-    train_set = training_dataset([normalise(s, stats) for s in subjects["train"]], task,
-                                 augment=True)
-    val_set = training_dataset([normalise(s, stats) for s in subjects["validation"]], task)
-    if len(train_set) == 0 or len(val_set) == 0:
+    stats = store.fit_normalisation(split["train"], seed)
+    train_set = task.sampler.dataset(store, split["train"], task, stats, augmentation(task))
+    validation = list(split.get("validation", []))
+    val_set = task.sampler.dataset(store, validation, task, stats) if validation else None
+    if len(train_set) == 0 or (val_set is not None and len(val_set) == 0):
         raise InputError(f"{folder}: expected training and validation examples, found "
-                         f"{len(train_set)} and {len(val_set)} (mask or patch size?)")
+                         f"{len(train_set)} and {0 if val_set is None else len(val_set)} "
+                         "(mask, lesions or patch size?)")
     folder.mkdir(parents=True, exist_ok=True)
     in_channels = int(train_set[0]["input"].shape[0])
+    state = None
+    if task.fit_state is not None:
+        state = task.fit_state(train_set)
+        save_tensors(state, folder / "state.safetensors")
+    network = make_network(task, in_channels, state)
+    initialised = task.initialise(network, source) if task.initialise and source else None
     if ready is not None:
-        ids = {k: [s["subject_id"] for s in v] for k, v in subjects.items()}
-        ready({**ids, "normalisation": stats}, in_channels)
-    module = TaskModule(task, in_channels=in_channels)
-    log = EpochLog(folder)
-    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=folder / "checkpoints",
-                                                      save_last=True, save_top_k=0)
-    stopping = L.pytorch.callbacks.EarlyStopping("val_loss", patience=task.patience,
-                                                check_on_train_epoch_end=False)
-    trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, callbacks=[log, checkpoints,
-                        stopping], logger=False, enable_progress_bar=progress,
-                        enable_model_summary=False, num_sanity_val_steps=0,
-                        default_root_dir=folder, **flags)
-    val_items = None if patches_per_epoch is None else max(patches_per_epoch // 4, 1)
+        ready({**split, "normalisation": stats}, in_channels)
+    module = TaskModule(task, network)
+    log = EpochLog(folder, select_best=val_set is not None)
+    callbacks: list[L.Callback] = [log, L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=folder / "checkpoints", save_last=True, save_top_k=0)]
+    if val_set is not None:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping(
+            "val_loss", patience=task.patience, check_on_train_epoch_end=False))
+    trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, callbacks=callbacks, logger=False,
+                        enable_progress_bar=progress, enable_model_summary=False,
+                        num_sanity_val_steps=0, default_root_dir=folder, **flags)
+    workers = store.workers
+    val_items = None if examples_per_epoch is None else max(examples_per_epoch // 4, 1)
     last = folder / "checkpoints" / "last.ckpt"
-    trainer.fit(module, _loader(train_set, task.batch_size, patches_per_epoch, True, seed),
-                _loader(val_set, task.batch_size, val_items, False, seed),
+    start = time.time()
+    trainer.fit(module, _loader(train_set, task.batch_size, examples_per_epoch, True, seed,
+                                workers),
+                _loader(val_set, task.batch_size, val_items, False, seed, workers)
+                if val_set is not None else None,
                 ckpt_path=last if resume and last.is_file() else None)
     if not (folder / "weights.safetensors").is_file():  # no finite validation loss
         save_weights(module.network, folder / "weights.safetensors")
     return {"best_val_loss": log.best, "epochs": trainer.current_epoch,
-            "steps": trainer.global_step, "train_examples": len(train_set)}
+            "steps": trainer.global_step, "train_examples": len(train_set),
+            "seconds": round(time.time() - start, 1),
+            "initialised": None if initialised is None else str(initialised)}
+
+
+def subject_class_labels(store: SubjectStore, names: Sequence[str], task: Task
+                         ) -> list[int] | None:
+    """Class index of each subject for stratified folds (None: the task has no subject label)."""
+    keys = [t.key for t in task.targets if isinstance(t, LabelSpec)]
+    return [int(store.labels(n)[keys[0]]) for n in names] if keys else None
 
 
 def train(
     task: Task,
     data_dir: str | os.PathLike[str],
     model_dir: str | os.PathLike[str],
-    folds: int = 1,
+    folds: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -207,6 +263,9 @@ def train(
     resume: bool = False,
     max_steps: int = -1,
     progress: bool = True,
+    workers: int = 0,
+    source: str | os.PathLike[str] | None = None,
+    splits: Sequence[dict[str, list[str]]] | None = None,
 ) -> Path:
     """Train a task on a BIDS dataset and write the model folder.
 
@@ -214,7 +273,8 @@ def train(
         task: The task (a registry entry or a ``dataclasses.replace`` variant).
         data_dir: BIDS dataset with inputs, targets and masks.
         model_dir: Output model folder.
-        folds: 1 for one seeded train/validation split, K >= 2 for K folds.
+        folds: 1 for one seeded train/validation split, K >= 2 for K folds (default:
+            the task's ``folds``).
         epochs: Epoch cap (default: the task's ``max_epochs``).
         seed: Seed for splits, sampling and initialisation.
         device: "auto", "cpu" or "cuda".
@@ -225,7 +285,12 @@ def train(
             the participant values of ``task.train_on``).
         resume: Continue from ``fold-K/checkpoints/last.ckpt`` where present.
         max_steps: Optimiser step cap (-1: none), for smoke tests.
-        progress: Show Lightning's progress bar.
+        progress: Show progress.
+        workers: Worker processes loading subjects and patches.
+        source: For a task with ``pretraining``: the dataset it pretrains on; for a task
+            with ``initialise`` alone: the weights file it starts from.
+        splits: Explicit folds ``{"train", "validation"}``; an empty validation list
+            trains fixed epochs and keeps the last weights (cross-validation).
 
     Returns:
         The model folder.
@@ -235,16 +300,29 @@ def train(
     if len(names) < 2:
         raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
                          f"{task.name} (every image, {dict(task.train_on)}), found {len(names)}")
-    loaded = {name: load_subject(dataset, name, task) for name in names}
     model_dir = Path(model_dir)
+    if task.pretraining is not None and task.initialise is not None:
+        if source is None:
+            raise InputError(f"task {task.name} pretrains {task.pretraining.name} first: "
+                             "expected a source dataset (--source-dir), found none")
+        source = train(task.pretraining, source, model_dir / "pretraining",
+                       epochs=task.pretraining.max_epochs, seed=seed, device=device,
+                       progress=progress, workers=workers)
+    store = SubjectStore(dataset.root, task, model_dir / ".cache", workers=workers)
+    store.prepare(names)
     flags = trainer_flags(device, gpus, amp)
-    config = {"lesionkit_version": __version__, "task": task.name,
-              "task_fields": task_fields(task), "in_channels": None, "seed": seed,
+    folds = folds or task.folds
+    if splits is None:
+        splits = kfold_subjects(names, folds, seed, subject_class_labels(store, names, task))
+    config = {"lesionkit_version": __version__, "task": task_to_plain(task), "in_channels": None,
+              "seed": seed,
               "data": {"root": str(dataset.root), "subjects": names,
                        "description": _description(dataset.root)},
-              "training": {"epochs": epochs or task.max_epochs, "folds": folds,
+              "training": {"epochs": epochs or task.max_epochs, "folds": len(splits),
                            "patches_per_epoch": patches_per_epoch, "device": device,
-                           "gpus": gpus, "amp": amp, "complete": False},
+                           "gpus": gpus, "amp": amp, "workers": workers,
+                           "source": None if source is None else str(source),
+                           "complete": False},
               "folds": []}
     summary = {}
 
@@ -254,17 +332,20 @@ def train(
         config["in_channels"] = in_channels
         write_config(model_dir, config)
 
-    label_keys = [t.key for t in task.targets if isinstance(t, LabelSpec)]
-    labels = [int(loaded[n][label_keys[0]]) for n in names] if label_keys else None
-    for fold, split in enumerate(kfold_subjects(names, folds, seed, labels)):
-        fold_subjects = {k: [loaded[n] for n in v] for k, v in split.items()}
-        summary[f"fold-{fold}"] = train_fold(
-            task, fold_subjects, fold_dir(model_dir, fold), seed + fold,
+    for fold, split in enumerate(splits):
+        summary[f"fold-{fold}"] = result = train_fold(
+            task, store, split, fold_dir(model_dir, fold), seed + fold,
             epochs or task.max_epochs, patches_per_epoch, flags, resume, max_steps, progress,
+            Path(source) if source else None,
             ready=lambda entry, channels, fold=fold: ready({"fold": fold, **entry}, channels))
+        if progress:
+            print(f"{task.name}: fold {fold + 1}/{len(splits)} trained in {result['seconds']} "
+                  f"s ({result['epochs']} epochs, best validation loss "
+                  f"{result['best_val_loss']:.4g})")
     config["training"]["complete"] = True
     write_config(model_dir, config)
     write_json(summary, model_dir / "metrics.json")
+    shutil.rmtree(model_dir / ".cache", ignore_errors=True)
     return model_dir
 
 

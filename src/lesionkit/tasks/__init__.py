@@ -1,20 +1,29 @@
 """Task registry: CLI names -> :class:`~lesionkit.tasks.task.Task` objects.
 
-Adding a task is one module in this package and one line below.
+Adding a task is one module in this package and one line below. A task module may also
+declare extra CLI commands (``COMMANDS``) and its demo step (``DEMO``); ``lesionkit``'s
+CLI and demo iterate the lists here and name no task themselves.
 """
 
 from __future__ import annotations
 
-from lesionkit.tasks.enhance_r1 import ENHANCE_R1
-from lesionkit.tasks.fcd_classify import FCD_TASKS
-from lesionkit.tasks.mrf_lesion import MRF_LESION_TASKS
-from lesionkit.tasks.task import Task
+from lesionkit.tasks import enhance_r1, fcd_classify, mrf_lesion
+from lesionkit.tasks.task import Command, DemoStep, Task
+
+#: The modules of the registered tasks, in demo order.
+MODULES = (enhance_r1, mrf_lesion, fcd_classify)
 
 TASKS: dict[str, Task] = {
-    ENHANCE_R1.name: ENHANCE_R1,
-    **FCD_TASKS,
-    **MRF_LESION_TASKS,
+    enhance_r1.ENHANCE_R1.name: enhance_r1.ENHANCE_R1,
+    **mrf_lesion.MRF_LESION_TASKS,
+    **fcd_classify.FCD_TASKS,
 }
+
+#: Extra CLI commands declared by task modules.
+COMMANDS: tuple[Command, ...] = tuple(c for m in MODULES for c in getattr(m, "COMMANDS", ()))
+
+#: Demo steps declared by task modules, in order.
+DEMO_STEPS: tuple[DemoStep, ...] = tuple(m.DEMO for m in MODULES if hasattr(m, "DEMO"))
 
 
 def get_task(name: str) -> Task:
@@ -28,4 +37,4 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Task", "get_task"]
+__all__ = ["COMMANDS", "DEMO_STEPS", "TASKS", "Task", "get_task"]

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lesionkit.tasks.task import ImageSpec, OutputSpec, SamplerSpec, Task
+from lesionkit.tasks.strategies import GridSampler, SlidingWindow
+from lesionkit.tasks.task import DemoStep, ImageSpec, OutputSpec, Task
 
 R1_3T = ImageSpec("r1_3t", "R1map", session="3T", exclude=("acq",), unit="s^-1")
 R1_7T = ImageSpec("r1_7t", "R1map", session="7T", exclude=("acq",), unit="s^-1")
@@ -42,16 +43,16 @@ def _truth(root: Path, subject: str, suffix: str, **entities: str) -> np.ndarray
     return load_volume(found[0].path).data if found else None
 
 
-def _load(root: Path, subject: str, spec: ImageSpec | OutputSpec, derivatives: str | None):
+def _load(root: Path, subject: str, spec: ImageSpec | OutputSpec):
+    """An input image of the dataset ``root``, or a prediction when ``root`` holds them."""
     from lesionkit.bids import BIDSDataset
     from lesionkit.io import load_volume
 
     query = {"desc": spec.desc} if isinstance(spec, OutputSpec) else spec.query()
-    query["derivatives"] = derivatives
     return load_volume(BIDSDataset(root).get(subject, spec.suffix, **query).path)
 
 
-def evaluate(root: Path, subjects: list[str]) -> list[dict]:
+def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> list[dict]:
     """Metrics per subject for the 3T baseline, the enhanced map and the 7T reference.
 
     RMSE (s^-1), PSNR (dB) and SSIM against the 7T map inside the brain mask; GM-WM edge
@@ -65,9 +66,9 @@ def evaluate(root: Path, subjects: list[str]) -> list[dict]:
     table = BIDSDataset(root).participants().set_index("participant_id")
     rows = []
     for subject in subjects:
-        reference = _load(root, subject, R1_7T, None)
-        images = {"baseline": _load(root, subject, R1_3T, None).data,
-                  "enhanced": _load(root, subject, ENHANCED, "lesionkit").data,
+        reference = _load(root, subject, R1_7T)
+        images = {"baseline": _load(root, subject, R1_3T).data,
+                  "enhanced": _load(predictions, subject, ENHANCED).data,
                   "reference": reference.data}
         brain = _truth(root, subject, "mask", desc="brain") > 0.5
         gm, wm = (_truth(root, subject, "probseg", label=t) for t in ("GM", "WM"))
@@ -94,13 +95,14 @@ def evaluate(root: Path, subjects: list[str]) -> list[dict]:
     return rows
 
 
-def report_sections(root: Path, subjects: list[str], rows: list[dict]) -> list:
+def report_sections(task: Task, root: Path, predictions: Path, subjects: list[str],
+                    rows: list[dict]) -> list:
     """Report sections: the metric table and slices of 3T, enhanced, 7T and differences.
 
     Slices (s^-1) pass through the lesion where a subject has one (FCD subjects first).
     """
-    from lesionkit.infer import summarise
     from lesionkit.report import Section, slice_panel
+    from lesionkit.summaries import summarise
 
     summary = summarise(rows)
     table = [{"method": method, **{f"{k} (mean)": v["mean"] for k, v in columns.items()},
@@ -109,9 +111,9 @@ def report_sections(root: Path, subjects: list[str], rows: list[dict]) -> list:
     figures = {}
     lesioned = [s for s in subjects if _has_lesion(root, s)]
     for subject in (lesioned + [s for s in subjects if s not in lesioned])[:3]:
-        r3 = _load(root, subject, R1_3T, None)
-        enhanced = _load(root, subject, ENHANCED, "lesionkit").data
-        r7 = _load(root, subject, R1_7T, None).data
+        r3 = _load(root, subject, R1_3T)
+        enhanced = _load(predictions, subject, ENHANCED).data
+        r7 = _load(root, subject, R1_7T).data
         lesion = _truth(root, subject, "mask", label="lesion")
         outline = lesion > 0.5 if lesion is not None and (lesion > 0.5).any() else None
         figures[f"sub-{subject}: R1 (s^-1)"] = slice_panel(
@@ -143,10 +145,8 @@ ENHANCE_R1 = Task(
     network="unet",
     network_kwargs={"channels": (32, 64, 128, 256), "strides": (2, 2, 2), "norm": "batch"},
     loss="mse",
-    sampler=SamplerSpec(kind="grid", patch_size=(32, 32, 32), step=(8, 8, 4), max_background=0.8),
-    inference="sliding_window",
-    inference_overlap=0.25,
-    inference_window=(96, 96, 96),
+    sampler=GridSampler(patch_size=(32, 32, 32), step=(8, 8, 4), max_background=0.8),
+    inference=SlidingWindow(window=(96, 96, 96), overlap=0.25),
     learning_rate=1e-4,
     batch_size=16,
     max_epochs=100,
@@ -158,3 +158,11 @@ ENHANCE_R1 = Task(
     evaluate=evaluate,
     report_sections=report_sections,
 )
+
+#: The demo: a small U-Net (16-32-64, Adam 1e-3) trained for 5 epochs of 512 patches on
+#: the controls among the first 7 subjects; 3 held-out subjects predicted with 8 flips.
+DEMO = DemoStep(
+    task="enhance-r1", cohort="enhance-r1", subjects=10, held_out=3, epochs=5, examples_per_epoch=512,
+    tta=8, overrides={"network_kwargs": {"channels": (16, 32, 64), "strides": (2, 2),
+                                         "norm": "batch"}, "learning_rate": 1e-3},
+    shown=("rmse", "psnr", "ssim", "relative_edge_sharpness"))

@@ -4,8 +4,17 @@ Whole-volume 3D ResNet (MONAI ``resnet18`` by default; ``resnet10/34/50`` by val
 input channel, two-class softmax head (index 0 control, 1 patient) trained with cross
 entropy; subject labels from the participants.tsv column ``group``. The explanation is
 Grad-CAM of the patient class on the last residual stage (``layer4``), upsampled to the
-input grid and scaled to [0, 1] (:func:`explain`; maps in ``derivatives/lesionkit`` as
-``sub-XX_desc-gradcam_probseg.nii.gz``).
+input grid and scaled to [0, 1]; ``lesionkit predict`` writes it beside the prediction
+(``sub-XX_desc-gradcam_probseg.nii.gz``), from the folds that did not train on the subject.
+
+Transfer-learning arms (``lesionkit crossval fcd-classify ... --arms``), as the paper:
+
+- ``scratch``: MONAI's default initialisation.
+- ``segmentation``: the encoder of a lesion-segmentation network trained first through
+  the same trainer (:func:`pretraining_task`: the classifier's ResNet with a small
+  feature-pyramid decoder, ``lesionkit.models.resnet_segmenter``, on lesion-centred
+  patches of a cohort with lesion masks, e.g. the mrf-lesion phantom's FLAIR).
+- ``medicalnet``: a MedicalNet (Med3D) checkpoint the user holds (``--weights``).
 
 Choices where the paper is silent:
 - Input z-scored inside the brain mask with training-subject statistics; no resampling:
@@ -20,23 +29,26 @@ Choices where the paper is silent:
   over correctly classified patients with the energy fraction (CAM sum in the lesion
   over CAM sum in the brain) beside it; see ``lesionkit.explain``.
 
+Choices for the segmentation arm (the paper used 23 public segmentation tasks): decoder
+of 1x1 lateral convolutions of the four residual stages to 32 features, top-down
+trilinear upsampling with addition and a 3x3x3 head; soft Dice + cross-entropy (MONAI
+``DiceCELoss``); Adam 1e-3; 48^3 patches, 70 % centred on a lesion voxel.
+
 Variants by value: :func:`fcd_task` (``modality="T1w"``, ``network="resnet50"``, ...).
 """
 
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lesionkit.tasks.task import ImageSpec, LabelSpec, OutputSpec, SamplerSpec, Task
+from lesionkit.tasks.strategies import QueueSampler, WholeVolume, WholeVolumeSampler
+from lesionkit.tasks.task import DemoStep, ImageSpec, LabelSpec, OutputSpec, Task, Transform
 
 CLASSES = ("control", "patient")
 GROUP = LabelSpec("group", "group", CLASSES)
@@ -60,18 +72,18 @@ def _truth(root: Path, subject: str, **entities: str) -> np.ndarray | None:
     return load_volume(found[0].path, kind="label").data > 0.5 if found else None
 
 
-def cam_path(root: str | os.PathLike[str], subject: str) -> Path:
-    """Where :func:`explain` writes a subject's Grad-CAM map."""
+def cam_path(predictions: str | os.PathLike[str], subject: str) -> Path:
+    """Where ``lesionkit predict`` writes a subject's Grad-CAM map under ``predictions``."""
     from lesionkit.bids import bids_path
 
-    return bids_path(root, subject, CAM_SUFFIX, derivatives="lesionkit", desc=CAM_DESC)
+    return bids_path(predictions, subject, CAM_SUFFIX, desc=CAM_DESC)
 
 
-def evaluate(root: Path, subjects: list[str], task_name: str = "fcd-classify") -> list[dict]:
+def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> list[dict]:
     """One row per subject: true group, patient probability, call, correctness, Heat-Score.
 
-    Reads ``derivatives/lesionkit/task-<name>_predictions.tsv`` (written by predict) and,
-    where present, the subject's Grad-CAM map with its lesion and brain masks.
+    Reads ``task-<name>_predictions.tsv`` (written by predict) and, where present, the
+    subject's Grad-CAM map with its lesion and brain masks.
     """
     import pandas as pd
 
@@ -80,9 +92,9 @@ def evaluate(root: Path, subjects: list[str], task_name: str = "fcd-classify") -
     from lesionkit.io import InputError, load_volume
 
     table = BIDSDataset(root).participants().set_index("participant_id")
-    path = Path(root) / "derivatives" / "lesionkit" / f"task-{task_name}_predictions.tsv"
+    path = Path(predictions) / f"task-{task.name}_predictions.tsv"
     if not path.is_file():
-        raise InputError(f"{path}: expected the predictions of {task_name} (run predict), "
+        raise InputError(f"{path}: expected the predictions of {task.name} (run predict), "
                          "found no such file")
     predictions = pd.read_csv(path, sep="\t").set_index("participant_id")
     rows = []
@@ -94,11 +106,11 @@ def evaluate(root: Path, subjects: list[str], task_name: str = "fcd-classify") -
         p = float(predictions.loc[key, "patient"])
         row: dict[str, Any] = {"participant_id": key, "group": group,
                                "label": CLASSES.index(group) if group in CLASSES else None,
-                               "p_patient": p, "predicted": CLASSES[int(p >= 0.5)]}
+                               "probability": p, "predicted": CLASSES[int(p >= 0.5)]}
         row["correct"] = row["predicted"] == group if row["label"] is not None else None
         lesion, brain = (_truth(root, subject, label="lesion"),
                          _truth(root, subject, desc="brain"))
-        cam = cam_path(root, subject)
+        cam = cam_path(predictions, subject)
         scored = cam.is_file() and lesion is not None and brain is not None and lesion.any()
         cam_data = load_volume(cam, kind="probability").data if scored else None
         row["heat_score"] = heat_score(cam_data, lesion, brain) if scored else None
@@ -107,15 +119,16 @@ def evaluate(root: Path, subjects: list[str], task_name: str = "fcd-classify") -
     return rows
 
 
-def report_sections(root: Path, subjects: list[str], rows: list[dict]) -> list:
+def report_sections(task: Task, root: Path, predictions: Path, subjects: list[str],
+                    rows: list[dict]) -> list:
     """Classification metrics with CIs, the Heat-Score summary and CAM overlays."""
-    from lesionkit.crossval import classification_summary
     from lesionkit.explain import summarise_heat_scores
     from lesionkit.report import Section
+    from lesionkit.summaries import classification_summary
 
     labelled = [r for r in rows if r.get("label") is not None]
     metrics = classification_summary([r["label"] for r in labelled],
-                                     [r["p_patient"] for r in labelled]) if labelled else []
+                                     [r["probability"] for r in labelled]) if labelled else []
     patients = [r for r in labelled if r["label"] == 1 and r.get("heat_score") is not None]
     heat = summarise_heat_scores([r["heat_score"] for r in patients],
                                  [bool(r["correct"]) for r in patients],
@@ -127,18 +140,19 @@ def report_sections(root: Path, subjects: list[str], rows: list[dict]) -> list:
                             "per subject": rows}),
             Section("fcd-classify: Grad-CAM", "Grad-CAM of the patient class on the input "
                     "grid; cyan: the true lesion outline.",
-                    figures=cam_figures(root, [r["participant_id"][4:] for r in patients]))]
+                    figures=cam_figures(root, predictions,
+                                        [r["participant_id"][4:] for r in patients]))]
 
 
-def cam_figures(root: str | os.PathLike[str], subjects: Sequence[str], limit: int = 3,
-                cams: dict[str, Path] | None = None, suffix: str | None = None) -> dict:
+def cam_figures(root: str | os.PathLike[str], predictions: str | os.PathLike[str],
+                subjects: Sequence[str], limit: int = 3, suffix: str | None = None) -> dict:
     """CAM overlays (three planes through the lesion centre) with the lesion outline.
 
     Args:
         root: BIDS dataset of the images and truth masks.
+        predictions: Folder holding the CAM maps (:func:`cam_path`).
         subjects: Subjects to show (the first ``limit`` that have a CAM).
         limit: Number of figures.
-        cams: Subject -> CAM file (default: :func:`cam_path`).
         suffix: Image shown beneath (default: FLAIR where present, else T1w).
     """
     from scipy import ndimage
@@ -149,7 +163,7 @@ def cam_figures(root: str | os.PathLike[str], subjects: Sequence[str], limit: in
 
     dataset, figures = BIDSDataset(root), {}
     for subject in subjects:
-        path = (cams or {}).get(subject, cam_path(root, subject))
+        path = cam_path(predictions, subject)
         found = [f for s in ((suffix,) if suffix else ("FLAIR", "T1w"))
                  for f in dataset.find(subject=subject, suffix=s)]
         if len(figures) >= limit or not Path(path).is_file() or not found:
@@ -164,56 +178,57 @@ def cam_figures(root: str | os.PathLike[str], subjects: Sequence[str], limit: in
     return figures
 
 
-def explain(model_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str],
-            subjects: Sequence[str] | None = None, device: str = "cpu",
-            target_layer: str = "layer4", progress: bool = True) -> list[Path]:
-    """Write Grad-CAM maps of the patient class for each subject as BIDS derivatives.
+#: Training augmentation: left-right flips in world space and small random affines.
+AUGMENT = (Transform("RandomFlip", {"axes": ("LR",), "flip_probability": 0.5}),
+           Transform("RandomAffine", {"scales": 0.05, "degrees": 5, "translation": 4}))
+LESION = ImageSpec("lesion", "mask", derivatives="phantom", entities=(("label", "lesion"),),
+                   kind="label", unit="1", normalisation="none")
 
-    Each subject is explained by the folds that did not train on it (all folds when
-    every fold did); their CAMs are averaged and scaled to [0, 1]. Maps are written on
-    the input's grid and affine to ``derivatives/lesionkit/sub-XX/anat/
-    sub-XX_desc-gradcam_probseg.nii.gz`` with a JSON sidecar.
 
-    Returns:
-        Paths of the written maps.
+def pretraining_task(task: Task) -> Task:
+    """Lesion segmentation with the classifier's ResNet as encoder (the segmentation arm).
+
+    Trained on a cohort with lesion masks (``derivatives/phantom`` ``label-lesion_mask``)
+    and brain masks, on the classifier's input modality.
     """
-    import torch
-    from rich.progress import track
+    depth = int(task.network.removeprefix("resnet"))
+    return Task(
+        name=f"{task.name}-pretraining",
+        description=f"{task.inputs[0].suffix} -> lesion logit (ResNet-{depth} encoder + "
+                    "feature-pyramid decoder), pretraining of the classifier's encoder",
+        inputs=task.inputs, targets=(LESION,), mask=BRAIN,
+        outputs=(OutputSpec("probseg", "pretraining", "1", "probability",
+                            entities=(("label", "lesion"),)),),
+        network="resnet-segmenter",
+        network_kwargs={"depth": depth, **dict(task.network_kwargs)},
+        loss="dice-bce",
+        sampler=QueueSampler(patch_size=(48, 48, 48), samples_per_volume=8, centre_on="lesion",
+                             label_probabilities=((0, 0.3), (1, 0.7))),
+        output_activation="sigmoid", learning_rate=1e-3, batch_size=2, max_epochs=4,
+        patience=4)
 
-    from lesionkit.bids import BIDSDataset, save_derivative
-    from lesionkit.data import apply_normalisation, available_subjects
-    from lesionkit.explain import cam_volume, grad_cam
-    from lesionkit.io import load_volume
-    from lesionkit.model_folder import load_model
 
-    model = load_model(model_dir, device)
-    task, dataset = model.task, BIDSDataset(data_dir)
-    names = list(subjects) if subjects else available_subjects(dataset, task, with_targets=False)
-    entries = model.config["folds"]
-    written = []
-    for subject in track(names, description="explain", disable=not progress):
-        found = [dataset.get(subject, s.suffix, **s.query()) for s in task.inputs]
-        volumes = [load_volume(f.path, kind=s.kind, unit=s.unit)
-                   for f, s in zip(found, task.inputs, strict=True)]
-        held_out = [i for i, e in enumerate(entries) if subject not in e.get("train", [])]
-        chosen = held_out or list(range(len(entries)))
-        cams = []
-        for i in chosen:
-            fold = model.folds[i]
-            x = np.stack([apply_normalisation(v.data, fold.normalisation[s.key])
-                          for v, s in zip(volumes, task.inputs, strict=True)])
-            tensor = torch.from_numpy(x[None].astype(np.float32)).to(device)
-            cams.append(grad_cam(fold.network, tensor, target_layer, class_index=1))
-        cam = np.mean(cams, axis=0)
-        cam = cam / cam.max() if cam.max() > 0 else cam
-        sidecar = {"ModelFolder": str(model.path), "Task": task.name, "ClassExplained": "patient",
-                   "Method": f"Grad-CAM (monai.visualize.GradCAM) on {target_layer}, "
-                             "trilinear upsampling to the input grid, divided by its maximum",
-                   "Folds": [entries[i]["fold"] for i in chosen],
-                   "Sources": [str(f.path) for f in found], "Command": shlex.join(sys.argv)}
-        written.append(save_derivative(cam_volume(cam, volumes[0]), cam_path(dataset.root,
-                                                                              subject), sidecar))
-    return written
+def initialise_from_segmentation(network: Any, source: Path) -> Any:
+    """Copy the encoder of a pretraining model folder (fold 0) into the classifier."""
+    from lesionkit.pretrained import load_encoder
+
+    return load_encoder(network, Path(source) / "fold-0" / "weights.safetensors",
+                        prefix="encoder.").summary()
+
+
+def initialise_from_medicalnet(network: Any, source: Path) -> Any:
+    """Load a MedicalNet checkpoint (``--weights``) into the classifier's encoder."""
+    from lesionkit.pretrained import load_medicalnet
+
+    return load_medicalnet(network, source).summary()
+
+
+#: Transfer-learning arms compared by ``lesionkit crossval``.
+ARMS = {
+    "scratch": {},
+    "segmentation": {"pretraining": pretraining_task, "initialise": initialise_from_segmentation},
+    "medicalnet": {"initialise": initialise_from_medicalnet},
+}
 
 
 def fcd_task(modality: str = "FLAIR", network: str = "resnet18", **values: Any) -> Task:
@@ -236,8 +251,10 @@ def fcd_task(modality: str = "FLAIR", network: str = "resnet18", **values: Any) 
         outputs=OUTPUTS,
         network=network,
         loss="cross-entropy",
-        sampler=SamplerSpec(kind="whole", augment=("flip", "affine")),
-        inference="whole_volume",
+        sampler=WholeVolumeSampler(),
+        augment=AUGMENT,
+        inference=WholeVolume(cam_layer="layer4"),
+        output_kind="subjects",
         output_activation="softmax",
         learning_rate=1e-4,
         batch_size=2,
@@ -245,8 +262,9 @@ def fcd_task(modality: str = "FLAIR", network: str = "resnet18", **values: Any) 
         patience=10,
         metrics=("accuracy", "sensitivity", "specificity", "roc_auc", "heat_score",
                  "energy_fraction"),
-        evaluate=partial(evaluate, task_name=name),
+        evaluate=evaluate,
         report_sections=report_sections,
+        arms=ARMS,
     )
     return replace(task, **values)
 
@@ -256,45 +274,10 @@ FCD_CLASSIFY_T1W = fcd_task("T1w")
 #: Registry entries of this module (CLI names -> tasks).
 FCD_TASKS = {t.name: t for t in (FCD_CLASSIFY, FCD_CLASSIFY_T1W)}
 
-
-def comparison_report(out_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str],
-                      path: str | os.PathLike[str] | None = None) -> Path:
-    """HTML page of a ``lesionkit.crossval.compare_arms`` run: metrics, tests, CAM overlays.
-
-    Returns:
-        The written page (default ``OUT/report.html``).
-    """
-    import json
-
-    from lesionkit.report import PHANTOM_NOTE, Section, write_report
-
-    out = Path(out_dir)
-    summary = json.loads((out / "comparison.json").read_text())
-    metrics = [{"arm": arm, **row} for arm, entry in summary["arms"].items()
-               for row in entry["metrics"]]
-    heat = [{"arm": arm, **entry["heat_score"]} for arm, entry in summary["arms"].items()]
-    settings = (f"{summary['subjects']} subjects, stratified {summary['folds']}-fold "
-                f"cross-validation, {summary['epochs']} epochs per fold, {summary['network']} "
-                f"{summary['network_kwargs']}, Adam {summary.get('learning_rate')}, batch "
-                f"{summary.get('batch_size')}, augmentation {summary.get('augment')}, seed "
-                f"{summary['seed']}. Command: "
-                f"{summary['command']}")
-    sections = [Section("Transfer arms: held-out classification", settings + "\n\n" +
-                        "Accuracy, sensitivity and specificity with Clopper-Pearson 95 % "
-                        "intervals; ROC AUC with a stratified bootstrap interval. Pairs: "
-                        "McNemar mid-p on per-subject correctness (b: right only under a, "
-                        "c: right only under b) and the paired bootstrap of the AUC "
-                        "difference.",
-                        tables={"metrics": metrics, "paired tests": summary["pairs"]}),
-                Section("Transfer arms: Heat-Score", HEAT_SCORE_NOTE, tables={"Heat-Score": heat})]
-    for arm in summary["arms"]:
-        found = sorted((out / f"arm-{arm}" / "cams").glob("sub-*.nii.gz"))
-        cams = {p.name.split("_")[0][4:]: p for p in found}
-        sections.append(Section(f"Grad-CAM, arm {arm}", "Held-out patients; cyan: lesion "
-                                "outline.", figures=cam_figures(data_dir, list(cams),
-                                                                cams=cams)))
-    description = Path(data_dir) / "dataset_description.json"
-    phantom = description.is_file() and "phantom" in description.read_text()
-    return write_report(Path(path) if path else out / "report.html",
-                        "lesionkit fcd-classify: transfer arms", sections,
-                        data_note=PHANTOM_NOTE if phantom else None)
+#: The demo: scratch against segmentation-pretrained quarter-size ResNet-10s on the same
+#: 2 folds, the encoder pretrained on the mrf-lesion phantom's FLAIR lesions.
+DEMO = DemoStep(
+    task="fcd-classify", cohort="fcd-classify", subjects=8, epochs=3,
+    overrides={"network": "resnet10", "network_kwargs": {"widen_factor": 0.5},
+               "learning_rate": 1e-3},
+    crossval_arms=("scratch", "segmentation"), folds=2, source_cohort="mrf-lesion")

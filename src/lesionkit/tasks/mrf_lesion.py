@@ -41,12 +41,14 @@ Choices where the paper is silent or does not fit:
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+import typer
 
-from lesionkit.tasks.task import ImageSpec, OutputSpec, SamplerSpec, Task
+from lesionkit.tasks.strategies import QueueSampler, SlidingWindow, WholeVolume
+from lesionkit.tasks.task import Command, DemoStep, ImageSpec, OutputSpec, Task
 
 THRESHOLD = 0.33  # lesion probability threshold reported by the study
 TISSUE_THRESHOLD = 0.8  # NAWM / GM binarisation
@@ -105,8 +107,8 @@ def _deviation(a: np.ndarray | None, b: np.ndarray | None, mask: np.ndarray) -> 
     return None if a is None or b is None else relative_deviation(a, b, mask)
 
 
-def evaluate(root: Path, subjects: list[str], desc: str = "mrflesion") -> list[dict]:
-    """Metrics per subject from the written derivatives (``desc`` of the predictions).
+def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> list[dict]:
+    """Metrics per subject from the predictions (``desc`` of the task's outputs).
 
     Rows ``method="network"``: lesion Dice and detection rate (3D components) at 33 %,
     the lesions missed at 33 % and the median size (voxels) of missed and of detected
@@ -123,16 +125,17 @@ def evaluate(root: Path, subjects: list[str], desc: str = "mrflesion") -> list[d
         threshold_sweep,
     )
 
+    desc = task.outputs[-1].desc
     rows = []
     for subject in subjects:
-        lesion_prob = _find(root, subject, "probseg", "lesionkit", label="lesion", desc=desc)
+        lesion_prob = _find(predictions, subject, "probseg", None, label="lesion", desc=desc)
         if lesion_prob is None:
             continue
         lesion_prob = np.clip(lesion_prob, 0.0, 1.0)
         brain = _brain(root, subject, lesion_prob.shape)
         truth = _find(root, subject, "mask", "phantom", label="lesion")
         truth = truth > 0.5 if truth is not None else None
-        predicted = {key: _find(root, subject, suffix, "lesionkit", desc=desc, **entities)
+        predicted = {key: _find(predictions, subject, suffix, None, desc=desc, **entities)
                      for key, suffix, entities in _MAPS}
         matched = {k: _find(root, subject, s, "lesionkit", desc="matched") for k, s in
                    (("t1", "T1map"), ("t2s", "T2starmap"))}
@@ -181,20 +184,21 @@ def _components(truth: np.ndarray) -> np.ndarray:
     return ndimage.label(truth, structure=np.ones((3, 3, 3)))[0]
 
 
-def report_sections(root: Path, subjects: list[str], rows: list[dict],
-                    desc: str = "mrflesion") -> list:
+def report_sections(task: Task, root: Path, predictions: Path, subjects: list[str],
+                    rows: list[dict]) -> list:
     """The metric tables, mean Dice / detection-rate curves against threshold, overlays."""
-    from lesionkit.infer import summarise
     from lesionkit.metrics import threshold_sweep
     from lesionkit.report import Section, curve_figure, overlay_figure
+    from lesionkit.summaries import summarise
 
+    desc = task.outputs[-1].desc
     summary = summarise(rows)
     table = [{"method": method, **{f"{k} (mean)": v["mean"] for k, v in columns.items()},
               **{f"{k} (sd)": v["std"] for k, v in columns.items()}}
              for method, columns in summary.items()]
     sweeps, overlays = [], {}
     for subject in subjects:
-        prob = _find(root, subject, "probseg", "lesionkit", label="lesion", desc=desc)
+        prob = _find(predictions, subject, "probseg", None, label="lesion", desc=desc)
         truth = _find(root, subject, "mask", "phantom", label="lesion")
         if prob is None or truth is None or not (truth > 0.5).any():
             continue
@@ -237,16 +241,15 @@ def _task(name: str, description: str, inputs: tuple[ImageSpec, ...],
         network_kwargs=fields.pop("network_kwargs", {"channels": (32, 64, 128, 256, 512),
                                                      "bridge_dropout": 0.5}),
         loss=fields.pop("loss", "mse"),
-        sampler=fields.pop("sampler", SamplerSpec(kind="label", patch_size=(64, 64, 1),
-                                                  samples_per_volume=128, oversample="lesion",
-                                                  oversample_factor=5.0)),
-        inference=fields.pop("inference", "whole_volume"), inference_overlap=0.5,
+        sampler=fields.pop("sampler", QueueSampler(patch_size=(64, 64, 1), samples_per_volume=128,
+                                                   centre_on="mask", oversample="lesion",
+                                                   oversample_factor=5.0)),
+        inference=fields.pop("inference", WholeVolume()),
         learning_rate=1e-4, lr_halving_epochs=20, batch_size=64, max_epochs=100, patience=20,
         metrics=("lesion_dice", "detection_rate", "best_dice", "nawm_dice", "gm_dice",
                  "t1_deviation_matching", "t2s_deviation_matching", "t1_deviation_truth",
                  "t2s_deviation_truth"),
-        evaluate=partial(evaluate, desc=desc),
-        report_sections=partial(report_sections, desc=desc), **fields)
+        evaluate=evaluate, report_sections=report_sections, **fields)
 
 
 MRF_LESION = _task("mrf-lesion", "35 MRF-EPI frames -> T1, T2* (ms), NAWM, GM and lesion "
@@ -262,13 +265,57 @@ FLAIR_LESION = _task("flair-lesion", "FLAIR and T1w -> lesion probability", (FLA
 MRF_LESION_3D = replace(_task(
     "mrf-lesion-3d", "35 MRF-EPI frames -> T1, T2*, NAWM, GM, lesion probability (3D U-Net)",
     (MRF,), (T1_MATCHED, T2S_MATCHED, NAWM, GM, LESION), True, network="unet",
-    inference="sliding_window",
+    inference=SlidingWindow(window=(64, 64, 16), overlap=0.5),
     network_kwargs={"channels": (32, 64, 128, 256), "strides": (2, 2, 2), "norm": "batch"},
-    sampler=SamplerSpec(kind="label", patch_size=(64, 64, 16), samples_per_volume=16,
-                        oversample="lesion", oversample_factor=5.0)),
+    sampler=QueueSampler(patch_size=(64, 64, 16), samples_per_volume=16, centre_on="mask",
+                         oversample="lesion", oversample_factor=5.0)),
     batch_size=4)
 
 #: Every variant by CLI name.
 MRF_LESION_TASKS: dict[str, Task] = {t.name: t for t in (
     MRF_LESION, MRF_LESION_ONLY, MRF_LESION_DICE, MRF_RELAXOMETRY_LESION, FLAIR_LESION,
     MRF_LESION_3D)}
+
+
+def mrf_match(
+    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with 4D MRF series.")],
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects.")] = None,
+    denoise: Annotated[bool, typer.Option(help="MP-PCA denoising (dipy) first.")] = True,
+) -> None:
+    """Reference MRF maps by dictionary matching: T1 and T2* (ms), B1 and PD."""
+    from rich.progress import Progress
+
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.mrf_reference import match_dataset
+
+    names = [s.strip().removeprefix("sub-") for s in subjects.split(",")] if subjects else None
+    with Progress() as bar:
+        job = bar.add_task("mrf-match", total=len(names or BIDSDataset(data_dir).subjects()))
+        written = match_dataset(data_dir, names, denoise=denoise,
+                                progress=lambda n=1: bar.advance(job, n))
+    typer.echo(f"wrote {len(written)} files under {Path(data_dir) / 'derivatives' / 'lesionkit'}")
+
+
+def demo_prepare(data_dir: Path, progress: object = None) -> str:
+    """The demo's reference maps: dictionary matching without MP-PCA (a minute per subject)."""
+    import time
+
+    from lesionkit.mrf_reference import match_dataset
+
+    start = time.perf_counter()
+    match_dataset(data_dir, denoise=False)
+    return (f"mrf-lesion reference maps (dictionary matching, MP-PCA off) in "
+            f"{time.perf_counter() - start:.0f} s")
+
+
+#: Extra CLI commands of this task module.
+COMMANDS = (Command("mrf-match", mrf_match),)
+
+#: The demo: match the reference maps, train a narrow 2D U-Net (40 short epochs, the
+#: learning rate 20x the paper's and halving every 20), score 2 held-out subjects.
+DEMO = DemoStep(
+    task="mrf-lesion", cohort="mrf-lesion", subjects=6, held_out=2, epochs=40, prepare=demo_prepare,
+    overrides={"network_kwargs": {"channels": (8, 16, 32, 64, 128), "bridge_dropout": 0.5},
+               "learning_rate": 2e-3, "batch_size": 16},
+    shown=("lesion_dice", "detection_rate", "nawm_dice", "gm_dice", "t1_deviation_matching",
+           "t2s_deviation_matching", "t1_deviation_truth", "t2s_deviation_truth"))

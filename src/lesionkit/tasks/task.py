@@ -1,9 +1,11 @@
 """The task contract: what a task reads, which network it trains and how it predicts.
 
 A task is data, not a subclass. The data layer, the trainer and the inference engine
-read only the fields below; a variant is ``dataclasses.replace(task, ...)``. Code that
-belongs to one task alone (its evaluation against a baseline, its report figures) is a
-plain function referenced from the task object.
+read only the fields below; a variant is ``dataclasses.replace(task, ...)``. The sampler
+and the inference strategy are values too (:mod:`lesionkit.tasks.strategies`). What one
+task alone needs is an optional hook: a plain function referenced from the task object
+(its evaluation, its report, a network factory, a training step, per-fold state, an
+initialisation). Hooks are module-level functions so that ``config.yaml`` can name them.
 
 Example::
 
@@ -20,10 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lesionkit.tasks.strategies import (
+    GridSampler,
+    Inference,
+    Sampler,
+    SlidingWindow,
+)
+
 Kind = Literal["intensity", "label", "probability"]
-SamplerKind = Literal["grid", "uniform", "label", "whole", "lesion"]
-InferenceKind = Literal["sliding_window", "whole_volume", "per_lesion"]
 Normalisation = Literal["zscore", "log-zscore", "percentile", "none"]
+OutputKind = Literal["maps", "subjects", "lesions"]
 
 
 @dataclass(frozen=True)
@@ -79,13 +87,33 @@ class LabelSpec:
 
 
 @dataclass(frozen=True)
+class LesionLabelSpec:
+    """A per-lesion target read from the lesion table beside the lesion label map.
+
+    The table is a TSV with the label map's name (``..._dseg.tsv`` beside
+    ``..._dseg.nii.gz``), one row per lesion, a ``label`` column holding the integer
+    of the lesion in the map, and the target column.
+
+    Attributes:
+        key: Name of the value inside an example.
+        column: Table column, e.g. ``"rim"``.
+        classes: Column values in class-index order, e.g. ``("0", "1")``.
+    """
+
+    key: str
+    column: str
+    classes: tuple[str, ...] = ("0", "1")
+
+
+@dataclass(frozen=True)
 class OutputSpec:
     """One output channel written by ``predict`` as a BIDS derivative.
 
     Attributes:
         suffix: BIDS suffix of the written map (``"R1map"``, ``"probseg"``, ...).
         desc: BIDS ``desc-`` entity (``"enhanced"``); the uncertainty map uses
-            ``desc-uncertainty`` with the same other entities.
+            ``desc-uncertainty`` with the same other entities. For subject and lesion
+            tables, the column name.
         unit: Unit written into the JSON sidecar.
         kind: Volume kind of the written map.
         target: Key of the target image whose normalisation is inverted on the way
@@ -102,34 +130,77 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
-class SamplerSpec:
-    """How training examples are drawn.
+class Transform:
+    """A TorchIO transform by class name and keyword arguments (built lazily).
+
+    Example:
+        ``Transform("RandomFlip", {"axes": ("LR",), "flip_probability": 0.5})``
 
     Attributes:
-        kind: ``"grid"`` (every patch of a sliding grid), ``"uniform"`` / ``"label"``
-            (random patches through a TorchIO queue, ``label`` centred in the mask),
-            ``"whole"`` (one whole volume per example), ``"lesion"`` (lesion-centred).
-        patch_size: Patch shape in voxels.
-        step: Grid step in voxels (``grid`` only); overlap = patch - step.
-        max_background: Patches with a larger fraction of voxels outside the mask are
-            dropped (``grid`` only).
-        samples_per_volume: Patches per subject and pass (queue samplers).
-        oversample: Key of a dense target (e.g. a lesion mask); queue samplers draw
-            patches holding one of its voxels (> 0.5) ``oversample_factor`` times as
-            often as the others (None: no oversampling).
-        oversample_factor: Relative probability of such patches.
-        augment: Names in :data:`lesionkit.augment.AUGMENTATIONS` (TorchIO random
-            transforms) applied to training examples, never to validation ones.
+        name: Class name in ``torchio`` (e.g. ``"RandomAffine"``, ``"CropOrPad"``).
+        kwargs: Its keyword arguments.
     """
 
-    kind: SamplerKind = "grid"
-    patch_size: tuple[int, int, int] = (32, 32, 32)
-    step: tuple[int, int, int] = (8, 8, 4)
-    max_background: float = 0.8
-    samples_per_volume: int = 16
-    oversample: str | None = None
-    oversample_factor: float = 1.0
-    augment: tuple[str, ...] = ()
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Any:
+        """The TorchIO transform object."""
+        import torchio as tio
+
+        cls = getattr(tio, self.name, None)
+        if not (isinstance(cls, type) and issubclass(cls, tio.Transform)):
+            raise ValueError(f"expected a TorchIO transform class name, found {self.name!r}")
+        return cls(**dict(self.kwargs))
+
+
+@dataclass(frozen=True)
+class Command:
+    """An extra CLI command a task module declares (e.g. ``mrf-match``).
+
+    Attributes:
+        name: Command name typed by users.
+        function: A function with Typer-style annotations; its docstring is the help.
+    """
+
+    name: str
+    function: Callable[..., None]
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """What ``lesionkit demo`` runs for one task, as values (the engine runs it).
+
+    Attributes:
+        task: Registry name of the task.
+        cohort: Phantom cohort to simulate and train on.
+        subjects: Subjects of that cohort (2 mm).
+        held_out: Subjects (the last ones) kept out of training and scored.
+        overrides: Task fields replaced for demo-sized training (``dataclasses.replace``).
+        epochs: Training epochs.
+        examples_per_epoch: Cap on training examples per epoch (None: all).
+        tta: Mirror flips at prediction (None: the task's default).
+        prepare: ``prepare(data_dir, progress) -> str`` run before training (e.g. the
+            reference maps a task trains on); returns one summary line.
+        crossval_arms: Instead of a held-out split, cross-validate these arms.
+        folds: Folds of that cross-validation.
+        source_cohort: Cohort whose data pretrain the arms that need pretraining.
+        shown: Metric columns printed in the summary.
+    """
+
+    task: str
+    cohort: str
+    subjects: int = 6
+    held_out: int = 2
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int = 3
+    examples_per_epoch: int | None = None
+    tta: int | None = None
+    prepare: Callable[..., str] | None = None
+    crossval_arms: tuple[str, ...] = ()
+    folds: int = 2
+    source_cohort: str | None = None
+    shown: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,20 +211,23 @@ class Task:
         name: CLI name, e.g. ``"enhance-r1"``.
         description: One line for ``--help`` and reports.
         inputs: Input images, stacked as channels in this order.
-        targets: Dense target images (stacked as channels) or subject labels.
+        targets: Dense target images (stacked as channels), subject labels or lesion labels.
+        outputs: One spec per output channel.
+        network: Registry name in :data:`lesionkit.models.NETWORKS` (ignored when
+            ``network_factory`` is given; then it names the architecture in reports).
         mask: Brain mask used to drop background patches and fit normalisation
             (None: non-zero voxels of the first input).
-        network: Registry name in :data:`lesionkit.models.NETWORKS`.
+        lesions: Lesion label map (one integer per lesion) for per-lesion tasks.
         network_kwargs: Keyword arguments of the network factory.
         loss: Registry name in :data:`lesionkit.training.LOSSES`.
-        sampler: How training examples are drawn.
-        inference: ``"sliding_window"``, ``"whole_volume"`` or ``"per_lesion"``.
-        inference_overlap: Sliding-window overlap fraction at prediction time.
-        inference_window: Sliding-window size at prediction time (None: the training
-            patch size). A fully convolutional network takes larger windows than it was
-            trained on, which cuts the work spent on overlaps.
+        sampler: How training examples are drawn (a sampler value).
+        inference: How a subject is predicted (an inference value, with its default
+            number of test-time flips).
+        output_kind: ``"maps"`` (NIfTI per output channel plus uncertainty),
+            ``"subjects"`` (one table row per subject) or ``"lesions"`` (a lesion table
+            per subject plus a map holding each lesion's probability).
         output_activation: None, ``"sigmoid"`` or ``"softmax"`` applied at prediction.
-        outputs: One spec per output channel.
+        folds: Folds a model is trained with by default (the fold ensemble at prediction).
         learning_rate: Adam learning rate.
         lr_halving_epochs: Halve the learning rate every this many epochs (None: constant).
         batch_size: Examples per step.
@@ -162,26 +236,46 @@ class Task:
         train_on: participants.tsv column -> values a training subject must have
             (e.g. {"group": ("control",)}); empty: every subject with the images.
         metrics: Names of the metrics the task's evaluation reports.
-        evaluate: ``evaluate(dataset_root, subjects) -> list[dict]``: one metrics row
-            per subject (and method), computed from the written derivatives.
-        report_sections: ``report_sections(dataset_root, subjects, rows) -> list[Section]``:
-            the task's part of the HTML report (tables and figures, see lesionkit.report).
+        evaluate: ``evaluate(task, data_root, predictions_root, subjects) -> list[dict]``:
+            one metrics row per subject (and method) from the written predictions.
+            Classification rows carry ``label`` and ``probability`` columns.
+        report_sections: ``report_sections(task, data_root, predictions_root, subjects,
+            rows) -> list[Section]``: the task's part of the HTML report.
+        predict_inputs: Inputs read at prediction instead of ``inputs`` (same keys,
+            other BIDS entities: train on low-dose, predict on standard-dose).
+        preprocess: TorchIO transforms applied to every subject before normalisation,
+            at training and prediction (outputs go back to the input grid).
+        augment: TorchIO random transforms applied to training examples only.
+        network_factory: ``factory(in_channels, out_channels, **network_kwargs)``
+            building the network instead of the registry.
+        training_step: ``step(network, loss, batch) -> loss tensor`` replacing the
+            default ``loss(network(batch["input"]), batch["target"])`` in training
+            (validation keeps the default).
+        fit_state: ``fit_state(dataset) -> dict[str, numpy array]`` fitted on each
+            fold's training examples only; saved as ``fold-K/state.safetensors`` and
+            passed to the network factory as ``state=``.
+        initialise: ``initialise(network, source) -> summary`` before training (transfer
+            learning); ``source`` is the pretraining model folder or a weights file.
+        pretraining: A task trained first (on ``--source-dir`` data) whose model folder
+            is the ``source`` of ``initialise``.
+        arms: Arm name -> field overrides, compared by ``lesionkit crossval``.
     """
 
     name: str
     description: str
     inputs: tuple[ImageSpec, ...]
-    targets: tuple[ImageSpec | LabelSpec, ...]
+    targets: tuple[ImageSpec | LabelSpec | LesionLabelSpec, ...]
     outputs: tuple[OutputSpec, ...]
     network: str
     mask: ImageSpec | None = None
+    lesions: ImageSpec | None = None
     network_kwargs: Mapping[str, Any] = field(default_factory=dict)
     loss: str = "mse"
-    sampler: SamplerSpec = SamplerSpec()
-    inference: InferenceKind = "sliding_window"
-    inference_overlap: float = 0.5
-    inference_window: tuple[int, int, int] | None = None
+    sampler: Sampler = field(default_factory=GridSampler)
+    inference: Inference = field(default_factory=SlidingWindow)
+    output_kind: OutputKind = "maps"
     output_activation: Literal["sigmoid", "softmax"] | None = None
+    folds: int = 1
     learning_rate: float = 1e-4
     lr_halving_epochs: int | None = None
     batch_size: int = 8
@@ -189,21 +283,54 @@ class Task:
     patience: int = 10
     train_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
-    evaluate: Callable[[Path, list[str]], list[dict]] | None = None
-    report_sections: Callable[[Path, list[str], list[dict]], list[Any]] | None = None
+    evaluate: Callable[..., list[dict]] | None = None
+    report_sections: Callable[..., list[Any]] | None = None
+    predict_inputs: tuple[ImageSpec, ...] | None = None
+    preprocess: tuple[Transform, ...] = ()
+    augment: tuple[Transform, ...] = ()
+    network_factory: Callable[..., Any] | None = None
+    training_step: Callable[..., Any] | None = None
+    fit_state: Callable[..., dict[str, Any]] | None = None
+    initialise: Callable[..., Any] | None = None
+    pretraining: Task | None = None
+    arms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def image_specs(self) -> tuple[ImageSpec, ...]:
-        """Inputs, dense targets and mask: every image a training subject needs."""
-        dense = tuple(t for t in self.targets if isinstance(t, ImageSpec))
-        return self.inputs + dense + ((self.mask,) if self.mask else ())
+        """Inputs, dense targets, mask and lesion map: every image a training subject needs."""
+        extra = tuple(s for s in (self.mask, self.lesions) if s is not None)
+        return self.inputs + self.dense_targets + extra
 
     @property
     def dense_targets(self) -> tuple[ImageSpec, ...]:
-        """Targets that are images (as opposed to subject labels)."""
+        """Targets that are images (as opposed to subject or lesion labels)."""
         return tuple(t for t in self.targets if isinstance(t, ImageSpec))
+
+    @property
+    def prediction_inputs(self) -> tuple[ImageSpec, ...]:
+        """The inputs read at prediction time."""
+        return self.predict_inputs or self.inputs
 
     @property
     def out_channels(self) -> int:
         """Number of network output channels."""
         return len(self.outputs)
+
+    def arm(self, name: str) -> Task:
+        """The variant of this task for a cross-validation arm.
+
+        Raises:
+            KeyError: unknown arm; the message lists the known ones.
+        """
+        if name not in self.arms:
+            known = ", ".join(self.arms) or "none"
+            raise KeyError(f"task {self.name} has no arm {name!r}; known arms: {known}")
+        from dataclasses import replace
+
+        return replace(self, **dict(self.arms[name]))
+
+
+def dataset_is_phantom(root: Path) -> bool:
+    """Whether a dataset's description names it a lesionkit phantom."""
+    description = Path(root) / "dataset_description.json"
+    return description.is_file() and "phantom" in description.read_text()

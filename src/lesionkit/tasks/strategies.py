@@ -1,0 +1,369 @@
+"""Samplers and inference strategies: values a task holds, called through one protocol.
+
+A sampler turns subjects into training examples::
+
+    sampler.dataset(store, names, task, stats, transform) -> torch Dataset
+
+where ``store`` (:class:`lesionkit.data.SubjectStore`) reads a subject's normalised
+images lazily (``store.read``, ``store.subject``, ``store.mask``, ``store.labels``,
+``store.lesions``), so memory does not grow with the cohort. Every example is a dict
+``{"input": (C, X, Y, Z), "target": ...}``.
+
+An inference strategy predicts one subject::
+
+    inference.predict(network, x, lesions) -> tensor
+
+with ``x`` the normalised (1, C, X, Y, Z) input and ``lesions`` the (X, Y, Z) lesion
+label map for per-lesion tasks (else None). It returns (1, C, X, Y, Z) maps,
+(1, C) subject scores or (N, C) lesion scores (lesions in increasing label order). The
+engine applies mirror flips (``flips`` is the task's default count), fold ensembles,
+activations and writing.
+
+TorchIO, MONAI and torch are imported inside the methods so that the task registry
+stays cheap to import (``lesionkit --help``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from lesionkit.lesions import centred_start, crop, lesion_centres
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset
+
+Shape = tuple[int, int, int]
+
+
+class Sampler(Protocol):
+    """How training examples are drawn."""
+
+    def dataset(self, store: Any, names: Sequence[str], task: Any, stats: dict,
+                transform: Any = None) -> Dataset: ...
+
+
+class Inference(Protocol):
+    """How one subject is predicted; ``flips`` is the default number of mirror flips."""
+
+    flips: int
+
+    def predict(self, network: Any, x: torch.Tensor, lesions: torch.Tensor | None = None
+                ) -> torch.Tensor: ...
+
+
+def example(images: dict[str, Any], labels: dict[str, int], task: Any) -> dict[str, Any]:
+    """One training example: the task's inputs stacked as channels, and its target.
+
+    Args:
+        images: Key -> (C, X, Y, Z) tensor of one subject or patch, normalised.
+        labels: Key -> class index of subject or lesion labels.
+        task: The task (its inputs and targets say what to stack).
+    """
+    import torch
+
+    item = {"input": torch.cat([torch.as_tensor(images[s.key]) for s in task.inputs]).float()}
+    dense = task.dense_targets
+    if dense:
+        item["target"] = torch.cat([torch.as_tensor(images[s.key]) for s in dense]).float()
+    else:
+        values = [labels[t.key] for t in task.targets]
+        item["target"] = torch.as_tensor(values[0] if len(values) == 1 else values)
+    return item
+
+
+def _augmented(images: dict[str, Any], transform: Any, task: Any) -> dict[str, Any]:
+    """Apply a TorchIO transform to one example's images (labels as label maps)."""
+    if transform is None:
+        return images
+    import torch
+    import torchio as tio
+
+    labels = {s.key for s in task.image_specs if s.kind == "label"} | {"mask"}
+    subject = tio.Subject(**{
+        k: (tio.LabelMap if k in labels else tio.ScalarImage)(tensor=torch.as_tensor(v))
+        for k, v in images.items()})
+    return {k: image.data for k, image in transform(subject).get_images_dict(
+        intensity_only=False).items()}
+
+
+class _Indexed:
+    """A map-style dataset over (subject, region) entries read from the store."""
+
+    def __init__(self, store: Any, names: Sequence[str], task: Any, stats: dict,
+                 transform: Any, entries: list[tuple[int, tuple[int, ...], int | None]],
+                 size: Shape) -> None:
+        self.store, self.names, self.task, self.stats = store, list(names), task, stats
+        self.transform, self.entries, self.size = transform, entries, size
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        number, start, lesion = self.entries[i]
+        name = self.names[number]
+        images = self.store.read(name, self.stats, start, self.size)
+        labels = (self.store.labels(name) if lesion is None
+                  else self.store.lesions(name)[lesion]["labels"])
+        return example(_augmented(images, self.transform, self.task), labels, self.task)
+
+
+@dataclass(frozen=True)
+class GridSampler:
+    """Every patch of a sliding grid, minus those mostly outside the mask.
+
+    Attributes:
+        patch_size: Patch shape in voxels.
+        step: Grid step in voxels; overlap = patch - step (TorchIO ``GridSampler``,
+            zero padding of overlap // 2 at the borders).
+        max_background: Patches with a larger fraction of voxels outside the mask are
+            dropped.
+    """
+
+    patch_size: Shape = (32, 32, 32)
+    step: Shape = (8, 8, 4)
+    max_background: float = 0.8
+
+    def dataset(self, store: Any, names: Sequence[str], task: Any, stats: dict,
+                transform: Any = None) -> Dataset:
+        """Index every kept grid patch; patches are read from the store when drawn."""
+        import torch
+        import torchio as tio
+
+        overlap = tuple(p - s for p, s in zip(self.patch_size, self.step, strict=True))
+        border = np.array(overlap) // 2
+        entries = []
+        for number, name in enumerate(names):
+            mask = torch.from_numpy(store.mask(name)[None].astype(np.uint8))
+            grid = tio.GridSampler(tio.Subject(mask=tio.LabelMap(tensor=mask)), self.patch_size,
+                                   overlap, padding_mode=0)
+            padded = grid.subject["mask"].data[0].numpy() > 0
+            for i0, j0, k0, i1, j1, k1 in grid.locations:
+                if 1.0 - padded[i0:i1, j0:j1, k0:k1].mean() <= self.max_background:
+                    entries.append((number, tuple(np.array((i0, j0, k0)) - border), None))
+        return _Indexed(store, names, task, stats, transform, entries, self.patch_size)
+
+
+@dataclass(frozen=True)
+class LesionSampler:
+    """One patch per lesion, centred on the lesion's centre of mass.
+
+    Attributes:
+        patch_size: Patch shape in voxels.
+    """
+
+    patch_size: Shape = (32, 32, 32)
+
+    def dataset(self, store: Any, names: Sequence[str], task: Any, stats: dict,
+                transform: Any = None) -> Dataset:
+        """Index every lesion of the subjects' lesion tables."""
+        entries = []
+        for number, name in enumerate(names):
+            for i, lesion in enumerate(store.lesions(name)):
+                entries.append((number, centred_start(lesion["centre"], self.patch_size), i))
+        return _Indexed(store, names, task, stats, transform, entries, self.patch_size)
+
+
+class _Subjects:
+    """Whole normalised subjects read lazily (for TorchIO's queue or whole-volume examples)."""
+
+    def __init__(self, store: Any, names: Sequence[str], stats: dict, transform: Any,
+                 sampling: QueueSampler | None = None) -> None:
+        self.store, self.names, self.stats = store, list(names), stats
+        self.transform, self.sampling = transform, sampling
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def dry_iter(self) -> list[str]:
+        """The subjects without loading them (TorchIO's queue counts patches from it)."""
+        return list(self.names)
+
+    def __getitem__(self, i: int) -> Any:
+        subject = self.store.subject(self.names[i], self.stats)
+        if self.sampling is not None:
+            subject = self.sampling.with_sampling_map(subject)
+        return subject if self.transform is None else self.transform(subject)
+
+
+class _WholeExamples:
+    def __init__(self, subjects: _Subjects, task: Any) -> None:
+        self.subjects, self.task = subjects, task
+
+    def __len__(self) -> int:
+        return len(self.subjects)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        subject = self.subjects[i]
+        images = {k: v.data for k, v in subject.get_images_dict(intensity_only=False).items()}
+        return example(images, {k: subject[k] for k in subject if k not in images}, self.task)
+
+
+@dataclass(frozen=True)
+class WholeVolumeSampler:
+    """One whole subject per example (subject classification)."""
+
+    def dataset(self, store: Any, names: Sequence[str], task: Any, stats: dict,
+                transform: Any = None) -> Dataset:
+        """Whole subjects, loaded when drawn."""
+        return _WholeExamples(_Subjects(store, names, stats, transform), task)
+
+
+class _QueueExamples:
+    def __init__(self, queue: Any, task: Any) -> None:
+        self.queue, self.task = queue, task
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        patch = self.queue[i]
+        images = {k: v.data for k, v in patch.get_images_dict(intensity_only=False).items()}
+        return example(images, {k: patch[k] for k in patch if k not in images}, self.task)
+
+
+@dataclass(frozen=True)
+class QueueSampler:
+    """Random patches through a TorchIO queue, with worker processes loading subjects.
+
+    Attributes:
+        patch_size: Patch shape in voxels.
+        samples_per_volume: Patches per subject and pass.
+        centre_on: Centre patches on voxels of this label image (``"mask"``: the brain;
+            TorchIO ``LabelSampler``); None: anywhere (``UniformSampler``).
+        label_probabilities: (label value, probability) pairs of ``centre_on``
+            (e.g. ((0, 0.3), (1, 0.7)): 70 % of patches centred on a lesion voxel).
+        oversample: Key of a dense target (e.g. a lesion mask); patches holding one of
+            its voxels (> 0.5) are drawn ``oversample_factor`` times as often
+            (``WeightedSampler``).
+        oversample_factor: Relative probability of such patches.
+    """
+
+    patch_size: Shape = (32, 32, 32)
+    samples_per_volume: int = 16
+    centre_on: str | None = None
+    label_probabilities: tuple[tuple[int, float], ...] | None = None
+    oversample: str | None = None
+    oversample_factor: float = 1.0
+
+    def with_sampling_map(self, subject: Any) -> Any:
+        """The subject plus a ``"sampling"`` probability map for ``tio.WeightedSampler``."""
+        import torch
+        import torchio as tio
+        from scipy import ndimage
+
+        hit = subject[self.oversample].data.numpy().max(axis=0) > 0.5
+        near = ndimage.maximum_filter(hit, size=self.patch_size)
+        weights = np.where(near, self.oversample_factor, 1.0).astype(np.float32)
+        if self.centre_on is not None:
+            weights *= subject[self.centre_on].data[0].numpy() > 0
+        subject.add_image(tio.Image(tensor=torch.from_numpy(weights[None]),
+                                    affine=subject["mask"].affine, type=tio.SAMPLING_MAP),
+                          "sampling")
+        return subject
+
+    def dataset(self, store: Any, names: Sequence[str], task: Any, stats: dict,
+                transform: Any = None) -> Dataset:
+        """A TorchIO queue over lazily loaded subjects."""
+        import torchio as tio
+
+        if self.oversample is not None:
+            sampler = tio.WeightedSampler(self.patch_size, probability_map="sampling")
+        elif self.centre_on is not None:
+            probabilities = dict(self.label_probabilities) if self.label_probabilities else None
+            sampler = tio.LabelSampler(self.patch_size, label_name=self.centre_on,
+                                       label_probabilities=probabilities)
+        else:
+            sampler = tio.UniformSampler(self.patch_size)
+        subjects = _Subjects(store, names, stats, transform,
+                             self if self.oversample is not None else None)
+        per_volume = self.samples_per_volume
+        queue = tio.Queue(subjects, max_length=4 * per_volume, samples_per_volume=per_volume,
+                          sampler=sampler, num_workers=store.workers)
+        return _QueueExamples(queue, task)
+
+
+def _batches(network: Any, patches: torch.Tensor, size: int) -> torch.Tensor:
+    import torch
+
+    return torch.cat([network(patches[i:i + size]) for i in range(0, len(patches), size)])
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """Gaussian-blended sliding windows (MONAI ``sliding_window_inference``).
+
+    Attributes:
+        window: Window shape in voxels; a fully convolutional network takes larger
+            windows than its training patches, which cuts the work spent on overlaps.
+        overlap: Overlap fraction of neighbouring windows.
+        flips: Default number of mirror flips averaged at prediction (1-8).
+        batch_size: Windows per forward pass (None: 32 for windows up to 64^3, else 2).
+    """
+
+    window: Shape = (32, 32, 32)
+    overlap: float = 0.5
+    flips: int = 1
+    batch_size: int | None = None
+
+    def predict(self, network: Any, x: torch.Tensor, lesions: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """(1, C_out, X, Y, Z) maps."""
+        from monai.inferers import sliding_window_inference
+
+        batch = self.batch_size or (32 if max(self.window) <= 64 else 2)
+        return sliding_window_inference(x, self.window, sw_batch_size=batch, predictor=network,
+                                        overlap=self.overlap, mode="gaussian")
+
+
+@dataclass(frozen=True)
+class WholeVolume:
+    """One forward pass over the whole volume.
+
+    Attributes:
+        flips: Default number of mirror flips averaged at prediction (1-8).
+        cam_layer: For subject classifiers: the network layer whose Grad-CAM of the
+            last class is written beside the prediction (None: no Grad-CAM).
+    """
+
+    flips: int = 1
+    cam_layer: str | None = None
+
+    def predict(self, network: Any, x: torch.Tensor, lesions: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """(1, C_out, X, Y, Z) maps or (1, C_out) subject scores."""
+        return network(x)
+
+
+@dataclass(frozen=True)
+class PerLesion:
+    """One lesion-centred patch per lesion of the label map, one prediction per lesion.
+
+    Attributes:
+        patch_size: Patch shape in voxels (as the training ``LesionSampler``).
+        flips: Default number of mirror flips averaged at prediction (1-8).
+        batch_size: Patches per forward pass.
+    """
+
+    patch_size: Shape = (32, 32, 32)
+    flips: int = 1
+    batch_size: int = 16
+
+    def predict(self, network: Any, x: torch.Tensor, lesions: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """(N, C_out) scores, lesions in increasing label order."""
+        import torch
+
+        if lesions is None:
+            raise ValueError("per-lesion inference needs the lesion label map")
+        array = x[0].cpu().numpy()
+        centres = lesion_centres(lesions.cpu().numpy())
+        if not centres:
+            return torch.zeros((0, 0), device=x.device)
+        patches = np.stack([crop(array, centred_start(c, self.patch_size), self.patch_size)
+                            for _, c in sorted(centres.items())])
+        return _batches(network, torch.from_numpy(patches).to(x.device), self.batch_size)
