@@ -221,12 +221,14 @@ def predict(
 
         def save(data: np.ndarray, spec: Any, desc: str, kind: str, unit: str,
                  like: Volume = reference, on: np.ndarray = grid, subject: str = subject,
-                 session: str | None = session, sidecar: dict = sidecar) -> None:
+                 session: str | None = session, sidecar: dict = sidecar,
+                 meta: dict | None = None) -> None:
             path = bids_path(out_root, subject, spec.suffix, session=session, desc=desc,
                              **dict(spec.entities))
             data = _on_input_grid(data, on, like, kind).astype(np.float32)
             volume = Volume(data, like.affine, kind=kind, unit=unit)
-            written.append(save_derivative(volume, path, sidecar, dtype=np.float32))
+            written.append(save_derivative(volume, path, {**sidecar, **(meta or {})},
+                                           dtype=np.float32))
 
         if task.output_kind == "maps":
             for c, spec in enumerate(task.outputs):
@@ -240,7 +242,11 @@ def predict(
             layer = getattr(task.inference, "cam_layer", None)
             if layer:
                 cam = _cam(model, folds, inputs, layer, device)
-                save(cam, CAM_SPEC, CAM_SPEC.desc, "probability", "1")
+                save(cam, CAM_SPEC, CAM_SPEC.desc, "probability", "1", meta={
+                    "ClassExplained": task.outputs[-1].desc,
+                    "Method": f"Grad-CAM (monai.visualize.GradCAM) on {layer}, trilinear "
+                              "upsampling to the input grid, mean over folds, divided by "
+                              "its maximum"})
         else:
             lesion_map = load_volume(found[-1].path, kind="label")
             original = np.rint(lesion_map.data).astype(np.int64)

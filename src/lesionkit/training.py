@@ -302,12 +302,13 @@ def train(
                          f"{task.name} (every image, {dict(task.train_on)}), found {len(names)}")
     model_dir = Path(model_dir)
     if task.pretraining is not None and task.initialise is not None:
+        pretraining = task.pretraining(task)
         if source is None:
-            raise InputError(f"task {task.name} pretrains {task.pretraining.name} first: "
+            raise InputError(f"task {task.name} pretrains {pretraining.name} first: "
                              "expected a source dataset (--source-dir), found none")
-        source = train(task.pretraining, source, model_dir / "pretraining",
-                       epochs=task.pretraining.max_epochs, seed=seed, device=device,
-                       progress=progress, workers=workers)
+        source = train(pretraining, source, model_dir / "pretraining",
+                       epochs=pretraining.max_epochs, seed=seed, device=device,
+                       progress=progress, workers=workers, max_steps=max_steps)
     store = SubjectStore(dataset.root, task, model_dir / ".cache", workers=workers)
     store.prepare(names)
     flags = trainer_flags(device, gpus, amp)

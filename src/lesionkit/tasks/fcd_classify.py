@@ -96,14 +96,14 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
     if not path.is_file():
         raise InputError(f"{path}: expected the predictions of {task.name} (run predict), "
                          "found no such file")
-    predictions = pd.read_csv(path, sep="\t").set_index("participant_id")
+    predicted = pd.read_csv(path, sep="\t").set_index("participant_id")
     rows = []
     for subject in subjects:
         key = f"sub-{subject}"
-        if key not in predictions.index:
+        if key not in predicted.index:
             continue
         group = str(table["group"].get(key)) if "group" in table else "n/a"
-        p = float(predictions.loc[key, "patient"])
+        p = float(predicted.loc[key, "patient"])
         row: dict[str, Any] = {"participant_id": key, "group": group,
                                "label": CLASSES.index(group) if group in CLASSES else None,
                                "probability": p, "predicted": CLASSES[int(p >= 0.5)]}

@@ -186,8 +186,20 @@ class _Subjects:
     def __getitem__(self, i: int) -> Any:
         subject = self.store.subject(self.names[i], self.stats)
         if self.sampling is not None:
-            subject = self.sampling.with_sampling_map(subject)
+            subject = _pad_to(subject, self.sampling.patch_size)
+            if self.sampling.oversample is not None:
+                subject = self.sampling.with_sampling_map(subject)
         return subject if self.transform is None else self.transform(subject)
+
+
+def _pad_to(subject: Any, size: Shape) -> Any:
+    """Zero-pad a subject smaller than a patch (TorchIO ``Pad``) so that patches fit."""
+    import torchio as tio
+
+    missing = [max(n - s, 0) for n, s in zip(size, subject.spatial_shape, strict=True)]
+    if not any(missing):
+        return subject
+    return tio.Pad(tuple(v for m in missing for v in (m // 2, m - m // 2)))(subject)
 
 
 class _WholeExamples:
@@ -279,8 +291,7 @@ class QueueSampler:
                                        label_probabilities=probabilities)
         else:
             sampler = tio.UniformSampler(self.patch_size)
-        subjects = _Subjects(store, names, stats, transform,
-                             self if self.oversample is not None else None)
+        subjects = _Subjects(store, names, stats, transform, self)
         per_volume = self.samples_per_volume
         queue = tio.Queue(subjects, max_length=4 * per_volume, samples_per_volume=per_volume,
                           sampler=sampler, num_workers=store.workers)

@@ -256,8 +256,9 @@ class Task:
             passed to the network factory as ``state=``.
         initialise: ``initialise(network, source) -> summary`` before training (transfer
             learning); ``source`` is the pretraining model folder or a weights file.
-        pretraining: A task trained first (on ``--source-dir`` data) whose model folder
-            is the ``source`` of ``initialise``.
+        pretraining: ``pretraining(task) -> Task``: the task trained first (on
+            ``--source-dir`` data), whose model folder is the ``source`` of ``initialise``
+            (a function of the task, so that it follows the variant's network).
         arms: Arm name -> field overrides, compared by ``lesionkit crossval``.
     """
 
@@ -292,7 +293,7 @@ class Task:
     training_step: Callable[..., Any] | None = None
     fit_state: Callable[..., dict[str, Any]] | None = None
     initialise: Callable[..., Any] | None = None
-    pretraining: Task | None = None
+    pretraining: Callable[[Task], Task] | None = None
     arms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
