@@ -27,6 +27,7 @@ SUITES = {
     "engine": ("engine_bench", "bench_engine"),
     "mrf-lesion": ("mrf_lesion_bench", "bench_mrf_lesion"),
     "fcd": ("fcd_bench", "bench_fcd"),
+    "data": ("data_bench", "bench_data"),
 }
 
 

@@ -37,7 +37,7 @@ def test_help_imports_no_heavy_library() -> None:
 def test_unknown_task_is_one_line_and_non_zero(tmp_path) -> None:
     result = runner.invoke(app, ["simulate", "brain-age", str(tmp_path / "x")])
     assert result.exit_code == 1
-    assert "unknown task 'brain-age'" in result.stderr
+    assert "unknown cohort 'brain-age'" in result.stderr
     assert not (tmp_path / "x").exists()
 
 
@@ -56,8 +56,7 @@ def test_public_api_names_resolve_to_objects_not_modules() -> None:
 
 
 def test_model_commands_name_the_missing_model_folder(tmp_path) -> None:
-    for command in (["predict", str(tmp_path / "model"), str(tmp_path)],
-                    ["explain", str(tmp_path / "model"), str(tmp_path)]):
+    for command in (["predict", str(tmp_path / "model"), str(tmp_path)],):
         result = runner.invoke(app, command)
         assert result.exit_code == 1
         assert "model/config.yaml: expected a lesionkit model folder" in result.stderr
@@ -69,18 +68,51 @@ def test_mrf_match_names_the_dataset_without_mrf(tmp_path) -> None:
     assert f"{tmp_path}: expected subjects with an MRF series" in result.stderr
 
 
-def test_fcd_compare_takes_width_and_learning_rate(tmp_path) -> None:
+def test_crossval_takes_network_width_and_learning_rate(tmp_path) -> None:
     import json
 
     from conftest import write_fcd_dataset
 
     data = write_fcd_dataset(tmp_path / "bids", subjects=4)
-    result = runner.invoke(app, ["fcd-compare", str(data), str(tmp_path / "out"), "--arms",
-                                 "scratch", "--folds", "2", "--epochs", "1", "--network",
-                                 "resnet10", "--widen-factor", "0.25", "--learning-rate", "0.001"])
+    result = runner.invoke(app, ["crossval", "fcd-classify", str(data), str(tmp_path / "out"),
+                                 "--arms", "scratch", "--folds", "2", "--epochs", "1",
+                                 "--network", "resnet10", "--widen-factor", "0.25",
+                                 "--learning-rate", "0.001", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "comparison.json").read_text())
     assert summary["network"] == "resnet10"
-    assert summary["network_kwargs"] == {"widen_factor": 0.25}
-    assert summary["learning_rate"] == 0.001 and summary["augment"] == ["flip", "affine"]
+    assert summary["network_kwargs"] == {"widen_factor": "0.25"}
+    assert summary["learning_rate"] == 0.001
+    accuracy = next(r for r in summary["arms"]["scratch"]["classification"]
+                    if r["metric"] == "accuracy")
+    assert accuracy["n"] == 4  # every subject predicted once, out of fold
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_toy_per_lesion_task_trains_predicts_and_evaluates_through_the_cli(
+        tmp_path, monkeypatch) -> None:
+    import pandas as pd
+
+    from conftest import TOY_LESION_TASK, write_task_dataset
+    from lesionkit import tasks
+
+    monkeypatch.setitem(tasks.TASKS, TOY_LESION_TASK.name, TOY_LESION_TASK)
+    data = write_task_dataset(tmp_path / "bids", TOY_LESION_TASK, subjects=4)
+    result = runner.invoke(app, ["train", "toy-lesions", str(data), str(tmp_path / "model"),
+                                 "--epochs", "2", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    monkeypatch.delitem(tasks.TASKS, TOY_LESION_TASK.name)  # predict needs only the folder
+    result = runner.invoke(app, ["predict", str(tmp_path / "model"), str(data), "--device",
+                                 "cpu", "--out-dir", str(tmp_path / "pred")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "pred" / "sub-01" / "anat" / "sub-01_desc-bright_lesions.tsv",
+                        sep="\t")
+    assert list(table.columns[:8]) == ["label", "centre_i", "centre_j", "centre_k",
+                                       "centre_x_mm", "centre_y_mm", "centre_z_mm", "volume_mm3"]
+    assert {"probability", "uncertainty"} <= set(table.columns)
+    monkeypatch.setitem(tasks.TASKS, TOY_LESION_TASK.name, TOY_LESION_TASK)
+    result = runner.invoke(app, ["evaluate", "toy-lesions", str(data), "--predictions",
+                                 str(tmp_path / "pred")])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "pred" / "task-toy-lesions_metrics.tsv", sep="\t")
+    assert len(rows) == 16 and rows["probability"].between(0, 1).all()

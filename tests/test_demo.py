@@ -1,23 +1,37 @@
-"""The demo's method steps on tiny datasets (the phantom cohorts are tested elsewhere)."""
+"""The demo's steps on tiny datasets (the phantom cohorts are tested elsewhere)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from conftest import write_fcd_dataset, write_mrf_dataset
-from lesionkit.demo import DemoSettings, _fcd_classify, _mrf_lesion, _no_progress
+from lesionkit.demo import run_step
+from lesionkit.tasks import DEMO_STEPS
+from lesionkit.tasks.strategies import QueueSampler
 
-TINY = DemoSettings(learning_rate=1e-3, mrf_held_out=1, mrf_epochs=1, mrf_patches_per_epoch=4,
-                    mrf_channels=(4, 4, 8, 8, 16), mrf_patch=8, fcd_folds=2, fcd_epochs=1,
-                    fcd_network=("resnet10", 0.25), fcd_pretrain_epochs=1, fcd_pretrain_patch=4)
+STEPS = {step.task: step for step in DEMO_STEPS}
+
+
+def test_every_demo_step_names_a_registered_task() -> None:
+    from lesionkit.simulate import COHORTS
+    from lesionkit.tasks import TASKS
+
+    assert {"enhance-r1", "mrf-lesion", "fcd-classify"} <= set(STEPS)
+    for step in DEMO_STEPS:
+        assert step.task in TASKS and step.cohort in COHORTS
 
 
 def test_mrf_lesion_step_matches_trains_predicts_scores_and_reports(tmp_path: Path) -> None:
     data = write_mrf_dataset(tmp_path / "phantom" / "mrf-lesion", subjects=3)
-    lines = _mrf_lesion(tmp_path, 0, TINY, _no_progress)
+    step = replace(STEPS["mrf-lesion"], held_out=1, epochs=1, examples_per_epoch=4, overrides={
+        "network_kwargs": {"channels": (4, 4, 8, 8, 16)}, "batch_size": 2,
+        "sampler": QueueSampler((8, 8, 1), 4, centre_on="mask", oversample="lesion",
+                                oversample_factor=5.0)})
+    lines = run_step(step, tmp_path, 0, {"mrf-lesion": 3})
     assert lines[0].startswith("mrf-lesion reference maps (dictionary matching, MP-PCA off)")
     assert (tmp_path / "models" / "mrf-lesion" / "config.yaml").is_file()
     held_out = [line for line in lines if "held-out phantom subjects" in line]
@@ -33,14 +47,18 @@ def test_mrf_lesion_step_matches_trains_predicts_scores_and_reports(tmp_path: Pa
 @pytest.mark.parametrize("pretrain", [False, True])
 def test_fcd_step_cross_validates_the_arms_with_grad_cam(tmp_path: Path, pretrain: bool) -> None:
     write_fcd_dataset(tmp_path / "phantom" / "fcd-classify", subjects=4)
+    cohorts = {"fcd-classify": 4}
     if pretrain:
         write_mrf_dataset(tmp_path / "phantom" / "mrf-lesion", subjects=2)
-    lines = _fcd_classify(tmp_path, 0, TINY, pretrain)
+        cohorts["mrf-lesion"] = 2
+    step = replace(STEPS["fcd-classify"], epochs=1, overrides={
+        "network": "resnet10", "network_kwargs": {"widen_factor": 0.25}})
+    lines = run_step(step, tmp_path, 0, cohorts)
     arms = ["scratch", "segmentation"] if pretrain else ["scratch"]
-    assert lines[0].startswith(f"fcd-classify: {' vs '.join(arms)}, 4 subjects, 2-fold")
+    assert lines[0].startswith(f"fcd-classify: {' vs '.join(arms)}, 4 phantom subjects, 2-fold")
     assert [line.split(":")[0].strip() for line in lines[1:-1]] == arms
-    assert all("accuracy" in line and "Heat-Score" in line for line in lines[1:-1])
+    assert all("accuracy" in line for line in lines[1:-1])
     page = Path(lines[-1].removeprefix("report: ")).read_text()
     assert "Grad-CAM" in page
-    cams = list((tmp_path / "models" / "fcd-classify" / "arm-scratch" / "cams").glob("*.nii.gz"))
-    assert len(cams) == 2  # the held-out patients of both folds
+    predictions = tmp_path / "models" / "fcd-classify" / "arm-scratch" / "predictions"
+    assert len(list(predictions.rglob("*desc-gradcam_probseg.nii.gz"))) == 4

@@ -10,11 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from lesionkit.infer import STRATEGIES, flips, predict_arrays, sliding_window, summarise
+from lesionkit.infer import flips, predict_arrays
 from lesionkit.model_folder import FoldModel, TrainedModel
 from lesionkit.tasks import get_task
+from lesionkit.tasks.strategies import PerLesion, SlidingWindow, WholeVolume
 
-TASK = replace(get_task("enhance-r1"), inference="whole_volume")
+TASK = replace(get_task("enhance-r1"), inference=WholeVolume())
 
 
 class Scale(nn.Module):
@@ -45,35 +46,38 @@ def test_flips() -> None:
 
 def test_output_is_inverted_to_target_units() -> None:
     x = np.random.default_rng(0).uniform(0.5, 1.5, (6, 6, 6)).astype(np.float32)
-    mean, std = predict_arrays(_model(Scale(1.0)), {"r1_3t": x}, tta=8)
+    mean, std = predict_arrays(_model(Scale(1.0)), {"r1_3t": x[None]}, tta=8)
     np.testing.assert_allclose(mean[0], (x - 1.0) / 0.5 * 0.2 + 0.6, rtol=1e-5)
     np.testing.assert_allclose(std, 0.0, atol=1e-6)  # flip-equivariant network
 
 
 def test_uncertainty_is_std_over_folds_and_flips() -> None:
     x = np.ones((6, 6, 6), np.float32) * 1.5  # normalised: 1
-    mean, std = predict_arrays(_model(Scale(1.0), Scale(3.0)), {"r1_3t": x}, tta=1)
+    mean, std = predict_arrays(_model(Scale(1.0), Scale(3.0)), {"r1_3t": x[None]}, tta=1)
     np.testing.assert_allclose(mean, 0.6 + 0.2 * 2.0, rtol=1e-5)
     np.testing.assert_allclose(std, 0.2 * 1.0, rtol=1e-5)
-    _, std_flipped = predict_arrays(_model(Scale(1.0, ramp=1.0)), {"r1_3t": x}, tta=2)
+    _, std_flipped = predict_arrays(_model(Scale(1.0, ramp=1.0)), {"r1_3t": x[None]}, tta=2)
     assert std_flipped.max() > 0.05  # a flip-sensitive network disagrees with itself
 
 
 def test_sliding_window_blends_back_to_the_volume() -> None:
-    task = replace(TASK, sampler=replace(TASK.sampler, patch_size=(8, 8, 8)))
     x = torch.randn(1, 1, 13, 17, 11)
-    np.testing.assert_allclose(sliding_window(Scale(2.0), x, task), 2 * x, atol=1e-5)
+    strategy = SlidingWindow(window=(8, 8, 8), overlap=0.5)
+    np.testing.assert_allclose(strategy.predict(Scale(2.0), x), 2 * x, atol=1e-5)
 
 
-def test_per_lesion_is_admitted_but_not_yet_implemented() -> None:
-    assert "per_lesion" in STRATEGIES
-    with pytest.raises(NotImplementedError):
-        STRATEGIES["per_lesion"](Scale(1.0), torch.zeros(1, 1, 4, 4, 4), TASK)
+class MeanPerPatch(nn.Module):
+    """One score per patch: the mean of its first channel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1].flatten(1).mean(1, keepdim=True)
 
 
-def test_summary_per_method() -> None:
-    rows = [{"method": "a", "rmse": 1.0, "ssim": None}, {"method": "a", "rmse": 3.0,
-            "ssim": 0.5}, {"method": "b", "rmse": 0.5, "ssim": 0.9}]
-    summary = summarise(rows)
-    assert summary["a"]["rmse"] == {"mean": 2.0, "std": 1.0, "n": 2}
-    assert summary["b"]["rmse"]["n"] == 1
+def test_per_lesion_scores_each_lesion_from_its_patch() -> None:
+    labels = torch.zeros(12, 12, 12, dtype=torch.int64)
+    labels[2:4, 2:4, 2:4], labels[8:10, 8:10, 8:10] = 3, 7
+    x = torch.zeros(1, 1, 12, 12, 12)
+    x[0, 0, 8:10, 8:10, 8:10] = 1.0  # only lesion 7 is bright
+    scores = PerLesion(patch_size=(4, 4, 4)).predict(MeanPerPatch(), x, labels)
+    assert scores.shape == (2, 1)
+    assert scores[0, 0] == 0 and scores[1, 0] > 0  # increasing label order: 3, then 7

@@ -11,7 +11,8 @@ import yaml
 
 from conftest import tiny
 from lesionkit.bids import BIDSDataset
-from lesionkit.data import fit_normalisation, load_subject
+from lesionkit.data import SubjectStore
+from lesionkit.model_folder import make_network
 from lesionkit.tasks import get_task
 from lesionkit.training import LOSSES, TaskModule, train, trainer_flags
 
@@ -30,12 +31,12 @@ def test_model_folder_and_training_statistics(enhance_dataset: Path, tmp_path: P
     fold = config["folds"][0]
     assert not set(fold["train"]) & set(fold["validation"])
     assert sorted(fold["train"] + fold["validation"]) == config["data"]["subjects"]
-    dataset = BIDSDataset(enhance_dataset)
-    expected = fit_normalisation([load_subject(dataset, s, TASK) for s in fold["train"]], TASK)
+    store = SubjectStore(enhance_dataset, TASK, tmp_path / "cache")
+    store.prepare(BIDSDataset(enhance_dataset).subjects())
+    expected = store.fit_normalisation(fold["train"])
     for key, stats in expected.items():
         assert fold["normalisation"][key] == pytest.approx(stats)
-    everyone = fit_normalisation([load_subject(dataset, s, TASK) for s in dataset.subjects()],
-                                 TASK)
+    everyone = store.fit_normalisation(BIDSDataset(enhance_dataset).subjects())
     assert fold["normalisation"]["r1_3t"]["shift"] != pytest.approx(everyone["r1_3t"]["shift"])
     rows = _rows(model / "fold-0" / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1]
@@ -64,7 +65,7 @@ def test_resume_continues_from_last_checkpoint(enhance_dataset: Path, tmp_path: 
 
 
 def test_module_has_task_loss_and_network() -> None:
-    module = TaskModule(TASK, in_channels=1)
+    module = TaskModule(TASK, make_network(TASK, 1))
     assert isinstance(module.loss, LOSSES["mse"])
     assert module.configure_optimizers()["optimizer"].param_groups[0]["lr"] == TASK.learning_rate
 
@@ -72,7 +73,7 @@ def test_module_has_task_loss_and_network() -> None:
 def test_learning_rate_halves_every_n_epochs() -> None:
     from dataclasses import replace
 
-    module = TaskModule(replace(TASK, lr_halving_epochs=2), in_channels=1)
+    module = TaskModule(replace(TASK, lr_halving_epochs=2), make_network(TASK, 1))
     configured = module.configure_optimizers()
     optimiser, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     assert configured["lr_scheduler"]["interval"] == "epoch"

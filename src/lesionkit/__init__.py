@@ -31,8 +31,6 @@ _EXPORTS: dict[str, str] = {
     "train": "lesionkit.training",
     "predict": "lesionkit.infer",
     "evaluate": "lesionkit.evaluation",
-    "report": "lesionkit.evaluation",
-    "crossval": "lesionkit.crossval",
     "write_report": "lesionkit.report",
     "grad_cam": "lesionkit.explain",
     "heat_score": "lesionkit.explain",

@@ -9,6 +9,7 @@ one line on stderr and exit status 1. Task modules add their own commands
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
@@ -296,5 +297,16 @@ def crossval(
     typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
 
 
+def _with_user_errors(function: Callable[..., None]) -> Callable[..., None]:
+    """A task command whose input errors end in one line and a non-zero exit."""
+
+    @functools.wraps(function)
+    def command(*args: object, **kwargs: object) -> None:
+        with _user_errors():
+            function(*args, **kwargs)
+
+    return command
+
+
 for _command in COMMANDS:
-    app.command(_command.name)(_command.function)
+    app.command(_command.name)(_with_user_errors(_command.function))

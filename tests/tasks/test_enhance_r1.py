@@ -22,13 +22,12 @@ TASK = get_task("enhance-r1")
 
 
 def test_recipe_follows_methods() -> None:
-    assert TASK.sampler.kind == "grid"
     assert TASK.sampler.patch_size == (32, 32, 32) and TASK.sampler.step == (8, 8, 4)
     assert TASK.sampler.max_background == 0.8
     assert (TASK.network, TASK.loss, TASK.learning_rate, TASK.patience) == (
         "unet", "mse", 1e-4, 10)
     assert TASK.outputs[0].unit == "s^-1" and TASK.outputs[0].target == "r1_7t"
-    assert TASK.inference == "sliding_window"
+    assert TASK.inference.window == (96, 96, 96) and TASK.inference.overlap == 0.25
 
 
 def _add_truth(root: Path, subject: str) -> None:
@@ -56,7 +55,8 @@ def test_evaluation_scores_baseline_and_output(enhance_dataset: Path) -> None:
     path = bids_path(enhance_dataset, "01", "R1map", session="3T", derivatives="lesionkit",
                      desc="enhanced")
     save_derivative(r7, path, {})  # a perfect enhancement
-    rows = {r["method"]: r for r in evaluate(enhance_dataset, ["01"])}
+    predictions = enhance_dataset / "derivatives" / "lesionkit"
+    rows = {r["method"]: r for r in evaluate(TASK, enhance_dataset, predictions, ["01"])}
     assert rows["enhanced"]["rmse"] == pytest.approx(0.0, abs=1e-6)
     assert rows["enhanced"]["ssim"] == pytest.approx(1.0)
     assert rows["enhanced"]["contrast_preservation"] == pytest.approx(1.0)

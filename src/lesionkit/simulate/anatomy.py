@@ -181,20 +181,14 @@ def deform(anatomy: Anatomy, params: DeformationParams) -> Anatomy:
     return replace(anatomy, gm=gm, wm=wm, csf=csf, deep_gm=np.clip(deep, 0, 1), mask=mask)
 
 
-def resampled_affine(affine: np.ndarray, factor: float) -> np.ndarray:
-    """Affine of a grid with voxels ``factor`` times larger covering the same field of view."""
-    out = affine.copy()
-    out[:3, :3] = affine[:3, :3] * factor
-    out[:3, 3] = affine[:3, :3] @ np.full(3, (factor - 1) / 2) + affine[:3, 3]
-    return out
-
-
 def to_spacing(anatomy: Anatomy, spacing_mm: float) -> Anatomy:
     """Resample the anatomy to isotropic voxels of ``spacing_mm`` over the same field of view.
 
     Integer coarsening averages blocks (exact partial volume); other factors interpolate
     linearly. The mask is re-thresholded at 0.5.
     """
+    from lesionkit.simulate.signal import resampled_affine
+
     factor = spacing_mm / anatomy.spacing[0]
     if np.isclose(factor, 1.0):
         return anatomy

@@ -132,8 +132,6 @@ def blur(image: np.ndarray, spacing_mm, fwhm_mm: float) -> np.ndarray:
 
 def coarse_grid(shape, affine: np.ndarray, factor: float) -> tuple[tuple[int, ...], np.ndarray]:
     """Shape and affine of a grid with voxels ``factor`` times larger over the same FOV."""
-    from lesionkit.simulate.anatomy import resampled_affine
-
     coarse = tuple(max(1, int(np.floor(s / factor + 1e-6))) for s in shape)
     return coarse, resampled_affine(affine, factor)
 
@@ -188,3 +186,11 @@ def reslice(image: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndar
     out = ndimage.affine_transform(image.astype(np.float32), m[:3, :3], offset=m[:3, 3],
                                    output_shape=tuple(shape), order=order, mode="nearest")
     return out.astype(np.float32)
+
+
+def resampled_affine(affine: np.ndarray, factor: float) -> np.ndarray:
+    """Affine of a grid with voxels ``factor`` times larger covering the same field of view."""
+    out = affine.copy()
+    out[:3, :3] = affine[:3, :3] * factor
+    out[:3, 3] = affine[:3, :3] @ np.full(3, (factor - 1) / 2) + affine[:3, 3]
+    return out
