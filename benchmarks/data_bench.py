@@ -44,8 +44,12 @@ RATIO_GOAL = 1.10
 NETWORK_KWARGS = {"channels": (16, 32, 64), "strides": (2, 2), "norm": "batch"}
 
 
-def _row(case: str, value: float, unit: str, **extra) -> dict:
-    return {"benchmark": "data", "case": case, "value": float(value), "unit": unit, **extra}
+def _row(case: str, value: float, unit: str, peak_mib: float | None = None,
+         seconds: float | None = None, detail: str = "") -> dict:
+    """One table row; every row has every column, so the table's columns keep this order."""
+    return {"benchmark": "data", "case": case, "value": float(value), "unit": unit,
+            "peak_MiB": "" if peak_mib is None else round(peak_mib, 1),
+            "seconds": "" if seconds is None else round(seconds, 2), "detail": detail}
 
 
 def _labels(count: int) -> list[str]:
@@ -211,7 +215,7 @@ def bench_data(out_dir: Path | str) -> list[dict]:
     start = time.perf_counter()
     data = _cohort(out_dir)
     rows = [_row("phantom cohort (cached)", COHORT_SUBJECTS, "subjects",
-                 seconds=round(time.perf_counter() - start, 1),
+                 seconds=time.perf_counter() - start,
                  detail="enhance-r1, 2 mm (3T 2 mm / 7T 1 mm), seed 0")]
 
     peaks = {}
@@ -219,8 +223,8 @@ def bench_data(out_dir: Path | str) -> list[dict]:
         result = _in_child(_train_peak, data, out_dir / f"model-{count}", count)
         peaks[count] = result["peak"]
         rows.append(_row(f"training peak memory, {count} subjects", result["peak"], "MiB",
-                         peak_MiB=round(result["peak"], 1),
-                         seconds=round(result["seconds"], 1),
+                         peak_mib=result["peak"],
+                         seconds=result["seconds"],
                          detail=f"1 epoch of 64 patches (batch 16), U-Net 16-32-64, CPU; "
                                 f"{result['train']} train / {result['validation']} "
                                 "validation subjects; store prepare included"))
@@ -236,7 +240,7 @@ def bench_data(out_dir: Path | str) -> list[dict]:
     prepared = _in_child(_prepare, data, cache, LOADER_SUBJECTS)
     shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in prepared["shapes"].items())
     rows.append(_row(f"store prepare, {LOADER_SUBJECTS} subjects", prepared["seconds"], "s",
-                     peak_MiB=round(prepared["peak"], 1), seconds=round(prepared["seconds"], 1),
+                     peak_mib=prepared["peak"], seconds=prepared["seconds"],
                      detail=f"{prepared['MiB']:.0f} MiB of arrays; per subject {shapes}"))
     for sampler, description in (("grid", "GridSampler 32^3, step 8x8x4 (memory-mapped)"),
                                  ("queue", "QueueSampler 32^3, 16 per subject, on the mask")):
@@ -245,8 +249,8 @@ def bench_data(out_dir: Path | str) -> list[dict]:
             where = (f"DataLoader workers {workers}" if sampler == "grid"
                      else f"queue workers {workers}, DataLoader workers 0")
             rows.append(_row(f"loader, {sampler} sampler, {workers} workers", result["rate"],
-                             "examples/s", peak_MiB=round(result["peak"], 1),
-                             seconds=round(result["seconds"], 2),
+                             "examples/s", peak_mib=result["peak"],
+                             seconds=result["seconds"],
                              detail=f"{description}; {where}; {LOADER_SUBJECTS} subjects, "
                                     f"{result['length']} examples per epoch; "
                                     f"{result['examples']} timed after "

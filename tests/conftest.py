@@ -11,10 +11,9 @@ import pytest
 from scipy import ndimage
 
 from lesionkit.bids import bids_path, write_dataset_description, write_participants
-from lesionkit.io import save_volume
-from lesionkit.mrf import MRF_EPI
-from lesionkit.io import write_tsv
+from lesionkit.io import save_volume, write_tsv
 from lesionkit.lesions import evaluate_lesion_tables, table_path
+from lesionkit.mrf import MRF_EPI
 from lesionkit.tasks.strategies import LesionSampler, PerLesion
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, OutputSpec, Task
 from lesionkit.volume import Volume

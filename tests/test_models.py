@@ -16,7 +16,7 @@ def test_network_shapes(name: str) -> None:
     network = build_network(name, 2, 3, **KWARGS.get(name, {})).eval()
     with torch.no_grad():
         output = network(torch.randn(1, 2, 16, 16, 16))
-    dense = "unet" in name
+    dense = "unet" in name or "segmenter" in name
     assert tuple(output.shape) == ((1, 3, 16, 16, 16) if dense else (1, 3))
 
 

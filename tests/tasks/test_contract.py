@@ -49,7 +49,7 @@ def _check_outputs(task, data: Path, predictions: Path, model_dir: Path) -> None
                 np.testing.assert_allclose(output.affine, reference.affine, atol=1e-5)
                 assert np.isfinite(output.data).all()
                 sidecar = json.loads(found.sidecar.read_text())
-                assert sidecar["Units"] == (spec.unit if desc != "uncertainty" else spec.unit)
+                assert sidecar["Units"] == spec.unit
                 assert sidecar["ModelFolder"] == str(model_dir.resolve())
 
 
@@ -98,7 +98,7 @@ def test_unregistered_variant_predicts_from_its_folder(tmp_path: Path) -> None:
 def test_config_with_unknown_key_names_the_file(tmp_path: Path) -> None:
     plain = task_to_plain(get_task("enhance-r1"))
     plain["no_such_field"] = 1
-    with pytest.raises(InputError, match="config.yaml.*no_such_field"):
+    with pytest.raises(InputError, match=r"config\.yaml.*no_such_field"):
         task_from_plain(plain, tmp_path / "config.yaml")
 
 

@@ -23,8 +23,8 @@ from lesionkit.training import train
 
 def tiny(task):
     return replace(task, network_kwargs={"channels": (4, 4, 8, 8, 16), "bridge_dropout": 0.5},
-                   sampler=QueueSampler(centre_on="mask", patch_size=(8, 8, 1), samples_per_volume=4,
-                                       oversample="lesion", oversample_factor=5.0),
+                   sampler=QueueSampler((8, 8, 1), 4, centre_on="mask", oversample="lesion",
+                                        oversample_factor=5.0),
                    batch_size=2, learning_rate=1e-3)
 
 
@@ -48,7 +48,7 @@ def test_five_output_network_trains_two_steps_and_predicts(tmp_path: Path) -> No
     assert found == expected and len(written) == 10  # five maps and five uncertainty maps
     t1 = load_volume(dataset.get("03", "T1map", derivatives="lesionkit", desc="mrflesion").path)
     assert 100 < np.median(t1.data) < 5000  # inverted back to ms, not z-scores
-    rows = MRF_LESION.evaluate(MRF_LESION, data, data / "derivatives" / "lesionkit", ["03"])
+    rows = MRF_LESION.evaluate(MRF_LESION, data, data / "derivatives/lesionkit", ["03"])
     assert rows[0]["method"] == "network" and 0 <= rows[0]["lesion_dice"] <= 1
     assert rows[0]["t1_deviation_matching"] is not None
 
@@ -86,7 +86,8 @@ def test_evaluate_on_hand_made_derivatives(tmp_path: Path) -> None:
     put(root, "01", "T1map", t1_truth * 0.95 * 1.1, "lesionkit", desc="mrflesion")
     put(root, "01", "T2starmap", t1_truth / 20 * 0.9, "lesionkit", desc="mrflesion")
 
-    network, matching = MRF_LESION.evaluate(MRF_LESION, root, root / "derivatives" / "lesionkit", ["01"])
+    network, matching = MRF_LESION.evaluate(MRF_LESION, root, root / "derivatives/lesionkit",
+                                            ["01"])
     assert network["n_lesions"] == 2
     assert network["lesion_dice"] == pytest.approx(2 * 8 / (16 + 9))
     assert network["detection_rate"] == pytest.approx(0.5)
@@ -103,7 +104,7 @@ def test_evaluate_on_hand_made_derivatives(tmp_path: Path) -> None:
     assert matching["t1_deviation_truth"] == pytest.approx(5.0, rel=1e-4)
     assert matching["t2s_deviation_truth"] == pytest.approx(0.0, abs=1e-6)
 
-    sections = MRF_LESION.report_sections(MRF_LESION, root, root / "derivatives" / "lesionkit", ["01"],
+    sections = MRF_LESION.report_sections(MRF_LESION, root, root / "derivatives/lesionkit", ["01"],
                                           [network, matching])
     assert [s.title for s in sections] == ["mrf-lesion: metrics",
                                            "mrf-lesion: lesion probability"]

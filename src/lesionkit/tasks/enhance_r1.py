@@ -162,7 +162,8 @@ ENHANCE_R1 = Task(
 #: The demo: a small U-Net (16-32-64, Adam 1e-3) trained for 5 epochs of 512 patches on
 #: the controls among the first 7 subjects; 3 held-out subjects predicted with 8 flips.
 DEMO = DemoStep(
-    task="enhance-r1", cohort="enhance-r1", subjects=10, held_out=3, epochs=5, examples_per_epoch=512,
-    tta=8, overrides={"network_kwargs": {"channels": (16, 32, 64), "strides": (2, 2),
-                                         "norm": "batch"}, "learning_rate": 1e-3},
+    task="enhance-r1", cohort="enhance-r1", subjects=10, held_out=3, epochs=5,
+    examples_per_epoch=512, tta=8,
+    overrides={"network_kwargs": {"channels": (16, 32, 64), "strides": (2, 2), "norm": "batch"},
+               "learning_rate": 1e-3},
     shown=("rmse", "psnr", "ssim", "relative_edge_sharpness"))
