@@ -24,13 +24,15 @@ from __future__ import annotations
 import json
 import multiprocessing
 import queue as queue_module
-import resource
 import shutil
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mrf_lesion_bench import _peak_rss_mib
 
 COHORT_SUBJECTS = 16
 MEMORY_SUBJECTS = (4, 16)
@@ -54,21 +56,6 @@ def _row(case: str, value: float, unit: str, peak_mib: float | None = None,
 
 def _labels(count: int) -> list[str]:
     return [f"{i:02d}" for i in range(1, count + 1)]
-
-
-def _peak_rss_mib() -> float:
-    """This process's peak resident memory (MiB).
-
-    ``VmHWM`` belongs to the process image, so a spawned child reports its own peak;
-    ``ru_maxrss`` would carry over the parent's peak across the exec.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _task(sampler: str = "grid"):

@@ -65,7 +65,6 @@ def bench_engine(
     import torch.nn.functional as F  # noqa: N812
 
     from lesionkit.infer import flips as flip_axes
-    from lesionkit.infer import sliding_window
     from lesionkit.models import build_network
     from lesionkit.tasks import get_task
 
@@ -105,7 +104,7 @@ def bench_engine(
         start = time.perf_counter()
         with torch.inference_mode():
             for axes in flip_axes(count):
-                output = sliding_window(network, volume.flip(axes) if axes else volume, task)
+                output = task.inference.predict(network, volume.flip(axes) if axes else volume)
         _sync(device)
         record(f"sliding window, {count} flip(s)", time.perf_counter() - start, "s")
     multiple = 2 ** (len(kwargs["channels"]) - 1)

@@ -35,7 +35,6 @@ def _network_seconds(shape: tuple[int, int, int], device: str) -> tuple[float, f
     """Seconds and peak memory (MiB) of one prediction of a 35-frame series."""
     import torch
 
-    from lesionkit.infer import STRATEGIES
     from lesionkit.models import build_network
     from lesionkit.tasks import get_task
 
@@ -44,14 +43,14 @@ def _network_seconds(shape: tuple[int, int, int], device: str) -> tuple[float, f
     network = network.to(device).eval()
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 35, *shape),
                                                                   dtype=np.float32)).to(device)
-    infer = STRATEGIES[task.inference]
+    infer = task.inference.predict
     with torch.inference_mode():
-        infer(network, x[..., :2], task)  # warm-up
+        infer(network, x[..., :2])  # warm-up
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        infer(network, x, task)
+        infer(network, x)
         if device == "cuda":
             torch.cuda.synchronize()
     seconds = time.perf_counter() - start

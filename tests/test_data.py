@@ -44,6 +44,9 @@ class MemoryStore:
     def labels(self, name: str) -> dict:
         return {}
 
+    def affine(self, name: str) -> np.ndarray:
+        return np.eye(4)
+
     def read(self, name, stats, start=None, size=None) -> dict:
         from lesionkit.lesions import crop
 

@@ -81,3 +81,40 @@ def test_per_lesion_scores_each_lesion_from_its_patch() -> None:
     scores = PerLesion(patch_size=(4, 4, 4)).predict(MeanPerPatch(), x, labels)
     assert scores.shape == (2, 1)
     assert scores[0, 0] == 0 and scores[1, 0] > 0  # increasing label order: 3, then 7
+
+
+def test_predict_inputs_and_preprocessing_keep_the_input_grid(enhance_dataset: Path,
+                                                              tmp_path: Path) -> None:
+    import json
+
+    from conftest import tiny
+    from lesionkit.infer import predict
+    from lesionkit.io import load_volume
+    from lesionkit.tasks.task import ImageSpec, Transform
+    from lesionkit.training import train
+
+    base = tiny(get_task("enhance-r1"))
+    # Train on 3T, predict from the 7T map; crop to 12^3 before the network sees it.
+    task = replace(base, predict_inputs=(ImageSpec("r1_3t", "R1map", session="7T",
+                                                   exclude=("acq",), unit="s^-1"),),
+                   preprocess=(Transform("CropOrPad", {"target_shape": (12, 12, 12)}),))
+    model = train(task, enhance_dataset, tmp_path / "model", epochs=1, max_steps=1,
+                  progress=False, device="cpu")
+    assert json.loads(json.dumps(yaml_task(model)["preprocess"]))[0]["name"] == "CropOrPad"
+    written = predict(model, enhance_dataset, device="cpu", progress=False, subjects=["01"],
+                      out_dir=tmp_path / "out")
+    source = enhance_dataset / "sub-01" / "ses-7T" / "anat" / "sub-01_ses-7T_R1map.nii.gz"
+    output = load_volume(written[0])
+    reference = load_volume(source)
+    assert output.shape == reference.shape == (16, 16, 16)
+    np.testing.assert_allclose(output.affine, reference.affine, atol=1e-5)
+    sidecar = json.loads(written[0].with_suffix("").with_suffix(".json").read_text())
+    assert sidecar["Sources"] == [str(source.resolve())]
+    # Voxels outside the 12^3 crop were never predicted: zero after the inverse padding.
+    assert output.data[0].max() == 0 and output.data[8].max() > 0
+
+
+def yaml_task(model: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((model / "config.yaml").read_text())["task"]

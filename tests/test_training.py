@@ -1,12 +1,14 @@
-"""Training: model folder contents, per-fold normalisation, folds, resume, flags."""
+"""Training: model folder contents, per-fold normalisation, folds, resume, flags, hooks."""
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import tiny
@@ -71,7 +73,6 @@ def test_module_has_task_loss_and_network() -> None:
 
 
 def test_learning_rate_halves_every_n_epochs() -> None:
-    from dataclasses import replace
 
     module = TaskModule(replace(TASK, lr_halving_epochs=2), make_network(TASK, 1))
     configured = module.configure_optimizers()
@@ -102,3 +103,60 @@ def test_log_cosh_and_mae_losses() -> None:
     expected = [*torch.log(torch.cosh(torch.tensor([0.0, 2.0]))).tolist(), 30.0 - np.log(2.0)]
     assert LOSSES["log-cosh"]()(prediction, target).item() == pytest.approx(np.mean(expected))
     assert LOSSES["mae"]()(prediction, target).item() == pytest.approx(32.0 / 3)
+
+
+STEP_CALLS: list[int] = []
+
+
+def oversampling_step(network, loss, batch):
+    """A training-step hook: appends a mirrored copy of the batch (in-batch synthesis)."""
+    STEP_CALLS.append(len(batch["input"]))
+    x = torch.cat([batch["input"], batch["input"].flip(2)])
+    y = torch.cat([batch["target"], batch["target"].flip(2)])
+    return loss(network(x), y)
+
+
+def mean_input_state(dataset) -> dict:
+    """A fit_state hook: the mean input value over the fold's training examples."""
+    return {"mean": torch.stack([dataset[i]["input"].mean() for i in range(len(dataset))]).mean()
+            .reshape(1)}
+
+
+def unet_with_state(in_channels: int, out_channels: int, state=None, **kwargs):
+    """A network factory that keeps the fold state as a buffer."""
+    network = make_network(replace(TASK, network_factory=None), in_channels)
+    network.register_buffer("fold_mean", torch.as_tensor(state["mean"]).clone())
+    return network
+
+
+def test_training_step_hook_runs_in_training_only(enhance_dataset: Path, tmp_path: Path) -> None:
+    STEP_CALLS.clear()
+    task = replace(TASK, training_step=oversampling_step)
+    model = train(task, enhance_dataset, tmp_path / "model", epochs=1, max_steps=3,
+                  progress=False, device="cpu")
+    assert len(STEP_CALLS) == 3 and all(n == TASK.batch_size for n in STEP_CALLS)
+    config = yaml.safe_load((model / "config.yaml").read_text())
+    assert config["task"]["training_step"] == {"function": f"{__name__}:oversampling_step"}
+
+
+def test_fold_state_is_fitted_on_training_examples_saved_and_reloaded(
+        enhance_dataset: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from lesionkit.io import InputError
+    from lesionkit.model_folder import load_model
+
+    task = replace(TASK, fit_state=mean_input_state, network_factory=unet_with_state)
+    model = train(task, enhance_dataset, tmp_path / "model", epochs=1, max_steps=1,
+                  progress=False, device="cpu")
+    saved = load_file(str(model / "fold-0" / "state.safetensors"))
+    fold = yaml.safe_load((model / "config.yaml").read_text())["folds"][0]
+    store = SubjectStore(enhance_dataset, TASK, tmp_path / "cache")
+    store.prepare(fold["train"] + fold["validation"])
+    train_set = TASK.sampler.dataset(store, fold["train"], TASK, fold["normalisation"])
+    assert saved["mean"].item() == pytest.approx(mean_input_state(train_set)["mean"].item(),
+                                                 rel=1e-5)
+    with pytest.raises(InputError, match="trusted"):
+        load_model(model)  # hooks outside lesionkit are not resolved unless trusted
+    loaded = load_model(model, trusted=(__name__,))
+    assert loaded.folds[0].network.fold_mean.item() == pytest.approx(saved["mean"].item())

@@ -190,14 +190,17 @@ def train(
     """Train a task on a BIDS dataset; write a self-describing model folder."""
     chosen = _variant(_task(task, arm), network, channels, widen_factor, patch_size, batch_size,
                       learning_rate, patience)
+    import time
+
     from lesionkit.training import train as fit
 
+    start = time.perf_counter()
     with _user_errors():
         path = fit(chosen, data_dir, model_dir, folds=folds, epochs=epochs, seed=seed,
                    device=device, gpus=gpus, amp=amp, patches_per_epoch=patches_per_epoch,
                    subjects=_subject_list(subjects), resume=resume, progress=progress,
                    workers=workers, source=source_dir or weights)
-    typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {path} ({chosen.name}, {time.perf_counter() - start:.0f} s)")
 
 
 @app.command()
@@ -212,13 +215,16 @@ def predict(
         help="Derivatives folder (default: DATA_DIR/derivatives/lesionkit).")] = None,
 ) -> None:
     """Apply a model folder; write predictions with uncertainty as BIDS derivatives."""
+    import time
+
     from lesionkit.infer import predict as run
 
+    start = time.perf_counter()
     with _user_errors():
         written = run(model_dir, data_dir, tta=tta, device=device,
                       subjects=_subject_list(subjects), out_dir=out_dir)
     where = out_dir or data_dir / "derivatives" / "lesionkit"
-    typer.echo(f"wrote {len(written)} files under {where}")
+    typer.echo(f"wrote {len(written)} files under {where} in {time.perf_counter() - start:.0f} s")
 
 
 PredictionsOption = Annotated[Path | None, typer.Option(
@@ -238,7 +244,8 @@ def evaluate(
     from lesionkit.evaluation import evaluate as score
 
     with _user_errors():
-        tsv, json_path = score(chosen, data_dir, _subject_list(subjects), out_dir, predictions)
+        tsv, json_path = score(chosen, data_dir, _subject_list(subjects), out_dir, predictions,
+                               progress=True)
     typer.echo(f"wrote {tsv} and {json_path}")
 
 

@@ -26,7 +26,8 @@ def predictions_root(data_dir: str | os.PathLike[str],
 
 def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[str] | None = None,
              out_dir: str | os.PathLike[str] | None = None,
-             predictions: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+             predictions: str | os.PathLike[str] | None = None,
+             progress: bool = False) -> tuple[Path, Path]:
     """Score written predictions with the task's evaluation; write TSV and JSON tables.
 
     Args:
@@ -35,6 +36,7 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
         subjects: Subjects to score (default: every subject with predictions).
         out_dir: Where to write (default: the predictions folder).
         predictions: Predictions folder (default: ``DATA_DIR/derivatives/lesionkit``).
+        progress: Show a progress bar over the subjects.
 
     Returns:
         (TSV path, JSON path).
@@ -49,7 +51,11 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
     if not names:
         raise InputError(f"{found}: expected predictions (run lesionkit predict first), "
                          "found none")
-    rows = task.evaluate(task, dataset.root, found, names)
+    from rich.progress import track
+
+    rows = [row for name in track(names, description=f"evaluate {task.name}",
+                                  disable=not progress)
+            for row in task.evaluate(task, dataset.root, found, [name])]
     if not rows:
         raise InputError(f"{found}: expected predictions of task {task.name} for "
                          f"{', '.join(names[:5])}, found none to score")

@@ -167,6 +167,7 @@ def predict(
     subjects: Sequence[str] | None = None,
     progress: bool = True,
     out_dir: str | os.PathLike[str] | None = None,
+    trusted: tuple[str, ...] = (),
 ) -> list[Path]:
     """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
@@ -183,6 +184,7 @@ def predict(
         subjects: Subjects to predict (default: all with the inputs).
         progress: Show a progress bar.
         out_dir: Derivatives folder to write (default ``DATA_DIR/derivatives/lesionkit``).
+        trusted: Modules outside lesionkit whose hook functions the model's task may name.
 
     Returns:
         Paths written.
@@ -190,7 +192,7 @@ def predict(
     from rich.progress import track
 
     device = resolve_device(device)
-    model = load_model(model_dir, device)
+    model = load_model(model_dir, device, trusted)
     task = model.task
     dataset = BIDSDataset(data_dir)
     names = list(subjects) if subjects else available_subjects(dataset, task, with_targets=False)

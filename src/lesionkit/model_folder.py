@@ -12,8 +12,9 @@ Layout::
 
 The task is stored by value (:func:`task_to_plain`), so a variant that was never
 registered (``dataclasses.replace(task, ...)``) is rebuilt exactly from its folder.
-Hooks are stored as ``module:name`` references and resolved only inside ``lesionkit``;
-nothing is unpickled.
+Hooks are stored as ``module:name`` references. Loading resolves references inside
+``lesionkit`` only, unless the caller names further modules it trusts (``trusted``: a
+user's own hook functions); nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -41,10 +42,14 @@ def fold_dir(model_dir: str | os.PathLike[str], fold: int) -> Path:
 
 def _reference(obj: Any) -> str:
     name = f"{obj.__module__}:{obj.__qualname__}"
-    if not obj.__module__.startswith("lesionkit") or "<" in obj.__qualname__:
-        raise ValueError(f"task hooks must be module-level lesionkit functions to be stored "
-                         f"in config.yaml, found {name}")
+    if "<" in obj.__qualname__ or obj.__module__ == "__main__":
+        raise ValueError(f"task hooks must be module-level functions of an importable module "
+                         f"to be stored in config.yaml, found {name}")
     return name
+
+
+def _allowed(module: str, trusted: tuple[str, ...]) -> bool:
+    return any(module == m or module.startswith(f"{m}.") for m in ("lesionkit", *trusted))
 
 
 def task_to_plain(value: Any) -> Any:
@@ -63,10 +68,11 @@ def task_to_plain(value: Any) -> Any:
     return value
 
 
-def _resolve(reference: str, where: Path) -> Any:
+def _resolve(reference: str, where: Path, trusted: tuple[str, ...] = ()) -> Any:
     module, _, name = reference.partition(":")
-    if not module.startswith("lesionkit") or not name:
-        raise InputError(f"{where}: expected a lesionkit class or function, found {reference!r}")
+    if not _allowed(module, trusted) or not name:
+        raise InputError(f"{where}: expected a lesionkit class or function (or one of a module "
+                         f"passed as trusted), found {reference!r}")
     try:
         obj = importlib.import_module(module)
         for part in name.split("."):
@@ -77,20 +83,25 @@ def _resolve(reference: str, where: Path) -> Any:
     return obj
 
 
-def task_from_plain(data: Any, where: Path) -> Any:
+def task_from_plain(data: Any, where: Path, trusted: tuple[str, ...] = ()) -> Any:
     """Inverse of :func:`task_to_plain` (lists come back as tuples).
 
+    Args:
+        data: What :func:`task_to_plain` gave (read back from YAML).
+        where: The file it came from (named in errors).
+        trusted: Modules outside lesionkit whose functions may be resolved.
+
     Raises:
-        InputError: unknown or missing fields, or a reference outside lesionkit; the
-            message names ``where``.
+        InputError: unknown or missing fields, or a reference outside lesionkit and the
+            trusted modules; the message names ``where``.
     """
     if isinstance(data, list):
-        return tuple(task_from_plain(v, where) for v in data)
+        return tuple(task_from_plain(v, where, trusted) for v in data)
     if not isinstance(data, dict):
         return data
     if set(data) == {FUNCTION_KEY}:
-        return _resolve(data[FUNCTION_KEY], where)
-    values = {k: task_from_plain(v, where) for k, v in data.items() if k != CLASS_KEY}
+        return _resolve(data[FUNCTION_KEY], where, trusted)
+    values = {k: task_from_plain(v, where, trusted) for k, v in data.items() if k != CLASS_KEY}
     if CLASS_KEY not in data:
         return values
     cls = _resolve(data[CLASS_KEY], where)
@@ -106,9 +117,10 @@ def task_from_plain(data: Any, where: Path) -> Any:
     return cls(**values)
 
 
-def task_from_config(config: dict[str, Any], where: Path) -> Task:
+def task_from_config(config: dict[str, Any], where: Path, trusted: tuple[str, ...] = ()
+                     ) -> Task:
     """Rebuild the exact task a model was trained with from its config."""
-    task = task_from_plain(config.get("task"), where)
+    task = task_from_plain(config.get("task"), where, trusted)
     if not isinstance(task, Task):
         raise InputError(f"{where}: expected the complete task under 'task' (written by this "
                          "lesionkit version; retrain older model folders), found none")
@@ -215,10 +227,17 @@ class TrainedModel:
     folds: tuple[FoldModel, ...]
 
 
-def load_model(model_dir: str | os.PathLike[str], device: str = "cpu") -> TrainedModel:
-    """Load every fold of a model folder onto a device."""
+def load_model(model_dir: str | os.PathLike[str], device: str = "cpu",
+               trusted: tuple[str, ...] = ()) -> TrainedModel:
+    """Load every fold of a model folder onto a device.
+
+    Args:
+        model_dir: The model folder.
+        device: Torch device.
+        trusted: Modules outside lesionkit whose hook functions the task may name.
+    """
     config = read_config(model_dir)
-    task = task_from_config(config, Path(model_dir) / "config.yaml")
+    task = task_from_config(config, Path(model_dir) / "config.yaml", trusted)
     if not config["folds"]:
         raise InputError(f"{Path(model_dir) / 'config.yaml'}: expected at least one trained "
                          "fold, found none (training was interrupted before the first fold)")

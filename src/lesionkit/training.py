@@ -161,7 +161,7 @@ def trainer_flags(device: str = "auto", gpus: int = 1, amp: bool = False) -> dic
 def _loader(dataset: Any, batch_size: int, max_items: int | None, shuffle: bool, seed: int,
             workers: int) -> DataLoader:
     """Batches of a sampler's dataset; a TorchIO queue loads in its own workers."""
-    workers = 0 if hasattr(dataset, "queue") else workers
+    workers = 0 if getattr(dataset, "own_workers", False) else workers
     if not shuffle and max_items is not None and len(dataset) > max_items:
         dataset = Subset(dataset, torch.linspace(0, len(dataset) - 1, max_items).long().tolist())
     sampler = None

@@ -76,8 +76,13 @@ def example(images: dict[str, Any], labels: dict[str, int], task: Any) -> dict[s
     return item
 
 
-def _augmented(images: dict[str, Any], transform: Any, task: Any) -> dict[str, Any]:
-    """Apply a TorchIO transform to one example's images (labels as label maps)."""
+def _augmented(images: dict[str, Any], transform: Any, task: Any, affine: np.ndarray
+               ) -> dict[str, Any]:
+    """Apply a TorchIO transform to one example's images (labels as label maps).
+
+    ``affine`` is the subject's voxel-to-mm affine, so that transforms named in world
+    terms (a left-right flip) act on the right axis.
+    """
     if transform is None:
         return images
     import torch
@@ -85,31 +90,38 @@ def _augmented(images: dict[str, Any], transform: Any, task: Any) -> dict[str, A
 
     labels = {s.key for s in task.image_specs if s.kind == "label"} | {"mask"}
     subject = tio.Subject(**{
-        k: (tio.LabelMap if k in labels else tio.ScalarImage)(tensor=torch.as_tensor(v))
+        k: (tio.LabelMap if k in labels else tio.ScalarImage)(tensor=torch.as_tensor(v),
+                                                               affine=affine)
         for k, v in images.items()})
     return {k: image.data for k, image in transform(subject).get_images_dict(
         intensity_only=False).items()}
 
 
 class _Indexed:
-    """A map-style dataset over (subject, region) entries read from the store."""
+    """A map-style dataset over regions of subjects read from the store.
+
+    ``entries`` is an (N, 5) integer array: subject number, first voxel of the region
+    (3 values) and the lesion number (-1 for subject-level labels).
+    """
 
     def __init__(self, store: Any, names: Sequence[str], task: Any, stats: dict,
-                 transform: Any, entries: list[tuple[int, tuple[int, ...], int | None]],
-                 size: Shape) -> None:
+                 transform: Any, entries: list[tuple[int, ...]], size: Shape) -> None:
         self.store, self.names, self.task, self.stats = store, list(names), task, stats
-        self.transform, self.entries, self.size = transform, entries, size
+        self.transform, self.size = transform, size
+        self.entries = np.array(entries, dtype=np.int32).reshape(-1, 5)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        number, start, lesion = self.entries[i]
+        number, i0, j0, k0, lesion = (int(v) for v in self.entries[i])
         name = self.names[number]
-        images = self.store.read(name, self.stats, start, self.size)
-        labels = (self.store.labels(name) if lesion is None
+        images = self.store.read(name, self.stats, (i0, j0, k0), self.size)
+        labels = (self.store.labels(name) if lesion < 0
                   else self.store.lesions(name)[lesion]["labels"])
-        return example(_augmented(images, self.transform, self.task), labels, self.task)
+        affine = self.store.affine(name) if self.transform is not None else None
+        return example(_augmented(images, self.transform, self.task, affine), labels,
+                       self.task)
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,7 @@ class GridSampler:
             padded = grid.subject["mask"].data[0].numpy() > 0
             for i0, j0, k0, i1, j1, k1 in grid.locations:
                 if 1.0 - padded[i0:i1, j0:j1, k0:k1].mean() <= self.max_background:
-                    entries.append((number, tuple(np.array((i0, j0, k0)) - border), None))
+                    entries.append((number, *(np.array((i0, j0, k0)) - border), -1))
         return _Indexed(store, names, task, stats, transform, entries, self.patch_size)
 
 
@@ -164,7 +176,7 @@ class LesionSampler:
         entries = []
         for number, name in enumerate(names):
             for i, lesion in enumerate(store.lesions(name)):
-                entries.append((number, centred_start(lesion["centre"], self.patch_size), i))
+                entries.append((number, *centred_start(lesion["centre"], self.patch_size), i))
         return _Indexed(store, names, task, stats, transform, entries, self.patch_size)
 
 
@@ -202,15 +214,21 @@ def _pad_to(subject: Any, size: Shape) -> Any:
     return tio.Pad(tuple(v for m in missing for v in (m // 2, m - m // 2)))(subject)
 
 
-class _WholeExamples:
-    def __init__(self, subjects: _Subjects, task: Any) -> None:
-        self.subjects, self.task = subjects, task
+class _SubjectExamples:
+    """Examples from TorchIO subjects: whole subjects, or the patches of a TorchIO queue.
+
+    ``own_workers``: the source loads subjects in its own worker processes (a queue), so
+    the data loader around it must not start more.
+    """
+
+    def __init__(self, source: Any, task: Any, own_workers: bool = False) -> None:
+        self.source, self.task, self.own_workers = source, task, own_workers
 
     def __len__(self) -> int:
-        return len(self.subjects)
+        return len(self.source)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        subject = self.subjects[i]
+        subject = self.source[i]
         images = {k: v.data for k, v in subject.get_images_dict(intensity_only=False).items()}
         return example(images, {k: subject[k] for k in subject if k not in images}, self.task)
 
@@ -222,20 +240,7 @@ class WholeVolumeSampler:
     def dataset(self, store: Any, names: Sequence[str], task: Any, stats: dict,
                 transform: Any = None) -> Dataset:
         """Whole subjects, loaded when drawn."""
-        return _WholeExamples(_Subjects(store, names, stats, transform), task)
-
-
-class _QueueExamples:
-    def __init__(self, queue: Any, task: Any) -> None:
-        self.queue, self.task = queue, task
-
-    def __len__(self) -> int:
-        return len(self.queue)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        patch = self.queue[i]
-        images = {k: v.data for k, v in patch.get_images_dict(intensity_only=False).items()}
-        return example(images, {k: patch[k] for k in patch if k not in images}, self.task)
+        return _SubjectExamples(_Subjects(store, names, stats, transform), task)
 
 
 @dataclass(frozen=True)
@@ -295,7 +300,7 @@ class QueueSampler:
         per_volume = self.samples_per_volume
         queue = tio.Queue(subjects, max_length=4 * per_volume, samples_per_volume=per_volume,
                           sampler=sampler, num_workers=store.workers)
-        return _QueueExamples(queue, task)
+        return _SubjectExamples(queue, task, own_workers=True)
 
 
 def _batches(network: Any, patches: torch.Tensor, size: int) -> torch.Tensor:
