@@ -80,8 +80,8 @@ def _pair(a: list[dict], b: list[dict], seed: int) -> dict[str, Any]:
         result["classification"] = paired_comparison(
             [index_a[k]["label"] for k in shared], [index_a[k]["probability"] for k in shared],
             [index_b[k]["probability"] for k in shared], seed=seed)
-    strip = [[{k: v for k, v in r.items() if k not in CASE_COLUMNS[1:]} for r in rows]
-             for rows in (a, b)]
+    strip = [[{k: v for k, v in r.items() if k not in ("label", "probability", "fold")}
+              for r in rows] for rows in (a, b)]
     result["metrics"] = paired_metrics(*strip)
     return result
 

@@ -163,21 +163,24 @@ def metric_summary(rows: Sequence[dict], seed: int = 0, n_resamples: int = 2000
     return out
 
 
-def paired_metrics(rows_a: Sequence[dict], rows_b: Sequence[dict], key: str = "participant_id"
-                   ) -> list[dict[str, Any]]:
+def paired_metrics(rows_a: Sequence[dict], rows_b: Sequence[dict],
+                   keys: Sequence[str] = ("participant_id", "lesion")) -> list[dict[str, Any]]:
     """Wilcoxon signed-rank test of every numeric column shared by two arms' rows.
 
-    Rows are paired by ``key`` and ``method``; the estimate is the median of a - b.
+    Rows are paired by ``keys`` (a missing key counts as None) and ``method``; key
+    columns are not tested. The estimate is the median of a - b.
     """
     def index(rows: Sequence[dict]) -> dict[tuple, dict]:
-        return {(r.get(key), str(r.get("method", "all"))): r for r in rows}
+        return {(*(r.get(k) for k in keys), str(r.get("method", "all"))): r for r in rows}
 
     a, b = index(rows_a), index(rows_b)
     shared = sorted(set(a) & set(b), key=str)
     out = []
-    for method in sorted({m for _, m in shared}):
-        pairs = [(a[k], b[k]) for k in shared if k[1] == method]
+    for method in sorted({k[-1] for k in shared}):
+        pairs = [(a[k], b[k]) for k in shared if k[-1] == method]
         for column in numeric_columns([p[0] for p in pairs]):
+            if column in keys:
+                continue
             kept = [(x[column], y[column]) for x, y in pairs
                     if x.get(column) is not None and y.get(column) is not None]
             if len(kept) < 2:

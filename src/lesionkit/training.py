@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -228,11 +229,14 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
     val_items = None if examples_per_epoch is None else max(examples_per_epoch // 4, 1)
     last = folder / "checkpoints" / "last.ckpt"
     start = time.time()
-    trainer.fit(module, _loader(train_set, task.batch_size, examples_per_epoch, True, seed,
-                                workers),
-                _loader(val_set, task.batch_size, val_items, False, seed, workers)
-                if val_set is not None else None,
-                ckpt_path=last if resume and last.is_file() else None)
+    with warnings.catch_warnings():
+        # Without validation subjects (cross-validation folds) no validation loop runs.
+        warnings.filterwarnings("ignore", ".*validation_step.*no `val_dataloader`")
+        trainer.fit(module, _loader(train_set, task.batch_size, examples_per_epoch, True, seed,
+                                    workers),
+                    _loader(val_set, task.batch_size, val_items, False, seed, workers)
+                    if val_set is not None else None,
+                    ckpt_path=last if resume and last.is_file() else None)
     if not (folder / "weights.safetensors").is_file():  # no finite validation loss
         save_weights(module.network, folder / "weights.safetensors")
     return {"best_val_loss": log.best, "epochs": trainer.current_epoch,

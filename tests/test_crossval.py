@@ -1,0 +1,45 @@
+"""Cross-validation of arms on the same folds, with out-of-fold lesion rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import TOY_LESION_TASK, write_task_dataset
+from lesionkit.crossval import crossval
+from lesionkit.io import InputError
+from lesionkit.model_folder import read_config
+
+
+def test_arms_share_folds_and_every_lesion_is_predicted_out_of_fold(tmp_path: Path) -> None:
+    task = replace(TOY_LESION_TASK, arms={"slow": {"learning_rate": 1e-4},
+                                          "fast": {"learning_rate": 1e-2}})
+    data = write_task_dataset(tmp_path / "bids", task, subjects=4)
+    path = crossval(task, data, tmp_path / "out", folds=2, epochs=1, device="cpu",
+                    progress=False)
+    summary = json.loads(path.read_text())
+    assert list(summary["arms"]) == ["slow", "fast"] and summary["folds"] == 2
+    folds = [read_config(tmp_path / "out" / f"arm-{a}" / "model")["folds"] for a in ("slow",
+                                                                                   "fast")]
+    assert [f["train"] for f in folds[0]] == [f["train"] for f in folds[1]]
+    for fold in folds[0]:
+        assert fold["validation"] == [] and not set(fold["train"]) & set(fold["held_out"])
+    accuracy = next(r for r in summary["arms"]["slow"]["classification"]
+                    if r["metric"] == "accuracy")
+    assert accuracy["n"] == 16  # 4 subjects x 4 lesions, each predicted once
+    (pair,) = summary["pairs"]
+    assert (pair["a"], pair["b"]) == ("slow", "fast")
+    assert "mcnemar_midp" in pair["classification"]
+    assert "label" not in {r["metric"] for r in pair["metrics"]}
+    sidecar = next((tmp_path / "out" / "arm-slow" / "predictions").rglob("*_probseg.json"))
+    assert json.loads(sidecar.read_text())["Folds"] == 1
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_unknown_arm_is_an_input_error(tmp_path: Path) -> None:
+    data = write_task_dataset(tmp_path / "bids", TOY_LESION_TASK, subjects=4)
+    with pytest.raises(InputError, match="no arm 'nope'"):
+        crossval(TOY_LESION_TASK, data, tmp_path / "out", arms=["nope"], progress=False)
