@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,71 @@ def lesion_rows(label_map: np.ndarray, reference: Volume, mean: np.ndarray, std:
     return rows
 
 
+@dataclass
+class _Written:
+    """Where and how one subject's predictions are written."""
+
+    out_root: Path
+    subject: str
+    session: str | None
+    sidecar: dict[str, Any]
+    reference: Volume
+    grid: np.ndarray
+    paths: list[Path]
+
+    def save(self, data: np.ndarray, spec: Any, desc: str, kind: str, unit: str,
+             like: Volume | None = None, grid: np.ndarray | None = None,
+             meta: dict | None = None) -> None:
+        """A map on the reference input's grid (from the network's ``grid``), with sidecar."""
+        like = like or self.reference
+        path = bids_path(self.out_root, self.subject, spec.suffix, session=self.session,
+                         desc=desc, **dict(spec.entities))
+        data = _on_input_grid(data, self.grid if grid is None else grid, like, kind)
+        volume = Volume(data.astype(np.float32), like.affine, kind=kind, unit=unit)
+        self.paths.append(save_derivative(volume, path, {**self.sidecar, **(meta or {})},
+                                          dtype=np.float32))
+
+
+def _write_maps(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray, **_: Any) -> None:
+    for c, spec in enumerate(task.outputs):
+        out.save(mean[c], spec, spec.desc, spec.kind, spec.unit)
+        out.save(std[c], spec, "uncertainty", "intensity", spec.unit)
+
+
+def _write_subject(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
+                   rows: list[dict], cam: Callable[[], np.ndarray] | None, **_: Any) -> None:
+    row = {"participant_id": f"sub-{out.subject}"}
+    for c, spec in enumerate(task.outputs):
+        row.update({spec.desc: float(mean[c]), f"{spec.desc}_uncertainty": float(std[c])})
+    rows.append(row)
+    if cam is not None:
+        out.save(cam(), CAM_SPEC, CAM_SPEC.desc, "probability", "1", meta={
+            "ClassExplained": task.outputs[-1].desc,
+            "Method": f"Grad-CAM (monai.visualize.GradCAM) on {task.inference.cam_layer}, "
+                      "trilinear upsampling to the input grid, mean over folds, divided by "
+                      "its maximum"})
+
+
+def _write_lesions(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
+                   lesion_path: Path, **_: Any) -> None:
+    lesion_map = load_volume(lesion_path, kind="label")
+    labels = np.rint(lesion_map.data).astype(np.int64)
+    table = lesion_rows(labels, lesion_map, mean, std, task.outputs)
+    path = bids_path(out.out_root, out.subject, "lesions", session=out.session,
+                     extension=".tsv", desc=task.outputs[-1].desc)
+    out.paths.append(write_tsv(table, path))
+    per_voxel = np.zeros(labels.shape, np.float32)
+    for i, lesion in enumerate(table):
+        per_voxel[labels == lesion["label"]] = mean[i, -1]
+    out.save(per_voxel, task.outputs[-1], task.outputs[-1].desc, "probability", "1",
+             like=lesion_map, grid=lesion_map.affine)
+
+
+#: Writers by the task's declared output kind.
+WRITERS: dict[str, Callable[..., None]] = {
+    "maps": _write_maps, "subjects": _write_subject, "lesions": _write_lesions}
+
+
 def predict(
     model_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
@@ -205,7 +271,9 @@ def predict(
         write_dataset_description(out_root, "lesionkit predictions", dataset_type="derivative")
     specs = task.prediction_inputs + ((task.lesions,) if task.lesions is not None else ())
     flip_count = tta or task.inference.flips
-    written, rows = [], []
+    layer = getattr(task.inference, "cam_layer", None)
+    paths: list[Path] = []
+    rows: list[dict] = []
     for subject in track(names, description="predict", disable=not progress):
         found = [dataset.get(subject, s.suffix, **s.query()) for s in specs]
         loaded = load_subject(dataset, subject, task, specs)
@@ -217,51 +285,12 @@ def predict(
         sidecar = {"ModelFolder": str(model.path), "Task": task.name,
                    "TestTimeFlips": flip_count, "Folds": len(folds),
                    "Sources": [str(f.path) for f in found], "Command": shlex.join(sys.argv)}
-        reference = load_volume(found[0].path, ndim=None)
-        grid = np.asarray(loaded["mask"].affine)
-        session = found[0].entities.get("ses")
-
-        def save(data: np.ndarray, spec: Any, desc: str, kind: str, unit: str,
-                 like: Volume = reference, on: np.ndarray = grid, subject: str = subject,
-                 session: str | None = session, sidecar: dict = sidecar,
-                 meta: dict | None = None) -> None:
-            path = bids_path(out_root, subject, spec.suffix, session=session, desc=desc,
-                             **dict(spec.entities))
-            data = _on_input_grid(data, on, like, kind).astype(np.float32)
-            volume = Volume(data, like.affine, kind=kind, unit=unit)
-            written.append(save_derivative(volume, path, {**sidecar, **(meta or {})},
-                                           dtype=np.float32))
-
-        if task.output_kind == "maps":
-            for c, spec in enumerate(task.outputs):
-                save(mean[c], spec, spec.desc, spec.kind, spec.unit)
-                save(std[c], spec, "uncertainty", "intensity", spec.unit)
-        elif task.output_kind == "subjects":
-            row = {"participant_id": f"sub-{subject}"}
-            for c, spec in enumerate(task.outputs):
-                row.update({spec.desc: float(mean[c]), f"{spec.desc}_uncertainty": float(std[c])})
-            rows.append(row)
-            layer = getattr(task.inference, "cam_layer", None)
-            if layer:
-                cam = _cam(model, folds, inputs, layer, device)
-                save(cam, CAM_SPEC, CAM_SPEC.desc, "probability", "1", meta={
-                    "ClassExplained": task.outputs[-1].desc,
-                    "Method": f"Grad-CAM (monai.visualize.GradCAM) on {layer}, trilinear "
-                              "upsampling to the input grid, mean over folds, divided by "
-                              "its maximum"})
-        else:
-            lesion_map = load_volume(found[-1].path, kind="label")
-            original = np.rint(lesion_map.data).astype(np.int64)
-            table = lesion_rows(original, lesion_map, mean, std, task.outputs)
-            path = bids_path(out_root, subject, "lesions", session=session, extension=".tsv",
-                             desc=task.outputs[-1].desc)
-            written.append(write_tsv(table, path))
-            per_voxel = np.zeros(original.shape, np.float32)
-            for i, lesion in enumerate(table):
-                per_voxel[original == lesion["label"]] = mean[i, -1]
-            save(per_voxel, task.outputs[-1], task.outputs[-1].desc, "probability", "1",
-                 like=lesion_map, on=lesion_map.affine)
+        out = _Written(out_root, subject, found[0].entities.get("ses"), sidecar,
+                       load_volume(found[0].path, ndim=None), np.asarray(loaded["mask"].affine),
+                       paths)
+        cam = (lambda f=folds, i=inputs: _cam(model, f, i, layer, device)) if layer else None
+        WRITERS[task.output_kind](out, task, mean, std, rows=rows, cam=cam,
+                                  lesion_path=found[-1].path)
     if rows:
-        written.append(write_tsv(rows, out_root / f"task-{task.name}_predictions.tsv"))
-    return written
-
+        paths.append(write_tsv(rows, out_root / f"task-{task.name}_predictions.tsv"))
+    return paths
