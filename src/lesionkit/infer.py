@@ -24,7 +24,13 @@ import numpy as np
 import torch
 
 from lesionkit.bids import BIDSDataset, bids_path, save_derivative, write_dataset_description
-from lesionkit.data import apply_normalisation, available_subjects, invert, load_subject
+from lesionkit.data import (
+    apply_normalisation,
+    available_subjects,
+    invert,
+    load_subject,
+    prediction_specs,
+)
 from lesionkit.io import InputError, load_volume, write_tsv
 from lesionkit.model_folder import FoldModel, TrainedModel, load_model
 from lesionkit.tasks.task import OutputSpec
@@ -269,7 +275,7 @@ def predict(
     out_root = Path(out_dir) if out_dir else dataset.root / "derivatives" / "lesionkit"
     if not (out_root / "dataset_description.json").is_file():
         write_dataset_description(out_root, "lesionkit predictions", dataset_type="derivative")
-    specs = task.prediction_inputs + ((task.lesions,) if task.lesions is not None else ())
+    specs = prediction_specs(task)
     flip_count = tta or task.inference.flips
     layer = getattr(task.inference, "cam_layer", None)
     paths: list[Path] = []

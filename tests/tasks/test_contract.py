@@ -122,3 +122,20 @@ def test_task_is_complete(name: str) -> None:
 def test_unknown_task_lists_known_names() -> None:
     with pytest.raises(KeyError, match="enhance-r1"):
         get_task("no-such-task")
+
+
+def test_model_folder_with_unknown_or_missing_keys_is_one_clear_error(tmp_path: Path) -> None:
+    import yaml
+
+    config = {"lesionkit_version": "0", "task": task_to_plain(get_task("enhance-r1")),
+              "in_channels": 1, "seed": 0, "data": {}, "training": {}, "folds": []}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "extra": 1}))
+    with pytest.raises(InputError, match=r"config\.yaml: expected the keys .*'extra'"):
+        load_model(tmp_path)
+    del config["folds"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(InputError, match=r"missing keys \['folds'\]"):
+        load_model(tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "folds": []}))
+    with pytest.raises(InputError, match="at least one trained fold"):
+        load_model(tmp_path)
