@@ -160,3 +160,13 @@ def test_fold_state_is_fitted_on_training_examples_saved_and_reloaded(
         load_model(model)  # hooks outside lesionkit are not resolved unless trusted
     loaded = load_model(model, trusted=(__name__,))
     assert loaded.folds[0].network.fold_mean.item() == pytest.approx(saved["mean"].item())
+
+
+def test_workers_load_examples_in_other_processes(tmp_path: Path) -> None:
+    from conftest import TOY_LESION_TASK, write_task_dataset
+
+    data = write_task_dataset(tmp_path / "bids", TOY_LESION_TASK, subjects=3)
+    model = train(TOY_LESION_TASK, data, tmp_path / "model", epochs=1, workers=2,
+                  progress=False, device="cpu")
+    assert yaml.safe_load((model / "config.yaml").read_text())["training"]["workers"] == 2
+    assert (model / "fold-0" / "weights.safetensors").is_file()

@@ -344,9 +344,11 @@ def train(
             Path(source) if source else None,
             ready=lambda entry, channels, fold=fold: ready({"fold": fold, **entry}, channels))
         if progress:
+            loss = result["best_val_loss"]
+            kept = (f"best validation loss {loss:.4g}" if math.isfinite(loss)
+                    else "last weights, no validation subjects")
             print(f"{task.name}: fold {fold + 1}/{len(splits)} trained in {result['seconds']} "
-                  f"s ({result['epochs']} epochs, best validation loss "
-                  f"{result['best_val_loss']:.4g})")
+                  f"s (epochs: {result['epochs']}; {kept})")
     config["training"]["complete"] = True
     write_config(model_dir, config)
     write_json(summary, model_dir / "metrics.json")
