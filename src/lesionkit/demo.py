@@ -128,7 +128,7 @@ def _crossval(step: DemoStep, task: object, data: Path, out: Path, seed: int,
                          f"{_number(r['ci_low'])}-{_number(r['ci_high'])})"
                          for r in rows if r["metric"] in ("accuracy", "roc_auc", "heat_score"))
         lines.append(f"  {arm}: {text}")
-    return [*lines, f"report: {result / 'report.html'}"]
+    return [*lines, f"report: {(result / 'report.html').resolve()}"]
 
 
 def _number(value: float | None) -> str:

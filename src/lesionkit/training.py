@@ -232,6 +232,8 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
     with warnings.catch_warnings():
         # Without validation subjects (cross-validation folds) no validation loop runs.
         warnings.filterwarnings("ignore", ".*validation_step.*no `val_dataloader`")
+        # Lightning's own use of a deprecated torch API (not ours to act on).
+        warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated")
         trainer.fit(module, _loader(train_set, task.batch_size, examples_per_epoch, True, seed,
                                     workers),
                     _loader(val_set, task.batch_size, val_items, False, seed, workers)
