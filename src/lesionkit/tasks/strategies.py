@@ -184,9 +184,9 @@ class _Subjects:
     """Whole normalised subjects read lazily (for TorchIO's queue or whole-volume examples)."""
 
     def __init__(self, store: Any, names: Sequence[str], stats: dict, transform: Any,
-                 sampling: QueueSampler | None = None) -> None:
+                 queue_sampler: QueueSampler | None = None) -> None:
         self.store, self.names, self.stats = store, list(names), stats
-        self.transform, self.sampling = transform, sampling
+        self.transform, self.queue_sampler = transform, queue_sampler
 
     def __len__(self) -> int:
         return len(self.names)
@@ -197,10 +197,10 @@ class _Subjects:
 
     def __getitem__(self, i: int) -> Any:
         subject = self.store.subject(self.names[i], self.stats)
-        if self.sampling is not None:
-            subject = _pad_to(subject, self.sampling.patch_size)
-            if self.sampling.oversample is not None:
-                subject = self.sampling.with_sampling_map(subject)
+        if self.queue_sampler is not None:
+            subject = _pad_to(subject, self.queue_sampler.patch_size)
+            if self.queue_sampler.oversample is not None:
+                subject = self.queue_sampler.with_sampling_map(subject)
         return subject if self.transform is None else self.transform(subject)
 
 
