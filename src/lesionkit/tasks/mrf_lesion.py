@@ -296,7 +296,7 @@ def mrf_match(
     typer.echo(f"wrote {len(written)} files under {Path(data_dir) / 'derivatives' / 'lesionkit'}")
 
 
-def demo_prepare(data_dir: Path, progress: object = None) -> str:
+def demo_prepare(data_dir: Path) -> str:
     """The demo's reference maps: dictionary matching without MP-PCA (a minute per subject)."""
     import time
 

@@ -180,7 +180,7 @@ class DemoStep:
         epochs: Training epochs.
         examples_per_epoch: Cap on training examples per epoch (None: all).
         tta: Mirror flips at prediction (None: the task's default).
-        prepare: ``prepare(data_dir, progress) -> str`` run before training (e.g. the
+        prepare: ``prepare(data_dir) -> str`` run before training (e.g. the
             reference maps a task trains on); returns one summary line.
         crossval_arms: Instead of a held-out split, cross-validate these arms.
         folds: Folds of that cross-validation.
