@@ -118,3 +118,25 @@ def yaml_task(model: Path) -> dict:
     import yaml
 
     return yaml.safe_load((model / "config.yaml").read_text())["task"]
+
+
+def test_a_subject_without_lesions_gets_an_empty_lesion_table(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from conftest import TOY_LESION_TASK, tiny, write_task_dataset
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.infer import predict
+    from lesionkit.io import load_volume, save_volume
+    from lesionkit.training import train
+
+    task = tiny(TOY_LESION_TASK)
+    data = write_task_dataset(tmp_path / "bids", task, subjects=3)
+    model = train(task, data, tmp_path / "model", epochs=1, max_steps=1, progress=False,
+                  device="cpu")
+    lesions = BIDSDataset(data).get("03", "dseg", derivatives="manual", desc="lesions").path
+    empty = load_volume(lesions, kind="label")
+    save_volume(empty.with_data(np.zeros(empty.shape, np.float32)), lesions)
+    predict(model, data, subjects=["03"], device="cpu", progress=False, out_dir=tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "sub-03" / "anat" / "sub-03_desc-bright_lesions.tsv",
+                        sep="\t")
+    assert table.empty and {"label", "probability", "uncertainty"} <= set(table.columns)

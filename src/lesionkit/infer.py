@@ -38,6 +38,10 @@ from lesionkit.volume import Volume
 
 SPATIAL_AXES = (2, 3, 4)
 
+#: Columns of a lesion table before the probabilities.
+LESION_COLUMNS = ("label", "centre_i", "centre_j", "centre_k", "centre_x_mm", "centre_y_mm",
+                  "centre_z_mm", "volume_mm3")
+
 #: Where subject classifiers' Grad-CAM maps are written (``desc-gradcam_probseg``).
 CAM_SPEC = OutputSpec("probseg", "gradcam", "1", "probability")
 
@@ -93,6 +97,9 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
         scores (lesions in increasing label order).
     """
     task = model.task
+    if task.output_kind == "lesions" and (lesions is None or not (lesions > 0).any()):
+        empty = np.zeros((0, task.out_channels), np.float32)
+        return empty, empty.copy()  # no lesion to score
     activation = ACTIVATIONS[task.output_activation]
     label_map = None if lesions is None else torch.from_numpy(np.asarray(lesions, np.int64))
     predictions = []
@@ -218,7 +225,9 @@ def _write_lesions(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
     table = lesion_rows(labels, lesion_map, mean, std, task.outputs)
     path = bids_path(out.out_root, out.subject, "lesions", session=out.session,
                      extension=".tsv", desc=task.outputs[-1].desc)
-    out.paths.append(write_tsv(table, path))
+    names = (["probability", "uncertainty"] if len(task.outputs) == 1 else
+             [c for s in task.outputs for c in (s.desc, f"{s.desc}_uncertainty")])
+    out.paths.append(write_tsv(table, path, columns=[*LESION_COLUMNS, *names]))
     per_voxel = np.zeros(labels.shape, np.float32)
     for i, lesion in enumerate(table):
         per_voxel[labels == lesion["label"]] = mean[i, -1]

@@ -98,14 +98,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def write_tsv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+def write_tsv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
+              columns: Sequence[str] = ()) -> Path:
     """Write rows of dicts as a tab-separated table with a header, atomically.
 
-    Columns are the union of keys in first-seen order; missing values and None are
-    written as "n/a" as BIDS asks.
+    Columns are ``columns`` then the other keys of the rows in first-seen order (so an
+    empty table still has its header); missing values and None are written as "n/a" as
+    BIDS asks.
     """
     path = Path(path)
-    columns: list[str] = []
+    columns = list(columns)
     for row in rows:
         columns.extend(key for key in row if key not in columns)
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:

@@ -59,8 +59,8 @@ def lesion_table(map_path: Path, specs: Sequence[Any]) -> list[dict[str, Any]]:
     """Lesions of a label map: label, centre (voxels) and the task's per-lesion targets.
 
     ``specs`` are the task's per-lesion targets (``LesionLabelSpec``: key, column,
-    classes). The targets come from the TSV beside the map (same name, ``.tsv``), whose ``label``
-    column holds the lesion's integer in the map.
+    classes). The targets come from the TSV beside the map (same name, ``.tsv``), whose
+    ``label`` column holds the lesion's integer in the map.
     """
     import pandas as pd
 
@@ -77,7 +77,12 @@ def lesion_table(map_path: Path, specs: Sequence[Any]) -> list[dict[str, Any]]:
             if "label" not in table.columns or spec.column not in table.columns:
                 raise InputError(f"{path}: expected 'label' and {spec.column!r} columns, found "
                                  f"{list(table.columns)}")
-            for label, value in zip(table["label"], table[spec.column], strict=True):
+            labels = pd.to_numeric(table["label"], errors="coerce")
+            if labels.isna().any() or (labels % 1 != 0).any():
+                bad = table["label"][labels.isna() | (labels % 1 != 0)].iloc[0]
+                raise InputError(f"{path}: expected integer lesion labels in the 'label' "
+                                 f"column, found {bad!r}")
+            for label, value in zip(labels.astype(int), table[spec.column], strict=True):
                 if int(label) in targets:
                     if str(value) not in spec.classes:
                         raise InputError(f"{path}: expected {spec.column} in {spec.classes} "

@@ -150,7 +150,10 @@ class Transform:
 
         cls = getattr(tio, self.name, None)
         if not (isinstance(cls, type) and issubclass(cls, tio.Transform)):
-            raise ValueError(f"expected a TorchIO transform class name, found {self.name!r}")
+            from lesionkit.io import InputError
+
+            raise InputError(f"task transform: expected a TorchIO transform class name, found "
+                             f"{self.name!r}")
         return cls(**dict(self.kwargs))
 
 
