@@ -1,7 +1,7 @@
 """Evaluation metrics: pure functions on numpy arrays.
 
 - ``image``: RMSE, PSNR, SSIM inside a mask, GM-WM edge sharpness, lesion contrast.
-- ``segmentation``: Dice, lesion detection rate, threshold sweep.
+- ``segmentation``: Dice, lesion detection rate, lesion-wise F1, threshold sweep.
 - ``contrast``: CNR, LBR, CEP and matching of detections to reference lesions.
 - ``classification``: accuracy, sensitivity, specificity, ROC / partial / PR AUC.
 """
@@ -38,6 +38,7 @@ from lesionkit.metrics.segmentation import (
     detection_rate,
     dice,
     lesion_hits,
+    lesion_wise,
     probability_dice,
     threshold_sweep,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "lbr",
     "lesion_contrast",
     "lesion_hits",
+    "lesion_wise",
     "match_detections",
     "partial_auc",
     "pr_auc",

@@ -1,4 +1,4 @@
-"""Segmentation metrics: Dice, lesion detection rate and threshold sweeps.
+"""Segmentation metrics: Dice, lesion detection rate, lesion-wise F1 and threshold sweeps.
 
 Probability maps are in 0-1. A voxel is positive at threshold ``t`` when its
 probability is ``>= t``, everywhere in this module. Lesions are the 3D connected
@@ -15,6 +15,7 @@ __all__ = [
     "detection_rate",
     "dice",
     "lesion_hits",
+    "lesion_wise",
     "probability_dice",
     "threshold_sweep",
 ]
@@ -88,6 +89,97 @@ def detection_rate(
     """
     hits = lesion_hits(prob, truth, threshold, connectivity)
     return float(hits.mean()) if hits.size else float("nan")
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def lesion_wise(
+    prob: np.ndarray,
+    truth: np.ndarray,
+    threshold: float = 0.5,
+    mask: np.ndarray | None = None,
+    connectivity: int = 3,
+    min_voxels: int = 1,
+) -> dict[str, float | int | None]:
+    """Lesion-wise detection counts, precision, recall and F1.
+
+    Follows the convention of the MS lesion challenges (ISBI 2015, MSSEG): lesions
+    are connected components and a detection is an overlap of at least one voxel.
+
+    - True lesions are the connected components of ``truth`` (the mask is not applied
+      to them; ``min_voxels`` neither).
+    - Predicted lesions are the connected components of ``prob >= threshold`` inside
+      ``mask`` that have at least ``min_voxels`` voxels; smaller ones are discarded
+      before anything else is counted.
+    - A true lesion is detected (true positive) when at least one voxel of it is in a
+      predicted lesion; otherwise it is a false negative.
+    - A predicted lesion is a true-positive component when at least one of its voxels
+      is a true lesion voxel; otherwise it is a false-positive component. One predicted
+      lesion touching two true lesions is one true-positive component and detects both.
+    - Lesion precision = true-positive components / predicted lesions, lesion recall =
+      detected true lesions / true lesions, lesion F1 = their harmonic mean
+      (0.0 when both are 0).
+
+    Args:
+        prob: lesion probability map (0-1), 3D (any dimension works).
+        truth: binary ground-truth lesion mask, same shape.
+        threshold: probability threshold (0-1); a voxel is predicted when ``>=``.
+        mask: voxels that may be predicted positive (e.g. the brain); None for all.
+        connectivity: 1 (6-), 2 (18-) or 3 (26-connectivity in 3D) for both the true
+            and the predicted components, as in ``lesion_hits``.
+        min_voxels: smallest predicted component kept, in voxels (>= 1).
+
+    Returns:
+        Dict with counts (int, number of components) ``n_true_lesions``,
+        ``n_predicted_lesions``, ``true_positive_lesions``, ``false_negative_lesions``,
+        ``true_positive_components``, ``false_positive_components`` and fractions
+        (float, 0-1) ``lesion_precision``, ``lesion_recall``, ``lesion_f1``. A fraction
+        is None when its denominator is zero: precision without predicted lesions,
+        recall without true lesions, F1 when either of them is None.
+    """
+    prob = np.asarray(prob, dtype=np.float64)
+    truth = np.asarray(truth).astype(bool)
+    if prob.shape != truth.shape:
+        raise ValueError(f"shapes differ: probability {prob.shape}, truth {truth.shape}")
+    region = np.ones(prob.shape, bool) if mask is None else np.asarray(mask).astype(bool)
+    if region.shape != prob.shape:
+        raise ValueError(f"mask has shape {region.shape}, expected {prob.shape}")
+    if min_voxels < 1:
+        raise ValueError(f"min_voxels must be >= 1, got {min_voxels}")
+
+    true_labels, n_true = _components(truth, connectivity)
+    pred_labels, n_pred = _components((prob >= threshold) & region, connectivity)
+    if min_voxels > 1 and n_pred:
+        keep = np.bincount(pred_labels.ravel(), minlength=n_pred + 1) >= min_voxels
+        keep[0] = False
+        relabel = np.where(keep, np.cumsum(keep), 0)
+        pred_labels = relabel[pred_labels]
+        n_pred = int(keep.sum())
+
+    overlap = (true_labels > 0) & (pred_labels > 0)
+    detected = np.count_nonzero(np.bincount(true_labels[overlap], minlength=n_true + 1)[1:])
+    tp_components = np.count_nonzero(np.bincount(pred_labels[overlap], minlength=n_pred + 1)[1:])
+    precision = _ratio(tp_components, n_pred)
+    recall = _ratio(detected, n_true)
+    if precision is None or recall is None:
+        f1 = None
+    elif precision + recall == 0:
+        f1 = 0.0
+    else:
+        f1 = 2.0 * precision * recall / (precision + recall)
+    return {
+        "n_true_lesions": int(n_true),
+        "n_predicted_lesions": int(n_pred),
+        "true_positive_lesions": int(detected),
+        "false_negative_lesions": int(n_true - detected),
+        "true_positive_components": int(tp_components),
+        "false_positive_components": int(n_pred - tp_components),
+        "lesion_precision": precision,
+        "lesion_recall": recall,
+        "lesion_f1": f1,
+    }
 
 
 def threshold_sweep(
