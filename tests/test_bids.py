@@ -64,10 +64,34 @@ def test_subjects_sessions_and_find(dataset: Path) -> None:
 
 def test_get_names_the_folder_when_missing_or_ambiguous(dataset: Path) -> None:
     ds = BIDSDataset(dataset)
-    with pytest.raises(InputError, match=r"sub-01: expected one 'FLAIR' file.*found no file"):
+    with pytest.raises(InputError, match=r"sub-01: expected one 'FLAIR' image.*found no such "
+                       r"file; the subject has sub-01_ses-3T_R1map\.nii\.gz"):
         ds.get("01", "FLAIR")
-    with pytest.raises(InputError, match=r"expected one 'R1map' file.*found 2 files"):
+    with pytest.raises(InputError, match=r"expected one 'R1map' image.*found 2 files "
+                       r"\(sub-01_ses-3T_R1map\.nii\.gz, sub-01_ses-3T_acq-native"):
         ds.get("01", "R1map", session="3T")
+
+
+def test_uncompressed_nifti_and_scanner_suffix_case_are_found(dataset: Path) -> None:
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    save_volume(image, bids_path(dataset, "01", "FLAIR", session="3T", extension=".nii"))
+    save_volume(image, dataset / "sub-01" / "ses-3T" / "anat" / "sub-01_ses-3T_T1W.nii.gz")
+    ds = BIDSDataset(dataset)
+    assert ds.get("01", "FLAIR").path.name == "sub-01_ses-3T_FLAIR.nii"
+    assert ds.get("01", "T1w").path.name == "sub-01_ses-3T_T1W.nii.gz"
+
+
+def test_truth_is_found_in_any_one_pipeline(dataset: Path) -> None:
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    save_volume(image, bids_path(dataset, "01", "mask", derivatives="manual", label="lesion"))
+    ds = BIDSDataset(dataset)
+    assert ds.pipelines() == ["manual", "phantom"]
+    assert not ds.locate("01", "mask", derivatives="phantom", label="lesion")
+    found = ds.locate("01", "mask", derivatives="phantom", other_pipelines=True, label="lesion")
+    assert [f.path.parent.parent.parent.name for f in found] == ["manual"]
+    save_volume(image, bids_path(dataset, "01", "mask", derivatives="rater2", label="lesion"))
+    with pytest.raises(InputError, match="found manual, rater2; choose one"):
+        ds.get("01", "mask", derivatives="phantom", other_pipelines=True, label="lesion")
 
 
 def test_participants(dataset: Path) -> None:

@@ -31,6 +31,14 @@ _KEYWORD = {"sub": "subject", "ses": "session"}
 _NAME = re.compile(r"^(?P<stem>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)+)(?P<suffix>[a-zA-Z0-9]+)"
                    r"(?P<ext>\.[a-z.]+)$")
 BIDS_VERSION = "1.10.0"
+#: File extensions read as NIfTI images.
+NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+
+
+def _described(query: dict[str, Any]) -> str:
+    """``key=value`` pairs of a query, without the unset ones."""
+    shown = {k: v for k, v in query.items() if v is not None and v is not False}
+    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "no entities"
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,11 @@ class BIDSDataset:
         folder = self.root / f"sub-{subject}"
         return sorted(p.name[4:] for p in folder.glob("ses-*") if p.is_dir())
 
+    def pipelines(self) -> list[str]:
+        """Names of the derivatives pipelines (folders under ``derivatives/``), sorted."""
+        folder = self.root / "derivatives"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
     def find(
         self,
         subject: str | None = None,
@@ -137,28 +150,30 @@ class BIDSDataset:
         suffix: str | None = None,
         datatype: str | None = None,
         derivatives: str | None = None,
-        extension: str | None = ".nii.gz",
+        extension: str | tuple[str, ...] | None = NIFTI_EXTENSIONS,
         **entities: str | None,
     ) -> list[BIDSFile]:
         """Files matching the given entities, sorted by path.
 
         An entity passed as None must be absent (``acq=None`` excludes ``acq-native``);
-        an entity not passed matches anything.
+        an entity not passed matches anything. Suffixes match regardless of case
+        (``T1W`` is found as ``T1w``, as scanners and converters often write it); NIfTI
+        files are found as ``.nii.gz`` or ``.nii``.
         """
         base = self._base(derivatives)
-        pattern = f"sub-{subject or '*'}/**/*{extension or ''}"
+        extensions = (extension,) if isinstance(extension, str) else extension
         wanted = {"sub": subject, "ses": session, **entities}
         found = []
-        for path in sorted(base.glob(pattern)):
+        for path in sorted(base.glob(f"sub-{subject or '*'}/**/*")):
             parsed = parse_name(path.name)
             if parsed is None or not path.is_file():
                 continue
             ents, sfx, ext = parsed
-            if suffix is not None and sfx != suffix:
+            if suffix is not None and sfx.lower() != suffix.lower():
                 continue
             if datatype is not None and path.parent.name != datatype:
                 continue
-            if extension is not None and ext != extension:
+            if extensions is not None and ext not in extensions:
                 continue
             if any(ents.get(k) != v for k, v in wanted.items() if v is not None):
                 continue
@@ -167,20 +182,46 @@ class BIDSDataset:
             found.append(BIDSFile(path=path, entities=ents, suffix=sfx, extension=ext))
         return found
 
-    def get(self, subject: str, suffix: str, **query: Any) -> BIDSFile:
-        """The one file matching a query.
+    def locate(self, subject: str, suffix: str, derivatives: str | None = None,
+               other_pipelines: bool = False, **query: Any) -> list[BIDSFile]:
+        """Files matching a query in ``derivatives`` (None: raw data) or, when it has none
+        and ``other_pipelines`` is set, in the one other derivatives pipeline that has them.
 
         Raises:
-            InputError: when no file or more than one file matches.
+            InputError: when several other pipelines hold a match (the message lists them).
         """
-        found = self.find(subject=subject, suffix=suffix, **query)
+        found = self.find(subject=subject, suffix=suffix, derivatives=derivatives, **query)
+        if found or not other_pipelines:
+            return found
+        hits = {name: files for name in self.pipelines() if name != derivatives
+                for files in [self.find(subject=subject, suffix=suffix, derivatives=name,
+                                        **query)] if files}
+        if len(hits) > 1:
+            raise InputError(f"{self.root / 'derivatives'}: expected one pipeline holding "
+                             f"sub-{subject}'s '{suffix}' ({_described(query)}), found "
+                             f"{', '.join(sorted(hits))}; choose one (--truth PIPELINE)")
+        return next(iter(hits.values()), [])
+
+    def get(self, subject: str, suffix: str, **query: Any) -> BIDSFile:
+        """The one file matching a query (:meth:`locate` arguments).
+
+        Raises:
+            InputError: when no file or more than one file matches; the message lists the
+                files the subject has.
+        """
+        found = self.locate(subject, suffix, **query)
         if len(found) != 1:
-            described = ", ".join(f"{k}={v}" for k, v in query.items())
             where = self._base(query.get("derivatives")) / f"sub-{subject}"
-            what = "no file" if not found else f"{len(found)} files"
-            raise InputError(
-                f"{where}: expected one '{suffix}' file ({described}), found {what}"
-            )
+            if found:
+                what = f"{len(found)} files ({', '.join(f.path.name for f in found)})"
+            else:
+                have = sorted(p.name for p in where.glob("**/*") if p.is_file()
+                              and not p.name.endswith(".json"))
+                what = ("no such file; the subject has " + ", ".join(have[:8]) +
+                        (f" and {len(have) - 8} more" if len(have) > 8 else "")
+                        if have else "no files")
+            raise InputError(f"{where}: expected one '{suffix}' image "
+                             f"({_described(query)}), found {what}")
         return found[0]
 
     def participants(self) -> pd.DataFrame:

@@ -155,6 +155,8 @@ RateOption = Annotated[float | None, typer.Option(help="Adam learning rate.")]
 WorkersOption = Annotated[int, typer.Option(min=0, help="Worker processes loading data.")]
 SubjectsOption = Annotated[str | None, typer.Option(help="Comma-separated subjects.")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+TruthOption = Annotated[str | None, typer.Option(
+    help="Derivatives pipeline holding the truth, e.g. manual (default: the one that has it).")]
 
 
 @app.command()
@@ -183,6 +185,7 @@ def train(
     weights: Annotated[Path | None, typer.Option(
         help="Weights file the arm starts from (e.g. a MedicalNet checkpoint).")] = None,
     subjects: SubjectsOption = None,
+    truth: TruthOption = None,
     workers: WorkersOption = 0,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoints.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
@@ -192,7 +195,10 @@ def train(
                       learning_rate, patience)
     import time
 
+    from lesionkit.data import with_truth
     from lesionkit.training import train as fit
+
+    chosen = with_truth(chosen, truth)
 
     start = time.perf_counter()
     with _user_errors():
@@ -213,8 +219,15 @@ def predict(
     subjects: SubjectsOption = None,
     out_dir: Annotated[Path | None, typer.Option(
         help="Derivatives folder (default: DATA_DIR/derivatives/lesionkit).")] = None,
+    register: Annotated[bool, typer.Option(
+        help="Co-register each subject's images to its first input (dipy) instead of "
+             "trusting their affines.")] = False,
 ) -> None:
-    """Apply a model folder; write predictions with uncertainty as BIDS derivatives."""
+    """Apply a model folder; write predictions (and uncertainty) as BIDS derivatives.
+
+    Inputs are reoriented, resampled to the model's voxel size and put on one grid; the
+    brain mask is the dataset's or computed; outputs land on each input's own grid.
+    """
     import time
 
     from lesionkit.infer import predict as run
@@ -222,7 +235,7 @@ def predict(
     start = time.perf_counter()
     with _user_errors():
         written = run(model_dir, data_dir, tta=tta, device=device,
-                      subjects=_subject_list(subjects), out_dir=out_dir)
+                      subjects=_subject_list(subjects), out_dir=out_dir, register=register)
     where = out_dir or data_dir / "derivatives" / "lesionkit"
     typer.echo(f"wrote {len(written)} files under {where} in {time.perf_counter() - start:.0f} s")
 
@@ -236,11 +249,15 @@ def evaluate(
     task: Annotated[str, typer.Argument(help="Task name, e.g. enhance-r1.")],
     data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with the ground truth.")],
     subjects: SubjectsOption = None,
-    out_dir: Annotated[Path | None, typer.Option(help="Folder of the tables.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        help="Folder of the tables (default: the predictions folder).")] = None,
     predictions: PredictionsOption = None,
+    truth: TruthOption = None,
 ) -> None:
     """Score predictions against the truth; write a metrics table (TSV and JSON)."""
-    chosen = _task(task)
+    from lesionkit.data import with_truth
+
+    chosen = with_truth(_task(task), truth)
     from lesionkit.evaluation import evaluate as score
 
     with _user_errors():
@@ -256,9 +273,12 @@ def report(
     out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
     subjects: SubjectsOption = None,
     predictions: PredictionsOption = None,
+    truth: TruthOption = None,
 ) -> None:
     """Write one HTML page with the task's metric tables and figures."""
-    chosen = _task(task)
+    from lesionkit.data import with_truth
+
+    chosen = with_truth(_task(task), truth)
     from lesionkit.evaluation import report as write
 
     with _user_errors():

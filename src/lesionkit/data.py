@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesionkit.bids import BIDSDataset
-from lesionkit.io import InputError, load_volume
+from lesionkit.io import InputError, load_affine, load_volume
 from lesionkit.lesions import crop, lesion_table
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
 
@@ -33,21 +33,72 @@ Stats = dict[str, dict[str, float]]
 FIT_VOXELS = 200_000
 
 
-def available_subjects(dataset: BIDSDataset, task: Task, with_targets: bool = True) -> list[str]:
-    """Subjects holding every image the task needs (inputs, and targets when asked)."""
+def with_truth(task: Task, pipeline: str | None) -> Task:
+    """The task reading its image targets from one derivatives pipeline (``--truth``):
+    every target found in a pipeline other than lesionkit's own moves to ``pipeline``."""
+    if not pipeline:
+        return task
+    from dataclasses import replace
+
+    targets = tuple(replace(t, derivatives=pipeline, other_pipelines=False)
+                    if isinstance(t, ImageSpec) and t.derivatives not in (None, "lesionkit")
+                    else t for t in task.targets)
+    return replace(task, targets=targets)
+
+
+def required_specs(task: Task, with_targets: bool = True) -> tuple[ImageSpec, ...]:
+    """Images a subject must have: the mask is optional (computed when absent)."""
     specs = task.image_specs if with_targets else prediction_specs(task)
+    return tuple(s for s in specs if s is not task.mask)
+
+
+def _candidates(dataset: BIDSDataset, specs: Sequence[ImageSpec]) -> list[str]:
     names = set(dataset.subjects())
     for pipeline in {s.derivatives for s in specs if s.derivatives}:
         names |= set(dataset.subjects(derivatives=pipeline))
-    return [
-        subject for subject in sorted(names)
-        if all(dataset.find(subject=subject, suffix=s.suffix, **s.query()) for s in specs)
-    ]
+    return sorted(names)
+
+
+def has_images(dataset: BIDSDataset, subject: str, specs: Sequence[ImageSpec],
+               session: str | None = None) -> bool:
+    """Whether a subject (session) holds every one of the images."""
+    return all(dataset.locate(subject, s.suffix, **s.query(session)) for s in specs)
+
+
+def available_subjects(dataset: BIDSDataset, task: Task, with_targets: bool = True) -> list[str]:
+    """Subjects holding every image the task needs (inputs, and targets when asked)."""
+    specs = required_specs(task, with_targets)
+    return [name for name in _candidates(dataset, specs) if has_images(dataset, name, specs)]
+
+
+def prediction_units(dataset: BIDSDataset, task: Task, subjects: Sequence[str] | None = None
+                     ) -> list[tuple[str, str | None]]:
+    """(subject, session) pairs to predict: each session that holds the task's prediction
+    inputs (session None for data without sessions, or when the task's inputs name their
+    sessions themselves, as 3T and 7T sessions of one example).
+
+    Raises:
+        InputError: a subject asked for by name lacks an input; the message lists what
+            the subject has.
+    """
+    specs = required_specs(task, with_targets=False)
+    pinned = any(s.session for s in specs)
+    units = []
+    for name in subjects or _candidates(dataset, specs):
+        sessions = [None] if pinned else (dataset.sessions(name) or [None])
+        found = [(name, ses) for ses in sessions if has_images(dataset, name, specs, ses)]
+        if subjects and not found:
+            for spec in specs:  # raises with the list of the subject's files
+                dataset.get(name, spec.suffix, **spec.query(sessions[0]))
+        units.extend(found)
+    return units
 
 
 def prediction_specs(task: Task) -> tuple[ImageSpec, ...]:
-    """Images read at prediction: the prediction inputs and, per-lesion, the lesion map."""
-    return task.prediction_inputs + ((task.lesions,) if task.lesions is not None else ())
+    """Images read at prediction: the prediction inputs, the brain mask (when the task has
+    one) and, per-lesion, the lesion map."""
+    extra = tuple(s for s in (task.mask, task.lesions) if s is not None)
+    return task.prediction_inputs + extra
 
 
 def training_subjects(dataset: BIDSDataset, task: Task) -> list[str]:
@@ -65,6 +116,21 @@ def training_subjects(dataset: BIDSDataset, task: Task) -> list[str]:
         keep &= table[column].isin(values).to_numpy()
     allowed = set(ids[keep])
     return [name for name in names if name in allowed]
+
+
+def with_spacing(dataset: BIDSDataset, task: Task, subjects: Sequence[str]) -> Task:
+    """The task with its network voxel size set: its own, else the median voxel size (mm)
+    of the subjects' first input (from the file headers)."""
+    if task.spacing is not None:
+        return task
+    from dataclasses import replace
+
+    from lesionkit.geometry import median_voxel_size
+
+    spec = task.inputs[0]
+    affines = [load_affine(f.path) for name in subjects
+               for f in dataset.locate(name, spec.suffix, **spec.query())]
+    return replace(task, spacing=median_voxel_size(affines))
 
 
 def split_subjects(subjects: Sequence[str], seed: int, validation_fraction: float = 0.2
@@ -127,36 +193,99 @@ def subject_labels(dataset: BIDSDataset, subject: str, task: Task) -> dict[str, 
     return values
 
 
-def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence[ImageSpec]
-                 ) -> tio.Subject:
+def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence[ImageSpec],
+                 session: str | None = None, register: bool = False) -> tio.Subject:
     """A TorchIO subject with the given images (raw units), keyed by spec key.
 
-    4D series become channels. The brain mask is stored under ``"mask"``; without a mask
-    spec (or when it is not among ``specs``) it is the non-zero voxels of the first input.
-    The task's preprocessing transforms are applied.
+    Every image is reoriented to RAS+; the first is resampled to the task's ``spacing``
+    and the others onto its grid (:mod:`lesionkit.geometry`). 4D series become channels.
+    The brain mask is stored under ``"mask"``: the dataset's when it has one, else
+    computed from the first input (:func:`lesionkit.brainmask.brain_mask`); for a task
+    without a mask spec, the non-zero voxels of the first input. Inputs normalised per
+    image (``image-zscore``) are skull-stripped with the mask and normalised here. The
+    task's preprocessing transforms are applied last. ``subject["notes"]`` says what was
+    done (mask source, voxel sizes, warnings) for the outputs' sidecars.
+
+    Args:
+        dataset: The BIDS dataset.
+        subject: Subject label (without ``sub-``).
+        task: Says which images are inputs, the mask and the voxel size.
+        specs: The images to read; the first one gives the grid.
+        session: Session to read where the specs name none.
+        register: Co-register intensity images to the first one (dipy) instead of
+            trusting their affines.
     """
     import torch
     import torchio as tio
 
-    images = {}
+    from lesionkit import geometry
+
+    images, sources = {}, {}
+    notes: dict[str, Any] = {"VoxelSizes": {}, "Warnings": []}
     for spec in specs:
-        volume = load_volume(dataset.get(subject, spec.suffix, **spec.query()).path,
-                             kind=spec.kind, unit=spec.unit, ndim=spec.ndim)
+        if spec is task.mask and not dataset.locate(subject, spec.suffix, **spec.query(session)):
+            continue  # computed below
+        path = dataset.get(subject, spec.suffix, **spec.query(session)).path
+        volume = load_volume(path, kind=spec.kind, unit=spec.unit, ndim=spec.ndim)
         data = np.asarray(volume.data, dtype=np.float32)
         data = data[None] if data.ndim == 3 else np.moveaxis(data, -1, 0)
         image_type = tio.LabelMap if spec.kind == "label" else tio.ScalarImage
-        images[spec.key] = image_type(tensor=torch.from_numpy(np.ascontiguousarray(data)),
-                                      affine=volume.affine)
-    first = images[specs[0].key]
+        image = image_type(tensor=torch.from_numpy(np.ascontiguousarray(data)),
+                           affine=volume.affine)
+        images[spec.key], sources[spec.key] = geometry.canonical(image), str(path)
+        size = geometry.voxel_size(volume.affine)
+        notes["VoxelSizes"][path.name] = [round(v, 3) for v in size]
+        if spec in task.inputs or spec in task.prediction_inputs:
+            warning = geometry.thickness_warning(path.name, size, task.spacing)
+            notes["Warnings"] += [warning] if warning else []
+    first = specs[0].key
+    images[first] = geometry.at_voxel_size(images[first], task.spacing)
+    for key, image in images.items():
+        if key != first:
+            images[key] = geometry.onto_grid(image, images[first], sources[key], sources[first],
+                                             register)
+    reference = images[first]
     if task.mask is not None and task.mask.key in images:
         mask = images.pop(task.mask.key).data > 0.5
+        notes["BrainMask"] = f"dataset: {sources[task.mask.key]}"
+    elif task.mask is not None:
+        from lesionkit.brainmask import brain_mask
+
+        computed, how = brain_mask(reference.data.float().mean(0).numpy(), reference.affine,
+                                   source=sources[first])
+        mask, notes["BrainMask"] = torch.from_numpy(computed[None]), how
     else:
-        mask = (first.data != 0).any(0, keepdim=True)
-    images["mask"] = tio.LabelMap(tensor=mask.to(torch.uint8), affine=first.affine)
-    result = tio.Subject(**images, subject_id=subject)
+        mask = (reference.data != 0).any(0, keepdim=True)
+        notes["BrainMask"] = f"non-zero voxels of {sources[first]}"
+    for spec in specs:
+        if spec.normalisation == "image-zscore" and spec.key in images:
+            images[spec.key].set_data(per_image_zscore(images[spec.key].data, mask[0]))
+    images["mask"] = tio.LabelMap(tensor=mask.to(torch.uint8), affine=reference.affine)
+    result = tio.Subject(**images, subject_id=subject, notes=notes)
     if task.preprocess:
         result = tio.Compose([t.build() for t in task.preprocess])(result)
     return result
+
+
+def per_image_zscore(data: Any, mask: Any) -> Any:
+    """(C, X, Y, Z) image skull-stripped (zero outside the mask) and robustly z-scored
+    with the median and the interquartile range / 1.349 of its voxels inside the mask
+    (the standard deviation for normally distributed values); unit: a.u. -> 1."""
+    import torch
+
+    inside = data[:, mask]
+    if inside.numel() == 0:
+        return data
+    low, median, high = torch.quantile(_sample(inside.float()), torch.tensor([0.25, 0.5, 0.75]))
+    scale = float(high - low) / 1.349 or float(inside.float().std()) or 1.0
+    return torch.where(mask[None], (data - median) / scale, (0.0 - median) / scale).float()
+
+
+def _sample(values: Any, limit: int = 1_000_000) -> Any:
+    """At most ``limit`` evenly spaced values (torch.quantile's input size is limited)."""
+    flat = values.reshape(-1)
+    step = max(1, flat.numel() // limit)
+    return flat[::step]
 
 
 def apply_normalisation(array: Any, entry: dict[str, float]) -> Any:
@@ -301,7 +430,7 @@ class SubjectStore:
         rng = np.random.default_rng(seed)
         stats: Stats = {}
         for spec in (*self.task.inputs, *self.task.dense_targets):
-            if spec.normalisation == "none":
+            if spec.normalisation in ("none", "image-zscore"):  # none, or done per image
                 stats[spec.key] = {"shift": 0.0, "scale": 1.0}
                 continue
             values = []

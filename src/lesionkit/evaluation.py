@@ -86,5 +86,14 @@ def report(task: Task, data_dir: str | os.PathLike[str], out: str | os.PathLike[
     table = json.loads(metrics.read_text())
     sections = task.report_sections(task, dataset.root, found, table["subjects"], table["rows"])
     path = Path(out) if out else found / f"task-{task.name}_report.html"
-    return write_report(path, f"lesionkit {task.name}: {task.description}", sections,
+    name = _description(dataset.root).get("Name") or dataset.root.name
+    return write_report(path, f"lesionkit {task.name}: {task.description} ({name})", sections,
                         data_note=PHANTOM_NOTE if dataset_is_phantom(dataset.root) else None)
+
+
+def _description(root: Path) -> dict:
+    """The dataset's dataset_description.json, or {}."""
+    try:
+        return json.loads((root / "dataset_description.json").read_text())
+    except (OSError, ValueError):
+        return {}

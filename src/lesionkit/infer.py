@@ -26,10 +26,10 @@ import torch
 from lesionkit.bids import BIDSDataset, bids_path, save_derivative, write_dataset_description
 from lesionkit.data import (
     apply_normalisation,
-    available_subjects,
     invert,
     load_subject,
     prediction_specs,
+    prediction_units,
 )
 from lesionkit.io import InputError, load_volume, write_tsv
 from lesionkit.model_folder import FoldModel, TrainedModel, load_model
@@ -168,7 +168,9 @@ def lesion_rows(label_map: np.ndarray, reference: Volume, mean: np.ndarray, std:
         for c, spec in enumerate(outputs):
             name = "probability" if len(outputs) == 1 else spec.desc
             row[name] = float(mean[i, c])
-            row[f"{name}_uncertainty" if len(outputs) > 1 else "uncertainty"] = float(std[i, c])
+            spread = float(std[i, c])
+            row[f"{name}_uncertainty" if len(outputs) > 1 else "uncertainty"] = (
+                None if np.isnan(spread) else spread)
         rows.append(row)
     return rows
 
@@ -198,17 +200,35 @@ class _Written:
                                           dtype=np.float32))
 
 
-def _write_maps(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray, **_: Any) -> None:
+def _write_maps(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray, members: int,
+                **_: Any) -> None:
     for c, spec in enumerate(task.outputs):
-        out.save(mean[c], spec, spec.desc, spec.kind, spec.unit)
-        out.save(std[c], spec, "uncertainty", "intensity", spec.unit)
+        meta = {}
+        if spec.kind == "probability" and task.output_activation is None:
+            # A regression head (the published method's) is not bounded by construction.
+            outside = int(((mean[c] < 0) | (mean[c] > 1)).sum())
+            mean[c] = np.clip(mean[c], 0.0, 1.0)
+            meta["ValueRange"] = (f"regression output clipped to [0, 1] ({outside} voxels were "
+                                  "outside on the network's grid)")
+        if members < 2:
+            meta["Uncertainty"] = (f"not written: {members} ensemble member (flips x folds); "
+                                   "use --tta 2 or more, or more folds")
+        out.save(mean[c], spec, spec.desc, spec.kind, spec.unit, meta=meta)
+        if members >= 2:
+            out.save(std[c], spec, "uncertainty", "intensity", spec.unit,
+                     meta={"Description": f"standard deviation over {members} ensemble "
+                                          "members (flips x folds)"})
 
 
 def _write_subject(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
-                   rows: list[dict], cam: Callable[[], np.ndarray] | None, **_: Any) -> None:
-    row = {"participant_id": f"sub-{out.subject}"}
+                   rows: list[dict], cam: Callable[[], np.ndarray] | None, members: int,
+                   **_: Any) -> None:
+    row: dict[str, Any] = {"participant_id": f"sub-{out.subject}"}
+    if out.session:
+        row["session_id"] = f"ses-{out.session}"
     for c, spec in enumerate(task.outputs):
-        row.update({spec.desc: float(mean[c]), f"{spec.desc}_uncertainty": float(std[c])})
+        row.update({spec.desc: float(mean[c]),
+                    f"{spec.desc}_uncertainty": float(std[c]) if members >= 2 else None})
     rows.append(row)
     if cam is not None:
         out.save(cam(), CAM_SPEC, CAM_SPEC.desc, "probability", "1", meta={
@@ -219,10 +239,11 @@ def _write_subject(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
 
 
 def _write_lesions(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
-                   lesion_path: Path, **_: Any) -> None:
+                   lesion_path: Path, members: int, **_: Any) -> None:
     lesion_map = load_volume(lesion_path, kind="label")
     labels = np.rint(lesion_map.data).astype(np.int64)
-    table = lesion_rows(labels, lesion_map, mean, std, task.outputs)
+    table = lesion_rows(labels, lesion_map, mean, std if members >= 2 else std * np.nan,
+                        task.outputs)
     path = bids_path(out.out_root, out.subject, "lesions", session=out.session,
                      extension=".tsv", desc=task.outputs[-1].desc)
     names = (["probability", "uncertainty"] if len(task.outputs) == 1 else
@@ -249,23 +270,31 @@ def predict(
     progress: bool = True,
     out_dir: str | os.PathLike[str] | None = None,
     trusted: tuple[str, ...] = (),
+    register: bool = False,
 ) -> list[Path]:
     """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
-    Voxel maps land on each input's exact grid and affine (plus a ``desc-uncertainty``
-    map); subject outputs become one TSV row per subject (with Grad-CAM maps where the
-    task's inference names a layer); per-lesion outputs become ``_lesions.tsv`` tables
-    and a map holding each lesion's probability.
+    Each subject (each session of it, for longitudinal data) is read as
+    :func:`lesionkit.data.load_subject` describes: reoriented, resampled to the model's
+    voxel size, its images put on one grid, the brain mask found or computed, images
+    in arbitrary units normalised per image. Voxel maps land on the first input's exact
+    grid and affine, with a ``desc-uncertainty`` map when the ensemble has at least two
+    members; subject outputs become one TSV row per subject (with Grad-CAM maps where
+    the task's inference names a layer); per-lesion outputs become ``_lesions.tsv``
+    tables and a map holding each lesion's probability. Sidecars record the sources,
+    the mask, the voxel sizes and any warning.
 
     Args:
         model_dir: Model folder written by ``train``.
-        data_dir: BIDS dataset with the task's prediction inputs.
+        data_dir: BIDS dataset with the task's prediction inputs (read only).
         tta: Mirror flips (1-8; default: the task's).
         device: "auto", "cpu" or "cuda".
         subjects: Subjects to predict (default: all with the inputs).
         progress: Show a progress bar.
         out_dir: Derivatives folder to write (default ``DATA_DIR/derivatives/lesionkit``).
         trusted: Modules outside lesionkit whose hook functions the model's task may name.
+        register: Co-register each subject's images to its first input (dipy) instead of
+            trusting their affines.
 
     Returns:
         Paths written.
@@ -276,11 +305,11 @@ def predict(
     model = load_model(model_dir, device, trusted)
     task = model.task
     dataset = BIDSDataset(data_dir)
-    names = list(subjects) if subjects else available_subjects(dataset, task, with_targets=False)
-    if not names:
+    units = prediction_units(dataset, task, subjects)
+    if not units:
         raise InputError(f"{dataset.root}: expected subjects with the inputs of task "
-                         f"{task.name} ({', '.join(s.suffix for s in task.prediction_inputs)}), "
-                         "found none")
+                         f"{task.name} ({', '.join(_expected(s) for s in task.prediction_inputs)}"
+                         f"), found none among {len(dataset.subjects())} subjects")
     out_root = Path(out_dir) if out_dir else dataset.root / "derivatives" / "lesionkit"
     if not (out_root / "dataset_description.json").is_file():
         write_dataset_description(out_root, "lesionkit predictions", dataset_type="derivative")
@@ -289,23 +318,40 @@ def predict(
     layer = getattr(task.inference, "cam_layer", None)
     paths: list[Path] = []
     rows: list[dict] = []
-    for subject in track(names, description="predict", disable=not progress):
-        found = [dataset.get(subject, s.suffix, **s.query()) for s in specs]
-        loaded = load_subject(dataset, subject, task, specs)
+    for subject, session in track(units, description="predict", disable=not progress):
+        loaded = load_subject(dataset, subject, task, specs, session, register)
+        found = [dataset.get(subject, s.suffix, **s.query(session)) for s in specs
+                 if s is not task.mask]
         inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
         label_map = (np.rint(loaded[task.lesions.key].data[0].numpy()).astype(np.int64)
                      if task.lesions is not None else None)
         folds = folds_for(model, subject)
         mean, std = predict_arrays(model, inputs, flip_count, device, label_map, folds)
+        notes = loaded["notes"]
         sidecar = {"ModelFolder": str(model.path), "Task": task.name,
                    "TestTimeFlips": flip_count, "Folds": len(folds),
-                   "Sources": [str(f.path) for f in found], "Command": shlex.join(sys.argv)}
-        out = _Written(out_root, subject, found[0].entities.get("ses"), sidecar,
+                   "Sources": [str(f.path) for f in found], "BrainMask": notes["BrainMask"],
+                   "InputVoxelSizes": notes["VoxelSizes"],
+                   "ModelVoxelSize": list(task.spacing) if task.spacing else None,
+                   **({"Warnings": notes["Warnings"]} if notes["Warnings"] else {}),
+                   "Command": shlex.join(sys.argv)}
+        for warning in notes["Warnings"]:
+            print(f"warning: sub-{subject}: {warning}", file=sys.stderr)
+        out = _Written(out_root, subject, session or found[0].entities.get("ses"), sidecar,
                        load_volume(found[0].path, ndim=None), np.asarray(loaded["mask"].affine),
                        paths)
         cam = (lambda f=folds, i=inputs: _cam(model, f, i, layer, device)) if layer else None
         WRITERS[task.output_kind](out, task, mean, std, rows=rows, cam=cam,
-                                  lesion_path=found[-1].path)
+                                  lesion_path=found[-1].path,
+                                  members=flip_count * len(folds))
     if rows:
         paths.append(write_tsv(rows, out_root / f"task-{task.name}_predictions.tsv"))
     return paths
+
+
+def _expected(spec: Any) -> str:
+    """How an input file is named, e.g. ``sub-<label>[_ses-<label>]_FLAIR.nii[.gz]``."""
+    entities = "".join(f"_{k}-{v}" for k, v in spec.entities)
+    session = f"_ses-{spec.session}" if spec.session else "[_ses-<label>]"
+    where = f"derivatives/{spec.derivatives}/" if spec.derivatives else ""
+    return f"{where}sub-<label>{session}{entities}_{spec.suffix}.nii[.gz]"

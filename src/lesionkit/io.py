@@ -168,6 +168,22 @@ def load_volume(
     return Volume(data=data, affine=image.affine, kind=kind, unit=unit, header=image.header)
 
 
+def load_affine(path: str | os.PathLike[str]) -> np.ndarray:
+    """The 4x4 voxel-to-mm affine of a NIfTI file, read from its header only.
+
+    Raises:
+        InputError: missing or unreadable file.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        return np.asarray(nib.load(str(path)).affine, float)
+    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as error:
+        raise InputError(f"{path}: expected a readable NIfTI image, found an unreadable file "
+                         f"({error})") from error
+
+
 def save_volume(volume: Volume, path: str | os.PathLike[str], dtype: Any = None) -> Path:
     """Save a volume as NIfTI atomically, keeping affine, header fields and data type.
 

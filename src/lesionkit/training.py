@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from lesionkit import __version__
 from lesionkit.bids import BIDSDataset
-from lesionkit.data import SubjectStore, kfold_subjects, training_subjects
+from lesionkit.data import SubjectStore, kfold_subjects, training_subjects, with_spacing
 from lesionkit.io import InputError, write_json
 from lesionkit.model_folder import (
     fold_dir,
@@ -315,6 +315,7 @@ def train(
         source = train(pretraining, source, model_dir / "pretraining",
                        epochs=pretraining.max_epochs, seed=seed, device=device,
                        progress=progress, workers=workers, max_steps=max_steps)
+    task = with_spacing(dataset, task, names)
     store = SubjectStore(dataset.root, task, model_dir / ".cache", workers=workers)
     store.prepare(names)
     flags = trainer_flags(device, gpus, amp)

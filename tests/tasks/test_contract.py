@@ -21,6 +21,8 @@ from lesionkit.tasks import TASKS, get_task
 from lesionkit.training import train
 
 CONTRACT_TASKS = {**TASKS, TOY_LESION_TASK.name: TOY_LESION_TASK}
+#: Voxel size (mm) of the test datasets' affine.
+AFFINE_SPACING = (1.0, 1.1, 0.9)
 
 
 def _check_outputs(task, data: Path, predictions: Path, model_dir: Path) -> None:
@@ -64,7 +66,9 @@ def test_train_save_reload_predict_evaluate(name: str, tmp_path: Path) -> None:
     assert config["lesionkit_version"]
     assert (model_dir / "fold-0" / "weights.safetensors").is_file()
     assert not (model_dir / ".cache").exists()
-    assert load_model(model_dir).task == task
+    loaded = load_model(model_dir).task
+    assert loaded == replace(task, spacing=loaded.spacing)
+    assert loaded.spacing == pytest.approx(AFFINE_SPACING)  # measured and stored
 
     predictions = tmp_path / "predictions"
     predict(model_dir, data, tta=2, device="cpu", progress=False, out_dir=predictions)
@@ -90,7 +94,7 @@ def test_unregistered_variant_predicts_from_its_folder(tmp_path: Path) -> None:
     model_dir = train(variant, data, tmp_path / "model", epochs=1, max_steps=1, progress=False,
                       device="cpu")
     loaded = load_model(model_dir)
-    assert loaded.task == variant
+    assert loaded.task == replace(variant, spacing=AFFINE_SPACING)
     written = predict(model_dir, data, device="cpu", progress=False)
     assert written and all(p.is_file() for p in written)
 

@@ -43,9 +43,12 @@ def test_five_output_network_trains_two_steps_and_predicts(tmp_path: Path) -> No
         volume = load_volume(hit.path)
         assert volume.shape == SHAPE and np.isfinite(volume.data).all()
         np.testing.assert_allclose(volume.affine, AFFINE, atol=1e-5)
-        assert f'"Units": "{unit}"' in hit.sidecar.read_text()
+        sidecar = hit.sidecar.read_text()
+        assert f'"Units": "{unit}"' in sidecar and '"Uncertainty": "not written' in sidecar
         found.add((suffix, label, unit))
-    assert found == expected and len(written) == 10  # five maps and five uncertainty maps
+    # five maps; one fold and one flip make no uncertainty map
+    assert found == expected and len(written) == 5
+    assert not dataset.find(subject="03", derivatives="lesionkit", desc="uncertainty")
     t1 = load_volume(dataset.get("03", "T1map", derivatives="lesionkit", desc="mrflesion").path)
     assert 100 < np.median(t1.data) < 5000  # inverted back to ms, not z-scores
     rows = MRF_LESION.evaluate(MRF_LESION, data, data / "derivatives/lesionkit", ["03"])
@@ -135,12 +138,16 @@ def test_single_output_variants_train_and_predict(name: str, tmp_path: Path) -> 
     task = tiny(get_task(name))
     model = train(task, data, tmp_path / "model", epochs=1, max_steps=1, progress=False,
                   device="cpu", subjects=["01", "02"])
-    written = predict(model, data, device="cpu", progress=False, subjects=["03"])
+    written = predict(model, data, device="cpu", progress=False, subjects=["03"], tta=2)
     assert sorted(p.name for p in written) == [
         f"sub-03_label-lesion_desc-{name.replace('-', '')}_probseg.nii.gz",
         "sub-03_label-lesion_desc-uncertainty_probseg.nii.gz"]
+    probability = load_volume(written[0]).data
+    assert 0 <= probability.min() and probability.max() <= 1
     rows = task.evaluate(task, data, data / "derivatives" / "lesionkit", ["03"])
     assert rows[0]["t1_deviation_matching"] is None and rows[0]["n_lesions"] == 1
+    assert {"lesion_precision", "lesion_recall", "lesion_f1",
+            "false_positive_components"} <= set(rows[0])
 
 
 def test_cli_patch_size_keeps_2d_patches_one_slice_thick(tmp_path: Path) -> None:

@@ -62,13 +62,15 @@ NAWM = ImageSpec("nawm", "probseg", derivatives="phantom", entities=(("label", "
                  kind="probability", unit="1", normalisation="none")
 GM = ImageSpec("gm", "probseg", derivatives="phantom", entities=(("label", "GM"),),
                kind="probability", unit="1", normalisation="none")
+# Truth and masks: the phantom's (or the named pipeline's), else any one pipeline's.
 LESION = ImageSpec("lesion", "mask", derivatives="phantom", entities=(("label", "lesion"),),
-                   kind="label", unit="1", normalisation="none")
+                   kind="label", unit="1", normalisation="none", other_pipelines=True)
 BRAIN = ImageSpec("brain", "mask", derivatives="lesionkit", entities=(("desc", "brain"),),
-                  kind="label", unit="1", normalisation="none")
+                  kind="label", unit="1", normalisation="none", other_pipelines=True)
 PHANTOM_BRAIN = replace(BRAIN, derivatives="phantom")
-FLAIR = ImageSpec("flair", "FLAIR")
-T1W = ImageSpec("t1w", "T1w")
+# Weighted images in arbitrary units: normalised per image inside its brain mask.
+FLAIR = ImageSpec("flair", "FLAIR", normalisation="image-zscore")
+T1W = ImageSpec("t1w", "T1w", normalisation="image-zscore")
 # Matched maps as inputs (MSE-2-1): same files, other keys than the targets.
 T1_INPUT = replace(T1_MATCHED, key="t1_in")
 T2S_INPUT = replace(T2S_MATCHED, key="t2s_in")
@@ -83,22 +85,36 @@ def _outputs(desc: str, relaxometry: bool) -> tuple[OutputSpec, ...]:
     return (*maps, lesion) if relaxometry else (lesion,)
 
 
-def _find(root: Path, subject: str, suffix: str, derivatives: str, **entities: str
-          ) -> np.ndarray | None:
+def _find(root: Path, subject: str, suffix: str, derivatives: str | None,
+          other_pipelines: bool = False, **entities: str) -> np.ndarray | None:
     from lesionkit.bids import BIDSDataset
     from lesionkit.io import load_volume
 
-    found = BIDSDataset(root).find(subject=subject, suffix=suffix, derivatives=derivatives,
-                                   **entities)
+    found = BIDSDataset(root).locate(subject, suffix, derivatives=derivatives,
+                                     other_pipelines=other_pipelines, **entities)
     return np.asarray(load_volume(found[0].path).data, np.float64) if found else None
 
 
-def _brain(root: Path, subject: str, shape: tuple[int, ...]) -> np.ndarray:
-    for pipeline in ("phantom", "lesionkit"):
-        mask = _find(root, subject, "mask", pipeline, desc="brain")
-        if mask is not None:
-            return mask > 0.5
-    return np.ones(shape, bool)
+def _image(root: Path, subject: str, spec: ImageSpec) -> np.ndarray | None:
+    """The array of a task's image spec (truth, mask), wherever its pipeline rule finds it."""
+    query = {k: v for k, v in spec.query().items() if k not in ("session", "derivatives",
+                                                             "other_pipelines")}
+    return _find(root, subject, spec.suffix, spec.derivatives, spec.other_pipelines, **query)
+
+
+def _brain(task: Task, root: Path, subject: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The dataset's brain mask of the subject (the whole image when it has none)."""
+    mask = _image(root, subject, task.mask) if task.mask is not None else None
+    if mask is None or mask.shape != shape:
+        return np.ones(shape, bool)
+    return mask > 0.5
+
+
+def _truth(task: Task, root: Path, subject: str) -> np.ndarray | None:
+    """The subject's binary lesion mask, from the pipeline of the task's lesion target."""
+    spec = next(t for t in task.dense_targets if t.key == LESION.key)
+    truth = _image(root, subject, spec)
+    return None if truth is None else truth > 0.5
 
 
 def _deviation(a: np.ndarray | None, b: np.ndarray | None, mask: np.ndarray) -> float | None:
@@ -112,7 +128,9 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
 
     Rows ``method="network"``: lesion Dice and detection rate (3D components) at 33 %,
     the lesions missed at 33 % and the median size (voxels) of missed and of detected
-    lesions, the best Dice over the 0-100 % sweep and its threshold, NAWM and GM Dice at 80 %,
+    lesions, lesion-wise precision, recall and F1 and the false-positive components at
+    33 % (:func:`lesionkit.metrics.lesion_wise`), the best Dice over the 0-100 % sweep and
+    its threshold, NAWM and GM Dice at 80 %,
     mean relative deviation (%) of T1 and T2* inside the brain against the matched maps
     and against the phantom's truth. Rows ``method="matching"``: the matched maps'
     deviation from the truth (the reference pipeline's own error). Missing maps give None.
@@ -121,6 +139,7 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
         detection_rate,
         dice,
         lesion_hits,
+        lesion_wise,
         probability_dice,
         threshold_sweep,
     )
@@ -131,10 +150,13 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
         lesion_prob = _find(predictions, subject, "probseg", None, label="lesion", desc=desc)
         if lesion_prob is None:
             continue
-        lesion_prob = np.clip(lesion_prob, 0.0, 1.0)
-        brain = _brain(root, subject, lesion_prob.shape)
-        truth = _find(root, subject, "mask", "phantom", label="lesion")
-        truth = truth > 0.5 if truth is not None else None
+        if lesion_prob.min() < -1e-4 or lesion_prob.max() > 1 + 1e-4:
+            from lesionkit.io import InputError
+
+            raise InputError(f"{predictions}: expected sub-{subject}'s lesion probability in "
+                             f"[0, 1], found {lesion_prob.min():.3g} to {lesion_prob.max():.3g}")
+        brain = _brain(task, root, subject, lesion_prob.shape)
+        truth = _truth(task, root, subject)
         predicted = {key: _find(predictions, subject, suffix, None, desc=desc, **entities)
                      for key, suffix, entities in _MAPS}
         matched = {k: _find(root, subject, s, "lesionkit", desc="matched") for k, s in
@@ -151,6 +173,7 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
             row.update({"n_lesions": int(hits.size), "missed_lesions": int((~hits).sum()),
                         "missed_median_voxels": _median(sizes[~hits]),
                         "detected_median_voxels": _median(sizes[hits]),
+                        **lesion_wise(lesion_prob, truth, THRESHOLD, mask=brain),
                         "lesion_dice": dice((lesion_prob >= THRESHOLD) & brain, truth),
                         "detection_rate": detection_rate(inside, truth, THRESHOLD),
                         "best_dice": float(sweep["dice"].iloc[best]),
@@ -199,11 +222,10 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     sweeps, overlays = [], {}
     for subject in subjects:
         prob = _find(predictions, subject, "probseg", None, label="lesion", desc=desc)
-        truth = _find(root, subject, "mask", "phantom", label="lesion")
-        if prob is None or truth is None or not (truth > 0.5).any():
+        truth = _truth(task, root, subject)
+        if prob is None or truth is None or not truth.any():
             continue
-        prob, truth = np.clip(prob, 0.0, 1.0), truth > 0.5
-        sweeps.append(threshold_sweep(prob, truth, mask=_brain(root, subject, prob.shape)))
+        sweeps.append(threshold_sweep(prob, truth, mask=_brain(task, root, subject, prob.shape)))
         if len(overlays) < 3:
             anatomy = _find(root, subject, "FLAIR", None)
             if anatomy is None:
@@ -220,15 +242,19 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
         figures["Mean lesion Dice and detection rate against threshold"] = curve_figure(
             x, curves, "threshold (%)", "value", marker_x=THRESHOLD * 100,
             marker_label="33 %")
-    text = ("Held-out subjects. Lesion Dice and detection rate (fraction of true lesions, 3D "
-            "26-connected components, touched by a voxel at or above threshold) at 33 %; best "
-            "Dice over the 0-100 % sweep; NAWM and GM Dice after binarising both maps at 80 %; "
-            "mean relative deviation (%) of T1 and T2* inside the brain against dictionary "
-            "matching and against the phantom's true maps. Study values (5 test patients): "
-            "Dice 0.61, detection 0.85, NAWM 0.92, GM 0.91, T1 5.2 %, T2* 5.1 %.")
-    return [Section("mrf-lesion: metrics", text,
+    text = (f"{task.name} ({task.description}) on {len(subjects)} subjects of {root.name}. "
+            "Lesion Dice and detection rate (fraction of true lesions, 3D 26-connected "
+            "components, touched by a voxel at or above threshold) at 33 %; lesion-wise "
+            "precision, recall and F1 and false-positive components at 33 %; best Dice over "
+            "the 0-100 % sweep.")
+    if any(s.suffix == MRF.suffix for s in task.inputs) or task.outputs[0].target:
+        text += (" NAWM and GM Dice after binarising both maps at 80 %; mean relative "
+                 "deviation (%) of T1 and T2* inside the brain against dictionary matching and "
+                 "against the phantom's true maps. MRF study values (5 test patients): Dice "
+                 "0.61, detection 0.85, NAWM 0.92, GM 0.91, T1 5.2 %, T2* 5.1 %.")
+    return [Section(f"{task.name}: metrics", text,
                     tables={"mean over subjects": table, "per subject": rows}),
-            Section("mrf-lesion: lesion probability", figures={**figures, **overlays})]
+            Section(f"{task.name}: lesion probability", figures={**figures, **overlays})]
 
 
 def _task(name: str, description: str, inputs: tuple[ImageSpec, ...],
@@ -246,7 +272,8 @@ def _task(name: str, description: str, inputs: tuple[ImageSpec, ...],
                                                    oversample_factor=5.0)),
         inference=fields.pop("inference", WholeVolume()),
         learning_rate=1e-4, lr_halving_epochs=20, batch_size=64, max_epochs=100, patience=20,
-        metrics=("lesion_dice", "detection_rate", "best_dice", "nawm_dice", "gm_dice",
+        metrics=("lesion_dice", "detection_rate", "lesion_precision", "lesion_recall",
+                 "lesion_f1", "false_positive_components", "best_dice", "nawm_dice", "gm_dice",
                  "t1_deviation_matching", "t2s_deviation_matching", "t1_deviation_truth",
                  "t2s_deviation_truth"),
         evaluate=evaluate, report_sections=report_sections, **fields)
@@ -261,7 +288,8 @@ MRF_LESION_DICE = _task("mrf-lesion-dice", "35 MRF-EPI frames -> lesion probabil
 MRF_RELAXOMETRY_LESION = _task("mrf-relaxometry-lesion", "matched T1 and T2* (ms) -> lesion "
                                "probability", (T1_INPUT, T2S_INPUT), (LESION,), False)
 FLAIR_LESION = _task("flair-lesion", "FLAIR and T1w -> lesion probability", (FLAIR, T1W),
-                     (LESION,), False, mask=PHANTOM_BRAIN)
+                     (LESION,), False, mask=PHANTOM_BRAIN, loss="dice-bce",
+                     output_activation="sigmoid")
 MRF_LESION_3D = replace(_task(
     "mrf-lesion-3d", "35 MRF-EPI frames -> T1, T2*, NAWM, GM, lesion probability (3D U-Net)",
     (MRF,), (T1_MATCHED, T2S_MATCHED, NAWM, GM, LESION), True, network="unet",

@@ -30,7 +30,7 @@ from lesionkit.tasks.strategies import (
 )
 
 Kind = Literal["intensity", "label", "probability"]
-Normalisation = Literal["zscore", "log-zscore", "percentile", "none"]
+Normalisation = Literal["zscore", "log-zscore", "percentile", "image-zscore", "none"]
 OutputKind = Literal["maps", "subjects", "lesions"]
 
 
@@ -43,13 +43,20 @@ class ImageSpec:
         suffix: BIDS suffix, e.g. ``"R1map"``, ``"FLAIR"``, ``"mask"``.
         session: BIDS session label without ``ses-`` (None: any / no session).
         derivatives: None for raw data, else the derivatives pipeline (``"phantom"``).
+        other_pipelines: When ``derivatives`` has no such file, take it from the one other
+            pipeline that has it (truth and masks: ``derivatives/manual``, ...).
         entities: Further BIDS entities as (name, value) pairs, e.g. (("desc", "brain"),).
         exclude: Entity names that must be absent (e.g. ``("acq",)`` to skip acq-native).
         kind: ``"intensity"``, ``"label"`` or ``"probability"``.
         unit: Physical unit of the values, e.g. ``"s^-1"``.
-        normalisation: How the network sees it: z-score, z-score of the log (for
-            long-tailed relaxation times) or 1st/99th percentile to [0, 1] (statistics
-            fitted on training subjects inside the mask), or untouched.
+        normalisation: How the network sees it. Fitted on the training subjects inside
+            the brain mask and stored in the model folder (quantitative maps, whose units
+            mean the same on every scanner): ``zscore``, ``log-zscore`` (z-score of the
+            log, for long-tailed relaxation times) or ``percentile`` (1st/99th percentile
+            to [0, 1]). Per image (arbitrary-unit images such as FLAIR or T1w, whose scale
+            differs between scanners): ``image-zscore``, a robust z-score inside that
+            image's own brain mask (median, and interquartile range / 1.349). ``none``:
+            untouched.
         ndim: 3, or 4 for a series whose frames become input channels (MRF).
     """
 
@@ -59,16 +66,21 @@ class ImageSpec:
     derivatives: str | None = None
     entities: tuple[tuple[str, str], ...] = ()
     exclude: tuple[str, ...] = ()
+    other_pipelines: bool = False
     kind: Kind = "intensity"
     unit: str = "a.u."
     normalisation: Normalisation = "zscore"
     ndim: int = 3
 
-    def query(self) -> dict[str, Any]:
-        """Keyword arguments of :meth:`lesionkit.bids.BIDSDataset.get` for this image."""
+    def query(self, session: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of :meth:`lesionkit.bids.BIDSDataset.get` for this image.
+
+        Args:
+            session: The session to read when the spec names none (longitudinal data).
+        """
         absent = dict.fromkeys(self.exclude)
-        return {"session": self.session, "derivatives": self.derivatives,
-                **dict(self.entities), **absent}
+        return {"session": self.session or session, "derivatives": self.derivatives,
+                "other_pipelines": self.other_pipelines, **dict(self.entities), **absent}
 
 
 @dataclass(frozen=True)
@@ -218,8 +230,10 @@ class Task:
         outputs: One spec per output channel.
         network: Registry name in :data:`lesionkit.models.NETWORKS` (ignored when
             ``network_factory`` is given; then it names the architecture in reports).
-        mask: Brain mask used to drop background patches and fit normalisation
-            (None: non-zero voxels of the first input).
+        mask: Brain mask used to drop background patches and normalise: the dataset's
+            mask where it has one, else computed from the first input
+            (:func:`lesionkit.brainmask.brain_mask`). None: the non-zero voxels of the
+            first input.
         lesions: Lesion label map (one integer per lesion) for per-lesion tasks.
         network_kwargs: Keyword arguments of the network factory.
         loss: Registry name in :data:`lesionkit.training.LOSSES`.
@@ -231,6 +245,9 @@ class Task:
             per subject plus a map holding each lesion's probability).
         output_activation: None, ``"sigmoid"`` or ``"softmax"`` applied at prediction.
         folds: Folds a model is trained with by default (the fold ensemble at prediction).
+        spacing: Voxel size (mm) the network works at; inputs are resampled to it and
+            outputs back to the input grid. None: the median voxel size of the training
+            subjects' first input, measured by ``train`` and stored with the model.
         learning_rate: Adam learning rate.
         lr_halving_epochs: Halve the learning rate every this many epochs (None: constant).
         batch_size: Examples per step.
@@ -280,6 +297,7 @@ class Task:
     output_kind: OutputKind = "maps"
     output_activation: Literal["sigmoid", "softmax"] | None = None
     folds: int = 1
+    spacing: tuple[float, float, float] | None = None
     learning_rate: float = 1e-4
     lr_halving_epochs: int | None = None
     batch_size: int = 8

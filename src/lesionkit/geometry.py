@@ -1,0 +1,153 @@
+"""Geometry of a subject's images: canonical orientation, one grid, the model's voxel size.
+
+Real scans arrive in any orientation, each modality on its own grid, often with slices of
+several millimetres. Before a network sees them every image is reoriented to RAS+
+(TorchIO ``ToCanonical``, an exact reordering of voxels), the first input is resampled
+to the model's voxel size and every other image onto that grid (TorchIO ``Resample``:
+linear for intensities, nearest neighbour for labels). Images are put on one grid by
+their affines, which is right when the scanner stored them in one frame; this is
+checked by their overlap in world space, and an affine co-registration (dipy) is
+available on request. Predictions go back to each input's own grid in ``infer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lesionkit.io import InputError
+
+if TYPE_CHECKING:
+    import torchio as tio
+
+#: Minimum share of the smaller image's world bounding box that two images of one
+#: subject must have in common to be put on one grid by their affines alone.
+MIN_OVERLAP = 0.5
+#: A voxel edge this many times the model's (and at least 1 mm longer) earns a warning.
+THICK_FACTOR = 2.0
+
+
+def voxel_size(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel edge lengths (mm) along the world axes x, y, z (RAS order), whatever the
+    storage order of the voxel axes (a sagittal and an axial scan give the same answer)."""
+    matrix = np.asarray(affine, float)[:3, :3]
+    sizes = np.linalg.norm(matrix, axis=0)
+    order = np.argmax(np.abs(matrix), axis=0)  # the world axis each voxel axis runs along
+    out = np.empty(3)
+    out[order] = sizes
+    return (float(out[0]), float(out[1]), float(out[2]))
+
+
+def median_voxel_size(affines: Sequence[np.ndarray]) -> tuple[float, float, float]:
+    """Median voxel size (mm, RAS order) of several images, rounded to 0.01 mm."""
+    sizes = np.median([voxel_size(a) for a in affines], axis=0)
+    return (round(float(sizes[0]), 2), round(float(sizes[1]), 2), round(float(sizes[2]), 2))
+
+
+def world_box(shape: Sequence[int], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest world coordinates (mm) of an image's voxel centres."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape[:3]], indexing="ij"))
+    points = corners.reshape(3, -1)
+    world = np.asarray(affine, float)[:3, :3] @ points + np.asarray(affine, float)[:3, 3:]
+    return world.min(axis=1), world.max(axis=1)
+
+
+def overlap(shape_a: Sequence[int], affine_a: np.ndarray, shape_b: Sequence[int],
+            affine_b: np.ndarray) -> float:
+    """Share (0-1) of the smaller world bounding box that lies inside the other one."""
+    (lo_a, hi_a), (lo_b, hi_b) = world_box(shape_a, affine_a), world_box(shape_b, affine_b)
+    common = np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None).prod()
+    smaller = min(np.clip(hi_a - lo_a, 1e-3, None).prod(), np.clip(hi_b - lo_b, 1e-3, None).prod())
+    return float(common / smaller)
+
+
+def same_grid(image: tio.Image, shape: Sequence[int], affine: np.ndarray) -> bool:
+    """Whether an image already lies on the grid (shape, affine), within 1e-3 mm."""
+    return (tuple(image.spatial_shape) == tuple(shape[:3])
+            and np.allclose(image.affine, affine, atol=1e-3))
+
+
+def canonical(image: tio.Image) -> tio.Image:
+    """The image reoriented to RAS+ (voxels reordered, values untouched)."""
+    import torchio as tio
+
+    return tio.ToCanonical()(image)
+
+
+def at_voxel_size(image: tio.Image, spacing: Sequence[float] | None) -> tio.Image:
+    """The image resampled to ``spacing`` (mm), or itself when it already has it."""
+    if spacing is None or np.allclose(voxel_size(image.affine), spacing, atol=1e-3):
+        return image
+    import torchio as tio
+
+    return tio.Resample(tuple(float(s) for s in spacing), antialias=True)(image)
+
+
+def onto_grid(image: tio.Image, reference: tio.Image, where: str, reference_name: str,
+              register: bool = False) -> tio.Image:
+    """An image of the subject put on the reference image's grid.
+
+    Args:
+        image: The image (any grid).
+        reference: The image whose grid is wanted.
+        where: File of ``image`` (named in errors).
+        reference_name: File of ``reference`` (named in errors).
+        register: Co-register an intensity image to the reference first (dipy affine
+            registration, mutual information); otherwise the affines are trusted.
+
+    Raises:
+        InputError: the two images share too little of world space to be the same head
+            in one frame (and no registration was asked for).
+    """
+    import torchio as tio
+
+    shape, affine = reference.spatial_shape, reference.affine
+    if same_grid(image, shape, affine):
+        return image
+    if register and isinstance(image, tio.ScalarImage):
+        return registered(image, reference)
+    shared = overlap(image.spatial_shape, image.affine, shape, affine)
+    if shared < MIN_OVERLAP:
+        raise InputError(f"{where}: expected the same head as {reference_name} in world space "
+                         f"(at least {MIN_OVERLAP:.0%} overlap), found {shared:.0%}; "
+                         "co-register the images or pass --register")
+    interpolation = "nearest" if isinstance(image, tio.LabelMap) else "linear"
+    return tio.Resample((tuple(shape), affine), image_interpolation=interpolation,
+                        label_interpolation="nearest", antialias=True)(image)
+
+
+def registered(image: tio.ScalarImage, reference: tio.Image) -> tio.ScalarImage:
+    """An intensity image rigidly then affinely co-registered onto the reference's grid
+    (``dipy.align.affine_registration``, mutual information, each channel moved alike)."""
+    import torch
+    import torchio as tio
+    from dipy.align import affine_registration
+    from dipy.align.imaffine import AffineMap
+
+    static = reference.data.float().mean(0).numpy()
+    moving = image.data.float().numpy()
+    _, matrix = affine_registration(
+        moving.mean(0), static, moving_affine=image.affine, static_affine=reference.affine,
+        pipeline=["center_of_mass", "translation", "rigid", "affine"],
+        level_iters=[1000, 100, 10], sigmas=[3.0, 1.0, 0.0], factors=[4, 2, 1])
+    mapping = AffineMap(matrix, static.shape, reference.affine, moving.shape[1:], image.affine)
+    moved = np.stack([mapping.transform(channel) for channel in moving]).astype(np.float32)
+    return tio.ScalarImage(tensor=torch.from_numpy(moved), affine=reference.affine)
+
+
+def thickness_warning(name: str, spacing: Sequence[float], model: Sequence[float] | None
+                      ) -> str | None:
+    """A warning when an input's voxels are far coarser than the model's (slices of
+    several mm against a 1 mm model): lesions thinner than a slice may be missed."""
+    if model is None:
+        return None
+    coarse = [(s, m) for s, m in zip(spacing, model, strict=True)
+              if s > THICK_FACTOR * m and s > m + 1.0]
+    if not coarse:
+        return None
+    worst = max(coarse)
+    return (f"{name}: voxels of {' x '.join(f'{s:.2f}' for s in spacing)} mm against the "
+            f"model's {' x '.join(f'{m:.2f}' for m in model)} mm (a {worst[0]:.1f} mm edge); "
+            "lesions thinner than the slices may be missed")
