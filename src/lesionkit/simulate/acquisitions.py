@@ -40,6 +40,9 @@ def signal_equation(maps: TissueMaps, acq: Acquisition, b1: np.ndarray | float =
     if acq.sequence == "spgr":
         return signal.spgr(maps.pd, maps.t1_ms, maps.t2s_ms, acq.tr_ms, acq.te_ms,
                            acq.flip_deg, b1)
+    if acq.sequence == "ir-gre" and acq.readouts > 0:
+        return signal.mprage(maps.pd, maps.t1_ms, maps.t2s_ms, acq.tr_ms, acq.te_ms,
+                             acq.ti_ms, acq.flip_deg, acq.echo_spacing_ms, acq.readouts, b1)
     if acq.sequence == "ir-gre":
         return signal.ir_gradient_echo(maps.pd, maps.t1_ms, maps.t2s_ms, acq.tr_ms, acq.te_ms,
                                        acq.ti_ms, acq.flip_deg, b1)
@@ -139,6 +142,10 @@ def sidecar(acq: Acquisition, field_tesla: float | None = None) -> dict:
         })
         if acq.ti_ms:
             meta["InversionTime"] = acq.ti_ms / 1000.0
+        if acq.readouts:
+            meta.update({"RepetitionTimeExcitation": acq.echo_spacing_ms / 1000.0,
+                         "RepetitionTimePreparation": acq.tr_ms / 1000.0,
+                         "NumberShots": acq.readouts})
     meta.update({"SNR": acq.snr, "PointSpreadFWHMVoxels": acq.blur_factor})
     return meta
 

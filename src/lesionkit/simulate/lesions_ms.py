@@ -7,13 +7,18 @@ Order of use::
     maps = apply_ms_lesions(maps, lesions, fractions, anatomy.affine)
     rows = lesion_table_rows(lesions, fractions, anatomy.affine)
 
-Values at 3 T (``MS_LESION_RANGES``; one value per lesion, drawn uniformly):
+Values at 3 T (``MS_LESION_RANGES``; one value per lesion). Each lesion draws a severity
+(its T1 quantile, uniform); T2, T2*, PD and ADC take the same quantile within +-0.2
+(reflected into 0..1), so a lesion with long T1 also has long T2, more water and higher
+ADC (dark on T1w and bright on FLAIR together); chi is drawn independently:
 
 - T1 1200-1800 ms, T2* 60-90 ms, ADC 1.0-1.4e-3 mm^2/s, core chi about +10 ppb:
   METHODS.md table "Physical values for simulation".
-- T2 100-150 ms (NAWM about 75 ms): long-T2 lesion values reported at 1.5-3 T by
+- T2 110-180 ms (NAWM about 75 ms): long-T2 lesion values reported at 1.5-3 T by
   Whittall et al. 1997 (Magn Reson Med 37:34) and Laule et al. 2007 (J Neurol 254:1579);
-  this is what makes lesions bright on FLAIR.
+  this is what makes lesions bright on FLAIR. The range gives FLAIR lesion/NAWM ratios of
+  1.3-1.6 at the phantom's FLAIR (TR 9000, TI 2500, TE 110 ms), inside the 1.3-1.8 of
+  clinical FLAIR and around the 1.33-1.37 measured on real 3 T MS scans.
 - PD 0.74-0.82 (water content of WM about 0.69-0.72, lesions higher): Tofts (ed.),
   Quantitative MRI of the Brain, 2003, ch. 4; Laule et al. 2004 (Mult Scler 10:10).
 - Rim+ lesions (chronic active): a paramagnetic shell 1-2 mm thick (1-2 voxels at 1 mm)
@@ -48,6 +53,7 @@ from lesionkit.simulate.lesions import (
     voxel_to_world,
     weighted_values,
 )
+from lesionkit.simulate.parameters import reflect_unit
 from lesionkit.simulate.tissue import RATE_PROPERTIES, TissueMaps, mix
 
 if TYPE_CHECKING:
@@ -55,7 +61,7 @@ if TYPE_CHECKING:
 
 MS_LESION_RANGES: dict[str, tuple[float, float]] = {
     "t1_ms": (1200.0, 1800.0),
-    "t2_ms": (100.0, 150.0),
+    "t2_ms": (110.0, 180.0),
     "t2s_ms": (60.0, 90.0),
     "pd": (0.74, 0.82),
     "adc": (1.0, 1.4),
@@ -70,6 +76,9 @@ IRREGULARITY = (0.1, 0.2)
 RIM_MIN_DIAMETER_MM = 6.0
 LOCATIONS = {"periventricular": 0.4, "juxtacortical": 0.3, "deep": 0.3}
 _TISSUE_KEYS = tuple(MS_LESION_RANGES)
+#: Properties that follow a lesion's severity (its T1 quantile), with a +-jitter.
+_SEVERITY_KEYS = ("t2_ms", "t2s_ms", "pd", "adc")
+LESION_JITTER = 0.2
 
 
 @dataclass(frozen=True)
@@ -163,7 +172,11 @@ def draw_ms_lesion_params(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Diameters (mm, long first) and tissue values of one MS lesion (see module doc)."""
     diam = _diameters(rng, RIM_MIN_DIAMETER_MM if rim else 0.0)
-    props = {k: float(rng.uniform(*MS_LESION_RANGES[k])) for k in _TISSUE_KEYS}
+    u = {k: float(rng.uniform()) for k in _TISSUE_KEYS}
+    severity = u["t1_ms"]
+    q = {k: reflect_unit(severity + LESION_JITTER * (2 * u[k] - 1)) if k in _SEVERITY_KEYS
+         else u[k] for k in _TISSUE_KEYS}
+    props = {k: float(np.interp(q[k], (0, 1), MS_LESION_RANGES[k])) for k in _TISSUE_KEYS}
     if uniform_paramagnetic:
         props["chi_ppb"] = float(rng.uniform(*UNIFORM_PARAMAGNETIC_CHI_PPB))
     if rim:

@@ -8,9 +8,17 @@ simulation" in the project's METHODS.md (literature ranges). Values it lacks:
   15-25 ms, CSF 800-1200 / 300-600 ms (Peters et al. 2007, MRI 25:748; Cox & Gowland 2010).
 - Proton density (water fraction): WM 0.68-0.72, GM 0.78-0.84, CSF 0.97-1.0
   (Tofts 2003, Quantitative MRI of the Brain, ch. 4).
+- CSF T1 at 3T 4000-4500 ms: CSF T1 is about 4.4 s and nearly field-independent
+  (Rooney et al. 2007, Magn Reson Med 57:308); the 3T and 7T ranges are the same.
+- The 3T WM/GM T1 and T2 ranges span the in vivo values of Wansapura et al. 1999
+  (WM 832 / 80 ms, GM 1331 / 110 ms) and lie between them and Stanisz et al. 2005
+  (Magn Reson Med 54:507; WM 1084 / 69 ms, GM 1820 / 99 ms).
 
-Each subject draws one quantile per tissue and property; the same quantile maps onto
-every field strength's range, so a subject with long T1 at 3T also has long T1 at 7T.
+Each subject draws one quantile per property shared by all tissues plus a small jitter
+per tissue (``draw_tissue_quantiles``), so tissue contrasts vary little between subjects;
+the same quantile maps onto every field strength's range, so a subject with long T1 at
+3T also has long T1 at 7T. Sequence parameters are chosen so that the contrast ratios of
+the weighted images fall inside the ranges of ``realism.PUBLISHED_RATIOS``.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ TISSUE_RANGES: dict[str, dict[str, TissueRange]] = {
                                    _CHI["cortical_gm"], _ADC["cortical_gm"]),
         "deep_gm": TissueRange((1100, 1400), (65, 80), (30, 45), _PD["deep_gm"],
                                _CHI["deep_gm"], _ADC["deep_gm"]),
-        "csf": TissueRange((3500, 4500), (1500, 2000), (500, 1500), _PD["csf"], _CHI["csf"],
+        "csf": TissueRange((4000, 4500), (1500, 2000), (500, 1500), _PD["csf"], _CHI["csf"],
                            _ADC["csf"]),
     },
     "7T": {
@@ -84,6 +92,9 @@ class Acquisition:
             complex channel; quantitative maps: Gaussian SD relative to the brain mean).
         blur_factor: Gaussian point-spread FWHM as a multiple of the voxel size.
         bias_amplitude: peak relative amplitude of the smooth receive bias (0 = none).
+        echo_spacing_ms: time between the excitations of an MPRAGE readout train (ms).
+        readouts: excitations per inversion of an MPRAGE ("ir-gre"); 0 = one readout
+            right at TI with full saturation (the simple inversion-recovery model).
     """
 
     name: str
@@ -96,14 +107,21 @@ class Acquisition:
     snr: float
     blur_factor: float = 1.0
     bias_amplitude: float = 0.1
+    echo_spacing_ms: float = 0.0
+    readouts: int = 0
 
 
-# MPRAGE-like T1w (inversion-recovery gradient echo): CSF near null, WM > GM.
-T1W_MPRAGE = Acquisition("T1w-MPRAGE", "ir-gre", "3T", tr_ms=2300, te_ms=2.5, ti_ms=1000,
-                         flip_deg=9, snr=30)
-# FLAIR (inversion-recovery spin echo): CSF nulled, GM > WM, lesions bright.
-FLAIR = Acquisition("FLAIR", "ir-se", "3T", tr_ms=9000, te_ms=90, ti_ms=2500, flip_deg=90,
+# 3D MPRAGE T1w (Siemens 3 T product protocol: TR 1900, TI 900, 9 deg, 176 readouts 7 ms
+# apart): CSF dark, WM > GM. The readout train is modelled (signal.mprage).
+T1W_MPRAGE = Acquisition("T1w-MPRAGE", "ir-gre", "3T", tr_ms=1900, te_ms=2.5, ti_ms=900,
+                         flip_deg=9, snr=30, echo_spacing_ms=7.0, readouts=176)
+# 2D turbo-spin-echo FLAIR: CSF nulled (TI 2500 ms nulls T1 about 4.35 s), GM > WM,
+# lesions bright; TE 110 ms within the clinical 80-125 ms.
+FLAIR = Acquisition("FLAIR", "ir-se", "3T", tr_ms=9000, te_ms=110, ti_ms=2500, flip_deg=90,
                     snr=25)
+# 2D turbo-spin-echo T2w (clinical TR 4000-6000, TE 80-100 ms); not written by a cohort.
+T2W_TSE = Acquisition("T2w-TSE", "se", "3T", tr_ms=5000, te_ms=90, ti_ms=0, flip_deg=90,
+                      snr=30)
 # Pre-contrast T1 (3D spoiled gradient echo), also the post-contrast T1c.
 T1_SPGR = Acquisition("T1-SPGR", "spgr", "3T", tr_ms=8.0, te_ms=3.0, ti_ms=0, flip_deg=12,
                       snr=30)
@@ -132,9 +150,28 @@ QSM_TE_MS = 20.0
 QSM_NOISE_PPB = 1e9 / (QSM_MAGNITUDE_SNR * GAMMA_RAD_PER_S_T * 3.0 * QSM_TE_MS / 1000.0)
 
 
-def draw_tissue_quantiles(rng: np.random.Generator) -> dict[str, dict[str, float]]:
-    """Draw one 0..1 quantile per tissue and property (uniform)."""
-    return {t: {p: float(rng.uniform()) for p in PROPERTIES} for t in TISSUES}
+#: Half-width of the per-tissue jitter around a subject's shared quantile of a property.
+TISSUE_JITTER = 0.1
+
+
+def reflect_unit(x: float) -> float:
+    """Fold ``x`` into 0..1 by reflection at the ends (keeps a uniform density uniform)."""
+    x = abs(float(x)) % 2.0
+    return 2.0 - x if x > 1.0 else x
+
+
+def draw_tissue_quantiles(rng: np.random.Generator, jitter: float = TISSUE_JITTER
+                          ) -> dict[str, dict[str, float]]:
+    """Draw a 0..1 quantile per tissue and property, correlated across tissues.
+
+    Each property gets one subject quantile shared by all tissues (uniform), and each
+    tissue adds its own uniform jitter of +-``jitter``, reflected into 0..1; every
+    quantile is still uniform on 0..1, but a subject with long WM T1 also has long GM
+    and CSF T1, so contrasts between tissues stay within their usual spread.
+    """
+    shared = {p: float(rng.uniform()) for p in PROPERTIES}
+    return {t: {p: reflect_unit(shared[p] + rng.uniform(-jitter, jitter)) for p in PROPERTIES}
+            for t in TISSUES}
 
 
 def tissue_values(quantiles: dict[str, dict[str, float]], field: str = "3T"
@@ -155,5 +192,6 @@ def tissue_values(quantiles: dict[str, dict[str, float]], field: str = "3T"
 
 def draw_tissue_values(rng: np.random.Generator, field: str = "3T"
                        ) -> dict[str, dict[str, float]]:
-    """Per-subject tissue values, uniform within each literature range at ``field``."""
+    """Per-subject tissue values at ``field``: uniform within each literature range,
+    correlated across tissues (see :func:`draw_tissue_quantiles`)."""
     return tissue_values(draw_tissue_quantiles(rng), field)
