@@ -1,6 +1,9 @@
 """Subjects, splits, normalisation and the on-disk subject store for any task.
 
-Subjects are found in a BIDS dataset through the task's image specs. Splits are by
+Subjects are found in a BIDS dataset through the task's image specs (truth and brain
+masks in any derivatives pipeline, longitudinal sessions as separate predictions) and
+loaded as real scans arrive: reoriented, resampled to the model's voxel size, put on one
+grid, given a brain mask, images in arbitrary units normalised per image. Splits are by
 subject and seeded. Training reads subjects through a :class:`SubjectStore`: each
 subject is loaded once, preprocessed and written as plain arrays under a cache folder;
 samplers then read whole subjects or single patches from memory-mapped files, so
@@ -268,17 +271,22 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
 
 
 def per_image_zscore(data: Any, mask: Any) -> Any:
-    """(C, X, Y, Z) image skull-stripped (zero outside the mask) and robustly z-scored
-    with the median and the interquartile range / 1.349 of its voxels inside the mask
-    (the standard deviation for normally distributed values); unit: a.u. -> 1."""
+    """(C, X, Y, Z) image robustly z-scored inside its brain mask and skull-stripped.
+
+    Voxels inside the mask become (value - median) / (interquartile range / 1.349) (the
+    standard deviation for normally distributed values; unit a.u. -> 1); voxels outside
+    take the normalised 0.5th percentile of the inside, the darkest tissue. The result
+    does not change when the image is scaled or shifted by any constant.
+    """
     import torch
 
     inside = data[:, mask]
     if inside.numel() == 0:
         return data
-    low, median, high = torch.quantile(_sample(inside.float()), torch.tensor([0.25, 0.5, 0.75]))
+    levels = torch.tensor([0.005, 0.25, 0.5, 0.75])
+    darkest, low, median, high = torch.quantile(_sample(inside.float()), levels)
     scale = float(high - low) / 1.349 or float(inside.float().std()) or 1.0
-    return torch.where(mask[None], (data - median) / scale, (0.0 - median) / scale).float()
+    return torch.where(mask[None], (data - median) / scale, (darkest - median) / scale).float()
 
 
 def _sample(values: Any, limit: int = 1_000_000) -> Any:

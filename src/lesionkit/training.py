@@ -303,6 +303,13 @@ def train(
     """
     dataset = BIDSDataset(data_dir)
     names = list(subjects) if subjects else training_subjects(dataset, task)
+    if subjects and task.train_on:
+        allowed = set(training_subjects(dataset, task))
+        refused = [name for name in names if name not in allowed]
+        if refused:
+            raise InputError(f"{dataset.root / 'participants.tsv'}: expected training subjects "
+                             f"of task {task.name} to have {dict(task.train_on)} (and every "
+                             f"image), found sub-{', sub-'.join(refused)} without")
     if len(names) < 2:
         raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
                          f"{task.name} (every image, {dict(task.train_on)}), found {len(names)}")

@@ -157,6 +157,14 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
                              f"[0, 1], found {lesion_prob.min():.3g} to {lesion_prob.max():.3g}")
         brain = _brain(task, root, subject, lesion_prob.shape)
         truth = _truth(task, root, subject)
+        if truth is None and task.outputs[0].target is None:  # the lesion map is all it has
+            from lesionkit.io import InputError
+
+            spec = next(t for t in task.dense_targets if t.key == LESION.key)
+            where = "any derivatives pipeline" if spec.other_pipelines else spec.derivatives
+            raise InputError(f"{root}: expected sub-{subject}'s lesion mask "
+                             f"(sub-{subject}_label-lesion_mask.nii[.gz]) in {where}, found none"
+                             " (name the pipeline with --truth)")
         predicted = {key: _find(predictions, subject, suffix, None, desc=desc, **entities)
                      for key, suffix, entities in _MAPS}
         matched = {k: _find(root, subject, s, "lesionkit", desc="matched") for k, s in

@@ -1,0 +1,251 @@
+"""Prediction on inputs as users have them: any intensity scale, orientation and voxel size,
+truth in any pipeline, a read-only dataset, a real clinical scan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchio as tio
+from scipy import ndimage
+from typer.testing import CliRunner
+
+from lesionkit.bids import BIDSDataset, bids_path, write_dataset_description, write_participants
+from lesionkit.cli import app
+from lesionkit.evaluation import evaluate
+from lesionkit.infer import predict
+from lesionkit.io import load_volume, save_volume
+from lesionkit.tasks import get_task
+from lesionkit.tasks.strategies import QueueSampler
+from lesionkit.training import train
+from lesionkit.volume import Volume
+
+SHAPE = (32, 32, 12)
+AFFINE = np.array([[2.0, 0, 0, -30.0], [0, 2.0, 0, -34.0], [0, 0, 2.5, -10.0], [0, 0, 0, 1]])
+REAL_SAMPLE = Path(__file__).parent / "data" / "realpatient"
+
+
+def _head(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """FLAIR, T1w, brain and lesion masks of a small ellipsoidal 'brain' with lesions."""
+    grid = np.indices(SHAPE).astype(float)
+    centre = (np.array(SHAPE) - 1) / 2
+    radius = np.array(SHAPE) * 0.42
+    brain = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radius, strict=True)) <= 1
+    lesion = np.zeros(SHAPE, bool)
+    for _ in range(3):
+        c = centre + rng.uniform(-5, 5, 3) * np.array([1, 1, 0.3])
+        lesion |= sum(((g - x) / 2.0) ** 2 for g, x in zip(grid, c, strict=True)) <= 1
+    lesion &= brain
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, SHAPE), 2.0)
+    texture /= texture.std()
+    # tissue fills the field of view (scalp, skull and CSF outside the brain mask)
+    flair = 200 + 15 * texture + 120 * lesion - 20 * ~brain
+    t1w = 600 - 20 * texture - 150 * lesion + 30 * ~brain
+    return {"FLAIR": flair, "T1w": t1w, "brain": brain, "lesion": lesion}
+
+
+def _write(root: Path, heads: dict[str, dict[str, np.ndarray]], affine=AFFINE,
+           truth: str = "phantom") -> Path:
+    write_dataset_description(root, "tiny heads")
+    for subject, head in heads.items():
+        for suffix in ("FLAIR", "T1w"):
+            save_volume(Volume(head[suffix].astype(np.float32), affine),
+                        bids_path(root, subject, suffix))
+        save_volume(Volume(head["brain"].astype(np.uint8), affine, "label"),
+                    bids_path(root, subject, "mask", derivatives="phantom", desc="brain"))
+        save_volume(Volume(head["lesion"].astype(np.uint8), affine, "label"),
+                    bids_path(root, subject, "mask", derivatives=truth, label="lesion"))
+    write_participants(root, [{"participant_id": f"sub-{s}"} for s in heads])
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny flair-lesion model (a few steps) and its dataset of three heads."""
+    root = tmp_path_factory.mktemp("heads")
+    rng = np.random.default_rng(3)
+    data = _write(root / "bids", {f"0{i}": _head(rng) for i in (1, 2, 3)})
+    task = replace(get_task("flair-lesion"),
+                   network_kwargs={"channels": (4, 4, 8, 8, 16), "bridge_dropout": 0.0},
+                   sampler=QueueSampler((16, 16, 1), 8, centre_on="mask", oversample="lesion",
+                                        oversample_factor=5.0), batch_size=4, learning_rate=3e-3)
+    model = train(task, data, root / "model", epochs=8, max_steps=60, progress=False,
+                  device="cpu", subjects=["01", "02"])
+    return model, data
+
+
+def _prediction(folder: Path, subject: str = "03") -> Volume:
+    found = BIDSDataset(folder).find(subject=subject, suffix="probseg", label="lesion",
+                                     desc="flairlesion")
+    return load_volume(found[0].path)
+
+
+def _copy_subject(data: Path, out: Path, change) -> Path:
+    """A dataset with subject 03's images (and masks) rewritten by ``change(volume, kind)``."""
+    write_dataset_description(out, "changed")
+    dataset = BIDSDataset(data)
+    for source in [f for pipeline in (None, "phantom")
+                   for f in dataset.find(subject="03", derivatives=pipeline)]:
+        kind = "label" if source.suffix == "mask" else "intensity"
+        volume = load_volume(source.path, kind=kind)
+        target = out / source.path.relative_to(data)
+        save_volume(change(volume, source.suffix), target)
+    return out
+
+
+def test_per_image_normalisation_ignores_scale_and_offset(trained, tmp_path: Path) -> None:
+    model, data = trained
+    predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "a")
+    gains = {"FLAIR": (3.0, 50.0), "T1w": (0.25, 7.0)}
+
+    def rescale(volume: Volume, suffix: str) -> Volume:
+        gain, offset = gains.get(suffix, (1.0, 0.0))
+        data = volume.data * gain + offset if suffix in gains else volume.data
+        return replace(volume, data=np.asarray(data, np.float32))
+
+    changed = _copy_subject(data, tmp_path / "scaled", rescale)
+    predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "b")
+    a, b = _prediction(tmp_path / "a").data, _prediction(tmp_path / "b").data
+    assert a.std() > 1e-3  # the prediction depends on the image
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_sagittal_storage_gives_the_same_prediction(trained, tmp_path: Path) -> None:
+    model, data = trained
+    predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "a")
+    order = (2, 0, 1)  # slices stored along the former first axis
+
+    def sagittal(volume: Volume, _: str) -> Volume:
+        affine = volume.affine.copy()
+        affine[:, :3] = volume.affine[:, list(order)]
+        return replace(volume, data=np.ascontiguousarray(volume.data.transpose(order)),
+                       affine=affine)
+
+    changed = _copy_subject(data, tmp_path / "sagittal", sagittal)
+    predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "b")
+    canonical, stored = _prediction(tmp_path / "a"), _prediction(tmp_path / "b")
+    assert stored.shape == tuple(SHAPE[i] for i in order)  # on the input's own grid
+    np.testing.assert_allclose(stored.affine, sagittal(canonical, "").affine, atol=1e-5)
+    np.testing.assert_allclose(stored.data.transpose(np.argsort(order)), canonical.data,
+                               atol=1e-4)
+
+
+def test_another_voxel_size_matches_after_resampling_back(trained, tmp_path: Path) -> None:
+    model, data = trained
+    predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "a")
+    # half the voxel edges over the same field of view (the grid a scanner would give)
+    fine = AFFINE.copy()
+    fine[:3, :3] = np.diag([1.0, 1.0, 1.25])
+    fine[:3, 3] -= np.array([0.5, 0.5, 0.625])
+    shape = (64, 64, 24)
+
+    def finer(volume: Volume, suffix: str) -> Volume:
+        image = tio.ScalarImage(tensor=torch.from_numpy(
+            np.asarray(volume.data, np.float32)[None]), affine=volume.affine)
+        interpolation = "nearest" if suffix == "mask" else "linear"
+        moved = tio.Resample((shape, fine), image_interpolation=interpolation)(image)
+        return replace(volume, data=moved.data[0].numpy(), affine=fine)
+
+    changed = _copy_subject(data, tmp_path / "fine", finer)
+    predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "b")
+    canonical, other = _prediction(tmp_path / "a"), _prediction(tmp_path / "b")
+    assert other.shape == shape
+    back = tio.Resample((SHAPE, AFFINE))(tio.ScalarImage(
+        tensor=torch.from_numpy(other.data[None].astype(np.float32)), affine=fine)).data[0]
+    brain = load_volume(BIDSDataset(data).get("03", "mask", derivatives="phantom",
+                                               desc="brain").path).data > 0
+    inner = brain & np.roll(brain, 2, 0) & np.roll(brain, -2, 0) & np.roll(brain, 2, 1)
+    a, b = canonical.data[inner], back.numpy()[inner]
+    assert np.corrcoef(a, b)[0, 1] > 0.9
+    assert np.abs(a - b).mean() < 0.25 * a.std() + 1e-3
+    sidecar = json.loads(_sidecar(tmp_path / "b").read_text())
+    assert sidecar["ModelVoxelSize"] == [2.0, 2.0, 2.5]
+    assert list(sidecar["InputVoxelSizes"].values())[0] == [1.0, 1.0, 1.25]
+
+
+def _sidecar(folder: Path) -> Path:
+    found = BIDSDataset(folder).find(subject="03", suffix="probseg", desc="flairlesion")
+    return found[0].sidecar
+
+
+def test_thick_slices_warn_in_the_sidecar(trained, tmp_path: Path, capsys) -> None:
+    model, data = trained
+    thick = AFFINE.copy()
+    thick[2, 2] = 6.0
+
+    def slab(volume: Volume, _: str) -> Volume:
+        return replace(volume, affine=thick)
+
+    changed = _copy_subject(data, tmp_path / "thick", slab)
+    predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "b")
+    warnings = json.loads(_sidecar(tmp_path / "b").read_text())["Warnings"]
+    assert any("6.0 mm edge" in w for w in warnings)
+    assert "lesions thinner than the slices may be missed" in capsys.readouterr().err
+
+
+def test_truth_in_a_manual_pipeline_is_evaluated(trained, tmp_path: Path) -> None:
+    model, _ = trained
+    rng = np.random.default_rng(4)
+    data = _write(tmp_path / "bids", {"01": _head(rng)}, truth="manual")
+    predict(model, data, device="cpu", progress=False)
+    tsv, _ = evaluate(get_task("flair-lesion"), data)
+    header = tsv.read_text().splitlines()[0].split("\t")
+    assert {"lesion_dice", "lesion_f1", "false_positive_components"} <= set(header)
+    result = CliRunner().invoke(app, ["evaluate", "flair-lesion", str(data), "--truth",
+                                      "nothing-here", "--out-dir", str(tmp_path / "scores")])
+    assert result.exit_code == 1 and "lesion mask" in result.output
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_out_dir_leaves_a_read_only_dataset_untouched(trained, tmp_path: Path) -> None:
+    model, data = trained
+    copy = tmp_path / "dataset"
+    shutil.copytree(data, copy, ignore=shutil.ignore_patterns("lesionkit"))
+    before = _digest(copy)
+    for path in [copy, *copy.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        out = tmp_path / "predictions"
+        result = CliRunner().invoke(app, ["predict", str(model), str(copy), "--out-dir", str(out),
+                                          "--device", "cpu", "--tta", "2"])
+        assert result.exit_code == 0, result.output
+        scores = CliRunner().invoke(app, ["evaluate", "flair-lesion", str(copy), "--predictions",
+                                          str(out), "--out-dir", str(tmp_path / "scores")])
+        assert scores.exit_code == 0, scores.output
+    finally:
+        for path in [copy, *copy.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert _digest(copy) == before
+    assert len(BIDSDataset(out).find(suffix="probseg", desc="uncertainty")) == 3
+    assert (tmp_path / "scores" / "task-flair-lesion_metrics.tsv").is_file()
+
+
+def test_real_clinical_patient_runs_end_to_end(trained, tmp_path: Path) -> None:
+    """A cropped real 2D clinical FLAIR and T1w (0.72 x 0.72 x 3 mm, skull on, on two
+    different grids, no brain mask): predicted on the FLAIR's own grid, in [0, 1]."""
+    model, _ = trained
+    out = tmp_path / "predictions"
+    result = CliRunner().invoke(app, ["predict", str(model), str(REAL_SAMPLE), "--out-dir",
+                                      str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    flair = load_volume(next((REAL_SAMPLE / "sub-patient01").rglob("*_FLAIR.nii.gz")))
+    found = BIDSDataset(out).find(subject="patient01", session="study2", suffix="probseg",
+                                  desc="flairlesion")
+    assert len(found) == 1
+    prediction = load_volume(found[0].path)
+    assert prediction.shape == flair.shape
+    np.testing.assert_allclose(prediction.affine, flair.affine, atol=1e-4)
+    assert 0 <= prediction.data.min() and prediction.data.max() <= 1
+    sidecar = json.loads(found[0].sidecar.read_text())
+    assert sidecar["BrainMask"].startswith("computed")
+    assert len(sidecar["Sources"]) == 2
