@@ -60,11 +60,12 @@ SOURCE_NAME = ("Longitudinal MS lesion change database, Laboratory of Imaging Te
 BIDS_VERSION = "1.10.0"
 #: 26-connectivity in 3D.
 FULL = np.ones((3, 3, 3), dtype=bool)
-#: Test sample: patient, session, in-plane size (mm) and number of slices of the crop.
+#: Test sample: patient, session, in-plane size (mm; the whole field of view, so that the
+#: head and skull are there for brain extraction) and number of slices of the crop.
 SAMPLE_PATIENT = "patient01"
 SAMPLE_STUDY = "study2"
-SAMPLE_INPLANE_MM = 100.0
-SAMPLE_SLICES = 11
+SAMPLE_INPLANE_MM = 240.0
+SAMPLE_SLICES = 12
 
 
 # ----------------------------------------------------------------------------- layout
@@ -465,8 +466,8 @@ def make_test_sample(source: Path, out: Path) -> dict[str, Any]:
     t1 = nib.load(source / patient / f"{study}_T1W.nii.gz")
     change = change_mask_on_flair(source, patient, study)
     zooms = flair.header.get_zooms()[:3]
-    size = (round(SAMPLE_INPLANE_MM / zooms[0]), round(SAMPLE_INPLANE_MM / zooms[1]),
-            SAMPLE_SLICES)
+    size = (min(round(SAMPLE_INPLANE_MM / zooms[0]), flair.shape[0]),
+            min(round(SAMPLE_INPLANE_MM / zooms[1]), flair.shape[1]), SAMPLE_SLICES)
     box = _sample_box(np.asarray(change.dataobj) > 0, size)
     t1_box = _covering_box(box, flair.affine, t1)
     anat = out / f"sub-{patient}" / f"ses-{study}" / "anat"
@@ -535,9 +536,9 @@ def make_test_sample(source: Path, out: Path) -> dict[str, Any]:
         "`make_test_sample` in `benchmarks/real_patients.py`) from the source's "
         f"`{patient}/{study}_FLAIR.nii.gz`, `{patient}/{study}_T1W.nii.gz`, "
         f"`{patient}/gt.nii.gz` and `{patient}/{study}_FLAIR_to_common_space.txt`:",
-        f"1. The FLAIR crop is the box of {size[0]} x {size[1]} x {size[2]} voxels (about "
-        f"{SAMPLE_INPLANE_MM:g} x {SAMPLE_INPLANE_MM:g} mm in plane x {size[2]} slices) "
-        "holding the most change-mask voxels.",
+        f"1. The FLAIR crop is the slab of {size[2]} slices (the whole field of view in "
+        "plane, with the skull, so that brain extraction has a head to work on) holding the "
+        "most change-mask voxels.",
         "2. The T1-weighted crop is the smallest box of the T1 grid holding the FLAIR box's "
         "eight world corners, so both files cover the same region on different grids.",
         "3. Each crop keeps its image's voxel values, data type and header; only the "

@@ -166,7 +166,7 @@ def test_another_voxel_size_matches_after_resampling_back(trained, tmp_path: Pat
     assert np.abs(a - b).mean() < 0.25 * a.std() + 1e-3
     sidecar = json.loads(_sidecar(tmp_path / "b").read_text())
     assert sidecar["ModelVoxelSize"] == [2.0, 2.0, 2.5]
-    assert list(sidecar["InputVoxelSizes"].values())[0] == [1.0, 1.0, 1.25]
+    assert next(iter(sidecar["InputVoxelSizes"].values())) == [1.0, 1.0, 1.25]
 
 
 def _sidecar(folder: Path) -> Path:
@@ -245,7 +245,7 @@ def test_real_clinical_patient_runs_end_to_end(trained, tmp_path: Path) -> None:
     prediction = load_volume(found[0].path)
     assert prediction.shape == flair.shape
     np.testing.assert_allclose(prediction.affine, flair.affine, atol=1e-4)
-    assert 0 <= prediction.data.min() and prediction.data.max() <= 1
+    assert prediction.data.min() >= 0 and prediction.data.max() <= 1
     sidecar = json.loads(found[0].sidecar.read_text())
     assert sidecar["BrainMask"].startswith("computed")
     assert len(sidecar["Sources"]) == 2

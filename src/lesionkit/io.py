@@ -184,6 +184,13 @@ def load_affine(path: str | os.PathLike[str]) -> np.ndarray:
                          f"({error})") from error
 
 
+def nifti_image(data: np.ndarray, affine: np.ndarray) -> Any:
+    """An in-memory nibabel NIfTI image (for libraries that take one)."""
+    import nibabel as nib
+
+    return nib.Nifti1Image(np.asarray(data), np.asarray(affine, float))
+
+
 def save_volume(volume: Volume, path: str | os.PathLike[str], dtype: Any = None) -> Path:
     """Save a volume as NIfTI atomically, keeping affine, header fields and data type.
 

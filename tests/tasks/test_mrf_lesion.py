@@ -143,7 +143,7 @@ def test_single_output_variants_train_and_predict(name: str, tmp_path: Path) -> 
         f"sub-03_label-lesion_desc-{name.replace('-', '')}_probseg.nii.gz",
         "sub-03_label-lesion_desc-uncertainty_probseg.nii.gz"]
     probability = load_volume(written[0]).data
-    assert 0 <= probability.min() and probability.max() <= 1
+    assert probability.min() >= 0 and probability.max() <= 1
     rows = task.evaluate(task, data, data / "derivatives" / "lesionkit", ["03"])
     assert rows[0]["t1_deviation_matching"] is None and rows[0]["n_lesions"] == 1
     assert {"lesion_precision", "lesion_recall", "lesion_f1",

@@ -92,6 +92,13 @@ def _find(root: Path, subject: str, suffix: str, derivatives: str | None,
 
     found = BIDSDataset(root).locate(subject, suffix, derivatives=derivatives,
                                      other_pipelines=other_pipelines, **entities)
+    if len(found) > 1:
+        from lesionkit.io import InputError
+
+        raise InputError(f"{found[0].path.parent}: expected one '{suffix}' image of "
+                         f"sub-{subject} to score, found {len(found)} "
+                         f"({', '.join(f.path.name for f in found)}); evaluation takes one "
+                         "session per subject")
     return np.asarray(load_volume(found[0].path).data, np.float64) if found else None
 
 
