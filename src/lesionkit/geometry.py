@@ -132,7 +132,9 @@ def registered(image: tio.ScalarImage, reference: tio.Image) -> tio.ScalarImage:
         moving.mean(0), static, moving_affine=image.affine, static_affine=reference.affine,
         pipeline=["center_of_mass", "translation", "rigid", "affine"],
         level_iters=[1000, 100, 10], sigmas=[3.0, 1.0, 0.0], factors=[4, 2, 1])
-    mapping = AffineMap(matrix, static.shape, reference.affine, moving.shape[1:], image.affine)
+    mapping = AffineMap(matrix, domain_grid_shape=static.shape,
+                        domain_grid2world=reference.affine,
+                        codomain_grid_shape=moving.shape[1:], codomain_grid2world=image.affine)
     moved = np.stack([mapping.transform(channel) for channel in moving]).astype(np.float32)
     return tio.ScalarImage(tensor=torch.from_numpy(moved), affine=reference.affine)
 

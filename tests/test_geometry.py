@@ -1,0 +1,93 @@
+"""Geometry of a subject's images: voxel sizes, overlap, one grid, co-registration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchio as tio
+from scipy import ndimage
+
+from lesionkit.geometry import (
+    at_voxel_size,
+    canonical,
+    median_voxel_size,
+    onto_grid,
+    overlap,
+    registered,
+    thickness_warning,
+    voxel_size,
+)
+from lesionkit.io import InputError
+
+AXIAL = np.diag([0.7, 0.8, 3.0, 1.0])
+
+
+def _image(data: np.ndarray, affine: np.ndarray, label: bool = False) -> tio.Image:
+    kind = tio.LabelMap if label else tio.ScalarImage
+    return kind(tensor=torch.from_numpy(np.asarray(data, np.float32)[None]), affine=affine)
+
+
+def _blob(shape=(40, 40, 30), centre=(20, 20, 15), seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape).astype(float)
+    head = sum(((g - c) / (0.35 * n)) ** 2 for g, c, n in zip(grid, centre, shape, strict=True))
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, shape), 2.0)
+    return np.where(head <= 1, 100 + 40 * texture / texture.std() + 50 * (head < 0.3), 0)
+
+
+def test_voxel_size_follows_world_axes_whatever_the_storage_order() -> None:
+    sagittal = AXIAL[:, [2, 0, 1, 3]]  # voxel axis 0 now runs along world z
+    assert voxel_size(AXIAL) == pytest.approx((0.7, 0.8, 3.0))
+    assert voxel_size(sagittal) == pytest.approx((0.7, 0.8, 3.0))
+    assert median_voxel_size([AXIAL, AXIAL, np.eye(4)]) == (0.7, 0.8, 3.0)
+
+
+def test_overlap_of_world_boxes() -> None:
+    shifted = np.eye(4)
+    shifted[0, 3] = 5.0
+    assert overlap((10, 10, 10), np.eye(4), (10, 10, 10), np.eye(4)) == pytest.approx(1.0)
+    assert overlap((11, 10, 10), np.eye(4), (11, 10, 10), shifted) == pytest.approx(0.5)
+    far = np.eye(4)
+    far[0, 3] = 100.0
+    assert overlap((10, 10, 10), np.eye(4), (10, 10, 10), far) == 0.0
+
+
+def test_canonical_and_voxel_size_resampling() -> None:
+    flipped = np.diag([-1.0, 1.0, 1.0, 1.0])
+    image = canonical(_image(np.arange(24.0).reshape(2, 3, 4), flipped))
+    assert image.orientation == ("R", "A", "S")
+    assert image.data[0, 0, 0, 0] == 12.0  # the last row of the first axis comes first
+    same = _image(np.zeros((4, 4, 4)), np.eye(4))
+    assert at_voxel_size(same, (1.0, 1.0, 1.0)) is same
+    assert at_voxel_size(same, (2.0, 2.0, 2.0)).spatial_shape == (2, 2, 2)
+
+
+def test_images_far_apart_need_registration() -> None:
+    reference = _image(_blob(), np.eye(4))
+    far = np.eye(4)
+    far[:3, 3] = [60.0, 0.0, 0.0]
+    with pytest.raises(InputError, match=r"t1\.nii: expected the same head as flair\.nii.*"
+                                         r"overlap.*--register"):
+        onto_grid(_image(_blob(), far), reference, "t1.nii", "flair.nii")
+    label = onto_grid(_image(_blob() > 120, np.diag([0.5, 0.5, 0.5, 1.0]), label=True),
+                      reference, "mask.nii", "flair.nii")
+    assert label.spatial_shape == reference.spatial_shape
+    assert set(np.unique(label.data.numpy())) <= {0.0, 1.0}  # labels stay labels
+
+
+def test_registration_recovers_a_shift_the_affines_do_not_know() -> None:
+    reference = _image(_blob(), np.eye(4))
+    moved = _image(_blob(centre=(23, 18, 15)), np.eye(4))  # the head moved 3 mm and -2 mm
+    before = np.corrcoef(moved.data.ravel(), reference.data.ravel())[0, 1]
+    aligned = registered(moved, reference)
+    after = np.corrcoef(aligned.data.ravel(), reference.data.ravel())[0, 1]
+    assert aligned.spatial_shape == reference.spatial_shape
+    assert after > 0.9 > before
+
+
+def test_thick_slices_warn() -> None:
+    assert thickness_warning("a.nii", (1.0, 1.0, 1.2), (1.0, 1.0, 1.0)) is None
+    warning = thickness_warning("a.nii", (0.7, 0.7, 5.5), (1.0, 1.0, 1.0))
+    assert "a 5.5 mm edge" in warning and "may be missed" in warning
+    assert thickness_warning("a.nii", (0.7, 0.7, 5.5), None) is None
