@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from lesionkit.bids import BIDSDataset, bids_path, write_dataset_description, write_participants
 from lesionkit.cli import app
-from lesionkit.evaluation import evaluate
+from lesionkit.evaluation import evaluate, report
 from lesionkit.infer import predict
 from lesionkit.io import load_volume, save_volume
 from lesionkit.tasks import get_task
@@ -197,6 +197,8 @@ def test_truth_in_a_manual_pipeline_is_evaluated(trained, tmp_path: Path) -> Non
     tsv, _ = evaluate(get_task("flair-lesion"), data)
     header = tsv.read_text().splitlines()[0].split("\t")
     assert {"lesion_dice", "lesion_f1", "false_positive_components"} <= set(header)
+    page = report(get_task("flair-lesion"), data).read_text()
+    assert "flair-lesion" in page and "tiny heads" in page and "MRF study" not in page
     result = CliRunner().invoke(app, ["evaluate", "flair-lesion", str(data), "--truth",
                                       "nothing-here", "--out-dir", str(tmp_path / "scores")])
     assert result.exit_code == 1 and "lesion mask" in result.output
