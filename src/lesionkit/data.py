@@ -98,10 +98,11 @@ def prediction_units(dataset: BIDSDataset, task: Task, subjects: Sequence[str] |
 
 
 def prediction_specs(task: Task) -> tuple[ImageSpec, ...]:
-    """Images read at prediction: the prediction inputs, the brain mask (when the task has
-    one) and, per-lesion, the lesion map."""
-    extra = tuple(s for s in (task.mask, task.lesions) if s is not None)
-    return task.prediction_inputs + extra
+    """Images read at prediction: the prediction inputs, the brain mask (when an input is
+    normalised per image inside it) and, per-lesion, the lesion map."""
+    per_image = any(s.normalisation == "image-zscore" for s in task.prediction_inputs)
+    mask = task.mask if per_image else None
+    return task.prediction_inputs + tuple(s for s in (mask, task.lesions) if s is not None)
 
 
 def training_subjects(dataset: BIDSDataset, task: Task) -> list[str]:
@@ -203,8 +204,9 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     Every image is reoriented to RAS+; the first is resampled to the task's ``spacing``
     and the others onto its grid (:mod:`lesionkit.geometry`). 4D series become channels.
     The brain mask is stored under ``"mask"``: the dataset's when it has one, else
-    computed from the first input (:func:`lesionkit.brainmask.brain_mask`); for a task
-    without a mask spec, the non-zero voxels of the first input. Inputs normalised per
+    computed from the first input (:func:`lesionkit.brainmask.brain_mask`); when the
+    mask spec is not among ``specs`` (a task without one, or prediction without per-image
+    normalisation), the non-zero voxels of the first input. Inputs normalised per
     image (``image-zscore``) are skull-stripped with the mask and normalised here. The
     task's preprocessing transforms are applied last. ``subject["notes"]`` says what was
     done (mask source, voxel sizes, warnings) for the outputs' sidecars.
@@ -248,10 +250,11 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
             images[key] = geometry.onto_grid(image, images[first], sources[key], sources[first],
                                              register)
     reference = images[first]
-    if task.mask is not None and task.mask.key in images:
+    wanted = task.mask is not None and task.mask in specs
+    if wanted and task.mask.key in images:
         mask = images.pop(task.mask.key).data > 0.5
         notes["BrainMask"] = f"dataset: {sources[task.mask.key]}"
-    elif task.mask is not None:
+    elif wanted:
         from lesionkit.brainmask import brain_mask
 
         computed, how = brain_mask(reference.data.float().mean(0).numpy(), reference.affine,

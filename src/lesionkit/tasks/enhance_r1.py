@@ -30,7 +30,8 @@ from lesionkit.tasks.task import DemoStep, ImageSpec, OutputSpec, Task
 R1_3T = ImageSpec("r1_3t", "R1map", session="3T", exclude=("acq",), unit="s^-1")
 R1_7T = ImageSpec("r1_7t", "R1map", session="7T", exclude=("acq",), unit="s^-1")
 BRAIN = ImageSpec("brain", "mask", session="7T", derivatives="phantom",
-                  entities=(("desc", "brain"),), kind="label", normalisation="none")
+                  entities=(("desc", "brain"),), kind="label", normalisation="none",
+                  other_pipelines=True)
 ENHANCED = OutputSpec("R1map", "enhanced", "s^-1", target="r1_7t")
 
 

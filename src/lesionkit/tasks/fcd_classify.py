@@ -53,7 +53,7 @@ from lesionkit.tasks.task import DemoStep, ImageSpec, LabelSpec, OutputSpec, Tas
 CLASSES = ("control", "patient")
 GROUP = LabelSpec("group", "group", CLASSES)
 BRAIN = ImageSpec("brain", "mask", derivatives="phantom", entities=(("desc", "brain"),),
-                  kind="label", normalisation="none")
+                  kind="label", normalisation="none", other_pipelines=True)
 OUTPUTS = tuple(OutputSpec("prob", name, "1", kind="probability") for name in CLASSES)
 CAM_SUFFIX, CAM_DESC = "probseg", "gradcam"
 HEAT_SCORE_NOTE = (
@@ -182,7 +182,7 @@ def cam_figures(root: str | os.PathLike[str], predictions: str | os.PathLike[str
 AUGMENT = (Transform("RandomFlip", {"axes": ("LR",), "flip_probability": 0.5}),
            Transform("RandomAffine", {"scales": 0.05, "degrees": 5, "translation": 4}))
 LESION = ImageSpec("lesion", "mask", derivatives="phantom", entities=(("label", "lesion"),),
-                   kind="label", unit="1", normalisation="none")
+                   kind="label", unit="1", normalisation="none", other_pipelines=True)
 
 
 def pretraining_task(task: Task) -> Task:
@@ -245,7 +245,8 @@ def fcd_task(modality: str = "FLAIR", network: str = "resnet18", **values: Any) 
     task = Task(
         name=name,
         description=f"{modality} -> FCD-II patient vs control (3D ResNet) + Grad-CAM",
-        inputs=(ImageSpec(modality.lower(), modality, unit="a.u."),),
+        inputs=(ImageSpec(modality.lower(), modality, unit="a.u.",
+                          normalisation="image-zscore"),),
         targets=(GROUP,),
         mask=BRAIN,
         outputs=OUTPUTS,
