@@ -7,6 +7,10 @@ Order of use::
     maps = apply_ms_lesions(maps, lesions, fractions, anatomy.affine)
     rows = lesion_table_rows(lesions, fractions, anatomy.affine)
 
+Real lesion shapes from a mask library mix in through :mod:`.lesion_library`
+(``draw_subject_ms_lesions``, ``ms_lesion_fractions``, ``ms_table_rows``); the
+functions here accept its lesions.
+
 Values at 3 T (``MS_LESION_RANGES``; one value per lesion). Each lesion draws a severity
 (its T1 quantile, uniform); T2, T2*, PD and ADC take the same quantile within +-0.2
 (reflected into 0..1), so a lesion with long T1 also has long T2, more water and higher
@@ -35,6 +39,7 @@ ADC (dark on T1w and bright on FLAIR together); chi is drawn independently:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -195,6 +200,7 @@ def draw_ms_lesions(
     first_label: int = 1,
     sites: WhiteMatterSites | None = None,
     max_tries: int = 30,
+    avoid: Sequence[Lesion] = (),
 ) -> list[Lesion]:
     """Draw the MS lesions of one subject (parameters only).
 
@@ -212,6 +218,7 @@ def draw_ms_lesions(
         max_tries: centre draws per lesion to avoid overlapping an earlier lesion; a
             lesion that finds no free place is left out, so a crowded small brain may
             hold fewer lesions than drawn.
+        avoid: lesions already placed (e.g. library lesions) that new ones keep clear of.
 
     Returns:
         Lesions of kind "ms" with centres at voxel centres in white matter; each
@@ -233,7 +240,7 @@ def draw_ms_lesions(
             centre = voxel_to_world(sites.affine, ijk)
             if all(
                 np.linalg.norm(centre - np.asarray(o.centre_mm)) >= semi.mean() + np.mean(o.axes_mm)
-                for o in lesions
+                for o in (*avoid, *lesions)
             ):
                 break
         else:
@@ -266,12 +273,19 @@ def rim_crops(
     """Paramagnetic shells of the rim+ lesions: ``{label: (box, shell fraction)}``.
 
     The shell is the part of the lesion within ``rim_thickness_mm`` of its surface,
-    limited to the lesion's own (tissue-confined) fraction.
+    limited to the lesion's own (tissue-confined) fraction; for library lesions the
+    depth below the surface comes from a distance transform of the fraction.
     """
+    from lesionkit.simulate.lesionmasks import LibraryLesion, core_fraction
+
     out = {}
     for les in lesions:
         if les.rim:
             box, f = fractions.crop(les.label)
+            if isinstance(les, LibraryLesion):
+                core = core_fraction(f, affine, les.properties["rim_thickness_mm"])
+                out[les.label] = (box, np.clip(f - core, 0.0, None))
+                continue
             inner_box, inner = shape_crop(
                 les, fractions.shape, affine, grow_mm=-les.properties["rim_thickness_mm"]
             )
