@@ -77,6 +77,17 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed: one seed gives the same cohort anywhere.")] = 0,
     resolution: Annotated[int, typer.Option(min=1, max=2, help="1 (1 mm) or 2 (2 mm).")] = 2,
     preview: Annotated[bool, typer.Option(help="Write a PNG montage per subject.")] = False,
+    randomise: Annotated[bool, typer.Option(
+        help="Domain randomisation: each weighted image gets a drawn field (1.5T/3T), "
+             "sequence, voxel size, slices, orientation and artefacts.")] = False,
+    randomise_strong: Annotated[bool, typer.Option(
+        help="Stronger randomisation: also random intensities per tissue class "
+             "(SynthSeg-like); implies --randomise.")] = False,
+    lesion_library: Annotated[str, typer.Option(
+        metavar="DIR",
+        help="MS cohorts: real lesion shapes (about half of the lesions) from 'shipped' "
+             "(27 patients' masks), a folder of binary masks in MNI space, or 'none' "
+             "(parametric lesions only).")] = "shipped",
 ) -> None:
     """Simulate a phantom cohort with ground truth as a BIDS dataset."""
     from lesionkit.simulate import COHORTS, simulate_cohort
@@ -85,7 +96,9 @@ def simulate(
         _fail(f"unknown cohort {cohort!r}; expected one of {', '.join(COHORTS)}")
     with _user_errors(), _progress(f"simulate {cohort}", subjects) as advance:
         path = simulate_cohort(cohort, out_dir, subjects=subjects, seed=seed,
-                               resolution=resolution, preview=preview, progress=advance)
+                               resolution=resolution, preview=preview, progress=advance,
+                               randomise="strong" if randomise_strong else randomise,
+                               lesion_library=lesion_library)
     typer.echo(f"wrote {path}")
 
 

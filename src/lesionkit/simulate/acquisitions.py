@@ -29,7 +29,9 @@ IMAGE_SCALE = 1000.0
 #: Name of the ground-truth derivative folder (derivatives/phantom).
 PIPELINE = "phantom"
 #: Independent random streams of one subject, in spawn order.
-STREAMS = ("anatomy", "tissue", "lesions", "scanner", "noise", "demographics")
+#: (``randomise`` last: adding it left the earlier streams, and cohorts without
+#: randomisation, unchanged.)
+STREAMS = ("anatomy", "tissue", "lesions", "scanner", "noise", "demographics", "randomise")
 LESION_COLUMNS = ("label", "type", "centre_x", "centre_y", "centre_z", "long_axis_mm",
                   "short_axis_mm", "volume_mm3", "rim")
 
@@ -164,6 +166,10 @@ class Subject:
     preview_images: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     preview_lesions: np.ndarray | None = None
     row: dict[str, Any] = field(default_factory=dict)
+    #: Domain randomisation: "" (none), "standard" or "strong" (lesionkit.simulate.randomise).
+    randomise: str = ""
+    #: Randomised acquisitions drawn so far, shared by images of the same sequence.
+    draws: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def spacing(self) -> float:
@@ -177,11 +183,12 @@ class Subject:
 
 
 def make_subject(root: Path, seed: int, index: int, child: np.random.SeedSequence,
-                 group: str, resolution: int) -> Subject:
+                 group: str, resolution: int, randomise: str = "") -> Subject:
     """Subject ``index`` (0-based) with its independent random streams."""
     rngs = {name: np.random.default_rng(s) for name, s in zip(STREAMS, child.spawn(len(STREAMS)),
                                                                strict=True)}
-    return Subject(root, f"{index + 1:02d}", group, index, seed, resolution, rngs)
+    return Subject(root, f"{index + 1:02d}", group, index, seed, resolution, rngs,
+                   randomise=randomise)
 
 
 def save_image(sub: Subject, data: np.ndarray, affine: np.ndarray, suffix: str, unit: str,
@@ -262,7 +269,11 @@ def draw_scanner(rng: np.random.Generator, n_images: int = 8) -> Scanner:
 def write_weighted(sub: Subject, maps: TissueMaps, anatomy: Anatomy, a: Acquisition,
                    scanner: Scanner, k: int, suffix: str, extra: dict | None = None,
                    **entities: str) -> np.ndarray:
-    """Acquire and write one weighted image (bias field number ``k``; ``extra`` sidecar)."""
+    """Acquire and write one weighted image (bias field number ``k``; ``extra`` sidecar).
+
+    Cohorts with ``sub.randomise`` call :func:`lesionkit.simulate.randomise.write_randomised`
+    instead (through ``cohorts.write_weighted``).
+    """
     shape = anatomy.shape
     b1 = smooth_field(scanner.b1_control, shape, *B1_RANGE[a.field])
     bias = smooth_field(scanner.bias_controls[k], shape, 1 - a.bias_amplitude,

@@ -10,7 +10,8 @@ under ``sub-XX/[ses-YY/]anat``; ground truth under ``derivatives/phantom``.
 Groups (participants.tsv): fcd-classify alternates patient / control (sub-01 patient),
 so patients and controls are 1:1 for an even count; enhance-r1 makes every third
 subject (sub-02, sub-05, ...) an FCD patient (group fcd) and the others controls;
-mrf-lesion and rim-classify subjects are MS patients (1-30 and 5-30 lesions drawn),
+mrf-lesion and rim-classify subjects are MS patients (1-30 and 5-30 lesions drawn,
+about half of them real lesion shapes from a lesion library by default),
 contrast-amplify subjects tumour patients (30 % of them without an enhancing lesion).
 Weighted images and QSM are simulated on the cohort grid itself (partial-volume tissue
 fractions are the decimation); enhance-r1 simulates on the 7T grid and acquires the 3T
@@ -19,6 +20,7 @@ map by blurring and decimating to twice the voxel size.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -32,15 +34,33 @@ import numpy as np
 
 from lesionkit.simulate import acquisitions as acq
 from lesionkit.simulate import parameters as phys
-from lesionkit.simulate.anatomy import Anatomy, draw_deformation, subject_anatomy
+from lesionkit.simulate.anatomy import (
+    Anatomy,
+    DeformationParams,
+    draw_deformation,
+    subject_anatomy,
+)
+from lesionkit.simulate.randomise import map_snr
 from lesionkit.simulate.signal import draw_smooth_field, r1_from_t1, reslice, smooth_field
 from lesionkit.simulate.tissue import TissueMaps, tissue_maps
 
 
-def base_subject(sub: acq.Subject, spacing: float, field_strength: str = "3T"
+def write_weighted(sub: acq.Subject, *args: Any, **kwargs: Any) -> np.ndarray:
+    """One weighted image: its nominal acquisition, or a drawn one with ``sub.randomise``
+    (arguments of :func:`lesionkit.simulate.acquisitions.write_weighted`)."""
+    from lesionkit.simulate.randomise import write_randomised
+
+    return (write_randomised if sub.randomise else acq.write_weighted)(sub, *args, **kwargs)
+
+
+def base_subject(sub: acq.Subject, spacing: float, field_strength: str = "3T",
+                 deformation: DeformationParams | None = None
                  ) -> tuple[Anatomy, dict, TissueMaps]:
-    """Deformed anatomy at ``spacing`` mm, tissue quantiles and property maps at a field."""
-    anatomy = subject_anatomy(draw_deformation(sub.rngs["anatomy"]), spacing)
+    """Deformed anatomy at ``spacing`` mm, tissue quantiles and property maps at a field
+    (``deformation``: drawn already from ``sub.rngs["anatomy"]``, else drawn here)."""
+    if deformation is None:
+        deformation = draw_deformation(sub.rngs["anatomy"])
+    anatomy = subject_anatomy(deformation, spacing)
     quantiles = phys.draw_tissue_quantiles(sub.rngs["tissue"])
     return anatomy, quantiles, tissue_maps(anatomy, phys.tissue_values(quantiles, field_strength))
 
@@ -96,40 +116,51 @@ def fcd_classify_subject(sub: acq.Subject) -> None:
     if sub.group == "patient":
         anatomy, (maps,), lesion = _fcd(sub, anatomy, [maps])
     scanner = acq.draw_scanner(sub.rngs["scanner"])
-    acq.write_weighted(sub, maps, anatomy, phys.T1W_MPRAGE, scanner, 0, "T1w")
-    acq.write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
+    write_weighted(sub, maps, anatomy, phys.T1W_MPRAGE, scanner, 0, "T1w")
+    write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
     acq.save_truth_tissue(sub, anatomy, lesion)
 
 
-def _ms(sub: acq.Subject, anatomy: Anatomy, maps: TissueMaps, n_range: tuple[int, int]
+def _ms(sub: acq.Subject, anatomy: Anatomy, maps: TissueMaps, n_range: tuple[int, int],
+        deformation: DeformationParams, lesion_library: Any = "shipped"
         ) -> tuple[TissueMaps, np.ndarray, np.ndarray]:
-    """Draw and paint MS lesions; write the label map and table. Returns maps, fraction, labels."""
-    from lesionkit.simulate.lesions import lesion_fractions, lesion_table_rows
-    from lesionkit.simulate.lesions_ms import apply_ms_lesions, draw_ms_lesions
+    """Draw and paint MS lesions (real shapes from ``lesion_library`` mixed with parametric
+    ones, see :mod:`.lesion_library`); write the label map and table. Returns maps,
+    fraction, labels."""
+    from lesionkit.simulate import lesion_library as lib
+    from lesionkit.simulate.lesions_ms import apply_ms_lesions
 
-    lesions = draw_ms_lesions(sub.rngs["lesions"], anatomy, n_range=n_range)
-    fractions, labels = lesion_fractions(lesions, anatomy)
+    library = lib.resolve_lesion_library(lesion_library)
+    lesions = lib.draw_subject_ms_lesions(sub.rngs["lesions"], anatomy, n_range, library,
+                                          deformation)
+    fractions, labels = lib.ms_lesion_fractions(lesions, anatomy)
     maps = apply_ms_lesions(maps, lesions, fractions, anatomy.affine)
-    acq.save_lesions(sub, labels, lesion_table_rows(lesions, fractions, anatomy.affine),
+    acq.save_lesions(sub, labels, lib.ms_table_rows(lesions, fractions, anatomy.affine),
                  anatomy.affine)
     sub.row["n_lesions"] = len(lesions)
+    sub.row["lesion_library"] = library.source if library else "none"
+    sources = sorted({str(les.properties["source"]) for les in lesions
+                      if les.properties.get("location") == "library"})
+    sub.row["lesion_library_mask"] = ",".join(sources) or "n/a"
     return maps, fractions.total(), labels
 
 
-def mrf_lesion_subject(sub: acq.Subject) -> None:
+def mrf_lesion_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> None:
     """35-frame MRF-EPI series (Bloch, B1, complex noise), FLAIR and T1w of an MS patient."""
     from lesionkit.mrf import MRF_EPI
 
-    anatomy, _, maps = base_subject(sub, sub.spacing)
-    maps, lesion, _ = _ms(sub, anatomy, maps, (1, 30))
+    deformation = draw_deformation(sub.rngs["anatomy"])
+    anatomy, _, maps = base_subject(sub, sub.spacing, deformation=deformation)
+    maps, lesion, _ = _ms(sub, anatomy, maps, (1, 30), deformation, lesion_library)
     scanner = acq.draw_scanner(sub.rngs["scanner"])
     b1 = smooth_field(scanner.b1_control, anatomy.shape, *phys.B1_RANGE["3T"])
-    mrf = acq.mrf_images(maps, b1, anatomy.mask, phys.MRF_SNR, sub.rngs["noise"], MRF_EPI)
-    meta = {"MagneticFieldStrength": 3.0, "SNR": phys.MRF_SNR, **MRF_EPI.to_sidecar(),
+    snr = map_snr(sub, phys.MRF_SNR)
+    mrf = acq.mrf_images(maps, b1, anatomy.mask, snr, sub.rngs["noise"], MRF_EPI)
+    meta = {"MagneticFieldStrength": 3.0, "SNR": snr, **MRF_EPI.to_sidecar(),
             "PulseSequenceType": "MRF-EPI (slice-interleaved spoiled gradient echo EPI)"}
     acq.save_image(sub, mrf, anatomy.affine, "MRF", "a.u.", meta, dtype=np.int16)
-    acq.write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
-    acq.write_weighted(sub, maps, anatomy, phys.T1W_MPRAGE, scanner, 0, "T1w")
+    write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
+    write_weighted(sub, maps, anatomy, phys.T1W_MPRAGE, scanner, 0, "T1w")
     a, truth = anatomy.affine, {"Description": "phantom ground truth"}
     acq.save_image(sub, np.where(anatomy.mask, maps.t1_ms, 0), a, "T1map", "ms", truth,
                derivative=True)
@@ -141,22 +172,24 @@ def mrf_lesion_subject(sub: acq.Subject) -> None:
     sub.preview_images = {"MRF (frame mean)": (mrf, a), **sub.preview_images}
 
 
-def rim_classify_subject(sub: acq.Subject) -> None:
+def rim_classify_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> None:
     """QSM (ppb; dipole model, field noise, TKD streaking) and FLAIR of an MS patient."""
     from lesionkit.simulate.qsm import simulate_qsm
 
-    anatomy, _, maps = base_subject(sub, sub.spacing)
-    maps, lesion, _ = _ms(sub, anatomy, maps, (5, 30))
+    deformation = draw_deformation(sub.rngs["anatomy"])
+    anatomy, _, maps = base_subject(sub, sub.spacing, deformation=deformation)
+    maps, lesion, _ = _ms(sub, anatomy, maps, (5, 30), deformation, lesion_library)
     scanner = acq.draw_scanner(sub.rngs["scanner"])
-    chi = simulate_qsm(maps.chi_ppb, anatomy.mask, anatomy.spacing, phys.QSM_NOISE_PPB,
-                       sub.rngs["noise"])
-    meta = {"MagneticFieldStrength": 3.0, "FieldNoiseSD_ppb": round(phys.QSM_NOISE_PPB, 3),
-            "EchoTime": phys.QSM_TE_MS / 1000.0, "MagnitudeSNR": phys.QSM_MAGNITUDE_SNR,
+    magnitude_snr = map_snr(sub, phys.QSM_MAGNITUDE_SNR)
+    noise = phys.QSM_NOISE_PPB * phys.QSM_MAGNITUDE_SNR / magnitude_snr
+    chi = simulate_qsm(maps.chi_ppb, anatomy.mask, anatomy.spacing, noise, sub.rngs["noise"])
+    meta = {"MagneticFieldStrength": 3.0, "FieldNoiseSD_ppb": round(noise, 3),
+            "EchoTime": phys.QSM_TE_MS / 1000.0, "MagnitudeSNR": magnitude_snr,
             "Reconstruction": "dipole forward model, Gaussian field noise, TKD (threshold 0.2)",
             "B0Direction": [0.0, 0.0, 1.0]}
     acq.save_image(sub, chi, anatomy.affine, "Chimap", "ppb", meta)
     sub.preview_images["QSM"] = (chi, anatomy.affine)
-    acq.write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
+    write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
     acq.save_image(sub, maps.chi_ppb * anatomy.mask, anatomy.affine, "Chimap", "ppb",
                {"Description": "true susceptibility"}, derivative=True)
     acq.save_truth_tissue(sub, anatomy, lesion)
@@ -173,10 +206,13 @@ def contrast_amplify_subject(sub: acq.Subject) -> None:
     maps = tumour.apply_tumours(maps, lesions, tm)
     scanner = acq.draw_scanner(sub.rngs["scanner"])
     a = anatomy.affine
-    acq.write_weighted(sub, maps, anatomy, phys.T1_SPGR, scanner, 0, "T1w")
-    acq.write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
-    adc, _, _ = acq.quantitative_map(maps.adc, phys.ADC_MAP, anatomy.mask, a, sub.rngs["noise"])
-    acq.save_image(sub, adc, a, "ADC", "1e-3 mm^2/s", acq.sidecar(phys.ADC_MAP))
+    write_weighted(sub, maps, anatomy, phys.T1_SPGR, scanner, 0, "T1w")
+    write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
+    adc_acq = replace(phys.ADC_MAP, snr=map_snr(sub, phys.ADC_MAP.snr))
+    factor = 1.0 + 0.5 * float(sub.rngs["randomise"].uniform()) if sub.randomise else 1.0
+    adc, adc_affine, _ = acq.quantitative_map(maps.adc, adc_acq, anatomy.mask, a,
+                                              sub.rngs["noise"], factor=factor)
+    acq.save_image(sub, adc, adc_affine, "ADC", "1e-3 mm^2/s", acq.sidecar(adc_acq))
     for label, dose, sequence, k in (("low", 0.025, phys.T1_SPGR, 0),
                                      ("standard", 0.1, phys.T1_SPGR, 0),
                                      ("reference", 0.1, phys.T1_TSE, 2)):
@@ -185,7 +221,7 @@ def contrast_amplify_subject(sub: acq.Subject) -> None:
         post = replace(maps, t1_ms=(1000.0 / r1).astype(np.float32))
         meta = {"ContrastBolusIngredient": "GADOLINIUM", "ContrastDose_mmol_per_kg": dose,
                 "Relaxivity_per_mM_s": phys.R1_RELAXIVITY_PER_MM_S}
-        acq.write_weighted(sub, post, anatomy, sequence, scanner, k, "T1w", meta,
+        write_weighted(sub, post, anatomy, sequence, scanner, k, "T1w", meta,
                            ce="gadolinium", acq=label)
     lesion = tm.fractions.total()
     acq.save_lesions(sub, tm.labels, lesion_table_rows(lesions, tm.fractions, a), a)
@@ -238,7 +274,9 @@ def _check_out_dir(out: Path, task: str) -> None:
 
 def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int = 0,
                     resolution: int = 2, preview: bool = False,
-                    progress: Callable[[int], Any] | None = None) -> Path:
+                    progress: Callable[[int], Any] | None = None,
+                    randomise: bool | str = False,
+                    lesion_library: str | Path | None = "shipped") -> Path:
     """Write a phantom cohort for ``task`` as a BIDS dataset with truth under derivatives.
 
     Args:
@@ -249,6 +287,14 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
         resolution: 1 (native 1 mm; enhance-r1 3T 1 mm / 7T 0.5 mm) or 2 (2 mm; 2 mm / 1 mm).
         preview: also write a PNG montage per subject under derivatives/phantom.
         progress: called with 1 after each subject.
+        randomise: domain randomisation of the weighted images (True or "standard":
+            drawn field, sequence, grid and artefacts per image; "strong": also random
+            intensities per tissue class) and of the quantitative maps' SNR (ADC: grid);
+            see :mod:`lesionkit.simulate.randomise`. False: the fixed protocols.
+        lesion_library: where cohorts with MS lesions take real lesion shapes from
+            (mixed with parametric ones, :mod:`lesionkit.simulate.lesion_library`):
+            "shipped", a folder of binary masks in MNI space, or None / "none" for
+            parametric lesions only.
 
     Returns:
         The dataset root.
@@ -259,6 +305,15 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
         raise ValueError(f"resolution must be 1 or 2 (mm), found {resolution!r}")
     if subjects < 1:
         raise ValueError(f"subjects must be at least 1, found {subjects}")
+    mode = ("standard" if randomise is True else "" if randomise is False else randomise)
+    if mode not in ("", "standard", "strong"):
+        raise ValueError(f"randomise must be False, True, 'standard' or 'strong', found "
+                         f"{randomise!r}")
+    library = None
+    if "lesion_library" in inspect.signature(COHORTS[task]).parameters:
+        from lesionkit.simulate.lesion_library import resolve_lesion_library
+
+        library = resolve_lesion_library(lesion_library)  # a bad folder fails here
     final = Path(out_dir)
     _check_out_dir(final, task)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -269,7 +324,8 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
     os.umask(umask)
     out.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the dataset gets the usual mode
     try:
-        _write_cohort(task, out, subjects, seed, resolution, preview, progress)
+        _write_cohort(task, out, subjects, seed, resolution, preview, progress, mode,
+                      library)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -280,7 +336,8 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
 
 
 def _write_cohort(task: str, out: Path, subjects: int, seed: int, resolution: int,
-                  preview: bool, progress: Callable[[int], Any] | None) -> None:
+                  preview: bool, progress: Callable[[int], Any] | None,
+                  randomise: str = "", lesion_library: Any = None) -> None:
     """Write every file of a cohort under ``out`` (see :func:`simulate_cohort`)."""
     from lesionkit.bids import write_dataset_description, write_participants
 
@@ -291,9 +348,13 @@ def _write_cohort(task: str, out: Path, subjects: int, seed: int, resolution: in
     rows = []
     children = np.random.SeedSequence(seed).spawn(subjects)
     for i, (child, group) in enumerate(zip(children, _groups(task, subjects), strict=True)):
-        sub = acq.make_subject(out, seed, i, child, group, resolution)
+        sub = acq.make_subject(out, seed, i, child, group, resolution, randomise)
         demo = sub.rngs["demographics"]
-        COHORTS[task](sub)
+        run = COHORTS[task]
+        if "lesion_library" in inspect.signature(run).parameters:
+            run(sub, lesion_library=lesion_library)
+        else:
+            run(sub)
         rows.append({"participant_id": f"sub-{sub.label}", "group": group,
                      "age": int(demo.integers(20, 71)), "sex": str(demo.choice(["F", "M"])),
                      **sub.row})

@@ -29,7 +29,7 @@ import numpy as np
 
 TISSUES = ("wm", "cortical_gm", "deep_gm", "csf")
 PROPERTIES = ("t1_ms", "t2_ms", "t2s_ms", "pd", "chi_ppb", "adc")
-FIELDS = ("3T", "7T")
+FIELDS = ("1.5T", "3T", "7T")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,20 @@ _ADC = {"wm": (0.7, 0.8), "cortical_gm": (0.8, 0.9), "deep_gm": (0.75, 0.85),
         "csf": (2.9, 3.1)}
 
 TISSUE_RANGES: dict[str, dict[str, TissueRange]] = {
+    # 1.5T (domain randomisation): T1/T2 of WM and GM span Stanisz et al. 2005 (1.5T: WM
+    # 884 / 72 ms, GM 1124 / 95 ms) and the 3T ranges times their 1.5T/3T T1 ratio (0.82);
+    # deep GM T1 scaled alike; T2 barely changes with field (Stanisz 2005); T2* from the
+    # 3T values with R2* - R2 proportional to B0 (static dephasing, Yablonskiy & Haacke
+    # 1994, MRM 32:749); CSF T1 field-independent (Rooney et al. 2007).
+    "1.5T": {
+        "wm": TissueRange((650, 900), (70, 82), (52, 65), _PD["wm"], _CHI["wm"], _ADC["wm"]),
+        "cortical_gm": TissueRange((1000, 1250), (88, 105), (62, 80), _PD["cortical_gm"],
+                                   _CHI["cortical_gm"], _ADC["cortical_gm"]),
+        "deep_gm": TissueRange((900, 1150), (70, 85), (42, 58), _PD["deep_gm"],
+                               _CHI["deep_gm"], _ADC["deep_gm"]),
+        "csf": TissueRange((4000, 4500), (1500, 2000), (600, 1800), _PD["csf"], _CHI["csf"],
+                           _ADC["csf"]),
+    },
     "3T": {
         "wm": TissueRange((800, 1100), (70, 80), (45, 55), _PD["wm"], _CHI["wm"], _ADC["wm"]),
         "cortical_gm": TissueRange((1300, 1600), (85, 100), (50, 65), _PD["cortical_gm"],
@@ -138,7 +152,8 @@ ADC_MAP = Acquisition("ADC", "map", "3T", 0, 0, 0, 0, snr=15, blur_factor=1.2,
 # Residual transmit-field error left in R1 maps after B1 correction (relative, peak).
 R1_RESIDUAL_B1 = 0.03
 # Transmit field B1 (relative) range for flip-angle-dependent sequences (MRF, SPGR).
-B1_RANGE = {"3T": (0.85, 1.15), "7T": (0.7, 1.3)}
+# 1.5T: about +-10 % over the head (Sled & Pike 1998, IEEE TMI 17:653).
+B1_RANGE = {"1.5T": (0.9, 1.1), "3T": (0.85, 1.15), "7T": (0.7, 1.3)}
 # MRF-EPI: SNR of the complex Gaussian noise on each of the 35 frames, relative to the
 # brain-mean magnitude of the frame average; T2* drawn at 3T.
 MRF_SNR = 25.0

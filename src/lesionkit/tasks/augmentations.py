@@ -1,0 +1,78 @@
+"""Training-time domain randomisation of weighted images (FLAIR, T1w, T2w, T1c).
+
+The same families as ``lesionkit simulate --randomise`` (:mod:`lesionkit.simulate.randomise`),
+as TorchIO transforms a task lists in ``augment`` (applied to training examples only).
+
+The engine z-scores weighted images per image (median 0, robust SD 1 inside the brain;
+background at the darkest tissue, about -3 to -6) before augmentation, so the intensity
+transforms that model the scanner (bias field, gamma, ghosting, motion) would act on
+negative values around the brain median. They are therefore wrapped between two fixed
+linear maps, z -> (z + 8) / 32 and back: the first puts the image on a positive
+signal-like scale (z = -8, below any tissue, as zero signal; the brightest lesions,
+z up to about 20, stay below 1), the second is its exact inverse, so the augmented
+image keeps the engine's scale. Nothing is clipped. After a bias field the brain median
+is no longer exactly 0, as if the image had not been re-normalised: the network learns
+not to rely on the absolute level.
+
+Intensity transforms name the images they act on (``include``): target maps stored as
+scalar images (probabilities, T1 maps) are left alone. The spatial ``RandomAffine`` moves
+every image and label map together (labels by nearest neighbour, so they stay binary);
+``RandomAnisotropy`` (thick slices) acts on the named images only, as a thick-slice scan
+does not change the truth.
+
+Parameters (probability p each; ranges uniform):
+- RandomAffine p 0.5: scale 0.9-1.1, rotation +-10 degrees, translation +-5 mm (head
+  position and size between subjects).
+- RandomAnisotropy p 0.25: one axis downsampled 1.5-4 x (slices up to 4 mm at the 1 mm
+  model grid, as 2D clinical scans of 3-6 mm with a 1-1.5 mm in-plane resolution).
+- RandomBiasField p 0.5: order 3, coefficients +-0.3 (receive fields of +-20-40 % at 3T).
+- RandomGamma p 0.5: log gamma +-0.3 (contrast changes between sequences and vendors).
+- RandomGhosting p 0.2: 2-8 ghosts, intensity 0.1-0.5 (moderate phase-encode ghosts).
+- RandomMotion p 0.2: 2 movements of +-3 degrees and +-3 mm (a patient who moves a little).
+- RandomNoise p 0.5: SD 0-0.1 robust SDs of the brain (an SNR of 10 or more remains).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lesionkit.tasks.task import Transform
+
+#: Keys of weighted images in the tasks (``ImageSpec.key``).
+WEIGHTED_KEYS = ("flair", "t1w", "t2w", "t1c")
+#: z-score mapped to 0 and 1 on the signal-like scale (see module docstring).
+Z_RANGE = (-8.0, 24.0)
+
+
+def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS
+                                 ) -> tuple[Transform, ...]:
+    """Augmentation of the weighted images ``keys`` (z-scored) and the spatial transform.
+
+    Args:
+        keys: Keys of the weighted (arbitrary-unit, per-image z-scored) images to alter;
+            keys absent from an example are skipped.
+
+    Returns:
+        The transforms, in order, for ``Task.augment``.
+    """
+    only = {"include": list(keys)}
+    to_signal = {"out_min_max": (0.0, 1.0), "in_min_max": Z_RANGE}
+    to_z = {"out_min_max": Z_RANGE, "in_min_max": (0.0, 1.0)}
+    return (
+        Transform("RandomAffine", {"scales": 0.1, "degrees": 10, "translation": 5, "p": 0.5}),
+        Transform("RandomAnisotropy", {"axes": (0, 1, 2), "downsampling": (1.5, 4.0),
+                                       "p": 0.25, **only}),
+        Transform("RescaleIntensity", {**to_signal, **only}),
+        Transform("RandomBiasField", {"coefficients": 0.3, "order": 3, "p": 0.5, **only}),
+        Transform("RandomGamma", {"log_gamma": (-0.3, 0.3), "p": 0.5, **only}),
+        Transform("RandomGhosting", {"num_ghosts": (2, 8), "intensity": (0.1, 0.5),
+                                     "axes": (0, 1, 2), "p": 0.2, **only}),
+        Transform("RandomMotion", {"degrees": 3, "translation": 3, "num_transforms": 2,
+                                   "p": 0.2, **only}),
+        Transform("RescaleIntensity", {**to_z, **only}),
+        Transform("RandomNoise", {"std": (0.0, 0.1), "p": 0.5, **only}),
+    )
+
+
+#: The default: every weighted-image key of the tasks (flair, t1w, t2w, t1c).
+WEIGHTED_IMAGE_RANDOMISATION = weighted_image_randomisation()

@@ -1,0 +1,60 @@
+"""Training-time randomisation of weighted images: builds, alters images, keeps labels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchio as tio
+
+from lesionkit.tasks.augmentations import WEIGHTED_IMAGE_RANDOMISATION, Z_RANGE
+
+
+def _subject() -> tio.Subject:
+    torch.manual_seed(0)
+    image = torch.randn(1, 24, 24, 24)
+    label = (torch.rand(1, 24, 24, 24) > 0.8).to(torch.uint8)
+    return tio.Subject(flair=tio.ScalarImage(tensor=image),
+                       gm=tio.ScalarImage(tensor=image.clone()),  # a target map, not an input
+                       lesion=tio.LabelMap(tensor=label))
+
+
+def test_every_transform_builds():
+    for t in WEIGHTED_IMAGE_RANDOMISATION:
+        assert isinstance(t.build(), tio.Transform)
+    composed = tio.Compose([t.build() for t in WEIGHTED_IMAGE_RANDOMISATION])
+    out = composed(_subject())
+    assert out.flair.shape == (1, 24, 24, 24)
+
+
+@pytest.mark.parametrize("transform", [t for t in WEIGHTED_IMAGE_RANDOMISATION
+                                       if t.name not in ("RandomAffine", "RescaleIntensity")],
+                         ids=lambda t: t.name)
+def test_intensity_transforms_change_the_input_only(transform):
+    subject = _subject()
+    built = transform.build()
+    built.probability = 1.0
+    torch.manual_seed(1)
+    out = built(subject)
+    assert not torch.equal(out.flair.data, subject.flair.data)
+    assert torch.equal(out.gm.data, subject.gm.data)  # not named: untouched
+    assert torch.equal(out.lesion.data, subject.lesion.data)  # binary and aligned
+
+
+def test_the_signal_scale_wrap_is_an_exact_inverse():
+    first, last = (t for t in WEIGHTED_IMAGE_RANDOMISATION if t.name == "RescaleIntensity")
+    subject = _subject()
+    assert first.kwargs["in_min_max"] == Z_RANGE == last.kwargs["out_min_max"]
+    out = tio.Compose([first.build(), last.build()])(subject)
+    assert torch.allclose(out.flair.data, subject.flair.data, atol=1e-5)
+
+
+def test_the_spatial_transform_moves_labels_with_images():
+    affine = next(t for t in WEIGHTED_IMAGE_RANDOMISATION if t.name == "RandomAffine").build()
+    affine.probability = 1.0
+    subject = _subject()
+    subject["flair"].set_data(subject.lesion.data.float())  # the image is the label
+    out = affine(subject)
+    assert set(torch.unique(out.lesion.data).tolist()) <= {0, 1}
+    moved = out.flair.data > 0.5
+    agree = (moved == (out.lesion.data > 0)).float().mean()
+    assert agree > 0.9
