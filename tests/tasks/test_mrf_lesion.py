@@ -116,7 +116,8 @@ def test_evaluate_on_hand_made_derivatives(tmp_path: Path) -> None:
 
 def test_variants_are_registered_by_value() -> None:
     assert set(MRF_LESION_TASKS) == {"mrf-lesion", "mrf-lesion-only", "mrf-lesion-dice",
-                                     "mrf-relaxometry-lesion", "flair-lesion", "mrf-lesion-3d"}
+                                     "mrf-relaxometry-lesion", "flair-lesion", "mrf-lesion-3d",
+                                     "flair-lesion-dr"}
     assert [o.target for o in get_task("mrf-lesion").outputs] == ["t1", "t2s", None, None, None]
     only = get_task("mrf-lesion-only")
     assert only.out_channels == 1 and only.loss == "mse" and only.inputs == MRF_LESION.inputs
@@ -132,7 +133,7 @@ def test_variants_are_registered_by_value() -> None:
                for t in MRF_LESION_TASKS.values())
 
 
-@pytest.mark.parametrize("name", ["mrf-relaxometry-lesion", "flair-lesion"])
+@pytest.mark.parametrize("name", ["mrf-relaxometry-lesion", "flair-lesion", "flair-lesion-dr"])
 def test_single_output_variants_train_and_predict(name: str, tmp_path: Path) -> None:
     data = write_mrf_dataset(tmp_path / "bids")
     task = tiny(get_task(name))

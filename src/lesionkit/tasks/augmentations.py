@@ -55,7 +55,7 @@ def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS
     Returns:
         The transforms, in order, for ``Task.augment``.
     """
-    only = {"include": list(keys)}
+    only = {"include": tuple(keys)}
     to_signal = {"out_min_max": (0.0, 1.0), "in_min_max": Z_RANGE}
     to_z = {"out_min_max": Z_RANGE, "in_min_max": (0.0, 1.0)}
     return (

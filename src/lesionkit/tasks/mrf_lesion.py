@@ -16,7 +16,13 @@ Variants (the paper's Table 1 by configuration; ``dataclasses.replace``):
 - ``mrf-lesion-only``: 35 frames -> lesion probability (MSE-1).
 - ``mrf-lesion-dice``: 35 frames -> lesion probability, Dice loss, sigmoid (DICE-1).
 - ``mrf-relaxometry-lesion``: matched T1 and T2* -> lesion probability (MSE-2-1).
-- ``flair-lesion``: FLAIR and T1w -> lesion probability, for data without MRF.
+- ``flair-lesion``: FLAIR and T1w -> lesion probability, for data without MRF: inputs
+  normalised per image (robust z-score inside the brain mask, so any scanner's scale
+  works), a sigmoid head trained with Dice + binary cross-entropy, so the output is a
+  probability in [0, 1] by construction.
+- ``flair-lesion-dr``: the same, trained with domain randomisation of the weighted
+  images (:data:`lesionkit.tasks.augmentations.WEIGHTED_IMAGE_RANDOMISATION`: affine,
+  thick slices, bias field, gamma, ghosting, motion, noise).
 - ``mrf-lesion-3d``: the 5-output task with the registry's 3D U-Net on 64x64x16 patches.
 
 Choices where the paper is silent or does not fit:
@@ -47,6 +53,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from lesionkit.tasks.augmentations import WEIGHTED_IMAGE_RANDOMISATION
 from lesionkit.tasks.strategies import QueueSampler, SlidingWindow, WholeVolume
 from lesionkit.tasks.task import Command, DemoStep, ImageSpec, OutputSpec, Task
 
@@ -314,9 +321,15 @@ MRF_LESION_3D = replace(_task(
                          oversample="lesion", oversample_factor=5.0)),
     batch_size=4)
 
+FLAIR_LESION_DR = _task("flair-lesion-dr", "FLAIR and T1w -> lesion probability, trained "
+                        "with domain randomisation", (FLAIR, T1W), (LESION,), False,
+                        mask=PHANTOM_BRAIN, loss="dice-bce", output_activation="sigmoid",
+                        augment=WEIGHTED_IMAGE_RANDOMISATION)
+
 #: Every variant by CLI name.
 MRF_LESION_TASKS: dict[str, Task] = {t.name: t for t in (
     MRF_LESION, MRF_LESION_ONLY, MRF_LESION_DICE, MRF_RELAXOMETRY_LESION, FLAIR_LESION,
+    FLAIR_LESION_DR,
     MRF_LESION_3D)}
 
 
