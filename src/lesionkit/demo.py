@@ -86,8 +86,13 @@ def run_step(step: DemoStep, out: Path, seed: int, cohorts: dict[str, int]) -> l
     from lesionkit.infer import predict
     from lesionkit.training import train
 
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.data import training_subjects
+
     subjects = sorted(p.name[4:] for p in data.glob("sub-*"))
-    training, held_out = subjects[:-step.held_out], subjects[-step.held_out:]
+    held_out = subjects[-step.held_out:]
+    # the others, as far as the task trains on them (its train_on rule)
+    training = [s for s in training_subjects(BIDSDataset(data), task) if s not in held_out]
     model_dir = out / "models" / task.name
     start = time.perf_counter()
     train(task, data, model_dir, epochs=step.epochs, seed=seed,
