@@ -82,12 +82,11 @@ def run_step(step: DemoStep, out: Path, seed: int, cohorts: dict[str, int]) -> l
     lines = [step.prepare(data)] if step.prepare is not None else []
     if step.crossval_arms:
         return lines + _crossval(step, task, data, out, seed, cohorts)
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.data import training_subjects
     from lesionkit.evaluation import evaluate, report
     from lesionkit.infer import predict
     from lesionkit.training import train
-
-    from lesionkit.bids import BIDSDataset
-    from lesionkit.data import training_subjects
 
     subjects = sorted(p.name[4:] for p in data.glob("sub-*"))
     held_out = subjects[-step.held_out:]

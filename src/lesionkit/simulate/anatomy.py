@@ -3,7 +3,9 @@
 The template ships inside nilearn (no download). CSF is derived as the part of the brain
 mask not explained by GM + WM; deep grey matter is approximated as the GM lying more than
 about 20-30 mm from the brain surface (a distance-transform ramp), which captures the
-basal ganglia and thalami but is an approximation, not a segmentation.
+basal ganglia and thalami but is an approximation, not a segmentation. The per-subject
+variation (head size, smooth deformation, atrophy) is drawn in
+:mod:`lesionkit.simulate.variety` and applied by :func:`subject_anatomy`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 from skimage.measure import block_reduce
+
+from lesionkit.simulate.variety import (
+    DeformationParams,
+    draw_deformation,
+    source_points,
+    thin_cortex,
+)
+
+__all__ = ["Anatomy", "DeformationParams", "deform", "draw_deformation", "load_template",
+           "subject_anatomy", "thin_cortex", "to_spacing"]
 
 TEMPLATE_FILES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
@@ -54,20 +66,6 @@ class Anatomy:
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size (mm)."""
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
-
-
-@dataclass(frozen=True)
-class DeformationParams:
-    """A smooth random deformation in world coordinates.
-
-    Attributes:
-        control_mm: displacements (mm) at a coarse control grid, shape (3, a, b, c),
-            spanning the template's field of view; interpolated cubically in between.
-        scale: global isotropic scale about the brain centre (1 = none).
-    """
-
-    control_mm: np.ndarray
-    scale: float
 
 
 def _derive_csf(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -129,49 +127,18 @@ def load_template() -> Anatomy:
     return _cached_template()
 
 
-def draw_deformation(
-    rng: np.random.Generator,
-    control_shape: tuple[int, int, int] = (5, 6, 5),
-    displacement_mm: float = 2.5,
-    scale_range: tuple[float, float] = (0.95, 1.05),
-) -> DeformationParams:
-    """Draw a smooth deformation: control-point displacements (SD in mm, clipped at 2 SD)."""
-    control = rng.normal(0.0, displacement_mm, size=(3, *control_shape))
-    control = np.clip(control, -2 * displacement_mm, 2 * displacement_mm)
-    return DeformationParams(control_mm=control, scale=float(rng.uniform(*scale_range)))
-
-
-def _axis_coords(anatomy: Anatomy, template: Anatomy) -> list[np.ndarray]:
-    """World coordinate (mm) of the grid lines along each axis (axis-aligned grids only)."""
-    a = anatomy.affine
-    if not np.allclose(a[:3, :3], np.diag(np.diag(a[:3, :3]))):
-        raise ValueError("the phantom anatomy needs an axis-aligned (diagonal) affine")
-    return [a[i, i] * np.arange(n) + a[i, 3] for i, n in enumerate(anatomy.shape)]
-
-
 def deform(anatomy: Anatomy, params: DeformationParams) -> Anatomy:
     """Warp the anatomy by a deformation; the grid (shape, affine) is unchanged.
 
     The deformation lives in world coordinates over the template's field of view, so the
-    same parameters give the same subject at any voxel size. Source point of a voxel at
-    world x: ``c + (x + d(x) - c) / scale`` with ``c`` the template centre and ``d`` the
-    cubic-spline interpolated control displacements; tissue maps are sampled linearly.
+    same parameters give the same subject at any voxel size; each voxel takes the maps'
+    values at its :func:`source_points` (linear interpolation). Geometry only: the
+    cortical thinning of atrophy is :func:`thin_cortex`.
     """
-    from lesionkit.simulate.signal import separable_interpolate
-
-    template = load_template()
-    t = template.affine
-    world = _axis_coords(anatomy, template)
-    ctrl = params.control_mm.shape[1:]
-    ccoords = [(w - t[i, 3]) / t[i, i] / (template.shape[i] - 1) * (ctrl[i] - 1)
-               for i, w in enumerate(world)]
-    centre = [t[i, i] * (template.shape[i] - 1) / 2 + t[i, 3] for i in range(3)]
     a = anatomy.affine
-    src = np.empty((3, *anatomy.shape), np.float32)
+    src = source_points(anatomy, params)
     for i in range(3):
-        disp = separable_interpolate(params.control_mm[i], ccoords)
-        x = world[i].reshape([-1 if k == i else 1 for k in range(3)]).astype(np.float32)
-        src[i] = ((x + disp - centre[i]) / params.scale + centre[i] - a[i, 3]) / a[i, i]
+        src[i] = (src[i] - np.float32(a[i, 3])) / np.float32(a[i, i])
 
     def warp(v: np.ndarray) -> np.ndarray:
         return ndimage.map_coordinates(v.astype(np.float32), src, order=1, mode="constant")
@@ -212,8 +179,10 @@ def to_spacing(anatomy: Anatomy, spacing_mm: float) -> Anatomy:
 
 
 def subject_anatomy(params: DeformationParams, spacing_mm: float) -> Anatomy:
-    """The deformed template at ``spacing_mm`` (deforms on the coarser of 1 mm and the target)."""
+    """The deformed, atrophied template at ``spacing_mm`` (deformed and thinned on the
+    coarser of 1 mm and the target)."""
     template = load_template()
+    thin = params.cortical_thinning_mm
     if spacing_mm >= 1.0:
-        return deform(to_spacing(template, spacing_mm), params)
-    return to_spacing(deform(template, params), spacing_mm)
+        return thin_cortex(deform(to_spacing(template, spacing_mm), params), thin)
+    return to_spacing(thin_cortex(deform(template, params), thin), spacing_mm)

@@ -14,9 +14,14 @@ Values drawn uniformly per subject:
 - the cortex is thickened: white matter within 1.5-3 mm of the cortex turns grey;
 - the grey-white junction is blurred: GM and WM fractions are smoothed with a Gaussian
   of 1-2 mm SD (their sum per voxel kept);
-- T1 of the white matter is raised by 5-15 % (METHODS.md table) and T2 of the lesion by
-  10-25 % (modest FLAIR hyperintensity; our choice, of the order of the subcortical
-  FLAIR signal change reported for FCD II, e.g. Colombo et al. 2003 AJNR 24:724);
+- T1 of the white matter rises by 10-30 % of the subject's cortical-GM minus WM T1 at
+  the map's field strength (the lesion's WM turns partly grey-matter-like), and T2 of the
+  lesion by 10-25 % (modest FLAIR hyperintensity; our choice, of the order of the
+  subcortical FLAIR signal change reported for FCD II, e.g. Colombo et al. 2003 AJNR
+  24:724). At 3T (GM T1 about 1.5 x WM T1) that is a rise of about 5-15 %, the range
+  of METHODS.md; at 7T the GM-WM T1 gap is wider (700 against 500 ms in the middle of
+  the ranges), so the same lesion lowers R1 = 1/T1 by a similar, slightly larger
+  fraction there;
 - transmantle sign (40 % of subjects; seen in roughly a third to two thirds of FCD IIb
   series, e.g. Wang et al. 2013 Epilepsia 54:898): a white-matter tube tapering from
   3-6 mm wide at the patch to 1.5 mm at the nearest lateral ventricle, with the same
@@ -60,13 +65,15 @@ FCD_RANGES: dict[str, tuple[float, float]] = {
     "diameter_mm": (10.0, 30.0),
     "thickening_mm": (1.5, 3.0),
     "blur_sd_mm": (1.0, 2.0),
-    "t1_increase": (0.05, 0.15),
+    "t1_shift": (0.10, 0.30),
     "t2_increase": (0.10, 0.25),
     "transmantle_width_mm": (3.0, 6.0),
 }
 TRANSMANTLE_PROBABILITY = 0.4
 TAPER = 0.3  # the changes fade over +-30 % of the radius around the drawn radius
 TRANSMANTLE_END_WIDTH_MM = 1.5
+#: Cortical-GM over WM T1 assumed where the maps do not give it (3T and 7T: about 1.5).
+DEFAULT_GM_WM_T1_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,8 @@ class FCDParams:
         diameter_mm: diameter of the affected ball (mm).
         thickening_mm: how far the cortex grows into the white matter (mm).
         blur_sd_mm: SD of the Gaussian that blurs the junction (mm).
-        t1_increase: relative T1 rise of the white matter in the lesion.
+        t1_shift: T1 rise of the white matter in the lesion as a fraction of the
+            cortical-GM minus WM T1 of the maps it is applied to (:func:`wm_t1_rise`).
         t2_increase: relative T2 rise of the lesion (FLAIR hyperintensity).
         transmantle_end_mm: nearest ventricle point (world mm), or None without a
             transmantle sign.
@@ -89,7 +97,7 @@ class FCDParams:
     diameter_mm: float
     thickening_mm: float
     blur_sd_mm: float
-    t1_increase: float
+    t1_shift: float
     t2_increase: float
     transmantle_end_mm: tuple[float, float, float] | None = None
     transmantle_width_mm: float = 0.0
@@ -140,7 +148,7 @@ def draw_fcd(
         diameter_mm=values["diameter_mm"],
         thickening_mm=values["thickening_mm"],
         blur_sd_mm=values["blur_sd_mm"],
-        t1_increase=values["t1_increase"],
+        t1_shift=values["t1_shift"],
         t2_increase=values["t2_increase"],
         transmantle_end_mm=end,
         transmantle_width_mm=values["transmantle_width_mm"] if end else 0.0,
@@ -230,6 +238,24 @@ def _place(local: np.ndarray, box: tuple, region: tuple) -> np.ndarray:
     return out
 
 
+def wm_t1_rise(t1_shift: float, values: dict[str, dict[str, float]]) -> float:
+    """Relative T1 rise of the lesion's white matter (0.1 = +10 %).
+
+    Args:
+        t1_shift: fraction of the cortical-GM minus WM T1 gap (``FCDParams.t1_shift``).
+        values: per-tissue values ``{tissue: {"t1_ms": ms}}`` of the maps the lesion goes
+            into (one field strength), e.g. from ``parameters.tissue_values``.
+
+    Returns:
+        ``t1_shift * (T1_gm - T1_wm) / T1_wm``; without a usable GM and WM T1, the gap of
+        a GM/WM T1 ratio of 1.5.
+    """
+    wm = values.get("wm", {}).get("t1_ms", 0.0)
+    gm = values.get("cortical_gm", {}).get("t1_ms", 0.0)
+    ratio = gm / wm if wm > 0 and gm > wm else DEFAULT_GM_WM_T1_RATIO
+    return float(t1_shift * (ratio - 1.0))
+
+
 def _pure_values(maps: TissueMaps, anatomy: Anatomy, box: tuple) -> dict[str, dict[str, float]]:
     """Per-tissue values that best explain ``maps`` in ``box`` (least squares)."""
     frac = tissue_fractions(_crop(anatomy, box))
@@ -295,7 +321,8 @@ def apply_fcd(
     tube_r = np.zeros_like(wm) if tube is None else _place(tube[1], tube[0], region) * wm
     fraction = np.zeros(anatomy.mask.shape, np.float32)
     fraction[region] = np.clip(np.maximum(ball * tissue, tube_r), 0, 1)
-    changes["t1_ms"][region] *= 1 + params.t1_increase * np.maximum(weight * wm, tube_r)
+    rise = wm_t1_rise(params.t1_shift, values)
+    changes["t1_ms"][region] *= 1 + rise * np.maximum(weight * wm, tube_r)
     changes["t2_ms"][region] *= 1 + params.t2_increase * np.maximum(weight * tissue, tube_r)
     out = replace(maps, **{k: v.astype(np.float32) for k, v in changes.items()})
     return new_anat, out, fraction

@@ -93,9 +93,12 @@ def _outputs(desc: str, relaxometry: bool) -> tuple[OutputSpec, ...]:
 
 
 def _find(root: Path, subject: str, suffix: str, derivatives: str | None,
-          other_pipelines: bool = False, **entities: str) -> np.ndarray | None:
+          other_pipelines: bool = False, like: Path | None = None, **entities: str
+          ) -> np.ndarray | None:
+    """The one matching image as an array; with ``like`` (a NIfTI file), on that file's
+    grid (nearest neighbour: truth and masks drawn on another grid than the prediction)."""
     from lesionkit.bids import BIDSDataset
-    from lesionkit.io import load_volume
+    from lesionkit.io import load_affine, load_volume
 
     found = BIDSDataset(root).locate(subject, suffix, derivatives=derivatives,
                                      other_pipelines=other_pipelines, **entities)
@@ -106,28 +109,53 @@ def _find(root: Path, subject: str, suffix: str, derivatives: str | None,
                          f"sub-{subject} to score, found {len(found)} "
                          f"({', '.join(f.path.name for f in found)}); evaluation takes one "
                          "session per subject")
-    return np.asarray(load_volume(found[0].path).data, np.float64) if found else None
+    if not found:
+        return None
+    volume = load_volume(found[0].path, kind="label" if like else "intensity")
+    if like is not None:
+        from lesionkit.volume import resample_to
+
+        target = load_volume(like)
+        if volume.shape != target.shape or not np.allclose(volume.affine, load_affine(like),
+                                                           atol=1e-3):
+            volume = resample_to(volume, target.shape, target.affine, order=0)
+    return np.asarray(volume.data, np.float64)
 
 
-def _image(root: Path, subject: str, spec: ImageSpec) -> np.ndarray | None:
-    """The array of a task's image spec (truth, mask), wherever its pipeline rule finds it."""
+def _path(root: Path, subject: str, suffix: str, **entities: str) -> Path | None:
+    """The one prediction file of a subject matching the query, or None."""
+    from lesionkit.bids import BIDSDataset
+
+    found = BIDSDataset(root).find(subject=subject, suffix=suffix, **entities)
+    return found[0].path if len(found) == 1 else None
+
+
+def _image(root: Path, subject: str, spec: ImageSpec, like: Path | None = None
+           ) -> np.ndarray | None:
+    """The array of a task's image spec (truth, mask), wherever its pipeline rule finds it,
+    on the grid of ``like`` when given."""
     query = {k: v for k, v in spec.query().items() if k not in ("session", "derivatives",
                                                              "other_pipelines")}
-    return _find(root, subject, spec.suffix, spec.derivatives, spec.other_pipelines, **query)
+    return _find(root, subject, spec.suffix, spec.derivatives, spec.other_pipelines, like,
+                 **query)
 
 
-def _brain(task: Task, root: Path, subject: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The dataset's brain mask of the subject (the whole image when it has none)."""
-    mask = _image(root, subject, task.mask) if task.mask is not None else None
-    if mask is None or mask.shape != shape:
-        return np.ones(shape, bool)
+def _brain(task: Task, root: Path, subject: str, like: Path) -> np.ndarray:
+    """The dataset's brain mask of the subject on the prediction's grid (the whole image
+    when the dataset has none)."""
+    mask = _image(root, subject, task.mask, like) if task.mask is not None else None
+    if mask is None:
+        from lesionkit.io import load_volume
+
+        return np.ones(load_volume(like).shape[:3], bool)
     return mask > 0.5
 
 
-def _truth(task: Task, root: Path, subject: str) -> np.ndarray | None:
-    """The subject's binary lesion mask, from the pipeline of the task's lesion target."""
+def _truth(task: Task, root: Path, subject: str, like: Path) -> np.ndarray | None:
+    """The subject's binary lesion mask on the prediction's grid, from the pipeline of the
+    task's lesion target."""
     spec = next(t for t in task.dense_targets if t.key == LESION.key)
-    truth = _image(root, subject, spec)
+    truth = _image(root, subject, spec, like)
     return None if truth is None else truth > 0.5
 
 
@@ -161,16 +189,17 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
     desc = task.outputs[-1].desc
     rows = []
     for subject in subjects:
+        like = _path(predictions, subject, "probseg", label="lesion", desc=desc)
         lesion_prob = _find(predictions, subject, "probseg", None, label="lesion", desc=desc)
-        if lesion_prob is None:
+        if lesion_prob is None or like is None:
             continue
         if lesion_prob.min() < -1e-4 or lesion_prob.max() > 1 + 1e-4:
             from lesionkit.io import InputError
 
             raise InputError(f"{predictions}: expected sub-{subject}'s lesion probability in "
                              f"[0, 1], found {lesion_prob.min():.3g} to {lesion_prob.max():.3g}")
-        brain = _brain(task, root, subject, lesion_prob.shape)
-        truth = _truth(task, root, subject)
+        brain = _brain(task, root, subject, like)
+        truth = _truth(task, root, subject, like)
         if truth is None and task.outputs[0].target is None:  # the lesion map is all it has
             from lesionkit.io import InputError
 
@@ -243,11 +272,12 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
              for method, columns in summary.items()]
     sweeps, overlays = [], {}
     for subject in subjects:
+        like = _path(predictions, subject, "probseg", label="lesion", desc=desc)
         prob = _find(predictions, subject, "probseg", None, label="lesion", desc=desc)
-        truth = _truth(task, root, subject)
+        truth = None if like is None else _truth(task, root, subject, like)
         if prob is None or truth is None or not truth.any():
             continue
-        sweeps.append(threshold_sweep(prob, truth, mask=_brain(task, root, subject, prob.shape)))
+        sweeps.append(threshold_sweep(prob, truth, mask=_brain(task, root, subject, like)))
         if len(overlays) < 3:
             anatomy = _find(root, subject, "FLAIR", None)
             if anatomy is None:
