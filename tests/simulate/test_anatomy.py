@@ -1,18 +1,22 @@
-"""MNI152 anatomy from nilearn: derived CSF, deep GM, resampling and per-subject deformation."""
+"""MNI152 anatomy from nilearn: derived CSF, deep GM, resampling, per-subject deformation and
+atrophy."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from lesionkit.simulate import variety
 from lesionkit.simulate.anatomy import (
     DeformationParams,
     deform,
     draw_deformation,
     load_template,
     subject_anatomy,
+    thin_cortex,
     to_spacing,
 )
+from lesionkit.simulate.lesions import ventricles
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +93,87 @@ def test_same_subject_at_both_resolutions(template):
     a1 = subject_anatomy(p, 1.0)
     assert _volume_ml(a2) == pytest.approx(_volume_ml(a1), rel=0.02)
     assert float(a2.gm.sum() * 8) == pytest.approx(float(a1.gm.sum()), rel=0.02)
+
+
+# Anatomical variety (lesionkit.simulate.variety; ranges in docs/phantom.md)
+
+
+def _central_csf_ml(a) -> float:
+    """CSF volume (mL) within 35 mm of MNI (0, -10, 15): the lateral ventricles' region."""
+    ijk = np.indices(a.shape).reshape(3, -1).T
+    world = (ijk @ a.affine[:3, :3].T + a.affine[:3, 3]).reshape(*a.shape, 3)
+    near = np.linalg.norm(world - np.array([0.0, -10.0, 15.0]), axis=-1) < 35.0
+    return float(a.csf[near].sum() * np.prod(a.spacing) / 1000.0)
+
+
+def test_drawn_variety_stays_within_stated_ranges(template):
+    small = to_spacing(template, 2.0)
+    atrophy = []
+    for seed in range(40):
+        p = draw_deformation(np.random.default_rng(seed))
+        assert p.scales.shape == (3,)
+        assert ((p.scales >= variety.SCALE_RANGE[0]) & (p.scales <= variety.SCALE_RANGE[1])).all()
+        assert variety.ATROPHY_RANGE[0] <= p.atrophy <= variety.ATROPHY_RANGE[1]
+        assert np.linalg.norm(p.control_mm, axis=0).max() <= variety.MAX_CONTROL_MM + 1e-9
+        atrophy.append(p.atrophy)
+        if seed < 4:
+            d = variety.smooth_displacement(small, p)
+            length = np.linalg.norm(d, axis=0)
+            assert length.max() <= variety.MAX_DISPLACEMENT_MM + 1e-4
+            assert length.max() > 4.0  # larger than the former 2.5 mm SD field, typically
+    assert min(atrophy) < 0.15 and max(atrophy) > 0.85
+
+
+def test_ventricles_grow_and_tissue_shrinks_with_atrophy(template):
+    small = to_spacing(template, 2.0)
+    zero = np.zeros((3, 5, 6, 5))
+    steps = [subject_anatomy(DeformationParams(zero, 1.0, a), 2.0) for a in (0.0, 0.5, 1.0)]
+    csf = [_central_csf_ml(a) for a in steps]
+    vent = [float(ventricles(a).sum() * 8 / 1000) for a in steps]
+    assert csf[0] < csf[1] < csf[2] and vent[0] < vent[1] < vent[2]
+    assert vent[0] == pytest.approx(float(ventricles(small).sum() * 8 / 1000), rel=0.02)
+    assert 2.0 < vent[2] / vent[0] < 3.0  # lateral ventricles up to about 2.5 x
+    tissue = [float((a.gm + a.wm).sum() * 8 / 1000) for a in steps]
+    loss = 1 - tissue[2] / tissue[0]
+    assert tissue[0] > tissue[1] > tissue[2] and 0.02 < loss < 0.06  # a few percent
+    assert steps[2].gm.sum() < steps[0].gm.sum()
+    np.testing.assert_array_equal(steps[2].mask, steps[0].mask)  # the outline stays
+
+
+def test_fractions_sum_to_one_and_warp_does_not_fold(template):
+    from scipy import ndimage
+
+    small = to_spacing(template, 2.0)
+    p = draw_deformation(np.random.default_rng(3))
+    p = DeformationParams(p.control_mm, p.scale, 1.0)  # strongest atrophy
+    a = subject_anatomy(p, 2.0)
+    total = a.gm + a.wm + a.csf
+    assert total.max() <= 1.0 + 1e-5 and min(a.gm.min(), a.wm.min(), a.csf.min()) >= 0.0
+    inner = ndimage.binary_erosion(a.mask, iterations=4)
+    np.testing.assert_allclose(total[inner], 1.0, atol=1e-3)
+    assert ((a.deep_gm >= 0) & (a.deep_gm <= 1)).all()
+    src = variety.source_points(small, p)
+    jac = np.stack([np.stack(np.gradient(src[i], 2.0)) for i in range(3)])
+    det = np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1)))
+    assert det[small.mask].min() > 0.0
+
+
+def test_thin_cortex_moves_cortical_gm_to_csf(template):
+    small = to_spacing(template, 2.0)
+    thin = thin_cortex(small, 0.3)
+    np.testing.assert_allclose(thin.gm + thin.wm + thin.csf, small.gm + small.wm + small.csf,
+                               atol=1e-5)
+    np.testing.assert_array_equal(thin.wm, small.wm)
+    np.testing.assert_allclose(thin.gm * thin.deep_gm, small.gm * small.deep_gm, atol=1e-5)
+    lost = float((small.gm - thin.gm).sum() * 8 / 1000)
+    assert 0.01 * small.gm.sum() * 8 / 1000 < lost < 0.06 * small.gm.sum() * 8 / 1000
+    assert (small.gm - thin_cortex(small, 0.1).gm).sum() < (small.gm - thin.gm).sum()
+
+
+def test_same_seed_same_anatomy():
+    a = subject_anatomy(draw_deformation(np.random.default_rng(9)), 2.0)
+    b = subject_anatomy(draw_deformation(np.random.default_rng(9)), 2.0)
+    c = subject_anatomy(draw_deformation(np.random.default_rng(10)), 2.0)
+    for name in ("gm", "wm", "csf", "deep_gm", "mask"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert not np.array_equal(a.csf, c.csf)

@@ -61,6 +61,7 @@ def base_subject(sub: acq.Subject, spacing: float, field_strength: str = "3T",
     if deformation is None:
         deformation = draw_deformation(sub.rngs["anatomy"])
     anatomy = subject_anatomy(deformation, spacing)
+    sub.row["atrophy"] = round(deformation.atrophy, 3)  # 0-1, see simulate.variety
     quantiles = phys.draw_tissue_quantiles(sub.rngs["tissue"])
     return anatomy, quantiles, tissue_maps(anatomy, phys.tissue_values(quantiles, field_strength))
 

@@ -158,9 +158,11 @@ def ventricle_displacement(flow_mm2: float) -> tuple[np.ndarray, np.ndarray]:
     """
     from lesionkit.simulate.anatomy import load_template, to_spacing
 
-    grad, g_affine = _ventricle_gradient()
     grid = to_spacing(load_template(), 4.0)
     start = np.stack(np.meshgrid(*_axis_coords(grid), indexing="ij")).astype(np.float32)
+    if flow_mm2 <= 0:
+        return np.zeros_like(start), grid.affine
+    grad, g_affine = _ventricle_gradient()
     point = start.copy()
     for _ in range(FLOW_STEPS):
         point += np.float32(flow_mm2 / FLOW_STEPS) * _sample(grad, g_affine, point)
@@ -184,9 +186,9 @@ def source_points(anatomy: Anatomy, params: DeformationParams) -> np.ndarray:
     for i, x in enumerate(_axis_coords(anatomy)):
         x = x.reshape([-1 if k == i else 1 for k in range(3)]).astype(np.float32)
         disp[i] = (x + disp[i] - centre[i]) / np.float32(scales[i]) + np.float32(centre[i])
-    if params.ventricle_flow_mm2 > 0:
-        v, v_affine = ventricle_displacement(params.ventricle_flow_mm2)
-        ijk = np.argwhere(np.abs(v).max(0) > 1e-4)  # sample only where it moves points
+    v, v_affine = ventricle_displacement(params.ventricle_flow_mm2)
+    ijk = np.argwhere(np.abs(v).max(0) > 1e-4)  # sample only where it moves points
+    if len(ijk):
         lo, hi = (np.diag(v_affine)[:3] * ijk.min(0) + v_affine[:3, 3],
                   np.diag(v_affine)[:3] * ijk.max(0) + v_affine[:3, 3])
         inside = np.all((disp >= lo[:, None, None, None]) & (disp <= hi[:, None, None, None]),
