@@ -22,7 +22,7 @@ from lesionkit.simulate.signal import draw_smooth_field, smooth_field
 from lesionkit.simulate.tissue import TissueMaps
 
 if TYPE_CHECKING:
-    from lesionkit.simulate.anatomy import Anatomy
+    from lesionkit.simulate.template import Anatomy
 
 #: Arbitrary scale of weighted images (a.u.): signal per unit M0 times this.
 IMAGE_SCALE = 1000.0

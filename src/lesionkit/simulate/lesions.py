@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 if TYPE_CHECKING:
-    from lesionkit.simulate.anatomy import Anatomy
+    from lesionkit.simulate.template import Anatomy
 
 _N_WAVES = 8
 

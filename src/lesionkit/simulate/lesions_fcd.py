@@ -59,7 +59,7 @@ from lesionkit.simulate.tissue import (
 )
 
 if TYPE_CHECKING:
-    from lesionkit.simulate.anatomy import Anatomy
+    from lesionkit.simulate.template import Anatomy
 
 FCD_RANGES: dict[str, tuple[float, float]] = {
     "diameter_mm": (10.0, 30.0),

@@ -62,7 +62,7 @@ from lesionkit.simulate.parameters import reflect_unit
 from lesionkit.simulate.tissue import RATE_PROPERTIES, TissueMaps, mix
 
 if TYPE_CHECKING:
-    from lesionkit.simulate.anatomy import Anatomy
+    from lesionkit.simulate.template import Anatomy
 
 MS_LESION_RANGES: dict[str, tuple[float, float]] = {
     "t1_ms": (1200.0, 1800.0),

@@ -58,7 +58,7 @@ from lesionkit.simulate.parameters import R1_RELAXIVITY_PER_MM_S
 from lesionkit.simulate.tissue import RATE_PROPERTIES, TissueMaps, mix
 
 if TYPE_CHECKING:
-    from lesionkit.simulate.anatomy import Anatomy
+    from lesionkit.simulate.template import Anatomy
 
 COMPARTMENT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "enhancing": {"t1_ms": (1200.0, 1600.0), "t2_ms": (90.0, 130.0), "t2s_ms": (40.0, 70.0),

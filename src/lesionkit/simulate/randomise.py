@@ -24,7 +24,7 @@ from lesionkit.simulate.tissue import TissueMaps, tissue_fractions
 
 if TYPE_CHECKING:
     from lesionkit.simulate.acquisitions import Scanner, Subject
-    from lesionkit.simulate.anatomy import Anatomy
+    from lesionkit.simulate.template import Anatomy
 
 #: Mid CSF T1 (ms) at 1.5 and 3 T (field-independent, Rooney et al. 2007), for FLAIR TI.
 T1_CSF_MS = 4250.0

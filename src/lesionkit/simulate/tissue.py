@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from lesionkit.simulate.anatomy import Anatomy
+    from lesionkit.simulate.template import Anatomy
 
 RATE_PROPERTIES = ("t1_ms", "t2_ms", "t2s_ms")
 LINEAR_PROPERTIES = ("pd", "chi_ppb", "adc")

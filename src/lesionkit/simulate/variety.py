@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 if TYPE_CHECKING:
-    from lesionkit.simulate.anatomy import Anatomy
+    from lesionkit.simulate.template import Anatomy
 
 SCALE_RANGE = (0.9, 1.1)  # global scale per axis (head size)
 DISPLACEMENT_SD_MM = 3.0  # SD of each control-point displacement component
@@ -111,8 +111,8 @@ def smooth_displacement(anatomy: Anatomy, params: DeformationParams,
     Cubic-spline interpolation of the control displacements over the template's field of
     view; where the spline overshoots, vectors longer than ``max_mm`` are shortened to it.
     """
-    from lesionkit.simulate.anatomy import load_template
     from lesionkit.simulate.signal import separable_interpolate
+    from lesionkit.simulate.template import load_template
 
     template = load_template()
     t = template.affine
@@ -128,8 +128,8 @@ def smooth_displacement(anatomy: Anatomy, params: DeformationParams,
 def _ventricle_gradient() -> tuple[np.ndarray, np.ndarray]:
     """Gradient (1/mm) of the template's smoothed lateral-ventricle mask (peak 1), on the
     2 mm template grid, and that grid's affine."""
-    from lesionkit.simulate.anatomy import load_template, to_spacing
     from lesionkit.simulate.lesions import ventricles
+    from lesionkit.simulate.template import load_template, to_spacing
 
     coarse = to_spacing(load_template(), 2.0)
     phi = ndimage.gaussian_filter(ventricles(coarse).astype(np.float32),
@@ -156,7 +156,7 @@ def ventricle_displacement(flow_mm2: float) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(displacement, affine)``: float32 (3, *grid) in mm and the 4 mm grid's affine.
     """
-    from lesionkit.simulate.anatomy import load_template, to_spacing
+    from lesionkit.simulate.template import load_template, to_spacing
 
     grid = to_spacing(load_template(), 4.0)
     start = np.stack(np.meshgrid(*_axis_coords(grid), indexing="ij")).astype(np.float32)
@@ -176,7 +176,7 @@ def source_points(anatomy: Anatomy, params: DeformationParams) -> np.ndarray:
     displacement and ``s`` the scale per axis; then, with atrophy, ``y + v(y)`` with
     ``v`` the ventricle displacement.
     """
-    from lesionkit.simulate.anatomy import load_template
+    from lesionkit.simulate.template import load_template
 
     template = load_template()
     t = template.affine
