@@ -279,7 +279,7 @@ def per_image_zscore(data: Any, mask: Any) -> Any:
     Voxels inside the mask become (value - median) / (interquartile range / 1.349) (the
     standard deviation for normally distributed values; unit a.u. -> 1); voxels outside
     take the normalised 0.5th percentile of the inside, the darkest tissue. The result
-    does not change when the image is scaled or shifted by any constant.
+    does not change when the image is multiplied by a positive constant or shifted.
     """
     import torch
 
