@@ -150,8 +150,8 @@ def change_mask_on_flair(source: Path, patient: str, study: str = "study2") -> n
     point that lands there. ``sitk.Resample(gt, flair, T_resample, ...)`` needs the opposite,
     a map from each FLAIR-grid point to the common space, so the stored transform is inverted
     (``T.GetInverse()``). Checked on both patients' study2 FLAIR: with the inverse the change
-    mask sits on bright white-matter lesions (mean FLAIR inside the mask / mean in a rough
-    brain mask = 1.21 for patient01, 1.10 for patient12; / mean in a 3-voxel shell around
+    mask sits on bright white-matter lesions (mean FLAIR inside the mask / mean in an Otsu
+    head-and-brain mask = 1.21 for patient01, 1.10 for patient12; / mean in a 3-voxel shell around
     the mask = 1.42 and 1.13, and shifting the mapped mask by 2-3 mm along any axis lowers
     it), while the stored transform as is gives shell ratios of 0.98 and 1.06, which extra
     shifts of it raise (it is off target). The overlay montage shows the same. The
@@ -187,37 +187,12 @@ def change_mask_on_flair(source: Path, patient: str, study: str = "study2") -> n
     return image
 
 
-def rough_brain_mask(flair: np.ndarray, zooms: tuple[float, ...]) -> np.ndarray:
-    """A rough brain mask of a skull-on FLAIR: Otsu foreground cut from the scalp by erosion.
+def brain_of(flair: nib.Nifti1Image) -> np.ndarray:
+    """The FLAIR's brain mask as lesionkit computes it for a scan without one (BET,
+    :func:`lesionkit.brainmask.brain_mask`), to count predicted components inside."""
+    from lesionkit.brainmask import brain_mask
 
-    Threshold at Otsu, erode with a 5 mm ball, keep the largest component, dilate back by the
-    same ball inside the foreground and fill holes slice by slice. Good enough to count
-    predicted components and to normalise intensities; not a skull stripping.
-
-    Args:
-        flair: FLAIR voxel array.
-        zooms: Voxel size (mm) along each array axis.
-
-    Returns:
-        Boolean mask on the same grid.
-    """
-    from skimage.filters import threshold_otsu
-
-    values = np.asarray(flair, dtype=np.float32)
-    foreground = values > threshold_otsu(values[values > 0])
-    radius = np.array([max(1, round(5.0 / z)) for z in zooms[:3]])
-    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    ball = sum((g * z / 5.0) ** 2 for g, z in zip(grid, zooms[:3], strict=True)) <= 1.0
-    core = ndimage.binary_erosion(foreground, ball)
-    labels, count = ndimage.label(core)
-    if count == 0:
-        return foreground
-    sizes = ndimage.sum_labels(core, labels, index=np.arange(1, count + 1))
-    brain = labels == (int(np.argmax(sizes)) + 1)
-    brain = ndimage.binary_dilation(brain, ball) & foreground
-    for k in range(brain.shape[2]):
-        brain[:, :, k] = ndimage.binary_fill_holes(brain[:, :, k])
-    return brain
+    return brain_mask(np.asarray(flair.dataobj, np.float32), flair.affine)[0]
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -624,7 +599,7 @@ def run_benchmark(source: Path, work: Path, model: Path, lesionkit: str,
                 continue
             row["prediction"] = str(path)
             flair = nib.load(flair_path)
-            brain = rough_brain_mask(np.asarray(flair.dataobj), flair.header.get_zooms())
+            brain = brain_of(flair)
             if study == "study2":
                 change = change_mask_on_flair(source, patient, study)
                 row.update(score(path, change, threshold, brain_mask=brain))
@@ -634,12 +609,13 @@ def run_benchmark(source: Path, work: Path, model: Path, lesionkit: str,
             else:
                 row.update(components(path, threshold, brain_mask=brain))
             rows.append(row)
-    _write_json({"threshold": threshold, "brain_mask": "rough Otsu mask of the FLAIR",
+    _write_json({"threshold": threshold, "brain_mask": "lesionkit.brainmask (BET) of the FLAIR",
                  "rows": rows}, work / "scores.json")
     table = _table(rows)
     (work / "scores.md").write_text(
         f"# Real MS patients: lesion map vs change mask (threshold {threshold:g})\n\n"
-        "Components are 26-connected and counted inside a rough brain mask. The change mask "
+        "Components are 26-connected and counted inside the FLAIR's brain mask (lesionkit's "
+        "BET). The change mask "
         "holds only new/enlarging lesions, so components elsewhere are not necessarily false "
         "positives; study1 has no change mask.\n\n" + table)
     print(table)

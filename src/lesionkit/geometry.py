@@ -107,7 +107,11 @@ def onto_grid(image: tio.Image, reference: tio.Image, where: str, reference_name
     if same_grid(image, shape, affine):
         return image
     if register and isinstance(image, tio.ScalarImage):
-        return registered(image, reference)
+        try:
+            return registered(image, reference)
+        except (ValueError, np.linalg.LinAlgError) as error:
+            raise InputError(f"{where}: expected an image that registers onto {reference_name}"
+                             f", found that the affine registration failed ({error})") from error
     shared = overlap(image.spatial_shape, image.affine, shape, affine)
     if shared < MIN_OVERLAP:
         raise InputError(f"{where}: expected the same head as {reference_name} in world space "
