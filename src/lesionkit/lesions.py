@@ -10,7 +10,9 @@ uncertainty.
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,9 +99,16 @@ def lesion_table(map_path: Path, specs: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def table_path(map_path: str | os.PathLike[str]) -> Path:
-    """The lesion table beside a label map (same name, ``.tsv``)."""
+    """The lesion table beside a label map: the map's name with ``.tsv`` (BIDS look-up
+    table of a segmentation), else the subject's ``sub-XX[_ses-YY]_lesions.tsv`` in the
+    same folder (the phantom's table) when only that exists."""
     path = Path(map_path)
-    return path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".tsv")
+    beside = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".tsv")
+    if beside.is_file():
+        return beside
+    prefix = [part for part in path.name.split("_") if part.startswith(("sub-", "ses-"))]
+    subject_table = path.with_name("_".join([*prefix, "lesions.tsv"]))
+    return subject_table if prefix and subject_table.is_file() else beside
 
 
 def evaluate_lesion_tables(task: Any, data_root: Path, predictions_root: Path,
@@ -131,3 +140,91 @@ def evaluate_lesion_tables(task: Any, data_root: Path, predictions_root: Path,
                          "uncertainty": float(lesion["uncertainty"]),
                          "volume_mm3": float(lesion["volume_mm3"])})
     return rows
+
+
+def radiomics_version() -> str:
+    """Version of the installed PyRadiomics (``pyradiomics-bhklab`` wheel)."""
+    import radiomics
+
+    return str(radiomics.__version__)
+
+
+def radiomics_features(images: dict[str, np.ndarray], mask: np.ndarray,
+                       spacing: Sequence[float], image: str = "qsm",
+                       image_types: Sequence[str] = ("Original", "Wavelet"),
+                       feature_classes: Sequence[str] = ("shape", "firstorder", "glcm", "glrlm"),
+                       bin_width: float = 25.0,
+                       excluded: Sequence[str] = ()) -> dict[str, float]:
+    """PyRadiomics features of one image inside one lesion (a ``LesionFeatures`` function).
+
+    Args:
+        images: Input key -> (C, x, y, z) crop around the lesion in physical units (the
+            first channel of ``images[image]`` is used).
+        mask: (x, y, z) lesion mask of the crop.
+        spacing: Voxel size (mm).
+        image: Key of the image the features describe.
+        image_types: PyRadiomics image types (``"Original"``, ``"Wavelet"``: the 8
+            undecimated wavelet decompositions, coif1).
+        feature_classes: PyRadiomics feature classes; shape is computed on the original
+            image only.
+        bin_width: Grey-level bin width in the image's unit (25 ppb for QSM).
+        excluded: Feature names (PyRadiomics names without the image type, e.g.
+            ``"glcm_MCC"``) left out.
+
+    Returns:
+        Feature name (``original_glcm_Contrast``, ...) -> value, in PyRadiomics' order;
+        NaN for every feature of a lesion PyRadiomics refuses (a single voxel, or voxels
+        along one line only).
+    """
+    settings = (image, tuple(image_types), tuple(feature_classes), float(bin_width),
+                tuple(excluded))
+    if int(np.count_nonzero(mask)) >= 2:
+        try:
+            return _radiomics(images[image][0], mask, spacing, *settings)
+        except ValueError:  # PyRadiomics' checkMask: too few voxels or dimensions
+            pass
+    return dict.fromkeys(_radiomics_names(*settings), float("nan"))
+
+
+@functools.cache
+def _radiomics_names(image: str, image_types: tuple[str, ...], feature_classes: tuple[str, ...],
+                     bin_width: float, excluded: tuple[str, ...]) -> tuple[str, ...]:
+    """Feature names of a settings, from a synthetic 5^3 lesion."""
+    rng = np.random.default_rng(0)
+    mask = np.zeros((9, 9, 9), bool)
+    mask[2:7, 2:7, 2:7] = True
+    return tuple(_radiomics(rng.normal(0.0, 50.0, mask.shape), mask, (1.0, 1.0, 1.0), image,
+                            image_types, feature_classes, bin_width, excluded))
+
+
+def _radiomics(volume_array: np.ndarray, mask: np.ndarray, spacing: Sequence[float],
+               image: str, image_types: Sequence[str], feature_classes: Sequence[str],
+               bin_width: float, excluded: Sequence[str]) -> dict[str, float]:
+    import logging
+
+    import SimpleITK as sitk  # noqa: N813
+    from radiomics import featureextractor
+
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    extractor = featureextractor.RadiomicsFeatureExtractor(binWidth=bin_width, force2D=False,
+                                                           label=1)
+    extractor.disableAllFeatures()
+    extractor.disableAllImageTypes()
+    for name in feature_classes:
+        extractor.enableFeatureClassByName(name)
+    for name in image_types:
+        extractor.enableImageTypeByName(name)
+    # SimpleITK arrays are (z, y, x): transpose so that the spacing follows the axes.
+    volume = sitk.GetImageFromArray(np.ascontiguousarray(
+        np.asarray(volume_array, np.float64).transpose(2, 1, 0)))
+    labels = sitk.GetImageFromArray(np.ascontiguousarray(
+        np.asarray(mask, np.uint8).transpose(2, 1, 0)))
+    for item in (volume, labels):
+        item.SetSpacing(tuple(float(s) for s in spacing))
+    with warnings.catch_warnings():  # numpy warnings of PyRadiomics on tiny lesions
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = extractor.execute(volume, labels)
+    skipped = set(excluded)
+    return {name: float(np.real(value)) for name, value in result.items()
+            if not name.startswith("diagnostics")
+            and name.split("_", 1)[1] not in skipped}

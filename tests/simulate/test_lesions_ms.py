@@ -199,3 +199,45 @@ def test_no_lesions_leaves_maps_and_labels_empty(anatomy, sites):
     maps = tissue_maps(anatomy, _values())
     assert apply_ms_lesions(maps, lesions, fractions, anatomy.affine) is maps
     assert lesion_table_rows(lesions, fractions, anatomy.affine) == []
+
+
+def test_vein_partial_volume_follows_its_cross_section():
+    from lesionkit.simulate.lesions_ms import Vein, vein_fraction
+
+    affine = np.eye(4)
+    affine[:3, 3] = -10.0  # voxel (10, 10, 10) at the origin
+    for radius in (0.4, 0.8):
+        vein = Vein((-8.0, 0.0, 0.0), (8.0, 0.0, 0.0), radius, 400.0)
+        fraction = vein_fraction([vein], (21, 21, 21), affine)
+        per_mm = fraction[4:17].sum() / 13  # 13 voxels along the axis, away from its ends
+        # 5^3 points per voxel: the cross-section within 30 % for 0.4-0.8 mm radii
+        assert per_mm == pytest.approx(np.pi * radius**2, rel=0.3)
+        assert fraction[10, 10, 10] >= 0.3 and fraction[:, :8].max() == 0
+
+
+def test_veins_run_beside_lesions_and_raise_chi(anatomy):
+    from lesionkit.simulate.lesions_ms import (
+        VEIN_CHI_PPB,
+        apply_veins,
+        draw_lesion_veins,
+        vein_fraction,
+    )
+
+    labels = np.zeros(anatomy.shape, np.int16)
+    centre = np.array(anatomy.shape) // 2
+    grid = np.indices(anatomy.shape)
+    labels[sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= 9] = 1  # r 6 mm
+    veins = draw_lesion_veins(np.random.default_rng(0), labels, anatomy.affine, fraction=1.0)
+    assert len(veins) == 1 and veins[0].lesion == 1
+    assert VEIN_CHI_PPB[0] <= veins[0].chi_ppb <= VEIN_CHI_PPB[1]
+    fraction = vein_fraction(veins, anatomy.shape, anatomy.affine)
+    lesion = labels == 1
+    assert fraction.sum() > 1.0 and fraction[lesion].sum() < 0.5 * fraction.sum()  # beside
+    near = distance_mm(lesion, anatomy.affine) <= 2.0 + 2 * veins[0].radius_mm + 1.0
+    assert fraction[near].sum() > 0.2 * fraction.sum()  # touching the surface
+    maps = tissue_maps(anatomy, draw_tissue_values(np.random.default_rng(0), "3T"))
+    painted = apply_veins(maps, veins, anatomy.affine, anatomy.mask)
+    vessel = (fraction > 0.5) & anatomy.mask
+    assert (painted.chi_ppb[vessel] > maps.chi_ppb[vessel] + 100).all()
+    np.testing.assert_array_equal(painted.chi_ppb[fraction == 0], maps.chi_ppb[fraction == 0])
+    assert draw_lesion_veins(np.random.default_rng(0), labels, anatomy.affine, 0.0) == []

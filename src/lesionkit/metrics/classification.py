@@ -7,6 +7,7 @@ from scikit-learn.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "roc_auc",
     "sensitivity",
     "specificity",
+    "subject_bootstrap",
 ]
 
 
@@ -77,6 +79,9 @@ class PartialAUC:
 def partial_auc(y_true: np.ndarray, score: np.ndarray, max_fpr: float = 0.1) -> PartialAUC:
     """Partial ROC AUC for FPR <= ``max_fpr``, raw and McClish-standardised.
 
+    The raw area lies in 0..max_fpr (0.1 at most for max_fpr 0.1, chance 0.005); the
+    McClish value maps it onto 0.5 (chance) .. 1 (perfect).
+
     scikit-learn's ``roc_auc_score(max_fpr=...)`` returns the McClish value
     ``0.5 * (1 + (A - A_min) / (A_max - A_min))`` with ``A_min = max_fpr**2 / 2`` and
     ``A_max = max_fpr``; the raw area ``A`` is recovered by inverting it.
@@ -98,3 +103,40 @@ def count_mse(predicted_counts: np.ndarray, true_counts: np.ndarray) -> float:
     Pair with ``lesionkit.stats.pearson_ci`` for the correlation and its CI.
     """
     return float(mean_squared_error(np.asarray(true_counts), np.asarray(predicted_counts)))
+
+
+def subject_bootstrap(metric: Callable[[np.ndarray, np.ndarray], float], y_true: np.ndarray,
+                      score: np.ndarray, subjects: np.ndarray, n_resamples: int = 1000,
+                      seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+    """A lesion-level metric with a percentile interval from resampling subjects.
+
+    Lesions of one subject are not independent, so subjects (clusters) are drawn with
+    replacement and all their lesions enter each resample. Resamples without both
+    classes are redrawn (at most ``10 * n_resamples`` draws in all).
+
+    Args:
+        metric: ``metric(y_true, score) -> float`` (e.g. :func:`pr_auc`).
+        y_true: (N,) 0/1 lesion labels.
+        score: (N,) scores.
+        subjects: (N,) subject of each lesion.
+        n_resamples: Number of resamples.
+        seed: Seed of the draws.
+        confidence: Interval coverage.
+
+    Returns:
+        (estimate, low, high).
+    """
+    y_true, score, subjects = (np.asarray(a) for a in (y_true, score, subjects))
+    names, index = np.unique(subjects, return_inverse=True)
+    members = [np.flatnonzero(index == i) for i in range(len(names))]
+    rng = np.random.default_rng(seed)
+    values: list[float] = []
+    for _ in range(10 * n_resamples):
+        if len(values) == n_resamples:
+            break
+        chosen = np.concatenate([members[i] for i in rng.integers(0, len(names), len(names))])
+        if len(np.unique(y_true[chosen])) == 2:
+            values.append(metric(y_true[chosen], score[chosen]))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail]) if values else (np.nan, np.nan)
+    return float(metric(y_true, score)), float(low), float(high)

@@ -6,8 +6,10 @@ A sampler turns subjects into training examples::
 
 where ``store`` (:class:`lesionkit.data.SubjectStore`) reads a subject's normalised
 images lazily (``store.read``, ``store.subject``, ``store.mask``, ``store.labels``,
-``store.lesions``), so memory does not grow with the cohort. Every example is a dict
-``{"input": (C, X, Y, Z), "target": ...}``.
+``store.lesions``, ``store.features``), so memory does not grow with the cohort. Every
+example is a dict ``{"input": (C, X, Y, Z), "target": ...}``, plus ``"features"`` (F,)
+for lesions of a task with per-lesion features. A dataset may choose its own training
+batches: ``dataset.batches(batch_size, max_items, seed)`` (None: shuffled batches).
 
 An inference strategy predicts one subject::
 
@@ -56,13 +58,21 @@ class Inference(Protocol):
                 ) -> torch.Tensor: ...
 
 
-def example(images: dict[str, Any], labels: dict[str, int], task: Any) -> dict[str, Any]:
+def network_inputs(batch: dict[str, Any]) -> tuple[Any, ...]:
+    """What a network is called with for a batch: ``(input,)``, or ``(input, features)``
+    for examples that carry per-lesion features."""
+    return (batch["input"], batch["features"]) if "features" in batch else (batch["input"],)
+
+
+def example(images: dict[str, Any], labels: dict[str, int], task: Any,
+            features: np.ndarray | None = None) -> dict[str, Any]:
     """One training example: the task's inputs stacked as channels, and its target.
 
     Args:
         images: Key -> (C, X, Y, Z) tensor of one subject or patch, normalised.
         labels: Key -> class index of subject or lesion labels.
         task: The task (its inputs and targets say what to stack).
+        features: (F,) per-lesion features, carried as ``"features"`` when given.
     """
     import torch
 
@@ -73,6 +83,8 @@ def example(images: dict[str, Any], labels: dict[str, int], task: Any) -> dict[s
     else:
         values = [labels[t.key] for t in task.targets]
         item["target"] = torch.as_tensor(values[0] if len(values) == 1 else values)
+    if features is not None:
+        item["features"] = torch.from_numpy(np.array(features, np.float32))
     return item
 
 
@@ -105,9 +117,11 @@ class _Indexed:
     """
 
     def __init__(self, store: Any, names: Sequence[str], task: Any, stats: dict,
-                 transform: Any, entries: list[tuple[int, ...]], size: Shape) -> None:
+                 transform: Any, entries: list[tuple[int, ...]], size: Shape,
+                 positives_per_batch: int = 0) -> None:
         self.store, self.names, self.task, self.stats = store, list(names), task, stats
         self.transform, self.size = transform, size
+        self.positives_per_batch = positives_per_batch
         self.entries = np.array(entries, dtype=np.int32).reshape(-1, 5)
 
     def __len__(self) -> int:
@@ -120,8 +134,94 @@ class _Indexed:
         labels = (self.store.labels(name) if lesion < 0
                   else self.store.lesions(name)[lesion]["labels"])
         affine = self.store.affine(name) if self.transform is not None else None
+        features = (self.store.features(name)[lesion]
+                    if lesion >= 0 and self.task.lesion_features is not None else None)
         return example(_augmented(images, self.transform, self.task, affine), labels,
-                       self.task)
+                       self.task, features)
+
+    def lesion_features(self) -> np.ndarray:
+        """(N, F) per-lesion features of every example, without reading images."""
+        rows = [self.store.features(self.names[int(n)])[int(i)] for n, i in
+                self.entries[:, [0, 4]]]
+        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+    def classes(self) -> np.ndarray:
+        """(N,) class index of every example under the task's first lesion target (-1:
+        a subject-level example)."""
+        tables = {int(n): self.store.lesions(self.names[int(n)])
+                  for n in np.unique(self.entries[:, 0])}
+        out = []
+        for n, i in self.entries[:, [0, 4]]:
+            labels = tables[int(n)][int(i)]["labels"] if i >= 0 else {}
+            key = next((t.key for t in self.task.targets if t.key in labels), None)
+            out.append(labels[key] if key is not None else -1)
+        return np.array(out, dtype=np.int64)
+
+    def batches(self, batch_size: int, max_items: int | None, seed: int) -> Any:
+        """Training batches holding ``positives_per_batch`` positive lesions each (None:
+        plain shuffled batches)."""
+        if self.positives_per_batch <= 0:
+            return None
+        return ClassBalancedBatches(self.classes() > 0, batch_size, self.positives_per_batch,
+                                    max_items or len(self), seed)
+
+
+class ClassBalancedBatches:
+    """Batches of indices with a fixed number of positive examples each (a torch batch
+    sampler).
+
+    Positives are taken in turn from a shuffled list of the positive examples (shuffled
+    again when used up, so every positive recurs before any repeats twice), the rest of
+    each batch from the shuffled negatives in the same way. An epoch holds
+    ``ceil(items / batch_size)`` batches.
+
+    Args:
+        positive: (N,) bool, which examples are positive.
+        batch_size: Examples per batch.
+        positives: Positive examples per batch (fewer when there are fewer positives).
+        items: Examples per epoch.
+        seed: Seed of the shuffles; ``set_epoch(k)`` restarts them from (seed, k), so that
+            a training resumed at epoch k draws the batches an uninterrupted one would.
+    """
+
+    def __init__(self, positive: np.ndarray, batch_size: int, positives: int, items: int,
+                 seed: int) -> None:
+        self.positive = np.flatnonzero(positive)
+        self.negative = np.flatnonzero(~np.asarray(positive, bool))
+        self.batch_size = batch_size
+        self.positives = min(positives, len(self.positive), batch_size)
+        if not len(self.negative):
+            self.positives = min(batch_size, len(self.positive))
+        self.count = max(-(-items // batch_size), 1)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's batches from (seed, epoch)."""
+        self.rng = np.random.default_rng((self.seed, epoch))
+        self._queues: dict[int, list[int]] = {0: [], 1: []}
+
+    def _take(self, which: int, n: int) -> list[int]:
+        """``n`` distinct examples of a class, continuing its shuffled queue."""
+        pool, queue = (self.positive if which else self.negative), self._queues[which]
+        out: list[int] = []
+        deferred: list[int] = []  # drawn again before the queue ran out: next batch
+        while len(out) < min(n, len(pool)):
+            if not queue:
+                queue.extend(i for i in self.rng.permutation(pool).tolist() if i not in out)
+            index = queue.pop()
+            (deferred if index in out else out).append(index)
+        queue.extend(deferred)
+        return out
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Any:
+        for _ in range(self.count):
+            batch = self._take(1, self.positives)
+            batch += self._take(0, self.batch_size - len(batch))
+            yield [int(i) for i in self.rng.permutation(batch)]
 
 
 @dataclass(frozen=True)
@@ -166,9 +266,14 @@ class LesionSampler:
 
     Attributes:
         patch_size: Patch shape in voxels.
+        positives_per_batch: Training batches hold this many lesions of a positive class
+            (index > 0 of the first lesion target) each, drawn in turn from the shuffled
+            positives (:class:`ClassBalancedBatches`), so that in-batch steps see several
+            of a rare class; 0: plain shuffled batches.
     """
 
     patch_size: Shape = (32, 32, 32)
+    positives_per_batch: int = 0
 
     def dataset(self, store: Any, names: Sequence[str], task: Any, stats: dict,
                 transform: Any = None) -> Dataset:
@@ -177,7 +282,8 @@ class LesionSampler:
         for number, name in enumerate(names):
             for i, lesion in enumerate(store.lesions(name)):
                 entries.append((number, *centred_start(lesion["centre"], self.patch_size), i))
-        return _Indexed(store, names, task, stats, transform, entries, self.patch_size)
+        return _Indexed(store, names, task, stats, transform, entries, self.patch_size,
+                        self.positives_per_batch)
 
 
 class _Subjects:
@@ -369,9 +475,13 @@ class PerLesion:
     flips: int = 1
     batch_size: int = 16
 
-    def predict(self, network: Any, x: torch.Tensor, lesions: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        """(N, C_out) scores, lesions in increasing label order."""
+    def predict(self, network: Any, x: torch.Tensor, lesions: torch.Tensor | None = None,
+                features: dict[int, np.ndarray] | None = None) -> torch.Tensor:
+        """(N, C_out) scores, lesions in increasing label order.
+
+        ``features``: label -> (F,) per-lesion features; the network is then called as
+        ``network(patches, features)``.
+        """
         import torch
 
         if lesions is None:
@@ -380,6 +490,16 @@ class PerLesion:
         centres = lesion_centres(lesions.cpu().numpy())
         if not centres:
             return torch.zeros((0, 0), device=x.device)
-        patches = np.stack([crop(array, centred_start(c, self.patch_size), self.patch_size)
-                            for _, c in sorted(centres.items())])
-        return _batches(network, torch.from_numpy(patches).to(x.device), self.batch_size)
+        patches = torch.from_numpy(np.stack([
+            crop(array, centred_start(c, self.patch_size), self.patch_size)
+            for _, c in sorted(centres.items())])).to(x.device)
+        if features is None:
+            return _batches(network, patches, self.batch_size)
+        missing = [label for label in sorted(centres) if label not in features]
+        if missing:
+            raise ValueError(f"no lesion features for lesion labels {missing[:5]}")
+        vectors = torch.from_numpy(np.stack([np.asarray(features[label], np.float32)
+                                             for label in sorted(centres)])).to(x.device)
+        size = self.batch_size
+        return torch.cat([network(patches[i:i + size], vectors[i:i + size])
+                          for i in range(0, len(patches), size)])

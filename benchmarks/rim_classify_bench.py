@@ -1,0 +1,115 @@
+"""rim-classify benchmarks on one 1 mm phantom subject: PyRadiomics extraction per lesion
+(the task's 527 features of the QSM), one training step (batch of 32 lesion patches of
+32^3 voxels with their features, with and without in-batch oversampling) and per-lesion
+inference.
+
+Networks: the task's two-branch network with the full-width ResNet-18 and with the
+quarter-width ResNet-18 used for the CPU cross-validation. Network times are the best of
+``REPEATS`` after a warm-up; the extraction is timed once per lesion over every lesion
+of the subject.
+
+Run alone: ``python benchmarks/rim_classify_bench.py bench-out/rim-classify``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fcd_bench import _best
+
+BATCH = 32
+WIDTHS = (1.0, 0.25)
+
+
+
+
+def _extraction(data: Path) -> tuple[list[float], list[int], int]:
+    """Seconds and voxels of every lesion of sub-01, and the number of features."""
+    from scipy import ndimage
+
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.io import load_volume
+    from lesionkit.tasks.rim_classify import RADIOMICS
+
+    dataset = BIDSDataset(data)
+    qsm = load_volume(dataset.get("01", "Chimap").path).data[None]
+    labels = np.rint(load_volume(dataset.get("01", "dseg", derivatives="phantom",
+                                             desc="lesions").path, kind="label").data)
+    seconds, voxels, count = [], [], 0
+    for label, box in enumerate(ndimage.find_objects(labels.astype(np.int64)), start=1):
+        if box is None:
+            continue
+        box = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in box)
+        mask = labels[box] == label
+        start = time.perf_counter()
+        values = RADIOMICS.function({"qsm": qsm[(slice(None), *box)]}, mask, (1.0, 1.0, 1.0),
+                                    **dict(RADIOMICS.settings))
+        seconds.append(time.perf_counter() - start)
+        voxels.append(int(mask.sum()))
+        count = len(values)
+    return seconds, voxels, count
+
+
+def bench_rim_classify(out_dir: str | Path) -> list[dict]:
+    """Radiomics extraction (s per lesion), training step and per-lesion inference (s)."""
+    from lesionkit.simulate.cohorts import simulate_cohort
+    from lesionkit.tasks.rim_classify import oversampling_step, rim_network
+    from lesionkit.training import BinaryCrossEntropy
+
+    out_dir = Path(out_dir)
+    data = out_dir / "rim-classify"
+    if not (data / "participants.tsv").is_file():
+        simulate_cohort("rim-classify", data, subjects=1, seed=0, resolution=1)
+    seconds, voxels, count = _extraction(data)
+    threads = torch.get_num_threads()
+    common = {"benchmark": "rim-classify", "threads": threads}
+    rows = [{**common, "case": f"PyRadiomics, {count} features, mean per lesion "
+                               f"({len(seconds)} lesions, median {int(np.median(voxels))} voxels)",
+             "value": float(np.mean(seconds)), "unit": "s"},
+            {**common, "case": "PyRadiomics, slowest lesion "
+                               f"({voxels[int(np.argmax(seconds))]} voxels)",
+             "value": float(np.max(seconds)), "unit": "s"}]
+    torch.manual_seed(0)
+    x = torch.randn(BATCH, 2, 32, 32, 32)
+    features = torch.randn(BATCH, count)
+    target = torch.zeros(BATCH)
+    target[:8] = 1
+    batch = {"input": x, "features": features, "target": target}
+    loss = BinaryCrossEntropy()
+    for width in WIDTHS:
+        network = rim_network(2, 1, features=count, widen_factor=width)
+        optimiser = torch.optim.Adam(network.parameters(), lr=1e-3)
+
+        def step(oversample: bool, network: torch.nn.Module = network,
+                 optimiser: torch.optim.Optimizer = optimiser) -> None:
+            network.train()
+            optimiser.zero_grad()
+            value = (oversampling_step(network, loss, batch) if oversample
+                     else loss(network(x, features), target))
+            value.backward()
+            optimiser.step()
+
+        def infer(network: torch.nn.Module = network) -> None:
+            network.eval()
+            with torch.inference_mode():
+                torch.sigmoid(network(x, features))
+
+        label = {**common, "network": f"ResNet-18 width {width:g} + radiomics MLP"}
+        rows.append({**label, "case": f"training step, {BATCH} lesions (8 rim+) with "
+                                      "oversampling", "value": _best(lambda: step(True)),
+                     "unit": "s"})
+        rows.append({**label, "case": f"training step, {BATCH} lesions, no oversampling",
+                     "value": _best(lambda: step(False)), "unit": "s"})
+        rows.append({**label, "case": "inference per lesion (batches of 32)",
+                     "value": _best(infer) / BATCH, "unit": "s"})
+    return rows
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "bench-out/rim-classify")
+    print(json.dumps(bench_rim_classify(target), indent=2))

@@ -1,0 +1,159 @@
+"""rim-classify: radiomics features, the two-branch network, in-batch oversampling (training
+only), the per-fold feature scaler, partial AUC both ways and the count figures."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import auc, roc_auc_score, roc_curve
+
+from conftest import tiny, write_task_dataset
+from lesionkit.bids import BIDSDataset
+from lesionkit.infer import predict
+from lesionkit.lesion_features import subject_features
+from lesionkit.lesions import radiomics_features
+from lesionkit.metrics.classification import partial_auc
+from lesionkit.model_folder import load_tensors
+from lesionkit.tasks import get_task
+from lesionkit.tasks import rim_classify as rim
+from lesionkit.tasks.task import LesionFeatures
+from lesionkit.training import train
+
+
+def cheap_features(images: dict[str, np.ndarray], mask: np.ndarray, spacing: tuple
+                   ) -> dict[str, float]:
+    """Mean, maximum and voxel count of the QSM inside the lesion (instead of PyRadiomics)."""
+    inside = images["qsm"][0][mask]
+    return {"mean": float(inside.mean()), "max": float(inside.max()),
+            "voxels": float(mask.sum())}
+
+
+def cheap_version() -> str:
+    return "test"
+
+
+def test_pyradiomics_gives_the_papers_527_features_on_one_small_lesion() -> None:
+    grid = np.indices((11, 11, 11)) - 5.0
+    radius = np.sqrt((grid ** 2).sum(0))
+    mask = radius <= 3.5
+    qsm = np.where(radius > 2.2, 45.0, 5.0) * mask + np.random.default_rng(0).normal(
+        0, 3, mask.shape)
+    settings = dict(rim.RADIOMICS.settings)
+    features = radiomics_features({"qsm": qsm[None]}, mask, (1.0, 1.0, 1.0), **settings)
+    assert len(features) == 527
+    assert not any("MCC" in name for name in features)
+    assert features["original_firstorder_Mean"] == pytest.approx(qsm[mask].mean(), rel=1e-6)
+    assert np.isfinite(list(features.values())).all()
+    every = radiomics_features({"qsm": qsm[None]}, mask, (1.0, 1.0, 1.0),
+                               **{**settings, "excluded": ()})
+    assert len(every) == 536  # PyRadiomics 3.1 also has the 9 glcm_MCC values
+    single = np.zeros_like(mask)
+    single[5, 5, 5] = True
+    refused = radiomics_features({"qsm": qsm[None]}, single, (1.0, 1.0, 1.0), **settings)
+    assert list(refused) == list(features) and np.isnan(list(refused.values())).all()
+
+
+def test_synthetic_minority_pairs_rim_positive_neighbours_only() -> None:
+    torch.manual_seed(0)
+    embedding = torch.cat([torch.randn(4, 6) + 10.0, torch.randn(5, 6) - 10.0])
+    target = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0, 0])
+    extra = rim.synthetic_minority(embedding, target)
+    assert extra.shape == (4 * 3, 6)
+    low, high = embedding[:4].min(0).values, embedding[:4].max(0).values
+    assert ((extra >= low - 1e-5) & (extra <= high + 1e-5)).all()  # between rim+ features
+    assert rim.synthetic_minority(embedding[2:], target[2:]) is None  # 2 rim+: none
+
+
+def _task() -> object:
+    task = tiny(get_task("rim-classify"))
+    return replace(task, batch_size=6,
+                   sampler=replace(task.sampler, positives_per_batch=3),
+                   lesion_features=LesionFeatures("cheap", cheap_features, cheap_version,
+                                                  inputs=("qsm",)),
+                   network_kwargs={**task.network_kwargs, "features": 3})
+
+
+def test_oversampling_only_in_training_and_scaler_from_training_lesions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    task = _task()
+    data = write_task_dataset(tmp_path / "bids", task, subjects=4, seed=3)
+    oversampled: list[tuple[int, int]] = []
+    scored: list[tuple[bool, int]] = []
+    original = rim.synthetic_minority
+
+    def spy(embedding: torch.Tensor, target: torch.Tensor, k: int = 3) -> torch.Tensor:
+        extra = original(embedding, target, k)
+        oversampled.append((len(embedding), 0 if extra is None else len(extra)))
+        return extra
+
+    net_class = rim._network_class()
+    classify = net_class.classify
+
+    def counted(self: torch.nn.Module, embedding: torch.Tensor) -> torch.Tensor:
+        scored.append((self.training, len(embedding)))
+        return classify(self, embedding)
+
+    monkeypatch.setattr(rim, "synthetic_minority", spy)
+    monkeypatch.setattr(net_class, "classify", counted)
+    model_dir = train(task, data, tmp_path / "model", epochs=2, progress=False, device="cpu",
+                      splits=[{"train": ["01", "02", "03"], "validation": ["04"]}])
+    # 12 training lesions, batches of 6 with 3 rim+ each: 3 x 2 synthetic rim+ per batch
+    assert [n for n, _ in oversampled] == [6, 6, 6, 6]
+    assert all(extra == 6 for _, extra in oversampled)
+    assert [n for training, n in scored if training] == [12] * 4
+    assert [n for training, n in scored if not training] == [4, 4]  # validation: 4 lesions
+    state = load_tensors(model_dir / "fold-0" / "state.safetensors")
+    assert int(state["lesions"][0]) == 12
+    dataset = BIDSDataset(data)
+    train_rows = np.concatenate([np.stack(list(subject_features(dataset, s, task).values()))
+                                 for s in ("01", "02", "03")])
+    every_row = np.concatenate([train_rows, np.stack(list(
+        subject_features(dataset, "04", task).values()))])
+    np.testing.assert_allclose(state["feature_mean"].numpy(), train_rows.mean(0), rtol=1e-5)
+    assert not np.allclose(state["feature_mean"].numpy(), every_row.mean(0), rtol=1e-5)
+
+    oversampled.clear()
+    scored.clear()
+    predict(model_dir, data, tta=1, device="cpu", progress=False, out_dir=tmp_path / "pred",
+            trusted=(__name__,))
+    assert not oversampled  # off at prediction
+    assert sum(n for _, n in scored) == 16 and not any(training for training, _ in scored)
+
+
+def test_partial_auc_both_ways_against_scikit_learn() -> None:
+    y = np.array([0, 0, 1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0])
+    score = np.array([.1, .4, .35, .8, .7, .9, .2, .3, .65, .15, .05, .5, .45, .6, .25, .95,
+                      .12, .33, .22, .18])
+    result = partial_auc(y, score, 0.1)
+    assert result.standardized == pytest.approx(roc_auc_score(y, score, max_fpr=0.1))
+    fpr, tpr, _ = roc_curve(y, score)
+    stop = np.searchsorted(fpr, 0.1, "right")
+    x = np.r_[fpr[:stop], 0.1]
+    raw = auc(x, np.r_[tpr[:stop], np.interp(0.1, fpr, tpr)])
+    assert result.raw == pytest.approx(raw)
+    assert 0 < result.raw <= 0.1
+
+
+def _rows(subject: str, labels: list[int], probabilities: list[float]) -> list[dict]:
+    return [{"participant_id": subject, "label": y, "probability": p}
+            for y, p in zip(labels, probabilities, strict=True)]
+
+
+def test_count_threshold_comes_from_training_subjects_only() -> None:
+    # training subjects 01/02: counts match only at 0.8; held-out 03 would prefer 0.3
+    rows = (_rows("sub-01", [1, 0, 0], [0.8, 0.7, 0.2]) + _rows("sub-02", [1, 0], [0.9, 0.72])
+            + _rows("sub-03", [1, 1, 0], [0.4, 0.35, 0.1]))
+    assert rim.count_threshold(rows, ["sub-01", "sub-02"]) == pytest.approx(0.8)
+    summary = rim.lesion_summary(rows, folds=[["01", "02"], ["03"]], n_resamples=50)
+    held = {r["participant_id"]: r for r in summary["per_subject"]}
+    assert held["sub-03"]["threshold"] == pytest.approx(0.8)
+    assert held["sub-03"]["above_threshold"] == 0 and held["sub-03"]["true"] == 2
+    sums = np.array([1.7, 1.62, 0.85])
+    assert summary["count_sum"]["mse"] == pytest.approx(np.mean((sums - [1, 1, 2]) ** 2))
+    assert summary["pauc_mcclish"]["estimate"] == pytest.approx(
+        roc_auc_score([r["label"] for r in rows], [r["probability"] for r in rows],
+                      max_fpr=0.1))
