@@ -116,3 +116,46 @@ def test_toy_per_lesion_task_trains_predicts_and_evaluates_through_the_cli(
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "pred" / "task-toy-lesions_metrics.tsv", sep="\t")
     assert len(rows) == 16 and rows["probability"].between(0, 1).all()
+
+
+def test_ctrl_c_is_one_line_saying_what_was_kept(tmp_path, monkeypatch, capsys) -> None:
+    from lesionkit import training
+    from lesionkit.cli import run
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", interrupted)
+    status = run(["train", "enhance-r1", str(tmp_path), str(tmp_path / "model"),
+                  "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 130
+    assert len(err) == 1 and err[0].startswith("interrupted:") and "--resume" in err[0]
+
+
+def test_unexpected_error_is_one_line_with_the_traceback_file(tmp_path, monkeypatch,
+                                                              capsys) -> None:
+    from pathlib import Path
+
+    from lesionkit import training
+    from lesionkit.cli import run
+
+    def broken(*_, **__):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(training, "train", broken)
+    status = run(["train", "enhance-r1", str(tmp_path), str(tmp_path / "model"),
+                  "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1
+    assert err[0].startswith("error: unexpected ZeroDivisionError: division by zero")
+    path = Path(err[0].rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback" in path.read_text() and "broken" in path.read_text()
+    path.unlink()
+
+
+def test_entry_point_is_the_one_error_path() -> None:
+    from importlib.metadata import entry_points
+
+    (point,) = [e for e in entry_points(group="console_scripts") if e.name == "lesionkit"]
+    assert point.value == "lesionkit.cli:run"

@@ -140,3 +140,45 @@ def test_a_subject_without_lesions_gets_an_empty_lesion_table(tmp_path: Path) ->
     table = pd.read_csv(tmp_path / "out" / "sub-03" / "anat" / "sub-03_desc-bright_lesions.tsv",
                         sep="\t")
     assert table.empty and {"label", "probability", "uncertainty"} <= set(table.columns)
+
+
+def test_subject_tables_are_merged_not_overwritten(tmp_path: Path) -> None:
+    from lesionkit.infer import merged_rows
+    from lesionkit.io import write_tsv
+
+    table = tmp_path / "task-x_predictions.tsv"
+    write_tsv([{"participant_id": "sub-01", "patient": 0.2},
+               {"participant_id": "sub-02", "patient": 0.7}], table)
+    rows = merged_rows(table, [{"participant_id": "sub-02", "patient": 0.9},
+                               {"participant_id": "sub-03", "patient": 0.1}])
+    assert [(r["participant_id"], float(r["patient"])) for r in rows] == [
+        ("sub-01", 0.2), ("sub-02", 0.9), ("sub-03", 0.1)]
+
+
+def test_negative_quantitative_output_is_set_to_zero_and_flagged(enhance_dataset: Path,
+                                                                 tmp_path: Path) -> None:
+    import json
+
+    from conftest import tiny
+    from lesionkit.infer import predict
+    from lesionkit.training import train
+
+    task = tiny(get_task("enhance-r1"))
+    model = train(task, enhance_dataset, tmp_path / "model", epochs=1, max_steps=1,
+                  progress=False, device="cpu")
+    weights = model / "fold-0" / "weights.safetensors"
+    from lesionkit.model_folder import load_tensors, save_tensors
+
+    tensors = load_tensors(weights)
+    last_bias = [k for k in tensors if k.endswith("bias")][-1]
+    tensors[last_bias] = tensors[last_bias] - 100.0  # every output far below zero
+    save_tensors(tensors, weights)
+    written = predict(model, enhance_dataset, device="cpu", progress=False,
+                      out_dir=tmp_path / "out", subjects=["01"])
+    enhanced = next(p for p in written if "desc-enhanced" in p.name)
+    from lesionkit.io import load_volume
+
+    assert load_volume(enhanced).data.min() >= 0
+    sidecar = json.loads(enhanced.with_name(enhanced.name.replace(".nii.gz", ".json"))
+                         .read_text())
+    assert "below 0 s^-1" in sidecar["ValueRange"]

@@ -227,7 +227,7 @@ def test_truth_in_a_manual_pipeline_is_evaluated(trained, tmp_path: Path) -> Non
     assert "flair-lesion" in page and "tiny heads" in page and "MRF study" not in page
     result = CliRunner().invoke(app, ["evaluate", "flair-lesion", str(data), "--truth",
                                       "nothing-here", "--out-dir", str(tmp_path / "scores")])
-    assert result.exit_code == 1 and "lesion mask" in result.output
+    assert result.exit_code == 1 and "--truth nothing-here" in result.output
 
 
 def _digest(root: Path) -> dict[str, str]:

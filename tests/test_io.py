@@ -182,3 +182,27 @@ def test_resample_picks_interpolation_from_kind() -> None:
     assert set(np.unique(out.data)) <= {0, 3}
     assert out.data.dtype == np.int16
     np.testing.assert_allclose(out.affine, fine)
+
+
+def test_temporaries_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from lesionkit.io import remove_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / "sub-01" / f".sub-01_T1w.nii.gz.{dead}.a1b2c3d4.tmp.nii.gz"
+    live = tmp_path / f".table.tsv.{os.getpid()}.tmpq8x_z1.tmp.tsv"
+    stale.parent.mkdir()
+    stale.write_bytes(b"half")
+    live.write_text("being written")
+    (tmp_path / "sub-01_T1w.nii.gz").write_bytes(b"done")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert live.is_file() and (tmp_path / "sub-01_T1w.nii.gz").is_file()
+    with atomic_path(tmp_path / "x.tsv") as tmp:
+        assert f".{os.getpid()}." in tmp.name  # the writer's id is in the name
+    partial = tmp_path / f".cohort.{dead}.partial-x1y2"
+    (partial / "sub-01").mkdir(parents=True)
+    assert remove_stale_temporaries(tmp_path, recursive=False) == [partial]

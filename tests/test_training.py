@@ -14,6 +14,7 @@ import yaml
 from conftest import tiny
 from lesionkit.bids import BIDSDataset
 from lesionkit.data import SubjectStore
+from lesionkit.io import InputError
 from lesionkit.model_folder import make_network
 from lesionkit.tasks import get_task
 from lesionkit.training import LOSSES, TaskModule, train, trainer_flags
@@ -64,6 +65,66 @@ def test_resume_continues_from_last_checkpoint(enhance_dataset: Path, tmp_path: 
     train(TASK, enhance_dataset, tmp_path / "model", epochs=2, resume=True, **kwargs)
     rows = _rows(tmp_path / "model" / "fold-0" / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1]
+
+
+def test_interrupted_training_resumes_to_the_uninterrupted_result(
+        enhance_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lesionkit import training
+    from lesionkit.model_folder import load_tensors
+
+    task = replace(TASK, augment=get_task("enhance-r1").augment)  # random transforms too
+    kwargs = {"progress": False, "device": "cpu", "patches_per_epoch": 4, "epochs": 3}
+    whole = train(task, enhance_dataset, tmp_path / "whole", **kwargs)
+
+    original = training.EpochLog.on_train_epoch_end
+
+    def stop_after_second_epoch(self, trainer, module) -> None:
+        original(self, trainer, module)
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt  # Ctrl-C at the end of epoch 1, before its checkpoint
+
+    monkeypatch.setattr(training.EpochLog, "on_train_epoch_end", stop_after_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(task, enhance_dataset, tmp_path / "cut", **kwargs)
+    monkeypatch.undo()
+    cut = tmp_path / "cut"
+    assert (cut / "fold-0" / "checkpoints" / "last.ckpt").is_file()
+    assert yaml.safe_load((cut / "config.yaml").read_text())["training"]["complete"] is False
+    assert len(_rows(cut / "fold-0" / "metrics.csv")) == 2  # epoch 1 logged, not checkpointed
+    with pytest.raises(InputError, match="--resume"):
+        train(task, enhance_dataset, cut, **kwargs)
+
+    train(task, enhance_dataset, cut, resume=True, **kwargs)
+    assert [int(r["epoch"]) for r in _rows(cut / "fold-0" / "metrics.csv")] == [0, 1, 2]
+    for a, b in zip(_rows(whole / "fold-0" / "metrics.csv"),
+                    _rows(cut / "fold-0" / "metrics.csv"), strict=True):
+        assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-5)
+        assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-5)
+    expected = load_tensors(whole / "fold-0" / "weights.safetensors")
+    resumed = load_tensors(cut / "fold-0" / "weights.safetensors")
+    for name, tensor in expected.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_failed_training_leaves_no_folder(enhance_dataset: Path, tmp_path: Path) -> None:
+    big = replace(TASK, sampler=replace(TASK.sampler, patch_size=(64, 64, 64)))
+    with pytest.raises(InputError, match="examples"):
+        train(big, enhance_dataset, tmp_path / "model", epochs=1, progress=False, device="cpu")
+    assert not (tmp_path / "model").exists()
+
+
+def test_overwrite_replaces_only_a_model_folder(enhance_dataset: Path, tmp_path: Path) -> None:
+    kwargs = {"progress": False, "device": "cpu", "epochs": 1, "max_steps": 1}
+    model = train(TASK, enhance_dataset, tmp_path / "model", **kwargs)
+    (model / "stale.txt").write_text("from the first run")
+    train(TASK, enhance_dataset, model, overwrite=True, **kwargs)
+    assert not (model / "stale.txt").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("a user's file")
+    with pytest.raises(InputError, match="other files"):
+        train(TASK, enhance_dataset, other, overwrite=True, **kwargs)
+    assert (other / "mine.txt").read_text() == "a user's file"
 
 
 def test_module_has_task_loss_and_network() -> None:

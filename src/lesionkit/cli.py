@@ -1,16 +1,26 @@
 """Command-line interface: a thin Typer layer over the public functions.
 
 Heavy libraries (torch, MONAI, nibabel, ...) are imported inside the commands so that
-``lesionkit --help`` answers quickly. Errors in the user's input end the command with
-one line on stderr and exit status 1. Task modules add their own commands
+``lesionkit --help`` answers quickly. Task modules add their own commands
 (:data:`lesionkit.tasks.COMMANDS`); this module names no task.
+
+One error path for every command (:func:`run`, the ``lesionkit`` entry point):
+
+- an error in the user's input or options: one line on stderr (file or option, what was
+  expected, what was found), exit status 1;
+- a usage error (unknown option, missing argument, a value of the wrong type): one
+  line, exit status 2;
+- Ctrl-C: one line saying what was kept and how to continue, exit status 130;
+- anything unexpected: one line naming the exception and the file holding the full
+  traceback, exit status 1.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -27,10 +37,80 @@ app = typer.Typer(
 )
 
 
+#: What an interrupted command keeps and how to continue (set by the running command).
+_ON_INTERRUPT: list[str] = []
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def _fail(message: str) -> None:
     """Print one error line to stderr and exit with status 1."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {_one_line(message)}", err=True)
     raise typer.Exit(code=1)
+
+
+def _on_interrupt(message: str) -> None:
+    """Say what Ctrl-C keeps for the command that is running."""
+    _ON_INTERRUPT[:] = [message]
+
+
+def _traceback_file() -> str:
+    """Write the current exception's traceback to a file; return its path."""
+    import tempfile
+    import time
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix=f"lesionkit-traceback-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                suffix=".txt")
+    with open(fd, "w") as handle:
+        handle.write(f"lesionkit {' '.join(sys.argv[1:])}\n\n")
+        traceback.print_exc(file=handle)
+    return path
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """The ``lesionkit`` command: run the CLI and turn every failure into one line.
+
+    Args:
+        argv: Arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0, 1 (error), 2 (usage) or 130 (interrupted).
+    """
+    from lesionkit.io import InputError
+
+    _ON_INTERRUPT.clear()
+    try:
+        status = app(args=list(argv) if argv is not None else None, prog_name="lesionkit",
+                     standalone_mode=False)
+    except typer.TyperException as error:  # usage errors (exit 2) and other option errors
+        context = getattr(error, "ctx", None)
+        where = f" (see {context.command_path} --help)" if context is not None else ""
+        kind = "usage error" if error.exit_code == 2 else "error"
+        typer.echo(f"{kind}: {_one_line(error.format_message())}{where}", err=True)
+        return error.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        status = 130
+    except (InputError, FileExistsError) as error:
+        typer.echo(f"error: {_one_line(str(error))}", err=True)
+        return 1
+    except OSError as error:
+        # Unwritable folders, full disks, paths that are files: the file and the reason.
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"error: {where}{_one_line(error.strerror or str(error))}", err=True)
+        return 1
+    except Exception as error:  # the one place that catches everything
+        path = _traceback_file()
+        typer.echo(f"error: unexpected {type(error).__name__}: "
+                   f"{_one_line(str(error))[:300]} (a lesionkit bug; full traceback in "
+                   f"{path})", err=True)
+        return 1
+    if status == 130:  # Ctrl-C (Typer turns it into exit status 130)
+        kept = _ON_INTERRUPT[0] if _ON_INTERRUPT else "nothing was half-written"
+        typer.echo(f"interrupted: {kept}", err=True)
+    return status if isinstance(status, int) else 0
 
 
 @contextlib.contextmanager
@@ -141,10 +221,24 @@ def _variant(task, network: str | None, channels: str | None, widen_factor: floa
     from lesionkit.training import with_overrides
 
     kwargs = dict(task.network_kwargs)
+    takes = _network_options(task, network)
     if channels:
-        levels = [int(c) for c in channels.split(",")]
+        try:
+            levels = [int(c) for c in channels.split(",")]
+        except ValueError:
+            _fail(f"--channels: expected comma-separated feature counts such as 16,32,64, "
+                  f"found {channels!r}")
+        if len(levels) < 2 or min(levels) < 1:
+            _fail(f"--channels: expected at least two positive feature counts (one per U-Net "
+                  f"level), found {channels!r}")
+        if "channels" not in takes:
+            _fail(f"--channels: expected a U-Net network, found {network or task.network} "
+                  "(ResNets take --widen-factor)")
         kwargs.update(channels=levels, strides=[2] * (len(levels) - 1))
     if widen_factor:
+        if "widen_factor" not in takes:
+            _fail(f"--widen-factor: expected a ResNet network, found {network or task.network} "
+                  "(U-Nets take --channels)")
         kwargs["widen_factor"] = widen_factor
     sampler = task.sampler
     if patch_size and hasattr(sampler, "patch_size"):
@@ -157,6 +251,45 @@ def _variant(task, network: str | None, channels: str | None, widen_factor: floa
     return with_overrides(task, network=network, batch_size=batch_size,
                           learning_rate=learning_rate, patience=patience,
                           network_kwargs=kwargs, sampler=sampler)
+
+
+def _network_options(task, network: str | None) -> set[str]:
+    """Keyword arguments the chosen network's factory takes (a one-line error if unknown)."""
+    import inspect
+
+    from lesionkit.models import NETWORKS
+
+    name = network or task.network
+    if network is not None and network not in NETWORKS:
+        _fail(f"--network: expected one of {', '.join(sorted(NETWORKS))}, found {network!r}")
+    factory = (task.network_factory if task.network_factory is not None and network is None
+               else NETWORKS.get(name))
+    return set(inspect.signature(factory).parameters) if factory is not None else set()
+
+
+def _truth(task, data_dir: Path, truth: str | None):
+    """The task reading its truth from ``--truth`` (checked to be a pipeline of the data)."""
+    from lesionkit.data import with_truth
+
+    if truth:
+        pipelines = sorted(p.name for p in (data_dir / "derivatives").glob("*") if p.is_dir())
+        if truth not in pipelines:
+            _fail(f"--truth {truth}: expected a derivatives pipeline of {data_dir}, found "
+                  f"{', '.join(pipelines) or 'none'}")
+    return with_truth(task, truth)
+
+
+def _device(device: str) -> str:
+    """The --device value, checked: auto, cpu, or cuda where CUDA is available."""
+    if device not in ("auto", "cpu", "cuda"):
+        _fail(f"--device: expected auto, cpu or cuda, found {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail("--device cuda: expected a CUDA device, found none on this machine "
+                  "(use --device cpu or auto)")
+    return device
 
 
 NetworkOption = Annotated[str | None, typer.Option(help="Network registry name, e.g. resnet10.")]
@@ -184,7 +317,8 @@ def train(
     device: DeviceOption = "auto",
     gpus: Annotated[int, typer.Option(min=1, help="CUDA devices; DDP when more than 1.")] = 1,
     amp: Annotated[bool, typer.Option(help="16-bit mixed precision (CUDA only).")] = False,
-    patches_per_epoch: Annotated[int | None, typer.Option(help="Examples per epoch cap.")] = None,
+    patches_per_epoch: Annotated[int | None, typer.Option(
+        min=1, help="Examples per epoch cap.")] = None,
     network: NetworkOption = None,
     batch_size: BatchOption = None,
     learning_rate: RateOption = None,
@@ -200,7 +334,10 @@ def train(
     subjects: SubjectsOption = None,
     truth: TruthOption = None,
     workers: WorkersOption = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoints.")] = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted training from its last completed epoch.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace an earlier model folder of the same path.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
@@ -208,17 +345,19 @@ def train(
                       learning_rate, patience)
     import time
 
-    from lesionkit.data import with_truth
     from lesionkit.training import train as fit
 
-    chosen = with_truth(chosen, truth)
+    chosen = _truth(chosen, data_dir, truth)
 
     start = time.perf_counter()
+    _on_interrupt(f"the last completed epoch of the running fold is kept under {model_dir}; "
+                  "run the same command with --resume to continue from it")
     with _user_errors():
         path = fit(chosen, data_dir, model_dir, folds=folds, epochs=epochs, seed=seed,
-                   device=device, gpus=gpus, amp=amp, patches_per_epoch=patches_per_epoch,
-                   subjects=_subject_list(subjects), resume=resume, progress=progress,
-                   workers=workers, source=source_dir or weights)
+                   device=_device(device), gpus=gpus, amp=amp,
+                   patches_per_epoch=patches_per_epoch, subjects=_subject_list(subjects),
+                   resume=resume, progress=progress, workers=workers,
+                   source=source_dir or weights, overwrite=overwrite)
     typer.echo(f"wrote {path} ({chosen.name}, {time.perf_counter() - start:.0f} s)")
 
 
@@ -235,6 +374,8 @@ def predict(
     register: Annotated[bool, typer.Option(
         help="Co-register each subject's images to its first input (dipy) instead of "
              "trusting their affines.")] = False,
+    allow_incomplete: Annotated[bool, typer.Option(
+        help="Predict with a model folder whose training did not finish.")] = False,
 ) -> None:
     """Apply a model folder; write predictions (and uncertainty) as BIDS derivatives.
 
@@ -246,9 +387,12 @@ def predict(
     from lesionkit.infer import predict as run
 
     start = time.perf_counter()
+    _on_interrupt("every prediction written so far is complete; run the same command again "
+                  "to write the rest")
     with _user_errors():
-        written = run(model_dir, data_dir, tta=tta, device=device,
-                      subjects=_subject_list(subjects), out_dir=out_dir, register=register)
+        written = run(model_dir, data_dir, tta=tta, device=_device(device),
+                      subjects=_subject_list(subjects), out_dir=out_dir, register=register,
+                      allow_incomplete=allow_incomplete)
     where = out_dir or data_dir / "derivatives" / "lesionkit"
     typer.echo(f"wrote {len(written)} files under {where} in {time.perf_counter() - start:.0f} s")
 
@@ -268,9 +412,7 @@ def evaluate(
     truth: TruthOption = None,
 ) -> None:
     """Score predictions against the truth; write a metrics table (TSV and JSON)."""
-    from lesionkit.data import with_truth
-
-    chosen = with_truth(_task(task), truth)
+    chosen = _truth(_task(task), data_dir, truth)
     from lesionkit.evaluation import evaluate as score
 
     with _user_errors():
@@ -289,9 +431,7 @@ def report(
     truth: TruthOption = None,
 ) -> None:
     """Write one HTML page with the task's metric tables and figures."""
-    from lesionkit.data import with_truth
-
-    chosen = with_truth(_task(task), truth)
+    chosen = _truth(_task(task), data_dir, truth)
     from lesionkit.evaluation import report as write
 
     with _user_errors():
@@ -308,7 +448,8 @@ def crossval(
     arms: Annotated[str | None, typer.Option(
         help="Comma-separated arms (default: all of the task's).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs per fold.")] = None,
-    patches_per_epoch: Annotated[int | None, typer.Option(help="Examples per epoch cap.")] = None,
+    patches_per_epoch: Annotated[int | None, typer.Option(
+        min=1, help="Examples per epoch cap.")] = None,
     network: NetworkOption = None,
     channels: ChannelsOption = None,
     widen_factor: WidenOption = None,
@@ -329,10 +470,12 @@ def crossval(
                       learning_rate)
     from lesionkit.crossval import crossval as run
 
+    _on_interrupt(f"finished arms and folds are kept under {out_dir}; run the same command "
+                  "again to continue")
     with _user_errors():
         path = run(chosen, data_dir, out_dir, folds=folds,
                    arms=[a.strip() for a in arms.split(",")] if arms else None, epochs=epochs,
-                   seed=seed, device=device, patches_per_epoch=patches_per_epoch,
+                   seed=seed, device=_device(device), patches_per_epoch=patches_per_epoch,
                    source_dir=source_dir, weights=weights, tta=tta, workers=workers)
     typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
 

@@ -154,7 +154,7 @@ def crossval(
         if not _finished(model_dir, splits, epochs):
             train(variant, dataset.root, model_dir, epochs=epochs, seed=seed, device=device,
                   patches_per_epoch=patches_per_epoch, subjects=names, progress=progress,
-                  workers=workers, source=source, splits=splits)
+                  workers=workers, source=source, splits=splits, overwrite=True)
         predict(model_dir, dataset.root, tta=tta, device=device, subjects=names,
                 progress=progress, out_dir=predicted)
         _, metrics_json = evaluate(variant, dataset.root, names, predictions=predicted)

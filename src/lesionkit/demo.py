@@ -95,7 +95,8 @@ def run_step(step: DemoStep, out: Path, seed: int, cohorts: dict[str, int]) -> l
     model_dir = out / "models" / task.name
     start = time.perf_counter()
     train(task, data, model_dir, epochs=step.epochs, seed=seed,
-          patches_per_epoch=step.examples_per_epoch, subjects=training, device="auto")
+          patches_per_epoch=step.examples_per_epoch, subjects=training, device="auto",
+          overwrite=True)
     lines.append(f"trained {task.name} on {len(training)} subjects in "
                  f"{time.perf_counter() - start:.0f} s -> {model_dir}")
     predict(model_dir, data, tta=step.tta, subjects=held_out, progress=False)

@@ -50,7 +50,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = _nifti_suffix(path)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
+        prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -63,6 +63,51 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], recursive: bool = True
+                             ) -> list[Path]:
+    """Remove temporaries left by killed processes: files of :func:`atomic_path` and
+    partial folders (``.NAME.PID.partial-XXXX``) built before being moved into place.
+
+    A temporary's name holds the process id of its writer (``.NAME.PID.XXXXXXXX.tmpEXT``);
+    those whose writer no longer runs are removed, those of running processes are left.
+
+    Args:
+        folder: Folder searched (a missing folder has none).
+        recursive: Search sub-folders too.
+
+    Returns:
+        What was removed.
+    """
+    import shutil
+
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in (root.rglob(".*") if recursive else root.glob(".*")):
+        parts = path.name.split(".")
+        pid = ""
+        for i, part in enumerate(parts):
+            if part.startswith("partial-") and i >= 2 and path.is_dir():
+                pid = parts[i - 1]
+            elif part.startswith("tmp") and i >= 3 and path.is_file():
+                pid = parts[i - 2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -116,6 +161,37 @@ def write_tsv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
         writer.writeheader()
         writer.writerows({k: "n/a" if v is None else v for k, v in row.items()} for row in rows)
     return path
+
+
+#: Plausible median of the non-zero voxels of a brain image, by unit: values outside
+#: mean another unit (an R1 map in ms-like numbers, ADC in mm^2/s instead of 1e-3 mm^2/s).
+PLAUSIBLE_MEDIAN: dict[str, tuple[float, float]] = {
+    "s^-1": (0.05, 20.0),          # R1, R2, R2*: T1 50 ms to 20 s
+    "ms": (5.0, 10000.0),          # T1, T2, T2*
+    "s": (0.005, 10.0),
+    "1e-3 mm^2/s": (0.05, 5.0),    # ADC
+}
+
+
+def check_values(path: Path, data: np.ndarray, unit: str) -> None:
+    """Refuse an input image that is all zero, constant, or in another unit than stated.
+
+    Raises:
+        InputError: One line naming the file, what was expected and what was found.
+    """
+    finite = data[np.isfinite(data)]
+    if finite.size == 0 or not finite.any():
+        raise InputError(f"{path}: expected an image, found only zero or non-finite values")
+    if float(finite.min()) == float(finite.max()):
+        raise InputError(f"{path}: expected an image, found a constant image (every voxel "
+                         f"{float(finite.min()):g})")
+    if unit in PLAUSIBLE_MEDIAN:
+        low, high = PLAUSIBLE_MEDIAN[unit]
+        median = float(np.median(finite[finite != 0][::max(finite.size // 1_000_000, 1)]))
+        if not low <= median <= high:
+            raise InputError(f"{path}: expected values in {unit} (brain median {low:g} to "
+                             f"{high:g}), found a median of {median:.4g}; is the map in "
+                             "another unit?")
 
 
 def load_volume(

@@ -182,7 +182,11 @@ def load_tensors(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: expected a safetensors file, found no such file")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises its own error type for damaged files
+        raise InputError(f"{path}: expected a safetensors file, found unreadable data "
+                         f"({' '.join(str(error).split())[:120]})") from error
 
 
 def save_weights(network: Any, path: str | os.PathLike[str]) -> Path:
@@ -191,8 +195,24 @@ def save_weights(network: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def load_weights(network: Any, path: str | os.PathLike[str]) -> Any:
-    """Load safetensors weights into a network (strict)."""
-    network.load_state_dict(load_tensors(path), strict=True)
+    """Load safetensors weights into a network (strict).
+
+    Raises:
+        InputError: The file is damaged or holds the weights of another network.
+    """
+    tensors = load_tensors(path)
+    try:
+        network.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        expected = network.state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        shapes = [k for k in set(expected) & set(tensors)
+                  if tuple(expected[k].shape) != tuple(tensors[k].shape)]
+        raise InputError(f"{path}: expected the weights of the model folder's "
+                         f"{type(network).__name__} ({len(expected)} tensors), found another "
+                         f"network's ({len(missing)} missing, {len(unexpected)} extra, "
+                         f"{len(shapes)} of another shape)") from error
     return network
 
 
@@ -205,7 +225,12 @@ def make_network(task: Task, in_channels: int, state: Mapping[str, Any] | None =
         return task.network_factory(in_channels, task.out_channels, **kwargs)
     from lesionkit.models import build_network
 
-    return build_network(task.network, in_channels, task.out_channels, **kwargs)
+    try:
+        return build_network(task.network, in_channels, task.out_channels, **kwargs)
+    except (KeyError, TypeError) as error:
+        message = error.args[0] if error.args else str(error)
+        raise InputError(f"task {task.name}: expected a known network and its options, "
+                         f"found {message}") from error
 
 
 @dataclass(frozen=True)
@@ -236,6 +261,8 @@ def load_model(model_dir: str | os.PathLike[str], device: str = "cpu",
         device: Torch device.
         trusted: Modules outside lesionkit whose hook functions the task may name.
     """
+    if Path(model_dir).exists() and not Path(model_dir).is_dir():
+        raise InputError(f"{model_dir}: expected a model folder, found a file")
     config = read_config(model_dir)
     task = task_from_config(config, Path(model_dir) / "config.yaml", trusted)
     if not config["folds"]:
@@ -245,7 +272,10 @@ def load_model(model_dir: str | os.PathLike[str], device: str = "cpu",
     for entry in config["folds"]:
         folder = fold_dir(model_dir, entry["fold"])
         state = load_tensors(folder / "state.safetensors") if task.fit_state else None
-        network = make_network(task, config["in_channels"], state)
+        try:
+            network = make_network(task, config["in_channels"], state)
+        except InputError as error:
+            raise InputError(f"{Path(model_dir) / 'config.yaml'}: {error}") from error
         load_weights(network, folder / "weights.safetensors")
         folds.append(FoldModel(network.to(device).eval(), entry["normalisation"],
                                tuple(entry.get("train", ()))))

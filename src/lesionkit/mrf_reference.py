@@ -35,7 +35,7 @@ import numpy as np
 
 from lesionkit import mrf
 from lesionkit.bids import BIDSDataset, BIDSFile, bids_path, derivatives_root, save_derivative
-from lesionkit.io import InputError, load_volume
+from lesionkit.io import InputError, check_values, load_volume
 from lesionkit.volume import Volume
 
 #: ``desc-`` entity of the matched maps.
@@ -125,6 +125,7 @@ def match_subject(
     """
     found = dataset.get(subject, "MRF")
     series = load_volume(found.path, unit="a.u.", ndim=4)
+    check_values(found.path, np.asarray(series.data), "a.u.")
     schedule = _schedule(found)
     if series.shape[3] != len(schedule):
         raise InputError(f"{found.path}: expected {len(schedule)} frames as in its sidecar, "
@@ -182,11 +183,12 @@ def match_dataset(
     if not names:
         raise InputError(f"{dataset.root}: expected subjects with an MRF series "
                          "(sub-XX_MRF.nii.gz), found none")
-    derivatives_root(dataset.root)
     dictionary = dictionary or mrf.build_dictionary()
     written = []
     for subject in names:
-        written += match_subject(dataset, subject, dictionary, denoise)
+        maps = match_subject(dataset, subject, dictionary, denoise)
+        derivatives_root(dataset.root)  # its description, once there is something in it
+        written += maps
         if progress is not None:
             progress(1)
     return written

@@ -56,7 +56,7 @@ h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;margin-top:1
 table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;
 padding:.2em .6em;text-align:right}th{background:#f2f2f2}figure{margin:1em 0}
 img{max-width:100%}figcaption,caption{font-size:.9em;color:#555;text-align:left}
-.meta{color:#777;font-size:.85em}
+.meta{color:#777;font-size:.85em}.table{overflow-x:auto;max-width:100%}
 """
 
 
@@ -80,13 +80,17 @@ def _items(items: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str, Any]]:
 
 
 def _table_html(caption: str, table: Table) -> str:
+    """The table in a box of its own width that scrolls sideways when it is wider than
+    the page; missing values (None, NaN) read "n/a"."""
     frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
+    frame = frame.astype(object).where(frame.notna(), None).map(
+        lambda v: "n/a" if v is None or (isinstance(v, str) and v in ("None", "nan")) else v)
     body = frame.to_html(
         index=False, escape=True, border=0, na_rep="n/a", float_format=lambda v: f"{v:.4g}"
     )
     if caption:
         body = body.replace(">", f"><caption>{html.escape(caption)}</caption>", 1)
-    return body
+    return f'<div class="table">{body}</div>'
 
 
 def _figure_html(caption: str, figure: FigureLike) -> str:

@@ -45,12 +45,14 @@ def _truth(root: Path, subject: str, suffix: str, **entities: str) -> np.ndarray
 
 
 def _load(root: Path, subject: str, spec: ImageSpec | OutputSpec):
-    """An input image of the dataset ``root``, or a prediction when ``root`` holds them."""
+    """(path, volume) of an image of the dataset ``root``, or of a prediction when ``root``
+    holds them."""
     from lesionkit.bids import BIDSDataset
     from lesionkit.io import load_volume
 
     query = {"desc": spec.desc} if isinstance(spec, OutputSpec) else spec.query()
-    return load_volume(BIDSDataset(root).get(subject, spec.suffix, **query).path)
+    path = BIDSDataset(root).get(subject, spec.suffix, **query).path
+    return path, load_volume(path)
 
 
 def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> list[dict]:
@@ -62,14 +64,18 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
     preservation (output contrast over 7T contrast) where the subject has a lesion mask.
     """
     from lesionkit.bids import BIDSDataset
+    from lesionkit.io import GRID_TOLERANCE_MM, check_same_grid
     from lesionkit.metrics import image as m
 
     table = BIDSDataset(root).participants().set_index("participant_id")
     rows = []
     for subject in subjects:
-        reference = _load(root, subject, R1_7T)
-        images = {"baseline": _load(root, subject, R1_3T).data,
-                  "enhanced": _load(predictions, subject, ENHANCED).data,
+        loaded = dict((_load(root, subject, R1_7T), _load(root, subject, R1_3T),
+                       _load(predictions, subject, ENHANCED)))
+        # Voxel-wise scores need one grid: the prediction is on the 3T input's grid.
+        check_same_grid(loaded, atol_mm=GRID_TOLERANCE_MM * 10)
+        (reference, baseline, enhanced) = loaded.values()
+        images = {"baseline": baseline.data, "enhanced": enhanced.data,
                   "reference": reference.data}
         brain = _truth(root, subject, "mask", desc="brain") > 0.5
         gm, wm = (_truth(root, subject, "probseg", label=t) for t in ("GM", "WM"))
@@ -112,9 +118,9 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     figures = {}
     lesioned = [s for s in subjects if _has_lesion(root, s)]
     for subject in (lesioned + [s for s in subjects if s not in lesioned])[:3]:
-        r3 = _load(root, subject, R1_3T)
-        enhanced = _load(predictions, subject, ENHANCED).data
-        r7 = _load(root, subject, R1_7T).data
+        r3 = _load(root, subject, R1_3T)[1]
+        enhanced = _load(predictions, subject, ENHANCED)[1].data
+        r7 = _load(root, subject, R1_7T)[1].data
         lesion = _truth(root, subject, "mask", label="lesion")
         outline = lesion > 0.5 if lesion is not None and (lesion > 0.5).any() else None
         figures[f"sub-{subject}: R1 (s^-1)"] = slice_panel(

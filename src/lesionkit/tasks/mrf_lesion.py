@@ -61,10 +61,12 @@ THRESHOLD = 0.33  # lesion probability threshold reported by the study
 TISSUE_THRESHOLD = 0.8  # NAWM / GM binarisation
 
 MRF = ImageSpec("mrf", "MRF", unit="a.u.", ndim=4)
+MATCH = "lesionkit mrf-match DATA"
 T1_MATCHED = ImageSpec("t1", "T1map", derivatives="lesionkit", entities=(("desc", "matched"),),
-                       unit="ms", normalisation="log-zscore")
+                       unit="ms", normalisation="log-zscore", made_by=MATCH)
 T2S_MATCHED = ImageSpec("t2s", "T2starmap", derivatives="lesionkit",
-                        entities=(("desc", "matched"),), unit="ms", normalisation="log-zscore")
+                        entities=(("desc", "matched"),), unit="ms", normalisation="log-zscore",
+                        made_by=MATCH)
 NAWM = ImageSpec("nawm", "probseg", derivatives="phantom", entities=(("label", "NAWM"),),
                  kind="probability", unit="1", normalisation="none")
 GM = ImageSpec("gm", "probseg", derivatives="phantom", entities=(("label", "GM"),),
@@ -73,7 +75,8 @@ GM = ImageSpec("gm", "probseg", derivatives="phantom", entities=(("label", "GM")
 LESION = ImageSpec("lesion", "mask", derivatives="phantom", entities=(("label", "lesion"),),
                    kind="label", unit="1", normalisation="none", other_pipelines=True)
 BRAIN = ImageSpec("brain", "mask", derivatives="lesionkit", entities=(("desc", "brain"),),
-                  kind="label", unit="1", normalisation="none", other_pipelines=True)
+                  kind="label", unit="1", normalisation="none", other_pipelines=True,
+                  made_by=MATCH)
 PHANTOM_BRAIN = replace(BRAIN, derivatives="phantom")
 # Weighted images in arbitrary units: normalised per image inside its brain mask.
 FLAIR = ImageSpec("flair", "FLAIR", normalisation="image-zscore")
