@@ -28,6 +28,8 @@ SUITES = {
     "mrf-lesion": ("mrf_lesion_bench", "bench_mrf_lesion"),
     "fcd": ("fcd_bench", "bench_fcd"),
     "data": ("data_bench", "bench_data"),
+    "rim-classify": ("rim_classify_bench", "bench_rim_classify"),
+    "contrast-amplify": ("contrast_amplify_bench", "bench_contrast_amplify"),
 }
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesionkit.bids import BIDSDataset
-from lesionkit.io import InputError, load_affine, load_volume
+from lesionkit.io import InputError, check_values, load_affine, load_volume
 from lesionkit.lesions import crop, lesion_table
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
 
@@ -34,6 +34,9 @@ Stats = dict[str, dict[str, float]]
 
 #: Voxels per subject and image drawn (seeded) to fit normalisation statistics.
 FIT_VOXELS = 200_000
+
+#: Normalisations that start with a robust z-score of each image inside its own brain mask.
+PER_IMAGE = ("image-zscore", "image-zscore-percentile")
 
 
 def with_truth(task: Task, pipeline: str | None) -> Task:
@@ -100,9 +103,31 @@ def prediction_units(dataset: BIDSDataset, task: Task, subjects: Sequence[str] |
 def prediction_specs(task: Task) -> tuple[ImageSpec, ...]:
     """Images read at prediction: the prediction inputs, the brain mask (when an input is
     normalised per image inside it) and, per-lesion, the lesion map."""
-    per_image = any(s.normalisation == "image-zscore" for s in task.prediction_inputs)
+    per_image = any(s.normalisation in PER_IMAGE for s in task.prediction_inputs)
     mask = task.mask if per_image else None
     return task.prediction_inputs + tuple(s for s in (mask, task.lesions) if s is not None)
+
+
+def expected_name(spec: ImageSpec) -> str:
+    """How an image is named, e.g. ``derivatives/lesionkit/sub-<label>_desc-matched_T1map``."""
+    entities = "".join(f"_{k}-{v}" for k, v in spec.entities)
+    session = f"_ses-{spec.session}" if spec.session else "[_ses-<label>]"
+    where = f"derivatives/{spec.derivatives}/" if spec.derivatives else ""
+    return f"{where}sub-<label>{session}{entities}_{spec.suffix}.nii[.gz]"
+
+
+def missing_images(dataset: BIDSDataset, task: Task, with_targets: bool = True) -> str:
+    """What the dataset's subjects lack for the task: the image most of them miss, how
+    many miss it, and the command that writes it (``ImageSpec.made_by``)."""
+    specs = required_specs(task, with_targets)
+    names = _candidates(dataset, specs)
+    counts = [(sum(not dataset.locate(n, s.suffix, **s.query()) for n in names), s)
+              for s in specs]
+    count, spec = max(counts, key=lambda c: c[0]) if counts else (0, None)
+    if spec is None or count == 0:
+        return f"every image in {len(names)} subjects"
+    made = f"; {spec.made_by} writes it" if spec.made_by else ""
+    return f"{expected_name(spec)} missing in {count} of {len(names)} subjects{made}"
 
 
 def training_subjects(dataset: BIDSDataset, task: Task) -> list[str]:
@@ -197,6 +222,35 @@ def subject_labels(dataset: BIDSDataset, subject: str, task: Task) -> dict[str, 
     return values
 
 
+def check_truth_grid(path: Path, shape: Sequence[int], affine: np.ndarray, input_path: Path,
+                     input_shape: Sequence[int], input_affine: np.ndarray,
+                     tolerance: float = 0.01) -> None:
+    """Refuse truth (a target, mask or lesion map) that is visibly off its input's grid.
+
+    Truth on another voxel size or orientation is resampled by its affine (truth drawn in
+    world space). Truth with the input's voxel size and orientation must hold the input's
+    grid: same origin (within ``tolerance`` of a voxel) when the shapes agree, and the
+    whole input field of view otherwise. A shifted header or a cropped image otherwise
+    trains on misplaced truth without a word.
+
+    Raises:
+        InputError: The truth is shifted from, or does not cover, the input's grid.
+    """
+    if not np.allclose(affine[:3, :3], input_affine[:3, :3], atol=1e-4):
+        return
+    offset = np.linalg.solve(affine[:3, :3], input_affine[:3, 3] - affine[:3, 3])
+    size = np.abs(np.diag(affine[:3, :3])).max()
+    if tuple(shape) == tuple(input_shape) and np.abs(offset).max() > tolerance:
+        raise InputError(f"{path}: expected the grid of {input_path.name} (same shape and voxel "
+                         f"size), found it shifted by {np.abs(offset).max() * size:.3g} mm; "
+                         "resample it onto the input's grid if the shift is real")
+    end = offset + np.asarray(input_shape) - 1
+    if (offset < -tolerance).any() or (end > np.asarray(shape) - 1 + tolerance).any():
+        raise InputError(f"{path}: expected it to cover the field of view of {input_path.name} "
+                         f"(shape {tuple(input_shape)}), found shape {tuple(shape)} at voxel "
+                         f"offset {tuple(np.round(offset, 2))}")
+
+
 def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence[ImageSpec],
                  session: str | None = None, register: bool = False) -> tio.Subject:
     """A TorchIO subject with the given images (raw units), keyed by spec key.
@@ -227,12 +281,19 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
 
     images, sources = {}, {}
     notes: dict[str, Any] = {"VoxelSizes": {}, "Warnings": []}
+    first_input = None
     for spec in specs:
         if spec is task.mask and not dataset.locate(subject, spec.suffix, **spec.query(session)):
             continue  # computed below
         path = dataset.get(subject, spec.suffix, **spec.query(session)).path
         volume = load_volume(path, kind=spec.kind, unit=spec.unit, ndim=spec.ndim)
         data = np.asarray(volume.data, dtype=np.float32)
+        is_input = spec in task.inputs or spec in task.prediction_inputs
+        if is_input:
+            check_values(path, data, spec.unit)
+            first_input = first_input or (path, data.shape[:3], volume.affine)
+        elif first_input is not None:
+            check_truth_grid(path, data.shape[:3], volume.affine, *first_input)
         data = data[None] if data.ndim == 3 else np.moveaxis(data, -1, 0)
         image_type = tio.LabelMap if spec.kind == "label" else tio.ScalarImage
         image = image_type(tensor=torch.from_numpy(np.ascontiguousarray(data)),
@@ -264,7 +325,7 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
         mask = (reference.data != 0).any(0, keepdim=True)
         notes["BrainMask"] = f"non-zero voxels of {sources[first]}"
     for spec in specs:
-        if spec.normalisation == "image-zscore" and spec.key in images:
+        if spec.normalisation in PER_IMAGE and spec.key in images:
             images[spec.key].set_data(per_image_zscore(images[spec.key].data, mask[0]))
     images["mask"] = tio.LabelMap(tensor=mask.to(torch.uint8), affine=reference.affine)
     result = tio.Subject(**images, subject_id=subject, notes=notes)
@@ -300,18 +361,27 @@ def _sample(values: Any, limit: int = 1_000_000) -> Any:
 
 
 def apply_normalisation(array: Any, entry: dict[str, float]) -> Any:
-    """(value - shift) / scale, of the floored log for log-zscore entries (array or tensor)."""
+    """(value - shift) / scale, of the floored log for log-zscore entries (array or tensor);
+    clipped to [clip_low, clip_high] for entries that carry them."""
     import torch
 
     if "log_floor" in entry:
         floor = entry["log_floor"]
         array = (np.log(np.maximum(array, floor)) if isinstance(array, np.ndarray)
                  else torch.log(torch.clamp(array, min=floor)))
-    return (array - entry["shift"]) / entry["scale"]
+    out = (array - entry["shift"]) / entry["scale"]
+    if "clip_low" in entry:
+        low, high = entry["clip_low"], entry["clip_high"]
+        out = np.clip(out, low, high) if isinstance(out, np.ndarray) else out.clamp(low, high)
+    return out
 
 
 def invert(array: np.ndarray, stats: Stats, key: str | None) -> np.ndarray:
-    """Map network output back to the target's unit (identity for key None)."""
+    """Map network output back to the target's unit (identity for key None).
+
+    Clipping is not undone: an ``image-zscore-percentile`` output in [0, 1] comes back as
+    the target's robust z-score, between its training 1st and 99th percentiles.
+    """
     if key is None:
         return array
     entry = stats[key]
@@ -325,7 +395,10 @@ def fit_statistics(values: np.ndarray, normalisation: str) -> dict[str, float]:
     ``zscore``: mean and standard deviation; ``log-zscore``: the same of the natural log,
     values first floored at their 1st percentile (relaxation times, whose long tails,
     e.g. CSF T2*, would dominate a squared loss; the entry gains ``log_floor``);
-    ``percentile``: 1st percentile and the 1st-99th percentile range; ``none``: 0 and 1.
+    ``percentile``: 1st percentile and the 1st-99th percentile range;
+    ``image-zscore-percentile`` (values already z-scored per image): the same, and the
+    entry gains ``clip_low`` 0 and ``clip_high`` 1 so that normalised values stay in
+    [0, 1]; ``none``: 0 and 1.
     """
     if normalisation == "none" or values.size == 0:
         return {"shift": 0.0, "scale": 1.0}
@@ -333,9 +406,11 @@ def fit_statistics(values: np.ndarray, normalisation: str) -> dict[str, float]:
     if normalisation == "log-zscore":
         entry["log_floor"] = max(float(np.percentile(values, 1)), 1e-6)
         values = np.log(np.maximum(values, entry["log_floor"]))
-    if normalisation == "percentile":
+    if normalisation in ("percentile", "image-zscore-percentile"):
         low, high = np.percentile(values, [1, 99])
         shift, scale = float(low), float(high - low)
+        if normalisation == "image-zscore-percentile":
+            entry.update(clip_low=0.0, clip_high=1.0)
     else:
         shift, scale = float(values.mean()), float(values.std())
     return {"shift": shift, "scale": scale if scale > 0 else 1.0, **entry}
@@ -358,8 +433,17 @@ class SubjectStore:
         self.keys = [s.key for s in (*task.inputs, *task.dense_targets)]
 
     def prepare(self, names: Sequence[str], advance: Callable[[int], None] | None = None) -> None:
-        """Load each subject once (validated, preprocessed) and write its arrays."""
+        """Load each subject once (validated, preprocessed) and write its arrays.
+
+        A task with ``lesion_features`` also gets each lesion's feature vector (cached
+        under the dataset's derivatives, :mod:`lesionkit.lesion_features`) as
+        ``features.npy``, one row per lesion of the lesion table.
+        """
         specs = [s for s in self.task.image_specs if s is not self.task.lesions]
+        if self.task.lesion_features is not None:
+            from lesionkit.lesion_features import ensure_features
+
+            ensure_features(self.dataset, names, self.task)
         for name in names:
             folder = self.cache / f"sub-{name}"
             if not (folder / "meta.json").is_file():
@@ -374,9 +458,28 @@ class SubjectStore:
                     found = self.dataset.get(name, spec.suffix, **spec.query())
                     targets = [t for t in self.task.targets if isinstance(t, LesionLabelSpec)]
                     meta["lesions"] = lesion_table(found.path, targets)
+                if self.task.lesion_features is not None:
+                    np.save(folder / "features.npy", self._lesion_features(name, meta))
                 (folder / "meta.json").write_text(json.dumps(meta))
             if advance is not None:
                 advance(1)
+
+    def _lesion_features(self, name: str, meta: dict[str, Any]) -> np.ndarray:
+        """(N, F) features of the lesions of the table, in its order."""
+        from lesionkit.lesion_features import subject_features
+
+        features = subject_features(self.dataset, name, self.task)
+        missing = [le["label"] for le in meta["lesions"] if le["label"] not in features]
+        if missing:
+            raise InputError(f"sub-{name}: expected lesion features of every lesion, found "
+                             f"none for labels {missing[:5]}")
+        width = len(next(iter(features.values()))) if features else 0
+        rows = [features[le["label"]] for le in meta["lesions"]]
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, width), np.float32)
+
+    def features(self, name: str) -> np.ndarray:
+        """(N, F) per-lesion features of a subject, lesions in the order of :meth:`lesions`."""
+        return np.asarray(self._array(name, "features"))
 
     def _meta(self, name: str) -> dict[str, Any]:
         return json.loads((self.cache / f"sub-{name}" / "meta.json").read_text())

@@ -28,10 +28,11 @@ from lesionkit.data import (
     apply_normalisation,
     invert,
     load_subject,
+    missing_images,
     prediction_specs,
     prediction_units,
 )
-from lesionkit.io import InputError, load_volume, write_tsv
+from lesionkit.io import InputError, load_volume, remove_stale_temporaries, write_tsv
 from lesionkit.model_folder import FoldModel, TrainedModel, load_model
 from lesionkit.tasks.task import OutputSpec
 from lesionkit.volume import Volume
@@ -81,7 +82,9 @@ def normalised_input(fold: FoldModel, inputs: dict[str, np.ndarray], specs: Sequ
 
 def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int | None = None,
                    device: str = "cpu", lesions: np.ndarray | None = None,
-                   folds: Sequence[FoldModel] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   folds: Sequence[FoldModel] | None = None,
+                   features: dict[int, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation over folds x flips, in the outputs' units.
 
     Args:
@@ -91,6 +94,8 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
         device: Torch device.
         lesions: (X, Y, Z) lesion label map, for per-lesion tasks.
         folds: Folds to average (default: all).
+        features: Lesion label -> (F,) per-lesion features, for tasks with
+            ``lesion_features`` (passed to the inference strategy).
 
     Returns:
         (mean, std): (C_out, X, Y, Z) maps, (C_out,) subject scores or (N, C_out) lesion
@@ -103,13 +108,15 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
     activation = ACTIVATIONS[task.output_activation]
     label_map = None if lesions is None else torch.from_numpy(np.asarray(lesions, np.int64))
     predictions = []
+    extra = {"features": features} if features is not None else {}
     for fold in folds or model.folds:
         x = normalised_input(fold, inputs, task.prediction_inputs, device)
         for axes in flips(tta or task.inference.flips):
             flipped = None if label_map is None else (
                 label_map.flip([a - 2 for a in axes]) if axes else label_map)
             with torch.inference_mode():
-                y = task.inference.predict(fold.network, x.flip(axes) if axes else x, flipped)
+                y = task.inference.predict(fold.network, x.flip(axes) if axes else x, flipped,
+                                           **extra)
                 y = activation(y.flip(axes) if axes and y.ndim == 5 else y)
             y = y.float().cpu().numpy()
             y = y[0] if task.output_kind != "lesions" else np.moveaxis(y, 1, 0)
@@ -200,6 +207,10 @@ class _Written:
                                           dtype=np.float32))
 
 
+#: Units of quantities that cannot be negative (relaxation rates and times, diffusivity).
+POSITIVE_UNITS = ("s^-1", "ms", "s", "1e-3 mm^2/s")
+
+
 def _write_maps(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray, members: int,
                 **_: Any) -> None:
     for c, spec in enumerate(task.outputs):
@@ -210,6 +221,12 @@ def _write_maps(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray, mem
             mean[c] = np.clip(mean[c], 0.0, 1.0)
             meta["ValueRange"] = (f"regression output clipped to [0, 1] ({outside} voxels were "
                                   "outside on the network's grid)")
+        elif spec.unit in POSITIVE_UNITS and (mean[c] < 0).any():
+            # Relaxation rates and times, diffusivities: a negative value is not physical.
+            below = int((mean[c] < 0).sum())
+            mean[c] = np.maximum(mean[c], 0.0)
+            meta["ValueRange"] = (f"{below} voxels below 0 {spec.unit} on the network's grid "
+                                  "set to 0 (the quantity is positive)")
         if members < 2:
             meta["Uncertainty"] = (f"not written: {members} ensemble member (flips x folds); "
                                    "use --tta 2 or more, or more folds")
@@ -271,6 +288,7 @@ def predict(
     out_dir: str | os.PathLike[str] | None = None,
     trusted: tuple[str, ...] = (),
     register: bool = False,
+    allow_incomplete: bool = False,
 ) -> list[Path]:
     """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
@@ -295,6 +313,11 @@ def predict(
         trusted: Modules outside lesionkit whose hook functions the model's task may name.
         register: Co-register each subject's images to its first input (dipy) instead of
             trusting their affines.
+        allow_incomplete: Predict with a model folder whose training did not finish.
+
+    Nothing is created before the first subject's inputs are read and checked; tables of
+    subject outputs are merged with an earlier table of the folder (rows of the subjects
+    predicted now are replaced, the others kept).
 
     Returns:
         Paths written.
@@ -303,16 +326,25 @@ def predict(
 
     device = resolve_device(device)
     model = load_model(model_dir, device, trusted)
+    if not model.config["training"].get("complete", True) and not allow_incomplete:
+        raise InputError(f"{Path(model_dir) / 'config.yaml'}: expected a finished training, "
+                         "found an interrupted one (complete: false); resume it with train "
+                         "--resume, or predict anyway with --allow-incomplete")
     task = model.task
     dataset = BIDSDataset(data_dir)
     units = prediction_units(dataset, task, subjects)
     if not units:
         raise InputError(f"{dataset.root}: expected subjects with the inputs of task "
-                         f"{task.name} ({', '.join(_expected(s) for s in task.prediction_inputs)}"
-                         f"), found none among {len(dataset.subjects())} subjects")
+                         f"{task.name}, found none among {len(dataset.subjects())} subjects: "
+                         f"{missing_images(dataset, task, with_targets=False)}")
+    skipped = sorted(set(dataset.subjects()) - {name for name, _ in units})
+    if skipped and not subjects:
+        print(f"warning: {dataset.root}: skipped {len(skipped)} subject(s) without the inputs "
+              f"of task {task.name}: sub-{', sub-'.join(skipped[:10])}", file=sys.stderr)
     out_root = Path(out_dir) if out_dir else dataset.root / "derivatives" / "lesionkit"
-    if not (out_root / "dataset_description.json").is_file():
-        write_dataset_description(out_root, "lesionkit predictions", dataset_type="derivative")
+    if out_root.exists() and not out_root.is_dir():
+        raise InputError(f"{out_root}: expected a folder for the predictions, found a file")
+    remove_stale_temporaries(out_root)
     specs = prediction_specs(task)
     flip_count = tta or task.inference.flips
     layer = getattr(task.inference, "cam_layer", None)
@@ -323,10 +355,22 @@ def predict(
         found = [dataset.get(subject, s.suffix, **s.query(session)) for s in specs
                  if s is not task.mask]
         inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
+        channels = sum(len(v) for v in inputs.values())
+        if model.config.get("in_channels") not in (None, channels):
+            raise InputError(f"{found[0].path}: expected {model.config['in_channels']} input "
+                             f"channels (frames) for the model {model.path.name}, found "
+                             f"{channels}")
         label_map = (np.rint(loaded[task.lesions.key].data[0].numpy()).astype(np.int64)
                      if task.lesions is not None else None)
         folds = folds_for(model, subject)
-        mean, std = predict_arrays(model, inputs, flip_count, device, label_map, folds)
+        features = None
+        if task.lesion_features is not None:
+            from lesionkit.lesion_features import subject_features
+
+            features = subject_features(dataset, subject, task, task.prediction_inputs,
+                                        session)
+        mean, std = predict_arrays(model, inputs, flip_count, device, label_map, folds,
+                                   features)
         notes = loaded["notes"]
         sidecar = {"ModelFolder": str(model.path), "Task": task.name,
                    "TestTimeFlips": flip_count, "Folds": len(folds),
@@ -337,6 +381,9 @@ def predict(
                    "Command": shlex.join(sys.argv)}
         for warning in notes["Warnings"]:
             print(f"warning: sub-{subject}: {warning}", file=sys.stderr)
+        if not (out_root / "dataset_description.json").is_file():  # something to write
+            write_dataset_description(out_root, "lesionkit predictions",
+                                      dataset_type="derivative")
         out = _Written(out_root, subject, session or found[0].entities.get("ses"), sidecar,
                        load_volume(found[0].path, ndim=None), np.asarray(loaded["mask"].affine),
                        paths)
@@ -345,13 +392,23 @@ def predict(
                                   lesion_path=found[-1].path,
                                   members=flip_count * len(folds))
     if rows:
-        paths.append(write_tsv(rows, out_root / f"task-{task.name}_predictions.tsv"))
+        table = out_root / f"task-{task.name}_predictions.tsv"
+        paths.append(write_tsv(merged_rows(table, rows), table))
     return paths
 
 
-def _expected(spec: Any) -> str:
-    """How an input file is named, e.g. ``sub-<label>[_ses-<label>]_FLAIR.nii[.gz]``."""
-    entities = "".join(f"_{k}-{v}" for k, v in spec.entities)
-    session = f"_ses-{spec.session}" if spec.session else "[_ses-<label>]"
-    where = f"derivatives/{spec.derivatives}/" if spec.derivatives else ""
-    return f"{where}sub-<label>{session}{entities}_{spec.suffix}.nii[.gz]"
+def merged_rows(table: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An earlier table's rows with those of the same participant (and session) replaced."""
+    if not table.is_file():
+        return rows
+    import pandas as pd
+
+    def key(row: dict[str, Any]) -> tuple:
+        return (row.get("participant_id"), row.get("session_id"))
+
+    earlier = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
+    new = {key(r) for r in rows}
+    kept = [r for r in earlier.to_dict("records")
+            if key({k: (v or None) for k, v in r.items()}) not in new]
+    return sorted(kept + rows, key=lambda r: (str(r.get("participant_id")),
+                                              str(r.get("session_id") or "")))

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,8 +28,14 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from lesionkit import __version__
 from lesionkit.bids import BIDSDataset
-from lesionkit.data import SubjectStore, kfold_subjects, training_subjects, with_spacing
-from lesionkit.io import InputError, write_json
+from lesionkit.data import (
+    SubjectStore,
+    kfold_subjects,
+    missing_images,
+    training_subjects,
+    with_spacing,
+)
+from lesionkit.io import InputError, atomic_path, remove_stale_temporaries, write_json
 from lesionkit.model_folder import (
     fold_dir,
     make_network,
@@ -37,6 +44,7 @@ from lesionkit.model_folder import (
     task_to_plain,
     write_config,
 )
+from lesionkit.tasks.strategies import network_inputs
 from lesionkit.tasks.task import LabelSpec, Task
 
 
@@ -101,12 +109,12 @@ class TaskModule(L.LightningModule):
         if self.task.training_step is not None:
             loss = self.task.training_step(self.network, self.loss, batch)
         else:
-            loss = self.loss(self.network(batch["input"]), batch["target"])
+            loss = self.loss(self.network(*network_inputs(batch)), batch["target"])
         self._log("train_loss", loss, batch)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
-        loss = self.loss(self.network(batch["input"]), batch["target"])
+        loss = self.loss(self.network(*network_inputs(batch)), batch["target"])
         self._log("val_loss", loss, batch)
         return loss
 
@@ -120,11 +128,27 @@ class TaskModule(L.LightningModule):
 
 
 class EpochLog(L.Callback):
-    """Append one CSV row per epoch; keep the best weights (or the last, without validation)."""
+    """Append one CSV row per epoch; keep the best weights (or the last, without validation).
+
+    Its state (best loss, rows written) travels in the checkpoint, so that a resumed run
+    drops rows of an epoch whose checkpoint was never written and keeps selecting against
+    the best loss seen before the interruption.
+    """
 
     def __init__(self, folder: Path, select_best: bool = True) -> None:
         self.folder, self.best, self.start = folder, float("inf"), time.time()
-        self.select_best = select_best
+        self.select_best, self.rows = select_best, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.rows = float(state["best"]), int(state["rows"])
+        path = self.folder / "metrics.csv"
+        if path.is_file():  # header plus the rows of the checkpointed epochs
+            lines = path.read_text().splitlines(keepends=True)[: self.rows + 1]
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(lines))
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -140,11 +164,68 @@ class EpochLog(L.Callback):
             if new:
                 handle.write(",".join(row) + "\n")
             handle.write(",".join(str(v) for v in row.values()) + "\n")
+        self.rows += 1
         if not self.select_best:
             save_weights(module.network, self.folder / "weights.safetensors")
         elif row["val_loss"] < self.best:
             self.best = row["val_loss"]
             save_weights(module.network, self.folder / "weights.safetensors")
+
+
+class EpochCheckpoint(L.Callback):
+    """Write ``checkpoints/last.ckpt`` atomically at the end of every epoch (``--resume``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "checkpoints" / "last.ckpt"
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            trainer.save_checkpoint(self.path)  # a collective call; only rank zero writes
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp:
+            trainer.save_checkpoint(tmp)
+
+
+class EpochSeeds(L.Callback):
+    """Seed every random generator from (seed, epoch) at the start of each epoch.
+
+    An epoch's shuffling, augmentation and dropout then depend on the seed and the epoch
+    only, so a run resumed from the end of epoch k continues exactly as an uninterrupted
+    run would have.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        L.seed_everything(self.seed + 7919 * trainer.current_epoch, workers=True, verbose=False)
+        # A dataset's own batch sampler (Lightning sets the epoch of plain samplers only).
+        batches = getattr(trainer.train_dataloader, "batch_sampler", None)
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(trainer.current_epoch)
+
+
+class _Interrupted(L.Callback):
+    """Remember that Lightning stopped on Ctrl-C (it turns it into ``SystemExit``)."""
+
+    seen = False
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule,
+                     exception: BaseException) -> None:
+        self.seen = self.seen or isinstance(exception, KeyboardInterrupt)
+
+
+class EpochSampler(RandomSampler):
+    """Random order drawn from (seed, epoch): Lightning calls ``set_epoch`` every epoch."""
+
+    def __init__(self, dataset: Any, num_samples: int, seed: int) -> None:
+        self.seed = seed
+        super().__init__(dataset, num_samples=num_samples,
+                         generator=torch.Generator().manual_seed(seed))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + 104729 * epoch)
 
 
 def trainer_flags(device: str = "auto", gpus: int = 1, amp: bool = False) -> dict[str, Any]:
@@ -161,15 +242,19 @@ def trainer_flags(device: str = "auto", gpus: int = 1, amp: bool = False) -> dic
 
 def _loader(dataset: Any, batch_size: int, max_items: int | None, shuffle: bool, seed: int,
             workers: int) -> DataLoader:
-    """Batches of a sampler's dataset; a TorchIO queue loads in its own workers."""
+    """Batches of a sampler's dataset; a TorchIO queue loads in its own workers; a dataset
+    with its own training batches (``dataset.batches``) gets them."""
     workers = 0 if getattr(dataset, "own_workers", False) else workers
+    chosen = dataset.batches(batch_size, max_items, seed) if (
+        shuffle and hasattr(dataset, "batches")) else None
+    if chosen is not None:
+        return DataLoader(dataset, batch_sampler=chosen, num_workers=workers,
+                          persistent_workers=workers > 0)
     if not shuffle and max_items is not None and len(dataset) > max_items:
         dataset = Subset(dataset, torch.linspace(0, len(dataset) - 1, max_items).long().tolist())
     sampler = None
     if shuffle:
-        generator = torch.Generator().manual_seed(seed)
-        sampler = RandomSampler(dataset, num_samples=min(max_items or len(dataset), len(dataset)),
-                                generator=generator)
+        sampler = EpochSampler(dataset, min(max_items or len(dataset), len(dataset)), seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       persistent_workers=workers > 0)
 
@@ -216,29 +301,42 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
     if ready is not None:
         ready({**split, "normalisation": stats}, in_channels)
     module = TaskModule(task, network)
-    log = EpochLog(folder, select_best=val_set is not None)
-    callbacks: list[L.Callback] = [log, L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=folder / "checkpoints", save_last=True, save_top_k=0)]
+    log, interrupted = EpochLog(folder, select_best=val_set is not None), _Interrupted()
+    callbacks: list[L.Callback] = [EpochSeeds(seed), log, EpochCheckpoint(folder), interrupted]
     if val_set is not None:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(
             "val_loss", patience=task.patience, check_on_train_epoch_end=False))
     trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, callbacks=callbacks, logger=False,
                         enable_progress_bar=progress, enable_model_summary=False,
+                        enable_checkpointing=False,
                         num_sanity_val_steps=0, default_root_dir=folder, **flags)
     workers = store.workers
     val_items = None if examples_per_epoch is None else max(examples_per_epoch // 4, 1)
     last = folder / "checkpoints" / "last.ckpt"
+    if resume and last.is_file():
+        done = int(torch.load(last, map_location="cpu", weights_only=True).get("epoch", -1)) + 1
+        if done > epochs:
+            raise InputError(f"{last}: expected a checkpoint within the {epochs} epochs asked "
+                             f"for, found one after {done} epochs; resume with --epochs {done} "
+                             "or more")
     start = time.time()
     with warnings.catch_warnings():
         # Without validation subjects (cross-validation folds) no validation loop runs.
         warnings.filterwarnings("ignore", ".*validation_step.*no `val_dataloader`")
         # Lightning's own use of a deprecated torch API (not ours to act on).
         warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated")
-        trainer.fit(module, _loader(train_set, task.batch_size, examples_per_epoch, True, seed,
-                                    workers),
-                    _loader(val_set, task.batch_size, val_items, False, seed, workers)
-                    if val_set is not None else None,
-                    ckpt_path=last if resume and last.is_file() else None)
+        try:
+            trainer.fit(module, _loader(train_set, task.batch_size, examples_per_epoch, True,
+                                        seed, workers),
+                        _loader(val_set, task.batch_size, val_items, False, seed, workers)
+                        if val_set is not None else None,
+                        ckpt_path=last if resume and last.is_file() else None,
+                        weights_only=True)  # no unpickling, even of our own checkpoints
+        except SystemExit as stop:
+            if interrupted.seen:  # Lightning's answer to Ctrl-C: make it Ctrl-C again
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt from stop
+            raise
     if not (folder / "weights.safetensors").is_file():  # no finite validation loss
         save_weights(module.network, folder / "weights.safetensors")
     return {"best_val_loss": log.best, "epochs": trainer.current_epoch,
@@ -272,8 +370,15 @@ def train(
     workers: int = 0,
     source: str | os.PathLike[str] | None = None,
     splits: Sequence[dict[str, list[str]]] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Train a task on a BIDS dataset and write the model folder.
+
+    The model folder must be new or empty unless ``resume`` (continue its training from
+    the checkpoint written at the end of every epoch) or ``overwrite`` (replace an earlier
+    model folder) is given. Options, subjects and images are checked before anything is
+    written; when training fails before a fold has finished, the folder it created is
+    removed. Ctrl-C keeps the last completed epoch of the running fold for ``resume``.
 
     Args:
         task: The task (a registry entry or a ``dataclasses.replace`` variant).
@@ -297,10 +402,14 @@ def train(
             with ``initialise`` alone: the weights file it starts from.
         splits: Explicit folds ``{"train", "validation"}``; an empty validation list
             trains fixed epochs and keeps the last weights (cross-validation).
+        overwrite: Replace an existing model folder (one holding ``config.yaml``).
 
     Returns:
         The model folder.
     """
+    model_dir = Path(model_dir)
+    remove_stale_temporaries(model_dir)
+    check_model_dir(model_dir, resume, overwrite)
     dataset = BIDSDataset(data_dir)
     names = list(subjects) if subjects else training_subjects(dataset, task)
     if subjects and task.train_on:
@@ -311,22 +420,75 @@ def train(
                              f"of task {task.name} to have {dict(task.train_on)} (and every "
                              f"image), found sub-{', sub-'.join(refused)} without")
     if len(names) < 2:
+        rule = f" and {dict(task.train_on)} in participants.tsv" if task.train_on else ""
         raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
-                         f"{task.name} (every image, {dict(task.train_on)}), found {len(names)}")
-    model_dir = Path(model_dir)
-    if task.pretraining is not None and task.initialise is not None:
-        pretraining = task.pretraining(task)
-        if source is None:
-            raise InputError(f"task {task.name} pretrains {pretraining.name} first: "
-                             "expected a source dataset (--source-dir), found none")
-        source = train(pretraining, source, model_dir / "pretraining",
-                       epochs=pretraining.max_epochs, seed=seed, device=device,
-                       progress=progress, workers=workers, max_steps=max_steps)
-    task = with_spacing(dataset, task, names)
-    store = SubjectStore(dataset.root, task, model_dir / ".cache", workers=workers)
-    store.prepare(names)
+                         f"{task.name} (every image{rule}), found {len(names)}: "
+                         f"{missing_images(dataset, task)}")
+    pretraining = task.pretraining(task) if task.pretraining and task.initialise else None
+    if pretraining is not None and source is None:
+        raise InputError(f"task {task.name} pretrains {pretraining.name} first: "
+                         "expected a source dataset (--source-dir), found none")
     flags = trainer_flags(device, gpus, amp)
     folds = folds or task.folds
+    if splits is None and folds > len(names):
+        raise InputError(f"{dataset.root}: expected at least {folds} subjects for --folds "
+                         f"{folds}, found {len(names)}")
+    existed = model_dir.exists()
+    fresh = not existed or not any(model_dir.iterdir())
+    try:
+        if overwrite and not fresh:
+            shutil.rmtree(model_dir)
+            fresh = True
+        if pretraining is not None:
+            source = train(pretraining, source, model_dir / "pretraining",
+                           epochs=pretraining.max_epochs, seed=seed, device=device,
+                           progress=progress, workers=workers, max_steps=max_steps,
+                           resume=resume)
+        return _train_folds(task, dataset, names, model_dir, folds, splits, epochs, seed, flags,
+                            dict(device=device, gpus=gpus, amp=amp, workers=workers),
+                            patches_per_epoch, resume, max_steps, progress, source)
+    except Exception:
+        if fresh and not any(model_dir.glob("fold-*/weights.safetensors")):
+            # Nothing of use was written: leave the folder as it was (absent or empty).
+            for path in model_dir.iterdir() if model_dir.is_dir() else ():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if model_dir.is_dir() and not existed:
+                model_dir.rmdir()
+        raise
+    finally:
+        shutil.rmtree(model_dir / ".cache", ignore_errors=True)
+
+
+def check_model_dir(model_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse a model folder that is a file, or an earlier one without resume or overwrite.
+
+    Raises:
+        InputError: The folder is a file, holds files without ``resume``/``overwrite``,
+            or ``overwrite`` names a folder that is not a lesionkit model folder.
+    """
+    if model_dir.exists() and not model_dir.is_dir():
+        raise InputError(f"{model_dir}: expected a model folder, found a file")
+    content = [p.name for p in model_dir.iterdir()] if model_dir.is_dir() else []
+    if not content or resume:
+        return
+    if not (model_dir / "config.yaml").is_file():
+        raise InputError(f"{model_dir}: expected a new or empty model folder, found other "
+                         f"files ({', '.join(sorted(content)[:3])}); choose another folder")
+    if not overwrite:
+        raise InputError(f"{model_dir}: expected a new or empty model folder, found a trained "
+                         "model; pass --resume to continue its training or --overwrite to "
+                         "replace it")
+
+
+def _train_folds(task: Task, dataset: BIDSDataset, names: list[str], model_dir: Path,
+                 folds: int, splits: Sequence[dict[str, list[str]]] | None,
+                 epochs: int | None, seed: int, flags: dict[str, Any], options: dict[str, Any],
+                 patches_per_epoch: int | None, resume: bool, max_steps: int, progress: bool,
+                 source: str | os.PathLike[str] | None) -> Path:
+    """Prepare the subjects, train every fold and write the model folder (see :func:`train`)."""
+    task = with_spacing(dataset, task, names)
+    store = SubjectStore(dataset.root, task, model_dir / ".cache", workers=options["workers"])
+    store.prepare(names)
     if splits is None:
         splits = kfold_subjects(names, folds, seed, subject_class_labels(store, names, task))
     config = {"lesionkit_version": __version__, "task": task_to_plain(task), "in_channels": None,
@@ -334,8 +496,7 @@ def train(
               "data": {"root": str(dataset.root), "subjects": names,
                        "description": _description(dataset.root)},
               "training": {"epochs": epochs or task.max_epochs, "folds": len(splits),
-                           "patches_per_epoch": patches_per_epoch, "device": device,
-                           "gpus": gpus, "amp": amp, "workers": workers,
+                           "patches_per_epoch": patches_per_epoch, **options,
                            "source": None if source is None else str(source),
                            "complete": False},
               "folds": []}
@@ -362,7 +523,6 @@ def train(
     config["training"]["complete"] = True
     write_config(model_dir, config)
     write_json(summary, model_dir / "metrics.json")
-    shutil.rmtree(model_dir / ".cache", ignore_errors=True)
     return model_dir
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from lesionkit.io import remove_stale_temporaries
 from lesionkit.simulate import acquisitions as acq
 from lesionkit.simulate import parameters as phys
 from lesionkit.simulate.anatomy import (
@@ -174,12 +175,21 @@ def mrf_lesion_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> Non
 
 
 def rim_classify_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> None:
-    """QSM (ppb; dipole model, field noise, TKD streaking) and FLAIR of an MS patient."""
+    """QSM (ppb; dipole model, field noise, TKD streaking) and FLAIR of an MS patient.
+
+    A quarter of the lesions get a vein running beside them (paramagnetic, +300 to +450
+    ppb; :func:`lesionkit.simulate.lesions_ms.draw_lesion_veins`), recorded in the lesion
+    table's ``vein`` column.
+    """
+    from lesionkit.simulate.lesions_ms import apply_veins, draw_lesion_veins
     from lesionkit.simulate.qsm import simulate_qsm
 
     deformation = draw_deformation(sub.rngs["anatomy"])
     anatomy, _, maps = base_subject(sub, sub.spacing, deformation=deformation)
-    maps, lesion, _ = _ms(sub, anatomy, maps, (5, 30), deformation, lesion_library)
+    maps, lesion, labels = _ms(sub, anatomy, maps, (5, 30), deformation, lesion_library)
+    veins = draw_lesion_veins(sub.rngs["lesions"], labels, anatomy.affine)
+    maps = apply_veins(maps, veins, anatomy.affine, anatomy.mask)
+    _add_vein_column(sub, {v.lesion for v in veins})
     scanner = acq.draw_scanner(sub.rngs["scanner"])
     magnitude_snr = map_snr(sub, phys.QSM_MAGNITUDE_SNR)
     noise = phys.QSM_NOISE_PPB * phys.QSM_MAGNITUDE_SNR / magnitude_snr
@@ -196,15 +206,35 @@ def rim_classify_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> N
     acq.save_truth_tissue(sub, anatomy, lesion)
 
 
+def _add_vein_column(sub: acq.Subject, with_vein: set[int]) -> None:
+    """Add the ``vein`` column (1: a vein runs beside the lesion) to the lesion table."""
+    import pandas as pd
+
+    from lesionkit.bids import bids_path
+    from lesionkit.io import write_tsv
+
+    path = bids_path(sub.root, sub.label, "lesions", derivatives=acq.PIPELINE, extension=".tsv")
+    table = pd.read_csv(path, sep="\t")
+    table["vein"] = [int(int(label) in with_vein) for label in table["label"]]
+    write_tsv(table.to_dict("records"), path, columns=list(table.columns))
+
+
 def contrast_amplify_subject(sub: acq.Subject) -> None:
-    """Pre-contrast SPGR T1, FLAIR, ADC, T1c at 0.025 and 0.1 mmol/kg, TSE-like reference."""
+    """Pre-contrast SPGR T1, FLAIR, ADC, T1c at 0.025 and 0.1 mmol/kg, TSE-like reference;
+    truth: lesions, enhancing and oedema fractions, normally enhancing vessels and choroid
+    plexus, and the T1c at 0.4 mmol/kg (a derivative: never a training input)."""
     from lesionkit.simulate import lesions_tumour as tumour
+    from lesionkit.simulate import vessels as vessel
     from lesionkit.simulate.lesions import lesion_table_rows
 
     anatomy, _, maps = base_subject(sub, sub.spacing)
     lesions = tumour.draw_tumours(sub.rngs["lesions"], anatomy)
     tm = tumour.tumour_maps(lesions, anatomy)
     maps = tumour.apply_tumours(maps, lesions, tm)
+    vp = vessel.draw_vessels(sub.rngs["lesions"], anatomy)
+    vm = vessel.vessel_maps(vp, anatomy)
+    maps = vessel.apply_vessels(maps, vp, vm)
+    tissue_share = 1.0 - vm.blood - vm.choroid
     scanner = acq.draw_scanner(sub.rngs["scanner"])
     a = anatomy.affine
     write_weighted(sub, maps, anatomy, phys.T1_SPGR, scanner, 0, "T1w")
@@ -214,16 +244,33 @@ def contrast_amplify_subject(sub: acq.Subject) -> None:
     adc, adc_affine, _ = acq.quantitative_map(maps.adc, adc_acq, anatomy.mask, a,
                                               sub.rngs["noise"], factor=factor)
     acq.save_image(sub, adc, adc_affine, "ADC", "1e-3 mm^2/s", acq.sidecar(adc_acq))
+
+    def post_contrast(dose: float) -> TissueMaps:
+        conc = (tumour.concentration_mM(tm.enhancing, dose, tm.uptake) * tissue_share
+                + vessel.vessel_concentration_mM(vm, vp, dose))
+        r1 = tumour.r1_with_contrast(r1_from_t1(maps.t1_ms), conc)
+        return replace(maps, t1_ms=(1000.0 / r1).astype(np.float32))
+
+    def meta(dose: float) -> dict:
+        return {"ContrastBolusIngredient": "GADOLINIUM", "ContrastDose_mmol_per_kg": dose,
+                "Relaxivity_per_mM_s": phys.R1_RELAXIVITY_PER_MM_S}
+
     for label, dose, sequence, k in (("low", 0.025, phys.T1_SPGR, 0),
                                      ("standard", 0.1, phys.T1_SPGR, 0),
                                      ("reference", 0.1, phys.T1_TSE, 2)):
-        conc = tumour.concentration_mM(tm.enhancing, dose, tm.uptake)
-        r1 = tumour.r1_with_contrast(r1_from_t1(maps.t1_ms), conc)
-        post = replace(maps, t1_ms=(1000.0 / r1).astype(np.float32))
-        meta = {"ContrastBolusIngredient": "GADOLINIUM", "ContrastDose_mmol_per_kg": dose,
-                "Relaxivity_per_mM_s": phys.R1_RELAXIVITY_PER_MM_S}
-        write_weighted(sub, post, anatomy, sequence, scanner, k, "T1w", meta,
-                           ce="gadolinium", acq=label)
+        write_weighted(sub, post_contrast(dose), anatomy, sequence, scanner, k, "T1w",
+                       meta(dose), ce="gadolinium", acq=label)
+    if not sub.randomise:  # the quadruple dose as the nominal SPGR (same bias field as T1c)
+        b1 = smooth_field(scanner.b1_control, anatomy.shape,
+                          *phys.B1_RANGE[phys.T1_SPGR.field])
+        bias = smooth_field(scanner.bias_controls[0], anatomy.shape,
+                            1 - phys.T1_SPGR.bias_amplitude, 1 + phys.T1_SPGR.bias_amplitude)
+        quadruple = acq.weighted_image(post_contrast(0.4), phys.T1_SPGR, anatomy.mask,
+                                       anatomy.spacing, sub.rngs["noise"], b1, bias)
+        acq.save_image(sub, quadruple, a, "T1w", "a.u.",
+                       {**acq.sidecar(phys.T1_SPGR), **meta(0.4),
+                        "Description": "phantom truth: T1c at four times the standard dose"},
+                       derivative=True, ce="gadolinium", acq="quadruple")
     lesion = tm.fractions.total()
     acq.save_lesions(sub, tm.labels, lesion_table_rows(lesions, tm.fractions, a), a)
     truth = {"Description": "phantom ground truth"}
@@ -231,7 +278,13 @@ def contrast_amplify_subject(sub: acq.Subject) -> None:
                kind="probability", label="enhancing")
     acq.save_image(sub, tm.oedema, a, "probseg", "1", truth, derivative=True,
                kind="probability", label="oedema")
-    acq.save_truth_tissue(sub, anatomy, lesion, abnormal=tm.oedema)
+    acq.save_image(sub, vm.blood, a, "probseg", "1",
+                   {"Description": "phantom ground truth: blood of sinuses and vessels"},
+                   derivative=True, kind="probability", label="vessel")
+    acq.save_image(sub, vm.choroid, a, "probseg", "1",
+                   {"Description": "phantom ground truth: choroid plexus"},
+                   derivative=True, kind="probability", label="choroid")
+    acq.save_truth_tissue(sub, anatomy, lesion, abnormal=tm.oedema + vm.blood)
     sub.row["n_lesions"] = len(lesions)
     sub.preview_images = {k: v for k, v in sub.preview_images.items()
                           if k in ("T1w", "FLAIR", "T1w_gadolinium_standard")}
@@ -320,7 +373,9 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
     final.parent.mkdir(parents=True, exist_ok=True)
     # Built beside the target and moved into place when complete: an interrupted run
     # leaves neither a half-written dataset nor a damaged earlier one.
-    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    remove_stale_temporaries(final.parent, recursive=False)  # of a killed earlier run
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.partial-",
+                                dir=final.parent))
     umask = os.umask(0)
     os.umask(umask)
     out.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the dataset gets the usual mode

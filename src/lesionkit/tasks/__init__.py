@@ -7,16 +7,24 @@ CLI and demo iterate the lists here and name no task themselves.
 
 from __future__ import annotations
 
-from lesionkit.tasks import enhance_r1, fcd_classify, mrf_lesion
+from lesionkit.tasks import (
+    contrast_amplify,
+    enhance_r1,
+    fcd_classify,
+    mrf_lesion,
+    rim_classify,
+)
 from lesionkit.tasks.task import Command, DemoStep, Task
 
 #: The modules of the registered tasks, in demo order.
-MODULES = (enhance_r1, mrf_lesion, fcd_classify)
+MODULES = (enhance_r1, mrf_lesion, fcd_classify, contrast_amplify, rim_classify)
 
 TASKS: dict[str, Task] = {
     enhance_r1.ENHANCE_R1.name: enhance_r1.ENHANCE_R1,
     **mrf_lesion.MRF_LESION_TASKS,
     **fcd_classify.FCD_TASKS,
+    **contrast_amplify.CONTRAST_AMPLIFY_TASKS,
+    rim_classify.RIM_CLASSIFY.name: rim_classify.RIM_CLASSIFY,
 }
 
 #: Extra CLI commands declared by task modules.

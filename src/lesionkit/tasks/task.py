@@ -30,7 +30,8 @@ from lesionkit.tasks.strategies import (
 )
 
 Kind = Literal["intensity", "label", "probability"]
-Normalisation = Literal["zscore", "log-zscore", "percentile", "image-zscore", "none"]
+Normalisation = Literal["zscore", "log-zscore", "percentile", "image-zscore",
+                        "image-zscore-percentile", "none"]
 OutputKind = Literal["maps", "subjects", "lesions"]
 
 
@@ -55,9 +56,14 @@ class ImageSpec:
             log, for long-tailed relaxation times) or ``percentile`` (1st/99th percentile
             to [0, 1]). Per image (arbitrary-unit images such as FLAIR or T1w, whose scale
             differs between scanners): ``image-zscore``, a robust z-score inside that
-            image's own brain mask (median, and interquartile range / 1.349). ``none``:
+            image's own brain mask (median, and interquartile range / 1.349);
+            ``image-zscore-percentile``, that z-score clipped to the 1st/99th percentiles
+            of the training subjects' z-scored values and mapped to [0, 1] (an output
+            inverted through it comes back as the target's robust z-score). ``none``:
             untouched.
         ndim: 3, or 4 for a series whose frames become input channels (MRF).
+        made_by: The command that writes this image when a dataset lacks it (named in
+            the error), e.g. ``"lesionkit mrf-match DATA"``.
     """
 
     key: str
@@ -71,6 +77,7 @@ class ImageSpec:
     unit: str = "a.u."
     normalisation: Normalisation = "zscore"
     ndim: int = 3
+    made_by: str | None = None
 
     def query(self, session: str | None = None) -> dict[str, Any]:
         """Keyword arguments of :meth:`lesionkit.bids.BIDSDataset.get` for this image.
@@ -115,6 +122,38 @@ class LesionLabelSpec:
     key: str
     column: str
     classes: tuple[str, ...] = ("0", "1")
+
+
+@dataclass(frozen=True)
+class LesionFeatures:
+    """Per-lesion feature vectors (e.g. radiomics) that travel with each lesion example.
+
+    The engine computes them once per lesion from the task's inputs in physical units on
+    the dataset's own grid and caches them under the dataset's derivatives
+    (``derivatives/lesionkit-features/sub-XX/anat/sub-XX_desc-<name>_features.tsv``, one
+    row per lesion label, with a JSON sidecar holding the settings, the library version and
+    the source files' sizes and times); a change of any of these recomputes them. Training
+    examples carry them as ``"features"``; networks receive ``network(patch, features)``
+    at training and at prediction.
+
+    Attributes:
+        name: Name of the feature set (the cache file's ``desc-``).
+        function: ``function(images, mask, spacing, **settings) -> dict[str, float]``:
+            the features of one lesion from ``images`` (input key -> (C, x, y, z) float
+            crop around the lesion, physical units), ``mask`` (x, y, z) bool lesion crop
+            and ``spacing`` (mm).
+        settings: Keyword arguments of ``function``; part of the cache key.
+        version: ``version() -> str``: the feature library's version; part of the cache key.
+        inputs: Input keys passed to ``function`` (empty: every input).
+        margin: Voxels of context around each lesion's bounding box in the crops.
+    """
+
+    name: str
+    function: Callable[..., dict[str, float]]
+    version: Callable[[], str]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    margin: int = 2
 
 
 @dataclass(frozen=True)
@@ -272,14 +311,17 @@ class Task:
             default ``loss(network(batch["input"]), batch["target"])`` in training
             (validation keeps the default).
         fit_state: ``fit_state(dataset) -> dict[str, numpy array]`` fitted on each
-            fold's training examples only; saved as ``fold-K/state.safetensors`` and
-            passed to the network factory as ``state=``.
+            fold's training examples only (a lesion dataset's ``lesion_features()`` gives
+            the (N, F) feature vectors of its lesions without reading images); saved as
+            ``fold-K/state.safetensors`` and passed to the network factory as ``state=``.
         initialise: ``initialise(network, source) -> summary`` before training (transfer
             learning); ``source`` is the pretraining model folder or a weights file.
         pretraining: ``pretraining(task) -> Task``: the task trained first (on
             ``--source-dir`` data), whose model folder is the ``source`` of ``initialise``
             (a function of the task, so that it follows the variant's network).
         arms: Arm name -> field overrides, compared by ``lesionkit crossval``.
+        lesion_features: Per-lesion feature vectors cached under the dataset's derivatives
+            and passed to the network with each lesion (:class:`LesionFeatures`).
     """
 
     name: str
@@ -316,6 +358,7 @@ class Task:
     initialise: Callable[..., Any] | None = None
     pretraining: Callable[[Task], Task] | None = None
     arms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    lesion_features: LesionFeatures | None = None
 
     @property
     def image_specs(self) -> tuple[ImageSpec, ...]:
