@@ -470,8 +470,8 @@ def crossval(
                       learning_rate)
     from lesionkit.crossval import crossval as run
 
-    _on_interrupt(f"finished arms and folds are kept under {out_dir}; run the same command "
-                  "again to continue")
+    _on_interrupt(f"arms that finished are kept under {out_dir}; run the same command again "
+                  "to train the others")
     with _user_errors():
         path = run(chosen, data_dir, out_dir, folds=folds,
                    arms=[a.strip() for a in arms.split(",")] if arms else None, epochs=epochs,
