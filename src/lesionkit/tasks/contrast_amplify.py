@@ -647,12 +647,12 @@ CONTRAST_AMPLIFY_NOADC = replace(
 CONTRAST_AMPLIFY_TASKS: dict[str, Task] = {t.name: t for t in (CONTRAST_AMPLIFY,
                                                                CONTRAST_AMPLIFY_NOADC)}
 
-#: The demo: a narrow residual U-Net (8-16-32) trained 2 folds x 5 epochs of 200 patches on
+#: The demo: a narrow residual U-Net (8-16-32) trained 2 folds x 10 epochs of 400 patches on
 #: 6 subjects, 2 held-out subjects predicted by both folds with 2 flips (4 members); the
 #: lesion line gives the detector's sensitivity on T1c and T1c-pro.
 DEMO = DemoStep(
-    task="contrast-amplify", cohort="contrast-amplify", subjects=8, held_out=2, epochs=5,
-    examples_per_epoch=200, tta=2,
+    task="contrast-amplify", cohort="contrast-amplify", subjects=8, held_out=2, epochs=10,
+    examples_per_epoch=400, tta=2,
     overrides={"network_kwargs": {"channels": (8, 16, 32), "strides": (2, 2),
                                   "num_res_units": 1, "norm": "batch"}, "folds": 2},
     shown=("cnr", "lbr", "cep", "ssim_quadruple", "found_f1", "false_f1", "T1c_f1",
