@@ -182,3 +182,20 @@ def test_negative_quantitative_output_is_set_to_zero_and_flagged(enhance_dataset
     sidecar = json.loads(enhanced.with_name(enhanced.name.replace(".nii.gz", ".json"))
                          .read_text())
     assert "below 0 s^-1" in sidecar["ValueRange"]
+
+
+def test_voxels_outside_a_crop_get_the_background_of_an_intensity_map() -> None:
+    from lesionkit.infer import _on_input_grid
+    from lesionkit.volume import Volume
+
+    reference = Volume(np.zeros((12, 12, 12), np.float32), np.eye(4))
+    crop = np.eye(4)
+    crop[:3, 3] = 2.0  # an 8^3 crop starting at voxel 2 of the input
+    data = np.full((8, 8, 8), 3.0, np.float32)
+    data[0] = -1.0
+    out = _on_input_grid(data, crop, reference, "intensity")
+    assert out[5, 5, 5] == pytest.approx(3.0)
+    assert out[0, 0, 0] == pytest.approx(-1.0) and out[11, 11, 11] == pytest.approx(-1.0)
+    probability = _on_input_grid(np.full((8, 8, 8), 0.7, np.float32), crop, reference,
+                                 "probability")
+    assert probability[0, 0, 0] == 0.0 and probability[5, 5, 5] == pytest.approx(0.7)

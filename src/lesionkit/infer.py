@@ -131,17 +131,29 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
 
 def _on_input_grid(data: np.ndarray, grid_affine: np.ndarray, reference: Volume,
                    kind: str) -> np.ndarray:
-    """A map from the preprocessed grid back onto the reference input's grid (TorchIO)."""
+    """A map from the preprocessed grid back onto the reference input's grid (TorchIO).
+
+    Voxels of the input the network's grid does not cover (outside a crop) get 0, or for
+    intensity maps with negative values (z-scores) the map's minimum, its background.
+    """
     if data.shape == reference.shape[:3] and np.allclose(grid_affine, reference.affine,
                                                          atol=1e-4):
         return data
     import torchio as tio
 
-    image = tio.ScalarImage(tensor=torch.from_numpy(data[None].astype(np.float32)),
-                            affine=grid_affine)
     target = (reference.shape[:3], reference.affine)
     interpolation = "nearest" if kind == "label" else "linear"
-    return tio.Resample(target, image_interpolation=interpolation)(image).data[0].numpy()
+
+    def resampled(values: np.ndarray, how: str) -> np.ndarray:
+        image = tio.ScalarImage(tensor=torch.from_numpy(values[None].astype(np.float32)),
+                                affine=grid_affine)
+        return tio.Resample(target, image_interpolation=how)(image).data[0].numpy()
+
+    out = resampled(data, interpolation)
+    if kind == "intensity" and data.size:
+        covered = resampled(np.ones(data.shape, np.float32), "nearest") > 0.5
+        out[~covered] = min(float(data.min()), 0.0)
+    return out
 
 
 def _cam(model: TrainedModel, folds: Sequence[FoldModel], inputs: dict[str, np.ndarray],
