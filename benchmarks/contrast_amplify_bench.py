@@ -34,32 +34,32 @@ def _row(case: str, value: float, unit: str, **extra) -> dict:
 
 def _ensemble_seconds(shape: tuple[int, int, int], device: str, folds: int, flips: int
                       ) -> tuple[float, float]:
-    """Seconds and peak memory (MiB) of ``folds`` x ``flips`` predictions of one case."""
+    """Seconds and peak memory (MiB) of ``folds`` x ``flips`` predictions of one case,
+    through the engine's own ensemble (:func:`lesionkit.infer.predict_arrays`)."""
     import numpy as np
     import torch
 
-    from lesionkit.infer import flips as flip_axes
-    from lesionkit.models import build_network
+    from lesionkit.infer import predict_arrays
+    from lesionkit.model_folder import FoldModel, TrainedModel, make_network
     from lesionkit.tasks import get_task
 
     task = get_task("contrast-amplify")
-    networks = [build_network(task.network, len(task.inputs), 1, **task.network_kwargs)
-                .to(device).eval() for _ in range(folds)]
-    x = torch.from_numpy(np.random.default_rng(0).random((1, len(task.inputs), *shape),
-                                                         dtype=np.float32)).to(device)
-    with torch.inference_mode():
-        task.inference.predict(networks[0], x[..., :32, :32, :32])  # warm-up
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        total = torch.zeros_like(x[:, :1])
-        for network in networks:
-            for axes in flip_axes(flips):
-                y = task.inference.predict(network, x.flip(axes) if axes else x)
-                total += y.flip(axes) if axes else y
-        if device == "cuda":
-            torch.cuda.synchronize()
+    identity = {s.key: {"shift": 0.0, "scale": 1.0}
+                for s in (*task.prediction_inputs, *task.dense_targets)}
+    folds_ = tuple(FoldModel(make_network(task, len(task.inputs)).to(device).eval(), identity)
+                   for _ in range(folds))
+    model = TrainedModel(Path("."), task, {}, folds_)
+    rng = np.random.default_rng(0)
+    inputs = {s.key: rng.random((1, *shape), dtype=np.float32) for s in task.prediction_inputs}
+    small = {k: v[..., :32, :32, :32] for k, v in inputs.items()}
+    predict_arrays(model, small, tta=1, device=device, folds=folds_[:1])  # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    predict_arrays(model, inputs, tta=flips, device=device)
+    if device == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     if device == "cuda":
         return seconds, torch.cuda.max_memory_allocated() / 2**20
