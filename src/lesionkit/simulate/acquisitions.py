@@ -74,6 +74,24 @@ def weighted_image(
     return signal.rician_noise(s, sd, rng) * np.float32(IMAGE_SCALE)
 
 
+def lesion_cnr(before: TissueMaps, after: TissueMaps, fraction: np.ndarray,
+               mask: np.ndarray, spacing_mm: tuple[float, float, float], acq: Acquisition
+               ) -> float:
+    """Contrast-to-noise ratio of a lesion on one weighted image (noise-free effect / noise SD).
+
+    The mean over the lesion core (``fraction`` >= 0.5) of the noise-free, blurred signal
+    with the lesion minus the signal of the same subject without it (uniform B1 and
+    receive field), over the image's noise SD (mean signal in ``mask`` / SNR, as
+    :func:`weighted_image`). Nan without a core.
+    """
+    core = fraction >= 0.5
+    if not core.any():
+        return float("nan")
+    fwhm = acq.blur_factor * float(np.mean(spacing_mm))
+    s0, s1 = (signal.blur(signal_equation(m, acq), spacing_mm, fwhm) for m in (before, after))
+    return float(np.mean((s1 - s0)[core]) / signal.noise_sd(s1, mask, acq.snr))
+
+
 def quantitative_map(
     true_map: np.ndarray,
     acq: Acquisition,

@@ -116,7 +116,11 @@ def fcd_classify_subject(sub: acq.Subject) -> None:
     anatomy, _, maps = base_subject(sub, sub.spacing)
     lesion = np.zeros(anatomy.shape, np.float32)
     if sub.group == "patient":
+        healthy = maps
         anatomy, (maps,), lesion = _fcd(sub, anatomy, [maps])
+        # how conspicuous the FCD is on FLAIR (participants.tsv; n/a for controls)
+        sub.row["lesion_cnr_flair"] = round(acq.lesion_cnr(
+            healthy, maps, lesion, anatomy.mask, anatomy.spacing, phys.FLAIR), 2)
     scanner = acq.draw_scanner(sub.rngs["scanner"])
     write_weighted(sub, maps, anatomy, phys.T1W_MPRAGE, scanner, 0, "T1w")
     write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")

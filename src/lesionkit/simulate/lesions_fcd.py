@@ -1,29 +1,36 @@
-"""Focal cortical dysplasia type II: a subtle cortical patch.
+"""Focal cortical dysplasia type II: a subtle patch of the cortical ribbon.
 
 Order of use::
 
     params = draw_fcd(rng, anatomy)                      # parameters only
     anatomy, maps, fraction = apply_fcd(anatomy, maps, params)
 
-An FCD is a ball of 10-30 mm diameter centred on the grey-white junction of the cerebral
-cortex; the lesion (mask) is the grey and white matter inside it (plus, in some subjects,
-a transmantle tube). The changes are full strength in the inner 70 % of the radius and
-fade out with a cosine taper (half strength at the drawn radius, none at 1.3 radii).
-Values drawn uniformly per subject:
+An FCD II follows the cortical ribbon and, more often than not, the bottom of a sulcus
+(bottom-of-sulcus dysplasia; e.g. Harvey et al. 2015 Neurology 84:2021): its centre is a
+white-matter voxel face-adjacent to the cerebral cortex, drawn among the deeper half of
+such junction voxels (distance to the outside of the brain mask, which holds the
+sulcal CSF). The lesion is the part of a 10-30 mm ball that lies in the cortex or in the
+white matter within 2-5 mm of it (the subcortical band), plus, in some subjects, a
+transmantle tail: a patch of the folded ribbon, not a ball. The changes are full
+strength in the inner 70 % of the radius and in the band, and fade out with cosine
+tapers (half strength at the drawn radius, none at 1.3 radii; over one voxel beyond the
+band). Values drawn uniformly per subject:
 
 - the cortex is thickened: white matter within 1.5-3 mm of the cortex turns grey;
 - the grey-white junction is blurred: GM and WM fractions are smoothed with a Gaussian
   of 1-2 mm SD (their sum per voxel kept);
 - T1 of the white matter rises by 10-30 % of the subject's cortical-GM minus WM T1 at
   the map's field strength (the lesion's WM turns partly grey-matter-like), and T2 of the
-  lesion by 10-25 % (modest FLAIR hyperintensity; our choice, of the order of the
+  lesion by 7-19 % (modest FLAIR hyperintensity; our choice, of the order of the
   subcortical FLAIR signal change reported for FCD II, e.g. Colombo et al. 2003 AJNR
-  24:724). At 3T (GM T1 about 1.5 x WM T1) that is a rise of about 5-15 %, the range
-  of METHODS.md; at 7T the GM-WM T1 gap is wider (700 against 500 ms in the middle of
-  the ranges), so the same lesion lowers R1 = 1/T1 by a similar, slightly larger
+  24:724, set so that about 70 % of patients' lesions reach a FLAIR contrast-to-noise
+  ratio of 2.5, :func:`flair_cnr`, tested; radiologists see 60-70 % of FCD II on
+  conventional MRI). At 3T (GM T1 about 1.5 x WM T1) the T1 rise is about 5-15 %, the
+  range of METHODS.md; at 7T the GM-WM T1 gap is wider (700 against 500 ms in the middle
+  of the ranges), so the same lesion lowers R1 = 1/T1 by a similar, slightly larger
   fraction there;
 - transmantle sign (40 % of subjects; seen in roughly a third to two thirds of FCD IIb
-  series, e.g. Wang et al. 2013 Epilepsia 54:898): a white-matter tube tapering from
+  series, e.g. Wang et al. 2013 Epilepsia 54:898): a white-matter tail tapering from
   3-6 mm wide at the patch to 1.5 mm at the nearest lateral ventricle, with the same
   T1 and T2 changes.
 
@@ -44,6 +51,7 @@ from lesionkit.simulate.lesions import (
     Lesion,
     bounding_box,
     cortex,
+    distance_mm,
     fraction_in_box,
     spacing_mm,
     ventricles,
@@ -66,12 +74,16 @@ FCD_RANGES: dict[str, tuple[float, float]] = {
     "thickening_mm": (1.5, 3.0),
     "blur_sd_mm": (1.0, 2.0),
     "t1_shift": (0.10, 0.30),
-    "t2_increase": (0.10, 0.25),
+    "t2_increase": (0.07, 0.19),
+    "subcortical_mm": (2.0, 5.0),
     "transmantle_width_mm": (3.0, 6.0),
 }
 TRANSMANTLE_PROBABILITY = 0.4
 TAPER = 0.3  # the changes fade over +-30 % of the radius around the drawn radius
 TRANSMANTLE_END_WIDTH_MM = 1.5
+#: Centres are drawn among junction voxels at least this deep (quantile of their distance
+#: to the outside of the brain mask): the bottom of sulci rather than gyral crowns.
+DEPTH_QUANTILE = 0.5
 #: Cortical-GM over WM T1 assumed where the maps do not give it (3T and 7T: about 1.5).
 DEFAULT_GM_WM_T1_RATIO = 1.5
 
@@ -88,6 +100,8 @@ class FCDParams:
         t1_shift: T1 rise of the white matter in the lesion as a fraction of the
             cortical-GM minus WM T1 of the maps it is applied to (:func:`wm_t1_rise`).
         t2_increase: relative T2 rise of the lesion (FLAIR hyperintensity).
+        subcortical_mm: how far below the cortex the lesion reaches into the white
+            matter (mm; the subcortical band).
         transmantle_end_mm: nearest ventricle point (world mm), or None without a
             transmantle sign.
         transmantle_width_mm: tube width at the patch (mm).
@@ -99,6 +113,7 @@ class FCDParams:
     blur_sd_mm: float
     t1_shift: float
     t2_increase: float
+    subcortical_mm: float = 5.0
     transmantle_end_mm: tuple[float, float, float] | None = None
     transmantle_width_mm: float = 0.0
 
@@ -120,8 +135,9 @@ def draw_fcd(
     anatomy: Anatomy,
     transmantle_probability: float = TRANSMANTLE_PROBABILITY,
 ) -> FCDParams:
-    """Draw one FCD: a white-matter voxel face-adjacent to the cerebral cortex, the values,
-    and, with a transmantle sign, the nearest lateral-ventricle voxel.
+    """Draw one FCD: a white-matter voxel face-adjacent to the cerebral cortex in the
+    deeper half of such voxels (:data:`DEPTH_QUANTILE`), the values, and, with a
+    transmantle sign, the nearest lateral-ventricle voxel.
 
     Args:
         rng: seeded generator.
@@ -134,6 +150,8 @@ def draw_fcd(
     ijk = ijk[_cerebral(voxel_to_world(anatomy.affine, ijk))]
     if len(ijk) == 0:
         raise ValueError("no cerebral cortex found in the anatomy to place an FCD")
+    depth = distance_mm(~anatomy.mask, anatomy.affine)[tuple(ijk.T)]
+    ijk = ijk[depth >= np.quantile(depth, DEPTH_QUANTILE)]
     centre = voxel_to_world(anatomy.affine, ijk[rng.integers(len(ijk))])
     values = {k: float(rng.uniform(*v)) for k, v in FCD_RANGES.items()}
     end = None
@@ -150,6 +168,7 @@ def draw_fcd(
         blur_sd_mm=values["blur_sd_mm"],
         t1_shift=values["t1_shift"],
         t2_increase=values["t2_increase"],
+        subcortical_mm=values["subcortical_mm"],
         transmantle_end_mm=end,
         transmantle_width_mm=values["transmantle_width_mm"] if end else 0.0,
     )
@@ -173,12 +192,25 @@ def fcd_weight(params: FCDParams, box: tuple[slice, ...], affine: np.ndarray) ->
     return (0.5 * (1 + np.cos(np.pi * t))).astype(np.float32)
 
 
-def fcd_anatomy(anatomy: Anatomy, params: FCDParams) -> tuple[Anatomy, tuple, np.ndarray]:
+def ribbon_band(params: FCDParams, cortex_distance_mm: np.ndarray, voxel_mm: float
+                ) -> np.ndarray:
+    """Share (float32, 0..1) of each voxel in the cortex and its subcortical band.
+
+    1 up to ``subcortical_mm`` from the cortex (the cortex itself is at 0), falling
+    linearly to 0 over one voxel beyond it (partial volume).
+    """
+    edge = params.subcortical_mm + voxel_mm / 2
+    return np.clip((edge - cortex_distance_mm) / voxel_mm + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def fcd_anatomy(anatomy: Anatomy, params: FCDParams
+                ) -> tuple[Anatomy, tuple, np.ndarray, np.ndarray]:
     """Thicken the cortex and blur the grey-white junction around the FCD (pure).
 
     Returns:
-        ``(new anatomy, box, weight)``: the box (grid slices) holding every change and
-        the strength of the changes in it (:func:`fcd_weight`).
+        ``(new anatomy, box, weight, band)``: the box (grid slices) holding every
+        change, the strength of the changes in it (:func:`fcd_weight` times the
+        :func:`ribbon_band`) and the band itself.
     """
     sp = spacing_mm(anatomy.affine)
     h = float(np.prod(sp) ** (1 / 3))
@@ -191,6 +223,8 @@ def fcd_anatomy(anatomy: Anatomy, params: FCDParams) -> tuple[Anatomy, tuple, np
     # thickening: WM within thickening_mm of the cortex turns grey
     ctx = gm - deep_amount >= 0.5
     dist = ndimage.distance_transform_edt(~ctx, sampling=sp) if ctx.any() else np.inf
+    band = ribbon_band(params, np.broadcast_to(dist, ctx.shape), h)
+    weight = weight * band
     grow = np.clip((params.thickening_mm + h / 2 - dist) / h, 0.0, 1.0)
     moved = weight * wm * grow
     gm, wm = gm + moved, wm - moved
@@ -204,7 +238,7 @@ def fcd_anatomy(anatomy: Anatomy, params: FCDParams) -> tuple[Anatomy, tuple, np
     deep = np.where(gm > 1e-6, np.clip(deep_amount / np.maximum(gm, 1e-6), 0, 1), 0.0)
     new = {k: getattr(anatomy, k).copy() for k in ("gm", "wm", "deep_gm")}
     new["gm"][box], new["wm"][box], new["deep_gm"][box] = gm, wm, deep
-    return replace(anatomy, **new), box, weight
+    return replace(anatomy, **new), box, weight, band
 
 
 def transmantle_crop(
@@ -292,13 +326,14 @@ def apply_fcd(
     Returns:
         ``(anatomy, maps, fraction)``: the anatomy with thickened cortex and blurred
         junction, the property maps with those changes and the T1/T2 rises, and the
-        float32 lesion fraction (grey and white matter of the ball of the drawn
-        diameter, plus the transmantle tube); the changes fade out across its edge.
+        float32 lesion fraction (cortex and subcortical band inside the ball of the
+        drawn diameter, plus the transmantle tube); the changes fade out across its
+        edge.
     """
     if isinstance(maps, dict):
         maps = tissue_maps(anatomy, maps)
-    new_anat, box, weight = fcd_anatomy(anatomy, params)
-    ball = fraction_in_box(params.as_lesion(), box, anatomy.affine)
+    new_anat, box, weight, band = fcd_anatomy(anatomy, params)
+    ball = fraction_in_box(params.as_lesion(), box, anatomy.affine) * band
     values = _pure_values(maps, anatomy, box)
     old_box, new_box = tissue_maps(_crop(anatomy, box), values), tissue_maps(
         _crop(new_anat, box), values)
