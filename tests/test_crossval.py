@@ -36,7 +36,25 @@ def test_arms_share_folds_and_every_lesion_is_predicted_out_of_fold(tmp_path: Pa
     assert "label" not in {r["metric"] for r in pair["metrics"]}
     sidecar = next((tmp_path / "out" / "arm-slow" / "predictions").rglob("*_probseg.json"))
     assert json.loads(sidecar.read_text())["Folds"] == 1
-    assert (tmp_path / "out" / "report.html").is_file()
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "Training curves" in report and "arm fast: training loss per epoch" in report
+
+
+def test_training_curves_plot_every_fold(tmp_path: Path) -> None:
+    from lesionkit.crossval import training_curves
+
+    assert training_curves(tmp_path) is None
+    for fold, losses in (("fold-0", (0.7, 0.5, 0.3)), ("fold-1", (0.69, 0.6))):
+        (tmp_path / fold).mkdir()
+        rows = "".join(f"{e},{e},{v},nan,1.0\n" for e, v in enumerate(losses))
+        (tmp_path / fold / "metrics.csv").write_text(
+            "epoch,step,train_loss,val_loss,seconds\n" + rows)
+    figure = training_curves(tmp_path)
+    (axes,) = figure.axes
+    lines = {line.get_label(): line.get_ydata() for line in axes.get_lines()}
+    assert set(lines) == {"fold-0 training", "fold-1 training"}  # no validation logged
+    assert list(lines["fold-0 training"]) == [0.7, 0.5, 0.3]
+    assert len(lines["fold-1 training"]) == 3  # the missing epoch is a gap
 
 
 def test_unknown_arm_is_an_input_error(tmp_path: Path) -> None:

@@ -36,3 +36,17 @@ def test_resnet_shortcut_follows_medicalnet() -> None:
 def test_unknown_network_lists_names() -> None:
     with pytest.raises(KeyError, match="resnet18"):
         build_network("vgg", 1, 1)
+
+
+def test_resnet_pooling_and_first_stride_are_values() -> None:
+    x = torch.zeros(1, 1, 32, 32, 32)
+    network = build_network("resnet10", 1, 2, widen_factor=0.25, pooling="max",
+                            conv1_t_stride=2)
+    assert isinstance(network.avgpool, torch.nn.AdaptiveMaxPool3d)
+    assert network.eval()(x).shape == (1, 2)
+    averaged = build_network("resnet10", 1, 2, widen_factor=0.25)
+    assert isinstance(averaged.avgpool, torch.nn.AdaptiveAvgPool3d)
+    # no tensors differ: a checkpoint of one pooling loads into the other
+    assert averaged.state_dict().keys() == network.state_dict().keys()
+    with pytest.raises(ValueError, match="pooling"):
+        build_network("resnet10", 1, 2, pooling="mean")

@@ -133,6 +133,22 @@ def test_module_has_task_loss_and_network() -> None:
     assert module.configure_optimizers()["optimizer"].param_groups[0]["lr"] == TASK.learning_rate
 
 
+def test_loaded_tensors_train_at_the_pretrained_factor() -> None:
+    network = make_network(TASK, 1)
+    names = [n for n, _ in network.named_parameters()]
+    loaded = names[: len(names) // 2]
+    task = replace(TASK, pretrained_lr_factor=0.01)
+    groups = TaskModule(task, network, loaded=loaded).configure_optimizers()[
+        "optimizer"].param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([TASK.learning_rate,
+                                                       TASK.learning_rate * 0.01])
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    assert len(groups[1]["params"]) == len(loaded)
+    # nothing loaded (training from scratch): one group at the task's rate
+    (only,) = TaskModule(task, network).configure_optimizers()["optimizer"].param_groups
+    assert only["lr"] == TASK.learning_rate
+
+
 def test_learning_rate_halves_every_n_epochs() -> None:
 
     module = TaskModule(replace(TASK, lr_halving_epochs=2), make_network(TASK, 1))

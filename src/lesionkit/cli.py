@@ -327,8 +327,9 @@ def train(
     widen_factor: WidenOption = None,
     patch_size: PatchOption = None,
     arm: Annotated[str | None, typer.Option(help="Train one of the task's arms.")] = None,
-    source_dir: Annotated[Path | None, typer.Option(
-        help="Dataset the arm pretrains on (arms with pretraining).")] = None,
+    source_dir: Annotated[list[Path] | None, typer.Option(
+        help="Dataset the arm pretrains on (arms with pretraining; repeat the option for "
+             "arms that pretrain in stages, in their order).")] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Weights file the arm starts from (e.g. a MedicalNet checkpoint).")] = None,
     subjects: SubjectsOption = None,
@@ -456,8 +457,10 @@ def crossval(
     patch_size: PatchOption = None,
     batch_size: BatchOption = None,
     learning_rate: RateOption = None,
-    source_dir: Annotated[Path | None, typer.Option(
-        help="Dataset that pretraining arms pretrain on (e.g. a mrf-lesion phantom).")] = None,
+    source_dir: Annotated[list[Path] | None, typer.Option(
+        help="Dataset that pretraining arms pretrain on (repeat the option for arms that "
+             "pretrain in stages, in their order: e.g. a mrf-lesion phantom, then a "
+             "contrast-amplify phantom).")] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Weights file of arms that start from one (e.g. MedicalNet).")] = None,
     tta: Annotated[int | None, typer.Option(min=1, max=8, help="Mirror flips.")] = None,

@@ -96,7 +96,7 @@ def crossval(
     seed: int = 0,
     device: str = "auto",
     patches_per_epoch: int | None = None,
-    source_dir: str | os.PathLike[str] | None = None,
+    source_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     weights: str | os.PathLike[str] | None = None,
     tta: int | None = None,
     workers: int = 0,
@@ -114,7 +114,8 @@ def crossval(
         seed: Seed of folds, initialisation and data order.
         device: "auto", "cpu" or "cuda".
         patches_per_epoch: Cap on training examples per epoch.
-        source_dir: Dataset that arms with a ``pretraining`` task pretrain on.
+        source_dir: Dataset that arms with a ``pretraining`` task pretrain on (a list:
+            one per pretraining stage, in order).
         weights: Weights file of arms that initialise from a file (e.g. MedicalNet).
         tta: Mirror flips at prediction (default: the task's).
         workers: Worker processes loading subjects.
@@ -146,7 +147,7 @@ def crossval(
     for number, arm in enumerate(chosen, start=1):
         variant, arm_dir = variants[arm], out / f"arm-{arm}"
         model_dir, predicted = arm_dir / "model", arm_dir / "predictions"
-        source = source_dir if variant.pretraining is not None else weights
+        source = (source_dir or None) if variant.pretraining is not None else weights
         if variant.initialise is not None and source is None:
             raise InputError(f"arm {arm} of {task.name}: expected "
                              f"{'--source-dir' if variant.pretraining else '--weights'}, "
@@ -168,6 +169,8 @@ def crossval(
                                         section.tables, section.figures))
         if progress:
             print(f"crossval {task.name}: arm {arm} ({number}/{len(chosen)}) done")
+    curves = {f"arm {arm}: training loss per epoch": figure
+              for arm in chosen if (figure := training_curves(out / f"arm-{arm}" / "model"))}
     for i, a in enumerate(chosen):
         for b in chosen[i + 1:]:
             summary["pairs"].append({"a": a, "b": b, **_pair(rows[a], rows[b], seed)})
@@ -188,9 +191,37 @@ def crossval(
             f"Command: {summary['command']}")
     write_report(out / "report.html", f"lesionkit crossval {task.name}",
                  [Section("Cross-validation", text, {k: v for k, v in tables.items() if v}),
+                  Section("Training curves", "Mean training loss of each epoch, one curve "
+                          "per fold (the loss of the task, on its training examples with "
+                          "augmentation).", figures=curves),
                   *sections],
                  data_note=PHANTOM_NOTE if dataset_is_phantom(dataset.root) else None)
     return path
+
+
+def training_curves(model_dir: Path) -> Any:
+    """Training (and, where logged, validation) loss per epoch of every fold, one figure.
+
+    Returns None when no fold has a ``metrics.csv`` row.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from lesionkit.report import curve_figure
+
+    frames = {path.parent.name: pd.read_csv(path)
+              for path in sorted(Path(model_dir).glob("fold-*/metrics.csv"))}
+    frames = {k: f for k, f in frames.items() if len(f)}
+    if not frames:
+        return None
+    epochs = np.arange(max(int(f["epoch"].max()) for f in frames.values()) + 1)
+    curves = {}
+    for fold, frame in frames.items():
+        for column, what in (("train_loss", "training"), ("val_loss", "validation")):
+            values = frame.set_index("epoch")[column].reindex(epochs) if column in frame else None
+            if values is not None and values.notna().any():
+                curves[f"{fold} {what}"] = values.to_numpy(float)
+    return curve_figure(epochs + 1, curves, "epoch", "loss") if curves else None
 
 
 def _arm(task: Task, name: str) -> Task:

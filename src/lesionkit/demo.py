@@ -116,7 +116,8 @@ def _crossval(step: DemoStep, task: object, data: Path, out: Path, seed: int,
     """Cross-validate the step's arms (those needing pretraining only with its source)."""
     from lesionkit.crossval import crossval
 
-    source = out / "phantom" / step.source_cohort if step.source_cohort in cohorts else None
+    ready = step.source_cohorts and all(c in cohorts for c in step.source_cohorts)
+    source = [out / "phantom" / c for c in step.source_cohorts] if ready else None
     arms = [a for a in step.crossval_arms
             if source is not None or "pretraining" not in task.arms[a]]
     result = out / "models" / task.name

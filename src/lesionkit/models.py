@@ -87,13 +87,17 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
         widen_factor: float = 1.0,
         conv1_t_stride: int = 1,
         bias_downsample: bool = True,
+        pooling: str = "avg",
+        no_max_pool: bool = False,
     ) -> nn.Module:
         from monai.networks import nets
 
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', found {pooling!r}")
         # MedicalNet convention: shortcut A for 18/34, B for 10/50; its first convolution
         # has stride 2 and its B shortcuts no bias (conv1_t_stride=2, bias_downsample=False).
         shortcut = shortcut_type or ("A" if depth in (18, 34) else "B")
-        return getattr(nets, f"resnet{depth}")(
+        network = getattr(nets, f"resnet{depth}")(
             spatial_dims=3,
             n_input_channels=in_channels,
             num_classes=out_channels,
@@ -101,10 +105,15 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
             widen_factor=widen_factor,
             conv1_t_stride=conv1_t_stride,
             bias_downsample=bias_downsample,
+            no_max_pool=no_max_pool,
         )
+        if pooling == "max":  # no weights: checkpoints load either way
+            network.avgpool = nn.AdaptiveMaxPool3d(1)
+        return network
 
     factory.__name__ = f"resnet{depth}"
-    factory.__doc__ = f"3D ResNet-{depth} classifier (MONAI), global pooling + linear head."
+    factory.__doc__ = (f"3D ResNet-{depth} classifier (MONAI), global average (or, with "
+                       "``pooling='max'``, maximum) pooling + linear head.")
     return factory
 
 

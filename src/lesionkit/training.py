@@ -93,10 +93,13 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
 class TaskModule(L.LightningModule):
     """Lightning module generic over tasks: network, loss and optimiser come from the task."""
 
-    def __init__(self, task: Task, network: nn.Module) -> None:
+    def __init__(self, task: Task, network: nn.Module, loaded: Sequence[str] = ()) -> None:
+        """Args: task, network, and the names of the network tensors ``initialise``
+        loaded (trained at ``task.pretrained_lr_factor`` times the learning rate)."""
         super().__init__()
         self.task, self.network = task, network
         self.loss = LOSSES[task.loss]()
+        self.loaded = frozenset(loaded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -119,7 +122,13 @@ class TaskModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimiser = torch.optim.Adam(self.parameters(), lr=self.task.learning_rate)
+        rate, factor = self.task.learning_rate, self.task.pretrained_lr_factor
+        named = list(self.network.named_parameters())
+        pretrained = [p for n, p in named if n in self.loaded]
+        groups = [{"params": [p for n, p in named if n not in self.loaded], "lr": rate}]
+        if pretrained:
+            groups.append({"params": pretrained, "lr": rate * factor})
+        optimiser = torch.optim.Adam(groups, lr=rate)
         if self.task.lr_halving_epochs is None:
             return {"optimizer": optimiser}
         halving = torch.optim.lr_scheduler.StepLR(optimiser, self.task.lr_halving_epochs, 0.5)
@@ -300,7 +309,7 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
     initialised = task.initialise(network, source) if task.initialise and source else None
     if ready is not None:
         ready({**split, "normalisation": stats}, in_channels)
-    module = TaskModule(task, network)
+    module = TaskModule(task, network, loaded=getattr(initialised, "loaded", ()))
     log, interrupted = EpochLog(folder, select_best=val_set is not None), _Interrupted()
     callbacks: list[L.Callback] = [EpochSeeds(seed), log, EpochCheckpoint(folder), interrupted]
     if val_set is not None:
@@ -342,7 +351,8 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
     return {"best_val_loss": log.best, "epochs": trainer.current_epoch,
             "steps": trainer.global_step, "train_examples": len(train_set),
             "seconds": round(time.time() - start, 1),
-            "initialised": None if initialised is None else str(initialised)}
+            "initialised": None if initialised is None else (
+                initialised.summary() if hasattr(initialised, "summary") else str(initialised))}
 
 
 def subject_class_labels(store: SubjectStore, names: Sequence[str], task: Task
@@ -368,7 +378,7 @@ def train(
     max_steps: int = -1,
     progress: bool = True,
     workers: int = 0,
-    source: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     splits: Sequence[dict[str, list[str]]] | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -398,8 +408,9 @@ def train(
         max_steps: Optimiser step cap (-1: none), for smoke tests.
         progress: Show progress.
         workers: Worker processes loading subjects and patches.
-        source: For a task with ``pretraining``: the dataset it pretrains on; for a task
-            with ``initialise`` alone: the weights file it starts from.
+        source: For a task with ``pretraining``: the dataset it pretrains on, or one
+            dataset per pretraining stage (a list, in the stages' order); for a task with
+            ``initialise`` alone: the weights file it starts from.
         splits: Explicit folds ``{"train", "validation"}``; an empty validation list
             trains fixed epochs and keeps the last weights (cross-validation).
         overwrite: Replace an existing model folder (one holding ``config.yaml``).
@@ -424,10 +435,18 @@ def train(
         raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
                          f"{task.name} (every image{rule}), found {len(names)}: "
                          f"{missing_images(dataset, task)}")
-    pretraining = task.pretraining(task) if task.pretraining and task.initialise else None
-    if pretraining is not None and source is None:
-        raise InputError(f"task {task.name} pretrains {pretraining.name} first: "
-                         "expected a source dataset (--source-dir), found none")
+    stages = pretraining_stages(task)
+    sources = list(source) if isinstance(source, (list, tuple)) else (
+        [] if source is None else [source])
+    if stages and len(sources) != len(stages):
+        names_ = ", ".join(f"{t.name} ({t.description})" for t in stages)
+        raise InputError(f"task {task.name} pretrains {names_} first: expected "
+                         f"{len(stages)} source dataset(s) (--source-dir, in that order), "
+                         f"found {len(sources)}")
+    if not stages and len(sources) > 1:
+        raise InputError(f"task {task.name}: expected at most one --source-dir or --weights, "
+                         f"found {len(sources)}")
+    source = sources[0] if len(sources) == 1 and not stages else source
     flags = trainer_flags(device, gpus, amp)
     folds = folds or task.folds
     if splits is None and folds > len(names):
@@ -439,11 +458,13 @@ def train(
         if overwrite and not fresh:
             shutil.rmtree(model_dir)
             fresh = True
-        if pretraining is not None:
-            source = train(pretraining, source, model_dir / "pretraining",
-                           epochs=pretraining.max_epochs, seed=seed, device=device,
-                           progress=progress, workers=workers, max_steps=max_steps,
-                           resume=resume)
+        previous = None  # stage k starts from the encoder of stage k - 1
+        for k, stage in enumerate(stages):
+            folder = model_dir / ("pretraining" if len(stages) == 1 else f"pretraining-{k + 1}")
+            previous = train(stage, sources[k], folder, epochs=stage.max_epochs, seed=seed,
+                             device=device, progress=progress, workers=workers,
+                             max_steps=max_steps, resume=resume, source=previous)
+        source = previous if stages else source
         return _train_folds(task, dataset, names, model_dir, folds, splits, epochs, seed, flags,
                             dict(device=device, gpus=gpus, amp=amp, workers=workers),
                             patches_per_epoch, resume, max_steps, progress, source)
@@ -457,6 +478,15 @@ def train(
         raise
     finally:
         shutil.rmtree(model_dir / ".cache", ignore_errors=True)
+
+
+def pretraining_stages(task: Task) -> tuple[Task, ...]:
+    """The tasks a task trains first, in order (``Task.pretraining``; none without
+    ``initialise``). Each stage starts from the one before; the task from the last."""
+    if task.pretraining is None or task.initialise is None:
+        return ()
+    stages = task.pretraining(task)
+    return tuple(stages) if isinstance(stages, (list, tuple)) else (stages,)
 
 
 def check_model_dir(model_dir: Path, resume: bool = False, overwrite: bool = False) -> None:

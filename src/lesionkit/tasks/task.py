@@ -238,7 +238,8 @@ class DemoStep:
             reference maps a task trains on); returns one summary line.
         crossval_arms: Instead of a held-out split, cross-validate these arms.
         folds: Folds of that cross-validation.
-        source_cohort: Cohort whose data pretrain the arms that need pretraining.
+        source_cohorts: Cohorts whose data pretrain the arms that need pretraining,
+            one per pretraining stage, in order.
         shown: Metric columns printed in the summary.
     """
 
@@ -253,7 +254,7 @@ class DemoStep:
     prepare: Callable[..., str] | None = None
     crossval_arms: tuple[str, ...] = ()
     folds: int = 2
-    source_cohort: str | None = None
+    source_cohorts: tuple[str, ...] = ()
     shown: tuple[str, ...] = ()
 
 
@@ -314,11 +315,17 @@ class Task:
             fold's training examples only (a lesion dataset's ``lesion_features()`` gives
             the (N, F) feature vectors of its lesions without reading images); saved as
             ``fold-K/state.safetensors`` and passed to the network factory as ``state=``.
-        initialise: ``initialise(network, source) -> summary`` before training (transfer
-            learning); ``source`` is the pretraining model folder or a weights file.
-        pretraining: ``pretraining(task) -> Task``: the task trained first (on
-            ``--source-dir`` data), whose model folder is the ``source`` of ``initialise``
-            (a function of the task, so that it follows the variant's network).
+        initialise: ``initialise(network, source) -> report`` before training (transfer
+            learning); ``source`` is the pretraining model folder or a weights file; the
+            report's ``loaded`` names the tensors it set and its ``summary()`` is logged.
+        pretrained_lr_factor: Learning-rate factor of the tensors ``initialise`` loaded;
+            the others (a new head) train at ``learning_rate`` (MedicalNet's recipe
+            trains the new layers 100 times faster than the pretrained encoder: 0.01).
+        pretraining: ``pretraining(task) -> Task | tuple[Task, ...]``: the task(s)
+            trained first, each on its own ``--source-dir`` dataset and each starting
+            from the one before (through its own ``initialise``); the last one's model
+            folder is the ``source`` of ``initialise`` (a function of the task, so that
+            it follows the variant's network).
         arms: Arm name -> field overrides, compared by ``lesionkit crossval``.
         lesion_features: Per-lesion feature vectors cached under the dataset's derivatives
             and passed to the network with each lesion (:class:`LesionFeatures`).
@@ -356,7 +363,8 @@ class Task:
     training_step: Callable[..., Any] | None = None
     fit_state: Callable[..., dict[str, Any]] | None = None
     initialise: Callable[..., Any] | None = None
-    pretraining: Callable[[Task], Task] | None = None
+    pretrained_lr_factor: float = 1.0
+    pretraining: Callable[[Task], Task | tuple[Task, ...]] | None = None
     arms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     lesion_features: LesionFeatures | None = None
 
