@@ -232,6 +232,20 @@ def write_mrf_dataset(root: Path, subjects: int = 3) -> Path:
     return root
 
 
+def write_pretraining_source(root: Path, stage: int, subjects: int = 4) -> Path:
+    """A source cohort of fcd-classify's pretraining ``stage``: the tiny fcd dataset with
+    its FLAIR also written as the stage's image (T1w, or gadolinium T1w for tumours)."""
+    from lesionkit.io import load_volume
+    from lesionkit.tasks.fcd_classify import PRETRAINING_STAGES
+
+    write_fcd_dataset(root, subjects)
+    for number in range(1, subjects + 1):
+        subject = f"{number:02d}"
+        flair = load_volume(root / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz")
+        write_image(root, subject, PRETRAINING_STAGES[stage][2], flair.data)
+    return root
+
+
 def write_fcd_dataset(root: Path, subjects: int = 8) -> Path:
     """Tiny fcd-classify dataset; patients carry a bright blob and its lesion mask."""
     from lesionkit.io import load_volume

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_fcd_dataset, write_mrf_dataset
+from conftest import write_fcd_dataset, write_mrf_dataset, write_pretraining_source
 from lesionkit.demo import run_step
 from lesionkit.tasks import DEMO_STEPS
 from lesionkit.tasks.strategies import QueueSampler
@@ -49,10 +49,12 @@ def test_fcd_step_cross_validates_the_arms_with_grad_cam(tmp_path: Path, pretrai
     write_fcd_dataset(tmp_path / "phantom" / "fcd-classify", subjects=4)
     cohorts = {"fcd-classify": 4}
     if pretrain:
-        write_mrf_dataset(tmp_path / "phantom" / "mrf-lesion", subjects=2)
-        cohorts["mrf-lesion"] = 2
-    step = replace(STEPS["fcd-classify"], epochs=1, overrides={
-        "network": "resnet10", "network_kwargs": {"widen_factor": 0.25}})
+        for stage, cohort in enumerate(STEPS["fcd-classify"].source_cohorts):
+            write_pretraining_source(tmp_path / "phantom" / cohort, stage, subjects=2)
+            cohorts[cohort] = 2
+    step = STEPS["fcd-classify"]
+    step = replace(step, epochs=1, overrides={**step.overrides, "network_kwargs": {
+        **step.overrides["network_kwargs"], "widen_factor": 0.25}})
     lines = run_step(step, tmp_path, 0, cohorts)
     arms = ["scratch", "segmentation"] if pretrain else ["scratch"]
     assert lines[0].startswith(f"fcd-classify: {' vs '.join(arms)}, 4 phantom subjects, 2-fold")

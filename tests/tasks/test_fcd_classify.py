@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import brain_mask, write_image, write_task_dataset
+from conftest import brain_mask, write_image, write_pretraining_source, write_task_dataset
 from lesionkit.io import load_volume
 from lesionkit.tasks import TASKS, get_task
 from lesionkit.tasks.fcd_classify import cam_path, fcd_task
@@ -26,7 +26,7 @@ def test_both_modalities_are_registered_with_a_two_class_head() -> None:
     assert [s.suffix for s in t1w.inputs] == ["T1w"]
     for task in (flair, t1w):
         assert task.out_channels == 2 and task.output_activation == "softmax"
-        assert task.inference == WholeVolume(cam_layer="layer4")
+        assert task.inference == WholeVolume(cam_layer="layer3")
         assert task.sampler == WholeVolumeSampler() and task.output_kind == "subjects"
         label = task.targets[0]
         assert isinstance(label, LabelSpec) and label.classes == ("control", "patient")
@@ -92,18 +92,30 @@ def test_predict_writes_held_out_cams_evaluate_and_report(tmp_path: Path) -> Non
     assert "not publish" in sections[0].text
 
 
-def test_segmentation_arm_pretrains_through_the_one_trainer(tmp_path: Path) -> None:
+def test_segmentation_arm_pretrains_in_stages_through_the_one_trainer(tmp_path: Path) -> None:
+    from lesionkit.io import InputError
     from lesionkit.model_folder import read_config
     from lesionkit.training import train
 
     data = _dataset(tmp_path / "bids")
+    sources = [write_pretraining_source(tmp_path / f"source-{k}", k) for k in range(2)]
     task = replace(get_task("fcd-classify"), network="resnet10",
                    network_kwargs={"widen_factor": 0.25}).arm("segmentation")
+    with pytest.raises(InputError, match="expected 2 source dataset"):
+        train(task, data, tmp_path / "refused", epochs=1, max_steps=1, progress=False,
+              device="cpu", source=sources[0])
+    assert not (tmp_path / "refused").exists()
     model = train(task, data, tmp_path / "model", epochs=1, max_steps=1, progress=False,
-                  device="cpu", source=data)
-    pretraining = read_config(model / "pretraining")
-    assert pretraining["task"]["network"] == "resnet-segmenter"
-    assert pretraining["task"]["network_kwargs"] == {"depth": 10, "widen_factor": 0.25}
+                  device="cpu", source=sources)
+    first, second = (read_config(model / f"pretraining-{k}") for k in (1, 2))
+    for config, suffix in ((first, "T1w"), (second, "T1w")):
+        assert config["task"]["network"] == "resnet-segmenter"
+        assert config["task"]["network_kwargs"] == {"depth": 10, "widen_factor": 0.25}
+        assert config["task"]["inputs"][0]["suffix"] == suffix
+    assert ["ce", "gadolinium"] in [list(e) for e in second["task"]["inputs"][0]["entities"]]
+    # the second stage starts from the first's encoder, the classifier from the second's
+    stage_two = json.loads((model / "pretraining-2" / "metrics.json").read_text())
+    assert "loaded" in stage_two["fold-0"]["initialised"]
     metrics = json.loads((model / "metrics.json").read_text())
     assert "loaded" in metrics["fold-0"]["initialised"]
 
@@ -115,3 +127,24 @@ def test_evaluate_without_predictions_says_what_is_missing(tmp_path: Path) -> No
     with pytest.raises(InputError, match="run predict"):
         task = get_task("fcd-classify")
         task.evaluate(task, data, data / "derivatives" / "lesionkit", ["01"])
+
+
+def test_classifier_can_overfit_a_few_phantom_subjects(tmp_path: Path) -> None:
+    """The training check a careful engineer makes first: without augmentation the
+    task's network fits 4 phantom subjects (2 patients) far below chance loss (ln 2)."""
+    import math
+
+    import pandas as pd
+
+    from lesionkit.simulate import simulate_cohort
+    from lesionkit.training import train
+
+    data = simulate_cohort("fcd-classify", tmp_path / "phantom", 4, seed=0, resolution=2)
+    task = replace(get_task("fcd-classify"), augment=(), learning_rate=1e-3,
+                   network_kwargs={**get_task("fcd-classify").network_kwargs,
+                                   "widen_factor": 0.25})
+    subjects = ["01", "02", "03", "04"]
+    model = train(task, data, tmp_path / "model", epochs=12, progress=False, device="cpu",
+                  splits=[{"train": subjects, "validation": []}])
+    loss = pd.read_csv(model / "fold-0" / "metrics.csv")["train_loss"].to_numpy()
+    assert loss[-3:].mean() < 0.25 * math.log(2) and loss[-3:].mean() < loss[:3].mean()
