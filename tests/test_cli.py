@@ -81,7 +81,8 @@ def test_crossval_takes_network_width_and_learning_rate(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "comparison.json").read_text())
     assert summary["network"] == "resnet10"
-    assert summary["network_kwargs"] == {"widen_factor": "0.25"}
+    assert summary["network_kwargs"] == {"widen_factor": "0.25", "conv1_t_stride": "2",
+                                          "pooling": "max"}
     assert summary["learning_rate"] == 0.001
     accuracy = next(r for r in summary["arms"]["scratch"]["classification"]
                     if r["metric"] == "accuracy")

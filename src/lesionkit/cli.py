@@ -459,8 +459,7 @@ def crossval(
     learning_rate: RateOption = None,
     source_dir: Annotated[list[Path] | None, typer.Option(
         help="Dataset that pretraining arms pretrain on (repeat the option for arms that "
-             "pretrain in stages, in their order: e.g. a mrf-lesion phantom, then a "
-             "contrast-amplify phantom).")] = None,
+             "pretrain in stages: one dataset per stage, in the stages' order).")] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Weights file of arms that start from one (e.g. MedicalNet).")] = None,
     tta: Annotated[int | None, typer.Option(min=1, max=8, help="Mirror flips.")] = None,
