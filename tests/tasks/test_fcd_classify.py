@@ -26,7 +26,7 @@ def test_both_modalities_are_registered_with_a_two_class_head() -> None:
     assert [s.suffix for s in t1w.inputs] == ["T1w"]
     for task in (flair, t1w):
         assert task.out_channels == 2 and task.output_activation == "softmax"
-        assert task.inference == WholeVolume(cam_layer="layer3")
+        assert task.inference == WholeVolume(cam_layer="layer4")
         assert task.sampler == WholeVolumeSampler() and task.output_kind == "subjects"
         label = task.targets[0]
         assert isinstance(label, LabelSpec) and label.classes == ("control", "patient")
