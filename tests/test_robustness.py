@@ -398,3 +398,21 @@ def test_bad_input_is_one_line_and_changes_nothing(made: Fixtures, tmp_path: Pat
 
 def test_there_are_at_least_forty_cases() -> None:
     assert len(CASES) >= 40
+
+
+def test_a_full_disk_while_saving_weights_is_an_os_error(tmp_path: Path, monkeypatch) -> None:
+    """safetensors reports a full disk as its own error type; the CLI's one-line OSError
+    path gets it as an OSError naming the file, and nothing is left half-written."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from lesionkit.model_folder import save_tensors
+
+    def full(*_args, **_kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    target = tmp_path / "fold-0" / "weights.safetensors"
+    with pytest.raises(OSError, match=r"weights\.safetensors: could not write.*No space"):
+        save_tensors({"w": np.zeros(3)}, target)
+    assert list(target.parent.iterdir()) == []

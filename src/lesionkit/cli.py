@@ -328,7 +328,8 @@ def train(
     patch_size: PatchOption = None,
     arm: Annotated[str | None, typer.Option(help="Train one of the task's arms.")] = None,
     source_dir: Annotated[list[Path] | None, typer.Option(
-        metavar="DIR", help="Dataset the arm pretrains on (arms with pretraining; repeat the option for "
+        metavar="DIR",
+        help="Dataset the arm pretrains on (arms with pretraining; repeat the option for "
              "arms that pretrain in stages, in their order).")] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Weights file the arm starts from (e.g. a MedicalNet checkpoint).")] = None,
@@ -458,7 +459,8 @@ def crossval(
     batch_size: BatchOption = None,
     learning_rate: RateOption = None,
     source_dir: Annotated[list[Path] | None, typer.Option(
-        metavar="DIR", help="Dataset that pretraining arms pretrain on (repeat the option for arms that "
+        metavar="DIR",
+        help="Dataset that pretraining arms pretrain on (repeat the option for arms that "
              "pretrain in stages: one dataset per stage, in the stages' order).")] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Weights file of arms that start from one (e.g. MedicalNet).")] = None,

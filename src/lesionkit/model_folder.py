@@ -169,9 +169,15 @@ def save_tensors(tensors: Mapping[str, Any], path: str | os.PathLike[str]) -> Pa
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from safetensors import SafetensorError
+
     state = {k: torch.as_tensor(v).detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+        try:
+            save_file(state, str(tmp))
+        except SafetensorError as error:  # a full disk or an unwritable folder
+            raise OSError(f"{path}: could not write the weights "
+                          f"({' '.join(str(error).split())})") from error
     return path
 
 
