@@ -210,3 +210,30 @@ def test_cam_volume_keeps_grid_and_writes_float(tmp_path):
     np.testing.assert_allclose(back.affine, affine, atol=1e-6)
     with pytest.raises(ValueError, match="grid"):
         cam_volume(cam[:5], like)
+
+
+def test_grad_cam_leaves_no_copy_of_the_model_behind(monkeypatch) -> None:
+    """The hooked copy and its autograd graph are freed after each map (a 2 mm brain
+    leaked about 70 MB per subject before)."""
+    import gc
+    import weakref
+
+    from monai.visualize import class_activation_maps
+
+    made = []
+    original = class_activation_maps.ModelWithHooks.__init__
+
+    def remember(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    model = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
+                     widen_factor=0.25).eval()
+    monkeypatch.setattr(class_activation_maps.ModelWithHooks, "__init__", remember)
+    for _ in range(3):
+        grad_cam(model, torch.randn(1, 1, 24, 24, 24), "layer4", 1)
+    gc.disable()  # nothing may depend on a later collection
+    try:
+        assert len(made) == 3 and all(ref() is None for ref in made)
+    finally:
+        gc.enable()

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import gc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,7 +90,18 @@ def grad_cam(
         parameter = next(explained.parameters())
         x = volume_tensor.detach().clone().to(device=parameter.device, dtype=parameter.dtype)
         result = cam(x, class_idx=class_index)
-    return result[0, 0].detach().cpu().numpy().astype(np.float32)
+        # The hooks keep the layer's output, whose autograd graph holds the hooks: a cycle
+        # through C++ objects that Python's garbage collector cannot free (about 70 MB per
+        # call for a 2 mm brain). Break it, and collect the copy's remaining Python cycle
+        # (hooks <-> wrapper) now rather than after many subjects.
+        hooked = cam.nn_module
+        hooked.activations.clear()
+        hooked.gradients.clear()
+        hooked.score = None
+        out = result[0, 0].detach().cpu().numpy().astype(np.float32)
+    del cam, hooked, explained, result
+    gc.collect()
+    return out
 
 
 def _masks(
