@@ -439,8 +439,8 @@ def train(
     sources = list(source) if isinstance(source, (list, tuple)) else (
         [] if source is None else [source])
     if stages and len(sources) != len(stages):
-        names_ = ", ".join(f"{t.name} ({t.description})" for t in stages)
-        raise InputError(f"task {task.name} pretrains {names_} first: expected "
+        listed = ", ".join(f"{t.name} ({t.description})" for t in stages)
+        raise InputError(f"task {task.name} pretrains {listed} first: expected "
                          f"{len(stages)} source dataset(s) (--source-dir, in that order), "
                          f"found {len(sources)}")
     if not stages and len(sources) > 1:

@@ -21,7 +21,8 @@ Transfer-learning arms (``lesionkit crossval fcd-classify ... --arms``), as the 
 - ``medicalnet``: a MedicalNet (Med3D) checkpoint the user holds (``--weights``).
 
 Choices where the paper is silent (measured on 240 training and 60 held-out phantom
-subjects at 2 mm, 12-15 epochs; docs/results.md has the record):
+subjects at 2 mm, 12-15 epochs; docs/results.md has the record; with all of them both
+arms are still at chance in a 5-fold cross-validation of 120 phantom subjects):
 - Input z-scored inside the brain mask per image; no resampling: the network sees the
   dataset's grid (2 mm phantoms: 82 x 100 x 82 voxels).
 - Shortcut type A for ResNet-18/34 and B for 10/50 and a stride-2 first convolution
