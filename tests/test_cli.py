@@ -77,8 +77,10 @@ def test_crossval_takes_network_width_and_learning_rate(tmp_path) -> None:
     result = runner.invoke(app, ["crossval", "fcd-classify", str(data), str(tmp_path / "out"),
                                  "--arms", "scratch", "--folds", "2", "--epochs", "1",
                                  "--network", "resnet10", "--widen-factor", "0.25",
-                                 "--learning-rate", "0.001", "--device", "cpu"])
+                                 "--learning-rate", "0.001", "--device", "cpu",
+                                 "--no-progress"])
     assert result.exit_code == 0, result.output
+    assert "Epoch" not in result.output  # no progress bars
     summary = json.loads((tmp_path / "out" / "comparison.json").read_text())
     assert summary["network"] == "resnet10"
     assert summary["network_kwargs"] == {"widen_factor": "0.25", "conv1_t_stride": "2",

@@ -468,6 +468,7 @@ def crossval(
     seed: Annotated[int, typer.Option(help="Seed of folds and weights.")] = 0,
     device: DeviceOption = "auto",
     workers: WorkersOption = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
     """Cross-validate a task's arms on the same folds; write comparison.json and report.html."""
     chosen = _variant(_task(task), network, channels, widen_factor, patch_size, batch_size,
@@ -480,7 +481,8 @@ def crossval(
         path = run(chosen, data_dir, out_dir, folds=folds,
                    arms=[a.strip() for a in arms.split(",")] if arms else None, epochs=epochs,
                    seed=seed, device=_device(device), patches_per_epoch=patches_per_epoch,
-                   source_dir=source_dir, weights=weights, tta=tta, workers=workers)
+                   source_dir=source_dir, weights=weights, tta=tta, workers=workers,
+                   progress=progress)
     typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
 
 
