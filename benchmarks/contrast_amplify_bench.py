@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
-from mrf_lesion_bench import _in_child, _peak_rss_mib
+from mrf_lesion_bench import _in_child, _timed
 
 #: Network grid per resolution (mm): the task's 160 x 192 x 160 mm crop.
 SHAPES = {2: (80, 96, 80), 1: (160, 192, 160)}
@@ -37,7 +36,6 @@ def _ensemble_seconds(shape: tuple[int, int, int], device: str, folds: int, flip
     """Seconds and peak memory (MiB) of ``folds`` x ``flips`` predictions of one case,
     through the engine's own ensemble (:func:`lesionkit.infer.predict_arrays`)."""
     import numpy as np
-    import torch
 
     from lesionkit.infer import predict_arrays
     from lesionkit.model_folder import FoldModel, TrainedModel, make_network
@@ -52,18 +50,9 @@ def _ensemble_seconds(shape: tuple[int, int, int], device: str, folds: int, flip
     rng = np.random.default_rng(0)
     inputs = {s.key: rng.random((1, *shape), dtype=np.float32) for s in task.prediction_inputs}
     small = {k: v[..., :32, :32, :32] for k, v in inputs.items()}
-    predict_arrays(model, small, tta=1, device=device, folds=folds_[:1])  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    predict_arrays(model, inputs, tta=flips, device=device)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    if device == "cuda":
-        return seconds, torch.cuda.max_memory_allocated() / 2**20
-    return seconds, _peak_rss_mib()
+    return _timed(lambda: predict_arrays(model, inputs, tta=flips, device=device),
+                  lambda: predict_arrays(model, small, tta=1, device=device, folds=folds_[:1]),
+                  device)
 
 
 def bench_contrast_amplify(out_dir: Path | str) -> list[dict]:

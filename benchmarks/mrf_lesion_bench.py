@@ -45,14 +45,23 @@ def _network_seconds(shape: tuple[int, int, int], device: str) -> tuple[float, f
                                                                   dtype=np.float32)).to(device)
     infer = task.inference.predict
     with torch.inference_mode():
-        infer(network, x[..., :2])  # warm-up
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        infer(network, x)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        return _timed(lambda: infer(network, x), lambda: infer(network, x[..., :2]), device)
+
+
+def _timed(run: Callable[[], object], warm_up: Callable[[], object], device: str
+           ) -> tuple[float, float]:
+    """Seconds of ``run()`` after ``warm_up()`` and the peak memory (MiB): CUDA's
+    allocator peak of that run on a GPU, the process's resident peak on a CPU."""
+    import torch
+
+    warm_up()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    run()
+    if device == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     if device == "cuda":
         return seconds, torch.cuda.max_memory_allocated() / 2**20
