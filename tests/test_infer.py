@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from lesionkit.infer import flips, predict_arrays
+from lesionkit.infer import RunningMoments, flips, predict_arrays
 from lesionkit.model_folder import FoldModel, TrainedModel
 from lesionkit.tasks import get_task
 from lesionkit.tasks.strategies import PerLesion, SlidingWindow, WholeVolume
@@ -58,6 +58,22 @@ def test_uncertainty_is_std_over_folds_and_flips() -> None:
     np.testing.assert_allclose(std, 0.2 * 1.0, rtol=1e-5)
     _, std_flipped = predict_arrays(_model(Scale(1.0, ramp=1.0)), {"r1_3t": x[None]}, tta=2)
     assert std_flipped.max() > 0.05  # a flip-sensitive network disagrees with itself
+
+
+def test_running_moments_match_the_stacked_ensemble() -> None:
+    rng = np.random.default_rng(3)
+    members = [rng.normal(1000.0, 5.0, (2, 4, 5, 3)).astype(np.float32) for _ in range(40)]
+    moments = RunningMoments()
+    for member in members:
+        moments.add(member)
+    stacked = np.stack(members).astype(np.float64)
+    np.testing.assert_allclose(moments.mean, stacked.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(moments.std, stacked.std(axis=0), rtol=1e-4)
+    one = RunningMoments()
+    one.add(members[0])
+    np.testing.assert_array_equal(one.std, 0.0)
+    with pytest.raises(ValueError, match="no ensemble member"):
+        _ = RunningMoments().mean
 
 
 def test_sliding_window_blends_back_to_the_volume() -> None:

@@ -149,6 +149,11 @@ def version() -> None:
     typer.echo(f"lesionkit {__version__}")
 
 
+ThreadsOption = Annotated[int | None, typer.Option(
+    min=1, help="CPU threads for torch and BLAS (default: the free cores, less data-loader "
+                "workers).")]
+
+
 @app.command()
 def simulate(
     cohort: Annotated[str, typer.Argument(help="Phantom cohort, e.g. enhance-r1, mrf-lesion.")],
@@ -168,9 +173,13 @@ def simulate(
         help="MS cohorts: real lesion shapes (about half of the lesions) from 'shipped' "
              "(27 patients' masks), a folder of binary masks in MNI space, or 'none' "
              "(parametric lesions only).")] = "shipped",
+    threads: ThreadsOption = None,
 ) -> None:
     """Simulate a phantom cohort with ground truth as a BIDS dataset."""
     from lesionkit.simulate import COHORTS, simulate_cohort
+    from lesionkit.threads import use_threads
+
+    use_threads(threads)
 
     if cohort not in COHORTS:
         _fail(f"unknown cohort {cohort!r}; expected one of {', '.join(COHORTS)}")
@@ -188,9 +197,13 @@ def demo(
         "demo"
     ),
     seed: Annotated[int, typer.Option(help="Seed of the phantom cohorts.")] = 0,
+    threads: ThreadsOption = None,
 ) -> None:
     """Run the end-to-end demonstration on small phantom cohorts (2 mm)."""
     from lesionkit.demo import run_demo
+    from lesionkit.threads import use_threads
+
+    use_threads(threads)
 
     with _user_errors():
         summary = run_demo(out_dir, seed=seed, progress=_progress)
@@ -378,6 +391,7 @@ def predict(
              "trusting their affines.")] = False,
     allow_incomplete: Annotated[bool, typer.Option(
         help="Predict with a model folder whose training did not finish.")] = False,
+    threads: ThreadsOption = None,
 ) -> None:
     """Apply a model folder; write predictions (and uncertainty) as BIDS derivatives.
 
@@ -387,7 +401,9 @@ def predict(
     import time
 
     from lesionkit.infer import predict as run
+    from lesionkit.threads import use_threads
 
+    use_threads(threads)
     start = time.perf_counter()
     _on_interrupt("every prediction written so far is complete; run the same command again "
                   "to write the rest")

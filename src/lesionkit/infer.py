@@ -80,6 +80,44 @@ def normalised_input(fold: FoldModel, inputs: dict[str, np.ndarray], specs: Sequ
     return torch.from_numpy(np.concatenate(channels)[None].astype(np.float32)).to(device)
 
 
+class RunningMoments:
+    """Mean and standard deviation of arrays added one at a time (Welford's update).
+
+    An ensemble of folds x flips is reduced as it is predicted, so memory holds three
+    maps whatever the number of members, not one per member.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._mean: np.ndarray | None = None
+        self._m2: np.ndarray | None = None
+
+    def add(self, x: np.ndarray) -> None:
+        """Add one member (every member has the same shape)."""
+        x = np.asarray(x, np.float64)
+        self.count += 1
+        if self._mean is None:
+            self._mean, self._m2 = x.copy(), np.zeros_like(x)
+            return
+        delta = x - self._mean
+        self._mean += delta / self.count
+        self._m2 += delta * (x - self._mean)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean over the members (float32)."""
+        if self._mean is None:
+            raise ValueError("no ensemble member was added")
+        return self._mean.astype(np.float32)
+
+    @property
+    def std(self) -> np.ndarray:
+        """Population standard deviation over the members (float32; 0 for one member)."""
+        if self._m2 is None:
+            raise ValueError("no ensemble member was added")
+        return np.sqrt(self._m2 / self.count).astype(np.float32)
+
+
 def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int | None = None,
                    device: str = "cpu", lesions: np.ndarray | None = None,
                    folds: Sequence[FoldModel] | None = None,
@@ -107,7 +145,7 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
         return empty, empty.copy()  # no lesion to score
     activation = ACTIVATIONS[task.output_activation]
     label_map = None if lesions is None else torch.from_numpy(np.asarray(lesions, np.int64))
-    predictions = []
+    ensemble = RunningMoments()
     extra = {"features": features} if features is not None else {}
     for fold in folds or model.folds:
         x = normalised_input(fold, inputs, task.prediction_inputs, device)
@@ -120,10 +158,9 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
                 y = activation(y.flip(axes) if axes and y.ndim == 5 else y)
             y = y.float().cpu().numpy()
             y = y[0] if task.output_kind != "lesions" else np.moveaxis(y, 1, 0)
-            predictions.append(np.stack([invert(y[c], fold.normalisation, spec.target)
-                                         for c, spec in enumerate(task.outputs)]))
-    stacked = np.stack(predictions)
-    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+            ensemble.add(np.stack([invert(y[c], fold.normalisation, spec.target)
+                                   for c, spec in enumerate(task.outputs)]))
+    mean, std = ensemble.mean, ensemble.std
     if task.output_kind == "lesions":
         mean, std = mean.T, std.T
     return mean, std

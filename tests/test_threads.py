@@ -1,0 +1,63 @@
+"""Thread counts: cores from affinity and cgroup quota, busy cores, torch and BLAS."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from threadpoolctl import threadpool_info
+
+from lesionkit import threads
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                          "MKL_NUM_THREADS")}
+    yield
+    threads.use_threads(before)
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def test_cgroup_quota_caps_the_cores(tmp_path, monkeypatch):
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(threads, "CGROUP_CPU_MAX", quota)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    quota.write_text("max 100000\n")
+    assert threads.available_cores() == 4
+    quota.write_text("250000 100000\n")  # 2.5 CPUs of quota
+    assert threads.available_cores() == 2
+    quota.write_text("50000 100000\n")  # half a CPU: still one thread
+    assert threads.available_cores() == 1
+
+
+def test_busy_cores_counts_other_runnable_threads(tmp_path, monkeypatch):
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(threads, "LOADAVG", loadavg)
+    loadavg.write_text("1.20 0.80 0.50 3/412 12345\n")  # this process and 2 others running
+    assert threads.busy_cores(samples=3, interval_s=0) == 2
+    loadavg.write_text("0.00 0.00 0.00 1/300 12345\n")
+    assert threads.busy_cores(samples=1) == 0
+    monkeypatch.setattr(threads, "LOADAVG", tmp_path / "absent")
+    assert threads.busy_cores() == 0
+
+
+def test_default_threads_leaves_room_for_workers_and_other_jobs(monkeypatch):
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 3)
+    assert threads.default_threads() == 5
+    assert threads.default_threads(workers=2) == 3
+    assert threads.default_threads(workers=16) == 1
+
+
+def test_use_threads_sets_torch_and_blas(restore_threads):
+    assert threads.use_threads(1) == 1
+    assert torch.get_num_threads() == 1
+    assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    assert os.environ["OMP_NUM_THREADS"] == "1"
