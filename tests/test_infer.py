@@ -215,3 +215,31 @@ def test_voxels_outside_a_crop_get_the_background_of_an_intensity_map() -> None:
     probability = _on_input_grid(np.full((8, 8, 8), 0.7, np.float32), crop, reference,
                                  "probability")
     assert probability[0, 0, 0] == 0.0 and probability[5, 5, 5] == pytest.approx(0.7)
+
+
+def test_channels_last_inference_keeps_the_values() -> None:
+    from lesionkit.infer import channels_last
+    from lesionkit.slicewise import SliceWise
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 9, 10, 11)
+    for network in (nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 1, 1)),
+                    SliceWise(nn.Conv2d(2, 1, 3, padding=1))):
+        network.eval()
+        with torch.inference_mode():
+            before = network(x)
+            converted = channels_last(network, x)
+            after = network(converted)
+        np.testing.assert_allclose(after, before, atol=1e-5)
+        weight = next(p for p in network.parameters() if p.ndim >= 4)
+        layout = torch.channels_last_3d if weight.ndim == 5 else torch.channels_last
+        assert weight.is_contiguous(memory_format=layout)
+
+
+def test_mixed_precision_prediction_is_close_and_float32() -> None:
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (1, 8, 8, 8)).astype(np.float32)
+    network = nn.Conv3d(1, 1, 3, padding=1)
+    exact, _ = predict_arrays(_model(network), {"r1_3t": x}, tta=1)
+    mixed, _ = predict_arrays(_model(network), {"r1_3t": x}, tta=1, amp=True)
+    assert mixed.dtype == np.float32
+    np.testing.assert_allclose(mixed, exact, atol=0.02 * float(np.abs(exact).max()))
