@@ -19,7 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from mrf_lesion_bench import _in_child, _timed
+from common import in_child as _in_child
+from common import timed as _timed
 
 #: Network grid per resolution (mm): the task's 160 x 192 x 160 mm crop.
 SHAPES = {2: (80, 96, 80), 1: (160, 192, 160)}

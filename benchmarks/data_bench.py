@@ -22,17 +22,14 @@ Run alone: ``python benchmarks/data_bench.py bench-out/data``.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import queue as queue_module
 import shutil
 import sys
 import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mrf_lesion_bench import _peak_rss_mib
+from common import in_child as _in_child
+from common import peak_rss_mib as _peak_rss_mib
 
 COHORT_SUBJECTS = 16
 MEMORY_SUBJECTS = (4, 16)
@@ -142,44 +139,6 @@ def _loader_rate(data: Path, cache: Path, count: int, sampler: str, workers: int
     return {"rate": examples / seconds, "seconds": seconds, "examples": examples,
             "warmup": warmup, "index": index_seconds, "length": len(dataset),
             "peak": _peak_rss_mib()}
-
-
-def _child(function: Callable[..., dict], args: tuple, results: multiprocessing.Queue,
-           start_method: str) -> None:
-    # A spawned child inherits "spawn" as its default start method; put back the
-    # parent's (fork on Linux), so DataLoader and queue workers start as they would in
-    # a training run instead of re-importing torch and unpickling the dataset.
-    multiprocessing.set_start_method(start_method, force=True)
-    try:
-        results.put(("ok", function(*args)))
-    except BaseException:  # reported to the parent, which raises
-        results.put(("error", traceback.format_exc()))
-
-
-def _in_child(function: Callable[..., dict], *args, timeout: float = 1800) -> dict:
-    """Run ``function(*args)`` in a fresh process so its peak memory is its own."""
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    process = context.Process(target=_child, args=(function, args, results,
-                                                   multiprocessing.get_start_method()))
-    process.start()
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                status, value = results.get(timeout=2)
-                break
-            except queue_module.Empty:
-                if not process.is_alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"{function.__name__} died or hung (exit code "
-                                       f"{process.exitcode})") from None
-    finally:
-        process.join(timeout=60)
-        if process.is_alive():
-            process.kill()
-    if status != "ok":
-        raise RuntimeError(f"{function.__name__} failed in its process:\n{value}")
-    return value
 
 
 def _cohort(out_dir: Path) -> Path:
