@@ -3,7 +3,7 @@
 The task's network at its default size (residual 3D U-Net 32-64-128-256, two residual
 units per level, 4 input channels) predicts a brain cropped as the task crops it
 (160 x 192 x 160 mm: 80 x 96 x 80 voxels at 2 mm, 160 x 192 x 160 at 1 mm) with the
-task's inference (Gaussian-blended 96^3 sliding windows, 25 % overlap), each of the 8
+task's inference (Gaussian-blended sliding windows fitted to the volume), each of the 8
 mirror flips, for 5 networks of the same size (untrained weights: time does not depend
 on them). At 2 mm all 40 predictions run; at 1 mm on a CPU one fold x one flip runs and
 the ensemble time is that times 40 (marked "estimated"); on CUDA all 40 run at both

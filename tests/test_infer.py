@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +243,23 @@ def test_mixed_precision_prediction_is_close_and_float32() -> None:
     mixed, _ = predict_arrays(_model(network), {"r1_3t": x}, tta=1, amp=True)
     assert mixed.dtype == np.float32
     np.testing.assert_allclose(mixed, exact, atol=0.02 * float(np.abs(exact).max()))
+
+
+@dataclass(frozen=True)
+class _OwnStrategy:
+    """An inference strategy defined outside lesionkit (a user's own module)."""
+
+    flips: int = 1
+
+    def predict(self, network, x, lesions=None):
+        return network(x)
+
+
+def test_strategy_classes_of_trusted_modules_load() -> None:
+    from lesionkit.io import InputError
+    from lesionkit.model_folder import task_from_plain, task_to_plain
+
+    plain = task_to_plain(replace(TASK, inference=_OwnStrategy(flips=2)))
+    with pytest.raises(InputError, match="trusted"):
+        task_from_plain(plain, Path("config.yaml"))
+    assert task_from_plain(plain, Path("config.yaml"), (__name__,)).inference == _OwnStrategy(2)

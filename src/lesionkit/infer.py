@@ -401,7 +401,8 @@ def predict(
         subjects: Subjects to predict (default: all with the inputs).
         progress: Show a progress bar.
         out_dir: Derivatives folder to write (default ``DATA_DIR/derivatives/lesionkit``).
-        trusted: Modules outside lesionkit whose hook functions the model's task may name.
+        trusted: Modules outside lesionkit whose hook functions and strategy classes the
+            model's task may name.
         register: Co-register each subject's images to its first input (dipy) instead of
             trusting their affines.
         allow_incomplete: Predict with a model folder whose training did not finish.

@@ -89,7 +89,7 @@ def task_from_plain(data: Any, where: Path, trusted: tuple[str, ...] = ()) -> An
     Args:
         data: What :func:`task_to_plain` gave (read back from YAML).
         where: The file it came from (named in errors).
-        trusted: Modules outside lesionkit whose functions may be resolved.
+        trusted: Modules outside lesionkit whose functions and classes may be resolved.
 
     Raises:
         InputError: unknown or missing fields, or a reference outside lesionkit and the
@@ -104,7 +104,7 @@ def task_from_plain(data: Any, where: Path, trusted: tuple[str, ...] = ()) -> An
     values = {k: task_from_plain(v, where, trusted) for k, v in data.items() if k != CLASS_KEY}
     if CLASS_KEY not in data:
         return values
-    cls = _resolve(data[CLASS_KEY], where)
+    cls = _resolve(data[CLASS_KEY], where, trusted)
     if not dataclasses.is_dataclass(cls):
         raise InputError(f"{where}: expected a lesionkit dataclass, found {data[CLASS_KEY]!r}")
     known = {f.name for f in dataclasses.fields(cls)}

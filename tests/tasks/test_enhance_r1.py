@@ -27,7 +27,7 @@ def test_recipe_follows_methods() -> None:
     assert (TASK.network, TASK.loss, TASK.learning_rate, TASK.patience) == (
         "unet", "mse", 1e-4, 10)
     assert TASK.outputs[0].unit == "s^-1" and TASK.outputs[0].target == "r1_7t"
-    assert TASK.inference.window == (96, 96, 96) and TASK.inference.overlap == 0.25
+    assert TASK.inference.window == (96, 96, 96) and TASK.inference.overlap == 0.125
 
 
 def _add_truth(root: Path, subject: str) -> None:

@@ -41,8 +41,9 @@ Choices where the paper is silent or does not fit the engine:
 - Crop only, no padding: with sliding-window inference the network needs no fixed
   input size, and padding would only add background.
 - Training on 32^3 (2 mm) patches of a grid (steps 16) instead of whole volumes,
-  batch 4, and prediction by Gaussian-blended 96^3 sliding windows; the study's
-  2x2x2 down/up-sampling is MONAI's strided 3x3x3 convolutions.
+  batch 4, and prediction by Gaussian-blended sliding windows (at most 96^3, fitted to
+  the volume with at least 12.5 % overlap); the study's 2x2x2 down/up-sampling is
+  MONAI's strided 3x3x3 convolutions.
 - Inputs are stacked T1c first (T1c, T1w, FLAIR, ADC) so that outputs land on the T1c's
   grid.
 
@@ -620,7 +621,7 @@ CONTRAST_AMPLIFY = Task(
                     "norm": "batch"},
     loss="mse",
     sampler=GridSampler(patch_size=(32, 32, 32), step=(16, 16, 16), max_background=0.5),
-    inference=SlidingWindow(window=(96, 96, 96), overlap=0.25, flips=8),
+    inference=SlidingWindow(window=(96, 96, 96), overlap=0.125, flips=8),
     folds=5,
     learning_rate=1e-3,
     batch_size=4,
