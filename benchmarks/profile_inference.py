@@ -1,0 +1,81 @@
+"""Where inference time goes: torch.profiler tables of the engine's three hot paths.
+
+1. enhance-r1 sliding-window inference over a 1 mm brain (160 x 192 x 160);
+2. the 8-flip ensemble of one enhance-r1 fold through ``predict_arrays`` (1 mm);
+3. the mrf-lesion 2D U-Net over a 2 mm brain (82 x 100 x 82, 35 frames).
+
+Each prints its operators by self CPU time (or CUDA time on a GPU), and the share of
+the wall time spent outside the network (blending, flips, normalisation, inversion).
+Untrained weights of the tasks' sizes; time does not depend on them.
+
+Run: ``python benchmarks/profile_inference.py [--device cuda] [--rows 12]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def _table(run, device: str, rows: int, title: str) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    run()  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        run()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    averages = prof.key_averages()
+    network = sum(e.cpu_time_total for e in averages if e.key.startswith("aten::convolution")
+                  ) / 1e6
+    print(f"\n## {title}: {wall:.2f} s under the profiler; convolutions {network:.2f} s "
+          f"({network / wall:.0%})")
+    print(averages.table(sort_by=key, row_limit=rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rows", type=int, default=12)
+    args = parser.parse_args(argv)
+    import numpy as np
+    import torch
+
+    from lesionkit.infer import channels_last, predict_arrays
+    from lesionkit.model_folder import FoldModel, TrainedModel, make_network
+    from lesionkit.models import build_network
+    from lesionkit.tasks import get_task
+
+    device = args.device
+    torch.manual_seed(0)
+    task = get_task("enhance-r1")
+    network = make_network(task, 1).to(device).eval()
+    x = channels_last(network, torch.randn(1, 1, 160, 192, 160, device=device))
+    with torch.inference_mode():
+        _table(lambda: task.inference.predict(network, x), device, args.rows,
+               "enhance-r1 sliding windows, 1 mm")
+    identity = {s.key: {"shift": 0.0, "scale": 1.0}
+                for s in (*task.prediction_inputs, *task.dense_targets)}
+    model = TrainedModel(Path("."), task, {}, (FoldModel(network, identity),))
+    inputs = {s.key: np.random.default_rng(0).random((1, 160, 192, 160), dtype=np.float32)
+              for s in task.prediction_inputs}
+    _table(lambda: predict_arrays(model, inputs, tta=8, device=device), device, args.rows,
+           "enhance-r1, 1 fold x 8 flips through predict_arrays, 1 mm")
+    mrf = get_task("mrf-lesion")
+    network = build_network(mrf.network, 35, mrf.out_channels, **mrf.network_kwargs)
+    network = network.to(device).eval()
+    x = channels_last(network, torch.randn(1, 35, 82, 100, 82, device=device))
+    with torch.inference_mode():
+        _table(lambda: mrf.inference.predict(network, x), device, args.rows,
+               "mrf-lesion 2D U-Net, 2 mm")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
