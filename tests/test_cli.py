@@ -162,3 +162,38 @@ def test_entry_point_is_the_one_error_path() -> None:
 
     (point,) = [e for e in entry_points(group="console_scripts") if e.name == "lesionkit"]
     assert point.value == "lesionkit.cli:run"
+
+
+def test_train_and_crossval_take_devices_nodes_amp_and_compile(tmp_path, monkeypatch) -> None:
+    from lesionkit import crossval, training
+
+    calls: list[dict] = []
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: calls.append(kwargs) or "m")
+    monkeypatch.setattr(crossval, "crossval", lambda *args, **kwargs: calls.append(kwargs))
+    common = ["--device", "cpu", "--nodes", "3", "--amp", "--compile"]
+    for command in (["train", "enhance-r1", str(tmp_path), str(tmp_path / "model"), "--gpus",
+                     "2", *common],
+                    ["crossval", "fcd-classify", str(tmp_path), str(tmp_path / "out"),
+                     "--devices", "2", *common]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+    for kwargs in calls:  # --gpus is the earlier name of --devices
+        assert {k: kwargs[k] for k in ("device", "devices", "nodes", "amp", "compile_network")
+                } == {"device": "cpu", "devices": 2, "nodes": 3, "amp": True,
+                      "compile_network": True}
+
+
+def test_more_devices_than_cuda_has_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    import torch
+
+    from lesionkit.cli import run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    status = run(["train", "enhance-r1", str(tmp_path), str(tmp_path / "model"), "--device",
+                  "cuda", "--devices", "2"])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "--devices 2: expected at most the 1 CUDA device(s) of this machine" in error
+    assert not (tmp_path / "model").exists()

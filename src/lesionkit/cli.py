@@ -309,11 +309,22 @@ NetworkOption = Annotated[str | None, typer.Option(help="Network registry name, 
 ChannelsOption = Annotated[str | None, typer.Option(help="U-Net features, e.g. 16,32,64.")]
 WidenOption = Annotated[float | None, typer.Option(help="ResNet width factor (1: standard).")]
 PatchOption = Annotated[int | None, typer.Option(min=4, help="Patch edge (2D: in-plane).")]
-BatchOption = Annotated[int | None, typer.Option(min=1, help="Examples per step.")]
+BatchOption = Annotated[int | None, typer.Option(
+    min=1, help="Examples per step (per process when distributed).")]
 RateOption = Annotated[float | None, typer.Option(help="Adam learning rate.")]
 WorkersOption = Annotated[int, typer.Option(min=0, help="Worker processes loading data.")]
 SubjectsOption = Annotated[str | None, typer.Option(help="Comma-separated subjects.")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+DevicesOption = Annotated[int, typer.Option(
+    "--devices", "--gpus", min=1,
+    help="Processes per machine: CUDA devices, or CPU processes with --device cpu; "
+         "distributed (DDP) when more than one in all. --gpus: its earlier name.")]
+NodesOption = Annotated[int, typer.Option(
+    min=1, help="Machines (SLURM: srun with one task per device on each).")]
+AmpOption = Annotated[bool, typer.Option(
+    help="Mixed precision: float16 on CUDA, bfloat16 on the CPU.")]
+CompileOption = Annotated[bool, typer.Option(
+    "--compile", help="Train the network through torch.compile.")]
 TruthOption = Annotated[str | None, typer.Option(
     help="Derivatives pipeline holding the truth, e.g. manual (default: the one that has it).")]
 
@@ -328,8 +339,10 @@ def train(
     epochs: Annotated[int | None, typer.Option(min=1, help="Epoch cap (default: task's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of splits, sampling and weights.")] = 0,
     device: DeviceOption = "auto",
-    gpus: Annotated[int, typer.Option(min=1, help="CUDA devices; DDP when more than 1.")] = 1,
-    amp: Annotated[bool, typer.Option(help="16-bit mixed precision (CUDA only).")] = False,
+    devices: DevicesOption = 1,
+    nodes: NodesOption = 1,
+    amp: AmpOption = False,
+    compile_network: CompileOption = False,
     patches_per_epoch: Annotated[int | None, typer.Option(
         min=1, help="Examples per epoch cap.")] = None,
     network: NetworkOption = None,
@@ -369,11 +382,19 @@ def train(
                   "run the same command with --resume to continue from it")
     with _user_errors():
         path = fit(chosen, data_dir, model_dir, folds=folds, epochs=epochs, seed=seed,
-                   device=_device(device), gpus=gpus, amp=amp,
-                   patches_per_epoch=patches_per_epoch, subjects=_subject_list(subjects),
-                   resume=resume, progress=progress, workers=workers,
-                   source=source_dir or weights, overwrite=overwrite)
-    typer.echo(f"wrote {path} ({chosen.name}, {time.perf_counter() - start:.0f} s)")
+                   device=_device(device), devices=devices, nodes=nodes, amp=amp,
+                   compile_network=compile_network, patches_per_epoch=patches_per_epoch,
+                   subjects=_subject_list(subjects), resume=resume, progress=progress,
+                   workers=workers, source=source_dir or weights, overwrite=overwrite)
+    if _rank_zero():
+        typer.echo(f"wrote {path} ({chosen.name}, {time.perf_counter() - start:.0f} s)")
+
+
+def _rank_zero() -> bool:
+    """Whether this process is global rank 0 of a distributed training, or alone."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 @app.command()
@@ -483,6 +504,10 @@ def crossval(
     tta: Annotated[int | None, typer.Option(min=1, max=8, help="Mirror flips.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of folds and weights.")] = 0,
     device: DeviceOption = "auto",
+    devices: DevicesOption = 1,
+    nodes: NodesOption = 1,
+    amp: AmpOption = False,
+    compile_network: CompileOption = False,
     workers: WorkersOption = 0,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
@@ -496,10 +521,12 @@ def crossval(
     with _user_errors():
         path = run(chosen, data_dir, out_dir, folds=folds,
                    arms=[a.strip() for a in arms.split(",")] if arms else None, epochs=epochs,
-                   seed=seed, device=_device(device), patches_per_epoch=patches_per_epoch,
+                   seed=seed, device=_device(device), devices=devices, nodes=nodes, amp=amp,
+                   compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                    source_dir=source_dir, weights=weights, tta=tta, workers=workers,
                    progress=progress)
-    typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
+    if _rank_zero():
+        typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
 
 
 def _with_user_errors(function: Callable[..., None]) -> Callable[..., None]:

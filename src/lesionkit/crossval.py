@@ -42,7 +42,7 @@ from lesionkit.summaries import (
     paired_metrics,
 )
 from lesionkit.tasks.task import LabelSpec, Task, dataset_is_phantom
-from lesionkit.training import train
+from lesionkit.training import process_rank, train, trainer_flags
 
 #: Columns of classification rows that are not metrics.
 CASE_COLUMNS = ("label", "probability", "fold", "lesion")
@@ -52,7 +52,10 @@ def _finished(model_dir: Path, splits: list[dict], epochs: int) -> bool:
     """Whether an arm's model folder is complete with the same folds and epochs."""
     if not (model_dir / "config.yaml").is_file():
         return False
-    config = read_config(model_dir)
+    try:
+        config = read_config(model_dir)
+    except (OSError, InputError):  # replaced at this moment (another process of a DDP run)
+        return False
     return (config["training"].get("complete", False)
             and config["training"]["epochs"] == epochs
             and [e["train"] for e in config["folds"]] == [s["train"] for s in splits])
@@ -95,6 +98,10 @@ def crossval(
     epochs: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    devices: int = 1,
+    nodes: int = 1,
+    amp: bool = False,
+    compile_network: bool = False,
     patches_per_epoch: int | None = None,
     source_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     weights: str | os.PathLike[str] | None = None,
@@ -113,6 +120,11 @@ def crossval(
         epochs: Fixed epochs per fold (default: the task's ``max_epochs``).
         seed: Seed of folds, initialisation and data order.
         device: "auto", "cpu" or "cuda".
+        devices: Training processes per machine (CUDA devices or CPU processes).
+        nodes: Training machines. With more than one process in all every process
+            trains every arm; global rank 0 alone then predicts, scores and reports.
+        amp: Mixed precision in training.
+        compile_network: Train through ``torch.compile``.
         patches_per_epoch: Cap on training examples per epoch.
         source_dir: Dataset that arms with a ``pretraining`` task pretrain on (a list:
             one per pretraining stage, in order).
@@ -144,18 +156,28 @@ def crossval(
         "command": shlex.join(sys.argv), "lesionkit_version": __version__}
     rows: dict[str, list[dict]] = {}
     sections = []
-    for number, arm in enumerate(chosen, start=1):
-        variant, arm_dir = variants[arm], out / f"arm-{arm}"
-        model_dir, predicted = arm_dir / "model", arm_dir / "predictions"
+    for arm in chosen:
+        variant = variants[arm]
         source = (source_dir or None) if variant.pretraining is not None else weights
         if variant.initialise is not None and source is None:
             raise InputError(f"arm {arm} of {task.name}: expected "
                              f"{'--source-dir' if variant.pretraining else '--weights'}, "
                              "found none")
+    settings = {"device": device, "devices": devices, "nodes": nodes, "amp": amp}
+    # Every arm trains first: under DDP all processes train, then rank 0 alone goes on.
+    for arm in chosen:
+        variant, model_dir = variants[arm], out / f"arm-{arm}" / "model"
+        source = (source_dir or None) if variant.pretraining is not None else weights
         if not _finished(model_dir, splits, epochs):
-            train(variant, dataset.root, model_dir, epochs=epochs, seed=seed, device=device,
-                  patches_per_epoch=patches_per_epoch, subjects=names, progress=progress,
-                  workers=workers, source=source, splits=splits, overwrite=True)
+            train(variant, dataset.root, model_dir, epochs=epochs, seed=seed, **settings,
+                  compile_network=compile_network, patches_per_epoch=patches_per_epoch,
+                  subjects=names, progress=progress, workers=workers, source=source,
+                  splits=splits, overwrite=True)
+    if process_rank(trainer_flags(**settings))[0] != 0:
+        return out / "comparison.json"
+    for number, arm in enumerate(chosen, start=1):
+        variant, arm_dir = variants[arm], out / f"arm-{arm}"
+        model_dir, predicted = arm_dir / "model", arm_dir / "predictions"
         predict(model_dir, dataset.root, tta=tta, device=device, subjects=names,
                 progress=progress, out_dir=predicted)
         _, metrics_json = evaluate(variant, dataset.root, names, predictions=predicted)

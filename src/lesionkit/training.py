@@ -4,25 +4,32 @@ The module holds a task and delegates to it (network, loss, learning rate, the o
 training-step hook); it has no task-specific branch. :func:`train` splits subjects
 (seeded, by subject; k folds on request), fits normalisation and per-fold state on each
 fold's training subjects only, trains and writes the self-describing model folder.
+
+Distributed training is Lightning's DDP (NCCL on CUDA, gloo on CPU) started by Lightning's
+own launcher, SLURM or torchrun: every process runs all of :func:`train`, draws its own
+share of every epoch (:func:`shard`) and only global rank 0 writes the model folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import shutil
 import signal
+import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L  # noqa: N812
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Subset
 
@@ -46,6 +53,16 @@ from lesionkit.model_folder import (
 )
 from lesionkit.tasks.strategies import network_inputs
 from lesionkit.tasks.task import LabelSpec, Task
+
+T = TypeVar("T")
+
+#: Environment variable naming a folder: when set, every process appends the example
+#: indices it draws in each epoch and its step count at each epoch's end, one JSON line
+#: each, to ``rank-<global rank>.jsonl`` there (a check of the sharding; off by default).
+SAMPLE_LOG = "LESIONKIT_SAMPLE_LOG"
+
+#: Seed offset between ranks of the random generators of augmentation and dropout.
+RANK_SEED_STEP = 1_000_003
 
 
 def _dice_loss() -> nn.Module:
@@ -147,6 +164,10 @@ class EpochLog(L.Callback):
     def __init__(self, folder: Path, select_best: bool = True) -> None:
         self.folder, self.best, self.start = folder, float("inf"), time.time()
         self.select_best, self.rows = select_best, 0
+        self.writer = True  # global rank 0 (set in ``setup``): the one process that writes
+
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        self.writer = trainer.is_global_zero
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "rows": self.rows}
@@ -154,30 +175,32 @@ class EpochLog(L.Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.rows = float(state["best"]), int(state["rows"])
         path = self.folder / "metrics.csv"
-        if path.is_file():  # header plus the rows of the checkpointed epochs
+        if self.writer and path.is_file():  # header plus the rows of the checkpointed epochs
             lines = path.read_text().splitlines(keepends=True)[: self.rows + 1]
             with atomic_path(path) as tmp:
                 tmp.write_text("".join(lines))
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
             return
+        log_samples(trainer.global_rank, epoch=trainer.current_epoch, steps=trainer.global_step)
+        # Reading the epoch's metrics reduces them across DDP processes: all must read.
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
                "train_loss": metrics.get("train_loss", float("nan")),
                "val_loss": metrics.get("val_loss", float("nan")),
                "seconds": round(time.time() - self.start, 2)}
+        improved = row["val_loss"] < self.best
+        self.best, self.rows = row["val_loss"] if improved else self.best, self.rows + 1
+        if not trainer.is_global_zero:
+            return
         path = self.folder / "metrics.csv"
         new = not path.is_file()
         with path.open("a") as handle:
             if new:
                 handle.write(",".join(row) + "\n")
             handle.write(",".join(str(v) for v in row.values()) + "\n")
-        self.rows += 1
-        if not self.select_best:
-            save_weights(module.network, self.folder / "weights.safetensors")
-        elif row["val_loss"] < self.best:
-            self.best = row["val_loss"]
+        if improved or not self.select_best:
             save_weights(module.network, self.folder / "weights.safetensors")
 
 
@@ -201,14 +224,17 @@ class EpochSeeds(L.Callback):
 
     An epoch's shuffling, augmentation and dropout then depend on the seed and the epoch
     only, so a run resumed from the end of epoch k continues exactly as an uninterrupted
-    run would have.
+    run would have. Under DDP each rank's augmentation and dropout also depend on its rank
+    (rank 0 draws as a single process does); the order of the examples does not (the
+    samplers draw it from their own generators).
     """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        L.seed_everything(self.seed + 7919 * trainer.current_epoch, workers=True, verbose=False)
+        L.seed_everything(self.seed + 7919 * trainer.current_epoch
+                          + RANK_SEED_STEP * trainer.global_rank, workers=True, verbose=False)
         # A dataset's own batch sampler (Lightning sets the epoch of plain samplers only).
         batches = getattr(trainer.train_dataloader, "batch_sampler", None)
         if hasattr(batches, "set_epoch"):
@@ -225,45 +251,179 @@ class _Interrupted(L.Callback):
         self.seen = self.seen or isinstance(exception, KeyboardInterrupt)
 
 
-class EpochSampler(RandomSampler):
-    """Random order drawn from (seed, epoch): Lightning calls ``set_epoch`` every epoch."""
+class SameOnEveryRank(L.Callback):
+    """Stop a DDP run whose processes prepared different folds (subjects, normalisation).
 
-    def __init__(self, dataset: Any, num_samples: int, seed: int) -> None:
-        self.seed = seed
+    Every rank computes its fold itself, seeded, so all agree unless they read different
+    data; they compare a fingerprint once the process group is up.
+    """
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        if trainer.world_size == 1:
+            return
+        same = trainer.strategy.broadcast(self.fingerprint, src=0) == self.fingerprint
+        if not trainer.strategy.reduce_boolean_decision(same, all=True):
+            raise InputError("expected every training process to prepare the same subjects "
+                             "and normalisation statistics, found differences between ranks "
+                             "(do all nodes read the same dataset with the same lesionkit?)")
+
+
+def fold_fingerprint(split: dict[str, list[str]], stats: dict[str, Any], in_channels: int
+                     ) -> str:
+    """A hash of a fold's subjects, normalisation statistics (6 significant digits) and
+    input channels."""
+
+    def rounded(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): rounded(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [rounded(v) for v in value]
+        return float(f"{value:.6g}") if isinstance(value, float) else value
+
+    text = json.dumps(rounded([split, stats, in_channels]), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def log_samples(rank: int, **record: Any) -> None:
+    """Append ``record`` as a JSON line to ``$LESIONKIT_SAMPLE_LOG/rank-<rank>.jsonl``
+    (nothing when the variable is unset)."""
+    folder = os.environ.get(SAMPLE_LOG)
+    if folder:
+        with (Path(folder) / f"rank-{rank}.jsonl").open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def shard(items: Sequence[T], rank: int, world: int) -> list[T]:
+    """One process's share of an epoch: ``items[rank::world]`` once the list is padded,
+    by wrapping around to its start, to a multiple of ``world``.
+
+    Every rank gets ``ceil(len(items) / world)`` items, so all take the same number of
+    steps (a rank with one step more would wait for the others forever); together they
+    hold every item once, plus fewer than ``world`` repeats.
+    """
+    if world == 1 or not items:
+        return list(items)
+    size = -(-len(items) // world) * world
+    return [items[i % len(items)] for i in range(rank, size, world)]
+
+
+class EpochSampler(RandomSampler):
+    """Random order drawn from (seed, epoch): Lightning calls ``set_epoch`` every epoch.
+
+    Every rank of a DDP run draws the same order and keeps its share (:func:`shard`).
+    """
+
+    def __init__(self, dataset: Any, num_samples: int, seed: int, rank: int = 0,
+                 world: int = 1) -> None:
+        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
         super().__init__(dataset, num_samples=num_samples,
                          generator=torch.Generator().manual_seed(seed))
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         self.generator = torch.Generator().manual_seed(self.seed + 104729 * epoch)
 
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.world)
 
-def trainer_flags(device: str = "auto", gpus: int = 1, amp: bool = False) -> dict[str, Any]:
-    """Lightning Trainer flags: accelerator, devices, DDP across GPUs, mixed precision.
+    def __iter__(self) -> Iterator[int]:
+        share = shard(list(super().__iter__()), self.rank, self.world)
+        log_samples(self.rank, epoch=self.epoch, indices=share)
+        return iter(share)
 
-    ``device``: "auto" (CUDA when available), "cpu" or "cuda". AMP and DDP stay off on CPU.
+
+class ShardedBatches:
+    """A dataset's own batch sampler (``dataset.batches``) cut to one process's share of
+    each epoch's batches (:func:`shard`); ``set_epoch`` reaches the sampler inside."""
+
+    def __init__(self, batches: Any, rank: int = 0, world: int = 1) -> None:
+        self.batches, self.rank, self.world, self.epoch = batches, rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return -(-len(self.batches) // self.world)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        share = shard(list(self.batches), self.rank, self.world)
+        log_samples(self.rank, epoch=self.epoch, indices=[i for batch in share for i in batch])
+        return iter(share)
+
+
+def trainer_flags(device: str = "auto", devices: int = 1, nodes: int = 1, amp: bool = False
+                  ) -> dict[str, Any]:
+    """Lightning Trainer flags: accelerator, processes, DDP and mixed precision.
+
+    More than one process in all trains with DDP (NCCL on CUDA, gloo on CPU). The
+    samplers give each process its share of every epoch themselves, so Lightning's
+    distributed sampler stays off.
+
+    Args:
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        devices: Processes per machine: CUDA devices, or CPU processes on the CPU.
+        nodes: Machines (Lightning's ``num_nodes``).
+        amp: Mixed precision: float16 on CUDA, bfloat16 on the CPU.
+
+    Raises:
+        InputError: CUDA asked for on a machine without it, or more CUDA devices than
+            the machine has.
     """
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if not cuda:
-        return {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true"}
-    return {"accelerator": "cuda", "devices": gpus, "precision": "16-mixed" if amp else "32-true",
-            "strategy": "ddp" if gpus > 1 else "auto"}
+    found = torch.cuda.device_count() if cuda else 0
+    if cuda and not found:
+        raise InputError("--device cuda: expected a CUDA device, found none on this machine "
+                         "(use --device cpu or auto)")
+    if cuda and devices > found:
+        raise InputError(f"--devices {devices}: expected at most the {found} CUDA device(s) of "
+                         f"this machine, found {devices} asked for (--device cpu runs CPU "
+                         "processes)")
+    strategy: Any = "auto"
+    if devices * nodes > 1:
+        strategy = "ddp" if cuda else DDPStrategy(process_group_backend="gloo")
+    precision = ("16-mixed" if cuda else "bf16-mixed") if amp else "32-true"
+    return {"accelerator": "cuda" if cuda else "cpu", "devices": devices, "num_nodes": nodes,
+            "strategy": strategy, "precision": precision, "use_distributed_sampler": False}
+
+
+def process_rank(flags: dict[str, Any]) -> tuple[int, int]:
+    """This process's global rank and the number of processes, under Trainer ``flags``.
+
+    Known before training starts, from Lightning's own cluster environment (a Trainer
+    that is never fitted): the variables Lightning's launcher gives the processes it
+    starts (``LOCAL_RANK``, ``NODE_RANK``), SLURM's (``SLURM_PROCID``) or torchrun's
+    (``RANK``). A single process is rank 0 of 1 whatever its environment.
+    """
+    if flags["devices"] * flags["num_nodes"] == 1:
+        return 0, 1
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    probe = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      enable_checkpointing=False, **flags)
+    return probe.global_rank, probe.world_size
 
 
 def _loader(dataset: Any, batch_size: int, max_items: int | None, shuffle: bool, seed: int,
-            workers: int) -> DataLoader:
+            workers: int, rank: int = 0, world: int = 1) -> DataLoader:
     """Batches of a sampler's dataset; a TorchIO queue loads in its own workers; a dataset
-    with its own training batches (``dataset.batches``) gets them."""
+    with its own training batches (``dataset.batches``) gets them. Training batches are
+    this process's share of each epoch (rank of world); validation batches are all."""
     workers = 0 if getattr(dataset, "own_workers", False) else workers
     chosen = dataset.batches(batch_size, max_items, seed) if (
         shuffle and hasattr(dataset, "batches")) else None
     if chosen is not None:
-        return DataLoader(dataset, batch_sampler=chosen, num_workers=workers,
-                          persistent_workers=workers > 0)
+        return DataLoader(dataset, batch_sampler=ShardedBatches(chosen, rank, world),
+                          num_workers=workers, persistent_workers=workers > 0)
     if not shuffle and max_items is not None and len(dataset) > max_items:
         dataset = Subset(dataset, torch.linspace(0, len(dataset) - 1, max_items).long().tolist())
     sampler = None
     if shuffle:
-        sampler = EpochSampler(dataset, min(max_items or len(dataset), len(dataset)), seed)
+        sampler = EpochSampler(dataset, min(max_items or len(dataset), len(dataset)), seed,
+                               rank, world)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       persistent_workers=workers > 0)
 
@@ -281,13 +441,18 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
                seed: int, epochs: int, examples_per_epoch: int | None, flags: dict[str, Any],
                resume: bool = False, max_steps: int = -1, progress: bool = True,
                source: Path | None = None,
-               ready: Callable[[dict[str, Any], int], None] | None = None) -> dict[str, Any]:
+               ready: Callable[[dict[str, Any], int], None] | None = None,
+               compile_network: bool = False) -> dict[str, Any]:
     """Train one fold on ``{"train": [...], "validation": [...]}`` subject names.
 
     With an empty validation list the fold trains a fixed number of epochs and keeps
     the last weights (cross-validation: no model selection on held-out subjects).
     ``ready(entry, in_channels)`` receives the fold's config entry (subject ids and
-    normalisation statistics) before training starts. Returns the fold's metrics.
+    normalisation statistics) before training starts. ``flags``: :func:`trainer_flags`
+    (a fresh dict per fold); under DDP every process calls this and only global rank 0
+    writes ``folder`` and calls ``ready``. ``compile_network``: train through
+    ``torch.compile`` (the weights saved are those of the plain network). Returns the
+    fold's metrics.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     L.seed_everything(seed, workers=True, verbose=False)
@@ -299,19 +464,16 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
         raise InputError(f"{folder}: expected training and validation examples, found "
                          f"{len(train_set)} and {0 if val_set is None else len(val_set)} "
                          "(mask, lesions or patch size?)")
-    folder.mkdir(parents=True, exist_ok=True)
     in_channels = int(train_set[0]["input"].shape[0])
-    state = None
-    if task.fit_state is not None:
-        state = task.fit_state(train_set)
-        save_tensors(state, folder / "state.safetensors")
+    state = task.fit_state(train_set) if task.fit_state is not None else None
     network = make_network(task, in_channels, state)
     initialised = task.initialise(network, source) if task.initialise and source else None
-    if ready is not None:
-        ready({**split, "normalisation": stats}, in_channels)
     module = TaskModule(task, network, loaded=getattr(initialised, "loaded", ()))
+    if compile_network:
+        network.compile()  # in place: the state dict keeps the plain network's names
     log, interrupted = EpochLog(folder, select_best=val_set is not None), _Interrupted()
-    callbacks: list[L.Callback] = [EpochSeeds(seed), log, EpochCheckpoint(folder), interrupted]
+    callbacks: list[L.Callback] = [EpochSeeds(seed), log, EpochCheckpoint(folder), interrupted,
+                                   SameOnEveryRank(fold_fingerprint(split, stats, in_channels))]
     if val_set is not None:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(
             "val_loss", patience=task.patience, check_on_train_epoch_end=False))
@@ -319,6 +481,13 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
                         enable_progress_bar=progress, enable_model_summary=False,
                         enable_checkpointing=False,
                         num_sanity_val_steps=0, default_root_dir=folder, **flags)
+    if trainer.is_global_zero:
+        folder.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            save_tensors(state, folder / "state.safetensors")
+        if ready is not None:
+            ready({**split, "normalisation": stats}, in_channels)
+    rank, world = trainer.global_rank, trainer.world_size
     workers = store.workers
     val_items = None if examples_per_epoch is None else max(examples_per_epoch // 4, 1)
     last = folder / "checkpoints" / "last.ckpt"
@@ -336,7 +505,7 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
         warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated")
         try:
             trainer.fit(module, _loader(train_set, task.batch_size, examples_per_epoch, True,
-                                        seed, workers),
+                                        seed, workers, rank, world),
                         _loader(val_set, task.batch_size, val_items, False, seed, workers)
                         if val_set is not None else None,
                         ckpt_path=last if resume and last.is_file() else None,
@@ -346,8 +515,8 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 raise KeyboardInterrupt from stop
             raise
-    if not (folder / "weights.safetensors").is_file():  # no finite validation loss
-        save_weights(module.network, folder / "weights.safetensors")
+    if trainer.is_global_zero and not (folder / "weights.safetensors").is_file():
+        save_weights(module.network, folder / "weights.safetensors")  # no finite val loss
     return {"best_val_loss": log.best, "epochs": trainer.current_epoch,
             "steps": trainer.global_step, "train_examples": len(train_set),
             "seconds": round(time.time() - start, 1),
@@ -370,8 +539,10 @@ def train(
     epochs: int | None = None,
     seed: int = 0,
     device: str = "auto",
-    gpus: int = 1,
+    devices: int = 1,
+    nodes: int = 1,
     amp: bool = False,
+    compile_network: bool = False,
     patches_per_epoch: int | None = None,
     subjects: Sequence[str] | None = None,
     resume: bool = False,
@@ -390,6 +561,12 @@ def train(
     written; when training fails before a fold has finished, the folder it created is
     removed. Ctrl-C keeps the last completed epoch of the running fold for ``resume``.
 
+    With more than one process (``devices`` x ``nodes``) every process runs this function
+    (Lightning's launcher starts the others at the first fit; SLURM and torchrun start
+    them all): only global rank 0 checks, writes and cleans the model folder; the others
+    keep their subject cache in a temporary folder of their own. ``task.batch_size`` is
+    per process and the learning rate is not rescaled.
+
     Args:
         task: The task (a registry entry or a ``dataclasses.replace`` variant).
         data_dir: BIDS dataset with inputs, targets and masks.
@@ -399,8 +576,11 @@ def train(
         epochs: Epoch cap (default: the task's ``max_epochs``).
         seed: Seed for splits, sampling and initialisation.
         device: "auto", "cpu" or "cuda".
-        gpus: CUDA devices (DDP when > 1).
-        amp: 16-bit mixed precision on CUDA.
+        devices: Processes per machine: CUDA devices, or CPU processes on the CPU (DDP
+            when devices x nodes > 1).
+        nodes: Machines (e.g. SLURM nodes, one task per device on each).
+        amp: Mixed precision: float16 on CUDA, bfloat16 on the CPU.
+        compile_network: Train the network through ``torch.compile``.
         patches_per_epoch: Cap on training examples drawn per epoch (None: all).
         subjects: Subjects to use (default: all with every image the task needs and
             the participant values of ``task.train_on``).
@@ -419,8 +599,11 @@ def train(
         The model folder.
     """
     model_dir = Path(model_dir)
-    remove_stale_temporaries(model_dir)
-    check_model_dir(model_dir, resume, overwrite)
+    settings = {"device": device, "devices": devices, "nodes": nodes, "amp": amp}
+    rank, world = process_rank(trainer_flags(**settings))  # checks the options too
+    if rank == 0:  # the others start once rank 0 has written files (or alongside it)
+        remove_stale_temporaries(model_dir)
+        check_model_dir(model_dir, resume, overwrite)
     dataset = BIDSDataset(data_dir)
     names = list(subjects) if subjects else training_subjects(dataset, task)
     if subjects and task.train_on:
@@ -447,29 +630,35 @@ def train(
         raise InputError(f"task {task.name}: expected at most one --source-dir or --weights, "
                          f"found {len(sources)}")
     source = sources[0] if len(sources) == 1 and not stages else source
-    flags = trainer_flags(device, gpus, amp)
     folds = folds or task.folds
     if splits is None and folds > len(names):
         raise InputError(f"{dataset.root}: expected at least {folds} subjects for --folds "
                          f"{folds}, found {len(names)}")
     existed = model_dir.exists()
     fresh = not existed or not any(model_dir.iterdir())
+    cache = model_dir / ".cache" if rank == 0 else Path(
+        tempfile.mkdtemp(prefix=f"lesionkit-cache-rank{rank}-"))
     try:
-        if overwrite and not fresh:
+        if rank == 0 and overwrite and not fresh:
             shutil.rmtree(model_dir)
             fresh = True
         previous = None  # stage k starts from the encoder of stage k - 1
         for k, stage in enumerate(stages):
             folder = model_dir / ("pretraining" if len(stages) == 1 else f"pretraining-{k + 1}")
             previous = train(stage, sources[k], folder, epochs=stage.max_epochs, seed=seed,
-                             device=device, progress=progress, workers=workers,
-                             max_steps=max_steps, resume=resume, source=previous)
+                             **settings, compile_network=compile_network, progress=progress,
+                             workers=workers, max_steps=max_steps, resume=resume,
+                             source=previous)
         source = previous if stages else source
-        return _train_folds(task, dataset, names, model_dir, folds, splits, epochs, seed, flags,
-                            dict(device=device, gpus=gpus, amp=amp, workers=workers),
-                            patches_per_epoch, resume, max_steps, progress, source)
+        _train_folds(task, dataset, names, model_dir, folds, splits, epochs, seed, settings,
+                     dict(**settings, compile=compile_network, workers=workers),
+                     patches_per_epoch, resume, max_steps, progress, source,
+                     cache=cache, rank=rank, compile_network=compile_network)
+        if world > 1:
+            _all_processes_here()  # rank 0 has written the folder the others may read next
+        return model_dir
     except Exception:
-        if fresh and not any(model_dir.glob("fold-*/weights.safetensors")):
+        if rank == 0 and fresh and not any(model_dir.glob("fold-*/weights.safetensors")):
             # Nothing of use was written: leave the folder as it was (absent or empty).
             for path in model_dir.iterdir() if model_dir.is_dir() else ():
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -477,7 +666,18 @@ def train(
                 model_dir.rmdir()
         raise
     finally:
-        shutil.rmtree(model_dir / ".cache", ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _all_processes_here() -> None:
+    """Wait until every process of the DDP process group gets here."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
 
 
 def pretraining_stages(task: Task) -> tuple[Task, ...]:
@@ -512,12 +712,17 @@ def check_model_dir(model_dir: Path, resume: bool = False, overwrite: bool = Fal
 
 def _train_folds(task: Task, dataset: BIDSDataset, names: list[str], model_dir: Path,
                  folds: int, splits: Sequence[dict[str, list[str]]] | None,
-                 epochs: int | None, seed: int, flags: dict[str, Any], options: dict[str, Any],
-                 patches_per_epoch: int | None, resume: bool, max_steps: int, progress: bool,
-                 source: str | os.PathLike[str] | None) -> Path:
-    """Prepare the subjects, train every fold and write the model folder (see :func:`train`)."""
+                 epochs: int | None, seed: int, settings: dict[str, Any],
+                 options: dict[str, Any], patches_per_epoch: int | None, resume: bool,
+                 max_steps: int, progress: bool, source: str | os.PathLike[str] | None,
+                 cache: Path, rank: int = 0, compile_network: bool = False) -> Path:
+    """Prepare the subjects, train every fold and write the model folder (see :func:`train`).
+
+    ``settings``: the arguments of :func:`trainer_flags`; ``cache``: this process's subject
+    cache; ``rank``: this process's global rank (0 alone writes the model folder).
+    """
     task = with_spacing(dataset, task, names)
-    store = SubjectStore(dataset.root, task, model_dir / ".cache", workers=options["workers"])
+    store = SubjectStore(dataset.root, task, cache, workers=options["workers"])
     store.prepare(names)
     if splits is None:
         splits = kfold_subjects(names, folds, seed, subject_class_labels(store, names, task))
@@ -541,18 +746,22 @@ def _train_folds(task: Task, dataset: BIDSDataset, names: list[str], model_dir: 
     for fold, split in enumerate(splits):
         summary[f"fold-{fold}"] = result = train_fold(
             task, store, split, fold_dir(model_dir, fold), seed + fold,
-            epochs or task.max_epochs, patches_per_epoch, flags, resume, max_steps, progress,
-            Path(source) if source else None,
-            ready=lambda entry, channels, fold=fold: ready({"fold": fold, **entry}, channels))
+            epochs or task.max_epochs, patches_per_epoch, trainer_flags(**settings), resume,
+            max_steps, progress, Path(source) if source else None,
+            ready=lambda entry, channels, fold=fold: ready({"fold": fold, **entry}, channels),
+            compile_network=compile_network)
+        if rank != 0:
+            continue
         if progress:
             loss = result["best_val_loss"]
             kept = (f"best validation loss {loss:.4g}" if math.isfinite(loss)
                     else "last weights, no validation subjects")
             print(f"{task.name}: fold {fold + 1}/{len(splits)} trained in {result['seconds']} "
                   f"s (epochs: {result['epochs']}; {kept})")
-    config["training"]["complete"] = True
-    write_config(model_dir, config)
-    write_json(summary, model_dir / "metrics.json")
+    if rank == 0:
+        config["training"]["complete"] = True
+        write_config(model_dir, config)
+        write_json(summary, model_dir / "metrics.json")
     return model_dir
 
 
