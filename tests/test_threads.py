@@ -54,6 +54,8 @@ def test_default_threads_leaves_room_for_workers_and_other_jobs(monkeypatch):
     assert threads.default_threads() == 5
     assert threads.default_threads(workers=2) == 3
     assert threads.default_threads(workers=16) == 1
+    assert threads.default_threads(processes=2) == 2  # 5 free cores for 2 DDP processes
+    assert threads.default_threads(workers=1, processes=2) == 1
 
 
 def test_use_threads_sets_torch_and_blas(restore_threads):
@@ -61,3 +63,9 @@ def test_use_threads_sets_torch_and_blas(restore_threads):
     assert torch.get_num_threads() == 1
     assert all(pool["num_threads"] == 1 for pool in threadpool_info())
     assert os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_worker_init_limits_blas_to_one_thread(restore_threads):
+    threads.worker_init(0)
+    assert all(pool["num_threads"] == 1 for pool in threadpool_info()
+               if pool["user_api"] == "blas")

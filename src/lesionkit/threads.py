@@ -55,18 +55,20 @@ def busy_cores(samples: int = 5, interval_s: float = 0.01) -> int:
     return sorted(counts)[len(counts) // 2]
 
 
-def default_threads(workers: int = 0) -> int:
-    """Threads for the main process: free cores, less ``workers`` data-loader processes."""
-    return max(1, available_cores() - workers - busy_cores())
+def default_threads(workers: int = 0, processes: int = 1) -> int:
+    """Threads for each of ``processes`` training processes on this machine (CPU DDP):
+    the free cores shared among them, less ``workers`` data-loader processes each."""
+    return max(1, (available_cores() - busy_cores()) // max(1, processes) - workers)
 
 
-def use_threads(threads: int | None = None, workers: int = 0) -> int:
+def use_threads(threads: int | None = None, workers: int = 0, processes: int = 1) -> int:
     """Set torch's and the BLAS libraries' thread counts; return the count used.
 
     Args:
         threads: Threads (None: :func:`default_threads`).
         workers: Data-loader worker processes that will run beside this one (each runs
             one thread: torch sets that in its workers).
+        processes: Processes of one distributed run on this machine (CPU DDP).
 
     Returns:
         The thread count now in force.
@@ -74,9 +76,16 @@ def use_threads(threads: int | None = None, workers: int = 0) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    count = threads or default_threads(workers)
+    count = threads or default_threads(workers, processes)
     torch.set_num_threads(count)
     threadpool_limits(limits=count)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(count)  # for processes started from this one
     return count
+
+
+def worker_init(_: int) -> None:
+    """DataLoader ``worker_init_fn``: one BLAS thread per worker (torch already uses one)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
