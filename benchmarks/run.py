@@ -30,6 +30,7 @@ SUITES = {
     "data": ("data_bench", "bench_data"),
     "rim-classify": ("rim_classify_bench", "bench_rim_classify"),
     "contrast-amplify": ("contrast_amplify_bench", "bench_contrast_amplify"),
+    "ddp": ("ddp_bench", "bench_ddp"),
 }
 
 
