@@ -20,6 +20,28 @@ from lesionkit.volume import Volume
 
 SHAPE = (16, 16, 16)
 
+
+@pytest.fixture(autouse=True)
+def _keep_thread_counts():
+    """Commands run in-process set torch's and BLAS's threads: put them back afterwards."""
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    environment = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                  "MKL_NUM_THREADS")}
+    yield
+    if torch.get_num_threads() != before:
+        from lesionkit.threads import use_threads
+
+        use_threads(before)
+    for key, value in environment.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
 #: Smallest settings of each registered network, for fast contract tests.
 TINY_NETWORKS = {
     "unet": {"channels": (4, 8), "strides": (2,)},

@@ -197,3 +197,20 @@ def test_more_devices_than_cuda_has_is_one_line(tmp_path, monkeypatch, capsys) -
     assert error.count("\n") == 1
     assert "--devices 2: expected at most the 1 CUDA device(s) of this machine" in error
     assert not (tmp_path / "model").exists()
+
+
+def test_heavy_commands_set_threads(tmp_path, monkeypatch) -> None:
+    import torch
+
+    from lesionkit import crossval, infer, training
+
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: "m")
+    monkeypatch.setattr(crossval, "crossval", lambda *args, **kwargs: None)
+    monkeypatch.setattr(infer, "predict", lambda *args, **kwargs: [])
+    for command in (["train", "enhance-r1", str(tmp_path), str(tmp_path / "model")],
+                    ["crossval", "fcd-classify", str(tmp_path), str(tmp_path / "out")],
+                    ["predict", str(tmp_path / "model"), str(tmp_path)]):
+        torch.set_num_threads(2)
+        result = runner.invoke(app, [*command, "--device", "cpu", "--threads", "1"])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1, command

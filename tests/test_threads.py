@@ -1,28 +1,17 @@
-"""Thread counts: cores from affinity and cgroup quota, busy cores, torch and BLAS."""
+"""Thread counts: cores from affinity and cgroup quota, busy cores, torch and BLAS.
+
+The autouse fixture in conftest.py puts the thread counts back after each test.
+"""
 
 from __future__ import annotations
 
 import os
 
-import pytest
+import numpy as np
 import torch
 from threadpoolctl import threadpool_info
 
 from lesionkit import threads
-
-
-@pytest.fixture
-def restore_threads():
-    before = torch.get_num_threads()
-    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                          "MKL_NUM_THREADS")}
-    yield
-    threads.use_threads(before)
-    for key, value in env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def test_cgroup_quota_caps_the_cores(tmp_path, monkeypatch):
@@ -58,14 +47,27 @@ def test_default_threads_leaves_room_for_workers_and_other_jobs(monkeypatch):
     assert threads.default_threads(workers=1, processes=2) == 1
 
 
-def test_use_threads_sets_torch_and_blas(restore_threads):
+def test_use_threads_sets_torch_and_blas():
     assert threads.use_threads(1) == 1
     assert torch.get_num_threads() == 1
     assert all(pool["num_threads"] == 1 for pool in threadpool_info())
     assert os.environ["OMP_NUM_THREADS"] == "1"
 
 
-def test_worker_init_limits_blas_to_one_thread(restore_threads):
+def test_worker_init_limits_blas_to_one_thread():
     threads.worker_init(0)
     assert all(pool["num_threads"] == 1 for pool in threadpool_info()
                if pool["user_api"] == "blas")
+
+
+def test_worker_init_seeds_workers_as_lightning_does(monkeypatch):
+    from lightning.fabric.utilities.seed import pl_worker_init_function
+
+    monkeypatch.setenv("PL_SEED_WORKERS", "1")
+    torch.manual_seed(7)
+    threads.worker_init(3, rank=1)
+    ours = torch.rand(3), np.random.rand(3)
+    torch.manual_seed(7)
+    pl_worker_init_function(3, rank=1)
+    theirs = torch.rand(3), np.random.rand(3)
+    assert torch.equal(ours[0], theirs[0]) and np.array_equal(ours[1], theirs[1])

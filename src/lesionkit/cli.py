@@ -292,6 +292,13 @@ def _truth(task, data_dir: Path, truth: str | None):
     return with_truth(task, truth)
 
 
+def _cpu_processes(device: str, devices: int) -> int:
+    """Training processes sharing this machine's cores: --devices on a CPU, else 1."""
+    from lesionkit.infer import resolve_device
+
+    return devices if resolve_device(_device(device)) == "cpu" else 1
+
+
 def _device(device: str) -> str:
     """The --device value, checked: auto, cpu, or cuda where CUDA is available."""
     if device not in ("auto", "cpu", "cuda"):
@@ -367,13 +374,17 @@ def train(
     overwrite: Annotated[bool, typer.Option(
         help="Replace an earlier model folder of the same path.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+    threads: ThreadsOption = None,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
     chosen = _variant(_task(task, arm), network, channels, widen_factor, patch_size, batch_size,
                       learning_rate, patience)
     import time
 
+    from lesionkit.threads import use_threads
     from lesionkit.training import train as fit
+
+    use_threads(threads, workers, processes=_cpu_processes(device, devices))
 
     chosen = _truth(chosen, data_dir, truth)
 
@@ -412,6 +423,9 @@ def predict(
              "trusting their affines.")] = False,
     allow_incomplete: Annotated[bool, typer.Option(
         help="Predict with a model folder whose training did not finish.")] = False,
+    amp: Annotated[bool, typer.Option(
+        help="Mixed precision: bfloat16 on a CPU, float16 on CUDA (faster where the "
+             "processor supports it; slightly less precise).")] = False,
     threads: ThreadsOption = None,
 ) -> None:
     """Apply a model folder; write predictions (and uncertainty) as BIDS derivatives.
@@ -431,7 +445,7 @@ def predict(
     with _user_errors():
         written = run(model_dir, data_dir, tta=tta, device=_device(device),
                       subjects=_subject_list(subjects), out_dir=out_dir, register=register,
-                      allow_incomplete=allow_incomplete)
+                      allow_incomplete=allow_incomplete, amp=amp)
     where = out_dir or data_dir / "derivatives" / "lesionkit"
     typer.echo(f"wrote {len(written)} files under {where} in {time.perf_counter() - start:.0f} s")
 
@@ -510,11 +524,15 @@ def crossval(
     compile_network: CompileOption = False,
     workers: WorkersOption = 0,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+    threads: ThreadsOption = None,
 ) -> None:
     """Cross-validate a task's arms on the same folds; write comparison.json and report.html."""
     chosen = _variant(_task(task), network, channels, widen_factor, patch_size, batch_size,
                       learning_rate)
     from lesionkit.crossval import crossval as run
+    from lesionkit.threads import use_threads
+
+    use_threads(threads, workers, processes=_cpu_processes(device, devices))
 
     _on_interrupt(f"arms that finished are kept under {out_dir}; run the same command again "
                   "to train the others")

@@ -84,8 +84,16 @@ def use_threads(threads: int | None = None, workers: int = 0, processes: int = 1
     return count
 
 
-def worker_init(_: int) -> None:
-    """DataLoader ``worker_init_fn``: one BLAS thread per worker (torch already uses one)."""
+def worker_init(worker_id: int, rank: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: one BLAS thread per worker (torch already uses one).
+
+    Lightning seeds workers through ``worker_init_fn`` only when a loader has none
+    (``seed_everything(workers=True)``); this one seeds them the same way first.
+    """
     from threadpoolctl import threadpool_limits
 
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id, rank=rank)
     threadpool_limits(limits=1)

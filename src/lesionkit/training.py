@@ -12,6 +12,7 @@ share of every epoch (:func:`shard`) and only global rank 0 writes the model fol
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -53,6 +54,7 @@ from lesionkit.model_folder import (
 )
 from lesionkit.tasks.strategies import network_inputs
 from lesionkit.tasks.task import LabelSpec, Task
+from lesionkit.threads import worker_init
 
 T = TypeVar("T")
 
@@ -413,19 +415,19 @@ def _loader(dataset: Any, batch_size: int, max_items: int | None, shuffle: bool,
     with its own training batches (``dataset.batches``) gets them. Training batches are
     this process's share of each epoch (rank of world); validation batches are all."""
     workers = 0 if getattr(dataset, "own_workers", False) else workers
+    options = {"num_workers": workers, "persistent_workers": workers > 0,
+               "worker_init_fn": functools.partial(worker_init, rank=rank) if workers else None}
     chosen = dataset.batches(batch_size, max_items, seed) if (
         shuffle and hasattr(dataset, "batches")) else None
     if chosen is not None:
-        return DataLoader(dataset, batch_sampler=ShardedBatches(chosen, rank, world),
-                          num_workers=workers, persistent_workers=workers > 0)
+        return DataLoader(dataset, batch_sampler=ShardedBatches(chosen, rank, world), **options)
     if not shuffle and max_items is not None and len(dataset) > max_items:
         dataset = Subset(dataset, torch.linspace(0, len(dataset) - 1, max_items).long().tolist())
     sampler = None
     if shuffle:
         sampler = EpochSampler(dataset, min(max_items or len(dataset), len(dataset)), seed,
                                rank, world)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      persistent_workers=workers > 0)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **options)
 
 
 def augmentation(task: Task) -> Any:
