@@ -57,3 +57,19 @@ def test_fitted_sliding_window_matches_a_pointwise_network():
     with torch.inference_mode():
         y = SlidingWindow(window=(16, 16, 16), overlap=0.125).predict(network, x)
         np.testing.assert_allclose(y, network(x), atol=1e-5)
+
+
+def test_one_window_volume_is_one_padded_pass_as_monai_gives_it():
+    from monai.inferers import sliding_window_inference
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 21, 30, 17)
+    network = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                                  torch.nn.Conv3d(4, 2, 3, padding=1))
+    strategy = SlidingWindow(window=(32, 32, 32), overlap=0.125)
+    assert strategy.tiling(x.shape[2:])[0] == (24, 32, 24)
+    with torch.inference_mode():
+        ours = strategy.predict(network, x)
+        monai = sliding_window_inference(x, (24, 32, 24), 1, network, mode="gaussian")
+    assert ours.shape == (1, 2, 21, 30, 17)
+    np.testing.assert_allclose(ours, monai, atol=1e-5)

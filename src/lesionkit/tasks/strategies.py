@@ -488,6 +488,18 @@ class SlidingWindow:
         from monai.inferers import sliding_window_inference
 
         window, overlap = self.tiling(x.shape[2:])
+        shape = tuple(x.shape[2:])
+        if all(w >= n for w, n in zip(window, shape, strict=True)):
+            # One window holds the volume: nothing to blend, one pass zero-padded on both
+            # sides as MONAI pads it.
+            import torch.nn.functional as F  # noqa: N812
+
+            before = [(w - n) // 2 for w, n in zip(window, shape, strict=True)]
+            padded = F.pad(x, [p for w, n, b in zip(reversed(window), reversed(shape),
+                                                    reversed(before), strict=True)
+                               for p in (b, w - n - b)])
+            return network(padded)[..., before[0]:before[0] + shape[0],
+                                   before[1]:before[1] + shape[1], before[2]:before[2] + shape[2]]
         batch = self.batch_size or max(1, round(2**20 / float(np.prod(window))))
         return sliding_window_inference(x, window, sw_batch_size=batch, predictor=network,
                                         overlap=overlap, mode="gaussian")
