@@ -263,3 +263,28 @@ def test_strategy_classes_of_trusted_modules_load() -> None:
     with pytest.raises(InputError, match="trusted"):
         task_from_plain(plain, Path("config.yaml"))
     assert task_from_plain(plain, Path("config.yaml"), (__name__,)).inference == _OwnStrategy(2)
+
+
+def test_brain_box_grows_the_mask_box_within_the_volume() -> None:
+    from lesionkit.infer import brain_box
+
+    mask = np.zeros((20, 30, 10), bool)
+    mask[5:8, 10:20, 2:4] = True
+    assert brain_box(mask, 3) == (slice(2, 11), slice(7, 23), slice(0, 7))
+    assert brain_box(mask, 30) is None  # the whole volume
+    assert brain_box(np.zeros((4, 4, 4)), 2) is None
+
+
+def test_maps_predicted_on_a_box_come_back_on_the_whole_grid() -> None:
+    x = np.random.default_rng(1).uniform(0.5, 1.5, (1, 12, 10, 8)).astype(np.float32)
+    box = (slice(2, 9), slice(1, 10), slice(0, 8))
+    model = _model(Scale(1.0), Scale(2.0))
+    whole, whole_std = predict_arrays(model, {"r1_3t": x}, tta=1)
+    mean, std = predict_arrays(model, {"r1_3t": x}, tta=1, box=box)
+    assert mean.shape == whole.shape == (1, 12, 10, 8)
+    np.testing.assert_allclose(mean[(slice(None), *box)], whole[(slice(None), *box)], rtol=1e-5)
+    np.testing.assert_allclose(std[(slice(None), *box)], whole_std[(slice(None), *box)],
+                               rtol=1e-5)
+    outside = np.ones(mean.shape, bool)
+    outside[(slice(None), *box)] = False
+    assert (mean[outside] == 0).all() and (std[outside] == 0).all()  # R1 >= 0: zero outside

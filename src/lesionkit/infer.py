@@ -157,10 +157,42 @@ def _precision_name(device: str) -> str:
     return str(autocast(device, True).fast_dtype).removeprefix("torch.")
 
 
+def brain_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice] | None:
+    """The mask's bounding box grown by ``margin`` voxels on every side, within the volume.
+
+    Dense maps are predicted on this box only: the reference methods work inside the
+    brain too, and a scan's field of view holds much background (neck, air). Networks
+    are fully convolutional, so the brain's predictions barely change (the enhance-r1
+    benchmark in docs/results.md measures it). None when the mask is empty or the box
+    is the whole volume.
+    """
+    found = np.nonzero(np.asarray(mask) > 0)
+    if not found[0].size:
+        return None
+    box = tuple(slice(max(0, int(axis.min()) - margin), min(size, int(axis.max()) + 1 + margin))
+                for axis, size in zip(found, mask.shape, strict=True))
+    whole = all(b.start == 0 and b.stop == n for b, n in zip(box, mask.shape, strict=True))
+    return None if whole else (box[0], box[1], box[2])
+
+
+def _uncropped(values: np.ndarray, box: tuple[slice, ...], shape: Sequence[int],
+               outputs: Sequence[Any], std: bool) -> np.ndarray:
+    """(C, *shape) maps with ``values`` (C, *box) in the box; outside, 0 (standard
+    deviations, non-negative maps) or the map's minimum (maps with negative values)."""
+    full = np.zeros((len(values), *shape), np.float32)
+    for c, spec in enumerate(outputs):
+        low = float(values[c].min()) if values[c].size else 0.0
+        if not std and spec.kind == "intensity" and low < 0:
+            full[c] = low
+    full[(slice(None), *box)] = values
+    return full
+
+
 def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int | None = None,
                    device: str = "cpu", lesions: np.ndarray | None = None,
                    folds: Sequence[FoldModel] | None = None,
-                   features: dict[int, np.ndarray] | None = None, amp: bool = False
+                   features: dict[int, np.ndarray] | None = None, amp: bool = False,
+                   box: tuple[slice, slice, slice] | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation over folds x flips, in the outputs' units.
 
@@ -174,6 +206,8 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
         features: Lesion label -> (F,) per-lesion features, for tasks with
             ``lesion_features`` (passed to the inference strategy).
         amp: Mixed precision (:func:`autocast`); outputs are returned in float32.
+        box: For voxel maps: predict this box only (:func:`brain_box`); the maps come
+            back on the whole grid.
 
     Returns:
         (mean, std): (C_out, X, Y, Z) maps, (C_out,) subject scores or (N, C_out) lesion
@@ -184,6 +218,12 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
         empty = np.zeros((0, task.out_channels), np.float32)
         return empty, empty.copy()  # no lesion to score
     activation = ACTIVATIONS[task.output_activation]
+    if box is not None and task.output_kind == "maps":
+        shape = next(iter(inputs.values())).shape[1:]
+        cropped = {k: np.asarray(v)[(slice(None), *box)] for k, v in inputs.items()}
+        mean, std = predict_arrays(model, cropped, tta, device, None, folds, None, amp)
+        return (_uncropped(mean, box, shape, task.outputs, False),
+                _uncropped(std, box, shape, task.outputs, True))
     label_map = None if lesions is None else torch.from_numpy(np.asarray(lesions, np.int64))
     ensemble = RunningMoments()
     extra = {"features": features} if features is not None else {}
@@ -464,8 +504,11 @@ def predict(
 
             features = subject_features(dataset, subject, task, task.prediction_inputs,
                                         session)
+        margin = getattr(task.inference, "crop_margin", None)
+        box = (brain_box(loaded["mask"].data[0].numpy(), margin)
+               if margin is not None and task.output_kind == "maps" else None)
         mean, std = predict_arrays(model, inputs, flip_count, device, label_map, folds,
-                                   features, amp=amp)
+                                   features, amp=amp, box=box)
         notes = loaded["notes"]
         sidecar = {"ModelFolder": str(model.path), "Task": task.name,
                    "TestTimeFlips": flip_count, "Folds": len(folds),
@@ -473,6 +516,11 @@ def predict(
                    "InputVoxelSizes": notes["VoxelSizes"],
                    "ModelVoxelSize": list(task.spacing) if task.spacing else None,
                    **({"MixedPrecision": _precision_name(device)} if amp else {}),
+                   **({"PredictedBox": {
+                       "Voxels": [[b.start, b.stop] for b in box],
+                       "Description": f"brain mask bounding box + {margin} voxels on the "
+                                      "network's grid; outside it 0 (or the map's minimum)"}}
+                      if box is not None else {}),
                    **({"Warnings": notes["Warnings"]} if notes["Warnings"] else {}),
                    "Command": shlex.join(sys.argv)}
         for warning in notes["Warnings"]:

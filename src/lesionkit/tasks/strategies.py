@@ -470,6 +470,9 @@ class SlidingWindow:
         flips: Default number of mirror flips averaged at prediction (1-8).
         batch_size: Windows per forward pass (None: about 2^20 voxels per pass).
         multiple: Window edges are multiples of this (the network's total down-sampling).
+        crop_margin: Predict only the brain mask's bounding box grown by this many voxels
+            (None: the whole volume); outside it the maps are 0, or their minimum for
+            maps with negative values (see :func:`lesionkit.infer.brain_box`).
     """
 
     window: Shape = (32, 32, 32)
@@ -477,6 +480,7 @@ class SlidingWindow:
     flips: int = 1
     batch_size: int | None = None
     multiple: int = 8
+    crop_margin: int | None = 16
 
     def tiling(self, shape: Sequence[int]) -> tuple[Shape, tuple[float, ...]]:
         """(window, overlap fractions) used for a volume of ``shape`` voxels."""
@@ -513,10 +517,13 @@ class WholeVolume:
         flips: Default number of mirror flips averaged at prediction (1-8).
         cam_layer: For subject classifiers: the network layer whose Grad-CAM of the
             last class is written beside the prediction (None: no Grad-CAM).
+        crop_margin: For voxel maps: predict only the brain mask's bounding box grown by
+            this many voxels (None: the whole volume, as a classifier needs it).
     """
 
     flips: int = 1
     cam_layer: str | None = None
+    crop_margin: int | None = None
 
     def predict(self, network: Any, x: torch.Tensor, lesions: torch.Tensor | None = None
                 ) -> torch.Tensor:
