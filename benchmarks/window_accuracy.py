@@ -5,7 +5,9 @@ with the task's own evaluation:
 
 - ``fixed``: MONAI's sliding windows of the model's largest window at 25 % overlap
   (what lesionkit did before windows were fitted to the volume);
-- ``fitted``: the engine's windows fitted to the volume (the model's own settings);
+- ``fitted``: the engine's windows fitted to the volume (the model's own settings:
+  the brain mask's box plus a margin);
+- ``fitted, whole grid``: the same windows over the whole grid (no box);
 - ``whole``: one forward pass over the whole volume, padded to the network's multiple.
 
 The three copies of the model folder differ only in ``task.inference`` of their
@@ -90,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     variants = {
         "fixed": {"class": "window_accuracy:FixedWindows", "window": window, "overlap": 0.25},
         "fitted": None,
+        "fitted, whole grid": {**own, "crop_margin": None},
         "whole": {"class": "window_accuracy:PaddedWholeVolume",
                   "multiple": int(own.get("multiple", 8))},
     }
     rows = []
     for name, inference in variants.items():
-        out = args.out_dir / name
+        out = args.out_dir / name.replace(", ", "-").replace(" ", "-")
         model = _variant(args.model_dir, out, inference)
         shutil.rmtree(out / "predictions", ignore_errors=True)
         start = time.perf_counter()
