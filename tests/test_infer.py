@@ -270,7 +270,8 @@ def test_brain_box_grows_the_mask_box_within_the_volume() -> None:
 
     mask = np.zeros((20, 30, 10), bool)
     mask[5:8, 10:20, 2:4] = True
-    assert brain_box(mask, 3) == (slice(2, 11), slice(7, 23), slice(0, 7))
+    assert brain_box(mask, 3, align=1) == (slice(2, 11), slice(7, 23), slice(0, 7))
+    assert brain_box(mask, 3, align=4) == (slice(0, 11), slice(4, 23), slice(0, 7))
     assert brain_box(mask, 30) is None  # the whole volume
     assert brain_box(np.zeros((4, 4, 4)), 2) is None
 
@@ -288,3 +289,23 @@ def test_maps_predicted_on_a_box_come_back_on_the_whole_grid() -> None:
     outside = np.ones(mean.shape, bool)
     outside[(slice(None), *box)] = False
     assert (mean[outside] == 0).all() and (std[outside] == 0).all()  # R1 >= 0: zero outside
+
+
+def test_an_aligned_box_keeps_the_pooling_grid_of_the_whole_pass() -> None:
+    """A network with stride-4 pooling is not shift-invariant: on a box starting at a
+    multiple of 4 its maps are the whole pass's, on a box starting elsewhere they are not."""
+    from lesionkit.infer import brain_box
+    from lesionkit.slicewise import SliceWise
+
+    pool = SliceWise(nn.Sequential(nn.AvgPool2d(4), nn.Upsample(scale_factor=4)), multiple=4)
+    x = np.random.default_rng(2).uniform(0.5, 1.5, (1, 24, 24, 6)).astype(np.float32)
+    mask = np.zeros(x.shape[1:], bool)
+    mask[9:18, 9:18, :] = True
+    model = _model(pool.eval())
+    whole, _ = predict_arrays(model, {"r1_3t": x}, tta=1)
+    for align, same in ((4, True), (1, False)):
+        box = brain_box(mask, 2, align=align)
+        assert box[0].start == (4 if align == 4 else 7)
+        mean, _ = predict_arrays(model, {"r1_3t": x}, tta=1, box=box)
+        inner = (slice(None), slice(8, 16), slice(8, 16), slice(None))
+        assert np.allclose(mean[inner], whole[inner], rtol=1e-5) is same

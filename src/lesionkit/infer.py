@@ -157,19 +157,25 @@ def _precision_name(device: str) -> str:
     return str(autocast(device, True).fast_dtype).removeprefix("torch.")
 
 
-def brain_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice] | None:
-    """The mask's bounding box grown by ``margin`` voxels on every side, within the volume.
+def brain_box(mask: np.ndarray, margin: int, align: int = 16
+              ) -> tuple[slice, slice, slice] | None:
+    """The mask's bounding box grown by ``margin`` voxels on every side, within the volume,
+    its start moved down to a multiple of ``align`` voxels.
 
     Dense maps are predicted on this box only: the reference methods work inside the
     brain too, and a scan's field of view holds much background (neck, air). Networks
-    are fully convolutional, so the brain's predictions barely change (the enhance-r1
-    benchmark in docs/results.md measures it). None when the mask is empty or the box
-    is the whole volume.
+    are fully convolutional but not shift-invariant: a box whose start is a multiple of
+    the network's total down-sampling (16 covers lesionkit's dense networks) keeps the
+    pooling grid of a pass over the whole volume, so inside the box the maps are those of
+    that pass but for the receptive field's reach past the box's edge (the enhance-r1
+    benchmark in docs/results.md and the real-scan check in docs/real-data.md measure
+    it). None when the mask is empty or the box is the whole volume.
     """
     found = np.nonzero(np.asarray(mask) > 0)
     if not found[0].size:
         return None
-    box = tuple(slice(max(0, int(axis.min()) - margin), min(size, int(axis.max()) + 1 + margin))
+    box = tuple(slice(max(0, int(axis.min()) - margin) // align * align,
+                      min(size, int(axis.max()) + 1 + margin))
                 for axis, size in zip(found, mask.shape, strict=True))
     whole = all(b.start == 0 and b.stop == n for b, n in zip(box, mask.shape, strict=True))
     return None if whole else (box[0], box[1], box[2])
