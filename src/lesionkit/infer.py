@@ -525,7 +525,8 @@ def predict(
                    **({"PredictedBox": {
                        "Voxels": [[b.start, b.stop] for b in box],
                        "Description": f"brain mask bounding box + {margin} voxels on the "
-                                      "network's grid; outside it 0 (or the map's minimum)"}}
+                                      "network's grid, its start on a multiple of 16; "
+                                      "outside it 0 (or the map's minimum)"}}
                       if box is not None else {}),
                    **({"Warnings": notes["Warnings"]} if notes["Warnings"] else {}),
                    "Command": shlex.join(sys.argv)}

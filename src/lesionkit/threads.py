@@ -3,8 +3,8 @@
 torch starts with one thread per core of the whole machine. On a busy or shared machine
 (another job on the same cores, a cgroup quota, a SLURM allocation of a few cores on a
 large node) that oversubscribes: on a 2-core machine with one other busy process, a
-training step took 0.21 s with torch's two threads and 0.11 s with one (BENCHMARKS.md,
-"threads"). :func:`default_threads` counts the cores this process may use (affinity
+training step took 0.33 s with torch's two threads and 0.20 s with one (BENCHMARKS.md,
+"engine"). :func:`default_threads` counts the cores this process may use (affinity
 mask and cgroup quota), minus data-loader workers and the cores other processes are
 running on now; :func:`use_threads` applies a count to torch and to the BLAS libraries
 (OpenBLAS/MKL through threadpoolctl) alike.
