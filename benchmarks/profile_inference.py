@@ -6,7 +6,9 @@
 
 Each prints its operators by self CPU time (or CUDA time on a GPU), and the share of
 the wall time spent outside the network (blending, flips, normalisation, inversion).
-Untrained weights of the tasks' sizes; time does not depend on them.
+On a CPU it then times the enhance-r1 whole-volume pass (1 mm) and the mrf-lesion
+network (2 mm) with contiguous and with channels-last memory (median of 3 after a
+warm-up). Untrained weights of the tasks' sizes; time does not depend on them.
 
 Run: ``python benchmarks/profile_inference.py [--device cuda] [--rows 12]``.
 """
@@ -37,6 +39,39 @@ def _table(run, device: str, rows: int, title: str) -> None:
     print(f"\n## {title}: {wall:.2f} s under the profiler; convolutions {network:.2f} s "
           f"({network / wall:.0%})")
     print(averages.table(sort_by=key, row_limit=rows))
+
+
+def _median_seconds(run) -> float:
+    """Median seconds of 3 runs of ``run()`` after a warm-up run."""
+    import statistics
+
+    run()
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        run()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def _memory_formats(make, shape: tuple[int, ...], predict, title: str) -> None:
+    """Print the median seconds of ``predict(network, x)`` with contiguous and with
+    channels-last memory (CPU; fresh network and input per format)."""
+    import torch
+
+    from lesionkit.infer import channels_last
+
+    seconds = {}
+    for name in ("contiguous", "channels-last"):
+        torch.manual_seed(0)
+        network = make().eval()
+        x = torch.randn(*shape)
+        if name == "channels-last":
+            x = channels_last(network, x)
+        with torch.inference_mode():
+            seconds[name] = _median_seconds(lambda n=network, v=x: predict(n, v))
+    print(f"{title}: contiguous {seconds['contiguous']:.2f} s, channels-last "
+          f"{seconds['channels-last']:.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         _table(lambda: mrf.inference.predict(network, x), device, args.rows,
                "mrf-lesion 2D U-Net, 2 mm")
+    if device == "cpu":
+        print("\n## Memory format (CPU)")
+        _memory_formats(lambda: make_network(task, 1), (1, 1, 160, 192, 160),
+                        lambda n, v: n(v), "enhance-r1 U-Net, whole-volume pass, 1 mm")
+        _memory_formats(lambda: build_network(mrf.network, 35, mrf.out_channels,
+                                              **mrf.network_kwargs),
+                        (1, 35, 82, 100, 82), mrf.inference.predict,
+                        "mrf-lesion 2D U-Net, 2 mm")
+        network = build_network(mrf.network, 35, mrf.out_channels, **mrf.network_kwargs).eval()
+        x = channels_last(network, torch.randn(1, 35, 82, 100, 82))
+        with torch.inference_mode():
+            for slices in (4, 8, 82):
+                network.slices_per_pass = slices
+                print(f"mrf-lesion 2D U-Net, 2 mm, channels-last, passes of {slices} slices: "
+                      f"{_median_seconds(lambda n=network: n(x)):.2f} s")
     return 0
 
 

@@ -84,8 +84,9 @@ def channels_last(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """On a CPU: the network's convolutions and the input in channels-last memory.
 
     oneDNN's convolutions run faster on channels-last tensors: on a 2-core CPU the
-    enhance-r1 U-Net's whole-volume pass over a 1 mm brain took 0.46 s against 0.86 s,
-    the mrf-lesion 2D U-Net over a 2 mm brain 1.1 s against 1.5 s (BENCHMARKS.md). The
+    enhance-r1 U-Net's whole-volume pass over a 1 mm brain took 0.68-0.77 s against
+    1.11-1.26 s contiguous, the mrf-lesion 2D U-Net over a 2 mm brain 2.23-2.47 s against
+    2.51-2.74 s (two runs of ``python benchmarks/profile_inference.py``). The
     network is converted in place (values unchanged); 2D networks applied slice-wise
     get 2D channels-last weights, and 3D networks 3D ones with the input to match. On
     CUDA nothing changes.

@@ -25,9 +25,9 @@ class SliceWise(nn.Module):
     Slices are zero-padded in-plane up to a multiple of ``multiple`` (the network's total
     down-sampling) and the output cropped back, so any in-plane size works. In evaluation
     mode a whole volume goes through in passes of a few slices: on a 2-core CPU with
-    channels-last weights (:func:`lesionkit.infer.channels_last`), passes of 4 slices ran
-    the mrf-lesion network over a 2 mm brain (82 slices) in 1.1 s, passes of 8 in 1.6 to
-    6.5 s (larger buffers, more page faults) and one pass of all 82 in 2.6 s.
+    channels-last weights (:func:`lesionkit.infer.channels_last`), passes of 4 or 8
+    slices of a 2 mm brain took 2.3-2.5 s against 3.1 s for one pass of all 82 (larger
+    buffers, more page faults; ``python benchmarks/profile_inference.py``).
 
     Args:
         network: A 2D network mapping (N, C_in, X, Y) to (N, C_out, X, Y).
