@@ -55,6 +55,11 @@ def test_use_threads_sets_torch_and_blas():
 
 
 def test_worker_init_limits_blas_to_one_thread():
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=2, user_api="blas")
+    assert any(pool["num_threads"] == 2 for pool in threadpool_info()
+               if pool["user_api"] == "blas")
     threads.worker_init(0)
     assert all(pool["num_threads"] == 1 for pool in threadpool_info()
                if pool["user_api"] == "blas")

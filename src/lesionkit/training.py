@@ -299,17 +299,22 @@ def log_samples(rank: int, **record: Any) -> None:
 
 
 def shard(items: Sequence[T], rank: int, world: int) -> list[T]:
-    """One process's share of an epoch: ``items[rank::world]`` once the list is padded,
-    by wrapping around to its start, to a multiple of ``world``.
+    """One process's share of an epoch, as torch's ``DistributedSampler`` (no shuffle)
+    cuts it: ``items[rank::world]`` once the list is padded, by wrapping around to its
+    start, to a multiple of ``world``.
 
     Every rank gets ``ceil(len(items) / world)`` items, so all take the same number of
     steps (a rank with one step more would wait for the others forever); together they
-    hold every item once, plus fewer than ``world`` repeats.
+    hold every item once, plus fewer than ``world`` repeats. The order itself comes from
+    lesionkit's seeded samplers, so the sampler only cuts it.
     """
+    from torch.utils.data import DistributedSampler
+
     if world == 1 or not items:
         return list(items)
-    size = -(-len(items) // world) * world
-    return [items[i % len(items)] for i in range(rank, size, world)]
+    positions = DistributedSampler(range(len(items)), num_replicas=world, rank=rank,
+                                   shuffle=False)
+    return [items[i] for i in positions]
 
 
 class EpochSampler(RandomSampler):
