@@ -8,12 +8,16 @@ from matplotlib.figure import Figure
 
 from lesionkit.report import (
     PHANTOM_NOTE,
+    ReportEntry,
     Section,
+    caption,
+    column_label,
     curve_figure,
     figure_png,
     overlay_figure,
     render_html,
     slice_panel,
+    write_index,
     write_report,
 )
 
@@ -99,3 +103,77 @@ def test_overlay_figure_centres_on_overlay_maximum():
     titles = [ax.get_title() for ax in figure.axes[:3]]
     assert titles == ["sagittal 5", "coronal 6", "axial 4"]
     assert figure_png(figure).startswith(PNG_MAGIC)
+
+
+def test_overlay_figure_draws_nothing_outside_the_mask():
+    image = _volume(3)
+    cam = np.ones(image.shape)  # an upsampled CAM lights up every voxel, background too
+    cam[5, 6, 4] = 0.5
+    brain = np.zeros(image.shape, bool)
+    brain[2:10, 3:11, 2:8] = True
+    cam[0, 0, 0] = 2.0  # the maximum lies outside the brain: not the default centre
+    figure = overlay_figure(image, cam, mask=brain, overlay_label="Grad-CAM (0-1)")
+    assert [ax.get_title() for ax in figure.axes[:3]] == ["sagittal 2", "coronal 3", "axial 2"]
+    axial = figure.axes[2].images[1].get_array()  # the heat layer, axial plane k = 2
+    drawn = ~np.ma.getmaskarray(axial)
+    assert drawn.any() and not drawn[~brain[:, :, 2].T].any()
+    assert figure.axes[2].images[1].get_clim()[1] == 1.0  # colour range from inside only
+    with pytest.raises(ValueError, match="same grid"):
+        overlay_figure(image, cam, mask=brain[:-1])
+
+
+def test_caption_names_subject_method_and_threshold():
+    text = caption("lesion probability on FLAIR", "sub-03", "mrf-lesion U-Net", "33 %")
+    assert text == ("sub-03: lesion probability on FLAIR. Method: mrf-lesion U-Net. "
+                    "Threshold: 33 %.")
+    assert "Threshold" not in caption("ROC curve", "12 subjects", "rim-classify")
+
+
+def test_table_headers_carry_units_wrap_and_say_na():
+    rows = [{"participant_id": "sub-01", "rmse (mean)": 0.1, "psnr": 30.0, "ssim": None},
+            {"participant_id": "sub-02", "rmse (mean)": float("nan"), "psnr": 31.0,
+             "ssim": 0.9}]
+    page = render_html("t", [Section("s", tables={"per subject": rows},
+                                     units={"rmse": "s^-1", "psnr": "dB"})])
+    assert column_label("rmse (mean)", {"rmse": "s^-1"}) == "rmse (mean, s^-1)"
+    assert column_label("psnr", {"psnr": "dB"}) == "psnr (dB)"
+    assert column_label("ssim", {"psnr": "dB"}) == "ssim"
+    assert "<th>rmse (mean, s^-1)</th>" in page and "<th>psnr (dB)</th>" in page
+    assert "participant_<wbr>id" in page  # long snake-case headers may wrap
+    assert "sub-01" in page and "sub_<wbr>" not in page  # cells are left as they are
+    assert page.count("<td>n/a</td>") == 2
+    assert 'class="table"' in page and "overflow:auto" in page
+
+
+def test_write_index_links_reports_relatively(tmp_path):
+    run = tmp_path / "run"
+    first = write_report(run / "phantom" / "mrf lesion" / "report.html", "mrf-lesion",
+                         [Section("s")])
+    second = write_report(run / "models" / "fcd-classify" / "report.html", "fcd", [Section("s")])
+    entries = [ReportEntry(first, "mrf-lesion", "phantom mrf-lesion, 2 held-out subjects",
+                           "lesion Dice 0.61, detection rate 0.85", "2026-01-02"),
+               {"path": second, "task": "fcd-<classify>", "dataset": "phantom fcd-classify"}]
+    index = write_index(run / "index.html", "lesionkit demo", entries, "Two reports.",
+                        data_note=PHANTOM_NOTE)
+    assert index == run / "index.html"
+    page = index.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<title>lesionkit demo</title>" in page
+    assert 'href="phantom/mrf%20lesion/report.html"' in page
+    assert 'href="models/fcd-classify/report.html"' in page
+    assert "fcd-&lt;classify&gt;" in page and "lesion Dice 0.61" in page
+    assert "2026-01-02" in page and "<td>n/a</td>" in page  # no summary given
+    assert "digital phantom" in page and "<p>Two reports.</p>" in page
+    assert page.index("mrf-lesion") < page.index("fcd-&lt;classify&gt;")  # order kept
+    assert [p.name for p in run.iterdir() if p.is_file()] == ["index.html"]
+    moved = tmp_path / "moved"
+    run.rename(moved)  # relative links survive moving the run folder
+    assert (moved / "phantom" / "mrf lesion" / "report.html").is_file()
+
+
+def test_write_index_refuses_a_missing_report(tmp_path):
+    from lesionkit.io import InputError
+
+    with pytest.raises(InputError, match=r"missing\.html: expected the mrf-lesion report"):
+        write_index(tmp_path / "index.html", "run",
+                    [ReportEntry(tmp_path / "missing.html", "mrf-lesion", "phantom")])
+    assert not (tmp_path / "index.html").exists()

@@ -144,8 +144,12 @@ def overlay_figure(
     threshold: float = 0.1,
     overlay_label: str = "",
     spacing: Sequence[float] | None = None,
+    mask: np.ndarray | None = None,
 ) -> Figure:
     """Three orthogonal slices of ``image`` with ``overlay`` (probability or Grad-CAM) on top.
+
+    With ``mask`` (the brain), the overlay is drawn only inside it: a Grad-CAM upsampled
+    from a coarse grid, or a probability map, is transparent over the background.
 
     Args:
         image: 3D anatomical volume (grey scale).
@@ -157,13 +161,23 @@ def overlay_figure(
         threshold: overlay values below this are not drawn.
         overlay_label: colorbar label.
         spacing: voxel size in mm, for the aspect ratio.
+        mask: binary mask on the same grid (e.g. the brain); the overlay is not drawn
+            outside it, and the default centre is the maximum inside it.
     """
     image = np.asarray(image, dtype=np.float64)
     overlay = np.asarray(overlay, dtype=np.float64)
+    if mask is not None:
+        inside = np.asarray(mask) > 0.5
+        if inside.shape != overlay.shape:
+            raise ValueError(f"mask {inside.shape} and overlay {overlay.shape}: expected the "
+                             "same grid")
+        overlay = np.where(inside, overlay, np.nan)  # NaN: below any threshold, not drawn
+    shown_values = overlay[np.isfinite(overlay)]
     if centre is None:
-        centre = np.unravel_index(int(np.argmax(overlay)), overlay.shape)
+        centre = np.unravel_index(int(np.nanargmax(overlay)) if shown_values.size else 0,
+                                  overlay.shape)
     low, high = np.percentile(image, [1, 99])
-    top = max(float(overlay.max()), threshold)
+    top = max(float(shown_values.max()) if shown_values.size else threshold, threshold)
     figure = _new_figure(10.0, 3.6)
     axes = figure.subplots(1, 3)
     for ax, axis, name in zip(axes, (0, 1, 2), ("sagittal", "coronal", "axial"), strict=True):
@@ -177,7 +191,8 @@ def overlay_figure(
             aspect=aspect,
             interpolation="nearest",
         )
-        heat = np.ma.masked_less(_plane(overlay, axis, centre[axis]), threshold)
+        plane = _plane(overlay, axis, centre[axis])
+        heat = np.ma.masked_where(~(plane >= threshold), plane)  # NaN is masked too
         shown = ax.imshow(
             heat,
             cmap=cmap,

@@ -1,7 +1,10 @@
 """The HTML page: sections of text, tables and figures embedded as base64 PNG.
 
 All text (titles, paragraphs, captions, table cells) is HTML-escaped; the page needs
-no other file.
+no other file. Tables sit in a box of the page's width that scrolls sideways (and down,
+with the header kept in view) when they are larger; headers carry the columns' units;
+missing values read "n/a". Figure captions name the subject, the method and the
+threshold (:func:`caption`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import html
 import io
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["PHANTOM_NOTE", "Section", "figure_png", "render_html", "write_report"]
+__all__ = ["PHANTOM_NOTE", "Section", "caption", "column_label", "figure_png", "render_html",
+           "write_report"]
 
 PHANTOM_NOTE = (
     "All images, figures and numbers in this report come from the lesionkit digital "
@@ -40,23 +44,69 @@ class Section:
         text: plain text; blank lines separate paragraphs.
         tables: tables, or a mapping caption -> table (DataFrame or list of dicts).
         figures: figures, or a mapping caption -> figure (matplotlib Figure, PNG bytes,
-            or the Path of a PNG file).
+            or the Path of a PNG file); write captions with :func:`caption`.
+        units: column name -> unit, shown in the tables' headers (:func:`column_label`),
+            e.g. ``{"rmse": "s^-1", "psnr": "dB"}``.
     """
 
     title: str
     text: str = ""
     tables: Mapping[str, Table] | Sequence[Table] = ()
     figures: Mapping[str, FigureLike] | Sequence[FigureLike] = ()
+    units: Mapping[str, str] = field(default_factory=dict)
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+def caption(what: str, subject: str, method: str, threshold: str | None = None) -> str:
+    """A figure caption that says what is shown, of whom, by which method, at which threshold.
+
+    Args:
+        what: What the figure shows, e.g. "lesion probability on FLAIR, true lesions
+            outlined in cyan".
+        subject: The subject(s), e.g. "sub-03" or "2 held-out subjects".
+        method: The method that made the map or numbers, e.g. "Grad-CAM of the
+            fcd-classify ResNet (patient class)".
+        threshold: The threshold applied, with its unit, where one applies.
+
+    Example:
+        >>> caption("lesion probability on FLAIR", "sub-03", "mrf-lesion U-Net", "33 %")
+        'sub-03: lesion probability on FLAIR. Method: mrf-lesion U-Net. Threshold: 33 %.'
+    """
+    text = f"{subject}: {what}. Method: {method}."
+    return f"{text} Threshold: {threshold}." if threshold else text
+
+
+def column_label(name: str, units: Mapping[str, str]) -> str:
+    """A column's header with its unit: ``rmse`` -> ``rmse (s^-1)``, and a qualified
+    column ``rmse (mean)`` takes the unit of ``rmse``: ``rmse (mean, s^-1)``."""
+    base, _, qualifier = name.partition(" (")
+    unit = units.get(name) or units.get(base)
+    if not unit:
+        return name
+    if qualifier.endswith(")"):
+        return f"{base} ({qualifier[:-1]}, {unit})"
+    return f"{name} ({unit})"
+
+
+#: The style of every lesionkit page (reports and the run index). Tables scroll inside
+#: their own box (a shadow on the side that has more), the header row stays in view.
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;margin-top:1.6em}
 .note{background:#fff4d6;border-left:4px solid #e0a800;padding:.6em 1em}
-table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;
-padding:.2em .6em;text-align:right}th{background:#f2f2f2}figure{margin:1em 0}
-img{max-width:100%}figcaption,caption{font-size:.9em;color:#555;text-align:left}
-.meta{color:#777;font-size:.85em}.table{overflow-x:auto;max-width:100%}
+.table{overflow:auto;max-width:100%;max-height:32em;margin:.5em 0 1.2em;
+background:linear-gradient(to right,#fff 30%,#fff0),linear-gradient(to left,#fff 30%,#fff0)
+100% 0,radial-gradient(farthest-side at 0 50%,#0003,#0000),
+radial-gradient(farthest-side at 100% 50%,#0003,#0000) 100% 0;background-repeat:no-repeat;
+background-size:2.5em 100%,2.5em 100%,.9em 100%,.9em 100%;
+background-attachment:local,local,scroll,scroll}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;
+padding:.2em .5em;text-align:right}th{background:#f2f2f2;position:sticky;top:0;
+vertical-align:bottom}td{white-space:nowrap}
+figure{margin:1.2em 0}img{max-width:100%;height:auto}
+figcaption,caption{font-size:.9em;color:#444;text-align:left;caption-side:top;
+padding-bottom:.3em}
+.meta{color:#777;font-size:.85em}a{color:#0b5cad}
 """
 
 
@@ -79,15 +129,18 @@ def _items(items: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str, Any]]:
     return [("", item) for item in items]
 
 
-def _table_html(caption: str, table: Table) -> str:
-    """The table in a box of its own width that scrolls sideways when it is wider than
-    the page; missing values (None, NaN) read "n/a"."""
+def _table_html(caption: str, table: Table, units: Mapping[str, str] | None = None) -> str:
+    """The table in a box of the page's width that scrolls when the table is larger;
+    headers carry units and may wrap after an underscore; missing values read "n/a"."""
     frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
+    frame = frame.rename(columns=lambda c: column_label(str(c), units or {}))
     frame = frame.astype(object).where(frame.notna(), None).map(
         lambda v: "n/a" if v is None or (isinstance(v, str) and v in ("None", "nan")) else v)
     body = frame.to_html(
         index=False, escape=True, border=0, na_rep="n/a", float_format=lambda v: f"{v:.4g}"
     )
+    head, _, rest = body.partition("</thead>")
+    body = head.replace("_", "_<wbr>") + "</thead>" + rest
     if caption:
         body = body.replace(">", f"><caption>{html.escape(caption)}</caption>", 1)
     return f'<div class="table">{body}</div>'
@@ -113,7 +166,7 @@ def render_html(title: str, sections: Sequence[Section], data_note: str | None =
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">lesionkit {html.escape(__version__)}, {stamp}</p>',
     ]
@@ -122,7 +175,7 @@ def render_html(title: str, sections: Sequence[Section], data_note: str | None =
     for section in sections:
         parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
         parts.append(_text_html(section.text))
-        parts.extend(_table_html(c, t) for c, t in _items(section.tables))
+        parts.extend(_table_html(c, t, section.units) for c, t in _items(section.tables))
         parts.extend(_figure_html(c, f) for c, f in _items(section.figures))
         parts.append("</section>")
     parts.append("</body></html>\n")
