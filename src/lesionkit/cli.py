@@ -56,7 +56,7 @@ def _on_interrupt(message: str) -> None:
     _ON_INTERRUPT[:] = [message]
 
 
-def _traceback_file() -> str:
+def _traceback_file(prog_name: str = "lesionkit") -> str:
     """Write the current exception's traceback to a file; return its path."""
     import tempfile
     import time
@@ -65,7 +65,7 @@ def _traceback_file() -> str:
     fd, path = tempfile.mkstemp(prefix=f"lesionkit-traceback-{time.strftime('%Y%m%d-%H%M%S')}-",
                                 suffix=".txt")
     with open(fd, "w") as handle:
-        handle.write(f"lesionkit {' '.join(sys.argv[1:])}\n\n")
+        handle.write(f"{prog_name} {' '.join(sys.argv[1:])}\n\n")
         traceback.print_exc(file=handle)
     return path
 
@@ -79,12 +79,26 @@ def run(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: 0, 1 (error), 2 (usage) or 130 (interrupted).
     """
+    return run_app(app, "lesionkit", argv)
+
+
+def run_app(typer_app: typer.Typer, prog_name: str, argv: Sequence[str] | None = None) -> int:
+    """Run a Typer app of lesionkit through the one error path (see the module's docstring).
+
+    Args:
+        typer_app: The app (``lesionkit``'s, or another entry point's).
+        prog_name: The command's name, as usage lines and traceback files show it.
+        argv: Arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0, 1 (error), 2 (usage) or 130 (interrupted).
+    """
     from lesionkit.io import InputError
 
     _ON_INTERRUPT.clear()
     try:
-        status = app(args=list(argv) if argv is not None else None, prog_name="lesionkit",
-                     standalone_mode=False)
+        status = typer_app(args=list(argv) if argv is not None else None, prog_name=prog_name,
+                           standalone_mode=False)
     except typer.TyperException as error:  # usage errors (exit 2) and other option errors
         context = getattr(error, "ctx", None)
         where = f" (see {context.command_path} --help)" if context is not None else ""
@@ -102,7 +116,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         typer.echo(f"error: {where}{_one_line(error.strerror or str(error))}", err=True)
         return 1
     except Exception as error:  # the one place that catches everything
-        path = _traceback_file()
+        path = _traceback_file(prog_name)
         typer.echo(f"error: unexpected {type(error).__name__}: "
                    f"{_one_line(str(error))[:300]} (a lesionkit bug; full traceback in "
                    f"{path})", err=True)

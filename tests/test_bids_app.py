@@ -1,0 +1,212 @@
+"""Tests of the BIDS-App call (``lesionkit-bids BIDS_DIR OUTPUT_DIR LEVEL``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lesionkit import __version__
+from lesionkit.bids_app import run, spread
+
+
+@pytest.fixture(scope="module")
+def enhance(tmp_path_factory) -> tuple[Path, Path]:
+    """(three tiny enhance-r1 participants, a tiny model trained one step on them)."""
+    from conftest import tiny, write_task_dataset
+    from lesionkit.tasks import get_task
+    from lesionkit.training import train
+
+    root = tmp_path_factory.mktemp("enhance")
+    task = tiny(get_task("enhance-r1"))
+    data = write_task_dataset(root / "bids", task, subjects=3)
+    model = train(task, data, root / "model", epochs=1, max_steps=1, progress=False,
+                  device="cpu")
+    return data, model
+
+
+@pytest.fixture(scope="module")
+def lesions(tmp_path_factory) -> tuple[Path, Path]:
+    """(three tiny participants of the toy per-lesion task, its tiny model)."""
+    from conftest import TOY_LESION_TASK, tiny, write_task_dataset
+    from lesionkit.training import train
+
+    root = tmp_path_factory.mktemp("lesions")
+    task = tiny(TOY_LESION_TASK)
+    data = write_task_dataset(root / "bids", task, subjects=3)
+    model = train(task, data, root / "model", epochs=1, max_steps=1, progress=False,
+                  device="cpu")
+    return data, model
+
+
+def digest(folder: Path) -> str:
+    """One hash of every file's path and bytes under ``folder``."""
+    hashed = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        hashed.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            hashed.update(path.read_bytes())
+    return hashed.hexdigest()
+
+
+def test_console_script_is_declared() -> None:
+    import tomllib
+    from importlib.metadata import entry_points
+
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
+    assert scripts["lesionkit-bids"] == "lesionkit.bids_app:run"
+    (point,) = [e for e in entry_points(group="console_scripts") if e.name == "lesionkit-bids"]
+    assert point.value == "lesionkit.bids_app:run"
+
+
+def test_label_lists_are_spread_like_argparse_nargs() -> None:
+    assert spread(["b", "o", "participant", "--participant-label", "01", "sub-02", "--tta",
+                   "2", "--participant_label", "03,04"]) == [
+        "b", "o", "participant", "--participant-label", "01", "--participant-label", "sub-02",
+        "--tta", "2", "--participant_label", "03", "--participant_label", "04"]
+
+
+def test_help_and_version_import_no_torch() -> None:
+    code = ("import sys; from lesionkit.bids_app import run; status = run(['--version']); "
+            "print('torch' in sys.modules, status)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["lesionkit-bids", __version__, "False", "0"]
+
+
+def test_participant_level_writes_a_derivatives_dataset_into_output_dir_only(
+        enhance, tmp_path) -> None:
+    data, model = enhance
+    before = digest(data)
+    out = tmp_path / "out"
+    status = run([str(data), str(out), "participant", "--participant-label", "01", "sub-03",
+                  "--task", "enhance-r1", "--model", str(model), "--device", "cpu"])
+    assert status == 0
+    assert digest(data) == before  # BIDS_DIR is never written to
+    assert sorted(p.name for p in out.iterdir()) == ["dataset_description.json", "sub-01",
+                                                     "sub-03"]
+    maps = sorted(p.name for p in out.rglob("*.nii.gz"))
+    assert maps and all(name.startswith(("sub-01_", "sub-03_")) for name in maps)
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["BIDSVersion"]
+    (step,) = description["GeneratedBy"]
+    assert step["Name"] == "lesionkit" and step["Version"] == __version__
+    assert step["Parameters"]["task"] == "enhance-r1"
+    assert step["Parameters"]["model"] == str(model.resolve())
+    assert description["SourceDatasets"][0]["URL"] == data.resolve().as_uri()
+    sidecar = next(out.rglob("*_R1map.json"))
+    assert all(s.startswith(str(data.resolve())) for s in json.loads(sidecar.read_text())
+               ["Sources"])
+    # Running again for another participant adds it beside the others.
+    assert run([str(data), str(out), "participant", "--participant-label", "02", "--task",
+                "enhance-r1", "--model", str(model), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.glob("sub-*")) == ["sub-01", "sub-02", "sub-03"]
+
+
+def test_unknown_participant_label_is_one_line_naming_it(enhance, tmp_path, capsys) -> None:
+    data, model = enhance
+    status = run([str(data), str(tmp_path / "out"), "participant", "--participant-label",
+                  "01", "07", "--task", "enhance-r1", "--model", str(model)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1
+    assert "unknown 07" in err[0] and "01, 02, 03" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_dir_that_would_write_into_bids_dir_is_refused(enhance, capsys) -> None:
+    data, model = enhance
+    before = digest(data)
+    for out in (data, data / "predictions"):
+        status = run([str(data), str(out), "participant", "--task", "enhance-r1", "--model",
+                      str(model)])
+        assert status == 1 and "derivatives/" in capsys.readouterr().err
+    assert digest(data) == before
+
+
+def test_a_model_of_another_task_is_refused(enhance, tmp_path, capsys) -> None:
+    data, model = enhance
+    status = run([str(data), str(tmp_path / "out"), "participant", "--task", "mrf-lesion",
+                  "--model", str(model)])
+    assert status == 1
+    assert "expected a model of task mrf-lesion, found one of task enhance-r1" in (
+        capsys.readouterr().err)
+
+
+def test_model_defaults_to_the_shipped_model_named_like_the_task(enhance, tmp_path,
+                                                                 monkeypatch) -> None:
+    import shutil
+
+    from lesionkit import shipped
+
+    data, model = enhance
+    shutil.copytree(model, tmp_path / "shipped" / "enhance-r1")
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
+    out = tmp_path / "out"
+    assert run([str(data), str(out), "participant", "--participant-label", "02", "--task",
+                "enhance-r1", "--device", "cpu"]) == 0
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["GeneratedBy"][0]["Parameters"]["model"] == "enhance-r1"
+
+
+def test_group_level_of_an_images_task_says_there_is_nothing_to_combine(
+        enhance, tmp_path, capsys) -> None:
+    data, model = enhance
+    out = tmp_path / "out"
+    assert run([str(data), str(out), "participant", "--participant-label", "01", "--task",
+                "enhance-r1", "--model", str(model), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert run([str(data), str(out), "group", "--task", "enhance-r1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "nothing to combine" in lines[0]
+    assert not list(out.glob("group_*"))
+
+
+def test_group_level_combines_the_participants_tables(lesions, tmp_path, monkeypatch) -> None:
+    from conftest import TOY_LESION_TASK
+    from lesionkit import tasks
+
+    monkeypatch.setitem(tasks.TASKS, TOY_LESION_TASK.name, TOY_LESION_TASK)
+    data, model = lesions
+    out = tmp_path / "out"
+    for label in ("01", "02", "03"):  # one run per participant, as on a cluster
+        assert run([str(data), str(out), "participant", "--participant-label", label,
+                    "--task", "toy-lesions", "--model", str(model), "--device", "cpu"]) == 0
+    assert run([str(data), str(out), "group", "--task", "toy-lesions"]) == 0
+    table = pd.read_csv(out / "group_desc-bright_lesions.tsv", sep="\t")
+    assert list(table.columns[:2]) == ["participant_id", "label"]
+    assert table.groupby("participant_id").size().to_dict() == {"sub-01": 4, "sub-02": 4,
+                                                                 "sub-03": 4}
+    assert table["probability"].between(0, 1).all()
+    assert run([str(data), str(out), "group", "--task", "toy-lesions", "--participant-label",
+                "02"]) == 0
+    assert set(pd.read_csv(out / "group_desc-bright_lesions.tsv", sep="\t")
+               ["participant_id"]) == {"sub-02"}
+
+
+def test_group_level_without_participant_outputs_is_one_line(enhance, tmp_path,
+                                                             capsys) -> None:
+    data, _ = enhance
+    status = run([str(data), str(tmp_path / "out"), "group", "--task", "enhance-r1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1 and "run the participant level first" in err[0]
+
+
+def test_tables_of_several_participants_are_split_per_participant_and_session(
+        tmp_path) -> None:
+    from lesionkit.bids_app import _moved
+    from lesionkit.io import write_tsv
+
+    staging = tmp_path / "staging"
+    write_tsv([{"participant_id": "sub-01", "session_id": "ses-A", "patient": 0.2},
+               {"participant_id": "sub-01", "session_id": "ses-B", "patient": "n/a"}],
+              staging / "task-x_predictions.tsv")
+    written = _moved(staging, tmp_path / "out")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
+        "sub-01/ses-A/sub-01_ses-A_predictions.tsv", "sub-01/ses-B/sub-01_ses-B_predictions.tsv"]
+    assert "n/a" in written[1].read_text()
