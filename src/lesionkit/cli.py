@@ -380,6 +380,11 @@ def train(
              "arms that pretrain in stages, in their order).")] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Weights file the arm starts from (e.g. a MedicalNet checkpoint).")] = None,
+    init: Annotated[str | None, typer.Option(
+        metavar="MODEL",
+        help="Fine-tune: start from a model folder or a shipped model's name (lesionkit "
+             "models); its network and task settings are kept, the normalisation is "
+             "fitted anew on DATA_DIR.")] = None,
     subjects: SubjectsOption = None,
     truth: TruthOption = None,
     workers: WorkersOption = 0,
@@ -391,7 +396,8 @@ def train(
     threads: ThreadsOption = None,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
-    chosen = _variant(_task(task, arm), network, channels, widen_factor, patch_size, batch_size,
+    base = _task(task, arm) if init is None else _initial_task(task, init)
+    chosen = _variant(base, network, channels, widen_factor, patch_size, batch_size,
                       learning_rate, patience)
     import time
 
@@ -410,9 +416,23 @@ def train(
                    device=_device(device), devices=devices, nodes=nodes, amp=amp,
                    compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                    subjects=_subject_list(subjects), resume=resume, progress=progress,
-                   workers=workers, source=source_dir or weights, overwrite=overwrite)
+                   workers=workers, source=source_dir or weights, overwrite=overwrite,
+                   init=init)
     if _rank_zero():
         typer.echo(f"wrote {path} ({chosen.name}, {time.perf_counter() - start:.0f} s)")
+
+
+def _initial_task(name: str, init: str):  # -> lesionkit.tasks.task.Task
+    """The task stored in the model ``--init`` names, which must be a model of ``name``."""
+    from lesionkit.model_folder import read_config, task_from_config
+    from lesionkit.shipped import resolve_model
+
+    with _user_errors():
+        folder = resolve_model(init)
+        task = task_from_config(read_config(folder), folder / "config.yaml")
+    if task.name != name:
+        _fail(f"--init {init}: expected a model of task {name}, found one of {task.name}")
+    return task
 
 
 def _rank_zero() -> bool:
@@ -424,7 +444,10 @@ def _rank_zero() -> bool:
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder written by train.")],
+    model_dir: Annotated[Path, typer.Argument(
+        metavar="MODEL",
+        help="Model folder written by train, or the name of a shipped model (lesionkit "
+             "models), e.g. enhance-r1.")],
     data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with the task's inputs.")],
     tta: Annotated[int | None, typer.Option(
         min=1, max=8, help="Mirror flips averaged (1-8; default: the task's).")] = None,
@@ -442,7 +465,8 @@ def predict(
              "processor supports it; slightly less precise).")] = False,
     threads: ThreadsOption = None,
 ) -> None:
-    """Apply a model folder; write predictions (and uncertainty) as BIDS derivatives.
+    """Apply a model folder or a shipped model; write predictions (and uncertainty) as
+    BIDS derivatives.
 
     Inputs are reoriented, resampled to the model's voxel size and put on one grid; the
     brain mask is the dataset's or computed; outputs land on each input's own grid.
@@ -462,6 +486,21 @@ def predict(
                       allow_incomplete=allow_incomplete, amp=amp)
     where = out_dir or data_dir / "derivatives" / "lesionkit"
     typer.echo(f"wrote {len(written)} files under {where} in {time.perf_counter() - start:.0f} s")
+
+
+@app.command()
+def models() -> None:
+    """List the phantom-trained models shipped with lesionkit: how each was trained and
+    its figures on held-out phantom subjects."""
+    from lesionkit.shipped import SHIPPED_DIR, describe, shipped_names
+
+    names = shipped_names()
+    if not names:
+        typer.echo(f"no shipped models under {SHIPPED_DIR} (make models builds them)")
+    for name in names:
+        typer.echo("\n".join(describe(name)))
+    typer.echo("Use one by name: lesionkit predict NAME DATA_DIR; fine-tune it: lesionkit "
+               "train TASK DATA_DIR MODEL_DIR --init NAME. Figures are phantom figures.")
 
 
 PredictionsOption = Annotated[Path | None, typer.Option(

@@ -441,7 +441,7 @@ def predict(
     the mask, the voxel sizes and any warning.
 
     Args:
-        model_dir: Model folder written by ``train``.
+        model_dir: Model folder written by ``train``, or a shipped model's name.
         data_dir: BIDS dataset with the task's prediction inputs (read only).
         tta: Mirror flips (1-8; default: the task's).
         device: "auto", "cpu" or "cuda".
@@ -466,7 +466,10 @@ def predict(
     """
     from rich.progress import track
 
+    from lesionkit.shipped import resolve_model
+
     device = resolve_device(device)
+    model_dir = resolve_model(model_dir)
     model = load_model(model_dir, device, trusted)
     if not model.config["training"].get("complete", True) and not allow_incomplete:
         raise InputError(f"{Path(model_dir) / 'config.yaml'}: expected a finished training, "

@@ -46,7 +46,9 @@ from lesionkit.data import (
 from lesionkit.io import InputError, atomic_path, remove_stale_temporaries, write_json
 from lesionkit.model_folder import (
     fold_dir,
+    load_weights,
     make_network,
+    read_config,
     save_tensors,
     save_weights,
     task_to_plain,
@@ -449,7 +451,7 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
                resume: bool = False, max_steps: int = -1, progress: bool = True,
                source: Path | None = None,
                ready: Callable[[dict[str, Any], int], None] | None = None,
-               compile_network: bool = False) -> dict[str, Any]:
+               compile_network: bool = False, init: Path | None = None) -> dict[str, Any]:
     """Train one fold on ``{"train": [...], "validation": [...]}`` subject names.
 
     With an empty validation list the fold trains a fixed number of epochs and keeps
@@ -458,7 +460,9 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
     normalisation statistics) before training starts. ``flags``: :func:`trainer_flags`
     (a fresh dict per fold); under DDP every process calls this and only global rank 0
     writes ``folder`` and calls ``ready``. ``compile_network``: train through
-    ``torch.compile`` (the weights saved are those of the plain network). Returns the
+    ``torch.compile`` (the weights saved are those of the plain network). ``init``: a
+    model folder whose first fold's weights the network starts from (fine-tuning; the
+    normalisation and fitted state are fitted anew on this fold's subjects). Returns the
     fold's metrics.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -494,6 +498,8 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
             save_tensors(state, folder / "state.safetensors")
         if ready is not None:
             ready({**split, "normalisation": stats}, in_channels)
+    if init is not None:
+        load_weights(network, fold_dir(init, 0) / "weights.safetensors")
     rank, world = trainer.global_rank, trainer.world_size
     workers = store.workers
     val_items = None if examples_per_epoch is None else max(examples_per_epoch // 4, 1)
@@ -579,6 +585,7 @@ def train(
         data_dir: BIDS dataset with inputs, targets and masks.
         model_dir: Output model folder.
         folds: 1 for one seeded train/validation split, K >= 2 for K folds (default:
+    init: str | os.PathLike[str] | None = None,
             the task's ``folds``).
         epochs: Epoch cap (default: the task's ``max_epochs``).
         seed: Seed for splits, sampling and initialisation.
@@ -621,11 +628,18 @@ def train(
                              f"of task {task.name} to have {dict(task.train_on)} (and every "
                              f"image), found sub-{', sub-'.join(refused)} without")
     if len(names) < 2:
+        init: Fine-tune: a model folder of the same network (or a shipped model's name)
+            whose first fold's weights every fold starts from.
         rule = f" and {dict(task.train_on)} in participants.tsv" if task.train_on else ""
         raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
                          f"{task.name} (every image{rule}), found {len(names)}: "
                          f"{missing_images(dataset, task)}")
     stages = pretraining_stages(task)
+    if init is not None:
+        from lesionkit.shipped import resolve_model
+
+        init = resolve_model(init)
+        read_config(init)  # a model folder, before anything is written
     sources = list(source) if isinstance(source, (list, tuple)) else (
         [] if source is None else [source])
     if stages and len(sources) != len(stages):
@@ -658,7 +672,8 @@ def train(
                              source=previous)
         source = previous if stages else source
         _train_folds(task, dataset, names, model_dir, folds, splits, epochs, seed, settings,
-                     dict(**settings, compile=compile_network, workers=workers),
+                     dict(**settings, compile=compile_network, workers=workers,
+                          init=None if init is None else str(init)),
                      patches_per_epoch, resume, max_steps, progress, source,
                      cache=cache, rank=rank, compile_network=compile_network)
         if world > 1:
@@ -756,7 +771,8 @@ def _train_folds(task: Task, dataset: BIDSDataset, names: list[str], model_dir: 
             epochs or task.max_epochs, patches_per_epoch, trainer_flags(**settings), resume,
             max_steps, progress, Path(source) if source else None,
             ready=lambda entry, channels, fold=fold: ready({"fold": fold, **entry}, channels),
-            compile_network=compile_network)
+            compile_network=compile_network,
+            init=Path(options["init"]) if options.get("init") else None)
         if rank != 0:
             continue
         if progress:

@@ -1,7 +1,8 @@
 """Task registry: CLI names -> :class:`~lesionkit.tasks.task.Task` objects.
 
 Adding a task is one module in this package and one line below. A task module may also
-declare extra CLI commands (``COMMANDS``) and its demo step (``DEMO``); ``lesionkit``'s
+declare extra CLI commands (``COMMANDS``), its demo step (``DEMO``) and the recipes
+of its shipped models (``SHIPPED_MODELS``); ``lesionkit``'s
 CLI and demo iterate the lists here and name no task themselves.
 """
 
@@ -33,6 +34,10 @@ COMMANDS: tuple[Command, ...] = tuple(c for m in MODULES for c in getattr(m, "CO
 #: Demo steps declared by task modules, in order.
 DEMO_STEPS: tuple[DemoStep, ...] = tuple(m.DEMO for m in MODULES if hasattr(m, "DEMO"))
 
+#: Recipes of the shipped phantom-trained models (``make models``), in order.
+SHIPPED_RECIPES: tuple[DemoStep, ...] = tuple(
+    r for m in MODULES for r in getattr(m, "SHIPPED_MODELS", ()))
+
 
 def get_task(name: str) -> Task:
     """The registered task called ``name``.
@@ -45,4 +50,4 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["COMMANDS", "DEMO_STEPS", "TASKS", "Task", "get_task"]
+__all__ = ["COMMANDS", "DEMO_STEPS", "SHIPPED_RECIPES", "TASKS", "Task", "get_task"]

@@ -408,3 +408,16 @@ DEMO = DemoStep(
                "learning_rate": 2e-3, "batch_size": 16},
     shown=("lesion_dice", "detection_rate", "nawm_dice", "gm_dice", "t1_deviation_matching",
            "t2s_deviation_matching", "t1_deviation_truth", "t2s_deviation_truth"))
+
+#: Shipped models (``make models``): mrf-lesion with the demo's network on 10 phantom
+#: subjects, and flair-lesion-dr, the FLAIR + T1w lesion model for scanners without MRF,
+#: trained with domain randomisation on the same cohort (the settings of the real-scan
+#: checks in docs/real-data.md).
+SHIPPED_MODELS = (
+    replace(DEMO, subjects=10, epochs=60),
+    DemoStep(task="flair-lesion-dr", cohort="mrf-lesion", subjects=10, held_out=2, epochs=20,
+             overrides={"network_kwargs": {**FLAIR_LESION_DR.network_kwargs,
+                                           "channels": (16, 32, 64, 128, 256)},
+                        "learning_rate": 1e-3, "batch_size": 32, "patience": 8},
+             shown=("lesion_dice", "detection_rate", "lesion_precision", "lesion_recall")),
+)

@@ -225,6 +225,10 @@ class Command:
 class DemoStep:
     """What ``lesionkit demo`` runs for one task, as values (the engine runs it).
 
+    The same values are the recipe of a shipped model (a task module's
+    ``SHIPPED_MODELS``, built by :func:`lesionkit.shipped.build_model`): a larger
+    cohort, longer training, one validation split.
+
     Attributes:
         task: Registry name of the task.
         cohort: Phantom cohort to simulate and train on.
@@ -241,6 +245,10 @@ class DemoStep:
         source_cohorts: Cohorts whose data pretrain the arms that need pretraining,
             one per pretraining stage, in order.
         shown: Metric columns printed in the summary.
+        resolution: Voxel size of the simulated cohort (mm; 1 or 2).
+        fine_tune_epochs: With a shipped model of the task, the demo predicts with it and
+            then fine-tunes it for this many epochs on the non-held-out subjects (0: no
+            fine-tuning shown).
     """
 
     task: str
@@ -256,6 +264,8 @@ class DemoStep:
     folds: int = 2
     source_cohorts: tuple[str, ...] = ()
     shown: tuple[str, ...] = ()
+    resolution: int = 2
+    fine_tune_epochs: int = 0
 
 
 @dataclass(frozen=True)

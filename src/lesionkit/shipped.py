@@ -1,0 +1,195 @@
+"""Phantom-trained models shipped inside the package, loaded by name.
+
+Each shipped model is an ordinary model folder under ``lesionkit/shipped_models/NAME``
+(``config.yaml``, ``fold-K/weights.safetensors``, ``metrics.json``) plus
+``provenance.json``: the recipe it was trained from (a task module's
+``SHIPPED_MODELS`` entry), the phantom seed, cohort and subjects, the machine, the wall
+time and the figures on held-out phantom subjects. The name is the task's name.
+``make models`` (``scripts/train_models.py``) rebuilds every one of them with
+:func:`build_model`.
+
+Every figure recorded here comes from the phantom: a shipped model is a starting point
+for a user's scans (predict, or fine-tune with ``lesionkit train ... --init NAME``), not
+a validated clinical tool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lesionkit.io import InputError, atomic_path
+
+#: Where the shipped model folders live inside the package.
+SHIPPED_DIR = Path(__file__).parent / "shipped_models"
+PROVENANCE = "provenance.json"
+#: Phantom seed of the cohorts the shipped models train on; the demo simulates with
+#: another seed, so its subjects are new to every shipped model.
+SHIPPED_SEED = 1000
+#: Files of a trained model folder that are not shipped (resume state, caches).
+_NOT_SHIPPED = ("checkpoints", ".cache")
+
+
+def shipped_names() -> list[str]:
+    """Names of the shipped models (folders holding ``config.yaml``), sorted."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.yaml").is_file())
+
+
+def resolve_model(model: str | os.PathLike[str]) -> Path:
+    """The model folder meant by ``model``: an existing path, else a shipped model's name.
+
+    An existing path always wins, so a folder called like a task in the working
+    directory is used as it is.
+
+    Raises:
+        InputError: Neither a path nor a shipped model's name.
+    """
+    path = Path(model)
+    if path.exists():
+        return path
+    names = shipped_names()
+    if str(model) in names:
+        return SHIPPED_DIR / str(model)
+    raise InputError(f"{model}: expected a model folder or the name of a shipped model "
+                     f"({', '.join(names) if names else 'none shipped'}), found neither")
+
+
+def provenance(name: str) -> dict[str, Any]:
+    """The ``provenance.json`` of a shipped model (empty when it has none)."""
+    path = SHIPPED_DIR / name / PROVENANCE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def describe(name: str) -> list[str]:
+    """Lines describing a shipped model: task, training and held-out phantom figures."""
+    record = provenance(name)
+    if not record:
+        return [f"{name}: no provenance recorded"]
+    training = record["training"]
+    lines = [f"{name}: {record['description']}",
+             f"  trained on {len(training['subjects'])} phantom subjects of cohort "
+             f"{record['cohort']} (seed {record['seed']}, {record['resolution_mm']} mm), "
+             f"{training['epochs']} epochs, {training['seconds']:.0f} s on "
+             f"{record['machine']['summary']}, lesionkit {record['lesionkit_version']}",
+             f"  weights {record['weights_mb']:.1f} MB; command: {record['command']}"]
+    held_out = record.get("held_out", {})
+    if held_out:
+        lines.append(f"  held-out phantom subjects {', '.join(held_out['subjects'])}:")
+        for method, values in held_out["summary"].items():
+            text = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if v is not None)
+            lines.append(f"    {method}: {text}")
+    return lines
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    summary = f"{gpu}" if gpu else f"{cores}-core CPU ({platform.processor() or 'unknown'})"
+    return {"summary": summary, "cores": cores, "gpu": gpu, "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def held_out_split(subjects: Sequence[str], held_out: int) -> tuple[list[str], list[str]]:
+    """(training candidates, held-out) of sorted subject names: the last ``held_out``."""
+    names = sorted(subjects)
+    return names[:-held_out], names[-held_out:]
+
+
+def scored_summary(task: Any, data: Path, subjects: Sequence[str], shown: Sequence[str],
+                   predictions: Path | None = None) -> dict[str, dict[str, float | None]]:
+    """Mean held-out metrics per method (only the ``shown`` columns when given).
+
+    ``predictions``: the predictions folder (default ``DATA/derivatives/lesionkit``).
+    """
+    from lesionkit.evaluation import evaluate
+
+    _, metrics_json = evaluate(task, data, subjects=list(subjects), predictions=predictions)
+    summary = json.loads(Path(metrics_json).read_text())["summary"]
+    return {method: {k: v["mean"] for k, v in values.items() if not shown or k in shown}
+            for method, values in summary.items()}
+
+
+def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.PathLike[str],
+                seed: int = SHIPPED_SEED, threads: int | None = None,
+                command: str = "make models") -> Path:
+    """Train one shipped model from its recipe and write it with its provenance.
+
+    Simulates the recipe's phantom cohort (its resolution, ``seed``) under ``work``, runs its
+    ``prepare`` step, trains on every subject but the last ``held_out`` (one seeded
+    validation split among them), predicts and scores the held-out ones, then copies the
+    model folder without resume state to ``out_root/NAME`` (replacing an earlier one).
+
+    Args:
+        recipe: A :class:`~lesionkit.tasks.task.DemoStep` (subjects, held-out count,
+            overrides, epochs, examples per epoch).
+        out_root: Folder receiving ``NAME/`` (the package's ``shipped_models``).
+        work: Scratch folder for the cohort and the full model folder.
+        seed: Seed of the phantom cohort and of training.
+        threads: Torch threads recorded in the provenance (set by the caller).
+        command: The command recorded as having produced the model.
+
+    Returns:
+        The shipped model folder.
+    """
+    from lesionkit import __version__
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.data import training_subjects
+    from lesionkit.infer import predict
+    from lesionkit.simulate import simulate_cohort
+    from lesionkit.tasks import get_task
+    from lesionkit.training import train
+
+    task = replace(get_task(recipe.task), **dict(recipe.overrides))
+    work = Path(work)
+    data = work / "phantom" / recipe.cohort
+    if not data.is_dir():
+        simulate_cohort(recipe.cohort, data, subjects=recipe.subjects, seed=seed,
+                        resolution=recipe.resolution)
+    prepared = recipe.prepare(data) if recipe.prepare is not None else None
+    everyone = [p.name[4:] for p in data.glob("sub-*")]
+    _, held_out = held_out_split(everyone, recipe.held_out)
+    training = [s for s in training_subjects(BIDSDataset(data), task) if s not in held_out]
+    model_dir = work / "models" / task.name
+    start = time.perf_counter()
+    train(task, data, model_dir, folds=1, epochs=recipe.epochs, seed=seed,
+          patches_per_epoch=recipe.examples_per_epoch, subjects=training, device="auto",
+          overwrite=True, progress=False)
+    seconds = time.perf_counter() - start
+    predict(model_dir, data, tta=recipe.tta, subjects=held_out, progress=False)
+    summary = scored_summary(task, data, held_out, recipe.shown)
+    target = Path(out_root) / task.name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
+    weights = sum(p.stat().st_size for p in target.rglob("*.safetensors"))
+    record = {
+        "name": task.name, "description": task.description,
+        "lesionkit_version": __version__, "command": command,
+        "cohort": recipe.cohort, "seed": seed, "resolution_mm": recipe.resolution,
+        "prepare": prepared,
+        "recipe": {"subjects": recipe.subjects, "held_out": recipe.held_out,
+                   "epochs": recipe.epochs, "examples_per_epoch": recipe.examples_per_epoch,
+                   "tta": recipe.tta,
+                   "overrides": json.loads(json.dumps(dict(recipe.overrides), default=str))},
+        "training": {"subjects": training, "epochs": recipe.epochs,
+                     "seconds": round(seconds, 1), "threads": threads},
+        "held_out": {"subjects": held_out, "summary": summary},
+        "machine": _machine(), "weights_mb": round(weights / 2**20, 2),
+        "python_command": " ".join(sys.argv),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    with atomic_path(target / PROVENANCE) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    return target
