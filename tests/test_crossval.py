@@ -37,7 +37,8 @@ def test_arms_share_folds_and_every_lesion_is_predicted_out_of_fold(tmp_path: Pa
     sidecar = next((tmp_path / "out" / "arm-slow" / "predictions").rglob("*_probseg.json"))
     assert json.loads(sidecar.read_text())["Folds"] == 1
     report = (tmp_path / "out" / "report.html").read_text()
-    assert "Training curves" in report and "arm fast: training loss per epoch" in report
+    assert "Training curves" in report and "training loss per epoch" in report
+    assert "Method: arm fast of" in report  # the caption names the arm
 
 
 def test_training_curves_plot_every_fold(tmp_path: Path) -> None:

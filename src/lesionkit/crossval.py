@@ -25,6 +25,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ def crossval(
     Returns:
         The path of ``comparison.json``.
     """
-    from lesionkit.report import PHANTOM_NOTE, Section, write_report
+    from lesionkit.report import PHANTOM_NOTE, Section, caption, write_report
 
     chosen = list(arms) if arms else (list(task.arms) or ["default"])
     variants = {a: task if a == "default" and not task.arms else _arm(task, a) for a in chosen}
@@ -187,11 +188,11 @@ def crossval(
         if variant.report_sections is not None:
             for section in variant.report_sections(variant, dataset.root, predicted, names,
                                                    rows[arm]):
-                sections.append(Section(f"arm {arm}: {section.title}", section.text,
-                                        section.tables, section.figures))
+                sections.append(replace(section, title=f"arm {arm}: {section.title}"))
         if progress:
             print(f"crossval {task.name}: arm {arm} ({number}/{len(chosen)}) done")
-    curves = {f"arm {arm}: training loss per epoch": figure
+    curves = {caption("training loss per epoch, one curve per fold", "training subjects of "
+                      "each fold", f"arm {arm} of {task.name}"): figure
               for arm in chosen if (figure := training_curves(out / f"arm-{arm}" / "model"))}
     for i, a in enumerate(chosen):
         for b in chosen[i + 1:]:

@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["curve_figure", "overlay_figure", "slice_panel"]
 
@@ -122,6 +123,8 @@ def curve_figure(
     ax = figure.subplots()
     for name, y in ys.items():
         ax.plot(np.asarray(x), np.asarray(y), label=name)
+    if np.size(x) and np.all(np.mod(np.asarray(x, dtype=float), 1) == 0):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, counts: no 1.5
     if marker_x is not None:
         label = marker_label if marker_label is not None else f"{xlabel} = {marker_x:g}"
         ax.axvline(marker_x, color="0.4", linestyle="--", linewidth=1, label=label)

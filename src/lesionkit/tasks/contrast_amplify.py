@@ -531,13 +531,18 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                     rows: list[dict]) -> list:
     """The paper's figures beside the phantom's, statistics, sensitivity by size, slices."""
     from lesionkit.io import load_volume
-    from lesionkit.report import Section
+    from lesionkit.report import Section, caption
 
     root, predictions = Path(root), Path(predictions)
     figures: dict[str, Any] = {}
+    method = (f"{task.name} network (T1c-pro) beside T1c and the true quadruple dose; "
+              "Laplacian-of-Gaussian blob detector")
     if _cases(rows, "lesion"):
-        figures["Detector sensitivity by lesion long axis (Clopper-Pearson 95 %); "
-                "FD: false detections"] = _sensitivity_figure(rows)
+        figures[caption("detector sensitivity by lesion long axis with Clopper-Pearson 95 % "
+                        "intervals; FD: false detections", f"{len(_cases(rows, 'T1c'))} "
+                        "held-out cases", method, "two detector thresholds (blobness) chosen "
+                        "on the training cases: best F1, and at most one false detection per "
+                        "case")] = _sensitivity_figure(rows)
     lesion_rows = sorted(_cases(rows, "lesion"), key=lambda r: r["long_axis_mm"])
     shown: list[str] = []
     for row in lesion_rows[::max(1, len(lesion_rows) // 3)]:
@@ -563,9 +568,11 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
         label = table[table["label"] == row["lesion"]].iloc[0]
         centre = np.linalg.inv(pro.affine) @ np.array(
             [label["centre_x"], label["centre_y"], label["centre_z"], 1.0])
-        figures[f"{row['participant_id']}: lesion {row['lesion']} ({row['long_axis_mm']:.1f} "
-                "mm); T1c, T1c-pro and the true quadruple dose, lesion outlines in yellow, "
-                "detections (best-F1 threshold) in red"] = _slice_figure(
+        figures[caption(f"lesion {row['lesion']} ({row['long_axis_mm']:.1f} mm), axial "
+                        "slices of T1c, T1c-pro and the true quadruple dose; lesion outlines in "
+                        "yellow, detections in red", row["participant_id"], method,
+                        f"best-F1 detector threshold {case['threshold_f1']:.3g} "
+                        "(blobness)")] = _slice_figure(
             images, lesion.data > 0.5 if lesion is not None else np.zeros(pro.shape, bool),
             centre[:3], found)
         shown.append(subject)
@@ -590,8 +597,15 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                   detection_summary(rows, "fp1"),
               "per case": [r for r in rows if r.get("method") != "lesion"],
               "per lesion": _cases(rows, "lesion")}
-    return [Section(f"{task.name}: contrast and detection", text, tables=tables),
+    return [Section(f"{task.name}: contrast and detection", text, tables=tables, units=UNITS),
             Section(f"{task.name}: images", figures=figures)]
+
+
+#: Units of the report's table columns (CNR and LBR are ratios; T1c-pro differences in
+#: the robust z-score of the input T1c: median and IQR / 1.349 inside the brain).
+UNITS = {"cep": "%", "rmse_quadruple": "z", "threshold_f1": "blobness",
+         "threshold_fp1": "blobness", "sensitivity": "0-1", "ci low": "0-1", "ci high": "0-1",
+         "ppv": "0-1", "f1": "0-1"}
 
 def _normalised(specs: tuple[ImageSpec, ...], normalisation: str) -> tuple[ImageSpec, ...]:
     return tuple(replace(s, normalisation=normalisation) for s in specs)

@@ -111,7 +111,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
 
     Slices (s^-1) pass through the lesion where a subject has one (FCD subjects first).
     """
-    from lesionkit.report import Section, slice_panel
+    from lesionkit.report import Section, caption, slice_panel
     from lesionkit.summaries import summarise
 
     summary = summarise(rows)
@@ -126,7 +126,11 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
         r7 = _load(root, subject, R1_7T)[1].data
         lesion = _truth(root, subject, "mask", label="lesion")
         outline = lesion > 0.5 if lesion is not None and (lesion > 0.5).any() else None
-        figures[f"sub-{subject}: R1 (s^-1)"] = slice_panel(
+        figures[caption("R1 (s^-1), axial slice of the 3T baseline, the enhanced map, the "
+                        "7T reference and the differences"
+                        + (" through the lesion (outlined in yellow)" if outline is not None
+                           else ""), f"sub-{subject}", f"{task.name} {task.network} (enhanced) "
+                        "against B-spline upsampling (3T baseline)")] = slice_panel(
             {"3T (baseline)": r3.data, "enhanced": enhanced, "7T (reference)": r7,
              "3T - 7T": r3.data - r7, "enhanced - 7T": enhanced - r7},
             outline=outline, diverging=("3T - 7T", "enhanced - 7T"), unit="s^-1",
@@ -136,7 +140,9 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
             "(s^-1/mm) for 3T, enhanced and 7T; lesion contrast to a 2 mm shell and its "
             "preservation (output over 7T) on FCD subjects. Held-out subjects only.")
     return [Section("enhance-r1: metrics", text,
-                    tables={"mean over subjects": table, "per subject": rows}),
+                    tables={"mean over subjects": table, "per subject": rows},
+                    units={"rmse": "s^-1", "psnr": "dB", "edge_sharpness": "s^-1/mm",
+                           "lesion_contrast": "ratio"}),
             Section("enhance-r1: slices", figures=figures)]
 
 

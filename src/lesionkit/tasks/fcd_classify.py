@@ -152,16 +152,27 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
             "AUC with a stratified bootstrap interval. " + HEAT_SCORE_NOTE)
     return [Section("fcd-classify: classification", text,
                     tables={"metrics": metrics, "Heat-Score": [vars(heat)],
-                            "per subject": rows}),
+                            "per subject": rows}, units=UNITS),
             Section("fcd-classify: Grad-CAM", "Grad-CAM of the patient class on the input "
-                    "grid; cyan: the true lesion outline.",
+                    "grid, drawn inside the brain mask only; cyan: the true lesion outline.",
                     figures=cam_figures(root, predictions,
-                                        [r["participant_id"][4:] for r in patients]))]
+                                        [r["participant_id"][4:] for r in patients],
+                                        method=f"Grad-CAM of the {task.network} (patient "
+                                               "class, last residual stage)"))]
+
+
+#: Units of the report's table columns (dimensionless ratios and fractions say their range).
+UNITS = {"probability": "0-1", "estimate": "0-1", "ci_low": "0-1", "ci_high": "0-1",
+         "heat_score": "ratio, 1 = chance", "heat_score_mean": "ratio, 1 = chance",
+         "heat_score_sd": "ratio", "energy_fraction": "0-1", "energy_fraction_mean": "0-1",
+         "energy_fraction_sd": "0-1"}
 
 
 def cam_figures(root: str | os.PathLike[str], predictions: str | os.PathLike[str],
-                subjects: Sequence[str], limit: int = 3, suffix: str | None = None) -> dict:
-    """CAM overlays (three planes through the lesion centre) with the lesion outline.
+                subjects: Sequence[str], limit: int = 3, suffix: str | None = None,
+                method: str = "Grad-CAM (patient class)", threshold: float = 0.1) -> dict:
+    """CAM overlays (three planes through the lesion centre) with the lesion outline,
+    drawn inside the phantom's brain mask only.
 
     Args:
         root: BIDS dataset of the images and truth masks.
@@ -169,12 +180,14 @@ def cam_figures(root: str | os.PathLike[str], predictions: str | os.PathLike[str
         subjects: Subjects to show (the first ``limit`` that have a CAM).
         limit: Number of figures.
         suffix: Image shown beneath (default: FLAIR where present, else T1w).
+        method: The method named in the captions.
+        threshold: CAM values (0-1) below this are not drawn.
     """
     from scipy import ndimage
 
     from lesionkit.bids import BIDSDataset
     from lesionkit.io import load_volume
-    from lesionkit.report import overlay_figure
+    from lesionkit.report import caption, overlay_figure
 
     dataset, figures = BIDSDataset(root), {}
     for subject in subjects:
@@ -187,9 +200,14 @@ def cam_figures(root: str | os.PathLike[str], predictions: str | os.PathLike[str
         lesion = _truth(Path(root), subject, label="lesion")
         centre = (tuple(round(c) for c in ndimage.center_of_mass(lesion))
                   if lesion is not None and lesion.any() else None)
-        figures[f"sub-{subject}: Grad-CAM over {found[0].suffix}"] = overlay_figure(
+        brain = _truth(Path(root), subject, desc="brain")
+        text = caption(f"Grad-CAM over {found[0].suffix} through the lesion centre, true "
+                       "lesion outlined in cyan", f"sub-{subject}", method,
+                       f"CAM below {threshold:g} (of its maximum) not drawn")
+        figures[text] = overlay_figure(
             image.data, load_volume(path, kind="probability").data, outline=lesion,
-            centre=centre, overlay_label="Grad-CAM (0-1)", spacing=image.spacing)
+            centre=centre, overlay_label="Grad-CAM (0-1)", spacing=image.spacing,
+            threshold=threshold, mask=brain)
     return figures
 
 

@@ -265,7 +265,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                     rows: list[dict]) -> list:
     """The metric tables, mean Dice / detection-rate curves against threshold, overlays."""
     from lesionkit.metrics import threshold_sweep
-    from lesionkit.report import Section, curve_figure, overlay_figure
+    from lesionkit.report import Section, caption, curve_figure, overlay_figure
     from lesionkit.summaries import summarise
 
     desc = task.outputs[-1].desc
@@ -274,29 +274,42 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
               **{f"{k} (sd)": v["std"] for k, v in columns.items()}}
              for method, columns in summary.items()]
     sweeps, overlays = [], {}
+    method = f"{task.name} {task.network} ({task.description.split(' -> ')[0]} input)"
     for subject in subjects:
         like = _path(predictions, subject, "probseg", label="lesion", desc=desc)
         prob = _find(predictions, subject, "probseg", None, label="lesion", desc=desc)
         truth = None if like is None else _truth(task, root, subject, like)
         if prob is None or truth is None or not truth.any():
             continue
-        sweeps.append(threshold_sweep(prob, truth, mask=_brain(task, root, subject, like)))
+        brain = _brain(task, root, subject, like)
+        sweeps.append(threshold_sweep(prob, truth, mask=brain))
         if len(overlays) < 3:
-            anatomy = _find(root, subject, "FLAIR", None)
+            anatomy, beneath = _find(root, subject, "FLAIR", None), "FLAIR"
             if anatomy is None:
                 anatomy = _find(root, subject, "T1map", "lesionkit", desc="matched")
+                beneath = "matched T1 map"
+            if anatomy is None:
+                anatomy, beneath = prob, "the probability itself"
             centre = np.unravel_index(int(np.argmax(np.where(truth, prob, -1.0))), prob.shape)
-            overlays[f"sub-{subject}: lesion probability on FLAIR, true lesions outlined"] = (
-                overlay_figure(anatomy if anatomy is not None else prob, prob, outline=truth,
-                               centre=centre, threshold=0.05, overlay_label="probability"))
+            text = caption(f"lesion probability on {beneath} inside the brain mask, through "
+                           "the most probable true-lesion voxel; true lesions outlined in cyan",
+                           f"sub-{subject}", method, f"probabilities below 5 % not drawn; "
+                           f"lesions scored at {THRESHOLD * 100:.0f} %")
+            overlays[text] = overlay_figure(anatomy, prob, outline=truth, centre=centre,
+                                            threshold=0.05, overlay_label="probability (0-1)",
+                                            mask=brain)
     figures = {}
     if sweeps:
         x = sweeps[0]["threshold"].to_numpy() * 100.0
         curves = {"lesion Dice": np.mean([s["dice"] for s in sweeps], axis=0),
                   "detection rate": np.nanmean([s["detection_rate"] for s in sweeps], axis=0)}
-        figures["Mean lesion Dice and detection rate against threshold"] = curve_figure(
-            x, curves, "threshold (%)", "value", marker_x=THRESHOLD * 100,
-            marker_label="33 %")
+        marked = f"{THRESHOLD * 100:.0f} %"
+        figures[caption("mean lesion Dice and detection rate against the probability "
+                        "threshold, inside the brain mask", f"{len(sweeps)} held-out "
+                        f"subject{'s' if len(sweeps) > 1 else ''} with lesions", method,
+                        f"swept 0-100 %, the study's {marked} marked")] = curve_figure(
+            x, curves, "threshold (%)", "value (0-1)", marker_x=THRESHOLD * 100,
+            marker_label=marked)
     text = (f"{task.name} ({task.description}) on {len(subjects)} subjects of {root.name}. "
             "Lesion Dice and detection rate (fraction of true lesions, 3D 26-connected "
             "components, touched by a voxel at or above threshold) at 33 %; lesion-wise "
@@ -308,8 +321,15 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                  "against the phantom's true maps. MRF study values (5 test patients): Dice "
                  "0.61, detection 0.85, NAWM 0.92, GM 0.91, T1 5.2 %, T2* 5.1 %.")
     return [Section(f"{task.name}: metrics", text,
-                    tables={"mean over subjects": table, "per subject": rows}),
+                    tables={"mean over subjects": table, "per subject": rows}, units=UNITS),
             Section(f"{task.name}: lesion probability", figures={**figures, **overlays})]
+
+
+#: Units of the report's table columns (Dice, rates and F1 are fractions, 0-1).
+UNITS = {**{f"{k}_deviation_{r}": "%" for k in ("t1", "t2s") for r in ("matching", "truth")},
+         "missed_median_voxels": "voxels", "detected_median_voxels": "voxels",
+         "best_threshold": "0-1", "false_positive_components": "count",
+         "n_lesions": "count", "missed_lesions": "count"}
 
 
 def _task(name: str, description: str, inputs: tuple[ImageSpec, ...],

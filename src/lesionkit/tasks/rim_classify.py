@@ -462,7 +462,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     Also writes ``rim_summary.json`` beside the predictions.
     """
     from lesionkit.io import write_json
-    from lesionkit.report import Section
+    from lesionkit.report import Section, caption
 
     labelled = [r for r in rows if r.get("label") is not None]
     summary = lesion_summary(labelled, fold_training_subjects(predictions))
@@ -486,14 +486,24 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     ranked = sorted(_with_centres(predictions, labelled), key=lambda r: -r["probability"])
     positives = [r for r in ranked if r["label"] == 1]
     negatives = [r for r in ranked if r["label"] == 0]
-    figures = {"ROC and PR curves": curves_figure(labelled, task.name),
-               "rim+ count per subject": count_figure(summary, "subjects")}
-    for caption, chosen in (("most confident rim+", positives[:6]),
-                            ("hardest negatives (rim- with the highest probability)",
-                             negatives[:6]),
-                            ("misses (rim+ with the lowest probability)", positives[::-1][:6])):
+    method = f"{task.name} {task.network} + radiomics (rim probability per lesion, out of fold)"
+    everyone = f"{summary['lesions']} lesions of {summary['subjects']} subjects"
+    thresholds = ", ".join(f"{t:.2f}" for t in summary.get("thresholds", ())) or "n/a"
+    figures = {
+        caption("ROC and PR curves", everyone, method, "swept; partial AUC up to FPR 0.1"):
+            curves_figure(labelled, task.name),
+        caption("predicted against true rim+ count per subject", f"{summary['subjects']} "
+                "subjects", method, f"count above {thresholds} (probability, chosen on each "
+                "fold's training subjects)"): count_figure(summary, "subjects")}
+    for what, chosen in (("most confident rim+", positives[:6]),
+                         ("hardest negatives (rim- with the highest probability)",
+                          negatives[:6]),
+                         ("misses (rim+ with the lowest probability)", positives[::-1][:6])):
         if chosen:
-            figures[f"lesion patches: {caption}"] = patches_figure(root, chosen, caption)
+            shown = ", ".join(dict.fromkeys(r["participant_id"] for r in chosen))
+            figures[caption(f"lesion patches, {what}: axial QSM and FLAIR through each "
+                            "lesion centre, lesion outlined in yellow, probability p above "
+                            "each", shown, method)] = patches_figure(root, chosen, what)
     return [Section("rim-classify: lesions and counts", text,
                     tables={"lesion level": table, "subject counts": counts},
                     figures=figures)]
