@@ -31,11 +31,12 @@ def test_mrf_lesion_step_matches_trains_predicts_scores_and_reports(tmp_path: Pa
         "network_kwargs": {"channels": (4, 4, 8, 8, 16)}, "batch_size": 2,
         "sampler": QueueSampler((8, 8, 1), 4, centre_on="mask", oversample="lesion",
                                 oversample_factor=5.0)})
-    lines = run_step(step, tmp_path, 0, {"mrf-lesion": 3})
+    lines = run_step(step, tmp_path, 0, {"mrf-lesion": 3}, use_shipped=False)
     assert lines[0].startswith("mrf-lesion reference maps (dictionary matching, MP-PCA off)")
     assert (tmp_path / "models" / "mrf-lesion" / "config.yaml").is_file()
     held_out = [line for line in lines if "held-out phantom subjects" in line]
-    assert held_out == ["mrf-lesion, held-out phantom subjects 03 (mean over subjects):"]
+    assert len(held_out) == 1 and held_out[0].startswith(
+        "mrf-lesion (demo-trained model), held-out phantom subjects 03 (predicted in ")
     assert any("lesion_dice" in line for line in lines)
     report = Path(lines[-1].removeprefix("report: "))
     assert report.is_file() and "Dice" in report.read_text()
@@ -55,7 +56,7 @@ def test_fcd_step_cross_validates_the_arms_with_grad_cam(tmp_path: Path, pretrai
     step = STEPS["fcd-classify"]
     step = replace(step, epochs=1, overrides={**step.overrides, "network_kwargs": {
         **step.overrides["network_kwargs"], "widen_factor": 0.25}})
-    lines = run_step(step, tmp_path, 0, cohorts)
+    lines = run_step(step, tmp_path, 0, cohorts, use_shipped=False)
     arms = ["scratch", "segmentation"] if pretrain else ["scratch"]
     assert lines[0].startswith(f"fcd-classify: {' vs '.join(arms)}, 4 phantom subjects, 2-fold")
     assert [line.split(":")[0].strip() for line in lines[1:-1]] == arms
@@ -64,3 +65,32 @@ def test_fcd_step_cross_validates_the_arms_with_grad_cam(tmp_path: Path, pretrai
     assert "Grad-CAM" in page
     predictions = tmp_path / "models" / "fcd-classify" / "arm-scratch" / "predictions"
     assert len(list(predictions.rglob("*desc-gradcam_probseg.nii.gz"))) == 4
+
+
+def test_a_step_predicts_with_a_given_model_fine_tunes_it_and_indexes_both_reports(
+        tmp_path: Path) -> None:
+    from conftest import tiny, write_task_dataset
+    from lesionkit.demo import _index_entries
+    from lesionkit.report import write_index
+    from lesionkit.tasks import get_task
+    from lesionkit.training import train
+
+    task = tiny(get_task("enhance-r1"))
+    data = write_task_dataset(tmp_path / "phantom" / "enhance-r1", task, subjects=4)
+    model = train(task, data, tmp_path / "given", folds=1, epochs=1, patches_per_epoch=4,
+                  progress=False)
+    step = replace(STEPS["enhance-r1"], held_out=1, tta=1, examples_per_epoch=4,
+                   fine_tune_epochs=1, shown=("rmse",))
+    lines = run_step(step, tmp_path, 0, {"enhance-r1": 4}, model=model)
+    headers = [line for line in lines if "held-out phantom subjects 04" in line]
+    assert [h.split(" (predicted")[0] for h in headers] == [
+        "enhance-r1 (shipped model), held-out phantom subjects 04",
+        "enhance-r1 (fine-tuned model), held-out phantom subjects 04"]
+    assert any(line.startswith("fine-tuned shipped model given on 3 subjects") for line in lines)
+    tuned = tmp_path / "models" / "enhance-r1"
+    assert (tuned / "config.yaml").is_file() and not (model / "fold-1").exists()
+    entries = _index_entries("enhance-r1", lines)
+    assert len(entries) == 2 and all("rmse" in e["summary"] for e in entries)
+    assert entries[0]["path"] != entries[1]["path"]
+    page = write_index(tmp_path / "index.html", "demo", entries).read_text()
+    assert page.count("enhance-r1") >= 2 and "predictions/enhance-r1-fine-tuned" in page

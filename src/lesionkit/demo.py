@@ -1,12 +1,15 @@
 """The end-to-end demonstration behind ``make demo`` / ``lesionkit demo``.
 
-On small 2 mm phantom cohorts it simulates every cohort with a preview montage per
-subject, then runs the demo step each task module declares (``DEMO`` in its module,
-collected in :data:`lesionkit.tasks.DEMO_STEPS`): demo-sized training on the first
-subjects and scoring of the held-out ones, or a cross-validation of the task's arms.
-Each writes its HTML report. Demo training is minutes on a CPU, so its figures show that
-the pipeline runs, not what the methods reach (README and docs give those runs). Every
-figure it prints comes from the phantom.
+On small phantom cohorts it simulates every cohort with a preview montage per subject,
+then runs the demo step each task module declares (``DEMO`` in its module, collected in
+:data:`lesionkit.tasks.DEMO_STEPS`). A task with a shipped model (:mod:`lesionkit.shipped`)
+is predicted with it on the step's held-out subjects, scored and reported; the step may
+then fine-tune the shipped model briefly on its other subjects and score again. A task
+without one gets demo-sized training on the first subjects (or a cross-validation of its
+arms), which shows that the pipeline runs, not what the method reaches. The demo's
+cohorts use another phantom seed than the shipped models' training cohorts, so every
+subject it scores is new to the model. It ends with one index page linking every
+report. Every figure it prints comes from the phantom.
 """
 
 from __future__ import annotations
@@ -59,56 +62,122 @@ def run_demo(
     if cohorts is None:
         cohorts = dict.fromkeys(COHORTS, PREVIEW_SUBJECTS)
         cohorts.update({s.cohort: s.subjects for s in steps})
+    resolution = {s.cohort: s.resolution for s in reversed(steps)}  # the first step's wins
     lines = []
     for cohort, n in cohorts.items():
         start = time.perf_counter()
+        mm = resolution.get(cohort, 2)
         with progress(f"simulate {cohort}", n) as advance:
             root = simulate_cohort(cohort, out / "phantom" / cohort, subjects=n, seed=seed,
-                                   resolution=2, preview=True, progress=advance)
-        lines.append(f"phantom {cohort}: {n} subjects in {time.perf_counter() - start:.0f} s"
-                     f" -> {root}")
+                                   resolution=mm, preview=True, progress=advance)
+        lines.append(f"phantom {cohort}: {n} subjects at {mm} mm in "
+                     f"{time.perf_counter() - start:.0f} s -> {root}")
+    entries = []
     for step in steps:
         if step.cohort in cohorts:
-            lines += run_step(step, out, seed, cohorts)
+            with progress(step.task, 1) as advance:
+                step_lines = run_step(step, out, seed, cohorts)
+                advance(1)
+            lines += step_lines
+            entries += _index_entries(step.task, step_lines)
+    from lesionkit.report import PHANTOM_NOTE, write_index
+
+    index = write_index(out / "index.html", "lesionkit demo", entries, data_note=PHANTOM_NOTE,
+                        text="Every figure on these pages comes from lesionkit's digital "
+                             "phantom: subjects simulated for the demo, new to every model.")
+    lines.append(f"index of the reports: {index.resolve()}")
     return "\n".join(lines)
 
 
-def run_step(step: DemoStep, out: Path, seed: int, cohorts: dict[str, int]) -> list[str]:
-    """Run one task's demo step on its simulated cohort; return its summary lines."""
-    from lesionkit.tasks import get_task
+def _index_entries(task: str, lines: list[str]) -> list[dict]:
+    """One index entry per ``report:`` line of a step: the header line before it names
+    the model and subjects, the indented lines give the figures."""
+    entries, header, figures = [], task, []
+    for line in lines:
+        if line.startswith("report: "):
+            entries.append({"path": line.removeprefix("report: "), "task": task,
+                            "dataset": header, "summary": "; ".join(figures)})
+            figures = []
+        elif line.startswith("  "):
+            figures.append(line.strip())
+        else:
+            header, figures = line, []
+    return entries
 
+
+def run_step(step: DemoStep, out: Path, seed: int, cohorts: dict[str, int],
+             model: Path | None = None, use_shipped: bool = True) -> list[str]:
+    """Run one task's demo step on its simulated cohort; return its summary lines.
+
+    Args:
+        step: The step.
+        out: The demo folder (cohorts under ``phantom/``, models under ``models/``).
+        seed: Seed of training (demo-sized training and fine-tuning).
+        cohorts: Cohorts simulated (those a cross-validation may pretrain on).
+        model: Model folder to predict with (default: the task's shipped model, when
+            there is one and ``use_shipped``; otherwise the step trains its own).
+        use_shipped: Whether a shipped model of the task is used when ``model`` is None.
+    """
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.data import training_subjects
+    from lesionkit.shipped import SHIPPED_DIR, held_out_split, shipped_names
+    from lesionkit.tasks import get_task
+    from lesionkit.training import train
+
+    if model is None and use_shipped and step.task in shipped_names():
+        model = SHIPPED_DIR / step.task
     task = replace(get_task(step.task), **dict(step.overrides))
     data = out / "phantom" / step.cohort
     lines = [step.prepare(data)] if step.prepare is not None else []
-    if step.crossval_arms:
+    if step.crossval_arms and model is None:
         return lines + _crossval(step, task, data, out, seed, cohorts)
-    from lesionkit.bids import BIDSDataset
-    from lesionkit.data import training_subjects
-    from lesionkit.evaluation import evaluate, report
-    from lesionkit.infer import predict
-    from lesionkit.training import train
-
-    subjects = sorted(p.name[4:] for p in data.glob("sub-*"))
-    held_out = subjects[-step.held_out:]
+    others, held_out = held_out_split([p.name[4:] for p in data.glob("sub-*")], step.held_out)
     # the others, as far as the task trains on them (its train_on rule)
-    training = [s for s in training_subjects(BIDSDataset(data), task) if s not in held_out]
-    model_dir = out / "models" / task.name
+    training = [s for s in training_subjects(BIDSDataset(data), task) if s in others]
+    if model is not None:
+        lines += _scored(step, model, data, held_out, "shipped", out)
+        if not step.fine_tune_epochs:
+            return lines
+        task = None  # fine-tuning keeps the shipped model's own task
+    model_dir = out / "models" / step.task
     start = time.perf_counter()
-    train(task, data, model_dir, epochs=step.epochs, seed=seed,
+    train(task or _stored_task(model), data, model_dir, folds=1 if model else None,
+          epochs=step.fine_tune_epochs if model else step.epochs, seed=seed,
           patches_per_epoch=step.examples_per_epoch, subjects=training, device="auto",
-          overwrite=True)
-    lines.append(f"trained {task.name} on {len(training)} subjects in "
-                 f"{time.perf_counter() - start:.0f} s -> {model_dir}")
-    predict(model_dir, data, tta=step.tta, subjects=held_out, progress=False)
-    _, metrics_json = evaluate(task, data, subjects=held_out)
-    summary = json.loads(Path(metrics_json).read_text())["summary"]
-    lines.append(f"{task.name}, held-out phantom subjects {', '.join(held_out)} (mean over "
-                 "subjects):")
+          overwrite=True, init=model, progress=False)
+    what = f"fine-tuned shipped model {model.name}" if model else f"trained {step.task}"
+    lines.append(f"{what} on {len(training)} subjects in {time.perf_counter() - start:.0f} s "
+                 f"-> {model_dir}")
+    return lines + _scored(step, model_dir, data, held_out,
+                           "fine-tuned" if model else "demo-trained", out)
+
+
+def _stored_task(model: Path):  # -> lesionkit.tasks.task.Task
+    from lesionkit.model_folder import read_config, task_from_config
+
+    return task_from_config(read_config(model), model / "config.yaml")
+
+
+def _scored(step: DemoStep, model: Path, data: Path, held_out: list[str], label: str,
+            out: Path) -> list[str]:
+    """Predict the held-out subjects with ``model`` into ``out/predictions/TASK-LABEL``,
+    score and report them."""
+    from lesionkit.evaluation import report
+    from lesionkit.infer import predict
+    from lesionkit.shipped import scored_summary
+
+    task = _stored_task(model)
+    predictions = out / "predictions" / f"{task.name}-{label}"
+    start = time.perf_counter()
+    predict(model, data, tta=step.tta, subjects=held_out, progress=False, out_dir=predictions)
+    lines = [f"{task.name} ({label} model), held-out phantom subjects {', '.join(held_out)} "
+             f"(predicted in {time.perf_counter() - start:.0f} s; mean over subjects):"]
+    summary = scored_summary(task, data, held_out, step.shown, predictions)
     for method, values in summary.items():
-        text = ", ".join(f"{k} {v['mean']:.4g}" for k, v in values.items()
-                         if k in step.shown and v["mean"] is not None)
+        text = ", ".join(f"{k} {_number(v)}" for k, v in values.items() if v is not None)
         lines.append(f"  {method}: {text}")
-    return [*lines, f"report: {report(task, data, subjects=held_out)}"]
+    page = report(task, data, subjects=held_out, predictions=predictions)
+    return [*lines, f"report: {page.resolve()}"]
 
 
 def _crossval(step: DemoStep, task: object, data: Path, out: Path, seed: int,

@@ -15,9 +15,11 @@ a validated clinical tool.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -96,7 +98,11 @@ def _machine() -> dict[str, Any]:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    summary = f"{gpu}" if gpu else f"{cores}-core CPU ({platform.processor() or 'unknown'})"
+    model = platform.processor()
+    with contextlib.suppress(OSError):
+        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        model = found.group(1).strip() if found else model
+    summary = f"{gpu}" if gpu else f"{cores}-core CPU ({model or 'model unknown'})"
     return {"summary": summary, "cores": cores, "gpu": gpu, "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__}
 
@@ -114,11 +120,20 @@ def scored_summary(task: Any, data: Path, subjects: Sequence[str], shown: Sequen
     ``predictions``: the predictions folder (default ``DATA/derivatives/lesionkit``).
     """
     from lesionkit.evaluation import evaluate
+    from lesionkit.summaries import classification_summary
 
     _, metrics_json = evaluate(task, data, subjects=list(subjects), predictions=predictions)
-    summary = json.loads(Path(metrics_json).read_text())["summary"]
-    return {method: {k: v["mean"] for k, v in values.items() if not shown or k in shown}
-            for method, values in summary.items()}
+    table = json.loads(Path(metrics_json).read_text())
+    result = {method: {k: v["mean"] for k, v in values.items() if not shown or k in shown}
+              for method, values in table["summary"].items()}
+    labelled = [r for r in table["rows"]
+                if r.get("label") is not None and r.get("probability") is not None]
+    if labelled:  # classification rows: pooled accuracy, sensitivity, specificity, AUC
+        pooled = classification_summary([r["label"] for r in labelled],
+                                        [r["probability"] for r in labelled])
+        result["pooled"] = {r["metric"]: (None if r["estimate"] != r["estimate"]
+                                          else r["estimate"]) for r in pooled}
+    return result
 
 
 def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.PathLike[str],
