@@ -177,3 +177,19 @@ def test_write_index_refuses_a_missing_report(tmp_path):
         write_index(tmp_path / "index.html", "run",
                     [ReportEntry(tmp_path / "missing.html", "mrf-lesion", "phantom")])
     assert not (tmp_path / "index.html").exists()
+
+
+def test_slice_panel_masks_differences_outside_the_brain():
+    a = _volume(4)
+    b = a + 0.1 * _volume(5)
+    b[0] = 50.0  # a network's output far off outside the brain
+    brain = np.zeros(a.shape, bool)
+    brain[2:10, 2:12, :] = True
+    figure = slice_panel({"7T": a, "enhanced - 7T": b - a}, diverging={"enhanced - 7T"},
+                         mask=brain, index=5)
+    difference = figure.axes[1].images[0]
+    low, high = difference.get_clim()
+    assert high == pytest.approx(-low) and high < 1.0  # range from inside the brain
+    drawn = ~np.ma.getmaskarray(difference.get_array())
+    assert drawn.any() and not drawn[~brain[:, :, 5].T].any()
+    assert not np.ma.getmaskarray(figure.axes[0].images[0].get_array()).any()  # anatomy whole

@@ -53,6 +53,7 @@ def slice_panel(
     diverging: Collection[str] = (),
     unit: str = "",
     spacing: Sequence[float] | None = None,
+    mask: np.ndarray | None = None,
 ) -> Figure:
     """One slice of several co-registered volumes side by side.
 
@@ -68,8 +69,15 @@ def slice_panel(
             symmetric about zero.
         unit: colorbar label (e.g. "s^-1").
         spacing: voxel size in mm, for the aspect ratio.
+        mask: binary mask (e.g. the brain); the diverging panels are drawn only inside it
+            and take their range from inside it, so that a network's output outside the
+            brain does not light up the background of a difference map.
     """
     volumes = {name: np.asarray(v, dtype=np.float64) for name, v in images.items()}
+    if mask is not None:
+        inside = np.asarray(mask) > 0.5
+        volumes.update({name: np.where(inside, v, np.nan) for name, v in volumes.items()
+                        if name in diverging})
     shape = next(iter(volumes.values())).shape
     if index is None:
         index = _busiest_slice(outline, axis) if outline is not None else shape[axis] // 2
@@ -83,8 +91,10 @@ def slice_panel(
     contour = None if outline is None else _plane(outline, axis, index)
     for ax, (name, plane) in zip(axes, planes.items(), strict=True):
         if name in diverging:
-            limit = float(np.percentile(np.abs(plane), 99)) or 1.0
-            colors, low, high = "RdBu_r", -limit, limit
+            finite = np.abs(plane[np.isfinite(plane)])
+            limit = float(np.percentile(finite, 99)) if finite.size else 0.0
+            colors, low, high = "RdBu_r", -(limit or 1.0), limit or 1.0
+            plane = np.ma.masked_invalid(plane)  # outside the mask: not drawn
         else:
             low, high = shared if shared_range else np.percentile(plane, [1, 99])
             colors = cmap
