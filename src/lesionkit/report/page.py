@@ -27,7 +27,7 @@ __all__ = ["PHANTOM_NOTE", "Section", "caption", "column_label", "figure_png", "
            "write_report"]
 
 PHANTOM_NOTE = (
-    "All images, figures and numbers in this report come from the lesionkit digital "
+    "All images, figures and numbers on this page come from the lesionkit digital "
     "phantom (simulated data with known ground truth), not from patients."
 )
 
