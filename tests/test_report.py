@@ -193,3 +193,10 @@ def test_slice_panel_masks_differences_outside_the_brain():
     drawn = ~np.ma.getmaskarray(difference.get_array())
     assert drawn.any() and not drawn[~brain[:, :, 5].T].any()
     assert not np.ma.getmaskarray(figure.axes[0].images[0].get_array()).any()  # anatomy whole
+
+
+def test_curve_figure_over_one_epoch_shows_a_point_on_an_integer_tick():
+    figure = curve_figure(np.array([1]), {"fold-0 training": np.array([0.5])}, "epoch", "loss")
+    ax = figure.axes[0]
+    assert list(ax.get_xticks()) == [1]
+    assert ax.lines[0].get_marker() == "o"

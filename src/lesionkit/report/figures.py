@@ -131,10 +131,15 @@ def curve_figure(
     """
     figure = _new_figure(5.5, 3.6)
     ax = figure.subplots()
+    x = np.asarray(x)
+    few = x.size <= 20  # a dot on each point, so that one epoch still shows
     for name, y in ys.items():
-        ax.plot(np.asarray(x), np.asarray(y), label=name)
-    if np.size(x) and np.all(np.mod(np.asarray(x, dtype=float), 1) == 0):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, counts: no 1.5
+        ax.plot(x, np.asarray(y), label=name, marker="o" if few else None, markersize=3)
+    if x.size and np.all(np.mod(x.astype(float), 1) == 0):  # epochs, counts: no 1.5
+        if x.size <= 12:
+            ax.set_xticks(x)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if marker_x is not None:
         label = marker_label if marker_label is not None else f"{xlabel} = {marker_x:g}"
         ax.axvline(marker_x, color="0.4", linestyle="--", linewidth=1, label=label)
