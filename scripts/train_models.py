@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="Torch threads.")
     args = parser.parse_args(argv)
 
-    from lesionkit.shipped import build_model, describe
+    from lesionkit.build_models import build_model
+    from lesionkit.shipped import describe
     from lesionkit.tasks import SHIPPED_RECIPES
     from lesionkit.threads import use_threads
 

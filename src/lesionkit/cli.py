@@ -446,8 +446,8 @@ def _rank_zero() -> bool:
 def predict(
     model_dir: Annotated[Path, typer.Argument(
         metavar="MODEL",
-        help="Model folder written by train, or the name of a shipped model (lesionkit "
-             "models), e.g. enhance-r1.")],
+        help="Model folder written by train, or the name of a shipped model (see "
+             "lesionkit models).")],
     data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with the task's inputs.")],
     tta: Annotated[int | None, typer.Option(
         min=1, max=8, help="Mirror flips averaged (1-8; default: the task's).")] = None,

@@ -48,8 +48,9 @@ def run_demo(
         seed: Seed of the phantom cohorts and of training.
         progress: Factory of progress bars ``(description, total) -> advance``.
         steps: Demo steps to run (default: every task module's).
-        cohorts: Cohort -> subjects to simulate (default: each step's cohort at its
-            size, every other phantom cohort at :data:`PREVIEW_SUBJECTS`).
+        cohorts: Cohort -> subjects to simulate (default: each step's cohort at
+            :func:`needed_subjects`, at least :data:`PREVIEW_SUBJECTS`; every other
+            phantom cohort at :data:`PREVIEW_SUBJECTS`).
 
     Returns:
         Lines naming what was written and the held-out phantom metrics.
@@ -61,7 +62,8 @@ def run_demo(
     steps = DEMO_STEPS if steps is None else steps
     if cohorts is None:
         cohorts = dict.fromkeys(COHORTS, PREVIEW_SUBJECTS)
-        cohorts.update({s.cohort: s.subjects for s in steps})
+        for step in steps:
+            cohorts[step.cohort] = max(cohorts.get(step.cohort, 0), needed_subjects(step))
     resolution = {s.cohort: s.resolution for s in reversed(steps)}  # the first step's wins
     lines = []
     for cohort, n in cohorts.items():
@@ -87,6 +89,15 @@ def run_demo(
                              "phantom: subjects simulated for the demo, new to every model.")
     lines.append(f"index of the reports: {index.resolve()}")
     return "\n".join(lines)
+
+
+def needed_subjects(step: DemoStep) -> int:
+    """Subjects a step's cohort needs: its held-out ones when a shipped model is only
+    applied, all of ``step.subjects`` when the step trains or fine-tunes."""
+    from lesionkit.shipped import shipped_names
+
+    applied = step.task in shipped_names() and not step.fine_tune_epochs
+    return step.held_out if applied else step.subjects
 
 
 def _index_entries(task: str, lines: list[str]) -> list[dict]:
@@ -119,8 +130,9 @@ def run_step(step: DemoStep, out: Path, seed: int, cohorts: dict[str, int],
         use_shipped: Whether a shipped model of the task is used when ``model`` is None.
     """
     from lesionkit.bids import BIDSDataset
+    from lesionkit.build_models import held_out_split
     from lesionkit.data import training_subjects
-    from lesionkit.shipped import SHIPPED_DIR, held_out_split, shipped_names
+    from lesionkit.shipped import SHIPPED_DIR, shipped_names
     from lesionkit.tasks import get_task
     from lesionkit.training import train
 
@@ -162,9 +174,9 @@ def _scored(step: DemoStep, model: Path, data: Path, held_out: list[str], label:
             out: Path) -> list[str]:
     """Predict the held-out subjects with ``model`` into ``out/predictions/TASK-LABEL``,
     score and report them."""
+    from lesionkit.build_models import scored_summary
     from lesionkit.evaluation import report
     from lesionkit.infer import predict
-    from lesionkit.shipped import scored_summary
 
     task = _stored_task(model)
     predictions = out / "predictions" / f"{task.name}-{label}"

@@ -1,0 +1,138 @@
+"""Building the shipped models (``make models``): train a recipe, score its held-out
+subjects, write the model folder and its ``provenance.json`` (:mod:`lesionkit.shipped`
+finds and describes them)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lesionkit.io import atomic_path
+from lesionkit.shipped import _NOT_SHIPPED, PROVENANCE, SHIPPED_SEED
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    model = platform.processor()
+    with contextlib.suppress(OSError):
+        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        model = found.group(1).strip() if found else model
+    summary = f"{gpu}" if gpu else f"{cores}-core CPU ({model or 'model unknown'})"
+    return {"summary": summary, "cores": cores, "gpu": gpu, "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def held_out_split(subjects: Sequence[str], held_out: int) -> tuple[list[str], list[str]]:
+    """(training candidates, held-out) of sorted subject names: the last ``held_out``."""
+    names = sorted(subjects)
+    return names[:-held_out], names[-held_out:]
+
+
+def scored_summary(task: Any, data: Path, subjects: Sequence[str], shown: Sequence[str],
+                   predictions: Path | None = None) -> dict[str, dict[str, float | None]]:
+    """Mean held-out metrics per method (only the ``shown`` columns when given).
+
+    ``predictions``: the predictions folder (default ``DATA/derivatives/lesionkit``).
+    """
+    from lesionkit.evaluation import evaluate
+    from lesionkit.summaries import classification_summary
+
+    _, metrics_json = evaluate(task, data, subjects=list(subjects), predictions=predictions)
+    table = json.loads(Path(metrics_json).read_text())
+    result = {method: {k: v["mean"] for k, v in values.items() if not shown or k in shown}
+              for method, values in table["summary"].items()}
+    labelled = [r for r in table["rows"]
+                if r.get("label") is not None and r.get("probability") is not None]
+    if labelled:  # classification rows: pooled accuracy, sensitivity, specificity, AUC
+        pooled = classification_summary([r["label"] for r in labelled],
+                                        [r["probability"] for r in labelled])
+        result["pooled"] = {r["metric"]: (None if r["estimate"] != r["estimate"]
+                                          else r["estimate"]) for r in pooled}
+    return result
+
+
+def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.PathLike[str],
+                seed: int = SHIPPED_SEED, threads: int | None = None,
+                command: str = "make models") -> Path:
+    """Train one shipped model from its recipe and write it with its provenance.
+
+    Simulates the recipe's phantom cohort (its resolution, ``seed``) under ``work``, runs its
+    ``prepare`` step, trains on every subject but the last ``held_out`` (one seeded
+    validation split among them), predicts and scores the held-out ones, then copies the
+    model folder without resume state to ``out_root/NAME`` (replacing an earlier one).
+
+    Args:
+        recipe: A :class:`~lesionkit.tasks.task.DemoStep` (subjects, held-out count,
+            overrides, epochs, examples per epoch).
+        out_root: Folder receiving ``NAME/`` (the package's ``shipped_models``).
+        work: Scratch folder for the cohort and the full model folder.
+        seed: Seed of the phantom cohort and of training.
+        threads: Torch threads recorded in the provenance (set by the caller).
+        command: The command recorded as having produced the model.
+
+    Returns:
+        The shipped model folder.
+    """
+    from lesionkit import __version__
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.data import training_subjects
+    from lesionkit.infer import predict
+    from lesionkit.simulate import simulate_cohort
+    from lesionkit.tasks import get_task
+    from lesionkit.training import train
+
+    task = replace(get_task(recipe.task), **dict(recipe.overrides))
+    work = Path(work)
+    data = work / "phantom" / recipe.cohort
+    if not data.is_dir():
+        simulate_cohort(recipe.cohort, data, subjects=recipe.subjects, seed=seed,
+                        resolution=recipe.resolution)
+    prepared = recipe.prepare(data) if recipe.prepare is not None else None
+    everyone = [p.name[4:] for p in data.glob("sub-*")]
+    _, held_out = held_out_split(everyone, recipe.held_out)
+    training = [s for s in training_subjects(BIDSDataset(data), task) if s not in held_out]
+    model_dir = work / "models" / task.name
+    start = time.perf_counter()
+    train(task, data, model_dir, folds=1, epochs=recipe.epochs, seed=seed,
+          patches_per_epoch=recipe.examples_per_epoch, subjects=training, device="auto",
+          overwrite=True, progress=False)
+    seconds = time.perf_counter() - start
+    predict(model_dir, data, tta=recipe.tta, subjects=held_out, progress=False)
+    summary = scored_summary(task, data, held_out, recipe.shown)
+    target = Path(out_root) / task.name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
+    weights = sum(p.stat().st_size for p in target.rglob("*.safetensors"))
+    record = {
+        "name": task.name, "description": task.description,
+        "lesionkit_version": __version__, "command": command,
+        "cohort": recipe.cohort, "seed": seed, "resolution_mm": recipe.resolution,
+        "prepare": prepared,
+        "recipe": {"subjects": recipe.subjects, "held_out": recipe.held_out,
+                   "epochs": recipe.epochs, "examples_per_epoch": recipe.examples_per_epoch,
+                   "tta": recipe.tta,
+                   "overrides": json.loads(json.dumps(dict(recipe.overrides), default=str))},
+        "training": {"subjects": training, "epochs": recipe.epochs,
+                     "seconds": round(seconds, 1), "threads": threads},
+        "held_out": {"subjects": held_out, "summary": summary},
+        "machine": _machine(), "weights_mb": round(weights / 2**20, 2),
+        "python_command": " ".join(sys.argv),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    with atomic_path(target / PROVENANCE) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    return target
