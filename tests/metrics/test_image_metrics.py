@@ -157,3 +157,46 @@ def test_lesion_contrast_shell_width_in_mm():
     # with 2 mm voxels nothing lies within 1 mm
     with pytest.raises(ValueError, match="shell"):
         lesion_contrast(image, lesion, 1.0, spacing=(2.0, 2.0, 2.0))
+
+
+def _smooth_volume(shape=(24, 28, 20)):
+    """A blurred random volume with R1-like values (s^-1): no 2-voxel texture."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(3)
+    return 1.0 + 0.3 * gaussian_filter(rng.normal(size=shape), 2.0) / 0.05
+
+
+def test_nyquist_power_known_values():
+    from lesionkit.metrics.image import nyquist_power
+
+    checker = np.indices((8, 9, 10)).sum(axis=0) % 2 * 2.0 - 1.0
+    assert nyquist_power(checker, taper=0) == pytest.approx(1.0)
+    assert nyquist_power(checker) > 0.5  # a smooth window spreads it a little
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(64, 64, 64))
+    for taper in (0, 1):  # white: 1 / line length
+        assert nyquist_power(noise, taper=taper) == pytest.approx(1 / 64, rel=0.1)
+    # a tenth of white noise's; the window removes the cut at the array's ends
+    assert nyquist_power(_smooth_volume(), taper=0) < 0.1 / 24
+    assert nyquist_power(_smooth_volume()) < 1e-5
+    with pytest.raises(ValueError, match="constant"):
+        nyquist_power(np.ones((8, 8, 8)))
+    with pytest.raises(ValueError, match="eroded"):
+        nyquist_power(noise[:5])
+
+
+def test_nyquist_power_ratio_flags_a_checkerboard_not_a_smooth_image():
+    from lesionkit.metrics.image import nyquist_power_ratio
+
+    reference = _smooth_volume()
+    rng = np.random.default_rng(1)
+    reference = reference + rng.normal(0, 0.02, reference.shape)  # the 7T map's noise
+    mask = np.zeros(reference.shape, bool)
+    mask[3:21, 4:25, 2:18] = True
+    # a transposed convolution's artefact: every other voxel 5 % brighter
+    parity = np.indices(reference.shape).sum(axis=0) % 2
+    textured = _smooth_volume() * (1.0 + 0.05 * parity)
+    assert nyquist_power_ratio(textured, reference, mask) > 2.0
+    assert nyquist_power_ratio(_smooth_volume(), reference, mask) < 1.0
+    assert nyquist_power_ratio(reference, reference, mask) == pytest.approx(1.0)
