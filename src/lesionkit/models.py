@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ def unet(
     norm: str = "batch",
     dropout: float = 0.0,
     act: str | tuple = "prelu",
+    upsample: str = "deconv",
 ) -> nn.Module:
     """3D U-Net (Cicek 2016 style) of configurable depth and width.
 
@@ -46,11 +48,20 @@ def unet(
         norm: Normalisation layer name understood by MONAI.
         dropout: Dropout probability.
         act: Activation name (or name and arguments) understood by MONAI.
+        upsample: How the decoder up-samples: "deconv" (MONAI's transposed convolution
+            of stride 2, which leaves a 2-voxel checkerboard where its kernel overlaps
+            unevenly), "nontrainable" (trilinear interpolation, then the same convolution
+            at stride 1) or "pixelshuffle" (sub-pixel convolution with ICNR
+            initialisation and a 2-voxel average, then that convolution). MONAI's
+            ``UpSample`` block in the last two.
     """
     from monai.networks.nets import UNet
 
+    if upsample not in ("deconv", "nontrainable", "pixelshuffle"):
+        raise ValueError("upsample must be 'deconv', 'nontrainable' or 'pixelshuffle', "
+                         f"found {upsample!r}")
     strides = tuple(strides) if strides is not None else (2,) * (len(channels) - 1)
-    return UNet(
+    return (UNet if upsample == "deconv" else _upsampling_unet(upsample))(
         spatial_dims=3,
         in_channels=in_channels,
         out_channels=out_channels,
@@ -63,6 +74,29 @@ def unet(
         dropout=dropout,
         act=act,
     )
+
+
+@functools.cache
+def _upsampling_unet(mode: str) -> type[nn.Module]:
+    """MONAI's UNet whose up layers up-sample with MONAI's ``UpSample`` in ``mode``, then
+    apply the UNet's own up layer at stride 1 (a convolution: no uneven overlap)."""
+    from monai.networks.blocks import UpSample
+    from monai.networks.nets import UNet
+
+    class UpsamplingUNet(UNet):
+        def _get_up_layer(self, in_channels: int, out_channels: int, strides: int,
+                          is_top: bool) -> nn.Module:
+            layer = super()._get_up_layer(in_channels, out_channels, 1, is_top)
+            if strides == 1:
+                return layer
+            # every channel up-sampled (pixelshuffle: its own convolution to 8x channels)
+            up = UpSample(self.dimensions, in_channels, in_channels, strides, mode=mode,
+                          pre_conv="default" if mode == "pixelshuffle" else None,
+                          interp_mode="trilinear", align_corners=False)
+            return nn.Sequential(up, layer)
+
+    UpsamplingUNet.__name__ = UpsamplingUNet.__qualname__ = f"UNet({mode})"
+    return UpsamplingUNet
 
 
 def residual_unet(
