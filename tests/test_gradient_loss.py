@@ -1,0 +1,25 @@
+"""The MSE + gradient-L1 loss of the engine's loss table."""
+
+import pytest
+import torch
+
+from lesionkit.training import LOSSES, GradientL1Loss
+
+
+def test_gradient_term_penalises_a_blurred_edge_beyond_mse() -> None:
+    edge = torch.zeros(1, 1, 4, 4, 8)
+    edge[..., 4:] = 1.0
+    blurred = edge.clone()
+    blurred[..., 3], blurred[..., 4] = 1 / 3, 2 / 3
+    mse = torch.nn.functional.mse_loss(blurred, edge)
+    # along the last axis the steps differ by 1/3, 2/3, 1/3 of 7 per line; along the
+    # other two axes not at all: mean over the three axes 4/21 / 3
+    gradient = 4 / 63
+    assert LOSSES["mse+gradient-l1"]()(blurred, edge) == pytest.approx(float(mse) + gradient)
+    assert GradientL1Loss(weight=0.0)(blurred, edge) == pytest.approx(float(mse))
+    assert GradientL1Loss()(edge, edge) == 0.0
+
+
+def test_an_offset_costs_only_its_mse() -> None:
+    target = torch.rand(2, 1, 6, 6, 6)
+    assert GradientL1Loss()(target + 0.5, target) == pytest.approx(0.25)
