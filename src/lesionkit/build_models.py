@@ -97,7 +97,7 @@ def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.Pa
     task = replace(get_task(recipe.task), **dict(recipe.overrides))
     work = Path(work)
     data = work / "phantom" / recipe.cohort
-    if not data.is_dir():
+    if len(list(data.glob("sub-*"))) != recipe.subjects:  # absent, or another size
         simulate_cohort(recipe.cohort, data, subjects=recipe.subjects, seed=seed,
                         resolution=recipe.resolution)
     prepared = recipe.prepare(data) if recipe.prepare is not None else None
