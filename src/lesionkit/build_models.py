@@ -48,6 +48,7 @@ def scored_summary(task: Any, data: Path, subjects: Sequence[str], shown: Sequen
     ``predictions``: the predictions folder (default ``DATA/derivatives/lesionkit``).
     """
     from lesionkit.evaluation import evaluate
+    from lesionkit.metrics.classification import pr_auc
     from lesionkit.summaries import classification_summary
 
     _, metrics_json = evaluate(task, data, subjects=list(subjects), predictions=predictions)
@@ -56,11 +57,17 @@ def scored_summary(task: Any, data: Path, subjects: Sequence[str], shown: Sequen
               for method, values in table["summary"].items()}
     labelled = [r for r in table["rows"]
                 if r.get("label") is not None and r.get("probability") is not None]
-    if labelled:  # classification rows: pooled accuracy, sensitivity, specificity, AUC
-        pooled = classification_summary([r["label"] for r in labelled],
-                                        [r["probability"] for r in labelled])
-        result["pooled"] = {r["metric"]: (None if r["estimate"] != r["estimate"]
-                                          else r["estimate"]) for r in pooled}
+    if labelled:  # classification rows: pooled accuracy, sensitivity, specificity, AUCs
+        y = [int(r["label"]) for r in labelled]
+        p = [float(r["probability"]) for r in labelled]
+        pooled = {r["metric"]: (None if r["estimate"] != r["estimate"] else r["estimate"])
+                  for r in classification_summary(y, p)}
+        pooled["pr_auc"] = pr_auc(y, p) if 0 < sum(y) < len(y) else None
+        pooled["positives"], pooled["cases"] = sum(y), len(y)
+        result["pooled"] = pooled
+        for values in result.values():  # identifiers and inputs of the pooled figures
+            for column in ("label", "probability", "lesion"):
+                values.pop(column, None)
     return result
 
 

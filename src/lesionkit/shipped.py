@@ -81,5 +81,6 @@ def describe(name: str) -> list[str]:
         lines.append(f"  held-out phantom subjects {', '.join(held_out['subjects'])}:")
         for method, values in held_out["summary"].items():
             text = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if v is not None)
-            lines.append(f"    {method}: {text}")
+            if text:
+                lines.append(f"    {method}: {text}")
     return lines

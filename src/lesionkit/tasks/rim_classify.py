@@ -570,5 +570,6 @@ DEMO = DemoStep(
 SHIPPED_MODELS = (
     DemoStep(task="rim-classify", cohort="rim-classify", subjects=24, held_out=6, epochs=6,
              examples_per_epoch=512, resolution=1,
-             overrides={"network_kwargs": {"widen_factor": 0.25}, "batch_size": 32}),
+             overrides={"network_kwargs": {"widen_factor": 0.25}, "batch_size": 32},
+             shown=("rim_positive",)),  # the pooled lesion-level figures are added
 )
