@@ -129,7 +129,7 @@ def test_overwrite_replaces_only_a_model_folder(enhance_dataset: Path, tmp_path:
 
 def test_module_has_task_loss_and_network() -> None:
     module = TaskModule(TASK, make_network(TASK, 1))
-    assert isinstance(module.loss, LOSSES["mse"])
+    assert isinstance(module.loss, LOSSES[TASK.loss])
     assert module.configure_optimizers()["optimizer"].param_groups[0]["lr"] == TASK.learning_rate
 
 

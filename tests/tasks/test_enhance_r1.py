@@ -25,7 +25,8 @@ def test_recipe_follows_methods() -> None:
     assert TASK.sampler.patch_size == (32, 32, 32) and TASK.sampler.step == (8, 8, 4)
     assert TASK.sampler.max_background == 0.8
     assert (TASK.network, TASK.loss, TASK.learning_rate, TASK.patience) == (
-        "unet", "mse", 1e-4, 10)
+        "unet", "mse+gradient-l1", 1e-4, 10)
+    assert TASK.network_kwargs["upsample"] == "nontrainable"  # no transposed convolution
     assert TASK.outputs[0].unit == "s^-1" and TASK.outputs[0].target == "r1_7t"
     assert TASK.inference.window == (96, 96, 96) and TASK.inference.overlap == 0.125
 
@@ -56,7 +57,12 @@ def test_evaluation_scores_baseline_and_output(enhance_dataset: Path) -> None:
                      desc="enhanced")
     save_derivative(r7, path, {})  # a perfect enhancement
     predictions = enhance_dataset / "derivatives" / "lesionkit"
+    truth = bids_path(enhance_dataset, "01", "R1map", session="7T", derivatives="phantom")
+    save_derivative(r7, truth, {})  # the phantom's noise-free map
     rows = {r["method"]: r for r in evaluate(TASK, enhance_dataset, predictions, ["01"])}
+    assert rows["truth"]["rmse"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["enhanced"]["nyquist_power_ratio"] == pytest.approx(1.0)
+    assert rows["reference"]["nyquist_power_ratio"] is None
     assert rows["enhanced"]["rmse"] == pytest.approx(0.0, abs=1e-6)
     assert rows["enhanced"]["ssim"] == pytest.approx(1.0)
     assert rows["enhanced"]["contrast_preservation"] == pytest.approx(1.0)
@@ -101,3 +107,16 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "known tasks" in result.output
     result = runner.invoke(app, ["predict", str(tmp_path / "none"), str(tmp_path)])
     assert result.exit_code == 1 and "config.yaml" in result.output
+
+
+def test_demo_and_shipped_model_keep_the_sharpening_recipe() -> None:
+    from lesionkit.models import build_network
+    from lesionkit.tasks.enhance_r1 import DEMO, SHIPPED_MODEL, SHIPPED_MODELS
+
+    assert SHIPPED_MODELS == (SHIPPED_MODEL,)
+    for step in (DEMO, SHIPPED_MODEL):
+        # overrides replace whole fields: the interpolating decoder must be repeated
+        assert step.overrides["network_kwargs"]["upsample"] == "nontrainable"
+        assert "loss" not in step.overrides  # the task's MSE + gradient-L1
+    network = build_network("unet", 1, 1, **SHIPPED_MODEL.overrides["network_kwargs"])
+    assert sum(p.numel() for p in network.parameters()) * 4 <= 8e6  # float32 bytes
