@@ -498,6 +498,8 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
     in_channels = int(train_set[0]["input"].shape[0])
     state = task.fit_state(train_set) if task.fit_state is not None else None
     network = make_network(task, in_channels, state)
+    if init is not None:
+        load_weights(network, fold_dir(init, 0) / "weights.safetensors")
     initialised = task.initialise(network, source) if task.initialise and source else None
     module = TaskModule(task, network, loaded=getattr(initialised, "loaded", ()))
     if compile_network:
@@ -518,8 +520,6 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
             save_tensors(state, folder / "state.safetensors")
         if ready is not None:
             ready({**split, "normalisation": stats}, in_channels)
-    if init is not None:
-        load_weights(network, fold_dir(init, 0) / "weights.safetensors")
     rank, world = trainer.global_rank, trainer.world_size
     workers = store.workers
     val_items = None if examples_per_epoch is None else max(examples_per_epoch // 4, 1)
@@ -585,6 +585,7 @@ def train(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     splits: Sequence[dict[str, list[str]]] | None = None,
     overwrite: bool = False,
+    init: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Train a task on a BIDS dataset and write the model folder.
 
@@ -605,7 +606,6 @@ def train(
         data_dir: BIDS dataset with inputs, targets and masks.
         model_dir: Output model folder.
         folds: 1 for one seeded train/validation split, K >= 2 for K folds (default:
-    init: str | os.PathLike[str] | None = None,
             the task's ``folds``).
         epochs: Epoch cap (default: the task's ``max_epochs``).
         seed: Seed for splits, sampling and initialisation.
@@ -628,11 +628,18 @@ def train(
         splits: Explicit folds ``{"train", "validation"}``; an empty validation list
             trains fixed epochs and keeps the last weights (cross-validation).
         overwrite: Replace an existing model folder (one holding ``config.yaml``).
+        init: Fine-tune: a model folder of the same network (or a shipped model's name)
+            whose first fold's weights every fold starts from.
 
     Returns:
         The model folder.
     """
     model_dir = Path(model_dir)
+    if init is not None:
+        from lesionkit.shipped import resolve_model
+
+        init = resolve_model(init)
+        read_config(init)  # a model folder, before anything is written
     settings = {"device": device, "devices": devices, "nodes": nodes, "amp": amp}
     rank, world = process_rank(trainer_flags(**settings))  # checks the options too
     if rank == 0:  # the others start once rank 0 has written files (or alongside it)
@@ -648,18 +655,11 @@ def train(
                              f"of task {task.name} to have {dict(task.train_on)} (and every "
                              f"image), found sub-{', sub-'.join(refused)} without")
     if len(names) < 2:
-        init: Fine-tune: a model folder of the same network (or a shipped model's name)
-            whose first fold's weights every fold starts from.
         rule = f" and {dict(task.train_on)} in participants.tsv" if task.train_on else ""
         raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
                          f"{task.name} (every image{rule}), found {len(names)}: "
                          f"{missing_images(dataset, task)}")
     stages = pretraining_stages(task)
-    if init is not None:
-        from lesionkit.shipped import resolve_model
-
-        init = resolve_model(init)
-        read_config(init)  # a model folder, before anything is written
     sources = list(source) if isinstance(source, (list, tuple)) else (
         [] if source is None else [source])
     if stages and len(sources) != len(stages):
