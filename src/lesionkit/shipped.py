@@ -43,13 +43,13 @@ def resolve_model(model: str | os.PathLike[str]) -> Path:
     """The model folder meant by ``model``: an existing path, else a shipped model's name.
 
     An existing path always wins, so a folder called like a task in the working
-    directory is used as it is.
+    directory is used as it is; anything with a folder in it is taken as a path.
 
     Raises:
         InputError: Neither a path nor a shipped model's name.
     """
     path = Path(model)
-    if path.exists():
+    if path.exists() or len(path.parts) > 1:  # a path: its own checks name what is wrong
         return path
     names = shipped_names()
     if str(model) in names:
