@@ -202,12 +202,13 @@ ENHANCE_R1 = Task(
 SMALL_UNET = {"channels": (16, 32, 64), "strides": (2, 2), "norm": "batch",
               "upsample": "nontrainable"}
 
-#: The demo: the small U-Net (Adam 1e-3, the task's MSE + gradient-L1 loss) trained for
-#: 5 epochs of 512 patches on the controls among the first 7 subjects; 3 held-out
-#: subjects predicted with 8 flips.
+#: The demo: the shipped model predicts 2 held-out subjects with 8 flips, then is
+#: fine-tuned for one epoch of 512 patches on the controls among the first 4 subjects and
+#: scored again. Without a shipped model, the small U-Net (Adam 1e-3, the task's MSE +
+#: gradient-L1 loss) is trained for 5 such epochs instead.
 DEMO = DemoStep(
-    task="enhance-r1", cohort="enhance-r1", subjects=10, held_out=3, epochs=5,
-    examples_per_epoch=512, tta=8,
+    task="enhance-r1", cohort="enhance-r1", subjects=6, held_out=2, epochs=5,
+    examples_per_epoch=512, tta=8, fine_tune_epochs=1,
     overrides={"network_kwargs": SMALL_UNET, "learning_rate": 1e-3},
     shown=("rmse", "psnr", "ssim", "nyquist_power_ratio", "relative_edge_sharpness",
            "contrast_preservation"))
