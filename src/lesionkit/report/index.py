@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from lesionkit.report.page import CSS
+from lesionkit.report.page import page_head
 
 __all__ = ["ReportEntry", "render_index", "write_index"]
 
@@ -66,7 +66,6 @@ def render_index(out_path: str | os.PathLike[str], title: str,
                  entries: Sequence[ReportEntry | Mapping[str, Any]], text: str = "",
                  data_note: str | None = None) -> str:
     """The index page as one HTML string (see :func:`write_index`)."""
-    from lesionkit import __version__
     from lesionkit.io import InputError
 
     rows = []
@@ -78,16 +77,7 @@ def render_index(out_path: str | os.PathLike[str], title: str,
                     f"<td>{html.escape(entry.dataset)}</td>"
                     f"<td>{html.escape(entry.summary) or 'n/a'}</td>"
                     f"<td>{html.escape(_date(entry))}</td></tr>")
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{CSS}{_INDEX_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">lesionkit {html.escape(__version__)}, {stamp}</p>',
-    ]
-    if data_note:
-        parts.append(f'<p class="note">{html.escape(data_note)}</p>')
+    parts = page_head(title, data_note, _INDEX_CSS)
     parts.extend(f"<p>{html.escape(p.strip())}</p>" for p in text.split("\n\n") if p.strip())
     parts += ['<div class="table index"><table><caption>'
               f"{len(rows)} report{'' if len(rows) == 1 else 's'}; each opens on its own "

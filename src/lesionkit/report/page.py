@@ -158,20 +158,32 @@ def _text_html(text: str) -> str:
     return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
 
 
-def render_html(title: str, sections: Sequence[Section], data_note: str | None = None) -> str:
-    """The report as one HTML string (see ``write_report``)."""
+def page_head(title: str, data_note: str | None = None, css: str = "") -> list[str]:
+    """The opening HTML of a lesionkit page: title, version and time stamp, data note.
+
+    Args:
+        title: Page title (also its first heading).
+        data_note: Shown at the top, e.g. ``PHANTOM_NOTE``.
+        css: Style rules added to the shared ``CSS``.
+    """
     from lesionkit import __version__
 
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{CSS}{css}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">lesionkit {html.escape(__version__)}, {stamp}</p>',
     ]
     if data_note:
         parts.append(f'<p class="note">{html.escape(data_note)}</p>')
+    return parts
+
+
+def render_html(title: str, sections: Sequence[Section], data_note: str | None = None) -> str:
+    """The report as one HTML string (see ``write_report``)."""
+    parts = page_head(title, data_note)
     for section in sections:
         parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
         parts.append(_text_html(section.text))
