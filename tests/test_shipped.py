@@ -1,0 +1,161 @@
+"""Shipped models: found by name, described, built from a recipe, and each one predicts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny, write_mrf_dataset, write_task_dataset
+from lesionkit import build_models, shipped
+from lesionkit.cli import run
+from lesionkit.io import InputError
+from lesionkit.model_folder import read_config, task_from_config
+from lesionkit.tasks import SHIPPED_RECIPES, TASKS, get_task
+from lesionkit.tasks.task import DemoStep
+
+SHIPPED = shipped.shipped_names()
+
+
+def test_every_recipe_names_a_task_once_and_holds_out_subjects() -> None:
+    names = [r.task for r in SHIPPED_RECIPES]
+    assert len(names) == len(set(names)) and set(names) <= set(TASKS)
+    for recipe in SHIPPED_RECIPES:
+        assert 0 < recipe.held_out < recipe.subjects - 1
+
+
+def test_every_task_of_the_five_methods_ships_a_model() -> None:
+    assert {"enhance-r1", "mrf-lesion", "fcd-classify", "contrast-amplify",
+            "rim-classify"} <= set(SHIPPED)
+
+
+def test_shipped_models_stay_small() -> None:
+    sizes = {name: sum(p.stat().st_size for p in (shipped.SHIPPED_DIR / name).rglob("*"))
+             for name in SHIPPED}
+    assert all(size < 16 * 2**20 for size in sizes.values()), sizes
+    assert sum(sizes.values()) < 50 * 2**20
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_records_its_provenance_and_held_out_figures(name: str) -> None:
+    record = shipped.provenance(name)
+    assert record["name"] == name and record["command"].startswith("python scripts/train")
+    assert not set(record["training"]["subjects"]) & set(record["held_out"]["subjects"])
+    assert record["held_out"]["summary"], "no held-out figures"
+    folder = shipped.SHIPPED_DIR / name
+    assert not (folder / "checkpoints").exists() and not list(folder.glob("fold-*/checkpoints"))
+    config = read_config(folder)
+    assert config["training"]["complete"] and config["seed"] == record["seed"]
+    assert sorted(config["data"]["subjects"]) == sorted(record["training"]["subjects"])
+
+
+def _tiny_subject(root: Path, task) -> Path:
+    """One tiny subject with every input of the task (the MRF grid for MRF inputs)."""
+    if any(spec.suffix == "MRF" for spec in task.inputs):
+        return write_mrf_dataset(root, subjects=1)
+    return write_task_dataset(root, task, subjects=1)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_model_loads_and_predicts_by_name(tmp_path: Path, name: str) -> None:
+    folder = shipped.SHIPPED_DIR / name
+    task = task_from_config(read_config(folder), folder / "config.yaml")
+    data = _tiny_subject(tmp_path / "bids", task)
+    out = tmp_path / "out"
+    assert run(["predict", name, str(data), "--out-dir", str(out), "--no-amp", "--tta", "1",
+                "--threads", "1"]) == 0
+    written = [p for p in out.rglob("sub-01*") if p.suffix in (".gz", ".tsv")] + list(
+        out.glob("*.tsv"))
+    assert written, f"{name} wrote no prediction"
+    sidecars = [json.loads(p.read_text()) for p in out.rglob("sub-01*.json")]
+    assert all(str(folder.resolve()) in json.dumps(s) for s in sidecars if "Sources" in s)
+
+
+def test_a_path_wins_over_a_shipped_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "enhance-r1").mkdir()
+    assert shipped.resolve_model("enhance-r1") == Path("enhance-r1")
+
+
+def test_an_unknown_model_lists_the_shipped_names(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="expected a model folder or the name of a shipped"):
+        shipped.resolve_model("no-such-model")
+
+
+def _fake_cohort(cohort: str, out_dir: Path, subjects: int, seed: int, resolution: int
+                 ) -> Path:
+    return write_task_dataset(Path(out_dir), get_task("enhance-r1"), subjects=subjects,
+                              seed=seed)
+
+
+def test_build_model_trains_scores_held_out_subjects_and_writes_provenance(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lesionkit.simulate
+
+    monkeypatch.setattr(lesionkit.simulate, "simulate_cohort", _fake_cohort)
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
+    tiny_task = tiny(get_task("enhance-r1"))
+    recipe = DemoStep(task="enhance-r1", cohort="enhance-r1", subjects=5, held_out=1, epochs=1,
+                      examples_per_epoch=4, tta=1,
+                      overrides={"network_kwargs": tiny_task.network_kwargs,
+                                 "sampler": tiny_task.sampler,
+                                 "inference": tiny_task.inference, "batch_size": 2},
+                      shown=("rmse",))
+    folder = build_models.build_model(recipe, tmp_path / "shipped", tmp_path / "work", seed=3,
+                                 command="python scripts/train_models.py --only enhance-r1")
+    assert folder == tmp_path / "shipped" / "enhance-r1"
+    assert shipped.shipped_names() == ["enhance-r1"]
+    record = shipped.provenance("enhance-r1")
+    assert record["held_out"]["subjects"] == ["05"]
+    assert "05" not in record["training"]["subjects"] and record["seed"] == 3
+    assert set(record["held_out"]["summary"]["enhanced"]) == {"rmse"}
+    assert not list(folder.rglob("checkpoints")) and not list(folder.rglob(".cache"))
+    lines = shipped.describe("enhance-r1")
+    assert "held-out phantom subjects 05" in "\n".join(lines)
+
+
+def test_models_command_lists_every_shipped_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["models"]) == 0
+    printed = capsys.readouterr().out
+    for name in SHIPPED:
+        assert f"\n{name}: " in f"\n{printed}"
+    assert "phantom" in printed
+
+
+def test_fine_tuning_starts_from_the_shipped_weights(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from lesionkit.model_folder import load_tensors
+    from lesionkit.training import train
+
+    task = replace(tiny(get_task("enhance-r1")), max_epochs=1)
+    data = write_task_dataset(tmp_path / "bids", task, subjects=3)
+    first = train(task, data, tmp_path / "first", folds=1, epochs=1, patches_per_epoch=4,
+                  progress=False)
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path)
+    # zero steps of fine-tuning keeps the starting weights exactly
+    tuned = train(task, data, tmp_path / "tuned", folds=1, epochs=1, patches_per_epoch=4,
+                  max_steps=0, progress=False, init="first", seed=5)
+    before = load_tensors(first / "fold-0" / "weights.safetensors")
+    after = load_tensors(tuned / "fold-0" / "weights.safetensors")
+    assert all((before[k] == after[k]).all() for k in before if "running" not in k)
+    assert read_config(tuned)["training"]["init"] == str(tmp_path / "first")
+
+
+def test_init_refuses_a_model_of_another_task(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    task = tiny(get_task("enhance-r1"))
+    data = write_task_dataset(tmp_path / "bids", task, subjects=3)
+    from lesionkit.training import train
+
+    model = train(task, data, tmp_path / "m", folds=1, epochs=1, patches_per_epoch=4,
+                  progress=False)
+    assert run(["train", "contrast-amplify", str(data), str(tmp_path / "x"), "--init",
+                str(model)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "expected a model of task contrast-amplify" in error[0]
+    assert not (tmp_path / "x").exists()
