@@ -86,7 +86,8 @@ def test_a_step_predicts_with_a_given_model_fine_tunes_it_and_indexes_both_repor
     assert [h.split(" (predicted")[0] for h in headers] == [
         "enhance-r1 (shipped model), held-out phantom subjects 04",
         "enhance-r1 (fine-tuned model), held-out phantom subjects 04"]
-    assert any(line.startswith("fine-tuned shipped model given on 3 subjects") for line in lines)
+    assert any(line.startswith("fine-tuned shipped model given (learning rate 0.0001) on 3 "
+                               "subjects") for line in lines)
     tuned = tmp_path / "models" / "enhance-r1"
     assert (tuned / "config.yaml").is_file() and not (model / "fold-1").exists()
     entries = _index_entries("enhance-r1", lines)

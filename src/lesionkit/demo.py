@@ -150,14 +150,17 @@ def run_step(step: DemoStep, out: Path, seed: int, cohorts: dict[str, int],
         lines += _scored(step, model, data, held_out, "shipped", out)
         if not step.fine_tune_epochs:
             return lines
-        task = None  # fine-tuning keeps the shipped model's own task
+        # Fine-tuning keeps the shipped model's own task, at a tenth of its learning rate.
+        stored = _stored_task(model)
+        task = replace(stored, learning_rate=stored.learning_rate / 10)
     model_dir = out / "models" / step.task
     start = time.perf_counter()
-    train(task or _stored_task(model), data, model_dir, folds=1 if model else None,
+    train(task, data, model_dir, folds=1 if model else None,
           epochs=step.fine_tune_epochs if model else step.epochs, seed=seed,
           patches_per_epoch=step.examples_per_epoch, subjects=training, device="auto",
           overwrite=True, init=model, progress=False)
-    what = f"fine-tuned shipped model {model.name}" if model else f"trained {step.task}"
+    what = (f"fine-tuned shipped model {model.name} (learning rate {task.learning_rate:g})"
+            if model else f"trained {step.task}")
     lines.append(f"{what} on {len(training)} subjects in {time.perf_counter() - start:.0f} s "
                  f"-> {model_dir}")
     return lines + _scored(step, model_dir, data, held_out,
