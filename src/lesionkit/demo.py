@@ -106,8 +106,12 @@ def _index_entries(task: str, lines: list[str]) -> list[dict]:
     entries, header, figures = [], task, []
     for line in lines:
         if line.startswith("report: "):
+            # "TASK (shipped model), held-out ... (predicted in ...):" -> "shipped model, ..."
+            dataset = header.split(" (predicted in")[0].removeprefix(f"{task} ").rstrip(":")
+            if dataset.startswith("("):
+                dataset = dataset[1:].replace(")", "", 1)
             entries.append({"path": line.removeprefix("report: "), "task": task,
-                            "dataset": header, "summary": "; ".join(figures)})
+                            "dataset": dataset, "summary": "; ".join(figures)})
             figures = []
         elif line.startswith("  "):
             figures.append(line.strip())

@@ -262,9 +262,9 @@ def check_page(
 def main(argv: list[str] | None = None) -> int:
     """``python -m lesionkit.report.browser PAGE.html [SHOT.png] [WIDTH HEIGHT]``."""
     args = sys.argv[1:] if argv is None else argv
-    if not args:
+    if not args or args[0] in ("-h", "--help"):
         print(main.__doc__)
-        return 2
+        return 0 if args else 2
     size = [int(a) for a in args[2:4]] or [1280, 900]
     check = check_page(args[0], args[1] if len(args) > 1 else None, *size)
     for line in check.errors:

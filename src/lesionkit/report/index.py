@@ -90,7 +90,8 @@ def render_index(out_path: str | os.PathLike[str], title: str,
 
 #: The index's table: text columns left-aligned, the summary wraps.
 _INDEX_CSS = """
-.index table{width:100%}.index td,.index th{text-align:left;vertical-align:top}
+.table.index{max-height:none}.index table{width:100%}
+.index td,.index th{text-align:left;vertical-align:top}
 .index td{white-space:normal}.index td:nth-child(4),.index tbody th{white-space:nowrap}
 .index tbody th{background:none;position:static}
 """
