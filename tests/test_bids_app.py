@@ -210,3 +210,42 @@ def test_tables_of_several_participants_are_split_per_participant_and_session(
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
         "sub-01/ses-A/sub-01_ses-A_predictions.tsv", "sub-01/ses-B/sub-01_ses-B_predictions.tsv"]
     assert "n/a" in written[1].read_text()
+
+
+def _into_sessions(root: Path, sessions: tuple[str, ...]) -> Path:
+    """Each subject's files (raw and derivatives) copied into every session, the flat
+    files removed: a longitudinal copy of a tiny dataset."""
+    import shutil
+
+    for anat in [p for p in root.rglob("anat") if "ses-" not in str(p)]:
+        subject = anat.parent.name
+        for session in sessions:
+            target = anat.parent / f"ses-{session}" / "anat"
+            target.mkdir(parents=True)
+            for path in anat.iterdir():
+                name = path.name.replace(f"{subject}_", f"{subject}_ses-{session}_", 1)
+                shutil.copy(path, target / name)
+        shutil.rmtree(anat)
+    return root
+
+
+def test_session_label_predicts_only_those_sessions(lesions, tmp_path, capsys,
+                                                   monkeypatch) -> None:
+    import shutil
+
+    from conftest import TOY_LESION_TASK
+    from lesionkit import tasks
+
+    monkeypatch.setitem(tasks.TASKS, TOY_LESION_TASK.name, TOY_LESION_TASK)
+    data, model = lesions
+    bids = _into_sessions(Path(shutil.copytree(data, tmp_path / "bids")), ("A", "B"))
+    out = tmp_path / "out"
+    assert run([str(bids), str(out), "participant", "--task", "toy-lesions", "--model",
+                str(model), "--participant-label", "01", "--session-label", "ses-B"]) == 0
+    written = sorted(p.relative_to(out).parts[1] for p in out.rglob("sub-01_*.nii.gz"))
+    assert written and set(written) == {"ses-B"}
+    assert run([str(bids), str(tmp_path / "out2"), "participant", "--task", "toy-lesions",
+                "--model", str(model), "--session-label", "C"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--session-label" in error[0] and "A, B" in error[0]
+    assert not (tmp_path / "out2").exists()

@@ -36,7 +36,8 @@ from lesionkit.cli import DeviceOption, ThreadsOption, _device, _on_interrupt, r
 from lesionkit.io import InputError
 
 #: Options taking a space-separated list of values, as BIDS Apps' ``nargs="+"``.
-LIST_OPTIONS = ("--participant-label", "--participant_label")
+LIST_OPTIONS = ("--participant-label", "--participant_label", "--session-label",
+                "--session_label")
 #: Folder names start with this; tables of one participant are named after it.
 PARTICIPANT = "sub-"
 
@@ -78,6 +79,10 @@ def bids_app(
     participant_label: Annotated[list[str] | None, typer.Option(
         "--participant-label", "--participant_label", metavar="LABEL ...",
         help="Participants (with or without sub-), separated by spaces (default: all).")] = None,
+    session_label: Annotated[list[str] | None, typer.Option(
+        "--session-label", "--session_label", metavar="LABEL ...",
+        help="Sessions (with or without ses-), separated by spaces (default: every "
+             "session); participants without any of them are skipped.")] = None,
     model: Annotated[str | None, typer.Option(
         metavar="NAME_OR_DIR",
         help="Model folder, or the name of a shipped model (default: the one named like "
@@ -99,7 +104,7 @@ def bids_app(
     _check_places(bids, out)
     if analysis_level is Level.participant:
         written = participant_level(bids, out, task, labels, model, tta, _device(device),
-                                    threads, register)
+                                    threads, register, session_label)
     else:
         written = group_level(bids, out, task, labels)
     for path in written if verbose else ():
@@ -156,6 +161,22 @@ def _labels(bids: Path, given: Sequence[str] | None) -> list[str] | None:
     return labels
 
 
+def _with_sessions(bids: Path, subjects: Sequence[str], sessions: Sequence[str]) -> list[str]:
+    """The participants holding at least one of ``sessions`` (labels with or without
+    ``ses-``)."""
+    from lesionkit.bids import BIDSDataset
+
+    dataset = BIDSDataset(bids)
+    wanted = {s.removeprefix("ses-") for s in sessions}
+    kept = [s for s in subjects if wanted & set(dataset.sessions(s))]
+    if not kept:
+        found = sorted({ses for s in subjects for ses in dataset.sessions(s)})
+        raise InputError(f"--session-label: expected sessions of {bids}, found none of "
+                         f"{', '.join(sorted(wanted))} among the participants; they have "
+                         f"{', '.join(found) or 'no sessions'}")
+    return kept
+
+
 def _check_places(bids: Path, out: Path) -> None:
     """OUTPUT_DIR is a folder apart from BIDS_DIR (or under its ``derivatives/``)."""
     apart = not (out == bids or bids.is_relative_to(out) or
@@ -170,7 +191,7 @@ def _check_places(bids: Path, out: Path) -> None:
 
 def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] | None,
                       model: str | None, tta: int | None, device: str, threads: int | None,
-                      register: bool) -> list[Path]:
+                      register: bool, sessions: Sequence[str] | None = None) -> list[Path]:
     """Predict participants of ``bids`` into the derivatives dataset ``out``.
 
     Each participant is predicted into a private folder inside ``out`` and moved into
@@ -187,6 +208,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     _known_task(task_name)
     model_dir, model_id = _model(model, task_name)
     subjects = labels or _with_inputs(bids, model_dir)
+    if sessions:
+        subjects = _with_sessions(bids, subjects, sessions)
     parameters = {"task": task_name, "model": model_id, "tta": tta, "register": register}
     _check_earlier(out, parameters)
     use_threads(threads)
@@ -203,7 +226,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                                                 dir=out))
                 try:
                     predict(model_dir, bids, tta=tta, device=device, subjects=[subject],
-                            progress=False, out_dir=staging, register=register)
+                            progress=False, out_dir=staging, register=register,
+                            sessions=sessions)
                     if not written:
                         written.append(_describe(out, bids, parameters))
                     written.extend(_moved(staging, out))

@@ -464,6 +464,8 @@ def predict(
         help="Mixed precision: bfloat16 on a CPU, float16 on CUDA (faster where the "
              "processor supports it; slightly less precise).")] = False,
     threads: ThreadsOption = None,
+    sessions: Annotated[str | None, typer.Option(
+        help="Comma-separated sessions to predict (default: every session).")] = None,
 ) -> None:
     """Apply a model folder or a shipped model; write predictions (and uncertainty) as
     BIDS derivatives.
@@ -483,7 +485,8 @@ def predict(
     with _user_errors():
         written = run(model_dir, data_dir, tta=tta, device=_device(device),
                       subjects=_subject_list(subjects), out_dir=out_dir, register=register,
-                      allow_incomplete=allow_incomplete, amp=amp)
+                      allow_incomplete=allow_incomplete, amp=amp,
+                      sessions=sessions.split(",") if sessions else None)
     where = out_dir or data_dir / "derivatives" / "lesionkit"
     typer.echo(f"wrote {len(written)} files under {where} in {time.perf_counter() - start:.0f} s")
 

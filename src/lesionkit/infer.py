@@ -427,6 +427,7 @@ def predict(
     register: bool = False,
     allow_incomplete: bool = False,
     amp: bool = False,
+    sessions: Sequence[str] | None = None,
 ) -> list[Path]:
     """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
@@ -456,6 +457,8 @@ def predict(
         amp: Mixed precision (bfloat16 on a CPU, float16 on CUDA): faster where the
             processor has bfloat16 or tensor-core units, at a small loss of precision
             (recorded in the sidecars as ``MixedPrecision``).
+        sessions: Sessions to predict (labels with or without ``ses-``; default: every
+            session holding the inputs); subjects without any of them are skipped.
 
     Nothing is created before the first subject's inputs are read and checked; tables of
     subject outputs are merged with an earlier table of the folder (rows of the subjects
@@ -478,6 +481,15 @@ def predict(
     task = model.task
     dataset = BIDSDataset(data_dir)
     units = prediction_units(dataset, task, subjects)
+    if sessions:
+        wanted = {s.removeprefix("ses-") for s in sessions}
+        chosen = [(name, ses) for name, ses in units if ses in wanted]
+        if not chosen:
+            found = sorted({f"ses-{ses}" for _, ses in units if ses}) or ["none"]
+            raise InputError(f"{dataset.root}: expected sessions "
+                             f"{', '.join(f'ses-{s}' for s in sorted(wanted))} holding the "
+                             f"inputs of task {task.name}, found {', '.join(found)}")
+        units = chosen
     if not units:
         raise InputError(f"{dataset.root}: expected subjects with the inputs of task "
                          f"{task.name}, found none among {len(dataset.subjects())} subjects: "
