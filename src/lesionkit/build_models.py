@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lesionkit.io import atomic_path
 from lesionkit.shipped import _NOT_SHIPPED, PROVENANCE, SHIPPED_SEED
 
 
@@ -120,10 +119,12 @@ def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.Pa
     predict(model_dir, data, tta=recipe.tta, subjects=held_out, progress=False)
     summary = scored_summary(task, data, held_out, recipe.shown)
     target = Path(out_root) / task.name
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
-    weights = sum(p.stat().st_size for p in target.rglob("*.safetensors"))
+    # Written beside the target and swapped in whole: an interrupted build never leaves
+    # a shipped folder half-copied or without its provenance.
+    staging = Path(out_root) / f".{task.name}.{os.getpid()}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
+    weights = sum(p.stat().st_size for p in staging.rglob("*.safetensors"))
     record = {
         "name": task.name, "description": task.description,
         "lesionkit_version": __version__, "command": command,
@@ -140,6 +141,8 @@ def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.Pa
         "python_command": " ".join(sys.argv),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    with atomic_path(target / PROVENANCE) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    (staging / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
     return target

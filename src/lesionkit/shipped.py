@@ -36,7 +36,8 @@ def shipped_names() -> list[str]:
     """Names of the shipped models (folders holding ``config.yaml``), sorted."""
     if not SHIPPED_DIR.is_dir():
         return []
-    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.yaml").is_file())
+    return sorted(p.name for p in SHIPPED_DIR.iterdir()
+                  if not p.name.startswith(".") and (p / "config.yaml").is_file())
 
 
 def resolve_model(model: str | os.PathLike[str]) -> Path:
