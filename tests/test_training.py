@@ -309,6 +309,19 @@ def test_log_cosh_and_mae_losses() -> None:
     assert LOSSES["mae"]()(prediction, target).item() == pytest.approx(32.0 / 3)
 
 
+def test_batch_dice_gives_no_reward_for_predicting_nothing_on_empty_patches() -> None:
+    # Two patches, one without lesion: predicting nothing anywhere scores the empty one as
+    # a perfect per-patch Dice, but the batch Dice counts the missed lesion in full.
+    target = torch.zeros(2, 1, 8, 8, 8)
+    target[1, 0, 3:5, 3:5, 3:5] = 1  # a lesion of 8 voxels in one patch
+    nothing, perfect = torch.full_like(target, -20.0), target * 40 - 20
+    per_patch, batch = LOSSES["dice-bce"](), LOSSES["batch-dice-bce"]()
+    # same cross-entropy; per-patch Dice loss about 0.55 (the empty patch near "perfect"),
+    # batch Dice loss 1
+    assert (batch(nothing, target) - per_patch(nothing, target)).item() > 0.4
+    assert batch(perfect, target).item() < 0.01
+
+
 STEP_CALLS: list[int] = []
 
 

@@ -81,6 +81,17 @@ def _dice_bce_loss() -> nn.Module:
     return DiceCELoss(sigmoid=True)
 
 
+def _batch_dice_bce_loss() -> nn.Module:
+    """Soft Dice over the whole batch + binary cross-entropy (MONAI ``batch=True``).
+
+    Per-example Dice scores a patch without lesion as perfect when nothing is predicted,
+    so on sparse lesions (most patches empty) predicting nothing anywhere is a minimum;
+    one Dice over the batch's voxels has no such reward."""
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(sigmoid=True, batch=True)
+
+
 class LogCoshLoss(nn.Module):
     """Mean log(cosh(prediction - target)), computed stably as |x| + softplus(-2|x|) - log 2."""
 
@@ -128,6 +139,7 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "cross-entropy": nn.CrossEntropyLoss,
     "dice": _dice_loss,
     "dice-bce": _dice_bce_loss,
+    "batch-dice-bce": _batch_dice_bce_loss,
 }
 
 

@@ -62,7 +62,12 @@ from typing import Any
 
 import numpy as np
 
-from lesionkit.tasks.strategies import QueueSampler, WholeVolume, WholeVolumeSampler
+from lesionkit.tasks.strategies import (
+    QueueSampler,
+    SlidingWindow,
+    WholeVolume,
+    WholeVolumeSampler,
+)
 from lesionkit.tasks.task import DemoStep, ImageSpec, LabelSpec, OutputSpec, Task, Transform
 
 CLASSES = ("control", "patient")
@@ -242,6 +247,11 @@ PRETRAINING_STAGES = (
                                                       ("acq", "standard")),
                normalisation="image-zscore")),
 )
+#: Training patch (voxels) of the pretraining stages. Their prediction (the stage's model
+#: folder with ``lesionkit predict``) slides windows of up to 96^3 with sides that are
+#: multiples of the encoder's stride of 32: with the default 32^3 windows, smaller than the
+#: patches, the maps came out empty where whole volumes found the lesions.
+PRETRAINING_PATCH = (48, 48, 48)
 
 
 def pretraining_task(task: Task, stage: int = 0, epochs: int = 40) -> Task:
@@ -262,9 +272,10 @@ def pretraining_task(task: Task, stage: int = 0, epochs: int = 40) -> Task:
                             entities=(("label", "lesion"),)),),
         network="resnet-segmenter",
         network_kwargs={"depth": depth, **dict(task.network_kwargs)},
-        loss="dice-bce",
-        sampler=QueueSampler(patch_size=(48, 48, 48), samples_per_volume=8, centre_on="lesion",
-                             label_probabilities=((0, 0.3), (1, 0.7))),
+        loss="batch-dice-bce",
+        sampler=QueueSampler(patch_size=PRETRAINING_PATCH, samples_per_volume=8,
+                             centre_on="lesion", label_probabilities=((0, 0.3), (1, 0.7))),
+        inference=SlidingWindow(window=(96, 96, 96), multiple=32),
         output_activation="sigmoid", learning_rate=1e-3, batch_size=2, max_epochs=epochs,
         patience=10, initialise=continue_segmentation if stage else None)
 
