@@ -85,7 +85,7 @@ def _batch_dice_bce_loss() -> nn.Module:
     """Soft Dice over the whole batch + binary cross-entropy (MONAI ``batch=True``).
 
     Per-example Dice scores a patch without lesion as perfect when nothing is predicted,
-    so on sparse lesions (most patches empty) predicting nothing anywhere is a minimum;
+    so on sparse lesions (most patches empty) predicting nothing anywhere is a local minimum;
     one Dice over the batch's voxels has no such reward."""
     from monai.losses import DiceCELoss
 
