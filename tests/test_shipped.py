@@ -119,6 +119,16 @@ def test_build_model_trains_scores_held_out_subjects_and_writes_provenance(
     lines = shipped.describe("enhance-r1")
     assert "held-out phantom subjects 05" in "\n".join(lines)
 
+    def broken() -> dict:
+        raise OSError("disk full")
+
+    # A rebuild that fails while writing keeps the earlier model and leaves no staging copy.
+    monkeypatch.setattr(build_models, "_machine", broken)
+    with pytest.raises(OSError, match="disk full"):
+        build_models.build_model(recipe, tmp_path / "shipped", tmp_path / "work", seed=4)
+    assert sorted(p.name for p in (tmp_path / "shipped").iterdir()) == ["enhance-r1"]
+    assert shipped.provenance("enhance-r1")["seed"] == 3
+
 
 def test_models_command_lists_every_shipped_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["models"]) == 0

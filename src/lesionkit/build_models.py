@@ -123,25 +123,29 @@ def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.Pa
     # a shipped folder half-copied or without its provenance.
     staging = Path(out_root) / f".{task.name}.{os.getpid()}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
-    weights = sum(p.stat().st_size for p in staging.rglob("*.safetensors"))
-    record = {
-        "name": task.name, "description": task.description,
-        "lesionkit_version": __version__, "command": command,
-        "cohort": recipe.cohort, "seed": seed, "resolution_mm": recipe.resolution,
-        "prepare": prepared,
-        "recipe": {"subjects": recipe.subjects, "held_out": recipe.held_out,
-                   "epochs": recipe.epochs, "examples_per_epoch": recipe.examples_per_epoch,
-                   "tta": recipe.tta,
-                   "overrides": json.loads(json.dumps(dict(recipe.overrides), default=str))},
-        "training": {"subjects": training, "epochs": recipe.epochs,
-                     "seconds": round(seconds, 1), "threads": threads},
-        "held_out": {"subjects": held_out, "summary": summary},
-        "machine": _machine(), "weights_mb": round(weights / 2**20, 2),
-        "python_command": " ".join(sys.argv),
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    (staging / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
+    try:
+        shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
+        weights = sum(p.stat().st_size for p in staging.rglob("*.safetensors"))
+        record = {
+            "name": task.name, "description": task.description,
+            "lesionkit_version": __version__, "command": command,
+            "cohort": recipe.cohort, "seed": seed, "resolution_mm": recipe.resolution,
+            "prepare": prepared,
+            "recipe": {"subjects": recipe.subjects, "held_out": recipe.held_out,
+                       "epochs": recipe.epochs, "examples_per_epoch": recipe.examples_per_epoch,
+                       "tta": recipe.tta,
+                       "overrides": json.loads(json.dumps(dict(recipe.overrides), default=str))},
+            "training": {"subjects": training, "epochs": recipe.epochs,
+                         "seconds": round(seconds, 1), "threads": threads},
+            "held_out": {"subjects": held_out, "summary": summary},
+            "machine": _machine(), "weights_mb": round(weights / 2**20, 2),
+            "python_command": " ".join(sys.argv),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
+        (staging / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing half-written stays behind
+        raise
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
