@@ -67,6 +67,34 @@ def test_edge_sharpness_falls_with_blur():
     assert edge_sharpness(image, gm, wm, spacing=(0.5, 0.5, 0.5)) == pytest.approx(0.4)
 
 
+def test_edge_sharpness_is_not_raised_by_noise():
+    """Noise must not make a blurred map look sharper than a clean sharp one."""
+    from scipy.ndimage import gaussian_filter
+
+    shape = (40, 40, 24)
+    wm = np.zeros(shape)
+    wm[..., 12:] = 1.0
+    wm[..., 11] = 0.5
+    gm = 1.0 - wm
+    sharp = 0.6 * gm + 1.0 * wm
+    blurred = gaussian_filter(sharp, 1.5)
+    noisy_blurred = blurred + np.random.default_rng(0).normal(0, 0.1, shape)
+    clean = edge_sharpness(blurred, gm, wm)
+    assert edge_sharpness(noisy_blurred, gm, wm) == pytest.approx(clean, rel=0.1)
+    assert edge_sharpness(noisy_blurred, gm, wm) < edge_sharpness(sharp, gm, wm)
+
+
+@pytest.mark.parametrize("normal", [(0, 0, 1), (0, 1, 1), (1, 1, 1)])
+def test_edge_sharpness_is_the_slope_across_the_boundary(normal):
+    """A 3 mm ramp of 0.4 s^-1 scores 0.4 / 3 per mm, whatever the boundary's orientation."""
+    grid = np.meshgrid(*(np.arange(32.0) - 15.5,) * 3, indexing="ij")
+    distance = sum(n * g for n, g in zip(normal, grid, strict=True)) / np.linalg.norm(normal)  # mm
+    wm = np.clip(distance / 3 + 0.5, 0, 1)
+    gm = 1.0 - wm
+    image = 0.6 * gm + 1.0 * wm
+    assert edge_sharpness(image, gm, wm) == pytest.approx(0.4 / 3)
+
+
 def test_relative_edge_sharpness_ignores_tissue_values():
     shape = (12, 12, 24)
     wm = np.zeros(shape)

@@ -138,29 +138,32 @@ def edge_sharpness(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     band: float = 0.2,
 ) -> float:
-    """Mean gradient magnitude across the GM-WM boundary, in image units per mm.
+    """Mean slope of the image across the GM-WM boundary, in image units per mm.
 
     The boundary is the partial-volume band where both the GM and the WM probability
-    are at least ``band`` (inside ``mask``). The gradient is ``np.gradient`` with the
-    voxel spacing, so a blurred image scores lower than a sharp one with the same
-    tissue values (for R1 maps: s^-1 / mm).
+    are at least ``band`` (inside ``mask``). At each of its voxels the image gradient
+    (``np.gradient`` with the voxel spacing) is projected onto the boundary's normal,
+    the direction in which the WM probability minus the GM probability rises; the
+    absolute value of the mean projection is returned. A blurred image scores lower
+    than a sharp one with the same tissue values (for R1 maps: s^-1 / mm).
 
-    Args:
-        image: 3D image.
-        gm_prob: grey-matter probability (0-1) on the image grid.
-        wm_prob: white-matter probability (0-1) on the image grid.
-        mask: brain mask; None for the whole array.
-        spacing: voxel size in mm along each axis.
-        band: minimum probability of both tissues for a voxel to count as boundary.
+    Projecting before averaging keeps the score free of noise: noise adds a zero-mean
+    term to the slope along a fixed direction, whereas it adds to the gradient's
+    magnitude, so that a noisy blurred map would out-score a clean sharp one.
     """
     image = np.asarray(image, dtype=np.float64)
     region = _region(image.shape, mask)
-    boundary = (np.asarray(gm_prob) >= band) & (np.asarray(wm_prob) >= band) & region
+    gm_prob, wm_prob = (np.asarray(p, dtype=np.float64) for p in (gm_prob, wm_prob))
+    spacing = [float(s) for s in spacing]
+    normal = np.gradient(wm_prob - gm_prob, *spacing)
+    length = np.sqrt(sum(n**2 for n in normal))
+    boundary = (gm_prob >= band) & (wm_prob >= band) & region & (length > 0)
     if not boundary.any():
         raise ValueError(f"no voxel has both GM and WM probability >= {band}")
-    gradients = np.gradient(image, *[float(s) for s in spacing])
-    magnitude = np.sqrt(sum(g**2 for g in gradients))
-    return float(magnitude[boundary].mean())
+    gradient = np.gradient(image, *spacing)
+    slope = sum(g[boundary] * n[boundary]
+                for g, n in zip(gradient, normal, strict=True)) / length[boundary]
+    return float(abs(slope.mean()))
 
 
 def relative_edge_sharpness(

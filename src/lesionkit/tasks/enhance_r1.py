@@ -71,14 +71,15 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
     RMSE (s^-1), PSNR (dB) and SSIM against the 7T map inside the brain mask; the share
     of power at the 2-voxel period over the 7T map's (``nyquist_power_ratio``; the 7T
     map's share is its noise, so a clean map scores near 0 and a checkerboard near or
-    above 1); GM-WM edge sharpness (s^-1/mm) and the same over each map's own GM-WM
-    contrast (1/mm, comparable across field strengths whose R1 differ); lesion contrast
-    to a 2 mm shell and its preservation (output contrast over 7T contrast) where the
-    subject has a lesion mask.
+    above 1); GM-WM edge sharpness (the mean slope across the boundary, which noise does
+    not raise; s^-1/mm) and the same over each map's own GM-WM contrast (1/mm,
+    comparable across field strengths whose R1 differ); lesion contrast to a 2 mm shell
+    and its preservation (output contrast over 7T contrast) where the subject has a
+    lesion mask.
 
     Phantom datasets also give the noise-free 7T map (method "truth"): the 7T map's noise
-    raises its edge sharpness and its power at the 2-voxel period, and the truth shows by
-    how much; its RMSE against the 7T map is the noise floor of every RMSE.
+    raises its power at the 2-voxel period, and the truth shows by how much; its RMSE
+    against the 7T map is the noise floor of every RMSE.
     """
     from lesionkit.bids import BIDSDataset
     from lesionkit.io import GRID_TOLERANCE_MM, check_same_grid
