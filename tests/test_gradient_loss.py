@@ -1,4 +1,4 @@
-"""The MSE + gradient-L1 loss of the engine's loss table."""
+"""The voxel + gradient-L1 losses of the engine's loss table."""
 
 import pytest
 import torch
@@ -23,3 +23,14 @@ def test_gradient_term_penalises_a_blurred_edge_beyond_mse() -> None:
 def test_an_offset_costs_only_its_mse() -> None:
     target = torch.rand(2, 1, 6, 6, 6)
     assert GradientL1Loss()(target + 0.5, target) == pytest.approx(0.25)
+
+
+def test_l1_variant_adds_the_gradient_term_to_the_absolute_error() -> None:
+    edge = torch.zeros(1, 1, 4, 4, 8)
+    edge[..., 4:] = 1.0
+    blurred = edge.clone()
+    blurred[..., 3], blurred[..., 4] = 1 / 3, 2 / 3
+    l1 = torch.nn.functional.l1_loss(blurred, edge)
+    assert LOSSES["l1+gradient-l1"]()(blurred, edge) == pytest.approx(float(l1) + 4 / 63)
+    with pytest.raises(ValueError, match="voxel loss"):
+        GradientL1Loss(voxel="huber")

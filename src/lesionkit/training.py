@@ -109,22 +109,29 @@ class BinaryCrossEntropy(nn.Module):
 
 
 class GradientL1Loss(nn.Module):
-    """MSE plus ``weight`` times the L1 distance of the images' finite differences.
+    """A voxel loss plus ``weight`` times the L1 distance of the images' finite differences.
 
     The second term is the mean absolute difference of prediction and target gradients
     (forward differences along every spatial axis of (B, C, *spatial) tensors): a
-    blurred edge costs as much as a misplaced one, so the network keeps edges that MSE
-    alone lets it smooth.
+    blurred edge costs as much as a misplaced one, so the network keeps edges that the
+    voxel loss alone lets it smooth. The voxel loss is the squared error (``"mse"``) or
+    the absolute error (``"l1"``): where an edge's position is uncertain, the squared
+    error is least for the mean of the possible edges (a ramp), the absolute error for
+    their median (a step).
     """
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, voxel: str = "mse") -> None:
         super().__init__()
+        if voxel not in ("mse", "l1"):
+            raise ValueError(f"voxel loss must be 'mse' or 'l1', got {voxel!r}")
         self.weight = weight
+        self.voxel = voxel
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         error = prediction - target
         gradients = [error.diff(dim=axis).abs().mean() for axis in range(2, error.ndim)]
-        return error.square().mean() + self.weight * torch.stack(gradients).mean()
+        voxel = error.square().mean() if self.voxel == "mse" else error.abs().mean()
+        return voxel + self.weight * torch.stack(gradients).mean()
 
 
 #: Loss registry: names used by tasks -> factories.
@@ -134,6 +141,7 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mae": nn.L1Loss,
     "log-cosh": LogCoshLoss,
     "mse+gradient-l1": GradientL1Loss,
+    "l1+gradient-l1": functools.partial(GradientL1Loss, voxel="l1"),
     "bce": nn.BCEWithLogitsLoss,
     "binary-cross-entropy": BinaryCrossEntropy,
     "cross-entropy": nn.CrossEntropyLoss,
