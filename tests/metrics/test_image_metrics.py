@@ -3,6 +3,7 @@ import pytest
 
 from lesionkit.metrics import (
     contrast_preservation,
+    edge_profile,
     edge_sharpness,
     lesion_contrast,
     psnr,
@@ -93,6 +94,24 @@ def test_edge_sharpness_is_the_slope_across_the_boundary(normal):
     gm = 1.0 - wm
     image = 0.6 * gm + 1.0 * wm
     assert edge_sharpness(image, gm, wm) == pytest.approx(0.4 / 3)
+
+
+def test_edge_profile_rises_from_gm_to_wm_and_shows_blur():
+    from scipy.ndimage import gaussian_filter
+
+    shape = (24, 24, 24)
+    wm = np.zeros(shape)
+    wm[12:] = 1.0
+    gm = 1.0 - wm
+    sharp = 0.6 * gm + 1.0 * wm  # s^-1
+    distance, level = edge_profile(sharp, gm, wm, reach=3.0)
+    # voxel centres half a voxel to 2.5 voxels from the boundary, on both sides
+    assert distance.tolist() == [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5]
+    assert level.tolist() == pytest.approx([0, 0, 0, 1, 1, 1])
+    _, blurred = edge_profile(gaussian_filter(sharp, 1.5), gm, wm, reach=3.0)
+    assert 0.1 < blurred[2] < blurred[3] < 0.9
+    # the same profile at twice the tissue values: the scaling takes the values out
+    assert edge_profile(2 * sharp, gm, wm, reach=3.0)[1] == pytest.approx(level)
 
 
 def test_relative_edge_sharpness_ignores_tissue_values():

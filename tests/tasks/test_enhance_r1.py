@@ -73,6 +73,26 @@ def test_evaluation_scores_baseline_and_output(enhance_dataset: Path) -> None:
     assert rows["reference"]["lesion_contrast"] < 0
 
 
+def test_edge_profiles_of_the_report(enhance_dataset: Path) -> None:
+    from lesionkit.tasks.enhance_r1 import _edge_profiles
+
+    r7 = load_volume(bids_path(enhance_dataset, "01", "R1map", session="7T"))
+    wm = np.zeros(r7.shape, np.float32)
+    wm[r7.shape[0] // 2:] = 1.0
+    for label, data in (("GM", 1.0 - wm), ("WM", wm)):
+        write_image(enhance_dataset, "01", ImageSpec(label, "probseg", session="7T",
+                    derivatives="phantom", entities=(("label", label),)), data)
+    predictions = enhance_dataset / "derivatives" / "lesionkit"
+    save_derivative(r7, bids_path(enhance_dataset, "01", "R1map", session="3T",
+                                  derivatives="lesionkit", desc="enhanced"), {})
+    distance, curves = _edge_profiles(enhance_dataset, predictions, "01")
+    assert set(curves) == {"3T (baseline)", "enhanced", "7T (reference)"}
+    assert distance.size >= 2 and np.all(np.diff(distance) > 0)
+    assert all(c.shape == distance.shape for c in curves.values())
+    assert curves["enhanced"] == pytest.approx(curves["7T (reference)"])  # a perfect output
+    assert _edge_profiles(enhance_dataset, predictions, "02") is None  # no probabilities
+
+
 def test_cli_train_predict_evaluate_report(enhance_dataset: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     model = tmp_path / "model"

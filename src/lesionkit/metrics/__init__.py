@@ -26,6 +26,7 @@ from lesionkit.metrics.contrast import (
 )
 from lesionkit.metrics.image import (
     contrast_preservation,
+    edge_profile,
     edge_sharpness,
     lesion_contrast,
     psnr,
@@ -54,6 +55,7 @@ __all__ = [
     "detection_rate",
     "detection_table",
     "dice",
+    "edge_profile",
     "edge_sharpness",
     "lbr",
     "lesion_contrast",

@@ -127,11 +127,12 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
 
 def report_sections(task: Task, root: Path, predictions: Path, subjects: list[str],
                     rows: list[dict]) -> list:
-    """Report sections: the metric table and slices of 3T, enhanced, 7T and differences.
+    """Report sections: the metric table, slices of 3T, enhanced, 7T and differences, and
+    the mean GM-WM edge profile of each map.
 
     Slices (s^-1) pass through the lesion where a subject has one (FCD subjects first).
     """
-    from lesionkit.report import Section, caption, slice_panel
+    from lesionkit.report import Section, caption, curve_figure, slice_panel
     from lesionkit.summaries import summarise
 
     summary = summarise(rows)
@@ -155,6 +156,15 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
              "3T - 7T": r3.data - r7, "enhanced - 7T": enhanced - r7},
             outline=outline, diverging=("3T - 7T", "enhanced - 7T"), unit="s^-1",
             spacing=r3.spacing)
+    profile = _edge_profiles(root, predictions, subjects[0]) if subjects else None
+    if profile is not None:
+        figures[caption("mean GM-WM edge: R1 against the distance from the boundary (mm, "
+                        "negative in GM), scaled so that the map's mean GM is 0 and its mean "
+                        "WM 1; a blurred map rises over a longer distance",
+                        f"sub-{subjects[0]}", f"{task.name} {task.network} (enhanced) against "
+                        "B-spline upsampling (3T baseline)")] = curve_figure(
+            *profile, xlabel="distance from the GM-WM boundary (mm)",
+            ylabel="R1, GM mean 0, WM mean 1", marker_x=0.0, marker_label="boundary")
     text = ("RMSE (s^-1), PSNR (dB) and SSIM against the 7T map inside the brain mask, for "
             "the B-spline-upsampled 3T baseline and the enhanced map; power at the 2-voxel "
             "period over the 7T map's (nyquist_power_ratio: above 1, a checkerboard or other "
@@ -167,6 +177,33 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                     units={"rmse": "s^-1", "psnr": "dB", "edge_sharpness": "s^-1/mm",
                            "lesion_contrast": "ratio"}),
             Section("enhance-r1: slices", figures=figures)]
+
+
+def _edge_profiles(root: Path, predictions: Path, subject: str
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Mean GM-WM edge profiles (:func:`lesionkit.metrics.image.edge_profile`) of the 3T
+    baseline, the enhanced map, the 7T map and, on phantoms, the noise-free 7T map, at
+    the distances all of them share; None without tissue probabilities or shared
+    distances."""
+    from lesionkit.metrics.image import edge_profile
+
+    gm, wm = (_truth(root, subject, "probseg", label=t) for t in ("GM", "WM"))
+    brain = _truth(root, subject, "mask", desc="brain")
+    if gm is None or wm is None or brain is None:
+        return None
+    reference = _load(root, subject, R1_7T)[1]
+    images = {"3T (baseline)": _load(root, subject, R1_3T)[1].data,
+              "enhanced": _load(predictions, subject, ENHANCED)[1].data,
+              "7T (reference)": reference.data}
+    truth = _truth(root, subject, "R1map")
+    if truth is not None and truth.shape == reference.shape:
+        images["7T truth (noise-free)"] = truth
+    profiles = {name: edge_profile(image, gm, wm, brain > 0.5, reference.spacing)
+                for name, image in images.items()}
+    shared = sorted(set.intersection(*(set(d.tolist()) for d, _ in profiles.values())))
+    if not shared:
+        return None
+    return np.asarray(shared), {name: v[np.isin(d, shared)] for name, (d, v) in profiles.items()}
 
 
 def _has_lesion(root: Path, subject: str) -> bool:
