@@ -51,6 +51,17 @@ def test_shipped_model_records_its_provenance_and_held_out_figures(name: str) ->
     assert sorted(config["data"]["subjects"]) == sorted(record["training"]["subjects"])
 
 
+@pytest.mark.parametrize("recipe", SHIPPED_RECIPES, ids=lambda r: r.task)
+def test_shipped_model_was_built_from_its_recipe_as_declared(recipe: DemoStep) -> None:
+    """A recipe changed in a task module without ``make models`` would ship stale weights."""
+    built = shipped.provenance(recipe.task)["recipe"]
+    declared = {"subjects": recipe.subjects, "held_out": recipe.held_out,
+                "epochs": recipe.epochs, "examples_per_epoch": recipe.examples_per_epoch,
+                "tta": recipe.tta,
+                "overrides": json.loads(json.dumps(dict(recipe.overrides), default=str))}
+    assert built == declared
+
+
 def _tiny_subject(root: Path, task) -> Path:
     """One tiny subject with every input of the task (the MRF grid for MRF inputs)."""
     if any(spec.suffix == "MRF" for spec in task.inputs):
