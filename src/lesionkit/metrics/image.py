@@ -151,6 +151,14 @@ def edge_sharpness(
     Projecting before averaging keeps the score free of noise: noise adds a zero-mean
     term to the slope along a fixed direction, whereas it adds to the gradient's
     magnitude, so that a noisy blurred map would out-score a clean sharp one.
+
+    Args:
+        image: 3D image.
+        gm_prob: grey-matter probability (0-1) on the image grid.
+        wm_prob: white-matter probability (0-1) on the image grid.
+        mask: brain mask; None for the whole array.
+        spacing: voxel size in mm along each axis.
+        band: minimum probability of both tissues for a voxel to count as boundary.
     """
     image = np.asarray(image, dtype=np.float64)
     region = _region(image.shape, mask)
