@@ -50,14 +50,19 @@ def test_ssim_identity_and_noise():
     assert ssim(noisy, ref, mask) < 0.9
 
 
-def test_edge_sharpness_falls_with_blur():
-    from scipy.ndimage import gaussian_filter
-
-    shape = (12, 12, 24)
+def _half_step(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """GM and WM probabilities of a boundary across the last axis, at 1 mm: GM below
+    slice 11, WM from slice 12, half of each in slice 11."""
     wm = np.zeros(shape)
     wm[..., 12:] = 1.0
     wm[..., 11] = 0.5
-    gm = 1.0 - wm
+    return 1.0 - wm, wm
+
+
+def test_edge_sharpness_falls_with_blur():
+    from scipy.ndimage import gaussian_filter
+
+    gm, wm = _half_step((12, 12, 24))
     image = 0.6 * gm + 1.0 * wm  # R1-like values, s^-1
     sharp = edge_sharpness(image, gm, wm)
     blurred = edge_sharpness(gaussian_filter(image, 2.0), gm, wm)
@@ -73,10 +78,7 @@ def test_edge_sharpness_is_not_raised_by_noise():
     from scipy.ndimage import gaussian_filter
 
     shape = (40, 40, 24)
-    wm = np.zeros(shape)
-    wm[..., 12:] = 1.0
-    wm[..., 11] = 0.5
-    gm = 1.0 - wm
+    gm, wm = _half_step(shape)
     sharp = 0.6 * gm + 1.0 * wm
     blurred = gaussian_filter(sharp, 1.5)
     noisy_blurred = blurred + np.random.default_rng(0).normal(0, 0.1, shape)
@@ -115,11 +117,7 @@ def test_edge_profile_rises_from_gm_to_wm_and_shows_blur():
 
 
 def test_relative_edge_sharpness_ignores_tissue_values():
-    shape = (12, 12, 24)
-    wm = np.zeros(shape)
-    wm[..., 12:] = 1.0
-    wm[..., 11] = 0.5
-    gm = 1.0 - wm
+    gm, wm = _half_step((12, 12, 24))
     low_field = 0.6 * gm + 1.0 * wm  # contrast 0.4 s^-1
     high_field = 0.5 * gm + 0.7 * wm  # contrast 0.2 s^-1, same edge width
     doubled = 2 * edge_sharpness(high_field, gm, wm)
