@@ -114,6 +114,10 @@ def test_edge_profile_rises_from_gm_to_wm_and_shows_blur():
     assert 0.1 < blurred[2] < blurred[3] < 0.9
     # the same profile at twice the tissue values: the scaling takes the values out
     assert edge_profile(2 * sharp, gm, wm, reach=3.0)[1] == pytest.approx(level)
+    with pytest.raises(ValueError, match="no GM-WM boundary"):
+        edge_profile(sharp, np.zeros(shape), np.ones(shape))
+    with pytest.raises(ValueError, match="no GM-WM contrast"):
+        edge_profile(np.ones(shape), gm, wm)
 
 
 def test_relative_edge_sharpness_ignores_tissue_values():

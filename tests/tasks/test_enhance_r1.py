@@ -91,6 +91,10 @@ def test_edge_profiles_of_the_report(enhance_dataset: Path) -> None:
     assert all(c.shape == distance.shape for c in curves.values())
     assert curves["enhanced"] == pytest.approx(curves["7T (reference)"])  # a perfect output
     assert _edge_profiles(enhance_dataset, predictions, "02") is None  # no probabilities
+    save_derivative(Volume(np.ones(r7.shape, np.float32), r7.affine, unit="s^-1"),
+                    bids_path(enhance_dataset, "01", "R1map", session="3T",
+                              derivatives="lesionkit", desc="enhanced"), {})
+    assert _edge_profiles(enhance_dataset, predictions, "01") is None  # a flat output
 
 
 def test_cli_train_predict_evaluate_report(enhance_dataset: Path, tmp_path: Path) -> None:

@@ -238,12 +238,22 @@ def edge_profile(
 
     Returns:
         (distances in mm, scaled mean intensity at each), distances ascending.
+
+    Raises:
+        ValueError: no boundary (WM everywhere or nowhere inside ``mask``), or equal GM
+            and WM means.
     """
     image = np.asarray(image, dtype=np.float64)
     region = _region(image.shape, mask)
     gm_prob, wm_prob = (np.asarray(p, dtype=np.float64) for p in (gm_prob, wm_prob))
     spacing = [float(s) for s in spacing]
     wm_side = wm_prob > gm_prob
+    if wm_side[region].all() or not wm_side[region].any():
+        raise ValueError("no GM-WM boundary: the WM probability exceeds the GM probability "
+                         f"in {int(wm_side[region].sum())} of {int(region.sum())} voxels")
+    gm_mean, wm_mean = _tissue_means(image, gm_prob, wm_prob, mask)
+    if not abs(wm_mean - gm_mean) > 0:
+        raise ValueError(f"no GM-WM contrast: GM mean {gm_mean:g}, WM mean {wm_mean:g}")
     half = 0.5 * min(spacing)
     distance = np.where(wm_side, ndimage.distance_transform_edt(wm_side, sampling=spacing),
                         -ndimage.distance_transform_edt(~wm_side, sampling=spacing))
@@ -253,7 +263,6 @@ def edge_profile(
                                         return_counts=True)
     sums = np.bincount(inverse, weights=image[used], minlength=levels.size)
     keep = counts >= min_voxels
-    gm_mean, wm_mean = _tissue_means(image, gm_prob, wm_prob, mask)
     return levels[keep], (sums[keep] / counts[keep] - gm_mean) / (wm_mean - gm_mean)
 
 

@@ -184,8 +184,8 @@ def _edge_profiles(root: Path, predictions: Path, subject: str
                    ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
     """Mean GM-WM edge profiles (:func:`lesionkit.metrics.image.edge_profile`) of the 3T
     baseline, the enhanced map, the 7T map and, on phantoms, the noise-free 7T map, at
-    the distances all of them share; None without tissue probabilities or shared
-    distances."""
+    the distances all of them share; None without tissue probabilities, a boundary, a
+    GM-WM contrast in every map, or shared distances."""
     from lesionkit.metrics.image import edge_profile
 
     gm, wm = (_truth(root, subject, "probseg", label=t) for t in ("GM", "WM"))
@@ -199,8 +199,11 @@ def _edge_profiles(root: Path, predictions: Path, subject: str
     truth = _truth(root, subject, "R1map")
     if truth is not None and truth.shape == reference.shape:
         images["7T truth (noise-free)"] = truth
-    profiles = {name: edge_profile(image, gm, wm, brain > 0.5, reference.spacing)
-                for name, image in images.items()}
+    try:
+        profiles = {name: edge_profile(image, gm, wm, brain > 0.5, reference.spacing)
+                    for name, image in images.items()}
+    except ValueError:  # no boundary or no contrast: the report goes without this figure
+        return None
     shared = sorted(set.intersection(*(set(d.tolist()) for d, _ in profiles.values())))
     if not shared:
         return None
