@@ -60,3 +60,65 @@ def test_threshold_is_chosen_on_the_training_cases() -> None:
     strict = choose_threshold(cases, max_false_per_case=0.0)
     assert strict <= threshold  # the lowest threshold without a false detection
     assert choose_threshold([], max_false_per_case=1.0) == float("inf")
+
+
+def _case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A lesion and a look-alike (both bright spheres of radius 3 voxels) at random places;
+    only the lesion has a bright surround (oedema) on the context image."""
+    grid = np.indices(SHAPE)
+    brain = ((grid - 19.5) ** 2).sum(0) < 18 ** 2
+    image = np.where(brain, 100.0 + rng.normal(0, 2, SHAPE), 0.0)
+    context = np.where(brain, 100.0 + rng.normal(0, 2, SHAPE), 0.0)
+    while True:
+        lesion, other = rng.uniform(10, 30, (2, 3))
+        if np.linalg.norm(lesion - other) > 12:
+            break
+    for centre in (lesion, other):
+        image[((grid - centre[:, None, None, None]) ** 2).sum(0) <= 9] += 60.0
+    context[((grid - lesion[:, None, None, None]) ** 2).sum(0) <= 49] += 40.0
+    return image, brain, context, lesion
+
+
+def test_reader_learns_from_the_context_what_blobness_cannot_tell() -> None:
+    from lesionkit.metrics.detection import candidate_features, fit_reader
+
+    rng = np.random.default_rng(2)
+    spacing, size = (1.0, 1.0, 1.0), np.array([6.0])
+
+    def candidates(image, brain, context):
+        found = blob_candidates(image, brain, spacing, diameters_mm=(2.0, 12.0))
+        return found, candidate_features(found, image, brain, spacing, [context])
+
+    training = []
+    for _ in range(12):
+        image, brain, context, lesion = _case(rng)
+        training.append((*candidates(image, brain, context), np.eye(4), lesion[None], size,
+                         size))
+    points = {"f1": None, "fp1": 1.0}
+    reader = fit_reader(training, points)
+    blob_only = choose_threshold([(f, a, c, lo, sh) for f, _, a, c, lo, sh in training])
+    false_reader = false_blob = found_reader = 0
+    for _ in range(6):
+        image, brain, context, lesion = _case(rng)
+        found, features = candidates(image, brain, context)
+        assert features.shape == (len(found.scores), 7)
+        scored = reader.score(found, features).above(reader.thresholds["f1"])
+        near = np.linalg.norm(scored.centres - lesion, axis=1) <= 3
+        found_reader += int(near.any())
+        false_reader += int((~near).sum())
+        kept = found.above(blob_only)
+        false_blob += int((np.linalg.norm(kept.centres - lesion, axis=1) > 3).sum())
+    assert found_reader >= 5
+    assert false_reader <= 1 < false_blob  # the look-alike passes blobness, not the reader
+
+
+def test_reader_without_lesions_keeps_blobness() -> None:
+    from lesionkit.metrics.detection import candidate_features, fit_reader
+
+    image, brain = _volume(np.random.default_rng(3))
+    found = blob_candidates(image, brain, (1.0, 1.0, 1.0), diameters_mm=(2.0, 12.0))
+    features = candidate_features(found, image, brain, (1.0, 1.0, 1.0))
+    none = (np.zeros((0, 3)), np.zeros(0), np.zeros(0))
+    reader = fit_reader([(found, features, np.eye(4), *none)] * 2, {"f1": None})
+    assert reader.model is None
+    np.testing.assert_array_equal(reader.score(found, features).scores, found.scores)

@@ -1,30 +1,37 @@
-"""An automatic lesion detector for bright blobs, and the choice of its threshold.
+"""An automatic lesion detector for bright blobs: candidates, a learned reader, thresholds.
 
-The detector stands in for a human reader of post-contrast images: a
-Laplacian-of-Gaussian blob detector (``skimage.feature.blob_log``) on the image
-normalised inside the brain. Each candidate blob carries a score, its blobness
-(:func:`blobness`: the scale-normalised LoG response for a round blob, near zero for a
-tube such as a vessel), so that one run at a low floor gives the detections at every
-higher threshold. The operating threshold is chosen on training cases only
-(:func:`choose_threshold`) and then applied unchanged to every image kind.
+The detector stands in for a human reader of post-contrast images. Candidates come from
+a Laplacian-of-Gaussian blob detector (``skimage.feature.blob_log``) on the image
+normalised inside the brain; each carries its blobness (:func:`blobness`: the
+scale-normalised LoG response for a round blob, near zero for a tube such as a vessel),
+so that one run at a low floor gives the detections at every higher threshold. Blobness
+alone takes a vessel's bend or the choroid plexus for a lesion; a reader also looks at
+where a blob lies and at the subject's other images. :func:`fit_reader` learns that
+from training cases: a classifier of each candidate's features
+(:func:`candidate_features`) and thresholds (:func:`choose_threshold`) on its out-of-fold
+scores, then applied unchanged to every image kind.
 
 Example::
 
     found = blob_candidates(t1c, brain, spacing)
-    threshold = choose_threshold([(found, truth_centres, long, short), ...])
-    centres = found.centres_mm(affine)[found.scores >= threshold]
+    features = candidate_features(found, t1c, brain, spacing, [t1w, flair])
+    reader = fit_reader([(found, features, affine, centres, long, short), ...],
+                        {"f1": None})
+    kept = reader.score(found, features).above(reader.thresholds["f1"])
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from lesionkit.metrics.contrast import match_detections
 
-__all__ = ["BlobCandidates", "blob_candidates", "blobness", "choose_threshold", "robust_zscore"]
+__all__ = ["BlobCandidates", "Reader", "blob_candidates", "blobness", "candidate_features",
+           "choose_threshold", "fit_reader", "robust_zscore"]
 
 #: Blob diameters (mm) the detector looks for: small metastases to large lesions.
 DIAMETERS_MM = (2.0, 25.0)
@@ -73,6 +80,10 @@ class BlobCandidates:
         """The candidates scoring at least ``threshold``."""
         keep = self.scores >= threshold
         return BlobCandidates(self.centres[keep], self.sigmas_mm[keep], self.scores[keep])
+
+    def rescored(self, scores: np.ndarray) -> BlobCandidates:
+        """The same candidates with other scores (for example a reader's probabilities)."""
+        return BlobCandidates(self.centres, self.sigmas_mm, np.asarray(scores, float))
 
 
 def blob_candidates(image: np.ndarray, brain: np.ndarray, spacing_mm: Sequence[float],
@@ -193,3 +204,121 @@ def choose_threshold(cases: Sequence[tuple[BlobCandidates, np.ndarray, np.ndarra
         pick = int(np.flatnonzero(f1 == f1.max())[0])
     lower = thresholds[pick - 1] if pick > 0 else thresholds[pick]
     return float((thresholds[pick] + lower) / 2.0)
+
+
+#: Gaussian scale (mm) of the surround features: the neighbourhood a reader takes in
+#: around a candidate (oedema around a metastasis reaches 5-20 mm).
+SURROUND_MM = 4.0
+#: Names of the image's own feature columns (:func:`candidate_features`).
+IMAGE_FEATURES = ("blobness", "scale_mm", "depth_mm", "centre_z", "surround_z")
+
+
+def candidate_features(found: BlobCandidates, image: np.ndarray, brain: np.ndarray,
+                       spacing_mm: Sequence[float],
+                       context: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """What a reader sees of each candidate, on the image and on the subject's other images.
+
+    Columns (:data:`IMAGE_FEATURES`, then two per context image): the blobness, the blob
+    scale (mm), the depth below the brain surface (mm; sinuses and cortical vessels lie at
+    the surface), the robust z-score (:func:`robust_zscore`) at the centre after a
+    one-voxel Gaussian and in the surround (Gaussian of :data:`SURROUND_MM`); for each
+    context image (pre-contrast T1w, FLAIR, ADC of the same subject, on the image's grid)
+    its z-score at the centre and in the surround. Every z-score is of its own image, so
+    the features do not depend on intensity units.
+
+    Args:
+        found: Candidates of ``image`` (:func:`blob_candidates`).
+        image: The image read (3D).
+        brain: Brain mask of the same shape.
+        spacing_mm: Voxel size (mm) per axis.
+        context: Other images of the subject on the same grid.
+
+    Returns:
+        (n, 5 + 2 * len(context)) float array.
+    """
+    from scipy import ndimage
+
+    brain = np.asarray(brain, bool)
+    spacing = np.asarray(spacing_mm, float)
+    at = tuple(np.asarray(found.centres, int).T)
+    depth = ndimage.distance_transform_edt(brain, sampling=spacing)[at]
+    columns = [found.scores, found.sigmas_mm, depth]
+    for volume in (image, *context):
+        z = robust_zscore(volume, brain)
+        columns.append(ndimage.gaussian_filter(z, 1.0)[at])
+        columns.append(ndimage.gaussian_filter(z, SURROUND_MM / spacing)[at])
+    return np.column_stack(columns) if len(found.scores) else np.zeros((0, len(columns)))
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A learned stand-in for a reader: blob candidates scored by a classifier of their
+    features (:func:`candidate_features`), with thresholds per operating point.
+
+    Attributes:
+        model: Fitted scikit-learn classifier (``predict_proba``), or None when the
+            training cases had no lesion or no false candidate (scores stay blobness).
+        thresholds: Operating point name -> threshold on the score.
+    """
+
+    model: Any
+    thresholds: dict[str, float]
+
+    def score(self, found: BlobCandidates, features: np.ndarray) -> BlobCandidates:
+        """The candidates with their lesion probability as score (0-1)."""
+        if self.model is None or not len(found.scores):
+            return found
+        return found.rescored(self.model.predict_proba(features)[:, 1])
+
+
+def _classifier(seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
+                                          min_samples_leaf=10, l2_regularization=1.0,
+                                          random_state=seed)
+
+
+def fit_reader(cases: Sequence[tuple[BlobCandidates, np.ndarray, np.ndarray, np.ndarray,
+                                     np.ndarray, np.ndarray]],
+               operating_points: dict[str, float | None], folds: int = 5,
+               seed: int = 0) -> Reader:
+    """Fit a :class:`Reader` on training cases only.
+
+    Each candidate is labelled a lesion when it matches one (centre distance, as
+    :func:`lesionkit.metrics.contrast.match_detections`). The classifier is scikit-learn's
+    histogram gradient boosting. Thresholds come from out-of-fold probabilities
+    (``GroupKFold`` by case, so a case's candidates are scored by a model that did not
+    see that case) through :func:`choose_threshold`; the model returned is then fitted
+    on every training candidate.
+
+    Args:
+        cases: Per case ``(candidates, features, affine, reference centres (n, 3) mm,
+            long axes mm, short axes mm)``.
+        operating_points: Name -> false-detection budget per case (None: best F1).
+        folds: Folds by case for the out-of-fold probabilities.
+        seed: Seed of the classifier.
+    """
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    labels = [match_detections(found.centres_mm(affine), centres, long, short
+                               ).within.any(axis=1)
+              for found, _, affine, centres, long, short in cases]
+    y = np.concatenate(labels) if labels else np.zeros(0, bool)
+    blob_cases = [(found, affine, centres, long, short)
+                  for found, _, affine, centres, long, short in cases]
+    if y.all() or not y.any() or len(cases) < 2:
+        return Reader(None, {name: choose_threshold(blob_cases, budget)
+                             for name, budget in operating_points.items()})
+    x = np.concatenate([features for _, features, *_ in cases])
+    groups = np.concatenate([np.full(len(lab), i) for i, lab in enumerate(labels)])
+    splits = GroupKFold(n_splits=min(folds, len(cases)))
+    oof = cross_val_predict(_classifier(seed), x, y, groups=groups, cv=splits,
+                            method="predict_proba")[:, 1]
+    bounds = np.cumsum([0, *(len(lab) for lab in labels)])
+    rescored = [(found.rescored(oof[a:b]), *rest)
+                for (found, *rest), a, b in zip(blob_cases, bounds[:-1], bounds[1:],
+                                                strict=True)]
+    thresholds = {name: choose_threshold(rescored, budget)
+                  for name, budget in operating_points.items()}
+    return Reader(_classifier(seed).fit(x, y), thresholds)
