@@ -109,7 +109,8 @@ def _put(root: Path, subject: str, suffix: str, data: np.ndarray, derivatives: s
 
 
 def _case(root: Path, subject: str, rng: np.random.Generator, lesion_gain: float) -> None:
-    """A brain of 100 (noise 3), a 3-voxel-radius lesion enhancing to 100 + gain on T1c."""
+    """A brain of 100 (noise 3), a 3-voxel-radius lesion enhancing to 100 + gain on T1c,
+    bright on FLAIR, with ADC (the reader stand-in's context images)."""
     brain = brain_mask(SHAPE)
     grid = np.indices(SHAPE)
     lesion = ((grid - 12) ** 2).sum(0) <= 9
@@ -120,6 +121,10 @@ def _case(root: Path, subject: str, rng: np.random.Generator, lesion_gain: float
     quadruple = pre.copy()
     quadruple[lesion] = 100.0 + 3 * lesion_gain
     _put(root, subject, "T1w", pre)
+    flair = np.where(brain, 100.0 + rng.normal(0, 3, SHAPE), 0.0)
+    flair[((grid - 12) ** 2).sum(0) <= 25] += 30.0
+    _put(root, subject, "FLAIR", flair)
+    _put(root, subject, "ADC", np.where(brain, 0.8 + rng.normal(0, 0.02, SHAPE), 0.0))
     _put(root, subject, "T1w", t1c, ce="gadolinium", acq="standard")
     _put(root, subject, "T1w", quadruple, "phantom", ce="gadolinium", acq="quadruple")
     _put(root, subject, "mask", brain, "phantom", desc="brain")
