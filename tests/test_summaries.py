@@ -51,5 +51,15 @@ def test_metric_summary_and_paired_metrics() -> None:
     (row,) = metric_summary(a)
     assert row["metric"] == "rmse" and row["estimate"] == pytest.approx(2.5)
     assert row["ci_low"] < 2.5 < row["ci_high"]
+    assert row["method"] == "all" and row["interval"] == "bootstrap-percentile"
     (test,) = paired_metrics(a, b)
     assert test["median_difference"] == pytest.approx(-1.0) and test["n"] == 6
+
+
+def test_metric_summary_keeps_each_group_apart() -> None:
+    rows = [{"participant_id": f"sub-{i}", "method": m, "cnr": float(i) + (10 if m == "b" else 0)}
+            for i in range(4) for m in ("a", "b")]
+    by_group = {r["method"]: r for r in metric_summary(rows)}
+    assert set(by_group) == {"a", "b"}
+    assert by_group["a"]["estimate"] == pytest.approx(1.5)
+    assert by_group["b"]["estimate"] == pytest.approx(11.5)

@@ -148,7 +148,11 @@ def paired_comparison(y_true: Sequence[int], score_a: Sequence[float], score_b: 
 
 def metric_summary(rows: Sequence[dict], seed: int = 0, n_resamples: int = 2000
                    ) -> list[dict[str, Any]]:
-    """Mean of every numeric column per ``method`` with a bootstrap 95 % interval."""
+    """Mean of every numeric column per ``method`` with a bootstrap 95 % interval.
+
+    Each row names the case group (``method`` of the input rows, e.g. the image kind, or
+    "all") and, under ``interval``, how its interval was obtained.
+    """
     out = []
     for method in sorted({str(r.get("method", "all")) for r in rows}):
         chosen = [r for r in rows if str(r.get("method", "all")) == method]
@@ -159,7 +163,9 @@ def metric_summary(rows: Sequence[dict], seed: int = 0, n_resamples: int = 2000
             result = (bootstrap_ci(np.mean, values, n_resamples=n_resamples, seed=seed)
                       if values.size > 1 and np.ptp(values) > 0
                       else StatResult(float(values.mean()), method="too few distinct values"))
-            out.append({"method": method, **_row(column, result), "n": int(values.size)})
+            row = _row(column, result)
+            row["interval"] = row.pop("method")
+            out.append({"method": method, **row, "n": int(values.size)})
     return out
 
 
