@@ -171,3 +171,29 @@ def test_evaluate_scores_a_hand_made_case(tmp_path: Path) -> None:
     assert lesion_row["T1c_f1"] == 1 and lesion_row["T1c-pro_f1"] == 1
     sections = ca.report_sections(get_task("contrast-amplify"), root, predictions, ["03"], rows)
     assert sections[0].tables["paper vs phantom"][0]["paper T1c"] == 9.1
+
+
+def test_training_cases_of_a_model_trained_on_another_dataset(tmp_path: Path) -> None:
+    """A model folder's fold subjects count only when it trained on this dataset; a
+    shipped model's labels name other subjects, so every other subject is used."""
+    import json
+
+    import yaml
+
+    root = tmp_path / "bids"
+    write_dataset_description(root, "hand-made")
+    for number in ("01", "02", "03"):
+        (root / f"sub-{number}" / "anat").mkdir(parents=True)
+    predictions = tmp_path / "pred"
+    path = bids_path(predictions, "03", "T1w", desc="amplified", ce="gadolinium")
+    path.parent.mkdir(parents=True)
+    path.touch()
+    model = tmp_path / "model"
+    model.mkdir()
+    path.with_name(path.name.replace(".nii.gz", ".json")).write_text(
+        json.dumps({"ModelFolder": str(model)}))
+    folds = [{"train": ["01", "04", "05"], "validation": []}]
+    for trained_on, expected in ((root, ["01", "04", "05"]), (tmp_path / "other", ["01", "02"])):
+        (model / "config.yaml").write_text(yaml.safe_dump(
+            {"data": {"root": str(trained_on)}, "folds": folds}))
+        assert ca.training_cases(root, predictions, "03") == expected

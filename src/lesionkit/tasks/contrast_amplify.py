@@ -265,8 +265,9 @@ def _case_candidates(mask: ImageSpec | None, context: tuple[ImageSpec, ...], roo
 
 def training_cases(root: Path, predictions: Path, subject: str) -> list[str]:
     """Subjects the model that predicted ``subject`` trained on (the folds that did not
-    train on it, as prediction uses them); without a model folder, every other subject
-    of the dataset (leave one out)."""
+    train on it, as prediction uses them); every other subject of the dataset (leave one
+    out) when there is no model folder or when the model trained on another dataset (a
+    shipped model: its subject labels name other subjects)."""
     import json
 
     import yaml
@@ -280,9 +281,12 @@ def training_cases(root: Path, predictions: Path, subject: str) -> list[str]:
         model = json.loads(found[0].sidecar.read_text()).get("ModelFolder")
     config = Path(model) / "config.yaml" if model else None
     if config is not None and config.is_file():
-        folds = yaml.safe_load(config.read_text()).get("folds", [])
-        held_out = [f for f in folds if subject not in f["train"]] or folds
-        return sorted({s for f in held_out for s in f["train"]} - {subject})
+        stored = yaml.safe_load(config.read_text())
+        trained_on = (stored.get("data") or {}).get("root")
+        if trained_on is None or Path(trained_on).resolve() == Path(root).resolve():
+            folds = stored.get("folds", [])
+            held_out = [f for f in folds if subject not in f["train"]] or folds
+            return sorted({s for f in held_out for s in f["train"]} - {subject})
     return [s for s in BIDSDataset(root).subjects() if s != subject]
 
 
