@@ -256,8 +256,9 @@ class Reader:
     features (:func:`candidate_features`), with thresholds per operating point.
 
     Attributes:
-        model: Fitted scikit-learn classifier (``predict_proba``), or None when the
-            training cases had no lesion or no false candidate (scores stay blobness).
+        model: Fitted scikit-learn classifier (``predict_proba``), or None when there
+            were fewer than two training cases, or no lesion or no false candidate among
+            them (scores stay blobness, thresholds chosen on it).
         thresholds: Operating point name -> threshold on the score.
     """
 
