@@ -63,7 +63,7 @@ the lowest threshold with at most one false detection per training case. Lesion 
 below one voxel (small metastases measured on the grid) count as one voxel for the
 matching. The blob score alone could not tell the phantom's enhancing vessels and
 choroid plexus from metastases (on 30 phantom subjects at best F1: 20 % sensitivity at
-6 false detections per case on T1c; with the classifier 81 % at 1.9; docs/results.md).
+5.2 false detections per case on T1c; with the classifier 81 % at 1.9; docs/results.md).
 """
 
 from __future__ import annotations
