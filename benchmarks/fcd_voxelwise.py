@@ -34,9 +34,14 @@ from scipy import ndimage
 
 def _paths(root: Path, subject: str) -> dict[str, Path]:
     anat, truth = root / subject / "anat", root / "derivatives" / "phantom" / subject / "anat"
-    return {"t1w": anat / f"{subject}_T1w.nii.gz", "flair": anat / f"{subject}_FLAIR.nii.gz",
-            "brain": truth / f"{subject}_desc-brain_mask.nii.gz",
-            "lesion": truth / f"{subject}_label-lesion_mask.nii.gz"}
+    files = {"t1w": anat / f"{subject}_T1w.nii.gz", "flair": anat / f"{subject}_FLAIR.nii.gz",
+             "brain": truth / f"{subject}_desc-brain_mask.nii.gz",
+             "lesion": truth / f"{subject}_label-lesion_mask.nii.gz"}
+    for name in ("t1w", "flair", "brain"):
+        if not files[name].is_file():
+            raise SystemExit(f"{files[name]}: expected the {name} image of an fcd-classify "
+                             "phantom subject, found no such file")
+    return files
 
 
 def register(root: Path, subject: str, cache: Path) -> dict[str, np.ndarray]:
@@ -70,7 +75,9 @@ def register(root: Path, subject: str, cache: Path) -> dict[str, np.ndarray]:
            "lesion": (mapping.transform(lesion, interpolation="nearest") > 0.5
                       if lesion.any() else np.zeros(static.shape, bool))}
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **out)
+    partial = path.with_name(f".{path.stem}.partial.npz")
+    np.savez_compressed(partial, **out)
+    partial.replace(path)  # an interrupted run leaves no half-written cache entry
     return out
 
 
@@ -121,7 +128,11 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=60, help="first N subjects")
     parser.add_argument("--sigma", type=float, default=1.0, help="smoothing (voxels)")
     args = parser.parse_args()
-    table = pd.read_csv(args.data / "participants.tsv", sep="\t").iloc[:args.subjects]
+    participants = args.data / "participants.tsv"
+    if not participants.is_file():
+        raise SystemExit(f"{participants}: expected the participants table of an "
+                         "fcd-classify phantom dataset, found no such file")
+    table = pd.read_csv(participants, sep="\t").iloc[:args.subjects]
     subjects = list(table["participant_id"])
     patients = (table["group"] == "patient").to_numpy()
     reference = nib.load(_paths(args.data, subjects[0])["flair"])
