@@ -2,9 +2,12 @@
 
 Usage:
     python benchmarks/run.py --out bench-out --markdown BENCHMARKS.md [--only simulate,mrf]
+    python benchmarks/run.py --out bench-out --only engine --update   # one suite again
 
 Each suite is a function ``bench_*(out_dir) -> list[dict]`` in this folder; its rows
-are written as one table per suite, with the machine and the command on top.
+are written as one table per suite, with the machine and the command on top. With
+``--update`` the suites run replace their own sections of the existing file, each then
+saying when and how it was rerun; the other sections are kept as they were.
 """
 
 from __future__ import annotations
@@ -74,18 +77,59 @@ def markdown_table(rows: list[dict]) -> list[str]:
     return out
 
 
+def sections(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """A BENCHMARKS.md split into its preamble (lines before the first suite) and its
+    suite sections (``## name`` and the lines up to the next suite), in file order."""
+    preamble: list[str] = []
+    found: dict[str, list[str]] = {}
+    current = preamble
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = found.setdefault(line[3:].strip(), [])
+        current.append(line)
+    return preamble, found
+
+
+def updated(text: str, new: dict[str, list[str]]) -> str:
+    """``text`` with the sections of ``new`` (suite -> its lines, heading included)
+    replacing those of the same suite; suites it lacks are appended in ``SUITES`` order."""
+    preamble, found = sections(text)
+    merged = {**found, **new}
+    order = [name for name in found] + [name for name in SUITES
+                                        if name in new and name not in found]
+    lines = list(preamble)
+    for name in order:
+        body = merged[name]
+        while body and not body[-1].strip():
+            body = body[:-1]
+        lines += [*body, ""]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--markdown", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--only", default=",".join(SUITES), help="comma-separated suites")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only these suites' sections of the existing --markdown")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.only.split(",") if name not in SUITES]
+    if unknown:
+        raise SystemExit(f"--only: expected suites among {', '.join(SUITES)}, found "
+                         f"{', '.join(unknown)}")
+    if args.update and not args.markdown.is_file():
+        raise SystemExit(f"--update: expected an existing {args.markdown}, found none")
+    machine = machine_description()
+    load = next((line[2:] for line in machine if line.startswith("- Load")), "")
     command = "make bench  (python benchmarks/run.py " + " ".join(argv or sys.argv[1:]) + ")"
     lines = ["# lesionkit benchmarks", "",
              "Figures from the digital phantom, produced by the command below; they are",
-             "rewritten on every run.", "",
+             "rewritten on every run (a section that says \"Rerun alone\" was run again",
+             "by itself later, with the command it names).", "",
              f"Command: `{command}`", f"Date: {dt.date.today().isoformat()}", "", "Machine:",
-             *machine_description(), ""]
+             *machine, ""]
+    new: dict[str, list[str]] = {}
     for name in args.only.split(","):
         module_name, function_name = SUITES[name]
         start = time.perf_counter()
@@ -95,13 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         except (ImportError, AttributeError) as error:
             rows = [{"benchmark": name, "status": f"not available: {error}"}]
         elapsed = time.perf_counter() - start
-        lines += [f"## {name}", "", f"Suite wall time: {elapsed:.1f} s", "",
-                  *markdown_table(rows), ""]
+        rerun = ([f"Rerun alone on {dt.date.today().isoformat()}: `python benchmarks/run.py "
+                  f"{' '.join(argv or sys.argv[1:])}`; {load or 'load average unknown'}", ""]
+                 if args.update else [])
+        new[name] = [f"## {name}", "", *rerun, f"Suite wall time: {elapsed:.1f} s", "",
+                     *markdown_table(rows), ""]
         print(f"{name}: {len(rows)} rows in {elapsed:.1f} s", flush=True)
     from lesionkit.io import atomic_path
 
+    text = (updated(args.markdown.read_text(), new) if args.update
+            else "\n".join(lines + [line for body in new.values() for line in body]) + "\n")
     with atomic_path(args.markdown) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text(text)
     print(f"wrote {args.markdown}")
     return 0
 

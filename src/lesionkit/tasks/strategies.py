@@ -460,8 +460,9 @@ class SlidingWindow:
     at most ``window`` voxels that overlap by at least ``overlap``, each as small as that
     allows. On a 1 mm brain (160 x 192 x 160) fixed 96^3 windows at 25 % overlap cover
     the volume 2.2 times over, fitted ones with at least 12.5 % overlap 1.4 times;
-    with two windows per pass on a 2-core CPU, sliding-window inference took 1.05 to
-    1.23 times as long as one whole-volume pass (BENCHMARKS.md, "engine").
+    with two windows per pass on a 2-core CPU, sliding-window inference of enhance-r1's
+    U-Net took 1.05 to 1.23 times as long as one whole-volume pass with transposed-
+    convolution up-sampling and 1.11 times with interpolation (BENCHMARKS.md, "engine").
 
     Attributes:
         window: Largest window in voxels; a fully convolutional network takes larger

@@ -1,0 +1,69 @@
+"""benchmarks/run.py: one suite rerun replaces its own section and keeps the others."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).parents[2] / "benchmarks" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def run():
+    spec = importlib.util.spec_from_file_location("lesionkit_benchmarks_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXISTING = """# lesionkit benchmarks
+
+Command: `make bench`
+Date: 2026-01-01
+
+## simulate
+
+Suite wall time: 1.0 s
+
+| case | value |
+|---|---|
+| old simulate | 1 |
+
+## engine
+
+Suite wall time: 2.0 s
+
+| case | value |
+|---|---|
+| old engine | 2 |
+"""
+
+
+def test_update_replaces_only_the_rerun_suite(run) -> None:
+    new = {"engine": ["## engine", "", "Rerun alone on 2026-02-02", "", "| case | value |",
+                      "|---|---|", "| new engine | 3 |", ""]}
+    text = run.updated(EXISTING, new)
+    assert "old engine" not in text and "new engine" in text and "Rerun alone" in text
+    assert "old simulate" in text and text.startswith("# lesionkit benchmarks")
+    assert text.index("## simulate") < text.index("## engine")
+    assert text.count("## engine") == 1
+
+
+def test_update_appends_a_suite_the_file_lacks_in_suite_order(run) -> None:
+    new = {"ddp": ["## ddp", "", "| case |", "|---|", "| ddp row |"]}
+    text = run.updated(EXISTING, new)
+    _, found = run.sections(text)
+    assert list(found) == ["simulate", "engine", "ddp"]
+
+
+def test_unknown_suite_is_one_clear_line(run, tmp_path) -> None:
+    with pytest.raises(SystemExit, match=r"expected suites among .* found nosuch"):
+        run.main(["--out", str(tmp_path), "--only", "nosuch"])
+
+
+def test_update_without_a_file_is_one_clear_line(run, tmp_path) -> None:
+    with pytest.raises(SystemExit, match=r"expected an existing .*none"):
+        run.main(["--out", str(tmp_path), "--only", "engine", "--update",
+                  "--markdown", str(tmp_path / "missing.md")])
