@@ -12,7 +12,9 @@ Usage::
     python benchmarks/healthy_brain.py --model MODEL_DIR --work OUT [--flair mean_flair.nii.gz]
 
 Writes ``OUT/bids`` (the subject), ``OUT/predictions``, ``OUT/healthy.json`` (components
-and volume at 33 % and 50 %) and ``OUT/healthy.png`` (axial slices with the map).
+and volume at 33 % and 50 %; the FLAIR's GM/WM ratio and each component's median over
+the WM median, beside the published FLAIR lesion/WM range: is a component brighter than
+real lesions are?) and ``OUT/healthy.png`` (axial slices with the map).
 """
 
 from __future__ import annotations
@@ -72,6 +74,42 @@ def count(probability: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float
     return out
 
 
+def intensities(flair: Path, probability: np.ndarray, threshold: float = THRESHOLDS[0]
+                ) -> dict[str, float]:
+    """How bright the FLAIR is in grey matter and in the components at ``threshold``,
+    against its white matter (pure-tissue masks of the phantom's MNI152 2009a template,
+    probability >= 0.9, resampled onto the FLAIR's grid): the contrast ratios of
+    ``lesionkit.simulate.realism`` and, per component, its median over the WM median."""
+    from nibabel.processing import resample_from_to
+
+    from lesionkit.simulate.realism import PUBLISHED_RATIOS, tissue_masks
+    from lesionkit.simulate.template import load_template
+
+    image = nib.load(flair)
+    values = np.asarray(image.dataobj, np.float32)
+    anatomy = load_template()
+
+    def on_flair(tissue: np.ndarray) -> np.ndarray:
+        moved = resample_from_to(nib.Nifti1Image(tissue.astype(np.float32), anatomy.affine),
+                                 image, order=1)
+        return np.asarray(moved.dataobj)
+
+    masks = tissue_masks(on_flair(anatomy.gm), on_flair(anatomy.wm), on_flair(anatomy.csf))
+    wm = float(np.median(values[masks["WM"]]))
+    labels, n = ndimage.label(probability >= threshold, np.ones((3, 3, 3)))
+    ratios = [float(np.median(values[labels == i])) / wm for i in range(1, n + 1)]
+    low, high, _ = PUBLISHED_RATIOS[("FLAIR", "lesion/WM")]
+    out = {"GM/WM": float(np.median(values[masks["GM"]])) / wm,
+           "GM 95th percentile/WM": float(np.percentile(values[masks["GM"]], 95)) / wm,
+           "published FLAIR lesion/WM": f"{low}-{high}"}
+    if ratios:
+        out.update({"components/WM, least": min(ratios),
+                    "components/WM, median": float(np.median(ratios)),
+                    "components/WM, largest": max(ratios)})
+    return {key: round(value, 2) if isinstance(value, float) else value
+            for key, value in out.items()}
+
+
 def montage(flair: Path, probability: np.ndarray, out: Path, title: str) -> Path:
     """Axial slices of the FLAIR with the map at 33 % overlaid."""
     import matplotlib
@@ -112,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     image = nib.load(found[0])
     probability = np.asarray(image.dataobj, np.float32)
     voxel_ml = float(abs(np.linalg.det(image.affine[:3, :3]))) / 1000.0
-    result = {"model": str(args.model), "flair": str(flair), **count(probability, voxel_ml)}
+    result = {"model": str(args.model), "flair": str(flair), **count(probability, voxel_ml),
+              "FLAIR intensity over WM": intensities(data / "sub-healthy" / "anat"
+                                                     / "sub-healthy_FLAIR.nii.gz", probability)}
     (args.work / "healthy.json").write_text(json.dumps(result, indent=2) + "\n")
     montage(data / "sub-healthy" / "anat" / "sub-healthy_FLAIR.nii.gz", probability,
             args.work / "healthy.png", f"healthy brain: lesion probability >= 33 % "

@@ -10,8 +10,9 @@ median of 3 runs, each after a warm-up run), in float32 and with mixed precision
 reported). Network time does not depend on its weights, so an untrained network of the
 task's size is timed.
 One phantom subject at 2 mm and one at 1 mm (the 1 mm reference takes several minutes
-on a CPU). Each measurement runs in a fresh process, whose peak resident memory
-(``VmHWM``; CPU) or CUDA peak allocation is its peak.
+on a CPU), the network in float32 and mixed precision at both. Each measurement runs
+in a fresh process, whose peak resident memory (``VmHWM``; CPU) or CUDA peak allocation
+is its peak.
 
 Run alone: ``python benchmarks/mrf_lesion_bench.py bench-out/mrf-lesion``.
 """
@@ -149,8 +150,16 @@ def bench_mrf_lesion(out_dir: Path | str, full: bool = True) -> list[dict]:
         elapsed_1mm, reference_peak = _in_child(_reference_seconds, data_1mm, True)
         rows.append(_row("reference MP-PCA + matching, 1 mm brain", elapsed_1mm, "s",
                          peak_mib=round(reference_peak, 1), detail=f"{atoms} atoms"))
+        mixed_1mm, mixed_peak_1mm, deviation_1mm = _in_child(_network_seconds, shape_1mm,
+                                                             device, True)
+        rows.append(_row(f"network, 1 mm brain, {precision} mixed precision (--amp)", mixed_1mm,
+                         "s", peak_mib=round(mixed_peak_1mm, 1),
+                         detail=f"largest difference from float32: {deviation_1mm:.4f} "
+                                "output SD"))
         rows.append(_row("speed-up, 1 mm (MP-PCA + matching / network)",
                          elapsed_1mm / seconds_1mm, "x", detail=goal))
+        rows.append(_row(f"speed-up, 1 mm, {precision} network", elapsed_1mm / mixed_1mm, "x",
+                         detail=goal))
     (out_dir / "mrf_lesion_bench.json").write_text(json.dumps(rows, indent=2))
     return rows
 
