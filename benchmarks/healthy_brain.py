@@ -75,7 +75,7 @@ def count(probability: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float
 
 
 def intensities(flair: Path, probability: np.ndarray, threshold: float = THRESHOLDS[0]
-                ) -> dict[str, float]:
+                ) -> dict[str, float | str]:
     """How bright the FLAIR is in grey matter and in the components at ``threshold``,
     against its white matter (pure-tissue masks of the phantom's MNI152 2009a template,
     probability >= 0.9, resampled onto the FLAIR's grid): the contrast ratios of
@@ -99,9 +99,11 @@ def intensities(flair: Path, probability: np.ndarray, threshold: float = THRESHO
     labels, n = ndimage.label(probability >= threshold, np.ones((3, 3, 3)))
     ratios = [float(np.median(values[labels == i])) / wm for i in range(1, n + 1)]
     low, high, _ = PUBLISHED_RATIOS[("FLAIR", "lesion/WM")]
-    out = {"GM/WM": float(np.median(values[masks["GM"]])) / wm,
-           "GM 95th percentile/WM": float(np.percentile(values[masks["GM"]], 95)) / wm,
-           "published FLAIR lesion/WM": f"{low}-{high}"}
+    gm = values[masks["GM"]]
+    out: dict[str, float | str] = {
+        "GM/WM": float(np.median(gm)) / wm,
+        "GM 95th percentile/WM": float(np.percentile(gm, 95)) / wm,
+        "published FLAIR lesion/WM": f"{low}-{high}"}
     if ratios:
         out.update({"components/WM, least": min(ratios),
                     "components/WM, median": float(np.median(ratios)),
