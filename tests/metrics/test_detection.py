@@ -96,6 +96,7 @@ def test_reader_learns_from_the_context_what_blobness_cannot_tell() -> None:
                          size))
     points = {"f1": None, "fp1": 1.0}
     reader = fit_reader(training, points)
+    assert reader.score_name == "lesion probability"
     blob_only = choose_threshold([(f, a, c, lo, sh) for f, _, a, c, lo, sh in training])
     false_reader = false_blob = found_reader = 0
     for _ in range(6):
@@ -120,5 +121,5 @@ def test_reader_without_lesions_keeps_blobness() -> None:
     features = candidate_features(found, image, brain, (1.0, 1.0, 1.0))
     none = (np.zeros((0, 3)), np.zeros(0), np.zeros(0))
     reader = fit_reader([(found, features, np.eye(4), *none)] * 2, {"f1": None})
-    assert reader.model is None
+    assert reader.model is None and reader.score_name == "blobness"
     np.testing.assert_array_equal(reader.score(found, features).scores, found.scores)

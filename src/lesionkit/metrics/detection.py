@@ -265,6 +265,12 @@ class Reader:
     model: Any
     thresholds: dict[str, float]
 
+    @property
+    def score_name(self) -> str:
+        """What the scores and thresholds are: "lesion probability" (0-1) or, without a
+        classifier, "blobness"."""
+        return "blobness" if self.model is None else "lesion probability"
+
     def score(self, found: BlobCandidates, features: np.ndarray) -> BlobCandidates:
         """The candidates with their lesion probability as score (0-1)."""
         if self.model is None or not len(found.scores):

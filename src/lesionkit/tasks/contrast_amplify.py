@@ -602,9 +602,10 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     if _cases(rows, "lesion"):
         figures[caption("detector sensitivity by lesion long axis with Clopper-Pearson 95 % "
                         "intervals; FD: false detections", f"{len(_cases(rows, 'T1c'))} "
-                        "held-out cases", method, "two thresholds (lesion probability) chosen "
-                        "on the training cases: best F1, and at most one false detection per "
-                        "case")] = _sensitivity_figure(rows)
+                        "held-out cases", method, "two thresholds on the reader's score (lesion "
+                        "probability; blobness where the training cases fit no classifier) "
+                        "chosen on the training cases: best F1, and at most one false "
+                        "detection per case")] = _sensitivity_figure(rows)
     lesion_rows = sorted(_cases(rows, "lesion"), key=lambda r: r["long_axis_mm"])
     shown: list[str] = []
     for row in lesion_rows[::max(1, len(lesion_rows) // 3)]:
@@ -640,7 +641,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                         "slices of T1c, T1c-pro and the true quadruple dose; lesion outlines in "
                         "yellow, detections in red", row["participant_id"], method,
                         f"best-F1 detector threshold {case['threshold_f1']:.3g} "
-                        "(lesion probability)")] = _slice_figure(
+                        f"({fitted.score_name})")] = _slice_figure(
             images, lesion.data > 0.5 if lesion is not None else np.zeros(pro.shape, bool),
             centre[:3], found)
         shown.append(subject)
@@ -673,9 +674,11 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
 
 
 #: Units of the report's table columns (CNR and LBR are ratios; T1c-pro differences in
-#: the robust z-score of the input T1c: median and IQR / 1.349 inside the brain).
-UNITS = {"cep": "%", "rmse_quadruple": "z", "threshold_f1": "probability",
-         "threshold_fp1": "probability", "sensitivity": "0-1", "ci low": "0-1", "ci high": "0-1",
+#: the robust z-score of the input T1c: median and IQR / 1.349 inside the brain; the
+#: thresholds on the reader's score: lesion probability, or blobness where the training
+#: cases fit no classifier).
+UNITS = {"cep": "%", "rmse_quadruple": "z", "threshold_f1": "reader score",
+         "threshold_fp1": "reader score", "sensitivity": "0-1", "ci low": "0-1", "ci high": "0-1",
          "ppv": "0-1", "f1": "0-1"}
 
 def _normalised(specs: tuple[ImageSpec, ...], normalisation: str) -> tuple[ImageSpec, ...]:
