@@ -8,7 +8,10 @@ Each prints its operators by self CPU time (or CUDA time on a GPU), and the shar
 the wall time spent outside the network (blending, flips, normalisation, inversion).
 On a CPU it then times the enhance-r1 whole-volume pass (1 mm) and the mrf-lesion
 network (2 mm) with contiguous and with channels-last memory (median of 3 after a
-warm-up). Untrained weights of the tasks' sizes; time does not depend on them.
+warm-up), and what enhance-r1's interpolating decoder costs: its whole-volume pass at
+1 mm profiled by operator and input shape, and one training step (8 patches of 32^3,
+one thread) with the task's decoder and with transposed convolutions. Untrained weights
+of the tasks' sizes; time does not depend on them.
 
 Run: ``python benchmarks/profile_inference.py [--device cuda] [--rows 12]``.
 """
@@ -74,6 +77,46 @@ def _memory_formats(make, shape: tuple[int, ...], predict, title: str) -> None:
           f"{seconds['channels-last']:.2f} s")
 
 
+def _decoder_cost(task, rows: int) -> None:
+    """Profile enhance-r1's whole-volume pass at 1 mm by operator and input shape, and
+    time one training step with the task's up-sampling and with transposed convolutions
+    (``upsample="deconv"``), on one thread."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from lesionkit.infer import channels_last
+    from lesionkit.models import build_network
+
+    torch.manual_seed(0)
+    network = build_network(task.network, 1, 1, **task.network_kwargs).eval()
+    x = channels_last(network, torch.randn(1, 1, 160, 192, 160))
+    with torch.inference_mode():
+        network(x)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            network(x)
+    print("\n## enhance-r1 whole-volume pass, 1 mm, by operator and input shape")
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
+                                                              row_limit=rows))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    patches, target = torch.randn(8, 1, 32, 32, 32), torch.randn(8, 1, 32, 32, 32)
+    for name, upsample in ((f"{task.network_kwargs.get('upsample', 'deconv')} (the task's)",
+                            task.network_kwargs.get("upsample", "deconv")),
+                           ("deconv (transposed convolutions)", "deconv")):
+        net = build_network(task.network, 1, 1, **{**task.network_kwargs,
+                                                   "upsample": upsample}).train()
+        optimiser = torch.optim.Adam(net.parameters())
+
+        def step(net=net, optimiser=optimiser) -> None:
+            optimiser.zero_grad()
+            ((net(patches) - target) ** 2).mean().backward()
+            optimiser.step()
+
+        print(f"enhance-r1 U-Net training step, 8 x 32^3, 1 thread, up-sampling {name}: "
+              f"{_median_seconds(step):.2f} s")
+    torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -124,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 network.slices_per_pass = slices
                 print(f"mrf-lesion 2D U-Net, 2 mm, channels-last, passes of {slices} slices: "
                       f"{_median_seconds(lambda n=network: n(x)):.2f} s")
+        _decoder_cost(task, args.rows)
     return 0
 
 
