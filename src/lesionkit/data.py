@@ -435,11 +435,15 @@ class SubjectStore:
     def prepare(self, names: Sequence[str], advance: Callable[[int], None] | None = None) -> None:
         """Load each subject once (validated, preprocessed) and write its arrays.
 
+        A task with a lesion label map gets it on the model's grid (``lesions.npy``,
+        resampled with the images, nearest neighbour) and its lesion table's centres in
+        voxels of that grid, where inference will look for them.
+
         A task with ``lesion_features`` also gets each lesion's feature vector (cached
         under the dataset's derivatives, :mod:`lesionkit.lesion_features`) as
         ``features.npy``, one row per lesion of the lesion table.
         """
-        specs = [s for s in self.task.image_specs if s is not self.task.lesions]
+        specs = list(self.task.image_specs)
         if self.task.lesion_features is not None:
             from lesionkit.lesion_features import ensure_features
 
@@ -457,7 +461,9 @@ class SubjectStore:
                     spec = self.task.lesions
                     found = self.dataset.get(name, spec.suffix, **spec.query())
                     targets = [t for t in self.task.targets if isinstance(t, LesionLabelSpec)]
-                    meta["lesions"] = lesion_table(found.path, targets)
+                    label_map = np.rint(subject[spec.key].data[0].numpy()).astype(np.int32)
+                    np.save(folder / "lesions.npy", label_map)
+                    meta["lesions"] = lesion_table(found.path, targets, label_map)
                 if self.task.lesion_features is not None:
                     np.save(folder / "features.npy", self._lesion_features(name, meta))
                 (folder / "meta.json").write_text(json.dumps(meta))
@@ -486,6 +492,10 @@ class SubjectStore:
 
     def _array(self, name: str, key: str) -> np.ndarray:
         return np.load(self.cache / f"sub-{name}" / f"{key}.npy", mmap_mode="r")
+
+    def lesion_map(self, name: str) -> np.ndarray:
+        """The (X, Y, Z) lesion label map on the model's grid (a memory map)."""
+        return self._array(name, "lesions")
 
     def mask(self, name: str) -> np.ndarray:
         """The (X, Y, Z) brain mask."""

@@ -512,7 +512,8 @@ def predict(
         found = [dataset.get(subject, s.suffix, **s.query(session)) for s in specs
                  if s is not task.mask]
         inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
-        channels = sum(len(v) for v in inputs.values())
+        channels = sum(len(v) for v in inputs.values()) + getattr(task.inference,
+                                                                  "extra_channels", 0)
         if model.config.get("in_channels") not in (None, channels):
             raise InputError(f"{found[0].path}: expected {model.config['in_channels']} input "
                              f"channels (frames) for the model {model.path.name}, found "

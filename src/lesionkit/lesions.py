@@ -57,17 +57,25 @@ def lesion_centres(label_map: np.ndarray) -> dict[int, tuple[int, int, int]]:
             for label, centre in zip(labels, centres, strict=True)}
 
 
-def lesion_table(map_path: Path, specs: Sequence[Any]) -> list[dict[str, Any]]:
+def lesion_table(map_path: Path, specs: Sequence[Any], label_map: np.ndarray | None = None
+                 ) -> list[dict[str, Any]]:
     """Lesions of a label map: label, centre (voxels) and the task's per-lesion targets.
 
     ``specs`` are the task's per-lesion targets (``LesionLabelSpec``: key, column,
     classes). The targets come from the TSV beside the map (same name, ``.tsv``), whose
     ``label`` column holds the lesion's integer in the map.
+
+    Args:
+        map_path: The lesion label map file (its table is found beside it).
+        specs: The task's per-lesion targets.
+        label_map: The (X, Y, Z) map as the network sees it (on the model's grid); the
+            centres are voxels of this grid. None: the file's own voxels.
     """
     import pandas as pd
 
-    label_map = np.rint(load_volume(map_path, kind="label").data).astype(np.int64)
-    centres = lesion_centres(label_map)
+    if label_map is None:
+        label_map = load_volume(map_path, kind="label").data
+    centres = lesion_centres(np.rint(label_map).astype(np.int64))
     targets: dict[int, dict[str, int]] = {label: {} for label in centres}
     if specs:
         path = table_path(map_path)

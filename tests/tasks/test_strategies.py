@@ -73,3 +73,67 @@ def test_one_window_volume_is_one_padded_pass_as_monai_gives_it():
         monai = sliding_window_inference(x, (24, 32, 24), 1, network, mode="gaussian")
     assert ours.shape == (1, 2, 21, 30, 17)
     np.testing.assert_allclose(ours, monai, atol=1e-5)
+
+
+def _toy_store(tmp_path, spacing=None):
+    from dataclasses import replace
+
+    from conftest import TOY_LESION_TASK, write_task_dataset
+    from lesionkit.data import SubjectStore
+
+    task = replace(TOY_LESION_TASK, spacing=spacing)
+    root = write_task_dataset(tmp_path / "data", task, subjects=1)
+    store = SubjectStore(root, task, tmp_path / "cache")
+    store.prepare(["01"])
+    return task, store
+
+
+@pytest.mark.parametrize("spacing", [None, (2.0, 2.0, 2.0)])
+def test_lesion_centres_are_voxels_of_the_model_grid(tmp_path, spacing):
+    # The fixture's images are 1 mm on an oblique grid: at 2 mm the model grid is another
+    # one, and the lesion table must point into it (as inference does).
+    _, store = _toy_store(tmp_path, spacing)
+    label_map = np.asarray(store.lesion_map("01"))
+    assert label_map.shape == store.mask("01").shape
+    lesions = store.lesions("01")
+    assert [le["label"] for le in lesions] == [1, 2, 3, 4]
+    for lesion in lesions:
+        assert label_map[tuple(lesion["centre"])] == lesion["label"]
+
+
+def test_lesion_patches_carry_their_own_lesions_mask(tmp_path):
+    from lesionkit.lesions import crop
+    from lesionkit.tasks.strategies import LesionSampler
+
+    task, store = _toy_store(tmp_path)
+    plain = LesionSampler((8, 8, 8)).dataset(store, ["01"], task, {})
+    marked = LesionSampler((8, 8, 8), mask_channel=True).dataset(store, ["01"], task, {})
+    label_map = np.asarray(store.lesion_map("01"))
+    for i, lesion in enumerate(store.lesions("01")):
+        without, with_mask = plain[i]["input"], marked[i]["input"]
+        assert without.shape[0] == 1 and with_mask.shape[0] == 2
+        torch.testing.assert_close(with_mask[:1], without)
+        start = tuple(int(v) for v in marked.entries[i, 1:4])
+        region = crop(label_map[None], start, (8, 8, 8))[0]
+        assert torch.equal(with_mask[1], torch.from_numpy((region == lesion["label"])
+                                                          .astype(np.float32)))
+        assert with_mask[1].sum() == (label_map == lesion["label"]).sum() > 0  # all of it
+        assert not ((region > 0) & (region != lesion["label"]))[with_mask[1].numpy() > 0].any()
+
+
+def test_per_lesion_inference_appends_each_lesions_mask():
+    from lesionkit.tasks.strategies import PerLesion
+
+    labels = np.zeros((20, 20, 20), np.int64)
+    labels[2:4, 2:4, 2:4], labels[10:15, 10:13, 10:12] = 3, 7  # 8 and 30 voxels, touching none
+    labels[16:18, 16:18, 16:18] = 9  # 8 voxels, inside lesion 7's patch but not its own mask
+    x = torch.rand(1, 2, 20, 20, 20)
+
+    def voxels_marked(patches):  # a "network" that counts the marked voxels
+        assert patches.shape[1] == 3
+        return patches[:, -1].sum(dim=(1, 2, 3))[:, None]
+
+    scores = PerLesion((12, 12, 12), mask_channel=True).predict(voxels_marked, x,
+                                                                torch.from_numpy(labels))
+    assert scores[:, 0].tolist() == [8.0, 30.0, 8.0]
+    assert PerLesion(mask_channel=True).extra_channels == 1 and PerLesion().extra_channels == 0

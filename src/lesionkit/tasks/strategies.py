@@ -58,6 +58,12 @@ class Inference(Protocol):
                 ) -> torch.Tensor: ...
 
 
+#: Key of the extra input channel that marks the lesion a patch is centred on (1 in its
+#: voxels, 0 elsewhere, other lesions included), for samplers and inference that ask for
+#: it (``mask_channel``).
+LESION_MASK = "lesion_mask"
+
+
 def network_inputs(batch: dict[str, Any]) -> tuple[Any, ...]:
     """What a network is called with for a batch: ``(input,)``, or ``(input, features)``
     for examples that carry per-lesion features."""
@@ -69,14 +75,16 @@ def example(images: dict[str, Any], labels: dict[str, int], task: Any,
     """One training example: the task's inputs stacked as channels, and its target.
 
     Args:
-        images: Key -> (C, X, Y, Z) tensor of one subject or patch, normalised.
+        images: Key -> (C, X, Y, Z) tensor of one subject or patch, normalised; a
+            :data:`LESION_MASK` entry is stacked after the inputs.
         labels: Key -> class index of subject or lesion labels.
         task: The task (its inputs and targets say what to stack).
         features: (F,) per-lesion features, carried as ``"features"`` when given.
     """
     import torch
 
-    item = {"input": torch.cat([torch.as_tensor(images[s.key]) for s in task.inputs]).float()}
+    keys = [s.key for s in task.inputs] + ([LESION_MASK] if LESION_MASK in images else [])
+    item = {"input": torch.cat([torch.as_tensor(images[k]) for k in keys]).float()}
     dense = task.dense_targets
     if dense:
         item["target"] = torch.cat([torch.as_tensor(images[s.key]) for s in dense]).float()
@@ -100,7 +108,7 @@ def _augmented(images: dict[str, Any], transform: Any, task: Any, affine: np.nda
     import torch
     import torchio as tio
 
-    labels = {s.key for s in task.image_specs if s.kind == "label"} | {"mask"}
+    labels = {s.key for s in task.image_specs if s.kind == "label"} | {"mask", LESION_MASK}
     subject = tio.Subject(**{
         k: (tio.LabelMap if k in labels else tio.ScalarImage)(tensor=torch.as_tensor(v),
                                                                affine=affine)
@@ -113,15 +121,16 @@ class _Indexed:
     """A map-style dataset over regions of subjects read from the store.
 
     ``entries`` is an (N, 5) integer array: subject number, first voxel of the region
-    (3 values) and the lesion number (-1 for subject-level labels).
+    (3 values) and the lesion number (-1 for subject-level labels). ``mask_channel``:
+    lesion examples carry their lesion's mask as :data:`LESION_MASK`.
     """
 
     def __init__(self, store: Any, names: Sequence[str], task: Any, stats: dict,
                  transform: Any, entries: list[tuple[int, ...]], size: Shape,
-                 positives_per_batch: int = 0) -> None:
+                 positives_per_batch: int = 0, mask_channel: bool = False) -> None:
         self.store, self.names, self.task, self.stats = store, list(names), task, stats
         self.transform, self.size = transform, size
-        self.positives_per_batch = positives_per_batch
+        self.positives_per_batch, self.mask_channel = positives_per_batch, mask_channel
         self.entries = np.array(entries, dtype=np.int32).reshape(-1, 5)
 
     def __len__(self) -> int:
@@ -133,6 +142,12 @@ class _Indexed:
         images = self.store.read(name, self.stats, (i0, j0, k0), self.size)
         labels = (self.store.labels(name) if lesion < 0
                   else self.store.lesions(name)[lesion]["labels"])
+        if self.mask_channel and lesion >= 0:
+            import torch
+
+            value = self.store.lesions(name)[lesion]["label"]
+            region = crop(self.store.lesion_map(name)[None], (i0, j0, k0), self.size)
+            images[LESION_MASK] = torch.from_numpy((region == value).astype(np.float32))
         affine = self.store.affine(name) if self.transform is not None else None
         features = (self.store.features(name)[lesion]
                     if lesion >= 0 and self.task.lesion_features is not None else None)
@@ -270,10 +285,14 @@ class LesionSampler:
             (index > 0 of the first lesion target) each, drawn in turn from the shuffled
             positives (:class:`ClassBalancedBatches`), so that in-batch steps see several
             of a rare class; 0: plain shuffled batches.
+        mask_channel: Append the centred lesion's mask as a last input channel (1 in its
+            voxels, 0 elsewhere, other lesions included), so that the network knows
+            which voxels are the lesion; :class:`PerLesion` must say the same.
     """
 
     patch_size: Shape = (32, 32, 32)
     positives_per_batch: int = 0
+    mask_channel: bool = False
 
     def dataset(self, store: Any, names: Sequence[str], task: Any, stats: dict,
                 transform: Any = None) -> Dataset:
@@ -283,7 +302,7 @@ class LesionSampler:
             for i, lesion in enumerate(store.lesions(name)):
                 entries.append((number, *centred_start(lesion["centre"], self.patch_size), i))
         return _Indexed(store, names, task, stats, transform, entries, self.patch_size,
-                        self.positives_per_batch)
+                        self.positives_per_batch, self.mask_channel)
 
 
 class _Subjects:
@@ -540,11 +559,19 @@ class PerLesion:
         patch_size: Patch shape in voxels (as the training ``LesionSampler``).
         flips: Default number of mirror flips averaged at prediction (1-8).
         batch_size: Patches per forward pass.
+        mask_channel: Append each lesion's mask as a last input channel (as the
+            training ``LesionSampler``).
     """
 
     patch_size: Shape = (32, 32, 32)
     flips: int = 1
     batch_size: int = 16
+    mask_channel: bool = False
+
+    @property
+    def extra_channels(self) -> int:
+        """Input channels the inference adds to the images' (the lesion mask: 1)."""
+        return int(self.mask_channel)
 
     def predict(self, network: Any, x: torch.Tensor, lesions: torch.Tensor | None = None,
                 features: dict[int, np.ndarray] | None = None) -> torch.Tensor:
@@ -557,13 +584,13 @@ class PerLesion:
 
         if lesions is None:
             raise ValueError("per-lesion inference needs the lesion label map")
-        array = x[0].cpu().numpy()
-        centres = lesion_centres(lesions.cpu().numpy())
+        array, label_map = x[0].cpu().numpy(), lesions.cpu().numpy()
+        centres = lesion_centres(label_map)
         if not centres:
             return torch.zeros((0, 0), device=x.device)
         patches = torch.from_numpy(np.stack([
-            crop(array, centred_start(c, self.patch_size), self.patch_size)
-            for _, c in sorted(centres.items())])).to(x.device)
+            self._patch(array, label_map, label, centre)
+            for label, centre in sorted(centres.items())])).to(x.device)
         if features is None:
             return _batches(network, patches, self.batch_size)
         missing = [label for label in sorted(centres) if label not in features]
@@ -574,3 +601,13 @@ class PerLesion:
         size = self.batch_size
         return torch.cat([network(patches[i:i + size], vectors[i:i + size])
                           for i in range(0, len(patches), size)])
+
+    def _patch(self, array: np.ndarray, label_map: np.ndarray, label: int,
+               centre: Sequence[int]) -> np.ndarray:
+        """(C, *patch_size) patch of ``array`` centred on a lesion (+ its mask channel)."""
+        start = centred_start(centre, self.patch_size)
+        patch = crop(array, start, self.patch_size)
+        if not self.mask_channel:
+            return patch
+        own = crop(label_map[None], start, self.patch_size) == label
+        return np.concatenate([patch, own.astype(np.float32)])

@@ -188,7 +188,9 @@ class Transform:
         ``Transform("RandomFlip", {"axes": ("LR",), "flip_probability": 0.5})``
 
     Attributes:
-        name: Class name in ``torchio`` (e.g. ``"RandomAffine"``, ``"CropOrPad"``).
+        name: Class name in ``torchio`` (e.g. ``"RandomAffine"``, ``"CropOrPad"``), or of
+            one of lesionkit's TorchIO transforms (:mod:`lesionkit.tasks.transforms`, e.g.
+            ``"RandomRot90"``).
         kwargs: Its keyword arguments.
     """
 
@@ -199,7 +201,9 @@ class Transform:
         """The TorchIO transform object."""
         import torchio as tio
 
-        cls = getattr(tio, self.name, None)
+        from lesionkit.tasks import transforms
+
+        cls = getattr(tio, self.name, None) or getattr(transforms, self.name, None)
         if not (isinstance(cls, type) and issubclass(cls, tio.Transform)):
             from lesionkit.io import InputError
 
