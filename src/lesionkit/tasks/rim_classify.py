@@ -1,9 +1,10 @@
 """rim-classify: the probability that each MS lesion has a paramagnetic rim (METHODS.md 5).
 
 QSMRim-Net: per lesion, a 32^3 patch at 1 mm centred on the lesion with QSM (ppb) and
-FLAIR as channels, and the lesion's PyRadiomics features of the QSM inside it.
+FLAIR as channels (and the lesion's own mask as a third, see below), and the lesion's
+PyRadiomics features of the QSM inside it.
 
-- Image branch: MONAI 3D ResNet-18 (two input channels, global average pool -> 512).
+- Image branch: MONAI 3D ResNet-18 (three input channels, global average pool -> 512).
 - Radiomics branch: PyRadiomics of the QSM inside the lesion, Original + Wavelet images,
   shape, first order, GLCM and GLRLM, bin width 25 ppb: 527 features (PyRadiomics 3.1
   gives 536; the 9 ``glcm_MCC`` values, maximal correlation coefficient, are left out to
@@ -22,7 +23,7 @@ FLAIR as channels, and the lesion's PyRadiomics features of the QSM inside it.
   Validation and prediction call the network directly and never oversample.
 - Batches: 32 lesions with 8 rim+ each (``LesionSampler(positives_per_batch=8)``), so
   that the oversampling has rim+ lesions to pair; patches are augmented by mirror flips
-  on every axis (TorchIO, training only).
+  on every axis and quarter turns about the superior-inferior axis (training only).
 
 Arms (``lesionkit crossval rim-classify DATA OUT --arms ...``): ``fused-oversampling``
 (the paper), ``fused`` (no oversampling), ``radiomics`` (radiomics branch only) and
@@ -33,10 +34,14 @@ subjects): train on 1 mm data (``lesionkit simulate rim-classify ... --resolutio
 since rims are 1-2 voxels thick at 1 mm.
 
 Choices where the paper is silent: QSM z-scored with training-subject statistics, FLAIR
-z-scored per image inside the brain mask; the ResNet's first convolution is 3^3 (stride
-1, then max-pooling) because 32^3 patches are small; a ResNet narrower than 512 features
-(``--widen-factor``) gets a linear projection to 512 before the fusion; standardised
-features are clipped to +-10; missing feature values (NaN) take the training mean.
+z-scored per image inside the brain mask; the lesion's own mask (1 in its voxels, 0
+elsewhere, neighbouring lesions included) as a third patch channel, so that the image
+branch knows where the lesion's edge is, which a rim is defined by, and does not take a
+neighbour's rim or a vein beside it for the centred lesion's; the ResNet's first
+convolution is 3^3 (stride 1, then max-pooling) because 32^3 patches are small; a
+ResNet narrower than 512 features (``--widen-factor``) gets a linear projection to 512
+before the fusion; standardised features are clipped to +-10; missing feature values
+(NaN) take the training mean.
 
 Evaluation (lesion level, out of fold): partial ROC AUC for FPR < 0.1, raw (0-0.1) and
 McClish-standardised (0.5-1), PR AUC (average precision), with 95 % intervals from
@@ -165,7 +170,7 @@ def rim_network(in_channels: int, out_channels: int, features: int = 527,
     """The QSMRim-Net network (a ``network_factory``).
 
     Args:
-        in_channels: Patch channels (QSM, FLAIR).
+        in_channels: Patch channels (QSM, FLAIR and the lesion mask).
         out_channels: Logits (1).
         features: Radiomics features per lesion.
         branches: ``("image", "radiomics")``, or one of them (single-branch arms).
@@ -512,11 +517,14 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
 TASK_INPUTS = (ImageSpec("qsm", "Chimap", unit="ppb", normalisation="zscore"),
                ImageSpec("flair", "FLAIR", unit="a.u.", normalisation="image-zscore"))
 
-#: Training augmentation of the lesion patches (TorchIO): mirror flips on every axis, so
-#: that a few dozen rim+ patches are not simply memorised by the image branch. Flips keep
-#: the dipole pattern of QSM (symmetric under them) and move no voxel off the grid;
-#: rotations and scaling would interpolate, blurring rims 1-2 voxels thick.
-AUGMENT = (Transform("RandomFlip", {"axes": (0, 1, 2), "flip_probability": 0.5}),)
+#: Training augmentation of the lesion patches (TorchIO): mirror flips on every axis and
+#: quarter turns in the axial plane, 16 views of each patch, so that a few dozen rim+
+#: patches are not simply memorised by the image branch. Both keep the dipole pattern of
+#: QSM (symmetric under flips and under rotations about B0, the superior-inferior axis of
+#: an axial acquisition) and move voxels onto voxels; rotations by other angles and
+#: scaling would interpolate, blurring rims 1-2 voxels thick.
+AUGMENT = (Transform("RandomFlip", {"axes": (0, 1, 2), "flip_probability": 0.5}),
+           Transform("RandomRot90", {"axes": (0, 1), "probability": 0.75}))
 
 #: Arms compared by ``lesionkit crossval``.
 ARMS = {
@@ -538,9 +546,9 @@ RIM_CLASSIFY = Task(
     network="resnet18",
     network_factory=rim_network,
     loss="binary-cross-entropy",
-    sampler=LesionSampler(patch_size=(32, 32, 32), positives_per_batch=8),
+    sampler=LesionSampler(patch_size=(32, 32, 32), positives_per_batch=8, mask_channel=True),
     augment=AUGMENT,
-    inference=PerLesion(patch_size=(32, 32, 32), flips=1, batch_size=32),
+    inference=PerLesion(patch_size=(32, 32, 32), flips=1, batch_size=32, mask_channel=True),
     output_kind="lesions",
     output_activation="sigmoid",
     learning_rate=1e-3,
