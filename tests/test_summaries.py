@@ -54,6 +54,10 @@ def test_metric_summary_and_paired_metrics() -> None:
     assert row["method"] == "all" and row["interval"] == "bootstrap-percentile"
     (test,) = paired_metrics(a, b)
     assert test["median_difference"] == pytest.approx(-1.0) and test["n"] == 6
+    # A column both arms share unchanged describes the case (a lesion's volume): no test.
+    with_volume = [[{**r, "volume_mm3": 10.0 * i} for i, r in enumerate(rows)]
+                   for rows in (a, b)]
+    assert [t["metric"] for t in paired_metrics(*with_volume)] == ["rmse"]
 
 
 def test_metric_summary_keeps_each_group_apart() -> None:

@@ -174,7 +174,8 @@ def paired_metrics(rows_a: Sequence[dict], rows_b: Sequence[dict],
     """Wilcoxon signed-rank test of every numeric column shared by two arms' rows.
 
     Rows are paired by ``keys`` (a missing key counts as None) and ``method``; key
-    columns are not tested. The estimate is the median of a - b.
+    columns are not tested, nor columns equal in every pair (a property of the case, such
+    as a lesion's volume, that no arm predicts). The estimate is the median of a - b.
     """
     def index(rows: Sequence[dict]) -> dict[tuple, dict]:
         return {(*(r.get(k) for k in keys), str(r.get("method", "all"))): r for r in rows}
@@ -192,6 +193,8 @@ def paired_metrics(rows_a: Sequence[dict], rows_b: Sequence[dict],
             if len(kept) < 2:
                 continue
             x, y = np.array(kept, float).T
+            if np.array_equal(x, y):
+                continue
             test = wilcoxon_signed_rank(x, y)
             out.append({"method": method, "metric": column, "median_difference": test.estimate,
                         "p": test.p, "test": test.method, "n": len(kept)})
