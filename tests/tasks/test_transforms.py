@@ -43,3 +43,9 @@ def test_rot90_with_probability_zero_changes_nothing():
 def test_rot90_needs_two_spatial_axes(axes):
     with pytest.raises(ValueError, match="two different spatial axes"):
         RandomRot90(axes=axes)
+
+
+def test_rot90_refuses_a_plane_that_is_not_square():
+    subject = _subject()  # 4 x 4 x 3: square in (0, 1), not in (1, 2)
+    with pytest.raises(ValueError, match="equal sizes"):
+        RandomRot90(axes=(1, 2), probability=1.0)(subject)

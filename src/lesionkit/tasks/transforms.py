@@ -27,6 +27,8 @@ class RandomRot90(RandomTransform, SpatialTransform):
             is the axial plane, rotation about the superior-inferior axis, the main field
             B0 of an axial acquisition).
         probability: Probability of a rotation (by 90, 180 or 270 degrees, equally likely).
+            The plane must be square (equal sizes on both axes, as cubic patches), so that
+            a rotated image keeps its shape.
         **kwargs: See TorchIO's ``Transform``.
     """
 
@@ -44,6 +46,11 @@ class RandomRot90(RandomTransform, SpatialTransform):
 
         if float(torch.rand(1)) >= self.probability:
             return subject
+        for image in subject.get_images(intensity_only=False):
+            sizes = [image.spatial_shape[a] for a in self.axes]
+            if sizes[0] != sizes[1]:
+                raise ValueError(f"RandomRot90 in the plane of axes {self.axes} needs equal "
+                                 f"sizes on them, found shape {image.spatial_shape}")
         rotate = Rotate90(k=int(torch.randint(1, 4, (1,))), spatial_axes=self.axes)
         for image in subject.get_images(intensity_only=False):
             image.set_data(torch.as_tensor(rotate(image.data)).contiguous())
