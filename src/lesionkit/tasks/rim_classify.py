@@ -570,7 +570,8 @@ RIM_CLASSIFY = Task(
 DEMO = DemoStep(
     task="rim-classify", cohort="rim-classify", subjects=6, held_out=3, epochs=2,
     resolution=1, overrides={"network_kwargs": {"widen_factor": 0.25}, "batch_size": 16},
-    crossval_arms=("fused-oversampling", "radiomics"), folds=2)
+    crossval_arms=("fused-oversampling", "radiomics"), folds=2,
+    shown=("rim_positive",))  # the pooled lesion-level figures are added; not lesion volumes
 
 #: Shipped model (``make models``): the fused arm with oversampling at 1 mm, a
 #: quarter-width ResNet-18 branch, trained on 18 phantom subjects and scored on 6 more
