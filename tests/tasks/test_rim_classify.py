@@ -157,3 +157,13 @@ def test_count_threshold_comes_from_training_subjects_only() -> None:
     assert summary["pauc_mcclish"]["estimate"] == pytest.approx(
         roc_auc_score([r["label"] for r in rows], [r["probability"] for r in rows],
                       max_fpr=0.1))
+
+
+def test_each_arm_is_named_by_its_branches_and_oversampling() -> None:
+    task = get_task("rim-classify")
+    names = {arm: rim.branches(replace(task, **overrides))
+             for arm, overrides in task.arms.items()}
+    assert names == {"fused-oversampling": "resnet18 + radiomics, oversampling",
+                     "fused": "resnet18 + radiomics",
+                     "radiomics": "radiomics MLP, oversampling",
+                     "cnn": "resnet18 (image branch only)"}

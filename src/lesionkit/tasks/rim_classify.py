@@ -26,8 +26,9 @@ PyRadiomics features of the QSM inside it.
   on every axis and quarter turns about the superior-inferior axis (training only).
 
 Arms (``lesionkit crossval rim-classify DATA OUT --arms ...``): ``fused-oversampling``
-(the paper), ``fused`` (no oversampling), ``radiomics`` (radiomics branch only) and
-``cnn`` (image branch only); every arm has the same head.
+(the paper), ``fused`` (no oversampling), ``radiomics`` (radiomics branch only, with the
+oversampling of its features) and ``cnn`` (image branch only, no oversampling); every arm
+has the same feature transform and head.
 
 The network works at the training data's voxel size (the median of the training
 subjects): train on 1 mm data (``lesionkit simulate rim-classify ... --resolution 1``),
@@ -460,6 +461,17 @@ def _with_centres(predictions: Path, rows: Sequence[dict]) -> list[dict]:
     return out
 
 
+def branches(task: Task) -> str:
+    """What a (variant of the) task classifies with, for captions: its branches and
+    whether it oversamples, e.g. ``"resnet18 + radiomics, oversampling"``."""
+    oversampling = ", oversampling" if task.training_step is not None else ""
+    if task.network_factory is radiomics_network:
+        return f"radiomics MLP{oversampling}"
+    if task.network_factory is image_network:
+        return f"{task.network} (image branch only){oversampling}"
+    return f"{task.network} + radiomics{oversampling}"
+
+
 def report_sections(task: Task, root: Path, predictions: Path, subjects: list[str],
                     rows: list[dict]) -> list:
     """Lesion- and subject-level figures, curves, count scatter and lesion patches.
@@ -491,7 +503,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     ranked = sorted(_with_centres(predictions, labelled), key=lambda r: -r["probability"])
     positives = [r for r in ranked if r["label"] == 1]
     negatives = [r for r in ranked if r["label"] == 0]
-    method = f"{task.name} {task.network} + radiomics (rim probability per lesion, out of fold)"
+    method = f"{task.name} {branches(task)} (rim probability per lesion, out of fold)"
     everyone = f"{summary['lesions']} lesions of {summary['subjects']} subjects"
     thresholds = ", ".join(f"{t:.2f}" for t in summary.get("thresholds", ())) or "n/a"
     figures = {
