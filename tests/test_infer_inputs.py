@@ -256,6 +256,8 @@ def test_out_dir_leaves_a_read_only_dataset_untouched(trained, tmp_path: Path) -
     assert _digest(copy) == before
     assert len(BIDSDataset(out).find(suffix="probseg", desc="uncertainty")) == 3
     assert (tmp_path / "scores" / "task-flair-lesion_metrics.tsv").is_file()
+    acquired = (tmp_path / "scores" / "task-flair-lesion_acquisitions.tsv").read_text()
+    assert acquired.startswith("participant_id\timage\tvoxel_mm\tfield")
 
 
 def test_real_clinical_patient_runs_end_to_end(trained, tmp_path: Path) -> None:
