@@ -214,3 +214,22 @@ def test_heavy_commands_set_threads(tmp_path, monkeypatch) -> None:
         result = runner.invoke(app, [*command, "--device", "cpu", "--threads", "1"])
         assert result.exit_code == 0, result.output
         assert torch.get_num_threads() == 1, command
+
+
+def test_train_spacing_sets_the_model_voxel_size(tmp_path, monkeypatch) -> None:
+    from lesionkit import training
+
+    tasks: list = []
+    monkeypatch.setattr(training, "train", lambda task, *args, **kwargs: tasks.append(task) or "m")
+    for value, expected in (("2", (2.0, 2.0, 2.0)), ("1,1.2,3", (1.0, 1.2, 3.0))):
+        result = runner.invoke(app, ["train", "flair-lesion", str(tmp_path),
+                                     str(tmp_path / "model"), "--spacing", value])
+        assert result.exit_code == 0, result.output
+        assert tasks[-1].spacing == expected
+    for bad in ("2,2", "0", "a,b,c", "nan"):
+        result = runner.invoke(app, ["train", "flair-lesion", str(tmp_path),
+                                     str(tmp_path / "model"), "--spacing", bad])
+        assert result.exit_code == 1
+        assert result.stderr.count("\n") == 1 and "--spacing: expected one voxel size" in (
+            result.stderr)
+    assert len(tasks) == 2

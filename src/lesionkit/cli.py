@@ -280,6 +280,19 @@ def _variant(task, network: str | None, channels: str | None, widen_factor: floa
                           network_kwargs=kwargs, sampler=sampler)
 
 
+def _spacing(text: str) -> tuple[float, float, float]:
+    """``--spacing``: "2" or "1,1,3" (mm) as (x, y, z); a one-line error otherwise."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 3) or not all(0 < v <= 20 for v in values):
+        _fail(f"--spacing: expected one voxel size or three (x,y,z) in mm, each above 0 and "
+              f"at most 20, found {text!r}")
+    x, y, z = values * 3 if len(values) == 1 else values
+    return (x, y, z)
+
+
 def _network_options(task, network: str | None) -> set[str]:
     """Keyword arguments the chosen network's factory takes (a one-line error if unknown)."""
     import inspect
@@ -373,6 +386,11 @@ def train(
     channels: ChannelsOption = None,
     widen_factor: WidenOption = None,
     patch_size: PatchOption = None,
+    spacing: Annotated[str | None, typer.Option(
+        metavar="MM",
+        help="Voxel size the model works at, in mm: one value (isotropic) or x,y,z "
+             "(default: the task's, else the median voxel size of the training subjects' "
+             "first input).")] = None,
     arm: Annotated[str | None, typer.Option(help="Train one of the task's arms.")] = None,
     source_dir: Annotated[list[Path] | None, typer.Option(
         metavar="DIR",
@@ -399,6 +417,10 @@ def train(
     base = _task(task, arm) if init is None else _initial_task(task, init)
     chosen = _variant(base, network, channels, widen_factor, patch_size, batch_size,
                       learning_rate, patience)
+    if spacing is not None:
+        from dataclasses import replace
+
+        chosen = replace(chosen, spacing=_spacing(spacing))
     import time
 
     from lesionkit.threads import use_threads
@@ -527,7 +549,9 @@ def evaluate(
     with _user_errors():
         tsv, json_path = score(chosen, data_dir, _subject_list(subjects), out_dir, predictions,
                                progress=True)
-    typer.echo(f"wrote {tsv} and {json_path}")
+    grouped = tsv.with_name(f"task-{chosen.name}_by-acquisition.tsv")
+    typer.echo(f"wrote {tsv} and {json_path}"
+               + (f"; metrics per acquisition: {grouped}" if grouped.is_file() else ""))
 
 
 @app.command()
