@@ -33,7 +33,7 @@ def dataset(tmp_path: Path) -> BIDSDataset:
            {"MagneticFieldStrength": 1.5, "MRAcquisitionType": "2D", "Manufacturer": "Acme"})
     # sagittal slices of 3 mm stored as the last voxel axis (voxel axes z, y, x)
     sagittal = np.array([[0, 0, 3.0, 0], [0, 1.0, 0, 0], [1.0, 0, 0, 0], [0, 0, 0, 1]])
-    _flair(tmp_path, "02", sagittal, {"MagneticFieldStrength": 3, "MRAcquisitionType": "3D"})
+    _flair(tmp_path, "02", sagittal, {"MagneticFieldStrength": "3", "MRAcquisitionType": "3D"})
     # 1 mm isotropic without a sidecar
     _flair(tmp_path, "03", np.eye(4), None)
     return BIDSDataset(tmp_path)

@@ -125,11 +125,14 @@ def acquisition(dataset: BIDSDataset, subject: str, spec: ImageSpec) -> dict[str
         sidecar = {}
     sizes = np.array(voxel_size(load_affine(path)))
     thick = float(sizes.max())
-    field = sidecar.get("MagneticFieldStrength")
+    try:  # a number, or a number written as text
+        field = f"{float(sidecar['MagneticFieldStrength']):g}T"
+    except (KeyError, TypeError, ValueError):
+        field = "n/a"
     return {
         "image": path.name,
         "voxel_mm": "x".join(f"{v:.2f}" for v in sizes),
-        "field": f"{field:g}T" if isinstance(field, int | float) else "n/a",
+        "field": field,
         "acquisition": str(sidecar.get("MRAcquisitionType", "n/a")),
         "slices": ("isotropic" if thick < ANISOTROPY * float(sizes.min())
                    else ("sagittal", "coronal", "axial")[int(sizes.argmax())]),
