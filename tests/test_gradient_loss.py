@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from lesionkit.training import LOSSES, GradientL1Loss
+from lesionkit.training import (
+    LOSSES,
+    EdgeEnergyLoss,
+    GradientL1Loss,
+    edge_energy,
+)
 
 
 def _edge_and_blurred() -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,3 +42,29 @@ def test_l1_variant_adds_the_gradient_term_to_the_absolute_error() -> None:
     assert LOSSES["l1+gradient-l1"]()(blurred, edge) == pytest.approx(float(l1) + 4 / 63)
     with pytest.raises(ValueError, match="voxel loss"):
         GradientL1Loss(voxel="huber")
+
+
+def test_edge_energy_prefers_a_step_one_voxel_off_to_a_ramp_that_squared_error_prefers() -> None:
+    edge = torch.zeros(1, 1, 6, 6, 16)
+    edge[..., 8:] = 1.0
+    ramp = edge.clone()
+    ramp[..., 5:12] = torch.arange(1, 8) / 8  # the step spread over 8 voxels
+    moved = torch.zeros_like(edge)
+    moved[..., 9:] = 1.0  # the step one voxel further on
+
+    def energy_distance(x: torch.Tensor) -> float:
+        return float((edge_energy(x) - edge_energy(edge)).abs().mean())
+
+    mse = torch.nn.functional.mse_loss
+    assert mse(ramp, edge) < mse(moved, edge)
+    assert energy_distance(ramp) > 1.5 * energy_distance(moved)
+    loss = LOSSES["mse+edge-energy"]()
+    assert isinstance(loss, EdgeEnergyLoss) and float(loss(edge, edge)) == 0.0
+    expected = float(GradientL1Loss()(ramp, edge)) + energy_distance(ramp)
+    assert float(loss(ramp, edge)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_edge_energy_keeps_the_shape_of_2d_and_3d_batches() -> None:
+    assert edge_energy(torch.rand(2, 3, 8, 8)).shape == (2, 3, 8, 8)
+    assert edge_energy(torch.rand(2, 1, 5, 6, 7)).shape == (2, 1, 5, 6, 7)
+    assert float(edge_energy(torch.ones(1, 1, 4, 4, 4)).max()) < 1e-5  # flat: no edge

@@ -134,6 +134,49 @@ class GradientL1Loss(nn.Module):
         return voxel + self.weight * torch.stack(gradients).mean()
 
 
+def edge_energy(x: torch.Tensor, window: int = 3) -> torch.Tensor:
+    """Local edge energy of (B, C, *spatial) images (2D or 3D): the gradient magnitude
+    (forward differences, 0 past the far edge) averaged over ``window`` voxels per axis.
+
+    It says how much edge a neighbourhood holds, not exactly where within it: along a
+    monotone edge the gradient magnitudes sum to the contrast however the edge is
+    spread, so an edge spread over more voxels than ``window`` loses energy at its
+    centre, whereas a step moved by one voxel keeps most of it.
+    """
+    dims = x.ndim - 2
+    gradient = [nn.functional.pad(x.diff(dim=axis), [0, 0] * (x.ndim - 1 - axis) + [0, 1])
+                for axis in range(2, x.ndim)]
+    magnitude = torch.sqrt(sum(g.square() for g in gradient) + 1e-12)
+    pool = nn.functional.avg_pool3d if dims == 3 else nn.functional.avg_pool2d
+    return pool(magnitude, window, 1, window // 2, count_include_pad=False)
+
+
+class EdgeEnergyLoss(GradientL1Loss):
+    """The voxel + gradient-L1 loss plus ``energy_weight`` times the mean absolute
+    difference of the images' local edge energies (:func:`edge_energy`).
+
+    Voxel losses, squared or absolute, reward an edge smoothed over the places it could
+    be; the edge-energy term rewards as much edge as the target has in each
+    neighbourhood, wherever it lies within it, so the network is paid for steep edges at
+    their most likely place (an edge ramped over 8 voxels costs less squared error than
+    a step one voxel off, but more edge-energy distance). On enhance-r1 phantoms it
+    raised the relative edge sharpness from 0.227 to 0.270 for an RMSE of 0.061 against
+    0.055 s^-1, but much of that gain is a grain in flat tissue: a noisy target has edge
+    energy everywhere (docs/results.md, "A sharpness score that noise does not raise").
+    """
+
+    def __init__(self, weight: float = 1.0, voxel: str = "mse", energy_weight: float = 1.0,
+                 window: int = 3) -> None:
+        super().__init__(weight, voxel)
+        self.energy_weight = energy_weight
+        self.window = window
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        energy = (edge_energy(prediction, self.window)
+                  - edge_energy(target, self.window)).abs().mean()
+        return super().forward(prediction, target) + self.energy_weight * energy
+
+
 #: Loss registry: names used by tasks -> factories.
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
@@ -142,6 +185,7 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "log-cosh": LogCoshLoss,
     "mse+gradient-l1": GradientL1Loss,
     "l1+gradient-l1": functools.partial(GradientL1Loss, voxel="l1"),
+    "mse+edge-energy": EdgeEnergyLoss,
     "bce": nn.BCEWithLogitsLoss,
     "binary-cross-entropy": BinaryCrossEntropy,
     "cross-entropy": nn.CrossEntropyLoss,
