@@ -14,7 +14,9 @@ on a CPU), the network in float32 and mixed precision at both. Each measurement 
 in a fresh process, whose peak resident memory (``VmHWM``; CPU) or CUDA peak allocation
 is its peak.
 
-Run alone: ``python benchmarks/mrf_lesion_bench.py bench-out/mrf-lesion``.
+Run alone: ``python benchmarks/mrf_lesion_bench.py bench-out/mrf-lesion``. The padding
+check (slices padded to a multiple of 16 against unpadded, timed alternately in one
+process on a 2 mm grid): ``python benchmarks/mrf_lesion_bench.py --padding``.
 """
 
 from __future__ import annotations
@@ -164,6 +166,38 @@ def bench_mrf_lesion(out_dir: Path | str, full: bool = True) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":
+def padding_seconds(shape: tuple[int, int, int] = (82, 100, 82), repeats: int = 7
+                    ) -> dict[int, list[float]]:
+    """Seconds of the task's untrained network over a 35-frame volume of ``shape`` with
+    slices zero-padded to a multiple of 16 and unpadded (``SliceWise.multiple`` 16 and 1),
+    the two timed alternately ``repeats`` times after one warm-up each."""
+    import torch
+
+    from lesionkit.infer import channels_last
+    from lesionkit.models import build_network
+    from lesionkit.tasks import get_task
+
+    task = get_task("mrf-lesion")
+    network = build_network(task.network, 35, task.out_channels, **task.network_kwargs).eval()
+    x = channels_last(network, torch.randn(1, 35, *shape))
+    seconds: dict[int, list[float]] = {16: [], 1: []}
+    with torch.inference_mode():
+        for multiple in seconds:
+            network.multiple = multiple
+            network(x)
+        for _ in range(repeats):
+            for multiple, runs in seconds.items():
+                network.multiple = multiple
+                start = time.perf_counter()
+                network(x)
+                runs.append(time.perf_counter() - start)
+    return seconds
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--padding"]:
+    for multiple, runs in padding_seconds().items():
+        print(f"slices padded to a multiple of {multiple}: median {np.median(runs):.3f} s "
+              f"of {[round(r, 2) for r in runs]}")
+elif __name__ == "__main__":
     for row in bench_mrf_lesion(sys.argv[1] if len(sys.argv) > 1 else "bench-out/mrf-lesion"):
         print(row)
