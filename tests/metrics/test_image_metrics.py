@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from lesionkit.metrics import (
     contrast_preservation,
@@ -11,6 +12,7 @@ from lesionkit.metrics import (
     relative_edge_sharpness,
     rmse,
     ssim,
+    white_matter_texture,
 )
 
 
@@ -249,3 +251,22 @@ def test_nyquist_power_ratio_flags_a_checkerboard_not_a_smooth_image():
     assert nyquist_power_ratio(textured, reference, mask) > 2.0
     assert nyquist_power_ratio(_smooth_volume(), reference, mask) < 1.0
     assert nyquist_power_ratio(reference, reference, mask) == pytest.approx(1.0)
+
+
+def test_white_matter_texture_counts_grain_that_the_edge_scores_average_out():
+    rng = np.random.default_rng(0)
+    wm = np.zeros((32, 32, 32))
+    wm[:, :, 12:] = 1.0  # white matter above, grey matter below
+    wm[:, :, 11] = 0.5  # one partial-volume layer: the boundary
+    gm = 1.0 - wm
+    clean = 0.8 + 0.4 * wm
+    grainy = clean + rng.normal(0.0, 0.03, clean.shape)
+    assert white_matter_texture(clean, wm) < 1e-4  # the grey matter does not reach in
+    texture = white_matter_texture(grainy, wm)
+    # white noise of SD 0.03 over a mean of 1.2, less what the 1.5 mm Gaussian keeps
+    assert 0.5 * 0.03 / 1.2 < texture < 0.03 / 1.2
+    assert texture > 10 * white_matter_texture(ndimage.gaussian_filter(grainy, 2.0), wm)
+    # the sharpness score, by design, hardly sees the same noise
+    assert edge_sharpness(grainy, gm, wm) == pytest.approx(edge_sharpness(clean, gm, wm),
+                                                           rel=0.1)
+    assert np.isnan(white_matter_texture(clean, np.zeros_like(wm)))  # no deep WM

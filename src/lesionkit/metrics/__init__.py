@@ -34,6 +34,7 @@ from lesionkit.metrics.image import (
     relative_edge_sharpness,
     rmse,
     ssim,
+    white_matter_texture,
 )
 from lesionkit.metrics.segmentation import (
     detection_rate,
@@ -74,4 +75,5 @@ __all__ = [
     "specificity",
     "ssim",
     "threshold_sweep",
+    "white_matter_texture",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "relative_edge_sharpness",
     "rmse",
     "ssim",
+    "white_matter_texture",
 ]
 
 
@@ -325,6 +326,55 @@ def nyquist_power_ratio(
     puts power there.
     """
     return nyquist_power(image, mask, taper) / nyquist_power(reference, mask, taper)
+
+
+def white_matter_texture(
+    image: np.ndarray,
+    wm_prob: np.ndarray,
+    mask: np.ndarray | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    sigma_mm: float = 1.5,
+    pure: float = 0.95,
+    erosion: int | None = None,
+) -> float:
+    """Fine texture inside deep white matter, relative to its mean (dimensionless).
+
+    Deep white matter is flat in tissue models and nearly so in real R1 maps, so what
+    varies there over a few voxels is noise or texture that a method added. Inside the
+    voxels whose WM probability is at least ``pure``, eroded by ``erosion`` voxels (by
+    default three Gaussian SDs, so that no other tissue reaches in), the score is the
+    standard deviation of the image minus its Gaussian smoothing (``sigma_mm``; the
+    high-pass part) over the mean of the image there. A noise-free map scores near 0, a
+    noisy one about its noise SD over the WM mean (times the high-pass gain). Unlike
+    :func:`nyquist_power`, which looks at the 2-voxel period only, it counts grain of
+    any fine scale; unlike :func:`edge_sharpness`, which averages noise out, it
+    measures it.
+
+    Args:
+        image: 3D image (any unit; the result is a ratio).
+        wm_prob: white-matter probability (0-1) on the image grid.
+        mask: brain mask; None for the whole array.
+        spacing: voxel size in mm along each axis.
+        sigma_mm: SD (mm) of the Gaussian whose residual is the high-pass part.
+        pure: least WM probability of a deep-WM voxel.
+        erosion: voxels removed from the deep-WM region's surface (None: the voxels
+            within ``3 * sigma_mm`` along the finest axis).
+
+    Returns:
+        The relative texture; NaN when no deep-WM voxel is left or its mean is 0.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    region = _region(image.shape, mask) & (np.asarray(wm_prob) >= pure)
+    if erosion is None:
+        erosion = int(np.ceil(3 * sigma_mm / min(float(s) for s in spacing)))
+    if erosion > 0:
+        region = ndimage.binary_erosion(region, iterations=erosion)
+    if not region.any():
+        return float("nan")
+    sigma = [sigma_mm / float(s) for s in spacing]
+    high = image - ndimage.gaussian_filter(image, sigma)
+    mean = float(image[region].mean())
+    return float(high[region].std() / abs(mean)) if mean != 0 else float("nan")
 
 
 def _shell(

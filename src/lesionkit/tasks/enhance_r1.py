@@ -73,7 +73,9 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
     map's share is its noise, so a clean map scores near 0 and a checkerboard near or
     above 1); GM-WM edge sharpness (the mean slope across the boundary, which noise does
     not raise; s^-1/mm) and the same over each map's own GM-WM contrast (1/mm,
-    comparable across field strengths whose R1 differ); lesion contrast to a 2 mm shell
+    comparable across field strengths whose R1 differ); the fine texture of deep white
+    matter over its mean (``white_matter_texture``: noise or grain a map carries, which
+    the sharpness scores do not see); lesion contrast to a 2 mm shell
     and its preservation (output contrast over 7T contrast) where the subject has a
     lesion mask.
 
@@ -116,6 +118,9 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
             row["relative_edge_sharpness"] = (
                 m.relative_edge_sharpness(image, gm, wm, brain, reference.spacing)
                 if gm is not None and wm is not None else None)
+            row["white_matter_texture"] = (
+                m.white_matter_texture(image, wm, brain, reference.spacing)
+                if wm is not None else None)
             row["lesion_contrast"] = (m.lesion_contrast(image, lesion, 2.0, reference.spacing,
                                                         brain) if lesion is not None else None)
             row["contrast_preservation"] = (
@@ -234,7 +239,8 @@ ENHANCE_R1 = Task(
     patience=10,
     train_on={"group": ("control",)},
     metrics=("rmse", "psnr", "ssim", "nyquist_power_ratio", "edge_sharpness",
-             "relative_edge_sharpness", "lesion_contrast", "contrast_preservation"),
+             "relative_edge_sharpness", "white_matter_texture", "lesion_contrast",
+             "contrast_preservation"),
     evaluate=evaluate,
     report_sections=report_sections,
 )
