@@ -16,7 +16,9 @@ is its peak.
 
 Run alone: ``python benchmarks/mrf_lesion_bench.py bench-out/mrf-lesion``. The padding
 check (slices padded to a multiple of 16 against unpadded, timed alternately in one
-process on a 2 mm grid): ``python benchmarks/mrf_lesion_bench.py --padding``.
+process on a 2 mm grid): ``python benchmarks/mrf_lesion_bench.py --padding``; the
+same two ways compared on what the shipped model predicts for one 2 mm phantom subject:
+``python benchmarks/mrf_lesion_bench.py --padding-accuracy OUT``.
 """
 
 from __future__ import annotations
@@ -194,7 +196,69 @@ def padding_seconds(shape: tuple[int, int, int] = (82, 100, 82), repeats: int = 
     return seconds
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--padding"]:
+def padding_accuracy(out: Path | str) -> dict[str, float]:
+    """The shipped mrf-lesion model on phantom subject 01 (seed 0, 2 mm; simulated into
+    ``out/mrf1`` once), predicted with slices padded to a multiple of 16 and unpadded:
+    lesion Dice at 33 % of each against the phantom's lesion mask, and inside the brain
+    the median relative T1 difference, the 99th percentile of each map's absolute
+    difference, and the voxels more than 5 % apart in T1 (all, and within 12 voxels of
+    the grid's far x edge)."""
+    import nibabel as nib
+
+    from lesionkit import models
+    from lesionkit.infer import predict
+    from lesionkit.metrics import dice
+    from lesionkit.shipped import resolve_model
+    from lesionkit.simulate.cohorts import simulate_cohort
+
+    out = Path(out)
+    data = out / "mrf1"
+    if not data.is_dir():
+        simulate_cohort("mrf-lesion", data, subjects=1, seed=0, resolution=2)
+    build = models.NETWORKS["unet2d"]
+    maps: dict[int, dict[str, np.ndarray]] = {}
+    try:
+        for multiple in (16, 1):
+            def padded(*args, multiple=multiple, **kwargs):
+                network = build(*args, **kwargs)
+                network.multiple = multiple
+                return network
+
+            models.NETWORKS["unet2d"] = padded
+            folder = out / f"padded-{multiple}"
+            predict(resolve_model("mrf-lesion"), data, out_dir=folder, progress=False)
+            maps[multiple] = {f.name.removeprefix("sub-01_"): np.asarray(
+                nib.load(str(f)).dataobj, np.float64) for f in folder.rglob("*.nii.gz")}
+    finally:
+        models.NETWORKS["unet2d"] = build
+    truth = data / "derivatives" / "phantom" / "sub-01"
+    (brain_file,) = truth.rglob("*desc-brain_mask.nii*")
+    (lesion_file,) = truth.rglob("*label-lesion*mask.nii*")
+    brain = np.asarray(nib.load(str(brain_file)).dataobj) > 0
+    lesion = np.asarray(nib.load(str(lesion_file)).dataobj) > 0.5
+    result: dict[str, float] = {}
+    for name, padded_map in maps[16].items():
+        if padded_map.ndim == 3:
+            result[f"p99 abs difference {name}"] = float(np.percentile(
+                np.abs(padded_map - maps[1][name])[brain], 99))
+    (lesion_map,) = [k for k in maps[16] if k.startswith("label-lesion")]
+    for multiple in (16, 1):
+        result[f"lesion Dice at 33 %, multiple {multiple}"] = float(
+            dice(maps[multiple][lesion_map] >= 0.33, lesion))
+    (t1,) = [k for k in maps[16] if "T1map" in k]
+    relative = np.abs(maps[16][t1] - maps[1][t1]) / np.maximum(np.abs(maps[16][t1]), 1.0)
+    result["median relative T1 difference"] = float(np.median(relative[brain]))
+    off = (relative > 0.05) & brain
+    result["brain voxels"] = int(brain.sum())
+    result["voxels > 5 % apart in T1"] = int(off.sum())
+    result["of them within 12 voxels of the far x edge"] = int(off[-12:].sum())
+    return result
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--padding-accuracy"]:
+    for key, value in padding_accuracy(sys.argv[2]).items():
+        print(f"{key}: {value}" if isinstance(value, int) else f"{key}: {value:.4g}")
+elif __name__ == "__main__" and sys.argv[1:] == ["--padding"]:
     for multiple, runs in padding_seconds().items():
         print(f"slices padded to a multiple of {multiple}: median {np.median(runs):.3f} s "
               f"of {[round(r, 2) for r in runs]}")
