@@ -62,3 +62,24 @@ def test_unknown_arm_is_an_input_error(tmp_path: Path) -> None:
     data = write_task_dataset(tmp_path / "bids", TOY_LESION_TASK, subjects=4)
     with pytest.raises(InputError, match="no arm 'nope'"):
         crossval(TOY_LESION_TASK, data, tmp_path / "out", arms=["nope"], progress=False)
+
+
+def plain_step(network, loss, batch):
+    """A training step defined outside lesionkit (the engine's own step, written out)."""
+    from lesionkit.tasks.strategies import network_inputs
+
+    return loss(network(*network_inputs(batch)), batch["target"])
+
+
+def test_arms_with_hooks_of_a_trusted_module_predict(tmp_path: Path) -> None:
+    task = replace(TOY_LESION_TASK, arms={"own-step": {"training_step": plain_step}})
+    data = write_task_dataset(tmp_path / "bids", task, subjects=4)
+    with pytest.raises(InputError, match=f"{__name__}:plain_step"):
+        crossval(task, data, tmp_path / "refused", folds=2, epochs=1, device="cpu",
+                 progress=False)
+    path = crossval(task, data, tmp_path / "out", folds=2, epochs=1, device="cpu",
+                    progress=False, trusted=(__name__,))
+    summary = json.loads(path.read_text())
+    assert summary["arms"]["own-step"]["training"]["fold-0"]["steps"] > 0
+    config = (tmp_path / "out" / "arm-own-step" / "model" / "config.yaml").read_text()
+    assert f"{__name__}:plain_step" in config

@@ -109,6 +109,7 @@ def crossval(
     tta: int | None = None,
     workers: int = 0,
     progress: bool = True,
+    trusted: tuple[str, ...] = (),
 ) -> Path:
     """Cross-validate the task's arms on the same folds; write the comparison and report.
 
@@ -133,6 +134,9 @@ def crossval(
         tta: Mirror flips at prediction (default: the task's).
         workers: Worker processes loading subjects.
         progress: Show progress.
+        trusted: Modules outside lesionkit whose hook functions and strategy classes the
+            arms name (an experiment's own training step, say); their model folders are
+            read back with them trusted (:func:`lesionkit.infer.predict`).
 
     Returns:
         The path of ``comparison.json``.
@@ -180,7 +184,7 @@ def crossval(
         variant, arm_dir = variants[arm], out / f"arm-{arm}"
         model_dir, predicted = arm_dir / "model", arm_dir / "predictions"
         predict(model_dir, dataset.root, tta=tta, device=device, subjects=names,
-                progress=progress, out_dir=predicted)
+                progress=progress, out_dir=predicted, trusted=trusted)
         _, metrics_json = evaluate(variant, dataset.root, names, predictions=predicted)
         rows[arm] = json.loads(metrics_json.read_text())["rows"]
         summary["arms"][arm] = _arm_summary(rows[arm], seed)
