@@ -14,11 +14,17 @@ on a CPU), the network in float32 and mixed precision at both. Each measurement 
 in a fresh process, whose peak resident memory (``VmHWM``; CPU) or CUDA peak allocation
 is its peak.
 
+On a CPU the suite also counts the network's floating-point operations and sets its
+rate against a matrix product's (:func:`work_rates`), and from that the largest speed-up
+the reference allows at that rate.
+
 Run alone: ``python benchmarks/mrf_lesion_bench.py bench-out/mrf-lesion``. The padding
 check (slices padded to a multiple of 16 against unpadded, timed alternately in one
 process on a 2 mm grid): ``python benchmarks/mrf_lesion_bench.py --padding``; the
 same two ways compared on what the shipped model predicts for one 2 mm phantom subject:
-``python benchmarks/mrf_lesion_bench.py --padding-accuracy OUT``.
+``python benchmarks/mrf_lesion_bench.py --padding-accuracy OUT``. The network's work and
+rate against a matrix product's on the same CPU (float32 and bfloat16):
+``python benchmarks/mrf_lesion_bench.py --rates``.
 """
 
 from __future__ import annotations
@@ -144,6 +150,19 @@ def bench_mrf_lesion(out_dir: Path | str, full: bool = True) -> list[dict]:
     rows.append(_row("speed-up, 2 mm (MP-PCA + matching / network)", elapsed / seconds, "x",
                      detail=goal))
     rows.append(_row(f"speed-up, 2 mm, {precision} network", elapsed / mixed, "x", detail=goal))
+    if device == "cpu":
+        rates = _in_child(work_rates, shape)
+        rows.append(_row("network work, 2 mm brain", rates["network GFLOP"], "GFLOP",
+                         detail="FlopCounterMode, a multiply-add counts 2"))
+        for kind in ("float32", "bfloat16"):
+            ceiling = rates[f"matmul {kind} GFLOP/s"]
+            rows.append(_row(f"network rate, 2 mm brain, {kind}",
+                             rates[f"network {kind} GFLOP/s"], "GFLOP/s",
+                             detail=f"a 2048 x 2048 {kind} matrix product on this CPU: "
+                                    f"{ceiling:.0f} GFLOP/s"))
+            rows.append(_row(f"speed-up bound, 2 mm, {kind}",
+                             elapsed / rates[f"network at the {kind} matmul rate s"], "x",
+                             detail=f"the network's work at the {kind} matrix-product rate"))
     if full:
         data_1mm = simulate_cohort("mrf-lesion", out_dir / "phantom-1mm", subjects=1, seed=0,
                                    resolution=1)
@@ -194,6 +213,58 @@ def padding_seconds(shape: tuple[int, int, int] = (82, 100, 82), repeats: int = 
                 network(x)
                 runs.append(time.perf_counter() - start)
     return seconds
+
+
+def work_rates(shape: tuple[int, int, int] = (82, 100, 82), repeats: int = 5,
+               size: int = 2048) -> dict[str, float]:
+    """Where the network's time goes against what this CPU can do: the floating-point
+    operations of the task's untrained network over a 35-frame volume of ``shape``
+    (PyTorch's ``FlopCounterMode``; a multiply-add counts 2), its seconds in float32 and
+    in bfloat16 mixed precision, and the rate of a ``size`` x ``size`` matrix product in each,
+    a practical ceiling of the machine's arithmetic. Each time is the median of
+    ``repeats`` runs after a warm-up, the four timed in turn."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lesionkit.infer import autocast, channels_last
+    from lesionkit.models import build_network
+    from lesionkit.tasks import get_task
+
+    task = get_task("mrf-lesion")
+    network = build_network(task.network, 35, task.out_channels, **task.network_kwargs).eval()
+    x = channels_last(network, torch.randn(1, 35, *shape))
+    infer = task.inference.predict  # as the engine runs it (passes of a few slices)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+
+    def mixed() -> None:
+        with autocast("cpu", True):
+            infer(network, x)
+
+    runs = {"network float32": lambda: infer(network, x), "network bfloat16": mixed,
+            "matmul float32": lambda: a @ b, "matmul bfloat16": lambda: a16 @ b16}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.inference_mode():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            infer(network, x)
+        work = {"network": counter.get_total_flops(), "matmul": 2 * size**3}
+        for run in runs.values():
+            run()
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                seconds[name].append(time.perf_counter() - start)
+    result = {"network GFLOP": work["network"] / 1e9}
+    for name, times in seconds.items():
+        median = float(np.median(times))
+        result[f"{name} s"] = median
+        result[f"{name} GFLOP/s"] = work[name.split()[0]] / median / 1e9
+    for precision in ("float32", "bfloat16"):
+        result[f"network at the {precision} matmul rate s"] = (
+            work["network"] / 1e9 / result[f"matmul {precision} GFLOP/s"])
+    return result
 
 
 def padding_accuracy(out: Path | str) -> dict[str, float]:
@@ -258,6 +329,9 @@ def padding_accuracy(out: Path | str) -> dict[str, float]:
 if __name__ == "__main__" and sys.argv[1:2] == ["--padding-accuracy"]:
     for key, value in padding_accuracy(sys.argv[2]).items():
         print(f"{key}: {value}" if isinstance(value, int) else f"{key}: {value:.4g}")
+elif __name__ == "__main__" and sys.argv[1:] == ["--rates"]:
+    for key, value in work_rates().items():
+        print(f"{key}: {value:.4g}")
 elif __name__ == "__main__" and sys.argv[1:] == ["--padding"]:
     for multiple, runs in padding_seconds().items():
         print(f"slices padded to a multiple of {multiple}: median {np.median(runs):.3f} s "
