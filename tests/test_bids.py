@@ -72,6 +72,21 @@ def test_get_names_the_folder_when_missing_or_ambiguous(dataset: Path) -> None:
         ds.get("01", "R1map", session="3T")
 
 
+def test_get_run_reads_the_run_else_the_one_file(dataset: Path) -> None:
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    for run in ("1", "2"):
+        save_volume(image, bids_path(dataset, "01", "FLAIR", session="3T", run=run))
+    save_volume(image, bids_path(dataset, "01", "T1w", session="3T"))
+    ds = BIDSDataset(dataset)
+    second = ds.get_run("01", "FLAIR", "2", session="3T")
+    assert second.path.name == "sub-01_ses-3T_run-2_FLAIR.nii.gz"
+    assert ds.get_run("01", "T1w", "2", session="3T").path.name == "sub-01_ses-3T_T1w.nii.gz"
+    with pytest.raises(InputError, match=r"expected one 'FLAIR' image.*found 2 files"):
+        ds.get_run("01", "FLAIR", None, session="3T")
+    with pytest.raises(InputError, match=r"found 2 files"):
+        ds.get_run("01", "FLAIR", "3", session="3T")  # no such run, no single file
+
+
 def test_uncompressed_nifti_and_scanner_suffix_case_are_found(dataset: Path) -> None:
     image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
     save_volume(image, bids_path(dataset, "01", "FLAIR", session="3T", extension=".nii"))

@@ -19,6 +19,7 @@ from lesionkit.data import (
     invert,
     kfold_subjects,
     load_subject,
+    prediction_units,
     split_subjects,
     training_subjects,
 )
@@ -204,3 +205,26 @@ def test_image_zscore_percentile_fits_on_training_subjects_clips_and_inverts(
     assert back.max() == pytest.approx(high, rel=1e-4)  # clipping is not undone
     tensor = apply_normalisation(torch.from_numpy(raw), entry).numpy()
     np.testing.assert_allclose(tensor, apply_normalisation(raw, entry), atol=1e-6)
+
+
+def test_prediction_units_are_sessions_and_runs_of_the_first_input(tmp_path: Path) -> None:
+    from lesionkit.bids import bids_path, write_dataset_description
+    from lesionkit.io import save_volume
+    from lesionkit.volume import Volume
+
+    write_dataset_description(tmp_path, "runs")
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    names = {"01": [("FLAIR", None, {"run": "1"}), ("FLAIR", None, {"run": "10"}),
+                     ("FLAIR", None, {"run": "2"}), ("T1w", None, {})],
+             "02": [("FLAIR", "A", {}), ("T1w", "A", {}),
+                    ("FLAIR", "B", {"run": "1"}), ("FLAIR", "B", {"run": "2"}),
+                    ("T1w", "B", {"run": "1"}), ("T1w", "B", {"run": "2"})],
+             "03": [("FLAIR", None, {"acq": "axial"}), ("FLAIR", None, {"acq": "sagittal"}),
+                    ("T1w", None, {})]}
+    for subject, files in names.items():
+        for suffix, session, entities in files:
+            save_volume(image, bids_path(tmp_path, subject, suffix, session=session, **entities))
+    units = prediction_units(BIDSDataset(tmp_path), get_task("flair-lesion"))
+    assert units == [("01", None, "1"), ("01", None, "2"), ("01", None, "10"),
+                     ("02", "A", None), ("02", "B", "1"), ("02", "B", "2"),
+                     ("03", None, None)]  # two acquisitions, not runs: get() names both

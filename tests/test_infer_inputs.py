@@ -20,7 +20,7 @@ from lesionkit.bids import BIDSDataset, bids_path, write_dataset_description, wr
 from lesionkit.cli import app
 from lesionkit.evaluation import evaluate, report
 from lesionkit.infer import predict
-from lesionkit.io import load_volume, save_volume
+from lesionkit.io import InputError, load_volume, save_volume
 from lesionkit.tasks import get_task
 from lesionkit.tasks.strategies import QueueSampler
 from lesionkit.training import train
@@ -134,6 +134,35 @@ def test_sagittal_storage_gives_the_same_prediction(trained, tmp_path: Path) -> 
     np.testing.assert_allclose(stored.affine, sagittal(canonical, "").affine, atol=1e-5)
     np.testing.assert_allclose(stored.data.transpose(np.argsort(order)), canonical.data,
                                atol=1e-4)
+
+
+def test_each_run_of_the_first_input_is_predicted_with_the_one_t1w(trained, tmp_path: Path
+                                                                   ) -> None:
+    model, data = trained
+    predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "a")
+    runs = _copy_subject(data, tmp_path / "runs", lambda volume, _: volume)
+    anat = runs / "sub-03" / "anat"
+    flair = anat / "sub-03_FLAIR.nii.gz"
+    shutil.copy(flair, anat / "sub-03_run-1_FLAIR.nii.gz")
+    flipped = load_volume(flair)  # a second run that differs from the first
+    save_volume(replace(flipped, data=np.ascontiguousarray(flipped.data[::-1])),
+                anat / "sub-03_run-2_FLAIR.nii.gz")
+    flair.unlink()
+    predict(model, runs, device="cpu", progress=False, out_dir=tmp_path / "b")
+    written = {f.entities.get("run"): load_volume(f.path) for f in BIDSDataset(
+        tmp_path / "b").find(subject="03", suffix="probseg", label="lesion")}
+    assert sorted(written) == ["1", "2"]
+    sidecar = json.loads((tmp_path / "b" / "sub-03" / "anat" /
+                          "sub-03_run-2_label-lesion_desc-flairlesion_probseg.json").read_text())
+    assert [Path(s).name for s in sidecar["Sources"]][:2] == [
+        "sub-03_run-2_FLAIR.nii.gz", "sub-03_T1w.nii.gz"]
+    np.testing.assert_allclose(written["1"].data, _prediction(tmp_path / "a").data, atol=1e-5)
+    assert np.abs(written["2"].data - written["1"].data).max() > 0.05
+    # a second T1w without runs to tell them apart: one line naming both files
+    shutil.copy(anat / "sub-03_T1w.nii.gz", anat / "sub-03_acq-mprage_T1w.nii.gz")
+    with pytest.raises(InputError, match=r"expected one 'T1w' image .*found 2 files"):
+        predict(model, runs, device="cpu", progress=False, out_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
 
 
 def test_another_voxel_size_matches_after_resampling_back(trained, tmp_path: Path) -> None:

@@ -224,6 +224,20 @@ class BIDSDataset:
                              f"({_described(query)}), found {what}")
         return found[0]
 
+    def get_run(self, subject: str, suffix: str, run: str | None = None, **query: Any
+                ) -> BIDSFile:
+        """The file of ``run`` where the image has one, else the image's one file (a T1w
+        acquired once beside two FLAIR runs); :meth:`get` without ``run``.
+
+        Raises:
+            InputError: when no file or more than one file matches.
+        """
+        if run is not None:
+            found = self.locate(subject, suffix, **query, run=run)
+            if len(found) == 1:
+                return found[0]
+        return self.get(subject, suffix, **query)
+
     def participants(self) -> pd.DataFrame:
         """The participants.tsv table, with "n/a" read as missing.
 

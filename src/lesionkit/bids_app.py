@@ -250,7 +250,7 @@ def _with_inputs(bids: Path, model_dir: Path) -> list[str]:
 
     task = task_from_config(read_config(model_dir), model_dir / "config.yaml")
     dataset = BIDSDataset(bids)
-    subjects = list(dict.fromkeys(name for name, _ in prediction_units(dataset, task)))
+    subjects = list(dict.fromkeys(unit[0] for unit in prediction_units(dataset, task)))
     if not subjects:
         raise InputError(f"{bids}: expected participants with the inputs of task {task.name}, "
                          f"found none among {len(dataset.subjects())}: "

@@ -1,15 +1,15 @@
 """Subjects, splits, normalisation and the on-disk subject store for any task.
 
 Subjects are found in a BIDS dataset through the task's image specs (truth and brain
-masks in any derivatives pipeline, longitudinal sessions as separate predictions) and
-loaded as real scans arrive: reoriented, resampled to the model's voxel size, put on one
-grid, given a brain mask, images in arbitrary units normalised per image. Splits are by
-subject and seeded. Training reads subjects through a :class:`SubjectStore`: each
-subject is loaded once, preprocessed and written as plain arrays under a cache folder;
-samplers then read whole subjects or single patches from memory-mapped files, so
-training memory does not grow with the number of subjects. Normalisation statistics
-are fitted on training subjects only, inside the brain mask, and travel with the model
-folder so that predictions come back in physical units.
+masks in any derivatives pipeline, longitudinal sessions and repeated runs as separate
+predictions) and loaded as real scans arrive: reoriented, resampled to the model's voxel
+size, put on one grid, given a brain mask, images in arbitrary units normalised per
+image. Splits are by subject and seeded. Training reads subjects through a
+:class:`SubjectStore`: each subject is loaded once, preprocessed and written as plain
+arrays under a cache folder; samplers then read whole subjects or single patches from
+memory-mapped files, so training memory does not grow with the number of subjects.
+Normalisation statistics are fitted on training subjects only, inside the brain mask,
+and travel with the model folder so that predictions come back in physical units.
 """
 
 from __future__ import annotations
@@ -78,10 +78,13 @@ def available_subjects(dataset: BIDSDataset, task: Task, with_targets: bool = Tr
 
 
 def prediction_units(dataset: BIDSDataset, task: Task, subjects: Sequence[str] | None = None
-                     ) -> list[tuple[str, str | None]]:
-    """(subject, session) pairs to predict: each session that holds the task's prediction
-    inputs (session None for data without sessions, or when the task's inputs name their
-    sessions themselves, as 3T and 7T sessions of one example).
+                     ) -> list[tuple[str, str | None, str | None]]:
+    """(subject, session, run) triples to predict: each session that holds the task's
+    prediction inputs (session None for data without sessions, or when the task's inputs
+    name their sessions themselves, as 3T and 7T sessions of one example), and each run
+    of it where the first input was acquired in several runs (``run-<index>``; run None
+    otherwise). The other inputs are read from the same run where they have one
+    (:meth:`lesionkit.bids.BIDSDataset.get_run`).
 
     Raises:
         InputError: a subject asked for by name lacks an input; the message lists what
@@ -96,8 +99,19 @@ def prediction_units(dataset: BIDSDataset, task: Task, subjects: Sequence[str] |
         if subjects and not found:
             for spec in specs:  # raises with the list of the subject's files
                 dataset.get(name, spec.suffix, **spec.query(sessions[0]))
-        units.extend(found)
+        units.extend((name, ses, run) for name, ses in found
+                     for run in _runs(dataset, name, specs[0], ses))
     return units
+
+
+def _runs(dataset: BIDSDataset, subject: str, spec: ImageSpec, session: str | None
+          ) -> list[str | None]:
+    """The run labels of an image when each of its files is one run of it, else [None]."""
+    runs = [f.entities.get("run") for f in dataset.locate(subject, spec.suffix,
+                                                           **spec.query(session))]
+    if len(runs) < 2 or None in runs or len(set(runs)) < len(runs):
+        return [None]
+    return sorted(runs, key=lambda r: (len(r), r))
 
 
 def prediction_specs(task: Task) -> tuple[ImageSpec, ...]:
@@ -252,7 +266,8 @@ def check_truth_grid(path: Path, shape: Sequence[int], affine: np.ndarray, input
 
 
 def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence[ImageSpec],
-                 session: str | None = None, register: bool = False) -> tio.Subject:
+                 session: str | None = None, register: bool = False, run: str | None = None
+                 ) -> tio.Subject:
     """A TorchIO subject with the given images (raw units), keyed by spec key.
 
     Every image is reoriented to RAS+; the first is resampled to the task's ``spacing``
@@ -273,6 +288,7 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
         session: Session to read where the specs name none.
         register: Co-register intensity images to the first one (dipy) instead of
             trusting their affines.
+        run: Run to read where an image has several (:meth:`BIDSDataset.get_run`).
     """
     import torch
     import torchio as tio
@@ -285,7 +301,7 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     for spec in specs:
         if spec is task.mask and not dataset.locate(subject, spec.suffix, **spec.query(session)):
             continue  # computed below
-        path = dataset.get(subject, spec.suffix, **spec.query(session)).path
+        path = dataset.get_run(subject, spec.suffix, run, **spec.query(session)).path
         volume = load_volume(path, kind=spec.kind, unit=spec.unit, ndim=spec.ndim)
         data = np.asarray(volume.data, dtype=np.float32)
         is_input = spec in task.inputs or spec in task.prediction_inputs

@@ -326,10 +326,16 @@ class _Written:
     out_root: Path
     subject: str
     session: str | None
+    run: str | None
     sidecar: dict[str, Any]
     reference: Volume
     grid: np.ndarray
     paths: list[Path]
+
+    @property
+    def run_entity(self) -> dict[str, str]:
+        """``{"run": label}`` for one run of several, else empty (for output names)."""
+        return {"run": self.run} if self.run else {}
 
     def save(self, data: np.ndarray, spec: Any, desc: str, kind: str, unit: str,
              like: Volume | None = None, grid: np.ndarray | None = None,
@@ -337,7 +343,7 @@ class _Written:
         """A map on the reference input's grid (from the network's ``grid``), with sidecar."""
         like = like or self.reference
         path = bids_path(self.out_root, self.subject, spec.suffix, session=self.session,
-                         desc=desc, **dict(spec.entities))
+                         desc=desc, **self.run_entity, **dict(spec.entities))
         data = _on_input_grid(data, self.grid if grid is None else grid, like, kind)
         volume = Volume(data.astype(np.float32), like.affine, kind=kind, unit=unit)
         self.paths.append(save_derivative(volume, path, {**self.sidecar, **(meta or {})},
@@ -380,6 +386,8 @@ def _write_subject(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
     row: dict[str, Any] = {"participant_id": f"sub-{out.subject}"}
     if out.session:
         row["session_id"] = f"ses-{out.session}"
+    if out.run:
+        row["run"] = out.run
     for c, spec in enumerate(task.outputs):
         row.update({spec.desc: float(mean[c]),
                     f"{spec.desc}_uncertainty": float(std[c]) if members >= 2 else None})
@@ -399,7 +407,7 @@ def _write_lesions(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
     table = lesion_rows(labels, lesion_map, mean, std if members >= 2 else std * np.nan,
                         task.outputs)
     path = bids_path(out.out_root, out.subject, "lesions", session=out.session,
-                     extension=".tsv", desc=task.outputs[-1].desc)
+                     extension=".tsv", desc=task.outputs[-1].desc, **out.run_entity)
     names = (["probability", "uncertainty"] if len(task.outputs) == 1 else
              [c for s in task.outputs for c in (s.desc, f"{s.desc}_uncertainty")])
     out.paths.append(write_tsv(table, path, columns=[*LESION_COLUMNS, *names]))
@@ -483,9 +491,9 @@ def predict(
     units = prediction_units(dataset, task, subjects)
     if sessions:
         wanted = {s.removeprefix("ses-") for s in sessions}
-        chosen = [(name, ses) for name, ses in units if ses in wanted]
+        chosen = [unit for unit in units if unit[1] in wanted]
         if not chosen:
-            found = sorted({f"ses-{ses}" for _, ses in units if ses}) or ["none"]
+            found = sorted({f"ses-{unit[1]}" for unit in units if unit[1]}) or ["none"]
             raise InputError(f"{dataset.root}: expected sessions "
                              f"{', '.join(f'ses-{s}' for s in sorted(wanted))} holding the "
                              f"inputs of task {task.name}, found {', '.join(found)}")
@@ -494,7 +502,7 @@ def predict(
         raise InputError(f"{dataset.root}: expected subjects with the inputs of task "
                          f"{task.name}, found none among {len(dataset.subjects())} subjects: "
                          f"{missing_images(dataset, task, with_targets=False)}")
-    skipped = sorted(set(dataset.subjects()) - {name for name, _ in units})
+    skipped = sorted(set(dataset.subjects()) - {unit[0] for unit in units})
     if skipped and not subjects:
         print(f"warning: {dataset.root}: skipped {len(skipped)} subject(s) without the inputs "
               f"of task {task.name}: sub-{', sub-'.join(skipped[:10])}", file=sys.stderr)
@@ -507,9 +515,9 @@ def predict(
     layer = getattr(task.inference, "cam_layer", None)
     paths: list[Path] = []
     rows: list[dict] = []
-    for subject, session in track(units, description="predict", disable=not progress):
-        loaded = load_subject(dataset, subject, task, specs, session, register)
-        found = [dataset.get(subject, s.suffix, **s.query(session)) for s in specs
+    for subject, session, run in track(units, description="predict", disable=not progress):
+        loaded = load_subject(dataset, subject, task, specs, session, register, run)
+        found = [dataset.get_run(subject, s.suffix, run, **s.query(session)) for s in specs
                  if s is not task.mask]
         inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
         channels = sum(len(v) for v in inputs.values()) + getattr(task.inference,
@@ -526,7 +534,7 @@ def predict(
             from lesionkit.lesion_features import subject_features
 
             features = subject_features(dataset, subject, task, task.prediction_inputs,
-                                        session)
+                                        session, run=run)
         margin = getattr(task.inference, "crop_margin", None)
         box = (brain_box(loaded["mask"].data[0].numpy(), margin)
                if margin is not None and task.output_kind == "maps" else None)
@@ -552,7 +560,7 @@ def predict(
         if not (out_root / "dataset_description.json").is_file():  # something to write
             write_dataset_description(out_root, "lesionkit predictions",
                                       dataset_type="derivative")
-        out = _Written(out_root, subject, session or found[0].entities.get("ses"), sidecar,
+        out = _Written(out_root, subject, session or found[0].entities.get("ses"), run, sidecar,
                        load_volume(found[0].path, ndim=None), np.asarray(loaded["mask"].affine),
                        paths)
         cam = (lambda f=folds, i=inputs: _cam(model, f, i, layer, device)) if layer else None
@@ -572,11 +580,12 @@ def merged_rows(table: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
     import pandas as pd
 
     def key(row: dict[str, Any]) -> tuple:
-        return (row.get("participant_id"), row.get("session_id"))
+        return (row.get("participant_id"), row.get("session_id"), row.get("run"))
 
     earlier = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
     new = {key(r) for r in rows}
     kept = [r for r in earlier.to_dict("records")
             if key({k: (v or None) for k, v in r.items()}) not in new]
     return sorted(kept + rows, key=lambda r: (str(r.get("participant_id")),
-                                              str(r.get("session_id") or "")))
+                                              str(r.get("session_id") or ""),
+                                              str(r.get("run") or "")))

@@ -41,13 +41,14 @@ def _plain(value: Any) -> Any:
 
 
 def _sources(dataset: BIDSDataset, subject: str, task: Any, inputs: Sequence[Any],
-             session: str | None) -> tuple[dict[str, Path], Path]:
+             session: str | None, run: str | None = None) -> tuple[dict[str, Path], Path]:
     """Input key -> file of the inputs the features read, and the lesion map."""
     spec = task.lesion_features
     wanted = [s for s in inputs if not spec.inputs or s.key in spec.inputs]
-    files = {s.key: dataset.get(subject, s.suffix, **s.query(session)).path for s in wanted}
-    lesions = dataset.get(subject, task.lesions.suffix, **task.lesions.query(session)).path
-    return files, lesions
+    files = {s.key: dataset.get_run(subject, s.suffix, run, **s.query(session)).path
+             for s in wanted}
+    lesions = task.lesions
+    return files, dataset.get_run(subject, lesions.suffix, run, **lesions.query(session)).path
 
 
 def cache_key(task: Any, files: dict[str, Path], lesion_map: Path) -> dict[str, Any]:
@@ -132,7 +133,8 @@ def compute(task: Any, files: dict[str, Path], lesion_map: Path,
 
 def subject_features(dataset: BIDSDataset, subject: str, task: Any,
                      inputs: Sequence[Any] | None = None, session: str | None = None,
-                     advance: Callable[[int], Any] | None = None) -> dict[int, np.ndarray]:
+                     advance: Callable[[int], Any] | None = None, run: str | None = None
+                     ) -> dict[int, np.ndarray]:
     """Label -> (F,) features of a subject's lesions, from the cache or computed and cached.
 
     Args:
@@ -143,8 +145,9 @@ def subject_features(dataset: BIDSDataset, subject: str, task: Any,
         inputs: Input specs to read (default: the task's inputs).
         session: Session to read where the specs name none.
         advance: Called with 1 after each computed lesion (progress).
+        run: Run to read where an image has several (:meth:`BIDSDataset.get_run`).
     """
-    files, lesion_map = _sources(dataset, subject, task, inputs or task.inputs, session)
+    files, lesion_map = _sources(dataset, subject, task, inputs or task.inputs, session, run)
     key = cache_key(task, files, lesion_map)
     path = cache_path(dataset.root, subject, task.lesion_features.name, session)
     cached = read_cached(path, key)
