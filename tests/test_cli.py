@@ -26,6 +26,15 @@ def test_help_lists_commands() -> None:
         assert command in result.stdout
 
 
+def test_command_help_paragraphs_flow_in_a_narrow_terminal() -> None:
+    result = runner.invoke(app, ["predict", "--help"], terminal_width=80)
+    assert result.exit_code == 0
+    (line,) = [line for line in result.stdout.splitlines() if "grid; the" in line]
+    assert "brain mask" in line  # wrapped by the terminal, not at the docstring's breaks
+    for info in app.registered_commands:  # no line break inside a paragraph
+        assert "\n" not in info.help.replace("\n\n", ""), info.name
+
+
 def test_help_imports_no_heavy_library() -> None:
     code = ("import sys; from lesionkit.cli import app; "
             "heavy = [m for m in ('torch', 'monai', 'nibabel', 'scipy', 'torchio', 'lightning') "

@@ -640,3 +640,15 @@ def _with_user_errors(function: Callable[..., None]) -> Callable[..., None]:
 
 for _command in COMMANDS:
     app.command(_command.name)(_with_user_errors(_command.function))
+
+
+def _reflowed(doc: str | None) -> str:
+    """A docstring as help text: paragraphs kept, the line breaks inside them removed (Typer
+    keeps them, which leaves ragged lines in a terminal narrower than the source)."""
+    import inspect
+
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc or "").split("\n\n"))
+
+
+for _info in app.registered_commands:
+    _info.help = _info.help or _reflowed(_info.callback.__doc__ if _info.callback else None)
