@@ -12,6 +12,7 @@ from lesionkit.geometry import (
     at_voxel_size,
     canonical,
     median_voxel_size,
+    misalignment_mm,
     onto_grid,
     overlap,
     registered,
@@ -84,6 +85,23 @@ def test_registration_recovers_a_shift_the_affines_do_not_know() -> None:
     after = np.corrcoef(aligned.data.ravel(), reference.data.ravel())[0, 1]
     assert aligned.spatial_shape == reference.spatial_shape
     assert after > 0.9 > before
+
+
+def test_misalignment_estimate_finds_a_shift_between_two_contrasts() -> None:
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    head = _blob(shape=(48, 48, 40), centre=(24, 24, 20))
+    reference = _image(head, affine)
+    inverted = np.where(head > 0, 400 - 1.5 * head, 0)  # another contrast, one anatomy
+    assert misalignment_mm(onto_grid(_image(inverted, affine), reference, "b", "a"),
+                           reference) < 1.0
+    shifted = affine.copy()
+    shifted[:3, 3] = [6.0, -4.0, 0.0]  # 7.2 mm that the affines know nothing of
+    moved = onto_grid(_image(inverted, shifted), reference, "b", "a")
+    assert abs(misalignment_mm(moved, reference) - 7.2) < 1.0
+    fine = np.diag([0.8, 0.8, 0.8, 1.0])  # the estimate runs on a 2 mm grid
+    small = _image(ndimage.zoom(head, 2.5, order=1), fine)
+    assert misalignment_mm(onto_grid(_image(ndimage.zoom(inverted, 2.5, order=1), fine),
+                                     small, "b", "a"), small) < 1.0
 
 
 def test_thick_slices_warn() -> None:

@@ -165,6 +165,43 @@ def test_each_run_of_the_first_input_is_predicted_with_the_one_t1w(trained, tmp_
     assert not (tmp_path / "c").exists()
 
 
+def test_t1w_displaced_from_the_flair_warns_or_stops(trained, tmp_path: Path, monkeypatch,
+                                                     capsys) -> None:
+    from lesionkit import geometry
+
+    model, data = trained
+    shifts: list[float] = []
+    monkeypatch.setattr(geometry, "misalignment_mm", lambda image, reference: shifts[0])
+    predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "a")
+    # FLAIR and T1w on one grid (one frame): not checked; shifts is empty
+
+    def regridded(volume: Volume, suffix: str) -> Volume:  # T1w stored on another grid
+        if suffix != "T1w":
+            return volume
+        affine = volume.affine.copy()
+        affine[:3, 3] += [1.0, 0.0, 0.0]
+        image = tio.ScalarImage(tensor=torch.from_numpy(
+            np.asarray(volume.data, np.float32)[None]), affine=volume.affine)
+        moved = tio.Resample((SHAPE, affine))(image)
+        return replace(volume, data=moved.data[0].numpy(), affine=affine)
+
+    changed = _copy_subject(data, tmp_path / "regridded", regridded)
+    shifts.append(5.0)
+    predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "b")
+    sidecar = json.loads(next((tmp_path / "b").rglob("*_probseg.json")).read_text())
+    assert any("sub-03_T1w.nii.gz: displaced from sub-03_FLAIR.nii.gz by about 5.0 mm" in w
+               for w in sidecar["Warnings"])
+    assert "displaced" in capsys.readouterr().err
+    shifts[0] = 12.0
+    with pytest.raises(InputError, match=r"sub-03_T1w\.nii\.gz: expected an image aligned "
+                                         r"with sub-03_FLAIR\.nii\.gz.*about 12 mm.*--register"):
+        predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "d",
+            register=True)  # co-registered instead: not checked
+    assert (tmp_path / "d").exists()
+
+
 def test_another_voxel_size_matches_after_resampling_back(trained, tmp_path: Path) -> None:
     model, data = trained
     predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "a")

@@ -265,14 +265,39 @@ def check_truth_grid(path: Path, shape: Sequence[int], affine: np.ndarray, input
                          f"offset {tuple(np.round(offset, 2))}")
 
 
+def _alignment_warnings(image: tio.ScalarImage, reference: tio.ScalarImage, where: str,
+                        reference_name: str) -> list[str]:
+    """A warning when two weighted images on one grid look displaced by a few mm.
+
+    Raises:
+        InputError: when they look displaced by a centimetre or more (another session,
+            another frame): a prediction from them would be wrong without a word.
+    """
+    from lesionkit import geometry
+
+    shift = geometry.misalignment_mm(image, reference)
+    name, reference_name = Path(where).name, Path(reference_name).name
+    if shift >= geometry.SHIFT_ERROR_MM:
+        raise InputError(f"{where}: expected an image aligned with {reference_name} in world "
+                         f"space, found it displaced by about {shift:.0f} mm (rigid "
+                         "co-registration estimate); pass --register to co-register them")
+    if shift >= geometry.SHIFT_WARNING_MM:
+        return [f"{name}: displaced from {reference_name} by about {shift:.1f} mm (rigid "
+                "co-registration estimate); --register co-registers them"]
+    return []
+
+
 def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence[ImageSpec],
                  session: str | None = None, register: bool = False, run: str | None = None
                  ) -> tio.Subject:
     """A TorchIO subject with the given images (raw units), keyed by spec key.
 
     Every image is reoriented to RAS+; the first is resampled to the task's ``spacing``
-    and the others onto its grid (:mod:`lesionkit.geometry`). 4D series become channels.
-    The brain mask is stored under ``"mask"``: the dataset's when it has one, else
+    and the others onto its grid (:mod:`lesionkit.geometry`). A weighted input (arbitrary
+    units) stored on another grid than a weighted first input is checked for a displacement
+    the affines do not know (:func:`lesionkit.geometry.misalignment_mm`): a warning from
+    3 mm, an :class:`InputError` from 10 mm, unless ``register``. 4D series become
+    channels. The brain mask is stored under ``"mask"``: the dataset's when it has one, else
     computed from the first input (:func:`lesionkit.brainmask.brain_mask`); when the
     mask spec is not among ``specs`` (a task without one, or prediction without per-image
     normalisation), the non-zero voxels of the first input. Inputs normalised per
@@ -321,11 +346,20 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
             warning = geometry.thickness_warning(path.name, size, task.spacing)
             notes["Warnings"] += [warning] if warning else []
     first = specs[0].key
+    first_grid = (images[first].spatial_shape, images[first].affine)
     images[first] = geometry.at_voxel_size(images[first], task.spacing)
+    weighted = {s.key for s in task.inputs + task.prediction_inputs  # not maps with units
+                if s.normalisation in PER_IMAGE and s.unit == "a.u."}
     for key, image in images.items():
-        if key != first:
-            images[key] = geometry.onto_grid(image, images[first], sources[key], sources[first],
-                                             register)
+        if key == first:
+            continue
+        moved = geometry.onto_grid(image, images[first], sources[key], sources[first],
+                                   register)
+        if (not register and {first, key} <= weighted
+                and not geometry.same_grid(image, *first_grid)):
+            notes["Warnings"] += _alignment_warnings(moved, images[first], sources[key],
+                                                     sources[first])
+        images[key] = moved
     reference = images[first]
     wanted = task.mask is not None and task.mask in specs
     if wanted and task.mask.key in images:
