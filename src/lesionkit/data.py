@@ -280,10 +280,11 @@ def _alignment_warnings(image: tio.ScalarImage, reference: tio.ScalarImage, wher
     if shift >= geometry.SHIFT_ERROR_MM:
         raise InputError(f"{where}: expected an image aligned with {reference_name} in world "
                          f"space, found it displaced by about {shift:.0f} mm (rigid "
-                         "co-registration estimate); pass --register to co-register them")
+                         "co-registration estimate); co-register the images, or predict "
+                         "with --register")
     if shift >= geometry.SHIFT_WARNING_MM:
         return [f"{name}: displaced from {reference_name} by about {shift:.1f} mm (rigid "
-                "co-registration estimate); --register co-registers them"]
+                "co-registration estimate); predict --register co-registers them"]
     return []
 
 
