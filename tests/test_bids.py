@@ -15,7 +15,9 @@ from lesionkit.bids import (
     build_name,
     derivatives_root,
     parse_name,
+    row_in_scope,
     save_derivative,
+    unit_scope,
     write_dataset_description,
     write_participants,
 )
@@ -85,6 +87,26 @@ def test_get_run_reads_the_run_else_the_one_file(dataset: Path) -> None:
         ds.get_run("01", "FLAIR", None, session="3T")
     with pytest.raises(InputError, match=r"found 2 files"):
         ds.get_run("01", "FLAIR", "3", session="3T")  # no such run, no single file
+
+
+def test_unit_scope_shows_one_session_and_run(dataset: Path) -> None:
+    ds = BIDSDataset(dataset)
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    for run in ("1", "2"):
+        save_volume(image, bids_path(dataset, "01", "FLAIR", session="7T", run=run))
+    assert len(ds.find(subject="01", suffix="R1map", acq=None)) == 2
+    with unit_scope(session="7T"):
+        assert [f.entities["ses"] for f in ds.find(subject="01", suffix="R1map")] == ["7T"]
+        # a query naming its session is left as it asks; files without one are kept
+        assert ds.get("01", "R1map", session="3T", acq=None).entities["ses"] == "3T"
+        assert len(ds.find(subject="01", suffix="FLAIR")) == 2
+        with unit_scope(session="7T", run="2"):
+            assert ds.get("01", "FLAIR").entities["run"] == "2"
+            assert ds.find(subject="01", suffix="FLAIR", run=None) == []
+            assert row_in_scope({"participant_id": "sub-01", "session_id": "ses-7T", "run": 2})
+            assert not row_in_scope({"session_id": "ses-3T"})
+            assert row_in_scope({"participant_id": "sub-01", "session_id": float("nan")})
+    assert len(ds.find(subject="01", suffix="R1map", acq=None)) == 2  # the scope has ended
 
 
 def test_uncompressed_nifti_and_scanner_suffix_case_are_found(dataset: Path) -> None:

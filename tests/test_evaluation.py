@@ -1,4 +1,5 @@
-"""Acquisition groups of an evaluation: labels from sidecars and headers, per-group means."""
+"""Evaluation glue: acquisition groups (labels from sidecars and headers, per-group means)
+and longitudinal data scored per session."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from lesionkit.bids import BIDSDataset
-from lesionkit.evaluation import acquisition, by_acquisition
+from lesionkit.bids import BIDSDataset, bids_path, write_dataset_description, write_participants
+from lesionkit.evaluation import (
+    acquisition,
+    by_acquisition,
+    evaluate,
+    evaluation_units,
+    report,
+    unit_label,
+)
+from lesionkit.io import save_volume
 from lesionkit.tasks import get_task
+from lesionkit.volume import Volume
 
 FLAIR = get_task("flair-lesion").prediction_inputs[0]
 
@@ -36,6 +46,9 @@ def dataset(tmp_path: Path) -> BIDSDataset:
     _flair(tmp_path, "02", sagittal, {"MagneticFieldStrength": "3", "MRAcquisitionType": "3D"})
     # 1 mm isotropic without a sidecar
     _flair(tmp_path, "03", np.eye(4), None)
+    # 3 mm slices as two scans of one protocol store them (float32 headers)
+    _flair(tmp_path, "05", np.diag([0.72, 0.72, 3.000005, 1.0]), None)
+    _flair(tmp_path, "06", np.diag([0.72, 0.72, 2.999998, 1.0]), None)
     return BIDSDataset(tmp_path)
 
 
@@ -51,10 +64,12 @@ def test_acquisition_reads_sidecar_and_header(dataset: BIDSDataset) -> None:
     third = acquisition(dataset, "03", FLAIR)
     assert (third["field"], third["acquisition"], third["slices"]) == ("n/a", "n/a", "isotropic")
     assert set(acquisition(dataset, "04", FLAIR).values()) == {"n/a"}  # no such image
+    assert {acquisition(dataset, s, FLAIR)["slice_thickness"] for s in ("05", "06")} == {
+        "1.5-3 mm"}
 
 
 def test_by_acquisition_means_per_group(dataset: BIDSDataset) -> None:
-    acquired = {s: acquisition(dataset, s, FLAIR) for s in ("01", "02", "03")}
+    acquired = {f"sub-{s}": acquisition(dataset, s, FLAIR) for s in ("01", "02", "03")}
     rows = [{"participant_id": "sub-01", "method": "network", "dice": 0.2},
             {"participant_id": "sub-02", "method": "network", "dice": 0.6},
             {"participant_id": "sub-03", "method": "network", "dice": 0.8},
@@ -71,3 +86,89 @@ def test_by_acquisition_means_per_group(dataset: BIDSDataset) -> None:
     # a group in which every subject is alike is left out
     same = {s: {**a, "manufacturer": "Acme"} for s, a in acquired.items()}
     assert not [r for r in by_acquisition(rows, same) if r["group"] == "manufacturer"]
+
+
+def _longitudinal(root: Path) -> Path:
+    """Subject p01 at two sessions: FLAIR, manual lesion mask and a lesion probability per
+    session (ses-1 on a 2 mm grid, predicted exactly; ses-2 on 1 x 1 x 4 mm axial slices,
+    predicted beside the lesion); and a session 0 predicted without a mask."""
+    write_dataset_description(root, "longitudinal")
+    write_participants(root, [{"participant_id": "sub-p01"}])
+    truth = np.zeros((12, 12, 12), np.uint8)
+    truth[3:6, 3:6, 3:6] = 1
+    predictions = root / "derivatives" / "lesionkit"
+    for session, voxel, predicted in (("1", (2.0, 2.0, 2.0), truth),
+                                      ("2", (1.0, 1.0, 4.0), np.roll(truth, 5, axis=0))):
+        affine = np.diag([*voxel, 1.0])
+        affine[:3, 3] = (-10.0, 4.0, 2.0)
+        save_volume(Volume(np.random.default_rng(0).random((12, 12, 12)).astype(np.float32),
+                           affine, "intensity"), bids_path(root, "p01", "FLAIR", session=session))
+        save_volume(Volume(truth, affine, "label"), bids_path(
+            root, "p01", "mask", session=session, derivatives="manual", label="lesion"))
+        save_volume(Volume(predicted.astype(np.float32), affine, "probability"), bids_path(
+            predictions, "p01", "probseg", session=session, label="lesion", desc="flairlesion"))
+    # a first visit predicted, with no truth to score it against
+    save_volume(Volume(truth.astype(np.float32), np.eye(4), "intensity"),
+                bids_path(root, "p01", "FLAIR", session="0"))
+    save_volume(Volume(truth.astype(np.float32), np.eye(4), "probability"), bids_path(
+        predictions, "p01", "probseg", session="0", label="lesion", desc="flairlesion"))
+    return root
+
+
+def test_longitudinal_predictions_are_scored_per_session(tmp_path: Path, capsys) -> None:
+    data = _longitudinal(tmp_path / "data")
+    task = get_task("flair-lesion")
+    predictions = data / "derivatives" / "lesionkit"
+    assert evaluation_units(task, predictions, ["p01"]) == [
+        ("p01", "0", None), ("p01", "1", None), ("p01", "2", None)]
+    tsv, json_path = evaluate(task, data)
+    assert "warning: skipped sub-p01_ses-0: " in capsys.readouterr().err
+    table = json.loads(json_path.read_text())
+    assert [s["unit"] for s in table["skipped"]] == ["sub-p01_ses-0"]
+    assert "lesion mask" in table["skipped"][0]["reason"]
+    rows = {r["session_id"]: r for r in table["rows"] if r["method"] == "network"}
+    assert rows["ses-1"]["lesion_dice"] == pytest.approx(1.0)
+    assert rows["ses-2"]["lesion_dice"] == pytest.approx(0.0)
+    assert tsv.read_text().splitlines()[0].startswith("participant_id\tsession_id\tmethod")
+    assert table["units"] == [["p01", "1", None], ["p01", "2", None]]
+    assert table["acquisitions"]["sub-p01_ses-2"]["slices"] == "axial"
+    acquired = (predictions / "task-flair-lesion_acquisitions.tsv").read_text().splitlines()
+    assert acquired[0].startswith("participant_id\tsession_id\timage")
+    assert [line.split("\t")[1] for line in acquired[1:]] == ["ses-1", "ses-2"]
+    grouped = (predictions / "task-flair-lesion_by-acquisition.tsv").read_text()
+    assert "axial" in grouped and "isotropic" in grouped
+    page = report(task, data).read_text()
+    assert "ses-1: " in page and "ses-2: " in page
+
+
+def test_units_of_runs_and_of_unsessioned_subjects(tmp_path: Path) -> None:
+    task = get_task("flair-lesion")
+    for name in ("sub-a_run-1_label-lesion_probseg.nii.gz",
+                 "sub-a_run-2_label-lesion_probseg.nii.gz", "sub-a_desc-brain_mask.nii.gz",
+                 "sub-b_label-lesion_probseg.nii.gz"):
+        path = tmp_path / name.split("_")[0] / "anat" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    assert evaluation_units(task, tmp_path, ["a", "b"]) == [("a", None, "1"), ("a", None, "2"),
+                                                            ("b", None, None)]
+    assert unit_label("a", None, "2") == "sub-a_run-2"
+    assert unit_label("a", "1") == "sub-a_ses-1"
+
+
+def test_subject_classifier_table_is_read_per_session(tmp_path: Path) -> None:
+    task = get_task("fcd-classify")
+    data = tmp_path / "data"
+    write_dataset_description(data, "fcd")
+    write_participants(data, [{"participant_id": "sub-01", "group": "patient"}])
+    for session in ("1", "2"):
+        save_volume(Volume(np.ones((4, 4, 4), np.float32), np.eye(4), "intensity"),
+                    bids_path(data, "01", "FLAIR", session=session))
+    out = tmp_path / "predictions"
+    out.mkdir()
+    (out / "task-fcd-classify_predictions.tsv").write_text(
+        "participant_id\tsession_id\tcontrol\tpatient\n"
+        "sub-01\tses-1\t0.8\t0.2\nsub-01\tses-2\t0.1\t0.9\n")
+    _, json_path = evaluate(task, data, predictions=out)
+    rows = {r["session_id"]: r for r in json.loads(json_path.read_text())["rows"]}
+    assert (rows["ses-1"]["probability"], rows["ses-1"]["correct"]) == (0.2, False)
+    assert (rows["ses-2"]["probability"], rows["ses-2"]["correct"]) == (0.9, True)

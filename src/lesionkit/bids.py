@@ -5,12 +5,18 @@ Derivatives live under ``<root>/derivatives/<pipeline>/`` with a
 ``dataset_description.json``; every derivative NIfTI gets a JSON sidecar naming the
 producing command, the model folder where there is one, the lesionkit version and the
 units.
+
+Longitudinal data holds several sessions (and runs) of one subject; code that looks up
+"the" image of a subject reads one of them inside :func:`unit_scope`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +37,9 @@ _KEYWORD = {"sub": "subject", "ses": "session"}
 _NAME = re.compile(r"^(?P<stem>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)+)(?P<suffix>[a-zA-Z0-9]+)"
                    r"(?P<ext>\.[a-z.]+)$")
 BIDS_VERSION = "1.10.0"
+#: Session and run (entity -> label) of the unit that :func:`unit_scope` restricts to.
+_SCOPE: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("lesionkit_bids_scope",
+                                                              default=())
 #: File extensions read as NIfTI images.
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
@@ -110,6 +119,39 @@ def bids_path(
     return folder / datatype / name
 
 
+@contextmanager
+def unit_scope(session: str | None = None, run: str | None = None) -> Iterator[None]:
+    """Within the block, :meth:`BIDSDataset.find` sees one session (and run) of a subject.
+
+    A file whose ``ses`` (``run``) entity names another session (run) is skipped; files
+    without the entity are kept (a mask drawn once per subject serves each of its
+    sessions); a query that names a session or run itself is left as it asks. So code
+    written for one image per subject reads one unit of longitudinal data.
+
+    Example:
+        >>> with unit_scope(session="2"):
+        ...     flair = BIDSDataset("/data").get("p01", "FLAIR")  # doctest: +SKIP
+    """
+    token = _SCOPE.set(tuple((key, value) for key, value in (("ses", session), ("run", run))
+                             if value))
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def row_in_scope(row: Mapping[str, object]) -> bool:
+    """Whether a table row (``session_id`` "ses-<label>", ``run``) belongs to the unit of
+    the enclosing :func:`unit_scope`; rows without those columns belong to every unit."""
+    def label(value: object) -> str:
+        return "" if value is None or value != value else str(value)  # None, NaN: absent
+
+    scope = dict(_SCOPE.get())
+    values = {"ses": label(row.get("session_id")).removeprefix("ses-"),
+              "run": label(row.get("run"))}
+    return all(not values[key] or values[key] == label for key, label in scope.items())
+
+
 class BIDSDataset:
     """Read access to a BIDS dataset and its derivatives.
 
@@ -156,13 +198,16 @@ class BIDSDataset:
         """Files matching the given entities, sorted by path.
 
         An entity passed as None must be absent (``acq=None`` excludes ``acq-native``);
-        an entity not passed matches anything. Suffixes match regardless of case
+        an entity not passed matches anything (inside :func:`unit_scope`: the unit's
+        session and run, or none). Suffixes match regardless of case
         (``T1W`` is found as ``T1w``, as scanners and converters often write it); NIfTI
         files are found as ``.nii.gz`` or ``.nii``.
         """
         base = self._base(derivatives)
         extensions = (extension,) if isinstance(extension, str) else extension
         wanted = {"sub": subject, "ses": session, **entities}
+        scope = {k: v for k, v in _SCOPE.get() if wanted.get(k) is None
+                 and not (k in entities and entities[k] is None)}
         found = []
         for path in sorted(base.glob(f"sub-{subject or '*'}/**/*")):
             parsed = parse_name(path.name)
@@ -178,6 +223,8 @@ class BIDSDataset:
             if any(ents.get(k) != v for k, v in wanted.items() if v is not None):
                 continue
             if any(k in ents for k, v in entities.items() if v is None):
+                continue
+            if any(ents.get(k, v) != v for k, v in scope.items()):
                 continue
             found.append(BIDSFile(path=path, entities=ents, suffix=sfx, extension=ext))
         return found

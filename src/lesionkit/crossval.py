@@ -32,7 +32,7 @@ from typing import Any
 from lesionkit import __version__
 from lesionkit.bids import BIDSDataset
 from lesionkit.data import kfold_subjects, subject_labels, training_subjects
-from lesionkit.evaluation import evaluate
+from lesionkit.evaluation import evaluate, report_sections
 from lesionkit.infer import predict
 from lesionkit.io import InputError, write_json
 from lesionkit.model_folder import read_config
@@ -63,7 +63,8 @@ def _finished(model_dir: Path, splits: list[dict], epochs: int) -> bool:
 
 
 def _case(row: dict) -> tuple:
-    return row.get("participant_id"), row.get("lesion"), str(row.get("method", "all"))
+    return (row.get("participant_id"), row.get("session_id"), row.get("run"), row.get("lesion"),
+            str(row.get("method", "all")))
 
 
 def _arm_summary(rows: list[dict], seed: int) -> dict[str, Any]:
@@ -186,12 +187,12 @@ def crossval(
         predict(model_dir, dataset.root, tta=tta, device=device, subjects=names,
                 progress=progress, out_dir=predicted, trusted=trusted)
         _, metrics_json = evaluate(variant, dataset.root, names, predictions=predicted)
-        rows[arm] = json.loads(metrics_json.read_text())["rows"]
+        table = json.loads(metrics_json.read_text())
+        rows[arm] = table["rows"]
         summary["arms"][arm] = _arm_summary(rows[arm], seed)
         summary["arms"][arm]["training"] = json.loads((model_dir / "metrics.json").read_text())
         if variant.report_sections is not None:
-            for section in variant.report_sections(variant, dataset.root, predicted, names,
-                                                   rows[arm]):
+            for section in report_sections(variant, dataset.root, predicted, table):
                 sections.append(replace(section, title=f"arm {arm}: {section.title}"))
         if progress:
             print(f"crossval {task.name}: arm {arm} ({number}/{len(chosen)}) done")

@@ -10,19 +10,28 @@ orientation and slice thickness from its header) and, where subjects differ in a
 these, the per-method means of the metrics per group (:func:`by_acquisition`), so that
 a model can be judged per protocol (another field strength, thick 2D slices, another
 orientation) without hand-made tables.
+
+Longitudinal data is scored per unit: each session (and run) that holds predictions is
+evaluated on its own (:func:`evaluation_units`, inside :func:`lesionkit.bids.unit_scope`,
+so a task's hook written for one image per subject reads that unit's images), and its
+rows carry ``session_id`` (and ``run``) beside ``participant_id``, as predict's tables.
+A session that cannot be scored (no truth at the first visit) while another session of
+the subject can is skipped with a warning naming it and why.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lesionkit.bids import BIDSDataset
+from lesionkit.bids import BIDSDataset, row_in_scope, unit_scope
 from lesionkit.io import InputError, write_json, write_tsv
 from lesionkit.summaries import summarise
 from lesionkit.tasks.task import ImageSpec, Task, dataset_is_phantom
@@ -35,6 +44,9 @@ THICKNESS_BINS = ((1.5, "up to 1.5 mm"), (3.0, "1.5-3 mm"), (5.0, "3-5 mm"),
 #: A largest voxel edge this many times the smallest makes the slices oriented, not
 #: isotropic.
 ANISOTROPY = 1.3
+
+#: (subject, session, run) of one prediction; session and run None where there are none.
+Unit = tuple[str, str | None, str | None]
 
 
 def predictions_root(data_dir: str | os.PathLike[str],
@@ -49,8 +61,9 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
              progress: bool = False) -> tuple[Path, Path]:
     """Score written predictions with the task's evaluation; write TSV and JSON tables.
 
+    Each session (and run) with predictions is scored on its own (:func:`evaluation_units`).
     Beside ``task-<name>_metrics.tsv`` and ``.json``: ``task-<name>_acquisitions.tsv``
-    (:func:`acquisition` per subject) and, where subjects differ in acquisition,
+    (:func:`acquisition` per unit) and, where units differ in acquisition,
     ``task-<name>_by-acquisition.tsv`` (:func:`by_acquisition`).
 
     Args:
@@ -59,10 +72,13 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
         subjects: Subjects to score (default: every subject with predictions).
         out_dir: Where to write (default: the predictions folder).
         predictions: Predictions folder (default: ``DATA_DIR/derivatives/lesionkit``).
-        progress: Show a progress bar over the subjects.
+        progress: Show a progress bar over the units.
 
     Returns:
         (TSV path, JSON path).
+
+    Raises:
+        InputError: nothing to score, or a subject's only unit cannot be scored.
     """
     if task.evaluate is None:
         raise InputError(f"task {task.name}: expected an evaluation, found none")
@@ -76,28 +92,110 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
                          "found none")
     from rich.progress import track
 
-    rows = [row for name in track(names, description=f"evaluate {task.name}",
-                                  disable=not progress)
-            for row in task.evaluate(task, dataset.root, found, [name])]
+    rows, acquired, scored, skipped = [], {}, [], []
+    units = evaluation_units(task, found, names)
+    for unit in track(units, description=f"evaluate {task.name}", disable=not progress):
+        subject, session, run = unit
+        try:
+            with unit_scope(session, run):
+                found_rows = [_labelled(row, session, run)
+                              for row in task.evaluate(task, dataset.root, found, [subject])]
+                if found_rows:
+                    acquired[unit_label(*unit)] = acquisition(dataset, subject,
+                                                              task.prediction_inputs[0])
+        except InputError as error:  # a session without truth, beside one with it
+            if sum(u[0] == subject for u in units) < 2:
+                raise
+            skipped.append({"unit": unit_label(*unit), "reason": str(error)})
+            print(f"warning: skipped {unit_label(*unit)}: {error}", file=sys.stderr)
+            continue
+        scored.extend([unit] if found_rows else [])
+        rows.extend(found_rows)
+    if not rows and skipped:
+        raise InputError(skipped[0]["reason"])
     if not rows:
         raise InputError(f"{found}: expected predictions of task {task.name} for "
                          f"{', '.join(names[:5])}, found none to score")
     out = Path(out_dir) if out_dir else found
-    acquired = {name: acquisition(dataset, name, task.prediction_inputs[0]) for name in names}
     grouped = by_acquisition(rows, acquired)
     tsv = write_tsv(rows, out / f"task-{task.name}_metrics.tsv")
-    write_tsv([{"participant_id": f"sub-{name}", **values} for name, values in acquired.items()],
+    write_tsv([{**_ids(*unit), **acquired[unit_label(*unit)]} for unit in scored],
               out / f"task-{task.name}_acquisitions.tsv")
     grouped_tsv = out / f"task-{task.name}_by-acquisition.tsv"
     if grouped:
         write_tsv(grouped, grouped_tsv)
     else:
         grouped_tsv.unlink(missing_ok=True)  # not a stale one from other subjects
-    json_path = write_json({"task": task.name, "subjects": names, "rows": rows,
+    json_path = write_json({"task": task.name, "subjects": list(dict.fromkeys(
+                                u[0] for u in scored)),
+                            "units": [list(u) for u in scored], "skipped": skipped,
+                            "rows": rows,
                             "summary": summarise(rows), "acquisitions": acquired,
                             "by_acquisition": grouped},
                            out / f"task-{task.name}_metrics.json")
     return tsv, json_path
+
+
+def evaluation_units(task: Task, predictions: Path, subjects: Sequence[str]) -> list[Unit]:
+    """The units with predictions, per subject: each session (and each run within it) named
+    by the subject's files under ``predictions`` or by the rows of the task's predictions
+    table; one unit (session and run None) for a subject where they name none.
+
+    Files and rows without a session (run) stand beside sessioned ones as subject-level
+    files (a mask), not as a unit of their own.
+    """
+    import csv
+
+    named: dict[str, set[tuple[str | None, str | None]]] = {s: set() for s in subjects}
+    if predictions.is_dir():
+        for subject in subjects:
+            named[subject] |= {(f.entities.get("ses"), f.entities.get("run")) for f in
+                               BIDSDataset(predictions).find(subject=subject, extension=None)}
+    table = predictions / f"task-{task.name}_predictions.tsv"
+    if table.is_file():
+        with table.open(newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                subject = str(row.get("participant_id", "")).removeprefix("sub-")
+                if subject in named:
+                    named[subject].add(((row.get("session_id") or "").removeprefix("ses-")
+                                        or None, row.get("run") or None))
+    units: list[Unit] = []
+    for subject, pairs in named.items():
+        if any(session for session, _ in pairs):
+            pairs = {p for p in pairs if p[0]}
+        sessions = sorted({session for session, _ in pairs}, key=lambda s: (s is not None, s))
+        for session in sessions or [None]:
+            runs = sorted({r for s, r in pairs if s == session and r},
+                          key=lambda r: (len(r), r))
+            units.extend((subject, session, run) for run in runs or [None])
+    return units
+
+
+def unit_label(subject: str, session: str | None = None, run: str | None = None) -> str:
+    """``sub-<label>[_ses-<label>][_run-<label>]``, e.g. "sub-p01_ses-2"."""
+    return "_".join(f"{key}-{value}" for key, value in
+                    (("sub", subject), ("ses", session), ("run", run)) if value)
+
+
+def _ids(subject: str, session: str | None, run: str | None) -> dict[str, str]:
+    """The identifying columns of a unit's table rows."""
+    return {"participant_id": f"sub-{subject}",
+            **({"session_id": f"ses-{session}"} if session else {}),
+            **({"run": run} if run else {})}
+
+
+def _labelled(row: dict[str, Any], session: str | None, run: str | None) -> dict[str, Any]:
+    """A hook's row with the unit's ``session_id`` and ``run`` after ``participant_id``
+    (where the hook has not set them)."""
+    subject = str(row.get("participant_id", "")).removeprefix("sub-")
+    return {**_ids(subject, session, run), **row}
+
+
+def _row_label(row: dict[str, Any]) -> str:
+    """:func:`unit_label` of a table row."""
+    return unit_label(str(row.get("participant_id", "")).removeprefix("sub-"),
+                      str(row.get("session_id") or "").removeprefix("ses-") or None,
+                      str(row.get("run") or "") or None)
 
 
 def acquisition(dataset: BIDSDataset, subject: str, spec: ImageSpec) -> dict[str, str]:
@@ -124,7 +222,7 @@ def acquisition(dataset: BIDSDataset, subject: str, spec: ImageSpec) -> dict[str
     except (OSError, ValueError):
         sidecar = {}
     sizes = np.array(voxel_size(load_affine(path)))
-    thick = float(sizes.max())
+    thick = round(float(sizes.max()), 2)  # 3.000005 and 2.999998 mm: one protocol
     try:  # a number, or a number written as text
         field = f"{float(sidecar['MagneticFieldStrength']):g}T"
     except (KeyError, TypeError, ValueError):
@@ -144,17 +242,18 @@ def acquisition(dataset: BIDSDataset, subject: str, spec: ImageSpec) -> dict[str
 def by_acquisition(rows: Sequence[dict], acquired: dict[str, dict[str, str]]
                    ) -> list[dict[str, Any]]:
     """Per-method means of every numeric metric, per value of each acquisition group in
-    which the subjects differ (one row per group, value and method; ``n``: rows)."""
-    def subject(row: dict) -> str:
-        return str(row.get("participant_id", "")).removeprefix("sub-")
+    which the subjects differ (one row per group, value and method; ``n``: rows).
 
+    ``acquired`` is keyed by :func:`unit_label` ("sub-01", or "sub-01_ses-2" where the
+    rows name sessions).
+    """
     out: list[dict[str, Any]] = []
     for group in GROUPS:
         values = sorted({a[group] for a in acquired.values()})
         if len(values) < 2:
             continue
         for value in values:
-            chosen = [r for r in rows if acquired.get(subject(r), {}).get(group) == value]
+            chosen = [r for r in rows if acquired.get(_row_label(r), {}).get(group) == value]
             for method, columns in summarise(chosen).items():
                 count = sum(str(r.get("method", "all")) == method for r in chosen)
                 out.append({"group": group, "value": value, "method": method, "n": count,
@@ -166,6 +265,9 @@ def report(task: Task, data_dir: str | os.PathLike[str], out: str | os.PathLike[
            subjects: Sequence[str] | None = None,
            predictions: str | os.PathLike[str] | None = None) -> Path:
     """Write one HTML page: the task's metric tables and figures (evaluates if needed).
+
+    Longitudinal data gets the task's sections once per session (and run), each title
+    prefixed with it ("ses-2: ...").
 
     Returns:
         The HTML file (default ``PREDICTIONS/task-<name>_report.html``).
@@ -179,12 +281,31 @@ def report(task: Task, data_dir: str | os.PathLike[str], out: str | os.PathLike[
     metrics = found / f"task-{task.name}_metrics.json"
     if subjects or not metrics.is_file():
         _, metrics = evaluate(task, dataset.root, subjects, predictions=found)
-    table = json.loads(metrics.read_text())
-    sections = task.report_sections(task, dataset.root, found, table["subjects"], table["rows"])
+    sections = report_sections(task, dataset.root, found, json.loads(metrics.read_text()))
     path = Path(out) if out else found / f"task-{task.name}_report.html"
     name = _description(dataset.root).get("Name") or dataset.root.name
     return write_report(path, f"lesionkit {task.name}: {task.description} ({name})", sections,
                         data_note=PHANTOM_NOTE if dataset_is_phantom(dataset.root) else None)
+
+
+def report_sections(task: Task, data_root: Path, predictions: Path, table: dict) -> list:
+    """The task's report sections for an evaluation ``table`` (the metrics JSON of
+    :func:`evaluate`): once per session (and run) when the units have several, each
+    title prefixed with it ("ses-2: ..."), inside :func:`lesionkit.bids.unit_scope`."""
+    units = table.get("units") or [[s, None, None] for s in table["subjects"]]
+    groups: dict[tuple[str | None, str | None], list[str]] = {}
+    for subject, session, run in units:
+        groups.setdefault((session, run), []).append(subject)
+    sections = []
+    for (session, run), names in groups.items():
+        with unit_scope(session, run):
+            rows = [r for r in table["rows"] if row_in_scope(r)]
+            part = task.report_sections(task, data_root, predictions, names, rows)
+        if len(groups) > 1:
+            label = unit_label("", session, run)
+            part = [replace(section, title=f"{label}: {section.title}") for section in part]
+        sections.extend(part)
+    return sections
 
 
 def _description(root: Path) -> dict:

@@ -170,7 +170,8 @@ def metric_summary(rows: Sequence[dict], seed: int = 0, n_resamples: int = 2000
 
 
 def paired_metrics(rows_a: Sequence[dict], rows_b: Sequence[dict],
-                   keys: Sequence[str] = ("participant_id", "lesion")) -> list[dict[str, Any]]:
+                   keys: Sequence[str] = ("participant_id", "session_id", "run", "lesion")
+                   ) -> list[dict[str, Any]]:
     """Wilcoxon signed-rank test of every numeric column shared by two arms' rows.
 
     Rows are paired by ``keys`` (a missing key counts as None) and ``method``; key

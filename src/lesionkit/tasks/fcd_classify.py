@@ -93,22 +93,27 @@ def _truth(root: Path, subject: str, **entities: str) -> np.ndarray | None:
     return load_volume(found[0].path, kind="label").data > 0.5 if found else None
 
 
-def cam_path(predictions: str | os.PathLike[str], subject: str) -> Path:
-    """Where ``lesionkit predict`` writes a subject's Grad-CAM map under ``predictions``."""
-    from lesionkit.bids import bids_path
+def cam_path(predictions: str | os.PathLike[str], subject: str) -> Path | None:
+    """The subject's Grad-CAM map that ``lesionkit predict`` wrote under ``predictions``
+    (of the session of the enclosing :func:`lesionkit.bids.unit_scope`), or None."""
+    from lesionkit.bids import BIDSDataset
 
-    return bids_path(predictions, subject, CAM_SUFFIX, desc=CAM_DESC)
+    if not Path(predictions).is_dir():
+        return None
+    found = BIDSDataset(predictions).find(subject=subject, suffix=CAM_SUFFIX, desc=CAM_DESC)
+    return found[0].path if len(found) == 1 else None
 
 
 def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> list[dict]:
     """One row per subject: true group, patient probability, call, correctness, Heat-Score.
 
-    Reads ``task-<name>_predictions.tsv`` (written by predict) and, where present, the
+    Reads ``task-<name>_predictions.tsv`` (written by predict; its rows of the session
+    of the enclosing :func:`lesionkit.bids.unit_scope`) and, where present, the
     subject's Grad-CAM map with its lesion and brain masks.
     """
     import pandas as pd
 
-    from lesionkit.bids import BIDSDataset
+    from lesionkit.bids import BIDSDataset, row_in_scope
     from lesionkit.explain import energy_fraction, heat_score
     from lesionkit.io import InputError, load_volume
 
@@ -117,7 +122,11 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
     if not path.is_file():
         raise InputError(f"{path}: expected the predictions of {task.name} (run predict), "
                          "found no such file")
-    predicted = pd.read_csv(path, sep="\t").set_index("participant_id")
+    table_rows = pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str,
+                                                   "run": str}).to_dict("records")
+    predicted = pd.DataFrame([r for r in table_rows if row_in_scope(r)],
+                             columns=list(table_rows[0]) if table_rows else None
+                             ).set_index("participant_id")
     rows = []
     for subject in subjects:
         key = f"sub-{subject}"
@@ -132,7 +141,7 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
         lesion, brain = (_truth(root, subject, label="lesion"),
                          _truth(root, subject, desc="brain"))
         cam = cam_path(predictions, subject)
-        scored = cam.is_file() and lesion is not None and brain is not None and lesion.any()
+        scored = cam is not None and lesion is not None and brain is not None and lesion.any()
         cam_data = load_volume(cam, kind="probability").data if scored else None
         row["heat_score"] = heat_score(cam_data, lesion, brain) if scored else None
         row["energy_fraction"] = energy_fraction(cam_data, lesion, brain) if scored else None
@@ -200,7 +209,7 @@ def cam_figures(root: str | os.PathLike[str], predictions: str | os.PathLike[str
         path = cam_path(predictions, subject)
         found = [f for s in ((suffix,) if suffix else ("FLAIR", "T1w"))
                  for f in dataset.find(subject=subject, suffix=s)]
-        if len(figures) >= limit or not Path(path).is_file() or not found:
+        if len(figures) >= limit or path is None or not found:
             continue
         image = load_volume(found[0].path)
         lesion = _truth(Path(root), subject, label="lesion")

@@ -443,16 +443,20 @@ def patches_figure(root: Path, rows: Sequence[dict], title: str) -> Any:
 
 
 def _with_centres(predictions: Path, rows: Sequence[dict]) -> list[dict]:
-    """Lesion rows joined with their centres (voxels) from the ``_lesions.tsv`` tables."""
+    """Lesion rows joined with their centres (voxels) from the ``_lesions.tsv`` tables
+    (of the session of the enclosing :func:`lesionkit.bids.unit_scope`)."""
     import pandas as pd
+
+    from lesionkit.bids import BIDSDataset
 
     out = []
     tables: dict[str, Any] = {}
     for row in rows:
         subject = row["participant_id"]
         if subject not in tables:
-            found = sorted(Path(predictions).rglob(f"{subject}_*lesions.tsv"))
-            tables[subject] = (pd.read_csv(found[0], sep="\t").set_index("label")
+            found = BIDSDataset(predictions).find(subject=subject.removeprefix("sub-"),
+                                                  suffix="lesions", extension=".tsv")
+            tables[subject] = (pd.read_csv(found[0].path, sep="\t").set_index("label")
                                if found else None)
         table = tables[subject]
         if table is not None and row["lesion"] in table.index:
