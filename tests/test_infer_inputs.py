@@ -65,17 +65,21 @@ def _write(root: Path, heads: dict[str, dict[str, np.ndarray]], affine=AFFINE,
     return root
 
 
+def _tiny_task():  # -> Task
+    """flair-lesion with a tiny 2D U-Net."""
+    return replace(get_task("flair-lesion"),
+                   network_kwargs={"channels": (4, 4, 8, 8, 16), "bridge_dropout": 0.0},
+                   sampler=QueueSampler((16, 16, 1), 8, centre_on="mask", oversample="lesion",
+                                        oversample_factor=5.0), batch_size=4, learning_rate=3e-3)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny flair-lesion model (a few steps) and its dataset of three heads."""
     root = tmp_path_factory.mktemp("heads")
     rng = np.random.default_rng(3)
     data = _write(root / "bids", {f"0{i}": _head(rng) for i in (1, 2, 3)})
-    task = replace(get_task("flair-lesion"),
-                   network_kwargs={"channels": (4, 4, 8, 8, 16), "bridge_dropout": 0.0},
-                   sampler=QueueSampler((16, 16, 1), 8, centre_on="mask", oversample="lesion",
-                                        oversample_factor=5.0), batch_size=4, learning_rate=3e-3)
-    model = train(task, data, root / "model", epochs=8, max_steps=60, progress=False,
+    model = train(_tiny_task(), data, root / "model", epochs=8, max_steps=60, progress=False,
                   device="cpu", subjects=["01", "02"])
     return model, data
 
@@ -86,12 +90,12 @@ def _prediction(folder: Path, subject: str = "03") -> Volume:
     return load_volume(found[0].path)
 
 
-def _copy_subject(data: Path, out: Path, change) -> Path:
-    """A dataset with subject 03's images (and masks) rewritten by ``change(volume, kind)``."""
+def _copy_subject(data: Path, out: Path, change, subject: str = "03") -> Path:
+    """A dataset with a subject's images (and masks) rewritten by ``change(volume, kind)``."""
     write_dataset_description(out, "changed")
     dataset = BIDSDataset(data)
     for source in [f for pipeline in (None, "phantom")
-                   for f in dataset.find(subject="03", derivatives=pipeline)]:
+                   for f in dataset.find(subject=subject, derivatives=pipeline)]:
         kind = "label" if source.suffix == "mask" else "intensity"
         volume = load_volume(source.path, kind=kind)
         target = out / source.path.relative_to(data)
@@ -165,6 +169,18 @@ def test_each_run_of_the_first_input_is_predicted_with_the_one_t1w(trained, tmp_
     assert not (tmp_path / "c").exists()
 
 
+def _regridded(volume: Volume, suffix: str) -> Volume:
+    """The T1w stored on another grid (shifted 1 mm), the rest as it was."""
+    if suffix != "T1w":
+        return volume
+    affine = volume.affine.copy()
+    affine[:3, 3] += [1.0, 0.0, 0.0]
+    image = tio.ScalarImage(tensor=torch.from_numpy(
+        np.asarray(volume.data, np.float32)[None]), affine=volume.affine)
+    moved = tio.Resample((SHAPE, affine))(image)
+    return replace(volume, data=moved.data[0].numpy(), affine=affine)
+
+
 def test_t1w_displaced_from_the_flair_warns_or_stops(trained, tmp_path: Path, monkeypatch,
                                                      capsys) -> None:
     from lesionkit import geometry
@@ -174,18 +190,7 @@ def test_t1w_displaced_from_the_flair_warns_or_stops(trained, tmp_path: Path, mo
     monkeypatch.setattr(geometry, "misalignment_mm", lambda image, reference: shifts[0])
     predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "a")
     # FLAIR and T1w on one grid (one frame): not checked; shifts is empty
-
-    def regridded(volume: Volume, suffix: str) -> Volume:  # T1w stored on another grid
-        if suffix != "T1w":
-            return volume
-        affine = volume.affine.copy()
-        affine[:3, 3] += [1.0, 0.0, 0.0]
-        image = tio.ScalarImage(tensor=torch.from_numpy(
-            np.asarray(volume.data, np.float32)[None]), affine=volume.affine)
-        moved = tio.Resample((SHAPE, affine))(image)
-        return replace(volume, data=moved.data[0].numpy(), affine=affine)
-
-    changed = _copy_subject(data, tmp_path / "regridded", regridded)
+    changed = _copy_subject(data, tmp_path / "regridded", _regridded)
     shifts.append(5.0)
     predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "b")
     sidecar = json.loads(next((tmp_path / "b").rglob("*_probseg.json")).read_text())
@@ -200,6 +205,29 @@ def test_t1w_displaced_from_the_flair_warns_or_stops(trained, tmp_path: Path, mo
     predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "d",
             register=True)  # co-registered instead: not checked
     assert (tmp_path / "d").exists()
+
+
+def test_training_stops_on_displaced_images_unless_registered(trained, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    from lesionkit import geometry
+    from lesionkit.model_folder import read_config
+
+    _, data = trained
+    monkeypatch.setattr(geometry, "misalignment_mm", lambda image, reference: 12.0)
+    changed = tmp_path / "regridded"
+    for subject in ("01", "02"):
+        _copy_subject(data, changed, _regridded, subject)
+    with pytest.raises(InputError, match=r"sub-0[12]_T1w\.nii\.gz: expected an image aligned "
+                                         r"with .*about 12 mm.*--register"):
+        train(_tiny_task(), changed, tmp_path / "a", epochs=1, max_steps=2, progress=False,
+              device="cpu")
+    assert not (tmp_path / "a").exists()
+    result = CliRunner().invoke(app, ["train", "flair-lesion", str(changed), str(tmp_path / "b"),
+                                      "--epochs", "1", "--channels", "4,4,8,8,16",
+                                      "--patches-per-epoch", "8", "--device", "cpu",
+                                      "--no-progress", "--register"])
+    assert result.exit_code == 0, result.output
+    assert read_config(tmp_path / "b")["training"]["register"] is True
 
 
 def test_another_voxel_size_matches_after_resampling_back(trained, tmp_path: Path) -> None:

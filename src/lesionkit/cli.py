@@ -166,6 +166,9 @@ def version() -> None:
 ThreadsOption = Annotated[int | None, typer.Option(
     min=1, help="CPU threads for torch and BLAS (default: the free cores, less data-loader "
                 "workers).")]
+RegisterOption = Annotated[bool, typer.Option(
+    help="Co-register each subject's images to its first input (dipy, mutual information) "
+         "instead of trusting their affines.")]
 
 
 @app.command()
@@ -412,6 +415,7 @@ def train(
         help="Replace an earlier model folder of the same path.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     threads: ThreadsOption = None,
+    register: RegisterOption = False,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
     base = _task(task, arm) if init is None else _initial_task(task, init)
@@ -439,7 +443,7 @@ def train(
                    compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                    subjects=_subject_list(subjects), resume=resume, progress=progress,
                    workers=workers, source=source_dir or weights, overwrite=overwrite,
-                   init=init)
+                   init=init, register=register)
     if _rank_zero():
         typer.echo(f"wrote {path} ({chosen.name}, {time.perf_counter() - start:.0f} s)")
 
@@ -477,9 +481,7 @@ def predict(
     subjects: SubjectsOption = None,
     out_dir: Annotated[Path | None, typer.Option(
         help="Derivatives folder (default: DATA_DIR/derivatives/lesionkit).")] = None,
-    register: Annotated[bool, typer.Option(
-        help="Co-register each subject's images to its first input (dipy) instead of "
-             "trusting their affines.")] = False,
+    register: RegisterOption = False,
     allow_incomplete: Annotated[bool, typer.Option(
         help="Predict with a model folder whose training did not finish.")] = False,
     amp: Annotated[bool, typer.Option(
@@ -605,6 +607,7 @@ def crossval(
     workers: WorkersOption = 0,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     threads: ThreadsOption = None,
+    register: RegisterOption = False,
 ) -> None:
     """Cross-validate a task's arms on the same folds; write comparison.json and report.html."""
     chosen = _variant(_task(task), network, channels, widen_factor, patch_size, batch_size,
@@ -622,7 +625,7 @@ def crossval(
                    seed=seed, device=_device(device), devices=devices, nodes=nodes, amp=amp,
                    compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                    source_dir=source_dir, weights=weights, tta=tta, workers=workers,
-                   progress=progress)
+                   progress=progress, register=register)
     if _rank_zero():
         typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
 

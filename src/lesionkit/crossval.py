@@ -49,8 +49,10 @@ from lesionkit.training import process_rank, train, trainer_flags
 CASE_COLUMNS = ("label", "probability", "fold", "lesion")
 
 
-def _finished(model_dir: Path, splits: list[dict], epochs: int) -> bool:
-    """Whether an arm's model folder is complete with the same folds and epochs."""
+def _finished(model_dir: Path, splits: list[dict], epochs: int, register: bool = False
+              ) -> bool:
+    """Whether an arm's model folder is complete with the same folds, epochs and
+    registration."""
     if not (model_dir / "config.yaml").is_file():
         return False
     try:
@@ -59,6 +61,7 @@ def _finished(model_dir: Path, splits: list[dict], epochs: int) -> bool:
         return False
     return (config["training"].get("complete", False)
             and config["training"]["epochs"] == epochs
+            and config["training"].get("register", False) == register
             and [e["train"] for e in config["folds"]] == [s["train"] for s in splits])
 
 
@@ -111,6 +114,7 @@ def crossval(
     workers: int = 0,
     progress: bool = True,
     trusted: tuple[str, ...] = (),
+    register: bool = False,
 ) -> Path:
     """Cross-validate the task's arms on the same folds; write the comparison and report.
 
@@ -138,6 +142,8 @@ def crossval(
         trusted: Modules outside lesionkit whose hook functions and strategy classes the
             arms name (an experiment's own training step, say); their model folders are
             read back with them trusted (:func:`lesionkit.infer.predict`).
+        register: Co-register each subject's images to its first input (dipy) in
+            training and prediction instead of trusting their affines.
 
     Returns:
         The path of ``comparison.json``.
@@ -174,18 +180,18 @@ def crossval(
     for arm in chosen:
         variant, model_dir = variants[arm], out / f"arm-{arm}" / "model"
         source = (source_dir or None) if variant.pretraining is not None else weights
-        if not _finished(model_dir, splits, epochs):
+        if not _finished(model_dir, splits, epochs, register):
             train(variant, dataset.root, model_dir, epochs=epochs, seed=seed, **settings,
                   compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                   subjects=names, progress=progress, workers=workers, source=source,
-                  splits=splits, overwrite=True)
+                  splits=splits, overwrite=True, register=register)
     if process_rank(trainer_flags(**settings))[0] != 0:
         return out / "comparison.json"
     for number, arm in enumerate(chosen, start=1):
         variant, arm_dir = variants[arm], out / f"arm-{arm}"
         model_dir, predicted = arm_dir / "model", arm_dir / "predictions"
         predict(model_dir, dataset.root, tta=tta, device=device, subjects=names,
-                progress=progress, out_dir=predicted, trusted=trusted)
+                progress=progress, out_dir=predicted, trusted=trusted, register=register)
         _, metrics_json = evaluate(variant, dataset.root, names, predictions=predicted)
         table = json.loads(metrics_json.read_text())
         rows[arm] = table["rows"]

@@ -280,11 +280,11 @@ def _alignment_warnings(image: tio.ScalarImage, reference: tio.ScalarImage, wher
     if shift >= geometry.SHIFT_ERROR_MM:
         raise InputError(f"{where}: expected an image aligned with {reference_name} in world "
                          f"space, found it displaced by about {shift:.0f} mm (rigid "
-                         "co-registration estimate); co-register the images, or predict "
-                         "with --register")
+                         "co-registration estimate); co-register the images, or use "
+                         "--register")
     if shift >= geometry.SHIFT_WARNING_MM:
         return [f"{name}: displaced from {reference_name} by about {shift:.1f} mm (rigid "
-                "co-registration estimate); predict --register co-registers them"]
+                "co-registration estimate); --register co-registers them"]
     return []
 
 
@@ -475,12 +475,14 @@ class SubjectStore:
         task: Says which images, labels and lesion tables a subject has.
         cache: Folder for the arrays (one sub-folder per subject).
         workers: Worker processes that load subjects for the samplers.
+        register: Co-register each subject's images to its first input (dipy) instead of
+            trusting their affines (:func:`load_subject`).
     """
 
     def __init__(self, root: str | os.PathLike[str], task: Task, cache: str | os.PathLike[str],
-                 workers: int = 0) -> None:
+                 workers: int = 0, register: bool = False) -> None:
         self.dataset, self.task = BIDSDataset(root), task
-        self.cache, self.workers = Path(cache), workers
+        self.cache, self.workers, self.register = Path(cache), workers, register
         self.keys = [s.key for s in (*task.inputs, *task.dense_targets)]
 
     def prepare(self, names: Sequence[str], advance: Callable[[int], None] | None = None) -> None:
@@ -502,7 +504,8 @@ class SubjectStore:
         for name in names:
             folder = self.cache / f"sub-{name}"
             if not (folder / "meta.json").is_file():
-                subject = load_subject(self.dataset, name, self.task, specs)
+                subject = load_subject(self.dataset, name, self.task, specs,
+                                       register=self.register)
                 folder.mkdir(parents=True, exist_ok=True)
                 for key in [*self.keys, "mask"]:
                     np.save(folder / f"{key}.npy", subject[key].data.numpy())

@@ -650,6 +650,7 @@ def train(
     splits: Sequence[dict[str, list[str]]] | None = None,
     overwrite: bool = False,
     init: str | os.PathLike[str] | None = None,
+    register: bool = False,
 ) -> Path:
     """Train a task on a BIDS dataset and write the model folder.
 
@@ -694,6 +695,8 @@ def train(
         overwrite: Replace an existing model folder (one holding ``config.yaml``).
         init: Fine-tune: a model folder of the same network (or a shipped model's name)
             whose first fold's weights every fold starts from.
+        register: Co-register each subject's images to its first input (dipy) instead of
+            trusting their affines (recorded in the model folder's ``training``).
 
     Returns:
         The model folder.
@@ -757,7 +760,7 @@ def train(
         source = previous if stages else source
         _train_folds(task, dataset, names, model_dir, folds, splits, epochs, seed, settings,
                      dict(**settings, compile=compile_network, workers=workers,
-                          init=None if init is None else str(init)),
+                          init=None if init is None else str(init), register=register),
                      patches_per_epoch, resume, max_steps, progress, source,
                      cache=cache, rank=rank, compile_network=compile_network)
         if world > 1:
@@ -828,7 +831,8 @@ def _train_folds(task: Task, dataset: BIDSDataset, names: list[str], model_dir: 
     cache; ``rank``: this process's global rank (0 alone writes the model folder).
     """
     task = with_spacing(dataset, task, names)
-    store = SubjectStore(dataset.root, task, cache, workers=options["workers"])
+    store = SubjectStore(dataset.root, task, cache, workers=options["workers"],
+                         register=options.get("register", False))
     store.prepare(names)
     if splits is None:
         splits = kfold_subjects(names, folds, seed, subject_class_labels(store, names, task))
