@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lesionkit.bids import BIDSDataset, bids_path, write_dataset_description, write_participants
+from lesionkit.data import with_truth
 from lesionkit.evaluation import (
     acquisition,
     by_acquisition,
@@ -126,6 +127,10 @@ def test_longitudinal_predictions_are_scored_per_session(tmp_path: Path, capsys)
     table = json.loads(json_path.read_text())
     assert [s["unit"] for s in table["skipped"]] == ["sub-p01_ses-0"]
     assert "lesion mask" in table["skipped"][0]["reason"]
+    # with the pipeline named (--truth), the reason does not ask for it
+    _, named = evaluate(with_truth(task, "manual"), data, out_dir=tmp_path / "named")
+    reason = json.loads(named.read_text())["skipped"][0]["reason"]
+    assert "in manual, found none" in reason and "--truth" not in reason
     rows = {r["session_id"]: r for r in table["rows"] if r["method"] == "network"}
     assert rows["ses-1"]["lesion_dice"] == pytest.approx(1.0)
     assert rows["ses-2"]["lesion_dice"] == pytest.approx(0.0)

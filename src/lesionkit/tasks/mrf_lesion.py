@@ -207,10 +207,11 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
             from lesionkit.io import InputError
 
             spec = next(t for t in task.dense_targets if t.key == LESION.key)
-            where = "any derivatives pipeline" if spec.other_pipelines else spec.derivatives
+            where, hint = (("any derivatives pipeline", " (name the pipeline with --truth)")
+                           if spec.other_pipelines else (spec.derivatives, ""))
             raise InputError(f"{root}: expected sub-{subject}'s lesion mask "
-                             f"(sub-{subject}_label-lesion_mask.nii[.gz]) in {where}, found none"
-                             " (name the pipeline with --truth)")
+                             f"(sub-{subject}_label-lesion_mask.nii[.gz]) in {where}, found "
+                             f"none{hint}")
         predicted = {key: _find(predictions, subject, suffix, None, desc=desc, **entities)
                      for key, suffix, entities in _MAPS}
         matched = {k: _find(root, subject, s, "lesionkit", desc="matched") for k, s in
