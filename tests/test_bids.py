@@ -107,6 +107,11 @@ def test_unit_scope_shows_one_session_and_run(dataset: Path) -> None:
             assert not row_in_scope({"session_id": "ses-3T"})
             assert row_in_scope({"participant_id": "sub-01", "session_id": float("nan")})
     assert len(ds.find(subject="01", suffix="R1map", acq=None)) == 2  # the scope has ended
+    with unit_scope(per_subject={"02": ("3T", None)}, session="7T"):  # a unit per subject
+        found = ds.find(suffix="R1map", acq=None)
+        assert [(f.subject, f.entities["ses"]) for f in found] == [("01", "7T"), ("02", "3T")]
+        assert row_in_scope({"participant_id": "sub-02", "session_id": "ses-3T"})
+        assert not row_in_scope({"participant_id": "sub-01", "session_id": "ses-3T"})
 
 
 def test_uncompressed_nifti_and_scanner_suffix_case_are_found(dataset: Path) -> None:

@@ -18,6 +18,7 @@ from lesionkit.evaluation import (
     evaluate,
     evaluation_units,
     report,
+    report_groups,
     unit_label,
 )
 from lesionkit.io import save_volume
@@ -177,3 +178,16 @@ def test_subject_classifier_table_is_read_per_session(tmp_path: Path) -> None:
     rows = {r["session_id"]: r for r in json.loads(json_path.read_text())["rows"]}
     assert (rows["ses-1"]["probability"], rows["ses-1"]["correct"]) == (0.2, False)
     assert (rows["ses-2"]["probability"], rows["ses-2"]["correct"]) == (0.9, True)
+
+
+def test_report_groups_by_shared_label_else_by_order() -> None:
+    assert report_groups([("a", None, None), ("b", None, None)]) == {
+        "": {"a": (None, None), "b": (None, None)}}
+    shared = report_groups([("a", "2", None), ("b", "1", None), ("b", "2", None)])
+    assert shared == {"ses-1": {"b": ("1", None)}, "ses-2": {"a": ("2", None), "b": ("2", None)}}
+    dated = report_groups([("a", "20190101", None), ("a", "20190601", None),
+                           ("b", "20200304", None), ("b", "20210304", None)])
+    assert dated == {"session 1 of each subject": {"a": ("20190101", None),
+                                                   "b": ("20200304", None)},
+                     "session 2 of each subject": {"a": ("20190601", None),
+                                                   "b": ("20210304", None)}}

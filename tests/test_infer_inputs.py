@@ -51,16 +51,17 @@ def _head(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def _write(root: Path, heads: dict[str, dict[str, np.ndarray]], affine=AFFINE,
-           truth: str = "phantom") -> Path:
+           truth: str = "phantom", sessions: tuple[str | None, ...] = (None,)) -> Path:
     write_dataset_description(root, "tiny heads")
     for subject, head in heads.items():
-        for suffix in ("FLAIR", "T1w"):
-            save_volume(Volume(head[suffix].astype(np.float32), affine),
-                        bids_path(root, subject, suffix))
-        save_volume(Volume(head["brain"].astype(np.uint8), affine, "label"),
-                    bids_path(root, subject, "mask", derivatives="phantom", desc="brain"))
-        save_volume(Volume(head["lesion"].astype(np.uint8), affine, "label"),
-                    bids_path(root, subject, "mask", derivatives=truth, label="lesion"))
+        for session in sessions:
+            for suffix in ("FLAIR", "T1w"):
+                save_volume(Volume(head[suffix].astype(np.float32), affine),
+                            bids_path(root, subject, suffix, session=session))
+            save_volume(Volume(head["brain"].astype(np.uint8), affine, "label"), bids_path(
+                root, subject, "mask", session=session, derivatives="phantom", desc="brain"))
+            save_volume(Volume(head["lesion"].astype(np.uint8), affine, "label"), bids_path(
+                root, subject, "mask", session=session, derivatives=truth, label="lesion"))
     write_participants(root, [{"participant_id": f"sub-{s}"} for s in heads])
     return root
 
@@ -228,6 +229,37 @@ def test_training_stops_on_displaced_images_unless_registered(trained, tmp_path:
                                       "--no-progress", "--register"])
     assert result.exit_code == 0, result.output
     assert read_config(tmp_path / "b")["training"]["register"] is True
+
+
+def test_longitudinal_data_trains_on_one_session_and_is_scored_per_session(tmp_path: Path
+                                                                           ) -> None:
+    from lesionkit.model_folder import read_config
+
+    rng = np.random.default_rng(5)
+    data = _write(tmp_path / "long", {f"0{i}": _head(rng) for i in (1, 2, 3)},
+                  sessions=("1", "2"))
+    with pytest.raises(InputError, match=r"sub-01: expected one session of 'FLAIR' per "
+                                         r"training subject, found ses-1, ses-2.*--session"):
+        train(_tiny_task(), data, tmp_path / "a", epochs=1, max_steps=2, progress=False,
+              device="cpu")
+    assert not (tmp_path / "a").exists()
+    model = train(_tiny_task(), data, tmp_path / "model", epochs=1, max_steps=2,
+                  progress=False, device="cpu", session="2", subjects=["01", "02"])
+    assert read_config(model)["training"]["session"] == "2"
+    predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "p")
+    _, table = evaluate(get_task("flair-lesion"), data, predictions=tmp_path / "p")
+    rows = json.loads(table.read_text())["rows"]
+    assert [(r["participant_id"], r["session_id"]) for r in rows] == [("sub-03", "ses-1"),
+                                                                      ("sub-03", "ses-2")]
+    assert rows[0]["lesion_dice"] == pytest.approx(rows[1]["lesion_dice"])  # same images
+    # cross-validation of that session: trained, predicted and scored at session 2 only
+    from lesionkit.crossval import crossval
+
+    crossval(_tiny_task(), data, tmp_path / "cv", folds=3, epochs=1, patches_per_epoch=8,
+             device="cpu", progress=False, session="2")
+    scored = json.loads((tmp_path / "cv" / "arm-default" / "predictions" /
+                         "task-flair-lesion_metrics.json").read_text())
+    assert scored["units"] == [["01", "2", None], ["02", "2", None], ["03", "2", None]]
 
 
 def test_another_voxel_size_matches_after_resampling_back(trained, tmp_path: Path) -> None:

@@ -37,9 +37,10 @@ _KEYWORD = {"sub": "subject", "ses": "session"}
 _NAME = re.compile(r"^(?P<stem>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)+)(?P<suffix>[a-zA-Z0-9]+)"
                    r"(?P<ext>\.[a-z.]+)$")
 BIDS_VERSION = "1.10.0"
-#: Session and run (entity -> label) of the unit that :func:`unit_scope` restricts to.
-_SCOPE: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("lesionkit_bids_scope",
-                                                              default=())
+#: Subject label ("": every other subject) -> the (entity, label) pairs of the session and
+#: run that :func:`unit_scope` restricts it to.
+_SCOPE: ContextVar[tuple[tuple[str, tuple[tuple[str, str], ...]], ...]] = ContextVar(
+    "lesionkit_bids_scope", default=())
 #: File extensions read as NIfTI images.
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
@@ -120,7 +121,9 @@ def bids_path(
 
 
 @contextmanager
-def unit_scope(session: str | None = None, run: str | None = None) -> Iterator[None]:
+def unit_scope(session: str | None = None, run: str | None = None,
+               per_subject: Mapping[str, tuple[str | None, str | None]] | None = None
+               ) -> Iterator[None]:
     """Within the block, :meth:`BIDSDataset.find` sees one session (and run) of a subject.
 
     A file whose ``ses`` (``run``) entity names another session (run) is skipped; files
@@ -128,28 +131,47 @@ def unit_scope(session: str | None = None, run: str | None = None) -> Iterator[N
     sessions); a query that names a session or run itself is left as it asks. So code
     written for one image per subject reads one unit of longitudinal data.
 
+    Args:
+        session: Session label (without ``ses-``) every subject is read at.
+        run: Run label every subject is read at.
+        per_subject: Subject label -> (session, run) for subjects read at a unit of their
+            own (the second visit of each, whatever its label); the others are read at
+            ``session`` and ``run``.
+
     Example:
         >>> with unit_scope(session="2"):
         ...     flair = BIDSDataset("/data").get("p01", "FLAIR")  # doctest: +SKIP
     """
-    token = _SCOPE.set(tuple((key, value) for key, value in (("ses", session), ("run", run))
-                             if value))
+    scope = {"": _pairs(session, run),
+             **{name: _pairs(*unit) for name, unit in (per_subject or {}).items()}}
+    token = _SCOPE.set(tuple(scope.items()))
     try:
         yield
     finally:
         _SCOPE.reset(token)
 
 
+def _pairs(session: str | None, run: str | None) -> tuple[tuple[str, str], ...]:
+    return tuple((key, value) for key, value in (("ses", session), ("run", run)) if value)
+
+
+def _scope_of(subject: str | None) -> dict[str, str]:
+    """Entity -> label that the enclosing :func:`unit_scope` reads ``subject`` at."""
+    scope = dict(_SCOPE.get())
+    return dict(scope.get(subject or "", scope.get("", ())))
+
+
 def row_in_scope(row: Mapping[str, object]) -> bool:
-    """Whether a table row (``session_id`` "ses-<label>", ``run``) belongs to the unit of
-    the enclosing :func:`unit_scope`; rows without those columns belong to every unit."""
+    """Whether a table row (``participant_id``, ``session_id`` "ses-<label>", ``run``)
+    belongs to the units of the enclosing :func:`unit_scope`; rows without session and
+    run columns belong to every unit."""
     def label(value: object) -> str:
         return "" if value is None or value != value else str(value)  # None, NaN: absent
 
-    scope = dict(_SCOPE.get())
     values = {"ses": label(row.get("session_id")).removeprefix("ses-"),
               "run": label(row.get("run"))}
-    return all(not values[key] or values[key] == label for key, label in scope.items())
+    scope = _scope_of(label(row.get("participant_id")).removeprefix("sub-"))
+    return all(not values[key] or values[key] == value for key, value in scope.items())
 
 
 class BIDSDataset:
@@ -206,8 +228,9 @@ class BIDSDataset:
         base = self._base(derivatives)
         extensions = (extension,) if isinstance(extension, str) else extension
         wanted = {"sub": subject, "ses": session, **entities}
-        scope = {k: v for k, v in _SCOPE.get() if wanted.get(k) is None
-                 and not (k in entities and entities[k] is None)}
+        scoped = {name: {k: v for k, v in pairs if wanted.get(k) is None
+                         and not (k in entities and entities[k] is None)}
+                  for name, pairs in _SCOPE.get()}
         found = []
         for path in sorted(base.glob(f"sub-{subject or '*'}/**/*")):
             parsed = parse_name(path.name)
@@ -224,6 +247,7 @@ class BIDSDataset:
                 continue
             if any(k in ents for k, v in entities.items() if v is None):
                 continue
+            scope = scoped.get(ents.get("sub", ""), scoped.get("", {}))
             if any(ents.get(k, v) != v for k, v in scope.items()):
                 continue
             found.append(BIDSFile(path=path, entities=ents, suffix=sfx, extension=ext))

@@ -67,7 +67,7 @@ def scored_summary(task: Any, data: Path, subjects: Sequence[str], shown: Sequen
         for values in result.values():  # identifiers and inputs of the pooled figures
             for column in ("label", "probability", "lesion"):
                 values.pop(column, None)
-    return result
+    return {method: values for method, values in result.items() if values}  # no empty lines
 
 
 def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.PathLike[str],

@@ -166,6 +166,9 @@ def version() -> None:
 ThreadsOption = Annotated[int | None, typer.Option(
     min=1, help="CPU threads for torch and BLAS (default: the free cores, less data-loader "
                 "workers).")]
+SessionOption = Annotated[str | None, typer.Option(
+    metavar="LABEL",
+    help="Longitudinal data: train on this session of each subject (with or without ses-).")]
 RegisterOption = Annotated[bool, typer.Option(
     help="Co-register each subject's images to its first input (dipy, mutual information) "
          "instead of trusting their affines.")]
@@ -416,6 +419,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     threads: ThreadsOption = None,
     register: RegisterOption = False,
+    session: SessionOption = None,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
     base = _task(task, arm) if init is None else _initial_task(task, init)
@@ -443,7 +447,8 @@ def train(
                    compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                    subjects=_subject_list(subjects), resume=resume, progress=progress,
                    workers=workers, source=source_dir or weights, overwrite=overwrite,
-                   init=init, register=register)
+                   init=init, register=register,
+                   session=session.removeprefix("ses-") if session else None)
     if _rank_zero():
         typer.echo(f"wrote {path} ({chosen.name}, {time.perf_counter() - start:.0f} s)")
 
@@ -608,6 +613,7 @@ def crossval(
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     threads: ThreadsOption = None,
     register: RegisterOption = False,
+    session: SessionOption = None,
 ) -> None:
     """Cross-validate a task's arms on the same folds; write comparison.json and report.html."""
     chosen = _variant(_task(task), network, channels, widen_factor, patch_size, batch_size,
@@ -625,7 +631,8 @@ def crossval(
                    seed=seed, device=_device(device), devices=devices, nodes=nodes, amp=amp,
                    compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                    source_dir=source_dir, weights=weights, tta=tta, workers=workers,
-                   progress=progress, register=register)
+                   progress=progress, register=register,
+                   session=session.removeprefix("ses-") if session else None)
     if _rank_zero():
         typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionkit import __version__
-from lesionkit.bids import BIDSDataset
+from lesionkit.bids import BIDSDataset, unit_scope
 from lesionkit.data import kfold_subjects, subject_labels, training_subjects
 from lesionkit.evaluation import evaluate, report_sections
 from lesionkit.infer import predict
@@ -49,10 +49,10 @@ from lesionkit.training import process_rank, train, trainer_flags
 CASE_COLUMNS = ("label", "probability", "fold", "lesion")
 
 
-def _finished(model_dir: Path, splits: list[dict], epochs: int, register: bool = False
-              ) -> bool:
-    """Whether an arm's model folder is complete with the same folds, epochs and
-    registration."""
+def _finished(model_dir: Path, splits: list[dict], epochs: int, register: bool = False,
+              session: str | None = None) -> bool:
+    """Whether an arm's model folder is complete with the same folds, epochs, registration
+    and session."""
     if not (model_dir / "config.yaml").is_file():
         return False
     try:
@@ -62,6 +62,7 @@ def _finished(model_dir: Path, splits: list[dict], epochs: int, register: bool =
     return (config["training"].get("complete", False)
             and config["training"]["epochs"] == epochs
             and config["training"].get("register", False) == register
+            and config["training"].get("session") == session
             and [e["train"] for e in config["folds"]] == [s["train"] for s in splits])
 
 
@@ -115,6 +116,7 @@ def crossval(
     progress: bool = True,
     trusted: tuple[str, ...] = (),
     register: bool = False,
+    session: str | None = None,
 ) -> Path:
     """Cross-validate the task's arms on the same folds; write the comparison and report.
 
@@ -144,6 +146,8 @@ def crossval(
             read back with them trusted (:func:`lesionkit.infer.predict`).
         register: Co-register each subject's images to its first input (dipy) in
             training and prediction instead of trusting their affines.
+        session: Longitudinal data: train, predict and score this session of each subject
+            (:func:`lesionkit.training.train`).
 
     Returns:
         The path of ``comparison.json``.
@@ -153,7 +157,8 @@ def crossval(
     chosen = list(arms) if arms else (list(task.arms) or ["default"])
     variants = {a: task if a == "default" and not task.arms else _arm(task, a) for a in chosen}
     dataset, out = BIDSDataset(data_dir), Path(out_dir)
-    names = training_subjects(dataset, task)
+    with unit_scope(session=session):
+        names = training_subjects(dataset, task)
     labels = None
     if any(isinstance(t, LabelSpec) for t in task.targets):
         labels = [next(iter(subject_labels(dataset, n, task).values())) for n in names]
@@ -180,18 +185,19 @@ def crossval(
     for arm in chosen:
         variant, model_dir = variants[arm], out / f"arm-{arm}" / "model"
         source = (source_dir or None) if variant.pretraining is not None else weights
-        if not _finished(model_dir, splits, epochs, register):
+        if not _finished(model_dir, splits, epochs, register, session):
             train(variant, dataset.root, model_dir, epochs=epochs, seed=seed, **settings,
                   compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                   subjects=names, progress=progress, workers=workers, source=source,
-                  splits=splits, overwrite=True, register=register)
+                  splits=splits, overwrite=True, register=register, session=session)
     if process_rank(trainer_flags(**settings))[0] != 0:
         return out / "comparison.json"
     for number, arm in enumerate(chosen, start=1):
         variant, arm_dir = variants[arm], out / f"arm-{arm}"
         model_dir, predicted = arm_dir / "model", arm_dir / "predictions"
         predict(model_dir, dataset.root, tta=tta, device=device, subjects=names,
-                progress=progress, out_dir=predicted, trusted=trusted, register=register)
+                progress=progress, out_dir=predicted, trusted=trusted, register=register,
+                sessions=[session] if session else None)
         _, metrics_json = evaluate(variant, dataset.root, names, predictions=predicted)
         table = json.loads(metrics_json.read_text())
         rows[arm] = table["rows"]

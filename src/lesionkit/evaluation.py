@@ -290,22 +290,41 @@ def report(task: Task, data_dir: str | os.PathLike[str], out: str | os.PathLike[
 
 def report_sections(task: Task, data_root: Path, predictions: Path, table: dict) -> list:
     """The task's report sections for an evaluation ``table`` (the metrics JSON of
-    :func:`evaluate`): once per session (and run) when the units have several, each
-    title prefixed with it ("ses-2: ..."), inside :func:`lesionkit.bids.unit_scope`."""
+    :func:`evaluate`), once per group of units (:func:`report_groups`) when there are
+    several, each title prefixed with the group ("ses-2: ..."), each computed inside
+    :func:`lesionkit.bids.unit_scope`."""
     units = table.get("units") or [[s, None, None] for s in table["subjects"]]
-    groups: dict[tuple[str | None, str | None], list[str]] = {}
-    for subject, session, run in units:
-        groups.setdefault((session, run), []).append(subject)
+    groups = report_groups([(u[0], u[1], u[2]) for u in units])
     sections = []
-    for (session, run), names in groups.items():
-        with unit_scope(session, run):
-            rows = [r for r in table["rows"] if row_in_scope(r)]
-            part = task.report_sections(task, data_root, predictions, names, rows)
+    for label, chosen in groups.items():
+        with unit_scope(per_subject=chosen):
+            rows = [r for r in table["rows"] if row_in_scope(r)
+                    and str(r.get("participant_id", "")).removeprefix("sub-") in chosen]
+            part = task.report_sections(task, data_root, predictions, list(chosen), rows)
         if len(groups) > 1:
-            label = unit_label("", session, run)
             part = [replace(section, title=f"{label}: {section.title}") for section in part]
         sections.extend(part)
     return sections
+
+
+def report_groups(units: Sequence[Unit]) -> dict[str, dict[str, tuple[str | None, str | None]]]:
+    """Units grouped for a report, at most one per subject in a group: by session (and
+    run) label where subjects share labels ("ses-2"), else by their order within each
+    subject ("session 2 of each subject": labels such as dates differ from subject to
+    subject). Returns group name -> subject -> (session, run); one group ("") for data
+    with one unit per subject.
+    """
+    per_subject: dict[str, list[tuple[str | None, str | None]]] = {}
+    for subject, session, run in units:
+        per_subject.setdefault(subject, []).append((session, run))
+    labelled: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+    for subject, session, run in units:
+        labelled.setdefault(unit_label("", session, run), {})[subject] = (session, run)
+    visits = max((len(v) for v in per_subject.values()), default=1)
+    if len(labelled) <= visits:
+        return dict(sorted(labelled.items()))
+    return {f"session {k + 1} of each subject": {s: v[k] for s, v in per_subject.items()
+                                                  if len(v) > k} for k in range(visits)}
 
 
 def _description(root: Path) -> dict:

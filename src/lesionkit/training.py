@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from lesionkit import __version__
-from lesionkit.bids import BIDSDataset
+from lesionkit.bids import BIDSDataset, unit_scope
 from lesionkit.data import (
     SubjectStore,
     kfold_subjects,
@@ -651,6 +651,7 @@ def train(
     overwrite: bool = False,
     init: str | os.PathLike[str] | None = None,
     register: bool = False,
+    session: str | None = None,
 ) -> Path:
     """Train a task on a BIDS dataset and write the model folder.
 
@@ -697,6 +698,10 @@ def train(
             whose first fold's weights every fold starts from.
         register: Co-register each subject's images to its first input (dipy) instead of
             trusting their affines (recorded in the model folder's ``training``).
+        session: Train on this session of each subject (label without ``ses-``; images
+            without a session are read as well), for longitudinal data; recorded in the
+            model folder's ``training``. Without it, a subject whose first input is in
+            several sessions stops training with one line naming them.
 
     Returns:
         The model folder.
@@ -713,19 +718,22 @@ def train(
         remove_stale_temporaries(model_dir)
         check_model_dir(model_dir, resume, overwrite)
     dataset = BIDSDataset(data_dir)
-    names = list(subjects) if subjects else training_subjects(dataset, task)
-    if subjects and task.train_on:
-        allowed = set(training_subjects(dataset, task))
-        refused = [name for name in names if name not in allowed]
-        if refused:
-            raise InputError(f"{dataset.root / 'participants.tsv'}: expected training subjects "
-                             f"of task {task.name} to have {dict(task.train_on)} (and every "
-                             f"image), found sub-{', sub-'.join(refused)} without")
-    if len(names) < 2:
-        rule = f" and {dict(task.train_on)} in participants.tsv" if task.train_on else ""
-        raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
-                         f"{task.name} (every image{rule}), found {len(names)}: "
-                         f"{missing_images(dataset, task)}")
+    with unit_scope(session=session):
+        names = list(subjects) if subjects else training_subjects(dataset, task)
+        if subjects and task.train_on:
+            allowed = set(training_subjects(dataset, task))
+            refused = [name for name in names if name not in allowed]
+            if refused:
+                raise InputError(f"{dataset.root / 'participants.tsv'}: expected training "
+                                 f"subjects of task {task.name} to have "
+                                 f"{dict(task.train_on)} (and every image), found "
+                                 f"sub-{', sub-'.join(refused)} without")
+        if len(names) < 2:
+            rule = f" and {dict(task.train_on)} in participants.tsv" if task.train_on else ""
+            raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
+                             f"{task.name} (every image{rule}), found {len(names)}: "
+                             f"{missing_images(dataset, task)}")
+        _check_one_session(dataset, task, names)
     stages = pretraining_stages(task)
     sources = list(source) if isinstance(source, (list, tuple)) else (
         [] if source is None else [source])
@@ -758,11 +766,13 @@ def train(
                              workers=workers, max_steps=max_steps, resume=resume,
                              source=previous)
         source = previous if stages else source
-        _train_folds(task, dataset, names, model_dir, folds, splits, epochs, seed, settings,
-                     dict(**settings, compile=compile_network, workers=workers,
-                          init=None if init is None else str(init), register=register),
-                     patches_per_epoch, resume, max_steps, progress, source,
-                     cache=cache, rank=rank, compile_network=compile_network)
+        with unit_scope(session=session):
+            _train_folds(task, dataset, names, model_dir, folds, splits, epochs, seed,
+                         settings, dict(**settings, compile=compile_network, workers=workers,
+                                        init=None if init is None else str(init),
+                                        register=register, session=session),
+                         patches_per_epoch, resume, max_steps, progress, source,
+                         cache=cache, rank=rank, compile_network=compile_network)
         if world > 1:
             _all_processes_here()  # rank 0 has written the folder the others may read next
         return model_dir
@@ -776,6 +786,20 @@ def train(
         raise
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def _check_one_session(dataset: BIDSDataset, task: Task, names: Sequence[str]) -> None:
+    """One line for the first subject whose first input is found in several sessions (of
+    the enclosing :func:`lesionkit.bids.unit_scope`): training takes one per subject."""
+    spec = task.inputs[0]
+    for name in names:
+        sessions = sorted({f.entities.get("ses") or "" for f in
+                           dataset.locate(name, spec.suffix, **spec.query())})
+        if len(sessions) > 1:
+            listed = ", ".join(f"ses-{s}" if s else "no session" for s in sessions)
+            raise InputError(f"{dataset.root / f'sub-{name}'}: expected one session of "
+                             f"'{spec.suffix}' per training subject, found {listed}; train "
+                             "on one of them (--session LABEL)")
 
 
 def _all_processes_here() -> None:

@@ -1,0 +1,23 @@
+"""The held-out summary printed for shipped models and by the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lesionkit import evaluation
+from lesionkit.build_models import scored_summary
+from lesionkit.io import write_json
+from lesionkit.summaries import summarise
+
+
+def test_lesion_rows_are_pooled_and_empty_methods_left_out(tmp_path: Path, monkeypatch) -> None:
+    rows = [{"participant_id": "sub-01", "lesion": i, "label": int(i < 2), "probability": p}
+            for i, p in enumerate([0.9, 0.6, 0.2, 0.1])]
+    path = write_json({"rows": rows, "summary": summarise(rows)}, tmp_path / "metrics.json")
+    monkeypatch.setattr(evaluation, "evaluate", lambda *args, **kwargs: (None, path))
+    summary = scored_summary(None, tmp_path, ["01"], shown=("rim_positive",))
+    assert list(summary) == ["pooled"]  # the per-lesion means had nothing to show
+    assert summary["pooled"]["accuracy"] == pytest.approx(1.0)
+    assert (summary["pooled"]["positives"], summary["pooled"]["cases"]) == (2, 4)
