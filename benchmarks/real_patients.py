@@ -21,6 +21,11 @@ Run the benchmark (``lesionkit predict`` on the laid-out data, then scoring)::
 
     python benchmarks/real_patients.py --work real-out --model MODEL_DIR
 
+Lay the data out as BIDS with the study2 change masks as ``derivatives/manual`` truth
+(for ``lesionkit evaluate ... --truth manual``)::
+
+    python benchmarks/real_patients.py layout --out real-bids
+
 Write the test sample (``tests/data/realpatient``)::
 
     python benchmarks/real_patients.py make-sample --out tests/data/realpatient
@@ -135,6 +140,29 @@ def layout_bids(source: Path, out: Path, copy: bool = False) -> Path:
     _write_json(_description("Real MS patients (longitudinal lesion change database)"),
                 out / "dataset_description.json")
     _write_participants(out, patients)
+    return out
+
+
+def layout_with_truth(source: Path, out: Path) -> Path:
+    """:func:`layout_bids`, with each study2 change mask on its FLAIR grid as the truth of
+    a ``manual`` derivatives pipeline (``sub-<p>_ses-study2_label-lesion_mask.nii.gz``),
+    so that ``lesionkit evaluate ... --truth manual`` scores study2 as a user would
+    (study1 has no truth: the mask marks what changed by study2)."""
+    out = layout_bids(source, out)
+    manual = Path(out) / "derivatives" / "manual"
+    for patient in sorted(p.name for p in Path(source).glob("patient*") if p.is_dir()):
+        path = (manual / f"sub-{patient}" / "ses-study2" / "anat"
+                / f"sub-{patient}_ses-study2_label-lesion_mask.nii.gz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mask = change_mask_on_flair(source, patient)
+        mask.set_data_dtype(np.uint8)
+        nib.save(mask, path)
+    _write_json(_description(
+        "Change mask (new/enlarging lesions) on the FLAIR grid", dataset_type="derivative",
+        GeneratedBy=[{"Name": "Manual", "Description": (
+            "Change mask of the source database (common space), resampled onto the "
+            "study2 FLAIR grid with nearest-neighbour interpolation")}],
+        SourceDatasets=[{"URL": "../../"}]), manual / "dataset_description.json")
     return out
 
 
@@ -628,8 +656,17 @@ def _default_lesionkit() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: the benchmark, or ``make-sample`` to write the test sample."""
+    """Command line: the benchmark, ``layout`` (BIDS with manual truth) or ``make-sample``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["layout"]:
+        parser = argparse.ArgumentParser(prog="real_patients.py layout",
+                                         description="Lay the real data out as BIDS, with "
+                                                     "the study2 change masks as manual truth.")
+        parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+        parser.add_argument("--out", type=Path, required=True)
+        args = parser.parse_args(argv[1:])
+        print(layout_with_truth(args.source, args.out))
+        return
     if argv[:1] == ["make-sample"]:
         parser = argparse.ArgumentParser(prog="real_patients.py make-sample",
                                          description="Write the cropped real test sample.")
