@@ -106,6 +106,10 @@ def test_unit_scope_shows_one_session_and_run(dataset: Path) -> None:
             assert row_in_scope({"participant_id": "sub-01", "session_id": "ses-7T", "run": 2})
             assert not row_in_scope({"session_id": "ses-3T"})
             assert row_in_scope({"participant_id": "sub-01", "session_id": float("nan")})
+    with unit_scope(session="7T"), unit_scope(run="1"):  # nested: session kept, run added
+        assert [f.path.name for f in ds.find(subject="01", suffix="FLAIR")] == [
+            "sub-01_ses-7T_run-1_FLAIR.nii.gz"]
+        assert len(ds.find(subject="01", suffix="R1map", acq=None)) == 1
     assert len(ds.find(subject="01", suffix="R1map", acq=None)) == 2  # the scope has ended
     with unit_scope(per_subject={"02": ("3T", None)}, session="7T"):  # a unit per subject
         found = ds.find(suffix="R1map", acq=None)

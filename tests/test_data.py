@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchio as tio
 
-from lesionkit.bids import BIDSDataset
+from lesionkit.bids import BIDSDataset, example_unit, subjects_of
 from lesionkit.data import (
     SubjectStore,
     apply_normalisation,
@@ -74,6 +74,21 @@ def test_kfold_validates_every_subject_once() -> None:
     for fold in folds:
         assert not set(fold["train"]) & set(fold["validation"])
         assert len(fold["train"]) == 8
+
+
+def test_sessions_of_one_subject_stay_on_one_side() -> None:
+    examples = [f"{s}_ses-{k}" for s in SUBJECTS for k in (1, 2)] + ["11"]  # 11: no session
+    assert example_unit("03_ses-2") == ("03", "2") and example_unit("11") == ("11", None)
+    labels = [int(example_unit(n)[0] in ("02", "05", "07", "11")) for n in examples]
+    folds = kfold_subjects(examples, 3, seed=0, labels=labels)
+    assert sorted(n for fold in folds for n in fold["validation"]) == sorted(examples)
+    for fold in [*folds, split_subjects(examples, seed=1)]:
+        assert not set(subjects_of(fold["train"])) & set(subjects_of(fold["validation"]))
+        assert sorted(fold["train"] + fold["validation"]) == sorted(examples)
+    # the folds are drawn over subjects: one session each folds as the plain labels do
+    plain = kfold_subjects(SUBJECTS, 5, seed=0)
+    sessions = kfold_subjects([f"{s}_ses-1" for s in SUBJECTS], 5, seed=0)
+    assert [subjects_of(f["validation"]) for f in sessions] == [f["validation"] for f in plain]
 
 
 def test_too_few_subjects_is_an_input_error() -> None:

@@ -252,6 +252,24 @@ def test_longitudinal_data_trains_on_one_session_and_is_scored_per_session(tmp_p
     assert [(r["participant_id"], r["session_id"]) for r in rows] == [("sub-03", "ses-1"),
                                                                       ("sub-03", "ses-2")]
     assert rows[0]["lesion_dice"] == pytest.approx(rows[1]["lesion_dice"])  # same images
+    # every session an example, folds over subjects
+    from lesionkit.bids import subjects_of
+    from lesionkit.infer import folds_for
+    from lesionkit.model_folder import load_model
+
+    every = train(_tiny_task(), data, tmp_path / "every", folds=3, epochs=1, max_steps=2,
+                  progress=False, device="cpu", all_sessions=True)
+    config = read_config(every)
+    assert config["data"]["subjects"] == ["01_ses-1", "01_ses-2", "02_ses-1", "02_ses-2",
+                                          "03_ses-1", "03_ses-2"]
+    for fold in config["folds"]:
+        assert len(fold["train"]) == 4 and len(fold["validation"]) == 2
+        assert not set(subjects_of(fold["train"])) & set(subjects_of(fold["validation"]))
+    held_out = folds_for(load_model(every), "03")
+    assert len(held_out) == 1 and "03" not in subjects_of(held_out[0].train)
+    with pytest.raises(InputError, match="expected --session or --all-sessions, found both"):
+        train(_tiny_task(), data, tmp_path / "both", epochs=1, max_steps=2, progress=False,
+              device="cpu", session="2", all_sessions=True)
     # cross-validation of that session: trained, predicted and scored at session 2 only
     from lesionkit.crossval import crossval
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -138,12 +138,16 @@ def unit_scope(session: str | None = None, run: str | None = None,
             own (the second visit of each, whatever its label); the others are read at
             ``session`` and ``run``.
 
+    Scopes nest: what an inner scope leaves unset (None) stays as the enclosing one set it.
+
     Example:
         >>> with unit_scope(session="2"):
         ...     flair = BIDSDataset("/data").get("p01", "FLAIR")  # doctest: +SKIP
     """
-    scope = {"": _pairs(session, run),
-             **{name: _pairs(*unit) for name, unit in (per_subject or {}).items()}}
+    outer = dict(_SCOPE.get())  # an enclosing scope still holds where this one is silent
+    scope = {**outer, "": _merged(outer.get("", ()), _pairs(session, run))}
+    for name, unit in (per_subject or {}).items():
+        scope[name] = _merged(outer.get(name, outer.get("", ())), _pairs(*unit))
     token = _SCOPE.set(tuple(scope.items()))
     try:
         yield
@@ -153,6 +157,11 @@ def unit_scope(session: str | None = None, run: str | None = None,
 
 def _pairs(session: str | None, run: str | None) -> tuple[tuple[str, str], ...]:
     return tuple((key, value) for key, value in (("ses", session), ("run", run)) if value)
+
+
+def _merged(outer: tuple[tuple[str, str], ...], inner: tuple[tuple[str, str], ...]
+            ) -> tuple[tuple[str, str], ...]:
+    return tuple({**dict(outer), **dict(inner)}.items())
 
 
 def _scope_of(subject: str | None) -> dict[str, str]:
@@ -172,6 +181,27 @@ def row_in_scope(row: Mapping[str, object]) -> bool:
               "run": label(row.get("run"))}
     scope = _scope_of(label(row.get("participant_id")).removeprefix("sub-"))
     return all(not values[key] or values[key] == value for key, value in scope.items())
+
+
+#: Separates the subject from the session in the name of a training example ("p01_ses-2").
+SESSION_SEPARATOR = "_ses-"
+
+
+def example_name(subject: str, session: str | None = None) -> str:
+    """The name of one training example: the subject label ("p01"), or with longitudinal
+    data one session of it ("p01_ses-2"; BIDS labels hold no underscore)."""
+    return f"{subject}{SESSION_SEPARATOR}{session}" if session else subject
+
+
+def example_unit(name: str) -> tuple[str, str | None]:
+    """(subject, session) of an :func:`example_name`."""
+    subject, _, session = name.partition(SESSION_SEPARATOR)
+    return subject, session or None
+
+
+def subjects_of(names: Sequence[str]) -> list[str]:
+    """The subjects (sorted, once each) of example names, such as a fold's ``train`` list."""
+    return sorted({example_unit(name)[0] for name in names})
 
 
 class BIDSDataset:

@@ -420,6 +420,9 @@ def train(
     threads: ThreadsOption = None,
     register: RegisterOption = False,
     session: SessionOption = None,
+    all_sessions: Annotated[bool, typer.Option(
+        help="Longitudinal data: every session of a subject is a training example (folds "
+             "stay by subject).")] = False,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
     base = _task(task, arm) if init is None else _initial_task(task, init)
@@ -448,7 +451,8 @@ def train(
                    subjects=_subject_list(subjects), resume=resume, progress=progress,
                    workers=workers, source=source_dir or weights, overwrite=overwrite,
                    init=init, register=register,
-                   session=session.removeprefix("ses-") if session else None)
+                   session=session.removeprefix("ses-") if session else None,
+                   all_sessions=all_sessions)
     if _rank_zero():
         typer.echo(f"wrote {path} ({chosen.name}, {time.perf_counter() - start:.0f} s)")
 

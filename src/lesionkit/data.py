@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lesionkit.bids import BIDSDataset
+from lesionkit.bids import BIDSDataset, example_name, example_unit, unit_scope
 from lesionkit.io import InputError, check_values, load_affine, load_volume
 from lesionkit.lesions import crop, lesion_table
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
@@ -161,6 +161,19 @@ def training_subjects(dataset: BIDSDataset, task: Task) -> list[str]:
     return [name for name in names if name in allowed]
 
 
+def session_examples(dataset: BIDSDataset, task: Task, subjects: Sequence[str]) -> list[str]:
+    """Every session of the subjects that holds each image the task needs, as example
+    names ("p01_ses-1", "p01_ses-2"); a subject without sessions is one example ("p02")."""
+    specs = required_specs(task)
+    examples = []
+    for subject in subjects:
+        for session in dataset.sessions(subject) or [None]:
+            with unit_scope(session=session):
+                if has_images(dataset, subject, specs):
+                    examples.append(example_name(subject, session))
+    return examples
+
+
 def with_spacing(dataset: BIDSDataset, task: Task, subjects: Sequence[str]) -> Task:
     """The task with its network voxel size set: its own, else the median voxel size (mm)
     of the subjects' first input (from the file headers)."""
@@ -171,49 +184,67 @@ def with_spacing(dataset: BIDSDataset, task: Task, subjects: Sequence[str]) -> T
     from lesionkit.geometry import median_voxel_size
 
     spec = task.inputs[0]
-    affines = [load_affine(f.path) for name in subjects
-               for f in dataset.locate(name, spec.suffix, **spec.query())]
+    affines = []
+    for name in subjects:
+        subject, session = example_unit(name)
+        with unit_scope(session=session):
+            affines += [load_affine(f.path) for f in dataset.locate(subject, spec.suffix,
+                                                                     **spec.query())]
     return replace(task, spacing=median_voxel_size(affines))
 
 
 def split_subjects(subjects: Sequence[str], seed: int, validation_fraction: float = 0.2
                    ) -> dict[str, list[str]]:
-    """Seeded subject-level train/validation split (at least one subject in each)."""
+    """Seeded subject-level train/validation split (at least one subject in each).
+
+    ``subjects`` are example names (:func:`example_name`): the sessions of one subject
+    stay on one side.
+    """
     from sklearn.model_selection import train_test_split
 
-    if len(subjects) < 2:
-        raise InputError(f"expected at least 2 subjects to split, found {len(subjects)}")
-    n_val = min(max(1, round(validation_fraction * len(subjects))), len(subjects) - 1)
-    train, val = train_test_split(sorted(subjects), test_size=n_val, random_state=seed)
-    return {"train": sorted(train), "validation": sorted(val)}
+    people = sorted({example_unit(n)[0] for n in subjects})
+    if len(people) < 2:
+        raise InputError(f"expected at least 2 subjects to split, found {len(people)}")
+    n_val = min(max(1, round(validation_fraction * len(people))), len(people) - 1)
+    train, val = train_test_split(people, test_size=n_val, random_state=seed)
+    return {"train": _examples_of(subjects, train), "validation": _examples_of(subjects, val)}
+
+
+def _examples_of(examples: Sequence[str], subjects: Sequence[str]) -> list[str]:
+    """The examples (sorted) of the given subjects."""
+    chosen = set(subjects)
+    return sorted(n for n in examples if example_unit(n)[0] in chosen)
 
 
 def kfold_subjects(subjects: Sequence[str], folds: int, seed: int,
                    labels: Sequence[int] | None = None) -> list[dict[str, list[str]]]:
     """Seeded subject-level k folds; fold k validates on the k-th part.
 
-    With ``labels`` (one class index per subject, same order) the folds are stratified
-    (scikit-learn ``StratifiedKFold``): each keeps the class ratio of the whole set.
+    ``subjects`` are example names (:func:`example_name`): the folds are drawn over
+    subjects, and the sessions of one subject stay in one part. With ``labels`` (one
+    class index per name, same order) the folds are stratified (scikit-learn
+    ``StratifiedKFold``): each keeps the class ratio of the whole set.
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
     if folds < 2:
         return [split_subjects(subjects, seed)]
-    if folds > len(subjects):
+    label = dict(zip([example_unit(n)[0] for n in subjects], labels, strict=True)
+                 ) if labels is not None else None
+    ordered = np.array(sorted({example_unit(n)[0] for n in subjects}))
+    if folds > len(ordered):
         raise InputError(f"expected at least {folds} subjects for {folds} folds, "
-                         f"found {len(subjects)}")
-    ordered = np.array(sorted(subjects))
-    if labels is None:
+                         f"found {len(ordered)}")
+    if label is None:
         splits = KFold(n_splits=folds, shuffle=True, random_state=seed).split(ordered)
     else:
-        label = dict(zip(subjects, labels, strict=True))
         y = np.array([label[s] for s in ordered])
         if len(np.unique(y)) < 2 or np.bincount(y).min() < folds:
             raise InputError(f"expected at least {folds} subjects of each class for {folds} "
                              f"stratified folds, found class counts {np.bincount(y).tolist()}")
         splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(ordered, y)
-    return [{"train": sorted(ordered[tr].tolist()), "validation": sorted(ordered[va].tolist())}
-            for tr, va in splits]
+    return [{"train": _examples_of(subjects, ordered[tr].tolist()),
+             "validation": _examples_of(subjects, ordered[va].tolist())} for tr, va in splits]
 
 
 def subject_labels(dataset: BIDSDataset, subject: str, task: Task) -> dict[str, int]:
@@ -500,35 +531,46 @@ class SubjectStore:
         if self.task.lesion_features is not None:
             from lesionkit.lesion_features import ensure_features
 
-            ensure_features(self.dataset, names, self.task)
+            units = [example_unit(name) for name in names]
+            ensure_features(self.dataset, [u[0] for u in units], self.task,
+                            sessions=[u[1] for u in units])
         for name in names:
             folder = self.cache / f"sub-{name}"
             if not (folder / "meta.json").is_file():
-                subject = load_subject(self.dataset, name, self.task, specs,
-                                       register=self.register)
-                folder.mkdir(parents=True, exist_ok=True)
-                for key in [*self.keys, "mask"]:
-                    np.save(folder / f"{key}.npy", subject[key].data.numpy())
-                meta = {"affine": np.asarray(subject["mask"].affine).tolist(),
-                        "labels": subject_labels(self.dataset, name, self.task), "lesions": []}
-                if self.task.lesions is not None:
-                    spec = self.task.lesions
-                    found = self.dataset.get(name, spec.suffix, **spec.query())
-                    targets = [t for t in self.task.targets if isinstance(t, LesionLabelSpec)]
-                    label_map = np.rint(subject[spec.key].data[0].numpy()).astype(np.int32)
-                    np.save(folder / "lesions.npy", label_map)
-                    meta["lesions"] = lesion_table(found.path, targets, label_map)
-                if self.task.lesion_features is not None:
-                    np.save(folder / "features.npy", self._lesion_features(name, meta))
+                meta = self._write(name, folder, specs)
                 (folder / "meta.json").write_text(json.dumps(meta))
             if advance is not None:
                 advance(1)
+
+    def _write(self, name: str, folder: Path, specs: Sequence[ImageSpec]) -> dict[str, Any]:
+        """Write one example's arrays (``name``: :func:`example_name`); return its meta."""
+        subject_label, session = example_unit(name)
+        with unit_scope(session=session):
+            subject = load_subject(self.dataset, subject_label, self.task, specs,
+                                   register=self.register)
+            lesion_file = (self.dataset.get(subject_label, self.task.lesions.suffix,
+                                            **self.task.lesions.query()).path
+                           if self.task.lesions is not None else None)
+        folder.mkdir(parents=True, exist_ok=True)
+        for key in [*self.keys, "mask"]:
+            np.save(folder / f"{key}.npy", subject[key].data.numpy())
+        meta = {"affine": np.asarray(subject["mask"].affine).tolist(),
+                "labels": subject_labels(self.dataset, subject_label, self.task), "lesions": []}
+        if lesion_file is not None:
+            targets = [t for t in self.task.targets if isinstance(t, LesionLabelSpec)]
+            label_map = np.rint(subject[self.task.lesions.key].data[0].numpy()).astype(np.int32)
+            np.save(folder / "lesions.npy", label_map)
+            meta["lesions"] = lesion_table(lesion_file, targets, label_map)
+        if self.task.lesion_features is not None:
+            np.save(folder / "features.npy", self._lesion_features(name, meta))
+        return meta
 
     def _lesion_features(self, name: str, meta: dict[str, Any]) -> np.ndarray:
         """(N, F) features of the lesions of the table, in its order."""
         from lesionkit.lesion_features import subject_features
 
-        features = subject_features(self.dataset, name, self.task)
+        subject, session = example_unit(name)
+        features = subject_features(self.dataset, subject, self.task, session=session)
         missing = [le["label"] for le in meta["lesions"] if le["label"] not in features]
         if missing:
             raise InputError(f"sub-{name}: expected lesion features of every lesion, found "

@@ -174,22 +174,23 @@ def lesion_count(dataset: BIDSDataset, subject: str, task: Any,
 
 
 def ensure_features(dataset: BIDSDataset, subjects: Sequence[str], task: Any,
-                    inputs: Sequence[Any] | None = None, progress: bool = True) -> None:
+                    inputs: Sequence[Any] | None = None, progress: bool = True,
+                    sessions: Sequence[str | None] | None = None) -> None:
     """Compute and cache the features of every subject missing them, with a progress bar
-    over their lesions."""
+    over their lesions (``sessions``: the session of each subject, longitudinal data)."""
     from rich.progress import Progress
 
     missing = []
-    for subject in subjects:
-        files, lesion_map = _sources(dataset, subject, task, inputs or task.inputs, None)
-        path = cache_path(dataset.root, subject, task.lesion_features.name)
+    for subject, session in zip(subjects, sessions or [None] * len(subjects), strict=True):
+        files, lesion_map = _sources(dataset, subject, task, inputs or task.inputs, session)
+        path = cache_path(dataset.root, subject, task.lesion_features.name, session)
         if read_cached(path, cache_key(task, files, lesion_map)) is None:
-            missing.append(subject)
+            missing.append((subject, session))
     if not missing:
         return
-    total = sum(lesion_count(dataset, s, task) for s in missing)
+    total = sum(lesion_count(dataset, s, task, session) for s, session in missing)
     with Progress(disable=not progress) as bar:
         job = bar.add_task(f"lesion features ({task.lesion_features.name})", total=total)
-        for subject in missing:
-            subject_features(dataset, subject, task, inputs,
+        for subject, session in missing:
+            subject_features(dataset, subject, task, inputs, session=session,
                              advance=lambda n: bar.advance(job, n))

@@ -40,6 +40,7 @@ from lesionkit.data import (
     SubjectStore,
     kfold_subjects,
     missing_images,
+    session_examples,
     training_subjects,
     with_spacing,
 )
@@ -652,6 +653,7 @@ def train(
     init: str | os.PathLike[str] | None = None,
     register: bool = False,
     session: str | None = None,
+    all_sessions: bool = False,
 ) -> Path:
     """Train a task on a BIDS dataset and write the model folder.
 
@@ -702,6 +704,10 @@ def train(
             without a session are read as well), for longitudinal data; recorded in the
             model folder's ``training``. Without it, a subject whose first input is in
             several sessions stops training with one line naming them.
+        all_sessions: Longitudinal data: every session of a subject that holds every image
+            is one training example ("p01_ses-2" in the model folder's lists); folds and
+            the validation split are still drawn over subjects, so the sessions of one
+            subject are never on both sides.
 
     Returns:
         The model folder.
@@ -733,7 +739,13 @@ def train(
             raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
                              f"{task.name} (every image{rule}), found {len(names)}: "
                              f"{missing_images(dataset, task)}")
-        _check_one_session(dataset, task, names)
+        if all_sessions:
+            if session is not None:
+                raise InputError(f"{dataset.root}: expected --session or --all-sessions, "
+                                 f"found both (--session {session})")
+            names = session_examples(dataset, task, names)
+        else:
+            _check_one_session(dataset, task, names)
     stages = pretraining_stages(task)
     sources = list(source) if isinstance(source, (list, tuple)) else (
         [] if source is None else [source])
@@ -770,7 +782,8 @@ def train(
             _train_folds(task, dataset, names, model_dir, folds, splits, epochs, seed,
                          settings, dict(**settings, compile=compile_network, workers=workers,
                                         init=None if init is None else str(init),
-                                        register=register, session=session),
+                                        register=register, session=session,
+                                        all_sessions=all_sessions),
                          patches_per_epoch, resume, max_steps, progress, source,
                          cache=cache, rank=rank, compile_network=compile_network)
         if world > 1:

@@ -284,9 +284,11 @@ def training_cases(root: Path, predictions: Path, subject: str) -> list[str]:
         stored = yaml.safe_load(config.read_text())
         trained_on = (stored.get("data") or {}).get("root")
         if trained_on is None or Path(trained_on).resolve() == Path(root).resolve():
-            folds = stored.get("folds", [])
-            held_out = [f for f in folds if subject not in f["train"]] or folds
-            return sorted({s for f in held_out for s in f["train"]} - {subject})
+            from lesionkit.bids import subjects_of
+
+            folds = [subjects_of(f["train"]) for f in stored.get("folds", [])]
+            held_out = [f for f in folds if subject not in f] or folds
+            return sorted({s for f in held_out for s in f} - {subject})
     return [s for s in BIDSDataset(root).subjects() if s != subject]
 
 

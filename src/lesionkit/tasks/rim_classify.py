@@ -261,7 +261,9 @@ def fold_training_subjects(predictions: Path) -> list[list[str]]:
         config = Path(folder or "") / "config.yaml"
         if folder and config.is_file():
             folds = yaml.safe_load(config.read_text()).get("folds", [])
-            return [[str(s) for s in entry.get("train", [])] for entry in folds]
+            from lesionkit.bids import subjects_of
+
+            return [subjects_of([str(s) for s in entry.get("train", [])]) for entry in folds]
         return []
     return []
 
