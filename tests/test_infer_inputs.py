@@ -278,6 +278,18 @@ def test_longitudinal_data_trains_on_one_session_and_is_scored_per_session(tmp_p
     scored = json.loads((tmp_path / "cv" / "arm-default" / "predictions" /
                          "task-flair-lesion_metrics.json").read_text())
     assert scored["units"] == [["01", "2", None], ["02", "2", None], ["03", "2", None]]
+    # and of every session, folds over subjects: each session scored by the fold that
+    # did not train on its subject
+    crossval(_tiny_task(), data, tmp_path / "cv-all", folds=3, epochs=1, patches_per_epoch=8,
+             device="cpu", progress=False, all_sessions=True)
+    arm = tmp_path / "cv-all" / "arm-default"
+    scored = json.loads((arm / "predictions" / "task-flair-lesion_metrics.json").read_text())
+    assert len(scored["units"]) == 6
+    for fold in read_config(arm / "model")["folds"]:
+        assert len(fold["train"]) == 4 and fold["train"][0].endswith(("_ses-1", "_ses-2"))
+    sidecars = [json.loads(f.read_text()) for f in (arm / "predictions").rglob("*_probseg.json")]
+    assert len(sidecars) == 6  # one fold each (3 when a fold's list hid the subject)
+    assert all("not written: 1 ensemble member" in c["Uncertainty"] for c in sidecars)
 
 
 def test_another_voxel_size_matches_after_resampling_back(trained, tmp_path: Path) -> None:

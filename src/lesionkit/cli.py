@@ -169,6 +169,9 @@ ThreadsOption = Annotated[int | None, typer.Option(
 SessionOption = Annotated[str | None, typer.Option(
     metavar="LABEL",
     help="Longitudinal data: train on this session of each subject (with or without ses-).")]
+AllSessionsOption = Annotated[bool, typer.Option(
+    help="Longitudinal data: every session of a subject is a training example (folds stay "
+         "by subject).")]
 RegisterOption = Annotated[bool, typer.Option(
     help="Co-register each subject's images to its first input (dipy, mutual information) "
          "instead of trusting their affines.")]
@@ -420,9 +423,7 @@ def train(
     threads: ThreadsOption = None,
     register: RegisterOption = False,
     session: SessionOption = None,
-    all_sessions: Annotated[bool, typer.Option(
-        help="Longitudinal data: every session of a subject is a training example (folds "
-             "stay by subject).")] = False,
+    all_sessions: AllSessionsOption = False,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
     base = _task(task, arm) if init is None else _initial_task(task, init)
@@ -618,6 +619,7 @@ def crossval(
     threads: ThreadsOption = None,
     register: RegisterOption = False,
     session: SessionOption = None,
+    all_sessions: AllSessionsOption = False,
 ) -> None:
     """Cross-validate a task's arms on the same folds; write comparison.json and report.html."""
     chosen = _variant(_task(task), network, channels, widen_factor, patch_size, batch_size,
@@ -636,7 +638,8 @@ def crossval(
                    compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                    source_dir=source_dir, weights=weights, tta=tta, workers=workers,
                    progress=progress, register=register,
-                   session=session.removeprefix("ses-") if session else None)
+                   session=session.removeprefix("ses-") if session else None,
+                   all_sessions=all_sessions)
     if _rank_zero():
         typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from lesionkit import __version__
-from lesionkit.bids import BIDSDataset, unit_scope
-from lesionkit.data import kfold_subjects, subject_labels, training_subjects
+from lesionkit.bids import BIDSDataset, example_unit, unit_scope
+from lesionkit.data import kfold_subjects, session_examples, subject_labels, training_subjects
 from lesionkit.evaluation import evaluate, report_sections
 from lesionkit.infer import predict
 from lesionkit.io import InputError, write_json
@@ -117,6 +117,7 @@ def crossval(
     trusted: tuple[str, ...] = (),
     register: bool = False,
     session: str | None = None,
+    all_sessions: bool = False,
 ) -> Path:
     """Cross-validate the task's arms on the same folds; write the comparison and report.
 
@@ -148,6 +149,9 @@ def crossval(
             training and prediction instead of trusting their affines.
         session: Longitudinal data: train, predict and score this session of each subject
             (:func:`lesionkit.training.train`).
+        all_sessions: Longitudinal data: every session of a subject is a training example,
+            the folds are drawn over subjects, and every session is predicted and scored
+            by the fold that did not train on its subject.
 
     Returns:
         The path of ``comparison.json``.
@@ -157,13 +161,18 @@ def crossval(
     chosen = list(arms) if arms else (list(task.arms) or ["default"])
     variants = {a: task if a == "default" and not task.arms else _arm(task, a) for a in chosen}
     dataset, out = BIDSDataset(data_dir), Path(out_dir)
+    if session is not None and all_sessions:
+        raise InputError(f"{dataset.root}: expected --session or --all-sessions, found both "
+                         f"(--session {session})")
     with unit_scope(session=session):
         names = training_subjects(dataset, task)
+    examples = session_examples(dataset, task, names) if all_sessions else names
     labels = None
     if any(isinstance(t, LabelSpec) for t in task.targets):
-        labels = [next(iter(subject_labels(dataset, n, task).values())) for n in names]
+        labels = [next(iter(subject_labels(dataset, example_unit(n)[0], task).values()))
+                  for n in examples]
     splits = [{"train": s["train"], "validation": [], "held_out": s["validation"]}
-              for s in kfold_subjects(names, max(folds, 2), seed, labels)]
+              for s in kfold_subjects(examples, max(folds, 2), seed, labels)]
     epochs = epochs or task.max_epochs
     summary: dict[str, Any] = {
         "task": task.name, "arms": {}, "pairs": [], "subjects": len(names), "folds": len(splits),
@@ -189,7 +198,8 @@ def crossval(
             train(variant, dataset.root, model_dir, epochs=epochs, seed=seed, **settings,
                   compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                   subjects=names, progress=progress, workers=workers, source=source,
-                  splits=splits, overwrite=True, register=register, session=session)
+                  splits=splits, overwrite=True, register=register, session=session,
+                  all_sessions=all_sessions)
     if process_rank(trainer_flags(**settings))[0] != 0:
         return out / "comparison.json"
     for number, arm in enumerate(chosen, start=1):
