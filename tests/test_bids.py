@@ -15,13 +15,12 @@ from lesionkit.bids import (
     build_name,
     derivatives_root,
     parse_name,
-    row_in_scope,
     save_derivative,
-    unit_scope,
     write_dataset_description,
     write_participants,
 )
 from lesionkit.io import InputError, load_volume, save_volume
+from lesionkit.units import row_in_scope, unit_scope
 from lesionkit.volume import Volume
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchio as tio
 
-from lesionkit.bids import BIDSDataset, example_unit, subjects_of
+from lesionkit.bids import BIDSDataset
 from lesionkit.data import (
     SubjectStore,
     apply_normalisation,
@@ -27,6 +27,7 @@ from lesionkit.io import InputError
 from lesionkit.tasks import get_task
 from lesionkit.tasks.strategies import GridSampler, QueueSampler
 from lesionkit.tasks.task import ImageSpec, OutputSpec, Task
+from lesionkit.units import example_unit, subjects_of
 
 SUBJECTS = [f"{i:02d}" for i in range(1, 11)]
 

@@ -17,7 +17,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "lesionkit"
 TASK_IMPORTS = ("lesionkit.tasks", "lesionkit.metrics", "lesionkit.stats", "lesionkit.report",
                 "lesionkit.io", "lesionkit.bids", "lesionkit.volume", "lesionkit.summaries",
                 "lesionkit.lesions", "lesionkit.explain", "lesionkit.mrf", "lesionkit.models",
-                "lesionkit.pretrained", "lesionkit.slicewise", "lesionkit")
+                "lesionkit.pretrained", "lesionkit.slicewise", "lesionkit.units", "lesionkit")
 
 #: Engine modules that must not name a task.
 ENGINE = ("training.py", "infer.py", "data.py", "cli.py", "demo.py", "crossval.py",

@@ -253,9 +253,9 @@ def test_longitudinal_data_trains_on_one_session_and_is_scored_per_session(tmp_p
                                                                       ("sub-03", "ses-2")]
     assert rows[0]["lesion_dice"] == pytest.approx(rows[1]["lesion_dice"])  # same images
     # every session an example, folds over subjects
-    from lesionkit.bids import subjects_of
     from lesionkit.infer import folds_for
     from lesionkit.model_folder import load_model
+    from lesionkit.units import subjects_of
 
     every = train(_tiny_task(), data, tmp_path / "every", folds=3, epochs=1, max_steps=2,
                   progress=False, device="cpu", all_sessions=True)

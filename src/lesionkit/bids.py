@@ -7,22 +7,20 @@ producing command, the model folder where there is one, the lesionkit version an
 units.
 
 Longitudinal data holds several sessions (and runs) of one subject; code that looks up
-"the" image of a subject reads one of them inside :func:`unit_scope`.
+"the" image of a subject reads one of them inside :func:`lesionkit.units.unit_scope`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lesionkit import __version__
 from lesionkit.io import InputError, save_volume, write_json, write_tsv
+from lesionkit.units import scopes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,10 +35,6 @@ _KEYWORD = {"sub": "subject", "ses": "session"}
 _NAME = re.compile(r"^(?P<stem>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)+)(?P<suffix>[a-zA-Z0-9]+)"
                    r"(?P<ext>\.[a-z.]+)$")
 BIDS_VERSION = "1.10.0"
-#: Subject label ("": every other subject) -> the (entity, label) pairs of the session and
-#: run that :func:`unit_scope` restricts it to.
-_SCOPE: ContextVar[tuple[tuple[str, tuple[tuple[str, str], ...]], ...]] = ContextVar(
-    "lesionkit_bids_scope", default=())
 #: File extensions read as NIfTI images.
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
@@ -120,90 +114,6 @@ def bids_path(
     return folder / datatype / name
 
 
-@contextmanager
-def unit_scope(session: str | None = None, run: str | None = None,
-               per_subject: Mapping[str, tuple[str | None, str | None]] | None = None
-               ) -> Iterator[None]:
-    """Within the block, :meth:`BIDSDataset.find` sees one session (and run) of a subject.
-
-    A file whose ``ses`` (``run``) entity names another session (run) is skipped; files
-    without the entity are kept (a mask drawn once per subject serves each of its
-    sessions); a query that names a session or run itself is left as it asks. So code
-    written for one image per subject reads one unit of longitudinal data.
-
-    Args:
-        session: Session label (without ``ses-``) every subject is read at.
-        run: Run label every subject is read at.
-        per_subject: Subject label -> (session, run) for subjects read at a unit of their
-            own (the second visit of each, whatever its label); the others are read at
-            ``session`` and ``run``.
-
-    Scopes nest: what an inner scope leaves unset (None) stays as the enclosing one set it.
-
-    Example:
-        >>> with unit_scope(session="2"):
-        ...     flair = BIDSDataset("/data").get("p01", "FLAIR")  # doctest: +SKIP
-    """
-    outer = dict(_SCOPE.get())  # an enclosing scope still holds where this one is silent
-    scope = {**outer, "": _merged(outer.get("", ()), _pairs(session, run))}
-    for name, unit in (per_subject or {}).items():
-        scope[name] = _merged(outer.get(name, outer.get("", ())), _pairs(*unit))
-    token = _SCOPE.set(tuple(scope.items()))
-    try:
-        yield
-    finally:
-        _SCOPE.reset(token)
-
-
-def _pairs(session: str | None, run: str | None) -> tuple[tuple[str, str], ...]:
-    return tuple((key, value) for key, value in (("ses", session), ("run", run)) if value)
-
-
-def _merged(outer: tuple[tuple[str, str], ...], inner: tuple[tuple[str, str], ...]
-            ) -> tuple[tuple[str, str], ...]:
-    return tuple({**dict(outer), **dict(inner)}.items())
-
-
-def _scope_of(subject: str | None) -> dict[str, str]:
-    """Entity -> label that the enclosing :func:`unit_scope` reads ``subject`` at."""
-    scope = dict(_SCOPE.get())
-    return dict(scope.get(subject or "", scope.get("", ())))
-
-
-def row_in_scope(row: Mapping[str, object]) -> bool:
-    """Whether a table row (``participant_id``, ``session_id`` "ses-<label>", ``run``)
-    belongs to the units of the enclosing :func:`unit_scope`; rows without session and
-    run columns belong to every unit."""
-    def label(value: object) -> str:
-        return "" if value is None or value != value else str(value)  # None, NaN: absent
-
-    values = {"ses": label(row.get("session_id")).removeprefix("ses-"),
-              "run": label(row.get("run"))}
-    scope = _scope_of(label(row.get("participant_id")).removeprefix("sub-"))
-    return all(not values[key] or values[key] == value for key, value in scope.items())
-
-
-#: Separates the subject from the session in the name of a training example ("p01_ses-2").
-SESSION_SEPARATOR = "_ses-"
-
-
-def example_name(subject: str, session: str | None = None) -> str:
-    """The name of one training example: the subject label ("p01"), or with longitudinal
-    data one session of it ("p01_ses-2"; BIDS labels hold no underscore)."""
-    return f"{subject}{SESSION_SEPARATOR}{session}" if session else subject
-
-
-def example_unit(name: str) -> tuple[str, str | None]:
-    """(subject, session) of an :func:`example_name`."""
-    subject, _, session = name.partition(SESSION_SEPARATOR)
-    return subject, session or None
-
-
-def subjects_of(names: Sequence[str]) -> list[str]:
-    """The subjects (sorted, once each) of example names, such as a fold's ``train`` list."""
-    return sorted({example_unit(name)[0] for name in names})
-
-
 class BIDSDataset:
     """Read access to a BIDS dataset and its derivatives.
 
@@ -250,9 +160,9 @@ class BIDSDataset:
         """Files matching the given entities, sorted by path.
 
         An entity passed as None must be absent (``acq=None`` excludes ``acq-native``);
-        an entity not passed matches anything (inside :func:`unit_scope`: the unit's
-        session and run, or none). Suffixes match regardless of case
-        (``T1W`` is found as ``T1w``, as scanners and converters often write it); NIfTI
+        an entity not passed matches anything (inside :func:`lesionkit.units.unit_scope`:
+        the unit's session and run, or none). Suffixes match regardless of case (``T1W`` is
+        found as ``T1w``, as scanners and converters often write it); NIfTI
         files are found as ``.nii.gz`` or ``.nii``.
         """
         base = self._base(derivatives)
@@ -260,7 +170,7 @@ class BIDSDataset:
         wanted = {"sub": subject, "ses": session, **entities}
         scoped = {name: {k: v for k, v in pairs if wanted.get(k) is None
                          and not (k in entities and entities[k] is None)}
-                  for name, pairs in _SCOPE.get()}
+                  for name, pairs in scopes().items()}
         found = []
         for path in sorted(base.glob(f"sub-{subject or '*'}/**/*")):
             parsed = parse_name(path.name)

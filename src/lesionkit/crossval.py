@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionkit import __version__
-from lesionkit.bids import BIDSDataset, example_unit, unit_scope
+from lesionkit.bids import BIDSDataset
 from lesionkit.data import kfold_subjects, session_examples, subject_labels, training_subjects
 from lesionkit.evaluation import evaluate, report_sections
 from lesionkit.infer import predict
@@ -44,6 +44,7 @@ from lesionkit.summaries import (
 )
 from lesionkit.tasks.task import LabelSpec, Task, dataset_is_phantom
 from lesionkit.training import process_rank, train, trainer_flags
+from lesionkit.units import example_unit, unit_scope
 
 #: Columns of classification rows that are not metrics.
 CASE_COLUMNS = ("label", "probability", "fold", "lesion")

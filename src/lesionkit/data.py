@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lesionkit.bids import BIDSDataset, example_name, example_unit, unit_scope
+from lesionkit.bids import BIDSDataset
 from lesionkit.io import InputError, check_values, load_affine, load_volume
 from lesionkit.lesions import crop, lesion_table
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
+from lesionkit.units import example_name, example_unit, unit_scope
 
 if TYPE_CHECKING:
     import torchio as tio

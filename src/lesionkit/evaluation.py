@@ -12,7 +12,7 @@ a model can be judged per protocol (another field strength, thick 2D slices, ano
 orientation) without hand-made tables.
 
 Longitudinal data is scored per unit: each session (and run) that holds predictions is
-evaluated on its own (:func:`evaluation_units`, inside :func:`lesionkit.bids.unit_scope`,
+evaluated on its own (:func:`evaluation_units`, inside :func:`lesionkit.units.unit_scope`,
 so a task's hook written for one image per subject reads that unit's images), and its
 rows carry ``session_id`` (and ``run``) beside ``participant_id``, as predict's tables.
 A session that cannot be scored (no truth at the first visit) while another session of
@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from lesionkit.bids import BIDSDataset, row_in_scope, unit_scope
+from lesionkit.bids import BIDSDataset
 from lesionkit.io import InputError, write_json, write_tsv
 from lesionkit.summaries import summarise
 from lesionkit.tasks.task import ImageSpec, Task, dataset_is_phantom
+from lesionkit.units import row_in_scope, unit_scope
 
 #: Acquisition columns that group metrics (:func:`by_acquisition`), in table order.
 GROUPS = ("field", "acquisition", "slices", "slice_thickness", "manufacturer")
@@ -292,7 +293,7 @@ def report_sections(task: Task, data_root: Path, predictions: Path, table: dict)
     """The task's report sections for an evaluation ``table`` (the metrics JSON of
     :func:`evaluate`), once per group of units (:func:`report_groups`) when there are
     several, each title prefixed with the group ("ses-2: ..."), each computed inside
-    :func:`lesionkit.bids.unit_scope`."""
+    :func:`lesionkit.units.unit_scope`."""
     units = table.get("units") or [[s, None, None] for s in table["subjects"]]
     groups = report_groups([(u[0], u[1], u[2]) for u in units])
     sections = []

@@ -69,7 +69,7 @@ def resolve_device(device: str = "auto") -> str:
 def folds_for(model: TrainedModel, subject: str) -> list[FoldModel]:
     """The folds that did not train on ``subject`` (all folds when every fold did; a fold
     that trained on any session of it trained on it)."""
-    from lesionkit.bids import subjects_of
+    from lesionkit.units import subjects_of
 
     held_out = [f for f in model.folds if subject not in subjects_of(f.train)]
     return held_out or list(model.folds)

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from lesionkit import __version__
-from lesionkit.bids import BIDSDataset, unit_scope
+from lesionkit.bids import BIDSDataset
 from lesionkit.data import (
     SubjectStore,
     kfold_subjects,
@@ -58,6 +58,7 @@ from lesionkit.model_folder import (
 from lesionkit.tasks.strategies import network_inputs
 from lesionkit.tasks.task import LabelSpec, Task
 from lesionkit.threads import worker_init
+from lesionkit.units import unit_scope
 
 T = TypeVar("T")
 
@@ -803,7 +804,7 @@ def train(
 
 def _check_one_session(dataset: BIDSDataset, task: Task, names: Sequence[str]) -> None:
     """One line for the first subject whose first input is found in several sessions (of
-    the enclosing :func:`lesionkit.bids.unit_scope`): training takes one per subject."""
+    the enclosing :func:`lesionkit.units.unit_scope`): training takes one per subject."""
     spec = task.inputs[0]
     for name in names:
         sessions = sorted({f.entities.get("ses") or "" for f in

@@ -284,7 +284,7 @@ def training_cases(root: Path, predictions: Path, subject: str) -> list[str]:
         stored = yaml.safe_load(config.read_text())
         trained_on = (stored.get("data") or {}).get("root")
         if trained_on is None or Path(trained_on).resolve() == Path(root).resolve():
-            from lesionkit.bids import subjects_of
+            from lesionkit.units import subjects_of
 
             folds = [subjects_of(f["train"]) for f in stored.get("folds", [])]
             held_out = [f for f in folds if subject not in f] or folds

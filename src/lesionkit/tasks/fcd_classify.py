@@ -95,7 +95,7 @@ def _truth(root: Path, subject: str, **entities: str) -> np.ndarray | None:
 
 def cam_path(predictions: str | os.PathLike[str], subject: str) -> Path | None:
     """The subject's Grad-CAM map that ``lesionkit predict`` wrote under ``predictions``
-    (of the session of the enclosing :func:`lesionkit.bids.unit_scope`), or None."""
+    (of the session of the enclosing :func:`lesionkit.units.unit_scope`), or None."""
     from lesionkit.bids import BIDSDataset
 
     if not Path(predictions).is_dir():
@@ -108,14 +108,15 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
     """One row per subject: true group, patient probability, call, correctness, Heat-Score.
 
     Reads ``task-<name>_predictions.tsv`` (written by predict; its rows of the session
-    of the enclosing :func:`lesionkit.bids.unit_scope`) and, where present, the
+    of the enclosing :func:`lesionkit.units.unit_scope`) and, where present, the
     subject's Grad-CAM map with its lesion and brain masks.
     """
     import pandas as pd
 
-    from lesionkit.bids import BIDSDataset, row_in_scope
+    from lesionkit.bids import BIDSDataset
     from lesionkit.explain import energy_fraction, heat_score
     from lesionkit.io import InputError, load_volume
+    from lesionkit.units import row_in_scope
 
     table = BIDSDataset(root).participants().set_index("participant_id")
     path = Path(predictions) / f"task-{task.name}_predictions.tsv"

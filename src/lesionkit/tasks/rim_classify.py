@@ -261,7 +261,7 @@ def fold_training_subjects(predictions: Path) -> list[list[str]]:
         config = Path(folder or "") / "config.yaml"
         if folder and config.is_file():
             folds = yaml.safe_load(config.read_text()).get("folds", [])
-            from lesionkit.bids import subjects_of
+            from lesionkit.units import subjects_of
 
             return [subjects_of([str(s) for s in entry.get("train", [])]) for entry in folds]
         return []
@@ -446,7 +446,7 @@ def patches_figure(root: Path, rows: Sequence[dict], title: str) -> Any:
 
 def _with_centres(predictions: Path, rows: Sequence[dict]) -> list[dict]:
     """Lesion rows joined with their centres (voxels) from the ``_lesions.tsv`` tables
-    (of the session of the enclosing :func:`lesionkit.bids.unit_scope`)."""
+    (of the session of the enclosing :func:`lesionkit.units.unit_scope`)."""
     import pandas as pd
 
     from lesionkit.bids import BIDSDataset
