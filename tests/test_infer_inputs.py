@@ -246,6 +246,9 @@ def test_longitudinal_data_trains_on_one_session_and_is_scored_per_session(tmp_p
     model = train(_tiny_task(), data, tmp_path / "model", epochs=1, max_steps=2,
                   progress=False, device="cpu", session="2", subjects=["01", "02"])
     assert read_config(model)["training"]["session"] == "2"
+    with pytest.raises(InputError, match=r"expected at least 2 training subjects .*at ses-9"):
+        train(_tiny_task(), data, tmp_path / "none", epochs=1, progress=False, device="cpu",
+              session="9")
     predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "p")
     _, table = evaluate(get_task("flair-lesion"), data, predictions=tmp_path / "p")
     rows = json.loads(table.read_text())["rows"]

@@ -737,6 +737,7 @@ def train(
                                  f"sub-{', sub-'.join(refused)} without")
         if len(names) < 2:
             rule = f" and {dict(task.train_on)} in participants.tsv" if task.train_on else ""
+            rule += f", at ses-{session}" if session else ""
             raise InputError(f"{dataset.root}: expected at least 2 training subjects for task "
                              f"{task.name} (every image{rule}), found {len(names)}: "
                              f"{missing_images(dataset, task)}")
