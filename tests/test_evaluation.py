@@ -4,6 +4,7 @@ and longitudinal data scored per session."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -21,8 +22,9 @@ from lesionkit.evaluation import (
     report_groups,
     unit_label,
 )
-from lesionkit.io import save_volume
+from lesionkit.io import InputError, save_volume
 from lesionkit.tasks import get_task
+from lesionkit.units import unit_scope
 from lesionkit.volume import Volume
 
 FLAIR = get_task("flair-lesion").prediction_inputs[0]
@@ -127,11 +129,26 @@ def test_longitudinal_predictions_are_scored_per_session(tmp_path: Path, capsys)
     assert "warning: skipped sub-p01_ses-0: " in capsys.readouterr().err
     table = json.loads(json_path.read_text())
     assert [s["unit"] for s in table["skipped"]] == ["sub-p01_ses-0"]
-    assert "lesion mask" in table["skipped"][0]["reason"]
-    # with the pipeline named (--truth), the reason does not ask for it
-    _, named = evaluate(with_truth(task, "manual"), data, out_dir=tmp_path / "named")
-    reason = json.loads(named.read_text())["skipped"][0]["reason"]
-    assert "in manual, found none" in reason and "--truth" not in reason
+    assert table["skipped"][0]["reason"].endswith(
+        "expected the truth of sub-p01_ses-0 (derivatives/<any pipeline>/sub-<label>"
+        "[_ses-<label>]_label-lesion_mask.nii[.gz]), found none")
+    named = with_truth(task, "manual")
+    _, scored = evaluate(named, data, out_dir=tmp_path / "named")
+    assert "derivatives/manual/sub-<label>" in json.loads(scored.read_text())["skipped"][0][
+        "reason"]
+    # any other fault of a session stops the evaluation: a probability above 1 at ses-2
+    bad = tmp_path / "bad"
+    shutil.copytree(data, bad)
+    path = next((bad / "derivatives" / "lesionkit").rglob("sub-p01_ses-2_*_probseg.nii.gz"))
+    save_volume(Volume(np.full((12, 12, 12), 2.0, np.float32), np.diag([1.0, 1.0, 4.0, 1.0]),
+                       "intensity"), path)
+    with pytest.raises(InputError, match=r"expected sub-p01's lesion probability in \[0, 1\]"):
+        evaluate(task, bad, out_dir=tmp_path / "bad-scores")
+    # a subject's only session without truth: the task's own line, which asks for the
+    # pipeline only where none was named
+    with unit_scope(session="0"), pytest.raises(InputError) as error:
+        named.evaluate(named, data, predictions, ["p01"])
+    assert "in manual, found none" in str(error.value) and "--truth" not in str(error.value)
     rows = {r["session_id"]: r for r in table["rows"] if r["method"] == "network"}
     assert rows["ses-1"]["lesion_dice"] == pytest.approx(1.0)
     assert rows["ses-2"]["lesion_dice"] == pytest.approx(0.0)

@@ -15,8 +15,9 @@ Longitudinal data is scored per unit: each session (and run) that holds predicti
 evaluated on its own (:func:`evaluation_units`, inside :func:`lesionkit.units.unit_scope`,
 so a task's hook written for one image per subject reads that unit's images), and its
 rows carry ``session_id`` (and ``run``) beside ``participant_id``, as predict's tables.
-A session that cannot be scored (no truth at the first visit) while another session of
-the subject can is skipped with a warning naming it and why.
+A session without any of the task's truth images (the first visit, where the truth marks
+what changed) is skipped with a warning naming it, when another session of the subject
+is scored; every other error of a session stops the evaluation as before.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from lesionkit.bids import BIDSDataset
+from lesionkit.data import expected_name
 from lesionkit.io import InputError, write_json, write_tsv
 from lesionkit.summaries import summarise
 from lesionkit.tasks.task import ImageSpec, Task, dataset_is_phantom
@@ -79,7 +81,8 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
         (TSV path, JSON path).
 
     Raises:
-        InputError: nothing to score, or a subject's only unit cannot be scored.
+        InputError: nothing to score, or a unit that cannot be scored (other than a
+            session without truth beside one with it).
     """
     if task.evaluate is None:
         raise InputError(f"task {task.name}: expected an evaluation, found none")
@@ -95,21 +98,24 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
 
     rows, acquired, scored, skipped = [], {}, [], []
     units = evaluation_units(task, found, names)
+    truth = [t for t in task.targets if isinstance(t, ImageSpec)]
     for unit in track(units, description=f"evaluate {task.name}", disable=not progress):
         subject, session, run = unit
-        try:
-            with unit_scope(session, run):
-                found_rows = [_labelled(row, session, run)
-                              for row in task.evaluate(task, dataset.root, found, [subject])]
-                if found_rows:
-                    acquired[unit_label(*unit)] = acquisition(dataset, subject,
-                                                              task.prediction_inputs[0])
-        except InputError as error:  # a session without truth, beside one with it
-            if sum(u[0] == subject for u in units) < 2:
-                raise
-            skipped.append({"unit": unit_label(*unit), "reason": str(error)})
-            print(f"warning: skipped {unit_label(*unit)}: {error}", file=sys.stderr)
-            continue
+        with unit_scope(session, run):
+            if (truth and sum(u[0] == subject for u in units) > 1
+                    and not any(dataset.locate(subject, t.suffix, **t.query()) for t in truth)):
+                # a session without truth (the first visit, where the truth marks change)
+                # beside a session of the subject that has it: skipped, not an error
+                reason = (f"{dataset.root}: expected the truth of {unit_label(*unit)} "
+                          f"({', '.join(_truth_name(t) for t in truth)}), found none")
+                skipped.append({"unit": unit_label(*unit), "reason": reason})
+                print(f"warning: skipped {unit_label(*unit)}: {reason}", file=sys.stderr)
+                continue
+            found_rows = [_labelled(row, session, run)
+                          for row in task.evaluate(task, dataset.root, found, [subject])]
+            if found_rows:
+                acquired[unit_label(*unit)] = acquisition(dataset, subject,
+                                                          task.prediction_inputs[0])
         scored.extend([unit] if found_rows else [])
         rows.extend(found_rows)
     if not rows and skipped:
@@ -135,6 +141,14 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
                             "by_acquisition": grouped},
                            out / f"task-{task.name}_metrics.json")
     return tsv, json_path
+
+
+def _truth_name(spec: ImageSpec) -> str:
+    """How a truth image is named, its pipeline "<any pipeline>" where any may hold it."""
+    name = expected_name(spec)
+    if spec.other_pipelines and spec.derivatives:
+        name = name.replace(f"derivatives/{spec.derivatives}/", "derivatives/<any pipeline>/")
+    return name
 
 
 def evaluation_units(task: Task, predictions: Path, subjects: Sequence[str]) -> list[Unit]:
