@@ -18,7 +18,13 @@ Usage::
     python benchmarks/fcd_voxelwise.py data/fcd120 --work out/fcd-voxelwise --subjects 60
 
 Prints both AUCs and the mean z inside the lesion of each patient after registration;
-writes ``WORK/voxelwise.json``.
+writes ``WORK/voxelwise.json``. With ``--write-bids DIR`` it skips the scores and writes
+the registered subjects as a BIDS dataset on the template's grid instead (FLAIR masked to
+the brain, ``derivatives/phantom`` brain and lesion masks, ``participants.tsv``): the
+input of ``lesionkit crossval fcd-classify DIR OUT --arms scratch,normative``::
+
+    python benchmarks/fcd_voxelwise.py data/fcd120 --work out/fcd-voxelwise --subjects 120 \
+        --write-bids data/fcd120-mni
 """
 
 from __future__ import annotations
@@ -117,6 +123,39 @@ def scores(volumes: list[dict[str, np.ndarray]], patients: np.ndarray, sigma: fl
     return best, in_lesion
 
 
+def write_bids(root: Path, subjects: list[str], cache: Path, out: Path) -> None:
+    """The registered subjects as a BIDS dataset on the MNI152 2 mm grid."""
+    import shutil
+
+    from nilearn import datasets
+
+    affine = datasets.load_mni152_template(resolution=2).affine
+    for subject in subjects:
+        volumes = register(root, subject, cache)
+        anat, truth = out / subject / "anat", out / "derivatives" / "phantom" / subject / "anat"
+        anat.mkdir(parents=True, exist_ok=True)
+        truth.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(volumes["flair"].astype(np.float32), affine),
+                 anat / f"{subject}_FLAIR.nii.gz")
+        nib.save(nib.Nifti1Image(volumes["brain"].astype(np.uint8), affine),
+                 truth / f"{subject}_desc-brain_mask.nii.gz")
+        if volumes["lesion"].any():
+            nib.save(nib.Nifti1Image(volumes["lesion"].astype(np.uint8), affine),
+                     truth / f"{subject}_label-lesion_mask.nii.gz")
+    description = json.loads((root / "dataset_description.json").read_text())
+    description["Name"] = f"{description.get('Name', root.name)}, registered to MNI152 (2 mm)"
+    (out / "dataset_description.json").write_text(json.dumps(description, indent=1))
+    phantom = root / "derivatives" / "phantom" / "dataset_description.json"
+    if phantom.is_file():
+        shutil.copy(phantom, out / "derivatives" / "phantom" / "dataset_description.json")
+    import pandas as pd
+
+    table = pd.read_csv(root / "participants.tsv", sep="\t", dtype=str)
+    table[table["participant_id"].isin(subjects)].to_csv(out / "participants.tsv", sep="\t",
+                                                         index=False, na_rep="n/a")
+    print(f"wrote {len(subjects)} registered subjects to {out}")
+
+
 def main() -> None:
     """Register, score and print the AUCs."""
     import pandas as pd
@@ -127,6 +166,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="cache and output folder")
     parser.add_argument("--subjects", type=int, default=60, help="first N subjects")
     parser.add_argument("--sigma", type=float, default=1.0, help="smoothing (voxels)")
+    parser.add_argument("--write-bids", type=Path, help="write the registered subjects here "
+                        "as a BIDS dataset instead of scoring")
     args = parser.parse_args()
     participants = args.data / "participants.tsv"
     if not participants.is_file():
@@ -135,6 +176,9 @@ def main() -> None:
     table = pd.read_csv(participants, sep="\t").iloc[:args.subjects]
     subjects = list(table["participant_id"])
     patients = (table["group"] == "patient").to_numpy()
+    if args.write_bids:
+        write_bids(args.data, subjects, args.work / "registered", args.write_bids)
+        return
     reference = nib.load(_paths(args.data, subjects[0])["flair"])
     result = {"subjects": len(subjects), "patients": int(patients.sum()), "sigma": args.sigma}
     for name, load in (("native grid", lambda s: native(args.data, s, reference)),

@@ -50,3 +50,65 @@ def test_resnet_pooling_and_first_stride_are_values() -> None:
     assert averaged.state_dict().keys() == network.state_dict().keys()
     with pytest.raises(ValueError, match="pooling"):
         build_network("resnet10", 1, 2, pooling="mean")
+
+
+def _examples(values: list[tuple[float, int]], shape=(6, 5, 4)) -> list[dict]:
+    return [{"input": torch.full((1, *shape), v), "target": torch.tensor(t)} for v, t in values]
+
+
+def test_normative_fit_uses_the_reference_class_only() -> None:
+    import numpy as np
+
+    from lesionkit.models import fit_normative
+
+    # controls (class 0) at 1, 2, 3; a patient (class 1) at 100 must not move the fit
+    state = fit_normative(_examples([(1.0, 0), (100.0, 1), (2.0, 0), (3.0, 0)]), 0, sigma=0)
+    np.testing.assert_allclose(state["normative_mean"], 2.0)
+    np.testing.assert_allclose(state["normative_sd"], 1.0)  # sample SD of 1, 2, 3
+    assert state["normative_count"][0] == 3 and state["normative_mean"].shape == (1, 6, 5, 4)
+    # identical controls: the SD floor, not zero
+    state = fit_normative(_examples([(1.0, 0), (1.0, 0)]), 0, sigma=0, floor=0.05)
+    np.testing.assert_allclose(state["normative_sd"], 0.05)
+    with pytest.raises(ValueError, match="at least two training subjects of class 0"):
+        fit_normative(_examples([(1.0, 0), (5.0, 1)]), 0, sigma=0)
+    mixed = _examples([(1.0, 0)]) + _examples([(2.0, 0)], shape=(6, 5, 5))
+    with pytest.raises(ValueError, match="one grid"):
+        fit_normative(mixed, 0, sigma=0)
+
+
+def test_normative_network_reads_the_image_and_its_z_score() -> None:
+    from lesionkit.io import InputError
+    from lesionkit.models import NormativeDeviation, fit_normative, normative_network
+
+    state = fit_normative(_examples([(1.0, 0), (2.0, 0), (3.0, 0)], shape=(16, 16, 16)), 0,
+                          sigma=1.0)
+    network = normative_network(1, 2, state=state, base="resnet10", widen_factor=0.25)
+    assert isinstance(network, NormativeDeviation)
+    assert network.network.conv1.in_channels == 2  # the image and its z-score
+    x = torch.full((1, 1, 16, 16, 16), 4.0)
+    z = network.deviation(x)
+    # away from the edges, smoothing a constant leaves it: (4 - 2) / 1
+    torch.testing.assert_close(z[0, 0, 8, 8, 8], torch.tensor(2.0), atol=1e-4, rtol=0)
+    assert network.eval()(x).shape == (1, 2)
+    assert set(network.state_dict()) >= {"mean", "sd"}  # saved with the weights
+    with pytest.raises(InputError, match="16 x 16 x 16 voxels"):
+        network(torch.zeros(1, 1, 16, 16, 12))
+    with pytest.raises(ValueError, match="fitted state"):
+        normative_network(1, 2)
+
+
+def test_normative_members_are_scored_without_themselves() -> None:
+    import numpy as np
+
+    from lesionkit.models import NormativeDeviation, fit_normative
+
+    values = [1.0, 2.0, 3.0, 6.0]
+    state = fit_normative(_examples([(v, 0) for v in values]), 0, sigma=0, floor=1e-6)
+    network = NormativeDeviation(torch.nn.Identity(), state)
+    x = torch.full((2, 1, 6, 5, 4), 6.0)
+    z = network.deviation(x, members=torch.tensor([True, False]))
+    others = np.array(values[:3])
+    expected = (6.0 - others.mean()) / others.std(ddof=1)  # the group without 6
+    np.testing.assert_allclose(z[0].numpy(), expected, rtol=1e-4)
+    in_sample = (6.0 - np.mean(values)) / np.std(values, ddof=1)
+    np.testing.assert_allclose(z[1].numpy(), in_sample, rtol=1e-4)

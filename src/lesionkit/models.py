@@ -15,6 +15,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -198,6 +199,133 @@ def resnet_segmenter(in_channels: int, out_channels: int, depth: int = 18,
     """A ResNet-``depth`` encoder (as the classifier's) with a feature-pyramid decoder."""
     encoder = NETWORKS[f"resnet{depth}"](in_channels, 2, **resnet_kwargs)
     return ResNetSegmenter(encoder, out_channels, features)
+
+
+def smoothed(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing of (B, C, X, Y, Z) volumes (MONAI ``GaussianFilter``; ``sigma`` in
+    voxels, 0: unchanged)."""
+    if sigma <= 0:
+        return x
+    from monai.networks.layers import GaussianFilter
+
+    return GaussianFilter(3, sigma).to(x.device)(x)
+
+
+def fit_normative(examples: Any, reference: int, sigma: float, floor: float = 0.05
+                  ) -> dict[str, Any]:
+    """Voxel-wise mean and standard deviation of a reference group's smoothed inputs.
+
+    The normative comparison of MAP-style morphometry: a subject's voxel is later scored
+    by how far it lies from the same voxel of the reference group (training controls),
+    which needs every subject on one grid (registered to one template).
+
+    Args:
+        examples: Training examples (``{"input": (C, X, Y, Z), "target": class}``), without
+            augmentation.
+        reference: Class index of the reference group (e.g. 0, controls).
+        sigma: Gaussian smoothing before the comparison (voxels).
+        floor: Least standard deviation (input units), so that voxels where the
+            reference group agrees to the last digit (outside the brain) do not explode.
+
+    Returns:
+        ``normative_mean`` and ``normative_sd`` (C, X, Y, Z), ``normative_sigma`` (1,) and
+        ``normative_count`` (1,): the state of :class:`NormativeDeviation`.
+
+    Raises:
+        InputError: fewer than two reference examples, or examples on different grids.
+    """
+    from lesionkit.io import InputError
+
+    total = square = None
+    count = 0
+    for item in examples:
+        if int(item["target"]) != reference:
+            continue
+        x = smoothed(torch.as_tensor(item["input"], dtype=torch.float32)[None], sigma)[0]
+        x = x.double()
+        if total is not None and x.shape != total.shape:
+            raise InputError("expected every subject on one grid (registered to one "
+                             f"template), found {tuple(total.shape[1:])} and "
+                             f"{tuple(x.shape[1:])} voxels")
+        total = x if total is None else total + x
+        square = x * x if square is None else square + x * x
+        count += 1
+    if count < 2 or total is None or square is None:
+        raise InputError(f"expected at least two training subjects of class {reference} for "
+                         f"the normative comparison, found {count}")
+    mean = total / count
+    sd = ((square / count - mean * mean).clamp(min=0) * count / (count - 1)).sqrt()
+    return {"normative_mean": mean.float().numpy(),
+            "normative_sd": sd.clamp(min=floor).float().numpy(),
+            "normative_sigma": np.array([sigma], np.float32),
+            "normative_count": np.array([count], np.int64)}
+
+
+class NormativeDeviation(nn.Module):
+    """A network that reads its input and the input's voxel-wise z-score against a
+    reference group (:func:`fit_normative`), stacked as channels.
+
+    The z-score, ``(smoothed(x) - mean) / sd`` clipped to +-``limit``, is computed inside
+    the module from buffers saved with the weights, so a model folder predicts with the
+    statistics of the subjects it was trained on.
+
+    Args:
+        network: Network taking twice the input channels.
+        state: :func:`fit_normative`'s result.
+        limit: Clip of the z-score.
+    """
+
+    def __init__(self, network: nn.Module, state: dict[str, Any], limit: float = 10.0) -> None:
+        super().__init__()
+        self.network, self.limit = network, limit
+        # (1, C, X, Y, Z): 5D like the input, so channels-last conversion takes them too
+        self.register_buffer("mean", torch.as_tensor(np.asarray(state["normative_mean"]))[None])
+        self.register_buffer("sd", torch.as_tensor(np.asarray(state["normative_sd"]))[None])
+        self.sigma = float(np.asarray(state["normative_sigma"]).ravel()[0])
+        self.count = int(np.asarray(state["normative_count"]).ravel()[0])
+
+    def deviation(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, X, Y, Z) z-scores of ``x`` against the reference group.
+
+        Args:
+            x: (B, C, X, Y, Z) inputs.
+            members: (B,) True for examples that are part of the fitted reference group
+                (training controls): their z-score is taken against the group without
+                them (leave-one-out), as a held-out subject's is. Without it a member's
+                own values pull the mean toward it and widen the SD, so its extremes come
+                out smaller than those of a subject outside the group.
+        """
+        if tuple(x.shape[1:]) != tuple(self.mean.shape[1:]):
+            from lesionkit.io import InputError
+
+            raise InputError(
+                "expected an input on the grid of the model's normative maps ("
+                f"{' x '.join(map(str, self.mean.shape[2:]))} voxels, {self.mean.shape[1]} "
+                f"channel(s): subjects registered to the training template), found "
+                f"{' x '.join(map(str, x.shape[2:]))} voxels, {x.shape[1]} channel(s)")
+        z = (smoothed(x, self.sigma) - self.mean) / self.sd
+        n = self.count
+        if members is not None and bool(members.any()) and n > 2:
+            # Member x of n: x - mean_without = d n / (n - 1); the sum of squares without
+            # it loses d^2 n / (n - 1), over n - 2 degrees of freedom (d = z sd).
+            rest = ((n - 1) - z * z * n / (n - 1)).clamp(min=1e-3)
+            alone = z * n / (n - 1) * torch.sqrt((n - 2) / rest)
+            z = torch.where(members.view(-1, *([1] * (z.ndim - 1))).to(z.device), alone, z)
+        return z.clamp(-self.limit, self.limit)
+
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """The wrapped network's output for ``x`` and its z-score (see :meth:`deviation`)."""
+        return self.network(torch.cat([x, self.deviation(x, members)], dim=1))
+
+
+def normative_network(in_channels: int, out_channels: int, state: dict[str, Any] | None = None,
+                      base: str = "resnet18", **kwargs: Any) -> nn.Module:
+    """The registered network ``base`` (``**kwargs`` its options) over the input and its
+    normative z-score (:class:`NormativeDeviation`): ``Task.network_factory`` of tasks
+    whose ``fit_state`` is :func:`fit_normative`."""
+    if state is None:
+        raise ValueError("normative_network needs the fitted state (Task.fit_state)")
+    return NormativeDeviation(NETWORKS[base](2 * in_channels, out_channels, **kwargs), state)
 
 
 NETWORKS: dict[str, Callable[..., nn.Module]] = {

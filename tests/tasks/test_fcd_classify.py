@@ -148,3 +148,30 @@ def test_classifier_can_overfit_a_few_phantom_subjects(tmp_path: Path) -> None:
                   splits=[{"train": subjects, "validation": []}])
     loss = pd.read_csv(model / "fold-0" / "metrics.csv")["train_loss"].to_numpy()
     assert loss[-3:].mean() < 0.25 * math.log(2) and loss[-3:].mean() < loss[:3].mean()
+
+
+def test_normative_arm_compares_with_the_training_controls_only(tmp_path: Path) -> None:
+    from lesionkit.infer import predict
+    from lesionkit.model_folder import load_tensors, read_config
+    from lesionkit.training import train
+
+    data = _dataset(tmp_path / "bids", subjects=8)
+    task = replace(get_task("fcd-classify"), network="resnet10",
+                   network_kwargs={"widen_factor": 0.25}).arm("normative")
+    assert task.network_kwargs["base"] == "resnet10"  # the arm follows the task's network
+    assert task.inference.cam_layer == "network.layer4"
+    assert not any(t.name == "RandomFlip" for t in task.augment)
+    model = train(task, data, tmp_path / "model", folds=2, epochs=1, max_steps=1,
+                  progress=False, device="cpu")
+    config = read_config(model)
+    groups = {f"{n:02d}": n % 2 for n in range(1, 9)}  # odd subjects are patients
+    for entry in config["folds"]:
+        state = load_tensors(model / f"fold-{entry['fold']}" / "state.safetensors")
+        controls = [s for s in entry["train"] if groups[s.removeprefix("sub-")] == 0]
+        assert 0 < len(controls) < 4  # a fold's own controls, never all of them
+        assert int(state["normative_count"][0]) == len(controls)
+    predictions = tmp_path / "predictions"
+    predict(model, data, device="cpu", progress=False, out_dir=predictions)
+    assert cam_path(predictions, "01") is not None
+    rows = task.evaluate(task, data, predictions, list(groups))
+    assert len(rows) == 8 and all(0.0 <= r["probability"] <= 1.0 for r in rows)

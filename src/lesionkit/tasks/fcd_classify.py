@@ -19,6 +19,12 @@ Transfer-learning arms (``lesionkit crossval fcd-classify ... --arms``), as the 
   stage starting from the encoder of the one before); the classifier starts from the
   last stage's encoder. Neither stage sees FLAIR or an FCD.
 - ``medicalnet``: a MedicalNet (Med3D) checkpoint the user holds (``--weights``).
+- ``normative`` (lesionkit's, not the paper's): the ResNet reads the FLAIR and its
+  voxel-wise z-score against the fold's training controls (:func:`normative_arm`), the
+  comparison with normal brains of MAP-style FCD morphometry. It needs every subject
+  registered to one template (the model's grid); a subject on another grid is refused
+  with one line. Training controls are scored against the other training controls
+  (leave-one-out), as held-out subjects are against all of them.
 
 Choices where the paper is silent (measured on 240 training and 60 held-out phantom
 subjects at 2 mm, 12-15 epochs; docs/results.md has the record; with all of them both
@@ -326,12 +332,55 @@ def initialise_from_medicalnet(network: Any, source: Path) -> Any:
     return load_medicalnet(network, source)
 
 
-#: Transfer-learning arms compared by ``lesionkit crossval``.
+#: Smoothing of the normative comparison (Gaussian sigma, voxels: 2 mm on a 2 mm grid),
+#: that of the location-blind detector of docs/results.md ("Registration to the MNI152
+#: template"), fixed before the arm was tried.
+NORMATIVE_SIGMA = 1.0
+#: Training augmentation of the normative arm: no mirror flips (a flipped brain no longer
+#: lies on the controls' voxels) and affines of a couple of millimetres, which keep the
+#: comparison with the controls roughly in register.
+NORMATIVE_AUGMENT = (
+    Transform("RandomAffine", {"scales": 0.02, "degrees": 2, "translation": 2}),)
+
+
+def fit_control_norms(dataset: Any) -> dict[str, Any]:
+    """Voxel-wise mean and SD of the fold's training controls (smoothed, normalised input;
+    :func:`lesionkit.models.fit_normative`); the fold's patients and held-out subjects are
+    not part of it."""
+    from lesionkit.models import fit_normative
+
+    return fit_normative(dataset.unaugmented(), CLASSES.index("control"), NORMATIVE_SIGMA)
+
+
+def normative_training_step(network: Any, loss: Any, batch: dict[str, Any]) -> Any:
+    """Cross-entropy with each training control scored against the other training
+    controls (leave-one-out; :meth:`lesionkit.models.NormativeDeviation.deviation`), as
+    every held-out subject is."""
+    target = batch["target"]
+    return loss(network(batch["input"], members=target == CLASSES.index("control")), target)
+
+
+def normative_arm(task: Task) -> dict[str, Any]:
+    """The ``normative`` arm: the task's ResNet reads the image and its voxel-wise z-score
+    against the fold's training controls (MAP-style morphometric comparison; subjects
+    must be registered to one template). Predict it with one flip (the default)."""
+    from lesionkit.models import normative_network
+
+    return {"network_factory": normative_network,
+            "network_kwargs": {**task.network_kwargs, "base": task.network},
+            "fit_state": fit_control_norms, "training_step": normative_training_step,
+            "augment": NORMATIVE_AUGMENT,
+            "inference": replace(task.inference, cam_layer=f"network.{CAM_LAYER}")}
+
+
+#: Arms compared by ``lesionkit crossval``: transfer learning, and the comparison with
+#: normal brains.
 ARMS = {
     "scratch": {},
     "segmentation": {"pretraining": pretraining_stages,
                      "initialise": initialise_from_segmentation},
     "medicalnet": {"initialise": initialise_from_medicalnet},
+    "normative": normative_arm,
 }
 
 

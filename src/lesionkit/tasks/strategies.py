@@ -357,6 +357,18 @@ class _SubjectExamples:
         images = {k: v.data for k, v in subject.get_images_dict(intensity_only=False).items()}
         return example(images, {k: subject[k] for k in subject if k not in images}, self.task)
 
+    def unaugmented(self) -> _SubjectExamples:
+        """The same examples without the training augmentation (for ``Task.fit_state``).
+
+        Raises:
+            TypeError: the examples are patches of a queue, not whole subjects.
+        """
+        if not isinstance(self.source, _Subjects):
+            raise TypeError("unaugmented examples are whole subjects; this dataset draws "
+                            "patches")
+        source = _Subjects(self.source.store, self.source.names, self.source.stats, None)
+        return _SubjectExamples(source, self.task, self.own_workers)
+
 
 @dataclass(frozen=True)
 class WholeVolumeSampler:

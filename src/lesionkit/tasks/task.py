@@ -340,7 +340,8 @@ class Task:
             from the one before (through its own ``initialise``); the last one's model
             folder is the ``source`` of ``initialise`` (a function of the task, so that
             it follows the variant's network).
-        arms: Arm name -> field overrides, compared by ``lesionkit crossval``.
+        arms: Arm name -> field overrides, compared by ``lesionkit crossval``; or a
+            function of the task giving them (an arm that follows the task's network).
         lesion_features: Per-lesion feature vectors cached under the dataset's derivatives
             and passed to the network with each lesion (:class:`LesionFeatures`).
     """
@@ -379,7 +380,8 @@ class Task:
     initialise: Callable[..., Any] | None = None
     pretrained_lr_factor: float = 1.0
     pretraining: Callable[[Task], Task | tuple[Task, ...]] | None = None
-    arms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    arms: Mapping[str, Mapping[str, Any] | Callable[[Task], Mapping[str, Any]]] = field(
+        default_factory=dict)
     lesion_features: LesionFeatures | None = None
 
     @property
@@ -414,7 +416,8 @@ class Task:
             raise KeyError(f"task {self.name} has no arm {name!r}; known arms: {known}")
         from dataclasses import replace
 
-        return replace(self, **dict(self.arms[name]))
+        overrides = self.arms[name]
+        return replace(self, **dict(overrides(self) if callable(overrides) else overrides))
 
 
 def dataset_is_phantom(root: Path) -> bool:
