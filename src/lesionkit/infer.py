@@ -541,8 +541,11 @@ def predict(
         margin = getattr(task.inference, "crop_margin", None)
         box = (brain_box(loaded["mask"].data[0].numpy(), margin)
                if margin is not None and task.output_kind == "maps" else None)
-        mean, std = predict_arrays(model, inputs, flip_count, device, label_map, folds,
-                                   features, amp=amp, box=box)
+        try:
+            mean, std = predict_arrays(model, inputs, flip_count, device, label_map, folds,
+                                       features, amp=amp, box=box)
+        except InputError as error:  # the network refused the input (e.g. another grid)
+            raise InputError(f"{found[0].path}: {error}") from error
         notes = loaded["notes"]
         sidecar = {"ModelFolder": str(model.path), "Task": task.name,
                    "TestTimeFlips": flip_count, "Folds": len(folds),

@@ -175,3 +175,18 @@ def test_normative_arm_compares_with_the_training_controls_only(tmp_path: Path) 
     assert cam_path(predictions, "01") is not None
     rows = task.evaluate(task, data, predictions, list(groups))
     assert len(rows) == 8 and all(0.0 <= r["probability"] <= 1.0 for r in rows)
+
+    # a subject on another grid (not registered to the training template) is refused
+    import nibabel as nib
+
+    from lesionkit.io import InputError
+
+    for path in [data / "sub-01" / "anat" / "sub-01_FLAIR.nii.gz",
+                 *(data / "derivatives" / "phantom" / "sub-01" / "anat").glob("*.nii.gz")]:
+        image = nib.load(path)
+        nib.save(image.slicer[:, :, 1:], path)
+    refused = tmp_path / "refused"
+    with pytest.raises(InputError, match=r"sub-01_FLAIR\.nii\.gz: expected an input on the "
+                                         r"grid of the model's normative maps"):
+        predict(model, data, device="cpu", progress=False, out_dir=refused, subjects=["01"])
+    assert not list(refused.rglob("*.nii.gz"))
