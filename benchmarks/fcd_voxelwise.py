@@ -25,6 +25,16 @@ input of ``lesionkit crossval fcd-classify DIR OUT --arms scratch,normative``::
 
     python benchmarks/fcd_voxelwise.py data/fcd120 --work out/fcd-voxelwise --subjects 120 \
         --write-bids data/fcd120-mni
+
+With ``--model-dir MODEL`` (a model folder of a ``normative`` or ``normative-peak`` arm,
+trained on that registered dataset) it scores the registered subjects given as ``data``
+out of fold instead: each subject's largest z-score inside its brain mask, the z-score
+computed by the fold that did not train on it, from that fold's training controls (the
+network's own normative maps, nothing learned): the comparison with normal brains of the
+arm, on the arm's folds, without the network. Writes ``WORK/out-of-fold.json``::
+
+    python benchmarks/fcd_voxelwise.py data/fcd120-mni --work out/fcd-voxelwise \
+        --subjects 120 --model-dir out/fcd120-mni/arm-normative-peak/model
 """
 
 from __future__ import annotations
@@ -123,6 +133,32 @@ def scores(volumes: list[dict[str, np.ndarray]], patients: np.ndarray, sigma: fl
     return best, in_lesion
 
 
+def out_of_fold_peaks(root: Path, subjects: list[str], model_dir: Path) -> list[float]:
+    """Largest z-score inside each subject's brain mask, from the normative maps of the
+    fold of ``model_dir`` that did not train on it."""
+    import torch
+
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.data import load_subject, prediction_specs
+    from lesionkit.infer import folds_for, normalised_input
+    from lesionkit.model_folder import load_model
+
+    model = load_model(model_dir, "cpu")
+    task, dataset = model.task, BIDSDataset(root)
+    peaks = []
+    for subject in subjects:
+        label = subject.removeprefix("sub-")
+        loaded = load_subject(dataset, label, task, prediction_specs(task))
+        inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
+        brain = loaded["mask"].data[0].numpy() > 0.5
+        (fold,) = folds_for(model, label)
+        with torch.inference_mode():
+            z = fold.network.deviation(normalised_input(fold, inputs, task.prediction_inputs,
+                                                        "cpu"))
+        peaks.append(float(z[0, 0].numpy()[brain].max()))
+    return peaks
+
+
 def write_bids(root: Path, subjects: list[str], cache: Path, out: Path) -> None:
     """The registered subjects as a BIDS dataset on the MNI152 2 mm grid."""
     import shutil
@@ -168,6 +204,8 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=1.0, help="smoothing (voxels)")
     parser.add_argument("--write-bids", type=Path, help="write the registered subjects here "
                         "as a BIDS dataset instead of scoring")
+    parser.add_argument("--model-dir", type=Path, help="score the (registered) subjects out "
+                        "of fold with this normative arm's fitted maps instead")
     args = parser.parse_args()
     participants = args.data / "participants.tsv"
     if not participants.is_file():
@@ -178,6 +216,17 @@ def main() -> None:
     patients = (table["group"] == "patient").to_numpy()
     if args.write_bids:
         write_bids(args.data, subjects, args.work / "registered", args.write_bids)
+        return
+    if args.model_dir:
+        peaks = out_of_fold_peaks(args.data, subjects, args.model_dir)
+        result = {"subjects": len(subjects), "model": str(args.model_dir),
+                  "auc": float(roc_auc_score(patients, peaks)),
+                  "peak_z": dict(zip(subjects, peaks, strict=True))}
+        print(f"out of fold, largest z of the fold's normative maps: AUC {result['auc']:.3f}; "
+              f"largest z in controls {np.median(np.array(peaks)[~patients]):.1f} (median), "
+              f"in patients {np.median(np.array(peaks)[patients]):.1f}")
+        args.work.mkdir(parents=True, exist_ok=True)
+        (args.work / "out-of-fold.json").write_text(json.dumps(result, indent=1))
         return
     reference = nib.load(_paths(args.data, subjects[0])["flair"])
     result = {"subjects": len(subjects), "patients": int(patients.sum()), "sigma": args.sigma}

@@ -95,6 +95,10 @@ def test_normative_network_reads_the_image_and_its_z_score() -> None:
         network(torch.zeros(1, 1, 16, 16, 12))
     with pytest.raises(ValueError, match="fitted state"):
         normative_network(1, 2)
+    alone = normative_network(1, 2, state=state, base="peak-fcn", with_image=False).eval()
+    assert alone.network.features[0].in_channels == 1  # the z-score alone
+    with torch.no_grad():
+        torch.testing.assert_close(alone(x), alone.network(alone.deviation(x)))
 
 
 def test_normative_members_are_scored_without_themselves() -> None:
@@ -112,3 +116,45 @@ def test_normative_members_are_scored_without_themselves() -> None:
     np.testing.assert_allclose(z[0].numpy(), expected, rtol=1e-4)
     in_sample = (6.0 - np.mean(values)) / np.std(values, ddof=1)
     np.testing.assert_allclose(z[1].numpy(), in_sample, rtol=1e-4)
+
+
+def test_peak_score_net_logit_is_the_peak_of_its_score_map() -> None:
+    from lesionkit.models import PeakScoreNet
+
+    torch.manual_seed(0)
+    network = build_network("peak-fcn", 2, 2).eval()
+    assert isinstance(network, PeakScoreNet)
+    assert sum(p.numel() for p in network.parameters()) < 5000  # too few to memorise
+    x = torch.randn(3, 2, 16, 16, 16)
+    with torch.no_grad():
+        logits, scores = network(x), network.score_map(x)
+    assert scores.shape == (3, 1, 8, 8, 8)  # stride 2: scores on a grid of half the size
+    torch.testing.assert_close(logits[:, 0], torch.zeros(3))  # the reference class
+    torch.testing.assert_close(logits[:, 1], scores.flatten(1).amax(dim=1))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        PeakScoreNet(1, 1)
+    # without convolutions: a linear function of the largest value (one channel), which
+    # starts as the largest value itself (a negative weight would read the lowest)
+    linear = PeakScoreNet(1, 2, depth=0).eval()
+    with torch.no_grad():
+        y = torch.randn(2, 1, 6, 6, 6)
+        torch.testing.assert_close(linear(y)[:, 1], y.flatten(1).amax(dim=1))
+        linear.score.weight.fill_(2.0)
+        linear.score.bias.fill_(-3.0)
+        y = torch.randn(2, 1, 6, 6, 6)
+        torch.testing.assert_close(linear(y)[:, 1], 2.0 * y.flatten(1).amax(dim=1) - 3.0)
+
+
+def test_peak_score_net_is_location_blind() -> None:
+    from lesionkit.models import PeakScoreNet
+
+    torch.manual_seed(1)
+    network = PeakScoreNet(1, 2).eval()
+    spot = torch.zeros(2, 1, 24, 24, 24)
+    # the same spot at two places on the stride's grid, both far enough from the edges
+    # that no zero padding reaches the scores they move
+    spot[0, 0, 8:10, 10:12, 12:14] = 5.0
+    spot[1, 0, 14:16, 8:10, 10:12] = 5.0
+    with torch.no_grad():
+        logits = network(spot)
+    torch.testing.assert_close(logits[0], logits[1])

@@ -89,6 +89,9 @@ def grad_cam(
         cam = GradCAM(explained, target_layers=target_layer, postprocessing=_scale_to_unit)
         parameter = next(explained.parameters())
         x = volume_tensor.detach().clone().to(device=parameter.device, dtype=parameter.dtype)
+        # a layer that reads the input itself gets its backward hook called with inputs
+        # that need no gradient (a PyTorch warning) unless the input asks for one
+        x.requires_grad_(True)
         result = cam(x, class_idx=class_index)
         # The hooks keep the layer's output, whose autograd graph holds the hooks: a cycle
         # through C++ objects that Python's garbage collector cannot free (about 70 MB per

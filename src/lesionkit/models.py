@@ -201,6 +201,67 @@ def resnet_segmenter(in_channels: int, out_channels: int, depth: int = 18,
     return ResNetSegmenter(encoder, out_channels, features)
 
 
+class PeakScoreNet(nn.Module):
+    """A fully convolutional voxel scorer whose class logits are its score maps' peaks.
+
+    For "is there a focal abnormality anywhere in this volume": ``depth`` 3x3x3
+    convolutions with batch normalisation and ReLU (the first with stride ``stride``)
+    give ``width`` channels per voxel (the module :attr:`features`, the layer to explain
+    with Grad-CAM), a 1x1 convolution one score map per class after the first, and a
+    class's logit is the largest value of its map over the volume (global maximum pooling
+    of a score map, weakly supervised localisation). The first class is the reference:
+    its logit is 0, so with two classes the second's probability is the sigmoid of the
+    peak score. With a few thousand weights the network holds little about individual
+    training subjects, and its Grad-CAM is its own score map.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Classes (at least 2).
+        width: Channels of every convolution.
+        depth: Number of 3x3x3 convolutions (receptive field 2 * depth + 1 voxels of the
+            strided grid). 0: none, the score is a weighted sum of the input channels per
+            voxel, so a one-channel input's logit is a linear function of its largest
+            value (logistic regression on the peak while the weight stays positive; it
+            starts at 1, the bias at 0).
+        stride: Stride of the first convolution (2: the scores are on a grid of twice the
+            input's spacing, an eighth of the work).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 2, width: int = 8,
+                 depth: int = 3, stride: int = 2) -> None:
+        super().__init__()
+        if out_channels < 2 or depth < 0:
+            raise ValueError(f"PeakScoreNet needs at least 2 classes and a depth of 0 or "
+                             f"more, found {out_channels} and {depth}")
+        layers: list[nn.Module] = []
+        for k in range(depth):
+            layers += [nn.Conv3d(in_channels if k == 0 else width, width, 3,
+                                 stride=stride if k == 0 else 1, padding=1),
+                       nn.BatchNorm3d(width), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.score = nn.Conv3d(width if depth else in_channels, out_channels - 1, 1)
+        if not depth:
+            # Start from the peak of the input's mean: with a negative weight the peak of
+            # the score is the input's *lowest* value, a trap the loss does not lead out of.
+            nn.init.constant_(self.score.weight, 1.0 / in_channels)
+            nn.init.zeros_(self.score.bias)
+
+    def score_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, classes - 1, X', Y', Z') voxel scores (logits against the first class)."""
+        return self.score(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, classes) logits: 0 for the first class, each other class's peak score."""
+        peaks = self.score_map(x).flatten(2).amax(dim=2)
+        return torch.cat([torch.zeros_like(peaks[:, :1]), peaks], dim=1)
+
+
+def peak_fcn(in_channels: int, out_channels: int, width: int = 8, depth: int = 3,
+             stride: int = 2) -> nn.Module:
+    """Fully convolutional scorer with global maximum pooling (:class:`PeakScoreNet`)."""
+    return PeakScoreNet(in_channels, out_channels, width, depth, stride)
+
+
 def smoothed(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian smoothing of (B, C, X, Y, Z) volumes (MONAI ``GaussianFilter``; ``sigma`` in
     voxels, 0: unchanged)."""
@@ -270,14 +331,18 @@ class NormativeDeviation(nn.Module):
     statistics of the subjects it was trained on.
 
     Args:
-        network: Network taking twice the input channels.
+        network: Network taking twice the input channels (with ``with_image``), else as
+            many.
         state: :func:`fit_normative`'s result.
         limit: Clip of the z-score.
+        with_image: Whether the network reads the input beside its z-score (False: the
+            z-score alone).
     """
 
-    def __init__(self, network: nn.Module, state: dict[str, Any], limit: float = 10.0) -> None:
+    def __init__(self, network: nn.Module, state: dict[str, Any], limit: float = 10.0,
+                 with_image: bool = True) -> None:
         super().__init__()
-        self.network, self.limit = network, limit
+        self.network, self.limit, self.with_image = network, limit, with_image
         # (1, C, X, Y, Z): 5D like the input, so channels-last conversion takes them too
         self.register_buffer("mean", torch.as_tensor(np.asarray(state["normative_mean"]))[None])
         self.register_buffer("sd", torch.as_tensor(np.asarray(state["normative_sd"]))[None])
@@ -314,18 +379,24 @@ class NormativeDeviation(nn.Module):
         return z.clamp(-self.limit, self.limit)
 
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
-        """The wrapped network's output for ``x`` and its z-score (see :meth:`deviation`)."""
-        return self.network(torch.cat([x, self.deviation(x, members)], dim=1))
+        """The wrapped network's output for ``x`` and its z-score (see :meth:`deviation`),
+        or for the z-score alone."""
+        z = self.deviation(x, members)
+        return self.network(torch.cat([x, z], dim=1) if self.with_image else z)
 
 
 def normative_network(in_channels: int, out_channels: int, state: dict[str, Any] | None = None,
-                      base: str = "resnet18", **kwargs: Any) -> nn.Module:
+                      base: str = "resnet18", with_image: bool = True, **kwargs: Any
+                      ) -> nn.Module:
     """The registered network ``base`` (``**kwargs`` its options) over the input and its
-    normative z-score (:class:`NormativeDeviation`): ``Task.network_factory`` of tasks
-    whose ``fit_state`` is :func:`fit_normative`."""
+    normative z-score, or the z-score alone (``with_image`` False;
+    :class:`NormativeDeviation`): ``Task.network_factory`` of tasks whose ``fit_state``
+    is :func:`fit_normative`."""
     if state is None:
         raise ValueError("normative_network needs the fitted state (Task.fit_state)")
-    return NormativeDeviation(NETWORKS[base](2 * in_channels, out_channels, **kwargs), state)
+    channels = 2 * in_channels if with_image else in_channels
+    return NormativeDeviation(NETWORKS[base](channels, out_channels, **kwargs), state,
+                              with_image=with_image)
 
 
 NETWORKS: dict[str, Callable[..., nn.Module]] = {
@@ -337,6 +408,7 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
     "resnet50": _resnet(50),
     "unet2d": unet_2d,
     "resnet-segmenter": resnet_segmenter,
+    "peak-fcn": peak_fcn,
 }
 
 

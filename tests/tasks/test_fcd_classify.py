@@ -190,3 +190,74 @@ def test_normative_arm_compares_with_the_training_controls_only(tmp_path: Path) 
                                          r"grid of the model's normative maps"):
         predict(model, data, device="cpu", progress=False, out_dir=refused, subjects=["01"])
     assert not list(refused.rglob("*.nii.gz"))
+
+
+def test_normative_peak_arm_scores_voxels_and_explains_with_its_score_map(tmp_path: Path
+                                                                          ) -> None:
+    from lesionkit.infer import predict
+    from lesionkit.model_folder import read_config
+    from lesionkit.models import PeakScoreNet
+    from lesionkit.training import train
+
+    data = _dataset(tmp_path / "bids", subjects=8)
+    task = get_task("fcd-classify").arm("normative-peak")
+    assert task.network == "peak-fcn" and task.network_kwargs["base"] == "peak-fcn"
+    assert task.inference.cam_layer == "network.features"
+    assert task.augment == ()  # any shift moves tissue edges off the controls' voxels
+    model = train(task, data, tmp_path / "model", folds=2, epochs=1, max_steps=1,
+                  progress=False, device="cpu")
+    assert read_config(model)["task"]["network_kwargs"]["base"] == "peak-fcn"
+    predictions = tmp_path / "predictions"
+    predict(model, data, device="cpu", progress=False, out_dir=predictions)
+    cam = load_volume(cam_path(predictions, "01"), kind="probability").data
+    assert cam.shape == brain_mask().shape and cam.min() >= 0.0 and cam.max() <= 1.0
+    rows = task.evaluate(task, data, predictions, [f"{n:02d}" for n in range(1, 9)])
+    assert len(rows) == 8 and all(0.0 <= r["probability"] <= 1.0 for r in rows)
+    assert isinstance(task.network_factory(1, 2, state=_state(), **task.network_kwargs).network,
+                      PeakScoreNet)
+
+
+def _registered_dataset(root: Path, subjects: int) -> Path:
+    """Like :func:`_dataset`, but every subject is one anatomy plus a little noise, as
+    subjects registered to one template are (a voxel-wise comparison makes sense)."""
+    from conftest import smooth_field
+
+    _dataset(root, subjects)
+    mask = brain_mask()
+    anatomy = (0.6 + 0.8 * smooth_field(np.random.default_rng(1))) * mask
+    rng = np.random.default_rng(2)
+    spec = get_task("fcd-classify").inputs[0]
+    for number in range(1, subjects + 1):
+        image = anatomy + 0.02 * rng.standard_normal(mask.shape) * mask
+        if number % 2 == 1:
+            image[BLOB] += 0.5
+        write_image(root, f"{number:02d}", spec, image.astype(np.float32))
+    return root
+
+
+def _state() -> dict:
+    from lesionkit.models import fit_normative
+
+    shape = (1, *brain_mask().shape)
+    return fit_normative([{"input": np.full(shape, v, np.float32), "target": 0}
+                          for v in (1.0, 2.0)], 0, sigma=0)
+
+
+def test_normative_max_arm_learns_a_threshold_on_the_largest_z_score(tmp_path: Path) -> None:
+    import math
+
+    import pandas as pd
+
+    from lesionkit.training import train
+
+    data = _registered_dataset(tmp_path / "bids", subjects=24)
+    task = get_task("fcd-classify").arm("normative-max")
+    assert task.network_kwargs == {"depth": 0, "with_image": False, "base": "peak-fcn"}
+    assert task.inference.cam_layer == "network.score" and task.augment == ()
+    subjects = [f"{n:02d}" for n in range(1, 25)]
+    model = train(task, data, tmp_path / "model", epochs=40, progress=False, device="cpu",
+                  splits=[{"train": subjects, "validation": []}])
+    # two weights cannot memorise: the loss falls because the patients' blob is the
+    # largest deviation from the controls
+    loss = pd.read_csv(model / "fold-0" / "metrics.csv")["train_loss"].to_numpy()
+    assert loss[-3:].mean() < 0.5 * math.log(2)

@@ -28,6 +28,13 @@ Transfer-learning arms (``lesionkit crossval fcd-classify ... --arms``), as the 
   registered phantom subjects (docs/results.md): it fits its training subjects and is
   at chance held out (AUC 0.51), while the largest value of the same z-map alone
   reaches 0.84.
+- ``normative-peak`` (lesionkit's): the same two channels read by a small fully
+  convolutional scorer in place of the ResNet (``peak-fcn``, about 4,000 weights, see
+  :func:`normative_peak_arm`): the patient logit is its highest voxel score, and its
+  Grad-CAM is its own score map.
+- ``normative-max`` (lesionkit's): logistic regression on the subject's largest z-score
+  (:func:`normative_max_arm`, two weights): the comparison with normal brains with a
+  threshold fitted on the training folds, the baseline a learning arm has to beat.
 
 Choices where the paper is silent (measured on 240 training and 60 held-out phantom
 subjects at 2 mm, 12-15 epochs; docs/results.md has the record; with all of them both
@@ -183,7 +190,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                     figures=cam_figures(root, predictions,
                                         [r["participant_id"][4:] for r in patients],
                                         method=f"Grad-CAM of the {task.network} (patient "
-                                               "class, last residual stage)"))]
+                                               f"class, layer {task.inference.cam_layer})"))]
 
 
 #: Units of the report's table columns (dimensionless ratios and fractions say their range).
@@ -367,13 +374,53 @@ def normative_arm(task: Task) -> dict[str, Any]:
     """The ``normative`` arm: the task's ResNet reads the image and its voxel-wise z-score
     against the fold's training controls (MAP-style morphometric comparison; subjects
     must be registered to one template). Predict it with one flip (the default)."""
+    return _normative(task.network, {**task.network_kwargs, "base": task.network},
+                      f"network.{CAM_LAYER}", task)
+
+
+#: The ``normative-peak`` arm's scorer (``lesionkit.models.PeakScoreNet``): three 3x3x3
+#: convolutions of 8 channels, the first with stride 2 (scores on a 4 mm grid for 2 mm
+#: input, receptive field 28 mm, about the size of the phantom's FCDs), 4,000 weights.
+PEAK_KWARGS = {"width": 8, "depth": 3, "stride": 2}
+
+
+def normative_peak_arm(task: Task) -> dict[str, Any]:
+    """The ``normative-peak`` arm: in place of the ResNet a small fully convolutional
+    scorer over the image and its z-score against the fold's training controls, whose
+    patient logit is its highest voxel score (``peak-fcn``): a learned form of "the
+    largest deviation from normal brains", with too few weights to memorise subjects.
+    Its Grad-CAM (on the scorer's last convolution) is its own score map. No training
+    augmentation: a shift of a millimetre or two moves tissue boundaries off the
+    controls' voxels, and the peak of the z-score then lies on them, not on a lesion."""
+    return _normative("peak-fcn", {**PEAK_KWARGS, "base": "peak-fcn"}, "network.features",
+                      task, augment=())
+
+
+#: The ``normative-max`` arm's learning rate: its two weights (the z-score's and the
+#: offset) must travel several units in the few hundred steps of a fold.
+NORMATIVE_MAX_LEARNING_RATE = 0.05
+
+
+def normative_max_arm(task: Task) -> dict[str, Any]:
+    """The ``normative-max`` arm: the patient logit is a linear function of the subject's
+    largest voxel z-score against the fold's training controls (``peak-fcn`` without
+    convolutions over the z-score alone: logistic regression on the peak, two weights
+    fitted on the training subjects). It cannot memorise a subject; it is the comparison
+    with normal brains with a threshold learned on the training folds. Its Grad-CAM, on
+    the score map, marks the voxels whose z-score alone passes that threshold."""
+    values = _normative("peak-fcn", {"depth": 0, "with_image": False, "base": "peak-fcn"},
+                        "network.score", task, augment=())
+    return {**values, "learning_rate": NORMATIVE_MAX_LEARNING_RATE}
+
+
+def _normative(network: str, kwargs: dict[str, Any], cam_layer: str, task: Task,
+               augment: tuple[Transform, ...] = NORMATIVE_AUGMENT) -> dict[str, Any]:
     from lesionkit.models import normative_network
 
-    return {"network_factory": normative_network,
-            "network_kwargs": {**task.network_kwargs, "base": task.network},
-            "fit_state": fit_control_norms, "training_step": normative_training_step,
-            "augment": NORMATIVE_AUGMENT,
-            "inference": replace(task.inference, cam_layer=f"network.{CAM_LAYER}")}
+    return {"network": network, "network_factory": normative_network,
+            "network_kwargs": kwargs, "fit_state": fit_control_norms,
+            "training_step": normative_training_step, "augment": augment,
+            "inference": replace(task.inference, cam_layer=cam_layer)}
 
 
 #: Arms compared by ``lesionkit crossval``: transfer learning, and the comparison with
@@ -384,6 +431,8 @@ ARMS = {
                      "initialise": initialise_from_segmentation},
     "medicalnet": {"initialise": initialise_from_medicalnet},
     "normative": normative_arm,
+    "normative-peak": normative_peak_arm,
+    "normative-max": normative_max_arm,
 }
 
 
