@@ -31,10 +31,13 @@ Transfer-learning arms (``lesionkit crossval fcd-classify ... --arms``), as the 
 - ``normative-peak`` (lesionkit's): the same two channels read by a small fully
   convolutional scorer in place of the ResNet (``peak-fcn``, about 4,000 weights, see
   :func:`normative_peak_arm`): the patient logit is its highest voxel score, and its
-  Grad-CAM is its own score map.
+  Grad-CAM is its own score map. On the same 120 subjects its loss stayed at ln 2 and
+  it ranked held-out subjects below chance (AUC 0.37).
 - ``normative-max`` (lesionkit's): logistic regression on the subject's largest z-score
   (:func:`normative_max_arm`, two weights): the comparison with normal brains with a
-  threshold fitted on the training folds, the baseline a learning arm has to beat.
+  threshold fitted on the training folds, the baseline a learning arm has to beat. On
+  the same 120 subjects: accuracy 0.73, AUC 0.81 out of fold, 87 % of its Grad-CAM
+  inside the lesion of a correctly classified patient.
 
 Choices where the paper is silent (measured on 240 training and 60 held-out phantom
 subjects at 2 mm, 12-15 epochs; docs/results.md has the record; with all of them both
