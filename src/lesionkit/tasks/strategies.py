@@ -493,7 +493,7 @@ class SlidingWindow:
     the volume 2.2 times over, fitted ones with at least 12.5 % overlap 1.4 times;
     with two windows per pass on a 2-core CPU, sliding-window inference of enhance-r1's
     U-Net took 1.05 to 1.23 times as long as one whole-volume pass with transposed-
-    convolution up-sampling and 0.93 to 1.11 times with interpolation (two runs of
+    convolution up-sampling and 0.93 to 1.11 times with interpolation (three runs of
     BENCHMARKS.md's "engine" suite).
 
     Attributes:
