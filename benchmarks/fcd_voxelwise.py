@@ -26,8 +26,8 @@ input of ``lesionkit crossval fcd-classify DIR OUT --arms scratch,normative``::
     python benchmarks/fcd_voxelwise.py data/fcd120 --work out/fcd-voxelwise --subjects 120 \
         --write-bids data/fcd120-mni
 
-With ``--model-dir MODEL`` (a model folder of a ``normative`` or ``normative-peak`` arm,
-trained on that registered dataset) it scores the registered subjects given as ``data``
+With ``--model-dir MODEL`` (a model folder of any ``normative*`` arm, trained on that
+registered dataset) it scores the registered subjects given as ``data``
 out of fold instead: each subject's largest z-score inside its brain mask, the z-score
 computed by the fold that did not train on it, from that fold's training controls (the
 network's own normative maps, nothing learned): the comparison with normal brains of the
