@@ -394,7 +394,7 @@ def normative_peak_arm(task: Task) -> dict[str, Any]:
     largest deviation from normal brains", with too few weights to memorise subjects.
     Its Grad-CAM (on the scorer's last convolution) is its own score map. No training
     augmentation: a shift of a millimetre or two moves tissue boundaries off the
-    controls' voxels, and the peak of the z-score then lies on them, not on a lesion."""
+    controls' voxels, where the peak of the z-score can then lie instead of on a lesion."""
     return _normative("peak-fcn", {**PEAK_KWARGS, "base": "peak-fcn"}, "network.features",
                       task, augment=())
 
