@@ -8,7 +8,7 @@ import torch
 import torchio as tio
 
 from lesionkit.tasks.task import Transform
-from lesionkit.tasks.transforms import RandomRot90
+from lesionkit.tasks.transforms import RandomRot90, RandomThickSlices
 
 
 def _subject() -> tio.Subject:
@@ -49,3 +49,49 @@ def test_rot90_refuses_a_plane_that_is_not_square():
     subject = _subject()  # 4 x 4 x 3: square in (0, 1), not in (1, 2)
     with pytest.raises(ValueError, match="equal sizes"):
         RandomRot90(axes=(1, 2), probability=1.0)(subject)
+
+
+def _spot() -> tio.Subject:
+    """A one-voxel lesion on a FLAIR, the same spot on a second image and as a label."""
+    image = torch.zeros(1, 24, 24, 24)
+    image[0, 12, 12, 12] = 1.0
+    return tio.Subject(flair=tio.ScalarImage(tensor=image),
+                       gm=tio.ScalarImage(tensor=image.clone()),
+                       lesion=tio.LabelMap(tensor=image.to(torch.uint8)))
+
+
+def test_thick_slices_fade_a_small_lesion_by_partial_volume_and_keep_its_signal():
+    for seed in range(10):
+        torch.manual_seed(seed)
+        subject = _spot()
+        out = RandomThickSlices(axes=(2,), thickness=(4.0, 4.0), include=("flair",))(subject)
+        flair = out["flair"].data
+        assert flair.shape == subject["flair"].shape
+        np.testing.assert_array_equal(out["flair"].affine, subject["flair"].affine)
+        assert 0.05 < float(flair.max()) < 0.5  # fainter, not kept whole nor erased
+        assert float(flair.sum()) == pytest.approx(1.0, abs=0.1)  # the signal is spread
+        assert float(flair[0, 12, 12].sum()) == pytest.approx(float(flair.sum()), abs=1e-4)
+        assert torch.equal(out["gm"].data, subject["gm"].data)  # not named: untouched
+        assert torch.equal(out["lesion"].data, subject["lesion"].data)  # the truth stays
+
+
+def test_torchio_anisotropy_would_erase_the_same_lesion():
+    """Why RandomThickSlices exists: nearest-neighbour thick slices keep or drop a spot."""
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out = tio.RandomAnisotropy(axes=(2,), downsampling=(4.0, 4.0))(_spot())
+        peak = float(out["flair"].data.max())
+        assert peak == 0.0 or peak > 0.9
+
+
+def test_thick_slices_no_thicker_than_the_voxels_change_nothing():
+    subject = _spot()
+    out = RandomThickSlices(thickness=(0.5, 1.0))(subject)
+    assert torch.equal(out["flair"].data, subject["flair"].data)
+
+
+@pytest.mark.parametrize("kwargs", [{"axes": (3,)}, {"axes": ()}, {"thickness": (5.0, 3.0)},
+                                    {"thickness": (0.0, 3.0)}])
+def test_thick_slices_refuse_a_bad_setting(kwargs):
+    with pytest.raises(ValueError, match="expected"):
+        RandomThickSlices(**kwargs)

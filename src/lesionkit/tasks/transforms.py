@@ -55,3 +55,66 @@ class RandomRot90(RandomTransform, SpatialTransform):
         for image in subject.get_images(intensity_only=False):
             image.set_data(torch.as_tensor(rotate(image.data)).contiguous())
         return subject
+
+
+#: Gaussian standard deviation per unit of full width at half maximum.
+FWHM_TO_SIGMA = 1.0 / (2.0 * (2.0 * torch.log(torch.tensor(2.0))).sqrt().item())
+
+
+class RandomThickSlices(RandomTransform):
+    """Thick slices with a slice profile, as a 2D clinical scan acquires them.
+
+    TorchIO's ``RandomAnisotropy`` samples every k-th plane (nearest neighbour) and
+    interpolates between them: a thin-slice scan with gaps, in which a lesion smaller than
+    the gap keeps its full contrast or vanishes. A 2D scan integrates its signal over the
+    slice thickness instead, so a small lesion comes out fainter (partial volume), as
+    ``lesionkit simulate --randomise`` acquires it. Here the named images are blurred
+    along a drawn axis by a Gaussian slice profile whose full width at half maximum is the
+    drawn slice thickness (TorchIO's ``Blur``), resampled onto slices that thick and back
+    (TorchIO's ``Resample``, linear). Label maps are left alone: a thick-slice scan does
+    not change the truth. A thickness at or below the image's own voxel size on that axis
+    changes nothing.
+
+    Args:
+        axes: Axes that may become the slice axis (one is drawn).
+        thickness: Range of the slice thickness (mm), uniform.
+        image_interpolation: Interpolation back onto the image's grid.
+        **kwargs: See TorchIO's ``Transform`` (``include``, ``p``, ...).
+    """
+
+    def __init__(self, axes: Sequence[int] = (0, 1, 2),
+                 thickness: tuple[float, float] = (3.0, 6.0),
+                 image_interpolation: str = "linear", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not axes or not set(axes) <= {0, 1, 2}:
+            raise ValueError(f"expected axes among (0, 1, 2), found {axes}")
+        low, high = (float(t) for t in thickness)
+        if not 0 < low <= high:
+            raise ValueError(f"expected a thickness range 0 < low <= high (mm), found "
+                             f"{thickness}")
+        self.axes = tuple(int(a) for a in axes)
+        self.thickness = (low, high)
+        self.image_interpolation = image_interpolation
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        """Blur along a drawn axis, then resample to thick slices and back."""
+        axis = self.axes[int(torch.randint(len(self.axes), (1,)))]
+        low, high = self.thickness
+        thickness = low + (high - low) * float(torch.rand(1))
+        spacing = [float(s) for s in subject.spacing]
+        if thickness <= spacing[axis]:
+            return subject
+        image = subject.get_first_image()
+        shape, affine = image.spatial_shape, image.affine.copy()
+        std = [0.0, 0.0, 0.0]
+        std[axis] = thickness * FWHM_TO_SIGMA
+        thick = list(spacing)
+        thick[axis] = thickness
+        args = {"copy": self.copy, "include": self.include, "exclude": self.exclude,
+                "keep": self.keep, "parse_input": self.parse_input,
+                "label_keys": self.label_keys}
+        subject = tio.Blur(tuple(std), **args)(subject)
+        subject = tio.Resample(tuple(thick), image_interpolation="linear",
+                               scalars_only=True, **args)(subject)
+        return tio.Resample((shape, affine), image_interpolation=self.image_interpolation,
+                            scalars_only=True, **args)(subject)
