@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +59,7 @@ class RandomRot90(RandomTransform, SpatialTransform):
 
 
 #: Gaussian standard deviation per unit of full width at half maximum.
-FWHM_TO_SIGMA = 1.0 / (2.0 * (2.0 * torch.log(torch.tensor(2.0))).sqrt().item())
+FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 class RandomThickSlices(RandomTransform):
