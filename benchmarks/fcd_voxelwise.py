@@ -145,13 +145,21 @@ def out_of_fold_peaks(root: Path, subjects: list[str], model_dir: Path) -> list[
 
     model = load_model(model_dir, "cpu")
     task, dataset = model.task, BIDSDataset(root)
+    if not all(hasattr(f.network, "deviation") for f in model.folds):
+        raise SystemExit(f"{model_dir}: expected the model folder of a normative arm "
+                         f"(normative maps in every fold), found network {task.network}")
     peaks = []
     for subject in subjects:
         label = subject.removeprefix("sub-")
         loaded = load_subject(dataset, label, task, prediction_specs(task))
         inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
         brain = loaded["mask"].data[0].numpy() > 0.5
-        (fold,) = folds_for(model, label)
+        held_out = folds_for(model, label)
+        if len(held_out) != 1:
+            raise SystemExit(f"{model_dir}: expected exactly one fold that did not train on "
+                             f"sub-{label} (a cross-validation model of {root}), found "
+                             f"{len(held_out)}")
+        fold = held_out[0]
         with torch.inference_mode():
             z = fold.network.deviation(normalised_input(fold, inputs, task.prediction_inputs,
                                                         "cpu"))
