@@ -432,12 +432,12 @@ DEMO = DemoStep(
 
 #: Shipped models (``make models``): mrf-lesion with a 16-256 2D U-Net (the demo's 8-128
 #: network left the lesion channel at zero on this cohort, with lesion patches drawn 5 or
-#: 20 times as often: docs/results.md), 30 epochs of 1024 patches on 10 phantom subjects;
+#: 20 times as often: docs/results.md), 60 epochs of 1024 patches on 10 phantom subjects;
 #: and flair-lesion-dr, the FLAIR + T1w lesion model for scanners without MRF, trained
 #: with domain randomisation on the same cohort (the settings of the real-scan checks in
 #: docs/real-data.md).
 SHIPPED_MODELS = (
-    replace(DEMO, subjects=10, epochs=30, examples_per_epoch=1024, overrides={
+    replace(DEMO, subjects=10, epochs=60, examples_per_epoch=1024, overrides={
         "network_kwargs": {"channels": (16, 32, 64, 128, 256), "bridge_dropout": 0.5},
         "learning_rate": 1e-3, "batch_size": 16}),
     DemoStep(task="flair-lesion-dr", cohort="mrf-lesion", subjects=10, held_out=2, epochs=20,
