@@ -750,9 +750,11 @@ DEMO = DemoStep(
            "T1c-pro_f1"))
 
 #: Shipped model (``make models``): one fold of a 4-level residual U-Net on 13 phantom
-#: subjects, scored on 3 more (the task's own default is the paper's 5-fold ensemble).
+#: subjects, 36 epochs (after 12 its validation loss was still falling and its output
+#: brighter than the true quadruple dose), scored on 3 more (the task's own default is
+#: the paper's 5-fold ensemble).
 SHIPPED_MODELS = (
-    replace(DEMO, subjects=16, held_out=3, epochs=12, examples_per_epoch=800, tta=8,
+    replace(DEMO, subjects=16, held_out=3, epochs=36, examples_per_epoch=800, tta=8,
             overrides={"network_kwargs": {"channels": (16, 32, 64, 128), "strides": (2, 2, 2),
                                           "num_res_units": 1, "norm": "batch"}, "folds": 1}),
 )
