@@ -8,6 +8,7 @@ import torch
 from lesionkit.models import NETWORKS, build_network
 
 KWARGS = {"unet": {"channels": (4, 8, 16)}, "residual-unet": {"channels": (4, 8)},
+          "residual-unet-on-input": {"channels": (4, 8)},
           "unet2d": {"channels": (4, 4, 8, 8, 16)}}
 
 
@@ -158,3 +159,13 @@ def test_peak_score_net_is_location_blind() -> None:
     with torch.no_grad():
         logits = network(spot)
     torch.testing.assert_close(logits[0], logits[1])
+
+
+def test_input_residual_passes_its_input_channel_through_a_zero_correction() -> None:
+    network = build_network("residual-unet-on-input", 3, 1, channel=1, channels=(4, 8)).eval()
+    x = torch.randn(2, 3, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(network(x), network.network(x) + x[:, 1:2])
+        for parameter in network.network.parameters():
+            parameter.zero_()
+        assert torch.equal(network(x), x[:, 1:2])

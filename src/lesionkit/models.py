@@ -114,6 +114,27 @@ def residual_unet(
                 norm=norm, act=act)
 
 
+class InputResidual(nn.Module):
+    """``network(x) + x[:, channel]``: the network learns a correction to one of its input
+    channels, which passes through unchanged where the correction is zero (image-to-image
+    tasks whose output is an input image, changed)."""
+
+    def __init__(self, network: nn.Module, channel: int = 0) -> None:
+        super().__init__()
+        self.network = network
+        self.channel = channel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x) + x[:, self.channel:self.channel + 1]
+
+
+def residual_unet_on_input(in_channels: int, out_channels: int, channel: int = 0,
+                           **kwargs: Any) -> nn.Module:
+    """:func:`residual_unet` (``**kwargs`` its options) whose output is added to input
+    ``channel`` (:class:`InputResidual`; to every output channel)."""
+    return InputResidual(residual_unet(in_channels, out_channels, **kwargs), channel)
+
+
 def _resnet(depth: int) -> Callable[..., nn.Module]:
     def factory(
         in_channels: int,
@@ -409,6 +430,7 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
     "unet2d": unet_2d,
     "resnet-segmenter": resnet_segmenter,
     "peak-fcn": peak_fcn,
+    "residual-unet-on-input": residual_unet_on_input,
 }
 
 

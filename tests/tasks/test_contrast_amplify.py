@@ -81,6 +81,20 @@ def test_variant_without_adc_trains_and_predicts(tmp_path: Path) -> None:
     assert sum("desc-amplified" in p.name and p.name.endswith(".nii.gz") for p in written) == 3
 
 
+def test_input_residual_arm_adds_its_output_to_the_t1c(tmp_path: Path) -> None:
+    for name in ("contrast-amplify", "contrast-amplify-noadc"):
+        arm = get_task(name).arm("input-residual")
+        assert (arm.inputs[0], arm.predict_inputs[0]) == (ca.T1C_LOW, ca.T1C)  # channel 0
+    task = _tiny().arm("input-residual")
+    data = write_task_dataset(tmp_path / "bids", task, subjects=3)
+    model = train(task, data, tmp_path / "model", epochs=1, max_steps=1, progress=False,
+                  device="cpu")
+    assert yaml.safe_load((model / "config.yaml").read_text())["task"]["network"] == (
+        "residual-unet-on-input")
+    written = predict(model, data, tta=2, device="cpu", progress=False, out_dir=tmp_path / "p")
+    assert sum("desc-amplified" in p.name and p.name.endswith(".nii.gz") for p in written) == 3
+
+
 def test_missing_input_is_one_line_naming_subject_and_image(tmp_path: Path) -> None:
     task = _tiny()
     data = write_task_dataset(tmp_path / "bids", task, subjects=3)
