@@ -12,6 +12,10 @@ phantom cohort (seed 0), five folds by subject, 8 epochs of 800 patches, feature
 16-32-64-128, 8 flips. One thread; about 22 minutes of training and 7 of prediction and
 scoring per arm on a 2-core CPU.
 
+Any other arm's cross-validation (``lesionkit crossval contrast-amplify COHORT DIR --arms
+ARM``) is summarised the same way by ``python benchmarks/contrast_amplify_weighted.py DIR
+--summarise ARM --data COHORT``.
+
 Run: ``python benchmarks/contrast_amplify_weighted.py OUT --arm weighted-1`` (arms:
 ``unclipped``, the task as it is, and ``weighted-1``, ``weighted-4``: ALPHA 1 and 4;
 simulates the cohort into ``OUT/ca30`` once; writes the cross-validation into
@@ -99,7 +103,15 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--arm", choices=("unclipped", "weighted-1", "weighted-4"),
                         default="weighted-1")
+    parser.add_argument("--summarise", metavar="ARM",
+                        help="Only print the figures of a cross-validation already in "
+                             "OUT (`lesionkit crossval ... OUT --arms ARM` on OUT/../ca30 "
+                             "or the cohort given by --data).")
+    parser.add_argument("--data", type=Path, help="Cohort of --summarise (default OUT/../ca30).")
     args = parser.parse_args()
+    if args.summarise:
+        summarise(args.data or args.out.parent / "ca30", args.out, args.summarise)
+        return
 
     import contrast_amplify_weighted as hooks  # by module name, so that folders store it
     import torch
