@@ -110,7 +110,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="Cohort of --summarise (default OUT/../ca30).")
     args = parser.parse_args()
     if args.summarise:
-        summarise(args.data or args.out.parent / "ca30", args.out, args.summarise)
+        data = args.data or args.out.parent / "ca30"
+        expected = (args.out / "comparison.json",
+                    args.out / f"arm-{args.summarise}" / "predictions"
+                    / "task-contrast-amplify_metrics.json", data / "dataset_description.json")
+        for path in expected:
+            if not path.is_file():
+                raise SystemExit(f"{path}: expected it (a finished `lesionkit crossval "
+                                 f"contrast-amplify {data} {args.out} --arms "
+                                 f"{args.summarise}`), found no such file")
+        summarise(data, args.out, args.summarise)
         return
 
     import contrast_amplify_weighted as hooks  # by module name, so that folders store it
