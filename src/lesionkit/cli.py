@@ -196,6 +196,9 @@ def simulate(
         help="MS cohorts: real lesion shapes (about half of the lesions) from 'shipped' "
              "(27 patients' masks), a folder of binary masks in MNI space, or 'none' "
              "(parametric lesions only).")] = "shipped",
+    workers: Annotated[int, typer.Option(
+        min=0, help="Processes simulating subjects in parallel (0: one); the cohort is the "
+                    "same for any number.")] = 0,
     threads: ThreadsOption = None,
 ) -> None:
     """Simulate a phantom cohort with ground truth as a BIDS dataset."""
@@ -210,7 +213,7 @@ def simulate(
         path = simulate_cohort(cohort, out_dir, subjects=subjects, seed=seed,
                                resolution=resolution, preview=preview, progress=advance,
                                randomise="strong" if randomise_strong else randomise,
-                               lesion_library=lesion_library)
+                               lesion_library=lesion_library, workers=workers)
     typer.echo(f"wrote {path}")
 
 

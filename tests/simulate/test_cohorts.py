@@ -224,6 +224,32 @@ def test_a_subject_does_not_depend_on_the_cohort_size(fcd_cohort, tmp_path):
         np.testing.assert_array_equal(_load(fcd_cohort, name), _load(alone, name))
 
 
+def test_parallel_workers_write_the_same_cohort(rim_cohort, tmp_path):
+    # rim-classify draws from the shipped lesion library, which each worker receives once
+    calls = []
+    two = simulate_cohort("rim-classify", tmp_path / "two", 2, 0, 2, progress=calls.append,
+                          workers=2)
+    assert calls == [1, 1]
+    assert BIDSDataset(two).subjects() == ["01", "02"]
+    for name in ("sub-01/anat/sub-01_Chimap.nii.gz", "sub-01/anat/sub-01_FLAIR.nii.gz",
+                 "derivatives/phantom/sub-01/anat/sub-01_desc-lesions_dseg.nii.gz"):
+        np.testing.assert_array_equal(_load(rim_cohort, name), _load(two, name))
+    tsv = "derivatives/phantom/sub-01/anat/sub-01_lesions.tsv"
+    assert (rim_cohort / tsv).read_text() == (two / tsv).read_text()
+    first = (rim_cohort / "participants.tsv").read_text().splitlines()
+    assert (two / "participants.tsv").read_text().splitlines()[:2] == first
+
+    def interrupt(n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate_cohort("rim-classify", tmp_path / "new", 2, 0, 2, progress=interrupt,
+                        workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two"]
+    with pytest.raises(ValueError, match="workers"):
+        simulate_cohort("rim-classify", tmp_path / "bad", 1, 0, 2, workers=-1)
+
+
 def test_rim_lesions_have_a_bright_rim_on_qsm_and_ms_lesions_high_adc():
     from lesionkit.simulate import parameters as phys
     from lesionkit.simulate.acquisitions import quantitative_map

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -334,7 +336,7 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
                     resolution: int = 2, preview: bool = False,
                     progress: Callable[[int], Any] | None = None,
                     randomise: bool | str = False,
-                    lesion_library: str | Path | None = "shipped") -> Path:
+                    lesion_library: str | Path | None = "shipped", workers: int = 0) -> Path:
     """Write a phantom cohort for ``task`` as a BIDS dataset with truth under derivatives.
 
     Args:
@@ -353,6 +355,9 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
             (mixed with parametric ones, :mod:`lesionkit.simulate.lesion_library`):
             "shipped", a folder of binary masks in MNI space, or None / "none" for
             parametric lesions only.
+        workers: Processes simulating subjects in parallel (0: this process). Each
+            subject draws from its own seeded streams, so the cohort is the same for any
+            number of workers.
 
     Returns:
         The dataset root.
@@ -363,6 +368,8 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
         raise ValueError(f"resolution must be 1 or 2 (mm), found {resolution!r}")
     if subjects < 1:
         raise ValueError(f"subjects must be at least 1, found {subjects}")
+    if workers < 0:
+        raise ValueError(f"workers must be 0 or more, found {workers}")
     mode = ("standard" if randomise is True else "" if randomise is False else randomise)
     if mode not in ("", "standard", "strong"):
         raise ValueError(f"randomise must be False, True, 'standard' or 'strong', found "
@@ -385,7 +392,7 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
     out.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the dataset gets the usual mode
     try:
         _write_cohort(task, out, subjects, seed, resolution, preview, progress, mode,
-                      library)
+                      library, workers)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -395,9 +402,45 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
     return final
 
 
+#: The lesion library of a simulation worker process (set once by its initializer).
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_library(library: Any) -> None:
+    """Initializer of a simulation worker: its lesion library, one BLAS thread (the
+    workers already share the cores)."""
+    from threadpoolctl import threadpool_limits
+
+    _WORKER["library"], _WORKER["limits"] = library, threadpool_limits(1)
+
+
+def _write_subject(task: str, out: Path, seed: int, index: int,
+                   child: np.random.SeedSequence, group: str, resolution: int,
+                   randomise: str, preview: bool, lesion_library: Any = None) -> dict[str, Any]:
+    """Simulate and write subject ``index`` of a cohort; its participants.tsv row.
+
+    In a worker process the lesion library is the one its initializer received.
+    """
+    lesion_library = _WORKER.get("library", lesion_library)
+    sub = acq.make_subject(out, seed, index, child, group, resolution, randomise)
+    demo = sub.rngs["demographics"]
+    run = COHORTS[task]
+    if "lesion_library" in inspect.signature(run).parameters:
+        run(sub, lesion_library=lesion_library)
+    else:
+        run(sub)
+    row = {"participant_id": f"sub-{sub.label}", "group": group,
+           "age": int(demo.integers(20, 71)), "sex": str(demo.choice(["F", "M"])), **sub.row}
+    if preview:
+        from lesionkit.simulate.preview import write_subject_preview
+
+        write_subject_preview(sub)
+    return row
+
+
 def _write_cohort(task: str, out: Path, subjects: int, seed: int, resolution: int,
                   preview: bool, progress: Callable[[int], Any] | None,
-                  randomise: str = "", lesion_library: Any = None) -> None:
+                  randomise: str = "", lesion_library: Any = None, workers: int = 0) -> None:
     """Write every file of a cohort under ``out`` (see :func:`simulate_cohort`)."""
     from lesionkit.bids import write_dataset_description, write_participants
 
@@ -405,23 +448,32 @@ def _write_cohort(task: str, out: Path, subjects: int, seed: int, resolution: in
     write_dataset_description(out / "derivatives" / acq.PIPELINE,
                               f"lesionkit phantom {task} truth",
                               "derivative")
-    rows = []
     children = np.random.SeedSequence(seed).spawn(subjects)
-    for i, (child, group) in enumerate(zip(children, _groups(task, subjects), strict=True)):
-        sub = acq.make_subject(out, seed, i, child, group, resolution, randomise)
-        demo = sub.rngs["demographics"]
-        run = COHORTS[task]
-        if "lesion_library" in inspect.signature(run).parameters:
-            run(sub, lesion_library=lesion_library)
-        else:
-            run(sub)
-        rows.append({"participant_id": f"sub-{sub.label}", "group": group,
-                     "age": int(demo.integers(20, 71)), "sex": str(demo.choice(["F", "M"])),
-                     **sub.row})
-        if preview:
-            from lesionkit.simulate.preview import write_subject_preview
-
-            write_subject_preview(sub)
-        if progress is not None:
-            progress(1)
+    jobs = [(task, out, seed, i, child, group, resolution, randomise, preview)
+            for i, (child, group) in enumerate(zip(children, _groups(task, subjects),
+                                                   strict=True))]
+    if workers <= 1 or subjects == 1:
+        rows = []
+        for job in jobs:
+            rows.append(_write_subject(*job, lesion_library=lesion_library))
+            if progress is not None:
+                progress(1)
+        write_participants(out, rows)
+        return
+    # spawn, not fork: the parent may hold torch or BLAS threads; the lesion library
+    # (about 11 MB) goes to each worker once, not with every subject
+    pool = ProcessPoolExecutor(min(workers, subjects),
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_library, initargs=(lesion_library,))
+    try:
+        futures = [pool.submit(_write_subject, *job) for job in jobs]
+        for done in as_completed(futures):
+            done.result()  # the first failure stops the cohort
+            if progress is not None:
+                progress(1)
+        rows = [f.result() for f in futures]
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     write_participants(out, rows)
