@@ -11,7 +11,8 @@ Needs a CUDA device; without one it says so and exits with status 0 (nothing to 
 ``--device cpu`` runs the same path on a CPU (bfloat16 for ``--amp``) as a check of the
 script, with ``--resolution 2 --tasks enhance-r1`` to keep it short.
 
-Run: ``python benchmarks/gpu.py --out bench-out/gpu [--resolution 1] [--compile]``;
+Run: ``python benchmarks/gpu.py --out bench-out/gpu [--resolution 1] [--compile]
+[--workers 8]``;
 add the printed table to BENCHMARKS.md with the GPU's name.
 """
 
@@ -54,14 +55,14 @@ def _peak(device: str) -> float:
 
 
 def _train_seconds(name: str, data: Path, model: Path, steps: int, amp: bool,
-                   compile_network: bool, device: str) -> dict:
+                   compile_network: bool, device: str, workers: int = 0) -> dict:
     """Seconds of a training run of ``steps`` optimiser steps and its peak (MiB)."""
     from lesionkit.training import train
 
     options = {"compile_network": True} if compile_network else {}
     start = time.perf_counter()
     train(_task_for(name), data, model, folds=1, epochs=1000, max_steps=steps, device=device,
-          amp=amp, progress=False, overwrite=True, **options)
+          amp=amp, progress=False, overwrite=True, workers=workers, **options)
     sync(device)
     return {"seconds": time.perf_counter() - start, "peak": _peak(device)}
 
@@ -81,7 +82,7 @@ def _predict_seconds(model: Path, data: Path, out: Path, amp: bool, device: str)
 
 def bench_gpu(out_dir: str | Path, resolution: int = 1, subjects: int = 4,
               compile_network: bool = False, device: str = "cuda",
-              tasks: tuple[str, ...] = ()) -> list[dict]:
+              tasks: tuple[str, ...] = (), workers: int = 0) -> list[dict]:
     """Time training steps and prediction per task; write ``gpu_bench.json``."""
     import torch
 
@@ -101,19 +102,19 @@ def bench_gpu(out_dir: str | Path, resolution: int = 1, subjects: int = 4,
         data = out_dir / f"{step.cohort}-{resolution}mm"
         if not data.is_dir():
             simulate_cohort(step.cohort, data, subjects=subjects, seed=0,
-                            resolution=resolution)
+                            resolution=resolution, workers=workers)
             if step.prepare is not None:
                 step.prepare(data)
         for amp in (False, True):
             precision = ("16-mixed" if device == "cuda" else "bf16-mixed") if amp else "32-true"
             model = out_dir / f"model-{step.task}-{precision}"
             runs = [in_child(_train_seconds, step.task, data, model, n, amp, compile_network,
-                             device) for n in (SHORT_STEPS, LONG_STEPS)]
+                             device, workers) for n in (SHORT_STEPS, LONG_STEPS)]
             per_step = (runs[1]["seconds"] - runs[0]["seconds"]) / (LONG_STEPS - SHORT_STEPS)
             rows.append({"task": step.task, "case": "training step", "precision": precision,
                          "compile": compile_network, "value": round(per_step, 4),
                          "unit": "s", "peak_mib": round(runs[1]["peak"], 1), "gpu": gpu,
-                         "resolution_mm": resolution})
+                         "resolution_mm": resolution, "workers": workers})
             result = in_child(_predict_seconds, model, data, out_dir / "predictions", amp,
                               device)
             rows.append({"task": step.task, "case": "predict, per subject",
@@ -134,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--tasks", default="", help="comma-separated (default: all)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes that simulate and load training data")
     args = parser.parse_args(argv)
     rows = bench_gpu(args.out, args.resolution, args.subjects, args.compile, args.device,
-                     tuple(t for t in args.tasks.split(",") if t))
+                     tuple(t for t in args.tasks.split(",") if t), args.workers)
     if rows:
         from run import markdown_table
 

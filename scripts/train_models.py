@@ -7,6 +7,7 @@ state) and its ``provenance.json`` replace ``src/lesionkit/shipped_models/NAME``
     python scripts/train_models.py                       # every recipe
     python scripts/train_models.py --only enhance-r1     # one of them
     python scripts/train_models.py --work /tmp/models    # keep the cohorts elsewhere
+    python scripts/train_models.py --workers 8           # 8 processes simulate and load
 
 Cohorts already simulated under ``--work`` are reused, so recipes of one cohort share it.
 """
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "src" / "lesionkit" / "shipped_models",
                         help="Folder receiving the shipped model folders.")
     parser.add_argument("--threads", type=int, default=None, help="Torch threads.")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="Processes that simulate the cohorts and load training data.")
     args = parser.parse_args(argv)
 
     from lesionkit.build_models import build_model
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from lesionkit.tasks import SHIPPED_RECIPES
     from lesionkit.threads import use_threads
 
-    use_threads(args.threads)
+    use_threads(args.threads, args.workers)
     import torch
 
     known = [r.task for r in SHIPPED_RECIPES]
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.perf_counter()
         build_model(recipe, args.out, args.work, threads=torch.get_num_threads(),
-                    command=command)
+                    command=command, workers=args.workers)
         print(f"{recipe.task}: {time.perf_counter() - start:.0f} s in all", flush=True)
         print("\n".join(describe(recipe.task)), flush=True)
     return 0

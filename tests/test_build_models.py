@@ -21,3 +21,12 @@ def test_lesion_rows_are_pooled_and_empty_methods_left_out(tmp_path: Path, monke
     assert list(summary) == ["pooled"]  # the per-lesion means had nothing to show
     assert summary["pooled"]["accuracy"] == pytest.approx(1.0)
     assert (summary["pooled"]["positives"], summary["pooled"]["cases"]) == (2, 4)
+
+
+def test_held_out_subjects_are_the_last_in_numeric_order() -> None:
+    from lesionkit.build_models import held_out_split
+
+    names = [f"{i:02d}" for i in range(1, 121)]  # a phantom cohort: 01 ... 99, 100 ... 120
+    training, held_out = held_out_split(list(reversed(names)), 25)
+    assert held_out == names[-25:] and training == names[:-25]
+    assert held_out_split(["b", "a", "03"], 1) == (["a", "b"], ["03"])

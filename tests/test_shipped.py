@@ -99,8 +99,9 @@ def test_an_unknown_model_lists_the_shipped_names(tmp_path: Path,
         shipped.resolve_model("no-such-model")
 
 
-def _fake_cohort(cohort: str, out_dir: Path, subjects: int, seed: int, resolution: int
-                 ) -> Path:
+def _fake_cohort(cohort: str, out_dir: Path, subjects: int, seed: int, resolution: int,
+                 workers: int = 0) -> Path:
+    assert workers == 0  # build_model's default: simulated in its own process
     return write_task_dataset(Path(out_dir), get_task("enhance-r1"), subjects=subjects,
                               seed=seed)
 
@@ -125,6 +126,7 @@ def test_build_model_trains_scores_held_out_subjects_and_writes_provenance(
     record = shipped.provenance("enhance-r1")
     assert record["held_out"]["subjects"] == ["05"]
     assert "05" not in record["training"]["subjects"] and record["seed"] == 3
+    assert record["training"]["workers"] == 0
     assert set(record["held_out"]["summary"]["enhanced"]) == {"rmse"}
     assert not list(folder.rglob("checkpoints")) and not list(folder.rglob(".cache"))
     lines = shipped.describe("enhance-r1")

@@ -35,8 +35,9 @@ def _machine() -> dict[str, Any]:
 
 
 def held_out_split(subjects: Sequence[str], held_out: int) -> tuple[list[str], list[str]]:
-    """(training candidates, held-out) of sorted subject names: the last ``held_out``."""
-    names = sorted(subjects)
+    """(training candidates, held-out) of subject names in numeric order (``99`` before
+    ``100``, the order a phantom cohort numbers them): the last ``held_out``."""
+    names = sorted(subjects, key=lambda name: (int(name), name) if name.isdigit() else (-1, name))
     return names[:-held_out], names[-held_out:]
 
 
@@ -72,7 +73,7 @@ def scored_summary(task: Any, data: Path, subjects: Sequence[str], shown: Sequen
 
 def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.PathLike[str],
                 seed: int = SHIPPED_SEED, threads: int | None = None,
-                command: str = "make models") -> Path:
+                command: str = "make models", workers: int = 0) -> Path:
     """Train one shipped model from its recipe and write it with its provenance.
 
     Simulates the recipe's phantom cohort (its resolution, ``seed``) under ``work``, runs its
@@ -88,6 +89,7 @@ def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.Pa
         seed: Seed of the phantom cohort and of training.
         threads: Torch threads recorded in the provenance (set by the caller).
         command: The command recorded as having produced the model.
+        workers: Processes that simulate the cohort and load training data (0: none).
 
     Returns:
         The shipped model folder.
@@ -105,7 +107,7 @@ def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.Pa
     data = work / "phantom" / recipe.cohort
     if len(list(data.glob("sub-*"))) != recipe.subjects:  # absent, or another size
         simulate_cohort(recipe.cohort, data, subjects=recipe.subjects, seed=seed,
-                        resolution=recipe.resolution)
+                        resolution=recipe.resolution, workers=workers)
     prepared = recipe.prepare(data) if recipe.prepare is not None else None
     everyone = [p.name[4:] for p in data.glob("sub-*")]
     _, held_out = held_out_split(everyone, recipe.held_out)
@@ -114,7 +116,7 @@ def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.Pa
     start = time.perf_counter()
     train(task, data, model_dir, folds=1, epochs=recipe.epochs, seed=seed,
           patches_per_epoch=recipe.examples_per_epoch, subjects=training, device="auto",
-          overwrite=True, progress=False)
+          overwrite=True, progress=False, workers=workers)
     seconds = time.perf_counter() - start
     predict(model_dir, data, tta=recipe.tta, subjects=held_out, progress=False)
     summary = scored_summary(task, data, held_out, recipe.shown)
@@ -136,7 +138,8 @@ def build_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.Pa
                        "tta": recipe.tta,
                        "overrides": json.loads(json.dumps(dict(recipe.overrides), default=str))},
             "training": {"subjects": training, "epochs": recipe.epochs,
-                         "seconds": round(seconds, 1), "threads": threads},
+                         "seconds": round(seconds, 1), "threads": threads,
+                         "workers": workers},
             "held_out": {"subjects": held_out, "summary": summary},
             "machine": _machine(), "weights_mb": round(weights / 2**20, 2),
             "python_command": " ".join(sys.argv),
