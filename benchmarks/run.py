@@ -7,7 +7,9 @@ Usage:
 Each suite is a function ``bench_*(out_dir) -> list[dict]`` in this folder; its rows
 are written as one table per suite, with the machine and the command on top. With
 ``--update`` the suites run replace their own sections of the existing file, each then
-saying when and how it was rerun; the other sections are kept as they were.
+saying when and how it was rerun; the other sections are kept as they were. Sections
+that are no suite of this script (figures measured on another machine, e.g. ``## gpu``
+from ``benchmarks/gpu.py``) are kept by every run, after the suites.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ def sections(text: str) -> tuple[list[str], dict[str, list[str]]]:
     return preamble, found
 
 
+def measured_elsewhere(text: str) -> list[str]:
+    """The lines of the sections of ``text`` that are no suite of this script."""
+    _, found = sections(text)
+    return [line for name, body in found.items() if name not in SUITES for line in body]
+
+
 def updated(text: str, new: dict[str, list[str]]) -> str:
     """``text`` with the sections of ``new`` (suite -> its lines, heading included)
     replacing those of the same suite; suites it lacks are appended in ``SUITES`` order."""
@@ -147,8 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {len(rows)} rows in {elapsed:.1f} s", flush=True)
     from lesionkit.io import atomic_path
 
-    text = (updated(args.markdown.read_text(), new) if args.update
-            else "\n".join(lines + [line for body in new.values() for line in body]) + "\n")
+    if args.update:
+        text = updated(args.markdown.read_text(), new)
+    else:
+        kept = measured_elsewhere(args.markdown.read_text()) if args.markdown.is_file() else []
+        while kept and not kept[-1].strip():
+            kept = kept[:-1]
+        text = "\n".join(lines + [line for body in new.values() for line in body] + kept) + "\n"
     with atomic_path(args.markdown) as tmp:
         tmp.write_text(text)
     print(f"wrote {args.markdown}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,17 @@ def test_update_without_a_file_is_one_clear_line(run, tmp_path) -> None:
     with pytest.raises(SystemExit, match=r"expected an existing .*none"):
         run.main(["--out", str(tmp_path), "--only", "engine", "--update",
                   "--markdown", str(tmp_path / "missing.md")])
+
+
+def test_a_full_run_keeps_sections_measured_on_another_machine(run, tmp_path,
+                                                             monkeypatch) -> None:
+    markdown = tmp_path / "BENCHMARKS.md"
+    markdown.write_text(EXISTING + "\n## gpu\n\nMeasured on a GPU.\n\n| gpu row |\n")
+    suite = types.SimpleNamespace(bench=lambda out: [{"case": "new engine", "value": 3}])
+    monkeypatch.setitem(sys.modules, "lesionkit_fake_suite", suite)
+    monkeypatch.setitem(run.SUITES, "engine", ("lesionkit_fake_suite", "bench"))
+    run.main(["--out", str(tmp_path / "out"), "--only", "engine", "--markdown", str(markdown)])
+    text = markdown.read_text()
+    _, found = run.sections(text)
+    assert list(found) == ["engine", "gpu"]  # suites rewritten, the GPU section kept
+    assert "old engine" not in text and "new engine" in text and "| gpu row |" in text
