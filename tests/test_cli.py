@@ -50,6 +50,17 @@ def test_unknown_task_is_one_line_and_non_zero(tmp_path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_simulate_with_workers(tmp_path) -> None:
+    out = tmp_path / "fcd"
+    result = runner.invoke(app, ["simulate", "fcd-classify", str(out), "--subjects", "2",
+                                 "--workers", "2", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("sub-*")) == ["sub-01", "sub-02"]
+    refused = runner.invoke(app, ["simulate", "fcd-classify", str(tmp_path / "x"),
+                                  "--workers", "-1"])
+    assert refused.exit_code == 2 and not (tmp_path / "x").exists()
+
+
 def test_public_api_names_resolve_to_objects_not_modules() -> None:
     import importlib
     import types
