@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -207,11 +208,13 @@ def test_voxels_outside_a_crop_get_the_background_of_an_intensity_map() -> None:
     reference = Volume(np.zeros((12, 12, 12), np.float32), np.eye(4))
     crop = np.eye(4)
     crop[:3, 3] = 2.0  # an 8^3 crop starting at voxel 2 of the input
-    data = np.full((8, 8, 8), 3.0, np.float32)
-    data[0] = -1.0
+    data = np.full((8, 8, 8), -2.0, np.float32)  # a z-scored map: air below zero
+    data[2:6, 2:6, 2:6] = 3.0  # the head
+    data[3, 3, 3] = -5.0  # one dark voxel inside: the minimum, not the background
     out = _on_input_grid(data, crop, reference, "intensity")
-    assert out[5, 5, 5] == pytest.approx(3.0)
-    assert out[0, 0, 0] == pytest.approx(-1.0) and out[11, 11, 11] == pytest.approx(-1.0)
+    assert out[6, 6, 6] == pytest.approx(3.0) and out[5, 5, 5] == pytest.approx(-5.0)
+    # outside the crop: the map's own background, so that no frame shows where it ends
+    assert out[0, 0, 0] == pytest.approx(-2.0) and out[11, 11, 11] == pytest.approx(-2.0)
     probability = _on_input_grid(np.full((8, 8, 8), 0.7, np.float32), crop, reference,
                                  "probability")
     assert probability[0, 0, 0] == 0.0 and probability[5, 5, 5] == pytest.approx(0.7)
@@ -289,6 +292,22 @@ def test_maps_predicted_on_a_box_come_back_on_the_whole_grid() -> None:
     outside = np.ones(mean.shape, bool)
     outside[(slice(None), *box)] = False
     assert (mean[outside] == 0).all() and (std[outside] == 0).all()  # R1 >= 0: zero outside
+
+
+def test_a_z_scored_map_predicted_on_a_box_is_surrounded_by_its_background() -> None:
+    from lesionkit.infer import _uncropped, background_value
+
+    values = np.full((1, 6, 6, 6), -4.0, np.float32)  # air of a z-scored map
+    values[0, 2:4, 2:4, 2:4] = 1.0
+    values[0, 0, 0, 0] = -9.0  # one dark corner voxel: the minimum, not the background
+    assert background_value(values[0]) == pytest.approx(-4.0)
+    assert background_value(np.abs(values[0])) == 0.0  # no negative values: 0
+    box = (slice(3, 9), slice(0, 6), slice(2, 8))
+    outputs = [SimpleNamespace(kind="intensity")]
+    full = _uncropped(values, box, (12, 6, 10), outputs, std=False)
+    assert full[0, 0, 0, 0] == pytest.approx(-4.0) and full[0, 11, 5, 9] == pytest.approx(-4.0)
+    np.testing.assert_array_equal(full[(slice(None), *box)], values)
+    assert (_uncropped(np.abs(values), box, (12, 6, 10), outputs, std=True)[0, 0] == 0).all()
 
 
 def test_an_aligned_box_keeps_the_pooling_grid_of_the_whole_pass() -> None:

@@ -185,15 +185,24 @@ def brain_box(mask: np.ndarray, margin: int, align: int = 16
     return None if whole else (box[0], box[1], box[2])
 
 
+def background_value(values: np.ndarray) -> float:
+    """What surrounds an intensity map where it was not predicted: 0, or for a map with
+    negative values (z-scores, whose air is below zero) the median of its outermost
+    voxels, the background it shows there, so that no frame marks where it ends."""
+    if values.size == 0 or float(values.min()) >= 0:
+        return 0.0
+    faces = [np.moveaxis(values, axis, 0)[[0, -1]].ravel() for axis in range(values.ndim)]
+    return float(np.median(np.concatenate(faces)))
+
+
 def _uncropped(values: np.ndarray, box: tuple[slice, ...], shape: Sequence[int],
                outputs: Sequence[Any], std: bool) -> np.ndarray:
     """(C, *shape) maps with ``values`` (C, *box) in the box; outside, 0 (standard
-    deviations, non-negative maps) or the map's minimum (maps with negative values)."""
+    deviations, non-negative maps) or the box's background (:func:`background_value`)."""
     full = np.zeros((len(values), *shape), np.float32)
     for c, spec in enumerate(outputs):
-        low = float(values[c].min()) if values[c].size else 0.0
-        if not std and spec.kind == "intensity" and low < 0:
-            full[c] = low
+        if not std and spec.kind == "intensity":
+            full[c] = background_value(values[c])
     full[(slice(None), *box)] = values
     return full
 
@@ -262,7 +271,8 @@ def _on_input_grid(data: np.ndarray, grid_affine: np.ndarray, reference: Volume,
     """A map from the preprocessed grid back onto the reference input's grid (TorchIO).
 
     Voxels of the input the network's grid does not cover (outside a crop) get 0, or for
-    intensity maps with negative values (z-scores) the map's minimum, its background.
+    intensity maps with negative values (z-scores) their background
+    (:func:`background_value`).
     """
     if data.shape == reference.shape[:3] and np.allclose(grid_affine, reference.affine,
                                                          atol=1e-4):
@@ -280,7 +290,7 @@ def _on_input_grid(data: np.ndarray, grid_affine: np.ndarray, reference: Volume,
     out = resampled(data, interpolation)
     if kind == "intensity" and data.size:
         covered = resampled(np.ones(data.shape, np.float32), "nearest") > 0.5
-        out[~covered] = min(float(data.min()), 0.0)
+        out[~covered] = background_value(data)
     return out
 
 
@@ -557,7 +567,8 @@ def predict(
                        "Voxels": [[b.start, b.stop] for b in box],
                        "Description": f"brain mask bounding box + {margin} voxels on the "
                                       "network's grid, its start on a multiple of 16; "
-                                      "outside it 0 (or the map's minimum)"}}
+                                      "outside it 0 (or, for a map with negative "
+                                      "values, the median of the box's outer faces)"}}
                       if box is not None else {}),
                    **({"Warnings": notes["Warnings"]} if notes["Warnings"] else {}),
                    "Command": shlex.join(sys.argv)}
