@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0,
                         help="Processes that simulate the cohorts and load training data.")
     args = parser.parse_args(argv)
+    if args.workers < 0:
+        print(f"error: --workers: expected 0 or more, found {args.workers}", file=sys.stderr)
+        return 2
 
     from lesionkit.build_models import build_model
     from lesionkit.shipped import describe

@@ -30,3 +30,16 @@ def test_held_out_subjects_are_the_last_in_numeric_order() -> None:
     training, held_out = held_out_split(list(reversed(names)), 25)
     assert held_out == names[-25:] and training == names[:-25]
     assert held_out_split(["b", "a", "03"], 1) == (["a", "b"], ["03"])
+
+
+def test_train_models_script_refuses_bad_options_in_one_line(capsys) -> None:
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "scripts" / "train_models.py"
+    spec = importlib.util.spec_from_file_location("lesionkit_train_models", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--workers", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --workers: expected 0 or more, found -1"
+    assert module.main(["--only", "brain-age"]) == 2
+    assert "--only: expected some of enhance-r1" in capsys.readouterr().err

@@ -250,6 +250,31 @@ def test_parallel_workers_write_the_same_cohort(rim_cohort, tmp_path):
         simulate_cohort("rim-classify", tmp_path / "bad", 1, 0, 2, workers=-1)
 
 
+def test_a_killed_worker_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from lesionkit.simulate import cohorts
+
+    class KilledPool:  # a pool whose worker died (e.g. killed for lack of memory)
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def submit(self, *args):
+            future = Future()
+            future.set_exception(BrokenProcessPool("terminated abruptly"))
+            return future
+
+        def shutdown(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(cohorts, "ProcessPoolExecutor", KilledPool)
+    with pytest.raises(InputError, match=r"fcd: expected 2 simulation workers to finish, "
+                                         r"found one killed .* try fewer --workers"):
+        simulate_cohort("fcd-classify", tmp_path / "fcd", 2, 0, 2, workers=2)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_rim_lesions_have_a_bright_rim_on_qsm_and_ms_lesions_high_adc():
     from lesionkit.simulate import parameters as phys
     from lesionkit.simulate.acquisitions import quantitative_map

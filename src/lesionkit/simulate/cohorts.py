@@ -28,13 +28,14 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lesionkit.io import remove_stale_temporaries
+from lesionkit.io import InputError, remove_stale_temporaries
 from lesionkit.simulate import acquisitions as acq
 from lesionkit.simulate import parameters as phys
 from lesionkit.simulate.anatomy import (
@@ -316,8 +317,6 @@ COHORTS: dict[str, Callable[[acq.Subject], None]] = {
 def _check_out_dir(out: Path, task: str) -> None:
     """Accept a missing or empty folder, or an earlier phantom of the same task (replaced
     once the new cohort is complete)."""
-    from lesionkit.io import InputError
-
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: expected a folder for the dataset, found a file")
     if not out.exists() or not any(out.iterdir()):
@@ -355,9 +354,10 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
             (mixed with parametric ones, :mod:`lesionkit.simulate.lesion_library`):
             "shipped", a folder of binary masks in MNI space, or None / "none" for
             parametric lesions only.
-        workers: Processes simulating subjects in parallel (0: this process). Each
+        workers: Processes simulating subjects in parallel (0 or 1: this process). Each
             subject draws from its own seeded streams, so the cohort is the same for any
-            number of workers.
+            number of workers. The workers are spawned: a script that calls this with
+            workers must do so under ``if __name__ == "__main__":``.
 
     Returns:
         The dataset root.
@@ -393,6 +393,12 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
     try:
         _write_cohort(task, out, subjects, seed, resolution, preview, progress, mode,
                       library, workers)
+    except BrokenProcessPool as error:
+        shutil.rmtree(out, ignore_errors=True)
+        raise InputError(
+            f"{final}: expected {min(workers, subjects)} simulation workers to finish, found "
+            f"one killed (most often for lack of memory: a 1 mm subject takes up to 5 GB); "
+            f"nothing was written; try fewer --workers") from error
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
