@@ -24,7 +24,13 @@ not kept.
 Run: ``python benchmarks/enhance_r1_losses.py OUT --variant edge-energy`` (simulates the
 cohort into ``OUT/er16`` once; writes ``OUT/VARIANT/rows.json`` and prints the means);
 ``--figure PNG`` draws the slices of docs/results-enhance-r1-edge-energy.png from the
-``gradient-l1-x3`` and ``edge-energy`` runs.
+``gradient-l1-x3`` and ``edge-energy`` runs (``--figure-runs`` for others).
+
+Longer runs on a GPU (docs/results.md, "Longer training on more subjects"): ``--subjects
+100`` simulates 100 subjects of the same seed (the first 16 are those above) and trains on
+every control but the held-out three, ``--full`` uses the task's four-level U-Net,
+``--patches``, ``--device cuda``, ``--workers`` (simulation and patch loading) and
+``--max-minutes`` (a wall-time cap on training) size the run; ``--name`` its folder.
 """
 
 from __future__ import annotations
@@ -90,8 +96,24 @@ VARIANTS = {
 }
 
 
-def run(out: Path, variant: str, epochs: int = 8) -> dict:
-    """Train, predict and score one variant; returns ``{"train_s", "means", "rows"}``."""
+def training_subjects(data: Path) -> list[str]:
+    """The controls of the cohort other than the held-out subjects (``TRAIN`` for the
+    16-subject cohort: the first 16 subjects are the same whatever the cohort's size)."""
+    import pandas as pd
+
+    table = pd.read_csv(data / "participants.tsv", sep="\t", dtype=str)
+    controls = table.loc[table["group"] == "control", "participant_id"].str[4:]
+    return [name for name in controls if name not in HELD_OUT]
+
+
+def run(out: Path, variant: str, epochs: int = 8, subjects: int = 16, full: bool = False,
+        patches: int = 512, device: str = "cpu", workers: int = 0, name: str = "") -> dict:
+    """Train, predict and score one variant; returns ``{"train_s", "means", "rows"}``.
+
+    ``subjects`` > 16 simulates a larger cohort of the same seed and trains on all of its
+    controls but the held-out three; ``full`` trains the task's own four-level U-Net in
+    place of the small one; the run's folder is ``OUT/NAME`` (default: the variant).
+    """
     import pandas as pd
 
     from lesionkit.infer import predict
@@ -99,18 +121,22 @@ def run(out: Path, variant: str, epochs: int = 8) -> dict:
     from lesionkit.tasks import get_task
     from lesionkit.tasks.enhance_r1 import evaluate
 
-    data = out / "er16"
+    data = out / ("er16" if subjects == 16 else f"er{subjects}")
     if not data.is_dir():
-        simulate_cohort("enhance-r1", data, subjects=16, seed=1000, resolution=2)
+        simulate_cohort("enhance-r1", data, subjects=subjects, seed=1000, resolution=2,
+                        workers=workers)
     training.LOSSES[f"bench:{variant}"] = VARIANTS[variant]
-    task = replace(get_task("enhance-r1"), learning_rate=1e-3, loss=f"bench:{variant}",
-                   network_kwargs=SMALL_UNET)
-    folder = out / variant
+    task = get_task("enhance-r1")
+    task = replace(task, learning_rate=1e-3, loss=f"bench:{variant}",
+                   network_kwargs=task.network_kwargs if full else SMALL_UNET)
+    folder = out / (name or variant)
     start = time.perf_counter()
     training.train(task, data, folder / "model", folds=1, epochs=epochs, seed=1000,
-                   patches_per_epoch=512, device="cpu", subjects=TRAIN, overwrite=True)
+                   patches_per_epoch=patches, device=device, subjects=training_subjects(data),
+                   overwrite=True, workers=workers, progress=False)
     seconds = time.perf_counter() - start
-    predict(folder / "model", data, out_dir=folder / "pred", subjects=HELD_OUT)
+    predict(folder / "model", data, out_dir=folder / "pred", subjects=HELD_OUT, device=device,
+            progress=False)
     rows = evaluate(task, data, folder / "pred", HELD_OUT)
     columns = ["rmse", "ssim", "relative_edge_sharpness", "white_matter_texture",
                "nyquist_power_ratio", "contrast_preservation"]
@@ -123,7 +149,8 @@ def run(out: Path, variant: str, epochs: int = 8) -> dict:
 
 
 def figure(out: Path, png: Path, subject: str = "14",
-           variants: tuple[str, ...] = ("gradient-l1-x3", "edge-energy")) -> Path:
+           variants: tuple[str, ...] = ("gradient-l1-x3", "edge-energy"),
+           cohort: str = "er16") -> Path:
     """One axial slice (centre + 10) of the 3T map, each variant's output and the 7T map,
     each windowed to its own 1st-99th percentiles in a box around the ventricles."""
     import matplotlib
@@ -133,7 +160,7 @@ def figure(out: Path, png: Path, subject: str = "14",
     import nibabel as nib
     import numpy as np
 
-    root = out / "er16" / f"sub-{subject}"
+    root = out / cohort / f"sub-{subject}"
     images = {"3T (B-spline)": root / "ses-3T" / "anat" / f"sub-{subject}_ses-3T_R1map.nii.gz"}
     for variant in variants:
         images[variant] = next((out / variant / "pred").rglob(
@@ -159,12 +186,30 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path)
     parser.add_argument("--variant", choices=sorted(VARIANTS))
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--subjects", type=int, default=16, help="cohort size (seed 1000)")
+    parser.add_argument("--full", action="store_true", help="the task's four-level U-Net")
+    parser.add_argument("--patches", type=int, default=512, help="training patches per epoch")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes simulating the cohort and loading patches")
+    parser.add_argument("--name", default="", help="the run's folder under OUT")
+    parser.add_argument("--max-minutes", type=float,
+                        help="stop training after this wall time (Lightning's max_time; the "
+                             "best validation epoch's weights are kept)")
     parser.add_argument("--figure", type=Path, help="write the slice figure to this PNG")
+    parser.add_argument("--figure-runs", nargs="+", default=["gradient-l1-x3", "edge-energy"],
+                        help="the runs (folders under OUT) the figure shows")
     args = parser.parse_args()
     if not args.variant and not args.figure:
         parser.error("expected --variant or --figure, found neither")
-    torch.set_num_threads(1)
+    if args.device == "cpu":
+        torch.set_num_threads(1)
+    if args.max_minutes:  # a cap for a lent machine's fixed time, in this process only
+        training.L.Trainer = functools.partial(training.L.Trainer,
+                                               max_time={"minutes": args.max_minutes})
     if args.variant:
-        run(args.out, args.variant, args.epochs)
+        run(args.out, args.variant, args.epochs, args.subjects, args.full, args.patches,
+            args.device, args.workers, args.name)
     if args.figure:
-        print(figure(args.out, args.figure))
+        cohort = "er16" if args.subjects == 16 else f"er{args.subjects}"
+        print(figure(args.out, args.figure, variants=tuple(args.figure_runs), cohort=cohort))
