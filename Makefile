@@ -32,7 +32,6 @@ models: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) $(BENCH_DIR) models-work .pytest_cache .ruff_cache
