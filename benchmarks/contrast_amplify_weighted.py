@@ -17,7 +17,8 @@ ARM``) is summarised the same way by ``python benchmarks/contrast_amplify_weight
 --summarise ARM --data COHORT``.
 
 Run: ``python benchmarks/contrast_amplify_weighted.py OUT --arm weighted-1`` (arms:
-``unclipped``, the task as it is, and ``weighted-1``, ``weighted-4``: ALPHA 1 and 4;
+``unclipped``, the plain residual U-Net (the task as it was for these runs; its default
+now adds the output to the T1c), and ``weighted-1``, ``weighted-4``: ALPHA 1 and 4;
 simulates the cohort into ``OUT/ca30`` once; writes the cross-validation into
 ``OUT/ARM``). It prints the T1c-pro figures of ``comparison.json``, the reader
 stand-in's sensitivity at its best-F1 threshold and, by lesion size
@@ -134,8 +135,10 @@ def main() -> None:
     if not data.is_dir():
         simulate_cohort("contrast-amplify", data, subjects=30, seed=0, resolution=2)
     task = get_task("contrast-amplify")
-    task = replace(task, network_kwargs={**task.network_kwargs, "channels": (16, 32, 64, 128),
-                                         "strides": (2, 2, 2)},
+    plain = "residual-unet"  # the task's network when these runs were made (arm unclipped)
+    task = replace(task, network=plain,
+                   network_kwargs={**task.network_kwargs, "channels": (16, 32, 64, 128),
+                                   "strides": (2, 2, 2)},
                    arms={"unclipped": {}, "weighted-1": {"training_step": hooks.weighted_1},
                          "weighted-4": {"training_step": hooks.weighted_4}})
     out = args.out / args.arm

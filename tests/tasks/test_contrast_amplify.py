@@ -81,11 +81,17 @@ def test_variant_without_adc_trains_and_predicts(tmp_path: Path) -> None:
     assert sum("desc-amplified" in p.name and p.name.endswith(".nii.gz") for p in written) == 3
 
 
-def test_input_residual_arm_adds_its_output_to_the_t1c(tmp_path: Path) -> None:
+def test_task_adds_its_output_to_the_t1c_and_other_arms_are_plain(tmp_path: Path) -> None:
     for name in ("contrast-amplify", "contrast-amplify-noadc"):
-        arm = get_task(name).arm("input-residual")
-        assert (arm.inputs[0], arm.predict_inputs[0]) == (ca.T1C_LOW, ca.T1C)  # channel 0
-    task = _tiny().arm("input-residual")
+        task = get_task(name)
+        assert task.arm("input-residual") == task  # the default is the arm
+        assert (task.inputs[0], task.predict_inputs[0]) == (ca.T1C_LOW, ca.T1C)  # channel 0
+        assert task.network == "residual-unet-on-input"
+        assert task.arm("unclipped").network == "residual-unet"
+        assert task.arm("unclipped").network_factory is None
+        paper = task.arm("paper")
+        assert (paper.network, paper.network_factory) == ("residual-unet", ca.amplifier)
+    task = _tiny()
     data = write_task_dataset(tmp_path / "bids", task, subjects=3)
     model = train(task, data, tmp_path / "model", epochs=1, max_steps=1, progress=False,
                   device="cpu")
@@ -93,6 +99,10 @@ def test_input_residual_arm_adds_its_output_to_the_t1c(tmp_path: Path) -> None:
         "residual-unet-on-input")
     written = predict(model, data, tta=2, device="cpu", progress=False, out_dir=tmp_path / "p")
     assert sum("desc-amplified" in p.name and p.name.endswith(".nii.gz") for p in written) == 3
+    plain = train(_tiny().arm("unclipped"), data, tmp_path / "plain", epochs=1, max_steps=1,
+                  progress=False, device="cpu")
+    assert yaml.safe_load((plain / "config.yaml").read_text())["task"]["network"] == (
+        "residual-unet")
 
 
 def test_missing_input_is_one_line_naming_subject_and_image(tmp_path: Path) -> None:
