@@ -16,7 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lesionkit demo $(DEMO_DIR)
+	$(BIN)/lesionkit demo $(DEMO_DIR) --workers 2
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -95,3 +95,20 @@ def test_a_step_predicts_with_a_given_model_fine_tunes_it_and_indexes_both_repor
     assert entries[0]["path"] != entries[1]["path"]
     page = write_index(tmp_path / "index.html", "demo", entries).read_text()
     assert page.count("enhance-r1") >= 2 and "predictions/enhance-r1-fine-tuned" in page
+
+
+def test_run_demo_simulates_with_the_workers_asked_for(tmp_path: Path, monkeypatch) -> None:
+    """``--workers`` reaches every cohort's simulation, capped at its subject count."""
+    import lesionkit.simulate as simulate
+    from lesionkit.demo import run_demo
+
+    calls = {}
+
+    def fake_cohort(cohort: str, out: Path, subjects: int, workers: int = 0, **_) -> Path:
+        calls[cohort] = workers
+        return out
+
+    monkeypatch.setattr(simulate, "simulate_cohort", fake_cohort)
+    monkeypatch.setattr("lesionkit.report.write_index", lambda path, *a, **k: path)
+    run_demo(tmp_path, steps=[], cohorts={"enhance-r1": 4, "mrf-lesion": 1}, workers=2)
+    assert calls == {"enhance-r1": 2, "mrf-lesion": 1}

@@ -223,6 +223,9 @@ def demo(
         "demo"
     ),
     seed: Annotated[int, typer.Option(help="Seed of the phantom cohorts.")] = 0,
+    workers: Annotated[int, typer.Option(
+        min=0, help="Processes simulating the cohorts' subjects in parallel (0: one); the "
+                    "cohorts are the same for any number.")] = 0,
     threads: ThreadsOption = None,
 ) -> None:
     """Run the end-to-end demonstration on small phantom cohorts (2 mm)."""
@@ -232,7 +235,7 @@ def demo(
     use_threads(threads)
 
     with _user_errors():
-        summary = run_demo(out_dir, seed=seed, progress=_progress)
+        summary = run_demo(out_dir, seed=seed, progress=_progress, workers=workers)
     typer.echo(summary)
 
 

@@ -40,6 +40,7 @@ def run_demo(
     progress: ProgressFactory = _no_progress,
     steps: Sequence[DemoStep] | None = None,
     cohorts: dict[str, int] | None = None,
+    workers: int = 0,
 ) -> str:
     """Run the demonstration; return a short text summary.
 
@@ -51,6 +52,8 @@ def run_demo(
         cohorts: Cohort -> subjects to simulate (default: each step's cohort at
             :func:`needed_subjects`, at least :data:`PREVIEW_SUBJECTS`; every other
             phantom cohort at :data:`PREVIEW_SUBJECTS`).
+        workers: Processes simulating each cohort's subjects in parallel (0: this one);
+            the cohorts do not depend on it.
 
     Returns:
         Lines naming what was written and the held-out phantom metrics.
@@ -71,7 +74,8 @@ def run_demo(
         mm = resolution.get(cohort, 2)
         with progress(f"simulate {cohort}", n) as advance:
             root = simulate_cohort(cohort, out / "phantom" / cohort, subjects=n, seed=seed,
-                                   resolution=mm, preview=True, progress=advance)
+                                   resolution=mm, preview=True, progress=advance,
+                                   workers=min(workers, n))
         lines.append(f"phantom {cohort}: {n} subjects at {mm} mm in "
                      f"{time.perf_counter() - start:.0f} s -> {root}")
     entries = []
