@@ -114,3 +114,28 @@ def test_implausible_volume_is_rejected() -> None:
 def test_not_3d_is_rejected() -> None:
     with pytest.raises(InputError, match="expected a 3D image"):
         brain_mask(np.ones((4, 4, 4, 2), np.float32), np.eye(4))
+
+
+def test_a_constant_offset_does_not_move_the_mask() -> None:
+    """Reconstructions that store negative values (a background of -200, say) get the mask
+    of the same image without the offset: BET reads intensities from the image's floor."""
+    image, affine, brain, _ = _head(160.0)
+    mask, _ = brain_mask(image, affine, iterations=300)
+    shifted, _ = brain_mask(image - 200.0, affine, iterations=300)
+    assert _dice(shifted, mask) > 0.99 and _dice(shifted, brain) > 0.8
+
+
+def test_failing_brain_extraction_is_one_line_naming_the_file(monkeypatch) -> None:
+    import brainextractor
+
+    def fail(self, iterations: int = 1000, **_) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(brainextractor.BrainExtractor, "run", fail)
+    image, affine, _, _ = _head(160.0)
+    with pytest.raises(InputError) as error:
+        brain_mask(image, affine, source="sub-01_FLAIR.nii.gz", iterations=10)
+    message = str(error.value)
+    assert message.startswith("sub-01_FLAIR.nii.gz: expected brain extraction")
+    assert "ZeroDivisionError" in message and "desc-brain_mask" in message
+    assert "\n" not in message

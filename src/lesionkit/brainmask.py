@@ -32,6 +32,8 @@ STRIPPED_VOLUME_ML = (800.0, 2500.0)
 #: (a raw scan whose background was zeroed keeps a rim of near-zero noise: 9-15 % measured).
 STRIPPED_MAX_DARK_SHARE = 0.05
 DARK_LEVEL = 0.05
+#: Intensity percentile taken as the image's floor (0) for BET when it is negative.
+FLOOR_PERCENTILE = 0.5
 
 #: A brain mask outside this range (mL) is rejected as implausible.
 PLAUSIBLE_VOLUME_ML = (200.0, 3000.0)
@@ -53,7 +55,8 @@ def brain_mask(
     library's numba kernels, about 10 s).
 
     Args:
-        data: (X, Y, Z) intensities in any unit (T1w or FLAIR); NaN counts as zero.
+        data: (X, Y, Z) intensities in any unit and offset (T1w or FLAIR); NaN counts
+            as zero.
         affine: 4x4 voxel-to-world matrix, world in mm.
         source: File name put at the start of error messages.
         iterations: BET surface deformation steps.
@@ -63,8 +66,8 @@ def brain_mask(
         ``"skull-stripped input: non-zero voxels"`` or ``"computed: brainextractor ..."``.
 
     Raises:
-        InputError: The image is not 3D, empty or constant, the affine is unusable, or the
-            mask volume is outside ``PLAUSIBLE_VOLUME_ML``.
+        InputError: The image is not 3D, empty or constant, the affine is unusable, BET
+            fails on it, or the mask volume is outside ``PLAUSIBLE_VOLUME_ML``.
     """
     prefix = f"{source}: " if source else ""
     data = np.nan_to_num(np.asarray(data, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
@@ -89,7 +92,7 @@ def brain_mask(
         mask, description = data != 0, "skull-stripped input: non-zero voxels"
     else:
         spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-        mask = _largest_filled(_extract(data, spacing, iterations))
+        mask = _largest_filled(_extract(data, spacing, iterations, source or "image"))
         description = _description(iterations)
 
     volume_ml = float(mask.sum()) * voxel_ml
@@ -134,20 +137,33 @@ def looks_skull_stripped(data: np.ndarray, affine: np.ndarray) -> bool:
     return dark_share < STRIPPED_MAX_DARK_SHARE
 
 
-def _extract(data: np.ndarray, spacing: np.ndarray, iterations: int) -> np.ndarray:
-    """BET mask of ``data`` (voxel sizes ``spacing`` in mm) on the input grid."""
+def _extract(data: np.ndarray, spacing: np.ndarray, iterations: int, source: str = "image"
+             ) -> np.ndarray:
+    """BET mask of ``data`` (voxel sizes ``spacing`` in mm) on the input grid.
+
+    Raises:
+        InputError: BET failed on the image (named ``source``).
+    """
     import contextlib
     import io
 
     from brainextractor import BrainExtractor
     from scipy import ndimage
 
-    work = ndimage.zoom(data, spacing / WORK_SPACING_MM, order=1)
+    # BET's thresholds and centre of gravity assume a background near 0: an image stored
+    # with an offset (negative values) is read from its floor (0.5th percentile) up.
+    floor = min(float(np.percentile(data, FLOOR_PERCENTILE)), 0.0)
+    work = ndimage.zoom(np.clip(data - floor, 0.0, None), spacing / WORK_SPACING_MM, order=1)
     image = nifti_image(work, np.diag([WORK_SPACING_MM] * 3 + [1.0]))
-    with contextlib.redirect_stdout(io.StringIO()):  # the library prints its progress
-        extractor = BrainExtractor(image, bt=FRACTIONAL_THRESHOLD)
-        extractor.run(iterations=iterations)
-        work_mask = np.asarray(extractor.compute_mask(), dtype=np.float32)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the library prints its progress
+            extractor = BrainExtractor(image, bt=FRACTIONAL_THRESHOLD)
+            extractor.run(iterations=iterations)
+            work_mask = np.asarray(extractor.compute_mask(), dtype=np.float32)
+    except (ArithmeticError, ValueError, IndexError) as error:
+        raise InputError(f"{source}: expected brain extraction (BET) to find the brain, found "
+                         f"it failing ({type(error).__name__}: {error}); give the dataset a "
+                         "brain mask (*_desc-brain_mask.nii.gz in derivatives)") from error
     factors = np.array(data.shape) / np.array(work_mask.shape)
     mask = ndimage.zoom(work_mask, factors, order=1, output=np.float32) > 0.5
     if mask.shape != data.shape:  # zoom rounds the output shape; never off by more than 1
