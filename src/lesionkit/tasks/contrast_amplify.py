@@ -771,10 +771,10 @@ DEMO = DemoStep(
            "T1c-pro_f1"))
 
 #: Shipped model (``make models``): one fold of the task's network (output added to the
-#: input T1c; named in the recipe as it was built before it became the default), 4
-#: levels of half the width, on 13
-#: phantom subjects, 36 epochs (after 12 its validation loss was still falling), scored
-#: on 3 more (the task's own default is the paper's 5-fold ensemble).
+#: input T1c; named in the recipe as it was built, before it became the default), 4
+#: levels of half the width, on 13 phantom subjects, 36 epochs (after 12 its validation
+#: loss was still falling), scored on 3 more (the task's own default is the paper's
+#: 5-fold ensemble).
 SHIPPED_MODELS = (
     replace(DEMO, subjects=16, held_out=3, epochs=36, examples_per_epoch=800, tta=8,
             overrides={"network": "residual-unet-on-input",
