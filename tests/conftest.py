@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -52,6 +55,19 @@ TINY_NETWORKS = {
     "resnet10": {"widen_factor": 0.25},
     "resnet50": {"widen_factor": 0.125},
 }
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """A script of benchmarks/ or scripts/ imported as module ``name``; its folder is on
+    ``sys.path`` while it loads, for the helpers beside it (``common.py``)."""
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
 
 
 def oblique_affine(spacing: float = 1.0) -> np.ndarray:

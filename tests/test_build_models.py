@@ -33,12 +33,10 @@ def test_held_out_subjects_are_the_last_in_numeric_order() -> None:
 
 
 def test_train_models_script_refuses_bad_options_in_one_line(capsys) -> None:
-    import importlib.util
+    from conftest import load_script
 
-    script = Path(__file__).parents[1] / "scripts" / "train_models.py"
-    spec = importlib.util.spec_from_file_location("lesionkit_train_models", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(Path(__file__).parents[1] / "scripts" / "train_models.py",
+                         "lesionkit_train_models")
     assert module.main(["--workers", "-1"]) == 2
     assert capsys.readouterr().err.strip() == "error: --workers: expected 0 or more, found -1"
     assert module.main(["--only", "brain-age"]) == 2

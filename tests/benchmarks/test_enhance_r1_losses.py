@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 BENCH = Path(__file__).parents[2] / "benchmarks" / "enhance_r1_losses.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("lesionkit_benchmarks_er_losses", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "lesionkit_benchmarks_er_losses")
 
 
 def _participants(root: Path, groups: list[str]) -> Path:

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import load_script
 
 BENCH = Path(__file__).parents[2] / "benchmarks" / "mrf_lesion_bench.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))  # its helpers (common.py) sit beside it
-    try:
-        spec = importlib.util.spec_from_file_location("lesionkit_benchmarks_mrf", BENCH)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH.parent))
-    return module
+    return load_script(BENCH, "lesionkit_benchmarks_mrf")
 
 
 def test_work_is_counted_per_slice_and_set_against_the_matrix_product(bench) -> None:

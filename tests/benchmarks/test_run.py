@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 RUN = Path(__file__).parents[2] / "benchmarks" / "run.py"
 
 
 @pytest.fixture(scope="module")
 def run():
-    spec = importlib.util.spec_from_file_location("lesionkit_benchmarks_run", RUN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(RUN, "lesionkit_benchmarks_run")
 
 
 EXISTING = """# lesionkit benchmarks

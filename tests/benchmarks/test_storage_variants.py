@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nibabel as nib
@@ -10,15 +9,14 @@ import numpy as np
 import pytest
 from nibabel.processing import resample_from_to
 
+from conftest import load_script
+
 BENCH = Path(__file__).parents[2] / "benchmarks" / "storage_variants.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("lesionkit_benchmarks_storage", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "lesionkit_benchmarks_storage")
 
 
 def test_storage_variants_hold_the_same_image(bench, tmp_path: Path) -> None:
