@@ -10,7 +10,9 @@ from scipy import ndimage
 
 from lesionkit.geometry import (
     at_voxel_size,
+    brain_coverage,
     canonical,
+    coverage_warning,
     median_voxel_size,
     misalignment_mm,
     onto_grid,
@@ -109,3 +111,19 @@ def test_thick_slices_warn() -> None:
     warning = thickness_warning("a.nii", (0.7, 0.7, 5.5), (1.0, 1.0, 1.0))
     assert "a 5.5 mm edge" in warning and "may be missed" in warning
     assert thickness_warning("a.nii", (0.7, 0.7, 5.5), None) is None
+
+
+def test_brain_coverage_in_world_space_whatever_the_grids() -> None:
+    mask = np.zeros((20, 20, 10), bool)
+    mask[5:15, 5:15, 2:8] = True  # 10 x 10 x 6 voxels of 2 mm
+    mask_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    # the same world box, on a 1 mm grid stored with its first axis flipped
+    flipped = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flipped[0, 3] = 39.0
+    assert brain_coverage(mask, mask_affine, (40, 40, 20), flipped) == 1.0
+    # a field of view ending at x = 19.5 mm: mask voxel centres at x = 10, 12, ..., 28 mm
+    assert brain_coverage(mask, mask_affine, (20, 40, 20), np.eye(4)) == pytest.approx(0.5)
+    assert brain_coverage(np.zeros_like(mask), mask_affine, (1, 1, 1), np.eye(4)) == 1.0
+    assert coverage_warning("a_T1w.nii.gz", "a_FLAIR.nii.gz", 0.995) is None
+    warning = coverage_warning("a_T1w.nii.gz", "a_FLAIR.nii.gz", 0.5)
+    assert warning.startswith("a_T1w.nii.gz: its field of view holds 50% of the brain")

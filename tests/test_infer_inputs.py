@@ -374,6 +374,27 @@ def test_thick_slices_warn_in_the_sidecar(trained, tmp_path: Path, capsys) -> No
     assert "lesions thinner than the slices may be missed" in capsys.readouterr().err
 
 
+def test_t1w_that_misses_part_of_the_brain_warns_in_the_sidecar(trained, tmp_path: Path,
+                                                               capsys) -> None:
+    model, data = trained
+    predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "a")
+    assert not json.loads(_sidecar(tmp_path / "a").read_text()).get("Warnings")
+
+    def crop_t1w(volume: Volume, suffix: str) -> Volume:  # a T1w with 10 fewer columns
+        if suffix != "T1w":
+            return volume
+        affine = volume.affine.copy()
+        affine[:3, 3] += affine[:3, :3] @ [10, 0, 0]
+        return replace(volume, data=volume.data[10:], affine=affine)
+
+    changed = _copy_subject(data, tmp_path / "cropped", crop_t1w)
+    predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "b")
+    warnings = json.loads(_sidecar(tmp_path / "b").read_text())["Warnings"]
+    assert any(w.startswith("sub-03_T1w.nii.gz: its field of view holds") and
+               "of the brain (the mask on sub-03_FLAIR.nii.gz's grid)" in w for w in warnings)
+    assert "outside it the network reads its background" in capsys.readouterr().err
+
+
 def test_truth_in_a_manual_pipeline_is_evaluated(trained, tmp_path: Path) -> None:
     model, _ = trained
     rng = np.random.default_rng(4)

@@ -336,7 +336,9 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     normalisation), the non-zero voxels of the first input. Inputs normalised per
     image (``image-zscore``) are skull-stripped with the mask and normalised here. The
     task's preprocessing transforms are applied last. ``subject["notes"]`` says what was
-    done (mask source, voxel sizes, warnings) for the outputs' sidecars.
+    done (mask source, voxel sizes, warnings) for the outputs' sidecars; an input whose
+    field of view holds less than ``geometry.MIN_BRAIN_COVERAGE`` of the brain mask is
+    named in a warning.
 
     Args:
         dataset: The BIDS dataset.
@@ -383,6 +385,9 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     images[first] = geometry.at_voxel_size(images[first], task.spacing)
     weighted = {s.key for s in task.inputs + task.prediction_inputs  # not maps with units
                 if s.normalisation in PER_IMAGE and s.unit == "a.u."}
+    input_keys = {s.key for s in task.inputs + task.prediction_inputs}
+    grids = {key: (image.spatial_shape, image.affine) for key, image in images.items()
+             if key != first and key in input_keys}
     for key, image in images.items():
         if key == first:
             continue
@@ -407,6 +412,11 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     else:
         mask = (reference.data != 0).any(0, keepdim=True)
         notes["BrainMask"] = f"non-zero voxels of {sources[first]}"
+    for key, grid in grids.items():
+        share = geometry.brain_coverage(mask[0].numpy(), reference.affine, *grid)
+        warning = geometry.coverage_warning(Path(sources[key]).name, Path(sources[first]).name,
+                                            share)
+        notes["Warnings"] += [warning] if warning else []
     for spec in specs:
         if spec.normalisation in PER_IMAGE and spec.key in images:
             images[spec.key].set_data(per_image_zscore(images[spec.key].data, mask[0]))

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 #: Minimum share of the smaller image's world bounding box that two images of one
 #: subject must have in common to be put on one grid by their affines alone.
 MIN_OVERLAP = 0.5
+#: An input whose field of view holds less of the brain mask than this share is named in
+#: a warning (outside it the network reads the input's background).
+MIN_BRAIN_COVERAGE = 0.99
 #: A voxel edge this many times the model's (and at least 1 mm longer) earns a warning.
 THICK_FACTOR = 2.0
 #: Mean displacement (mm) between two weighted images put on one grid by their affines,
@@ -183,6 +186,28 @@ def registered(image: tio.ScalarImage, reference: tio.Image) -> tio.ScalarImage:
                         codomain_grid_shape=moving.shape[1:], codomain_grid2world=image.affine)
     moved = np.stack([mapping.transform(channel) for channel in moving]).astype(np.float32)
     return tio.ScalarImage(tensor=torch.from_numpy(moved), affine=reference.affine)
+
+
+def brain_coverage(mask: np.ndarray, mask_affine: np.ndarray, shape: Sequence[int],
+                   affine: np.ndarray) -> float:
+    """Share (0-1) of the mask's voxels whose centres lie inside the field of view of an
+    image of ``shape`` and ``affine`` (compared in world coordinates, mm)."""
+    ijk = np.argwhere(np.asarray(mask, bool))
+    if len(ijk) == 0:
+        return 1.0
+    mask_affine, inverse = np.asarray(mask_affine, float), np.linalg.inv(np.asarray(affine, float))
+    world = ijk @ mask_affine[:3, :3].T + mask_affine[:3, 3]
+    voxels = world @ inverse[:3, :3].T + inverse[:3, 3]
+    inside = np.all((voxels > -0.5) & (voxels < np.asarray(shape[:3]) - 0.5), axis=1)
+    return float(inside.mean())
+
+
+def coverage_warning(name: str, reference_name: str, share: float) -> str | None:
+    """A warning when an input covers less than ``MIN_BRAIN_COVERAGE`` of the brain."""
+    if share >= MIN_BRAIN_COVERAGE:
+        return None
+    return (f"{name}: its field of view holds {share:.0%} of the brain (the mask on "
+            f"{reference_name}'s grid); outside it the network reads its background")
 
 
 def thickness_warning(name: str, spacing: Sequence[float], model: Sequence[float] | None
