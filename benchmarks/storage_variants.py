@@ -35,9 +35,10 @@ TURN_DEGREES = 20.0
 
 def _turn() -> np.ndarray:
     """A rotation by ``TURN_DEGREES`` about the world's x axis (4 x 4)."""
-    angle = np.deg2rad(TURN_DEGREES)
+    from scipy.spatial.transform import Rotation
+
     turn = np.eye(4)
-    turn[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    turn[:3, :3] = Rotation.from_euler("x", TURN_DEGREES, degrees=True).as_matrix()
     return turn
 
 

@@ -192,12 +192,13 @@ def brain_coverage(mask: np.ndarray, mask_affine: np.ndarray, shape: Sequence[in
                    affine: np.ndarray) -> float:
     """Share (0-1) of the mask's voxels whose centres lie inside the field of view of an
     image of ``shape`` and ``affine`` (compared in world coordinates, mm)."""
+    from nibabel.affines import apply_affine
+
     ijk = np.argwhere(np.asarray(mask, bool))
     if len(ijk) == 0:
         return 1.0
-    mask_affine, inverse = np.asarray(mask_affine, float), np.linalg.inv(np.asarray(affine, float))
-    world = ijk @ mask_affine[:3, :3].T + mask_affine[:3, 3]
-    voxels = world @ inverse[:3, :3].T + inverse[:3, 3]
+    to_image = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(mask_affine, float)
+    voxels = apply_affine(to_image, ijk)
     inside = np.all((voxels > -0.5) & (voxels < np.asarray(shape[:3]) - 0.5), axis=1)
     return float(inside.mean())
 
