@@ -2,8 +2,9 @@
 
 Four subcommands, each printing what the document quotes:
 
-- ``mix OUT FIXED RANDOMISED``: one BIDS dataset of sub-01..10 of FIXED and sub-01..10 of
-  RANDOMISED as sub-21..30 (symbolic links to the files, raw and ``derivatives/phantom``;
+- ``mix OUT FIXED RANDOMISED [--count N --offset K]``: one BIDS dataset of sub-01..10 of
+  FIXED and sub-01..10 of RANDOMISED as sub-21..30 (N subjects of each, the randomised
+  ones renumbered from K + 1; symbolic links to the files, raw and ``derivatives/phantom``;
   the two ``participants.tsv`` merged), for ``lesionkit train ... --subjects``;
 - ``contrast DATA MODEL [SUBJECTS]``: per subject, the median FLAIR of the lesion voxels
   in the robust z-score the model reads (images loaded as prediction loads them, at the
@@ -112,6 +113,9 @@ def main() -> None:
     one = commands.add_parser("mix")
     for name in ("out", "fixed", "randomised"):
         one.add_argument(name, type=Path)
+    one.add_argument("--count", type=int, default=10, help="subjects taken from each dataset")
+    one.add_argument("--offset", type=int, default=20,
+                     help="added to the randomised subjects' numbers")
     two = commands.add_parser("contrast")
     two.add_argument("data", type=Path)
     two.add_argument("model", type=Path)
@@ -125,7 +129,7 @@ def main() -> None:
     four.add_argument("second", type=Path)
     args = parser.parse_args()
     if args.command == "mix":
-        mix(args.out, args.fixed, args.randomised)
+        mix(args.out, args.fixed, args.randomised, args.count, args.offset)
     elif args.command == "contrast":
         contrast(args.data, args.model, args.subjects.split(",") if args.subjects else None)
     elif args.command == "ghost":

@@ -188,6 +188,27 @@ def test_trainer_flags(monkeypatch: pytest.MonkeyPatch) -> None:
         trainer_flags("cuda", devices=2)
 
 
+def test_time_cap_stops_each_fold_and_is_recorded(enhance_dataset: Path,
+                                                 tmp_path: Path) -> None:
+    assert trainer_flags("cpu", max_minutes=90)["max_time"].total_seconds() == 5400
+    with pytest.raises(InputError, match="--max-minutes 0: expected a positive"):
+        trainer_flags("cpu", max_minutes=0)
+    model = train(TASK, enhance_dataset, tmp_path / "model", epochs=50, progress=False,
+                  device="cpu", patches_per_epoch=2, max_minutes=1e-4)  # 6 ms: one step
+    rows = _rows(model / "fold-0" / "metrics.csv")
+    assert 1 <= len(rows) < 50
+    assert (model / "fold-0" / "weights.safetensors").is_file()
+    config = yaml.safe_load((model / "config.yaml").read_text())
+    assert config["training"]["max_minutes"] == pytest.approx(1e-4)
+    assert config["training"]["complete"]
+    last = torch.load(model / "fold-0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not [k for k in last.get("callbacks", {}) if "Timer" in k]  # per run, not summed
+    done = len(rows)  # the next job of a time-limited cluster run continues the fold
+    train(TASK, enhance_dataset, model, epochs=done + 1, progress=False, device="cpu",
+          patches_per_epoch=2, resume=True)
+    assert len(_rows(model / "fold-0" / "metrics.csv")) == done + 1
+
+
 def test_single_process_is_rank_zero_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_PROCID", "3")  # a single process ignores launchers' variables
     monkeypatch.setenv("LOCAL_RANK", "1")

@@ -430,6 +430,10 @@ def train(
     register: RegisterOption = False,
     session: SessionOption = None,
     all_sessions: AllSessionsOption = False,
+    max_minutes: Annotated[float | None, typer.Option(
+        metavar="MIN",
+        help="Stop each fold after this many minutes of training and keep its best "
+             "validation epoch (a job's time limit; --resume continues).")] = None,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
     base = _task(task, arm) if init is None else _initial_task(task, init)
@@ -459,7 +463,7 @@ def train(
                    workers=workers, source=source_dir or weights, overwrite=overwrite,
                    init=init, register=register,
                    session=session.removeprefix("ses-") if session else None,
-                   all_sessions=all_sessions)
+                   all_sessions=all_sessions, max_minutes=max_minutes)
     if _rank_zero():
         typer.echo(f"wrote {path} ({chosen.name}, {time.perf_counter() - start:.0f} s)")
 

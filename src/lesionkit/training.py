@@ -12,6 +12,7 @@ share of every epoch (:func:`shard`) and only global rank 0 writes the model fol
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import json
@@ -294,6 +295,18 @@ class EpochLog(L.Callback):
             save_weights(module.network, self.folder / "weights.safetensors")
 
 
+class RunTimer(L.pytorch.callbacks.Timer):
+    """Lightning's Timer counting this run's training time only: nothing of it goes into
+    the checkpoint, so a fold resumed by the next job of a time-limited cluster run gets
+    the whole ``--max-minutes`` again."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        return None
+
+
 class EpochCheckpoint(L.Callback):
     """Write ``checkpoints/last.ckpt`` atomically at the end of every epoch (``--resume``)."""
 
@@ -451,9 +464,9 @@ class ShardedBatches:
         return iter(share)
 
 
-def trainer_flags(device: str = "auto", devices: int = 1, nodes: int = 1, amp: bool = False
-                  ) -> dict[str, Any]:
-    """Lightning Trainer flags: accelerator, processes, DDP and mixed precision.
+def trainer_flags(device: str = "auto", devices: int = 1, nodes: int = 1, amp: bool = False,
+                  max_minutes: float | None = None) -> dict[str, Any]:
+    """Lightning Trainer flags: accelerator, processes, DDP, mixed precision and a time cap.
 
     More than one process in all trains with DDP (NCCL on CUDA, gloo on CPU). The
     samplers give each process its share of every epoch themselves, so Lightning's
@@ -464,11 +477,16 @@ def trainer_flags(device: str = "auto", devices: int = 1, nodes: int = 1, amp: b
         devices: Processes per machine: CUDA devices, or CPU processes on the CPU.
         nodes: Machines (Lightning's ``num_nodes``).
         amp: Mixed precision: float16 on CUDA, bfloat16 on the CPU.
+        max_minutes: Training time (minutes) after which a fit stops (a job's time
+            limit on a cluster): ``max_time``, which :func:`train_fold` turns into a
+            :class:`RunTimer`; None: no cap.
 
     Raises:
-        InputError: CUDA asked for on a machine without it, or more CUDA devices than
-            the machine has.
+        InputError: CUDA asked for on a machine without it, more CUDA devices than the
+            machine has, or a time cap that is not positive.
     """
+    if max_minutes is not None and not max_minutes > 0:
+        raise InputError(f"--max-minutes {max_minutes}: expected a positive number of minutes")
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     found = torch.cuda.device_count() if cuda else 0
     if cuda and not found:
@@ -482,8 +500,9 @@ def trainer_flags(device: str = "auto", devices: int = 1, nodes: int = 1, amp: b
     if devices * nodes > 1:
         strategy = "ddp" if cuda else DDPStrategy(process_group_backend="gloo")
     precision = ("16-mixed" if cuda else "bf16-mixed") if amp else "32-true"
+    cap = {} if max_minutes is None else {"max_time": datetime.timedelta(minutes=max_minutes)}
     return {"accelerator": "cuda" if cuda else "cpu", "devices": devices, "num_nodes": nodes,
-            "strategy": strategy, "precision": precision, "use_distributed_sampler": False}
+            "strategy": strategy, "precision": precision, "use_distributed_sampler": False, **cap}
 
 
 def process_rank(flags: dict[str, Any]) -> tuple[int, int]:
@@ -576,6 +595,8 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
     if val_set is not None:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(
             "val_loss", patience=task.patience, check_on_train_epoch_end=False))
+    if "max_time" in flags:
+        callbacks.append(RunTimer(duration=flags.pop("max_time")))
     trainer = L.Trainer(max_epochs=epochs, max_steps=max_steps, callbacks=callbacks, logger=False,
                         enable_progress_bar=progress, enable_model_summary=False,
                         enable_checkpointing=False,
@@ -655,6 +676,7 @@ def train(
     register: bool = False,
     session: str | None = None,
     all_sessions: bool = False,
+    max_minutes: float | None = None,
 ) -> Path:
     """Train a task on a BIDS dataset and write the model folder.
 
@@ -709,6 +731,9 @@ def train(
             is one training example ("p01_ses-2" in the model folder's lists); folds and
             the validation split are still drawn over subjects, so the sessions of one
             subject are never on both sides.
+        max_minutes: Wall time (minutes) after which each fold (and each pretraining
+            stage) stops training and keeps its best validation epoch, as when early
+            stopping ends it (a cluster job's time limit); recorded in the model folder.
 
     Returns:
         The model folder.
@@ -719,7 +744,8 @@ def train(
 
         init = resolve_model(init)
         read_config(init)  # a model folder, before anything is written
-    settings = {"device": device, "devices": devices, "nodes": nodes, "amp": amp}
+    settings = {"device": device, "devices": devices, "nodes": nodes, "amp": amp,
+                "max_minutes": max_minutes}
     rank, world = process_rank(trainer_flags(**settings))  # checks the options too
     if rank == 0:  # the others start once rank 0 has written files (or alongside it)
         remove_stale_temporaries(model_dir)
