@@ -124,6 +124,12 @@ def test_brain_coverage_in_world_space_whatever_the_grids() -> None:
     # a field of view ending at x = 19.5 mm: mask voxel centres at x = 10, 12, ..., 28 mm
     assert brain_coverage(mask, mask_affine, (20, 40, 20), np.eye(4)) == pytest.approx(0.5)
     assert brain_coverage(np.zeros_like(mask), mask_affine, (1, 1, 1), np.eye(4)) == 1.0
+    valid = np.ones((40, 40, 20), bool)
+    valid[:, 20:] = False  # no data (NaN) from y = 20 mm: mask centres at y = 10, ..., 28
+    assert brain_coverage(mask, mask_affine, (40, 40, 20), np.eye(4), valid) == pytest.approx(
+        0.5)
+    assert coverage_warning("a_T1w.nii.gz", "a_FLAIR.nii.gz", 0.5, missing=16000).startswith(
+        "a_T1w.nii.gz: its field of view less its 16000 NaN (no data) voxels holds 50%")
     assert coverage_warning("a_T1w.nii.gz", "a_FLAIR.nii.gz", 0.995) is None
     warning = coverage_warning("a_T1w.nii.gz", "a_FLAIR.nii.gz", 0.5)
     assert warning.startswith("a_T1w.nii.gz: its field of view holds 50% of the brain")

@@ -395,6 +395,45 @@ def test_t1w_that_misses_part_of_the_brain_warns_in_the_sidecar(trained, tmp_pat
     assert "outside it the network reads its background" in capsys.readouterr().err
 
 
+def test_nan_where_an_input_holds_no_data_reads_as_its_background(trained, tmp_path: Path,
+                                                                   capsys) -> None:
+    model, data = trained
+    predict(model, data, device="cpu", progress=False, subjects=["03"], out_dir=tmp_path / "a")
+    brain = load_volume(BIDSDataset(data).find(subject="03", suffix="mask", desc="brain",
+                                               derivatives="phantom")[0].path).data > 0
+
+    def nan_outside(volume: Volume, suffix: str) -> Volume:  # SPM-style: no data = NaN
+        if suffix == "mask":
+            return volume
+        return replace(volume, data=np.where(brain, volume.data, np.nan).astype(np.float32))
+
+    changed = _copy_subject(data, tmp_path / "nan", nan_outside)
+    predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "b")
+    np.testing.assert_allclose(_prediction(tmp_path / "b").data,
+                               _prediction(tmp_path / "a").data, atol=1e-4)
+    sidecar = json.loads(_sidecar(tmp_path / "b").read_text())
+    outside = int((~brain).sum())
+    assert sidecar["InputNaNVoxels"]["Voxels"] == {"sub-03_FLAIR.nii.gz": outside,
+                                                   "sub-03_T1w.nii.gz": outside}
+    assert not sidecar.get("Warnings")
+
+    def hole_in_t1w(volume: Volume, suffix: str) -> Volume:  # no data in a third of the brain
+        if suffix != "T1w":
+            return volume
+        hole = volume.data.astype(np.float32)
+        hole[:12] = np.nan
+        return replace(volume, data=hole)
+
+    capsys.readouterr()
+    changed = _copy_subject(data, tmp_path / "hole", hole_in_t1w)
+    predict(model, changed, device="cpu", progress=False, out_dir=tmp_path / "c")
+    warnings = json.loads(_sidecar(tmp_path / "c").read_text())["Warnings"]
+    holes = 12 * SHAPE[1] * SHAPE[2]
+    assert any(w.startswith(f"sub-03_T1w.nii.gz: its field of view less its {holes} NaN (no "
+                            "data) voxels holds") for w in warnings)
+    assert "outside it the network reads its background" in capsys.readouterr().err
+
+
 def test_truth_in_a_manual_pipeline_is_evaluated(trained, tmp_path: Path) -> None:
     model, _ = trained
     rng = np.random.default_rng(4)

@@ -95,13 +95,31 @@ def test_3d_where_4d_expected(tmp_path: Path) -> None:
         load_volume(path, ndim=4)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_non_finite_values(tmp_path: Path, bad: float) -> None:
+@pytest.mark.parametrize(("bad", "kind"), [(np.inf, "intensity"), (np.nan, "label"),
+                                           (np.nan, "probability")])
+def test_non_finite_values(tmp_path: Path, bad: float, kind: str) -> None:
     data = np.ones((4, 4, 4), np.float32)
     data[1, 2, 3] = bad
     path = write_raw(tmp_path / "sub-01_T1map.nii.gz", data)
     with pytest.raises(InputError, match=r"sub-01_T1map\.nii\.gz: expected finite values"):
-        load_volume(path)
+        load_volume(path, kind=kind)
+
+
+@pytest.mark.parametrize(("values", "background"), [((5.0, 9.0), 5.0), ((-3.0, 4.0), 0.0),
+                                                    ((-9.0, -2.0), -2.0)])
+def test_nan_marks_voxels_without_data(tmp_path: Path, values: tuple, background: float
+                                       ) -> None:
+    data = np.full((4, 4, 4), values[1], np.float32)
+    data[0] = values[0]
+    data[3, :2] = np.nan  # SPM and FSL store "no data" as NaN
+    volume = load_volume(write_raw(tmp_path / "sub-01_FLAIR.nii.gz", data))
+    assert volume.missing.sum() == 8 and volume.missing[3, :2].all()
+    assert np.isfinite(volume.data).all() and volume.data.dtype == np.float32
+    np.testing.assert_array_equal(volume.data[3, :2], background)
+    np.testing.assert_array_equal(volume.data[~volume.missing], data[~volume.missing])
+    assert load_volume(write_raw(tmp_path / "sub-01_T1w.nii.gz", data[:3])).missing is None
+    with pytest.raises(InputError, match=r"found 64 NaN and 0 Inf voxels of 64"):
+        load_volume(write_raw(tmp_path / "sub-02_FLAIR.nii.gz", data * np.nan))
 
 
 def test_shape_mismatch_names_the_file() -> None:

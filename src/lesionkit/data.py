@@ -338,7 +338,10 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     task's preprocessing transforms are applied last. ``subject["notes"]`` says what was
     done (mask source, voxel sizes, warnings) for the outputs' sidecars; an input whose
     field of view holds less than ``geometry.MIN_BRAIN_COVERAGE`` of the brain mask is
-    named in a warning.
+    named in a warning. Voxels an input stores as NaN (no data: SPM's and FSL's
+    convention) read as its background (:func:`lesionkit.io.load_volume`); their count
+    goes to the notes, and a warning when they, with the field of view, leave less than
+    that share of the brain.
 
     Args:
         dataset: The BIDS dataset.
@@ -356,7 +359,8 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     from lesionkit import geometry
 
     images, sources = {}, {}
-    notes: dict[str, Any] = {"VoxelSizes": {}, "Warnings": []}
+    notes: dict[str, Any] = {"VoxelSizes": {}, "MissingVoxels": {}, "Warnings": []}
+    missing: dict[str, tuple] = {}  # inputs holding NaN: file grid and valid voxels
     first_input = None
     for spec in specs:
         if spec is task.mask and not dataset.locate(subject, spec.suffix, **spec.query(session)):
@@ -365,6 +369,10 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
         volume = load_volume(path, kind=spec.kind, unit=spec.unit, ndim=spec.ndim)
         data = np.asarray(volume.data, dtype=np.float32)
         is_input = spec in task.inputs or spec in task.prediction_inputs
+        if is_input and volume.missing is not None:  # NaN in the file: no data there
+            absent = volume.missing if volume.missing.ndim == 3 else volume.missing.any(-1)
+            missing[spec.key] = (data.shape[:3], volume.affine, ~absent)
+            notes["MissingVoxels"][path.name] = int(absent.sum())
         if is_input:
             check_values(path, data, spec.unit)
             first_input = first_input or (path, data.shape[:3], volume.affine)
@@ -386,8 +394,9 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     weighted = {s.key for s in task.inputs + task.prediction_inputs  # not maps with units
                 if s.normalisation in PER_IMAGE and s.unit == "a.u."}
     input_keys = {s.key for s in task.inputs + task.prediction_inputs}
-    grids = {key: (image.spatial_shape, image.affine) for key, image in images.items()
+    grids = {key: (image.spatial_shape, image.affine, None) for key, image in images.items()
              if key != first and key in input_keys}
+    grids.update(missing)
     for key, image in images.items():
         if key == first:
             continue
@@ -412,11 +421,13 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     else:
         mask = (reference.data != 0).any(0, keepdim=True)
         notes["BrainMask"] = f"non-zero voxels of {sources[first]}"
-    for key, grid in grids.items():
-        share = geometry.brain_coverage(mask[0].numpy(), reference.affine, *grid)
+    for key, (shape, affine, valid) in grids.items():
+        share = geometry.brain_coverage(mask[0].numpy(), reference.affine, shape, affine, valid)
         warning = geometry.coverage_warning(Path(sources[key]).name, Path(sources[first]).name,
-                                            share)
+                                            share, 0 if valid is None else int((~valid).sum()))
         notes["Warnings"] += [warning] if warning else []
+    if not notes["MissingVoxels"]:
+        del notes["MissingVoxels"]
     for spec in specs:
         if spec.normalisation in PER_IMAGE and spec.key in images:
             images[spec.key].set_data(per_image_zscore(images[spec.key].data, mask[0]))

@@ -189,9 +189,10 @@ def registered(image: tio.ScalarImage, reference: tio.Image) -> tio.ScalarImage:
 
 
 def brain_coverage(mask: np.ndarray, mask_affine: np.ndarray, shape: Sequence[int],
-                   affine: np.ndarray) -> float:
+                   affine: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Share (0-1) of the mask's voxels whose centres lie inside the field of view of an
-    image of ``shape`` and ``affine`` (compared in world coordinates, mm)."""
+    image of ``shape`` and ``affine`` (compared in world coordinates, mm) and, given
+    ``valid`` (a boolean array of that shape), on a valid voxel of it (nearest voxel)."""
     from nibabel.affines import apply_affine
 
     ijk = np.argwhere(np.asarray(mask, bool))
@@ -200,15 +201,22 @@ def brain_coverage(mask: np.ndarray, mask_affine: np.ndarray, shape: Sequence[in
     to_image = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(mask_affine, float)
     voxels = apply_affine(to_image, ijk)
     inside = np.all((voxels > -0.5) & (voxels < np.asarray(shape[:3]) - 0.5), axis=1)
+    if valid is not None:
+        nearest = np.rint(voxels[inside]).astype(int)
+        inside[inside] = np.asarray(valid, bool)[tuple(nearest.T)]
     return float(inside.mean())
 
 
-def coverage_warning(name: str, reference_name: str, share: float) -> str | None:
-    """A warning when an input covers less than ``MIN_BRAIN_COVERAGE`` of the brain."""
+def coverage_warning(name: str, reference_name: str, share: float, missing: int = 0
+                     ) -> str | None:
+    """A warning when an input covers less than ``MIN_BRAIN_COVERAGE`` of the brain,
+    through its field of view or, with ``missing`` voxels stored as NaN, through those."""
     if share >= MIN_BRAIN_COVERAGE:
         return None
-    return (f"{name}: its field of view holds {share:.0%} of the brain (the mask on "
-            f"{reference_name}'s grid); outside it the network reads its background")
+    held = (f"its field of view less its {missing} NaN (no data) voxels holds"
+            if missing else "its field of view holds")
+    return (f"{name}: {held} {share:.0%} of the brain (the mask on {reference_name}'s "
+            "grid); outside it the network reads its background")
 
 
 def thickness_warning(name: str, spacing: Sequence[float], model: Sequence[float] | None

@@ -561,6 +561,11 @@ def predict(
                    "TestTimeFlips": flip_count, "Folds": len(folds),
                    "Sources": [str(f.path) for f in found], "BrainMask": notes["BrainMask"],
                    "InputVoxelSizes": notes["VoxelSizes"],
+                   **({"InputNaNVoxels": {
+                       "Voxels": notes["MissingVoxels"],
+                       "Description": "voxels stored as NaN (no data), read as the "
+                                      "image's background (0 where 0 is in its range)"}}
+                      if notes.get("MissingVoxels") else {}),
                    "ModelVoxelSize": list(task.spacing) if task.spacing else None,
                    **({"MixedPrecision": _precision_name(device)} if amp else {}),
                    **({"PredictedBox": {

@@ -212,7 +212,10 @@ def load_volume(
         The volume; ``data`` has the stored data type (scaled data become float).
 
     Raises:
-        InputError: missing or unreadable file, wrong dimensionality, NaN or Inf.
+        InputError: missing or unreadable file, wrong dimensionality, Inf, or NaN in
+            a label or probability map or in every voxel. NaN in an intensity image
+            marks voxels without data (SPM's and FSL's convention): they take
+            :func:`background_value` and are listed in ``Volume.missing``.
     """
     import nibabel as nib
 
@@ -234,14 +237,26 @@ def load_volume(
         raise InputError(
             f"{path}: expected a {ndim}D image, found {data.ndim}D with shape {data.shape}"
         )
+    missing = None
     if np.issubdtype(data.dtype, np.floating):
-        n_nan = int(np.isnan(data).sum())
-        n_inf = int(np.isinf(data).sum())
-        if n_nan or n_inf:
-            raise InputError(
-                f"{path}: expected finite values, found {n_nan} NaN and {n_inf} Inf voxels"
-            )
-    return Volume(data=data, affine=image.affine, kind=kind, unit=unit, header=image.header)
+        nan = np.isnan(data)
+        n_nan, n_inf = int(nan.sum()), int(np.isinf(data).sum())
+        if n_inf or n_nan == data.size or (n_nan and kind != "intensity"):
+            allowed = " (NaN only where the image holds no data)" if kind == "intensity" else ""
+            raise InputError(f"{path}: expected finite values{allowed}, found {n_nan} NaN and "
+                             f"{n_inf} Inf voxels of {data.size}")
+        if n_nan:  # SPM, FSL and QSM pipelines mark voxels without data with NaN
+            missing = nan
+            data = np.where(nan, background_value(data[~nan]), data).astype(data.dtype)
+    return Volume(data=data, affine=image.affine, kind=kind, unit=unit, header=image.header,
+                  missing=missing)
+
+
+def background_value(finite: np.ndarray) -> float:
+    """The value a voxel without data (NaN in the file) takes: 0 where 0 lies in the
+    image's range (magnitude images, maps such as QSM whose background is 0), else the
+    nearest end of the range (an image stored with an offset)."""
+    return float(np.clip(0.0, finite.min(), finite.max()))
 
 
 def load_affine(path: str | os.PathLike[str]) -> np.ndarray:

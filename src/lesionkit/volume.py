@@ -28,6 +28,8 @@ class Volume:
         kind: "intensity", "label" or "probability".
         unit: Physical unit of the values, e.g. "s^-1", "ms", "ppb", "a.u.".
         header: The NIfTI header the volume was read with, or None.
+        missing: Voxels the file marked as holding no data (stored as NaN), now holding
+            :func:`lesionkit.io.background_value`; None when there were none.
     """
 
     data: np.ndarray
@@ -35,6 +37,7 @@ class Volume:
     kind: Kind = "intensity"
     unit: str = ""
     header: Any = field(default=None, repr=False, compare=False)
+    missing: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         affine = np.asarray(self.affine, dtype=np.float64)
