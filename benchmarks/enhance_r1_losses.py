@@ -107,12 +107,14 @@ def training_subjects(data: Path) -> list[str]:
 
 
 def run(out: Path, variant: str, epochs: int = 8, subjects: int = 16, full: bool = False,
-        patches: int = 512, device: str = "cpu", workers: int = 0, name: str = "") -> dict:
+        patches: int = 512, device: str = "cpu", workers: int = 0, name: str = "",
+        max_minutes: float | None = None) -> dict:
     """Train, predict and score one variant; returns ``{"train_s", "means", "rows"}``.
 
     ``subjects`` > 16 simulates a larger cohort of the same seed and trains on all of its
     controls but the held-out three; ``full`` trains the task's own four-level U-Net in
-    place of the small one; the run's folder is ``OUT/NAME`` (default: the variant).
+    place of the small one; the run's folder is ``OUT/NAME`` (default: the variant);
+    ``max_minutes`` caps the training time (``lesionkit train --max-minutes``).
     """
     import pandas as pd
 
@@ -133,7 +135,7 @@ def run(out: Path, variant: str, epochs: int = 8, subjects: int = 16, full: bool
     start = time.perf_counter()
     training.train(task, data, folder / "model", folds=1, epochs=epochs, seed=1000,
                    patches_per_epoch=patches, device=device, subjects=training_subjects(data),
-                   overwrite=True, workers=workers, progress=False)
+                   overwrite=True, workers=workers, progress=False, max_minutes=max_minutes)
     seconds = time.perf_counter() - start
     predict(folder / "model", data, out_dir=folder / "pred", subjects=HELD_OUT, device=device,
             progress=False)
@@ -204,12 +206,9 @@ if __name__ == "__main__":
         parser.error("expected --variant or --figure, found neither")
     if args.device == "cpu":
         torch.set_num_threads(1)
-    if args.max_minutes:  # a cap for a lent machine's fixed time, in this process only
-        training.L.Trainer = functools.partial(training.L.Trainer,
-                                               max_time={"minutes": args.max_minutes})
     if args.variant:
         run(args.out, args.variant, args.epochs, args.subjects, args.full, args.patches,
-            args.device, args.workers, args.name)
+            args.device, args.workers, args.name, args.max_minutes)
     if args.figure:
         cohort = "er16" if args.subjects == 16 else f"er{args.subjects}"
         print(figure(args.out, args.figure, variants=tuple(args.figure_runs), cohort=cohort))

@@ -64,9 +64,7 @@ def _qform_only(img: nib.Nifti1Image) -> nib.Nifti1Image:
 
 def _axes_reversed(img: nib.Nifti1Image) -> nib.Nifti1Image:
     """The voxel axes in reverse order (e.g. a sagittal-first storage of an axial scan)."""
-    swap = np.zeros((4, 4))
-    swap[0, 2] = swap[1, 1] = swap[2, 0] = swap[3, 3] = 1
-    return nib.Nifti1Image(_data(img).transpose(2, 1, 0).copy(), img.affine @ swap)
+    return img.as_reoriented(np.array([[2, 1], [1, 1], [0, 1]]))
 
 
 def _float(values: Callable[[np.ndarray], np.ndarray]
