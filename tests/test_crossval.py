@@ -39,6 +39,9 @@ def test_arms_share_folds_and_every_lesion_is_predicted_out_of_fold(tmp_path: Pa
     report = (tmp_path / "out" / "report.html").read_text()
     assert "Training curves" in report and "training loss per epoch" in report
     assert "Method: arm fast of" in report  # the caption names the arm
+    for arm in ("slow", "fast"):  # each arm's out-of-fold maps in a viewer, linked
+        assert f'href="arm-{arm}/viewer.html"' in report
+        assert (tmp_path / "out" / f"arm-{arm}" / "viewer.html").is_file()
 
 
 def test_training_curves_plot_every_fold(tmp_path: Path) -> None:

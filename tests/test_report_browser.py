@@ -130,3 +130,39 @@ def test_a_broken_page_is_caught(tmp_path: Path) -> None:
     assert any("boom" in e for e in check.errors)
     assert any("gone.png" in e for e in check.errors)
     assert check.hidden_images == ["gone"] and check.page_overflows
+
+
+def test_viewer_draws_the_map_over_its_background(tmp_path: Path) -> None:
+    """NiiVue starts (WebGL2 in headless Chromium), raises no error, and the screenshot
+    shows the grey background with the warm-coloured probability map over it."""
+    import matplotlib.image
+    import nibabel as nib
+
+    from lesionkit.report.viewer import Layer, write_viewer
+
+    rng = np.random.default_rng(2)
+    brain = brain_mask()
+    lesion = np.zeros_like(brain)
+    lesion[tuple(n // 2 for n in brain.shape)] = True
+    lesion = ndimage.binary_dilation(lesion, iterations=4)
+    paths = {}
+    for name, data in (("flair", (1 + smooth_field(rng)) * brain), ("prob", lesion * 0.9)):
+        paths[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data.astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0])),
+                 paths[name])
+    page = write_viewer(tmp_path / "viewer.html", "viewer test", [
+        Layer(paths["flair"], "FLAIR"),
+        Layer(paths["prob"], "lesion probability", kind="probability", unit="1")])
+    shot = tmp_path / "viewer.png"
+    check = check_page(page, screenshot=shot, width=1100, height=900,
+                       ready="window.lesionkitViewer")
+    assert check.ready == "ready" and check.errors == []
+    assert not check.page_overflows
+    pixels = (matplotlib.image.imread(shot)[..., :3] * 255).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    # NiiVue's "warm" map at 0.9, blended over grey: yellow (the cross-hair is pure red)
+    warm = (r > 150) & (g > 120) & (b < 100) & (abs(r - g) < 40)
+    grey = (abs(r - g) < 8) & (abs(g - b) < 8) & (r > 60) & (r < 250)
+    assert warm.sum() > 50, "the probability map is not drawn"
+    assert grey.sum() > 2000, "the background image is not drawn"
+

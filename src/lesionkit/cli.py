@@ -585,13 +585,17 @@ def report(
     predictions: PredictionsOption = None,
     truth: TruthOption = None,
 ) -> None:
-    """Write one HTML page with the task's metric tables and figures."""
+    """Write one HTML page with the task's metric tables and figures, and beside it an
+    interactive viewer of one subject's predicted maps over its input."""
     chosen = _truth(_task(task), data_dir, truth)
     from lesionkit.evaluation import report as write
+    from lesionkit.evaluation import viewer_path
 
     with _user_errors():
         path = write(chosen, data_dir, out, _subject_list(subjects), predictions)
-    typer.echo(f"wrote {path}")
+    viewer = viewer_path(path)
+    shown = f" and {viewer}" if viewer.is_file() else ""
+    typer.echo(f"wrote {path}{shown}")
 
 
 @app.command()

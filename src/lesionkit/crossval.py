@@ -32,7 +32,7 @@ from typing import Any
 from lesionkit import __version__
 from lesionkit.bids import BIDSDataset
 from lesionkit.data import kfold_subjects, session_examples, subject_labels, training_subjects
-from lesionkit.evaluation import evaluate, report_sections
+from lesionkit.evaluation import evaluate, report_sections, scored_units, write_task_viewer
 from lesionkit.infer import predict
 from lesionkit.io import InputError, write_json
 from lesionkit.model_folder import read_config
@@ -203,6 +203,8 @@ def crossval(
                   all_sessions=all_sessions)
     if process_rank(trainer_flags(**settings))[0] != 0:
         return out / "comparison.json"
+    note = PHANTOM_NOTE if dataset_is_phantom(dataset.root) else None
+    viewers: dict[str, str] = {}  # URL relative to the report -> link text
     for number, arm in enumerate(chosen, start=1):
         variant, arm_dir = variants[arm], out / f"arm-{arm}"
         model_dir, predicted = arm_dir / "model", arm_dir / "predictions"
@@ -217,6 +219,10 @@ def crossval(
         if variant.report_sections is not None:
             for section in report_sections(variant, dataset.root, predicted, table):
                 sections.append(replace(section, title=f"arm {arm}: {section.title}"))
+        viewer = write_task_viewer(variant, predicted, scored_units(table),
+                                   arm_dir / "viewer.html", note)
+        if viewer is not None:
+            viewers[f"arm-{arm}/viewer.html"] = f"arm {arm}"
         if progress:
             print(f"crossval {task.name}: arm {arm} ({number}/{len(chosen)}) done")
     curves = {caption("training loss per epoch, one curve per fold", "training subjects of "
@@ -245,8 +251,12 @@ def crossval(
                   Section("Training curves", "Mean training loss of each epoch, one curve "
                           "per fold (the loss of the task, on its training examples with "
                           "augmentation).", figures=curves),
-                  *sections],
-                 data_note=PHANTOM_NOTE if dataset_is_phantom(dataset.root) else None)
+                  *sections,
+                  *([Section("Interactive viewers", "Every map each arm predicted for the "
+                             "first subject, out of fold, over its input (NiiVue, embedded in "
+                             "each page: it opens from disk with no network).",
+                             links=viewers)] if viewers else [])],
+                 data_note=note)
     return path
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lesionkit.bids import BIDSDataset
+from lesionkit.bids import BIDSDataset, parse_name
 from lesionkit.data import expected_name
 from lesionkit.io import InputError, write_json, write_tsv
 from lesionkit.summaries import summarise
@@ -282,12 +282,14 @@ def report(task: Task, data_dir: str | os.PathLike[str], out: str | os.PathLike[
     """Write one HTML page: the task's metric tables and figures (evaluates if needed).
 
     Longitudinal data gets the task's sections once per session (and run), each title
-    prefixed with it ("ses-2: ...").
+    prefixed with it ("ses-2: ..."). Beside the page, :func:`viewer_path` gets the
+    interactive viewer of the first scored unit whose predictions name their input
+    (:func:`write_task_viewer`), linked from the page's last section.
 
     Returns:
         The HTML file (default ``PREDICTIONS/task-<name>_report.html``).
     """
-    from lesionkit.report import PHANTOM_NOTE, write_report
+    from lesionkit.report import PHANTOM_NOTE, Section, write_report
 
     if task.report_sections is None:
         raise InputError(f"task {task.name}: expected report sections, found none")
@@ -296,11 +298,134 @@ def report(task: Task, data_dir: str | os.PathLike[str], out: str | os.PathLike[
     metrics = found / f"task-{task.name}_metrics.json"
     if subjects or not metrics.is_file():
         _, metrics = evaluate(task, dataset.root, subjects, predictions=found)
-    sections = report_sections(task, dataset.root, found, json.loads(metrics.read_text()))
+    table = json.loads(metrics.read_text())
+    sections = report_sections(task, dataset.root, found, table)
     path = Path(out) if out else found / f"task-{task.name}_report.html"
     name = _description(dataset.root).get("Name") or dataset.root.name
+    note = PHANTOM_NOTE if dataset_is_phantom(dataset.root) else None
+    viewer = write_task_viewer(task, found, scored_units(table), viewer_path(path), note)
+    if viewer is None:
+        viewer_path(path).unlink(missing_ok=True)  # not a stale one from other predictions
+    else:
+        sections.append(Section(
+            "Interactive viewer", f"{viewer.name}: every map predicted for the first subject "
+            "scored here, over its input, in three planes (NiiVue, embedded in the page: it "
+            "opens from disk with no network).", links={viewer.name: "open the viewer"}))
     return write_report(path, f"lesionkit {task.name}: {task.description} ({name})", sections,
-                        data_note=PHANTOM_NOTE if dataset_is_phantom(dataset.root) else None)
+                        data_note=note)
+
+
+def scored_units(table: dict) -> list[Unit]:
+    """The (subject, session, run) units of an evaluation table (the metrics JSON of
+    :func:`evaluate`); tables without sessions give (subject, None, None)."""
+    units = table.get("units") or [[s, None, None] for s in table["subjects"]]
+    return [(u[0], u[1], u[2]) for u in units]
+
+
+def viewer_path(report_path: Path) -> Path:
+    """The viewer page beside a report: ``task-X_report.html`` -> ``task-X_viewer.html``,
+    any other ``NAME.html`` -> ``NAME_viewer.html``."""
+    name = report_path.name
+    return report_path.with_name(name.replace("_report.html", "_viewer.html")
+                                 if name.endswith("_report.html")
+                                 else f"{report_path.stem}_viewer.html")
+
+
+def viewer_layers(task: Task, predictions: Path, subject: str,
+                  session: str | None = None) -> list:
+    """The viewer layers of one subject's predictions (:mod:`lesionkit.report.viewer`).
+
+    The task's outputs found for the subject (in ``session``, or the first session that
+    has any) and the inputs they were predicted from (the ``Sources`` of the predictions'
+    sidecar). The background is the predicted intensity map with the smallest voxels (a
+    super-resolved or amplified image, a T1 map), or the first input when the task
+    predicts no intensity map; the other intensity images start hidden. Of the probability and
+    label maps the task's last (its lesion map where it has one) is drawn over the
+    background, the others start hidden, each in its own colours.
+
+    Returns:
+        The layers, background first; [] when the subject has no output or its sidecar
+        names no source that exists.
+    """
+    import nibabel as nib
+
+    from lesionkit.report.viewer import OVERLAY_COLORMAPS, Layer
+
+    dataset = BIDSDataset(predictions)
+    found: list[tuple[Any, Path]] = []
+    for spec in task.outputs:
+        files = dataset.find(subject=subject, session=session, suffix=spec.suffix,
+                             desc=spec.desc, **dict(spec.entities))
+        files = [f for f in files if session is None or f.entities.get("ses") == session]
+        if files:
+            session = files[0].entities.get("ses")
+            found.append((spec, files[0].path))
+    if not found:
+        return []
+    named = next((n for _, path in found if (n := _sidecar(path).get("Sources"))), [])
+    sources = [Path(n) for n in dict.fromkeys(named) if Path(n).is_file()]
+    if not sources:
+        return []
+    maps = [Layer(path, " ".join([*(v for _, v in spec.entities), spec.suffix])
+                  + f", desc-{spec.desc}", kind=spec.kind, unit=spec.unit)
+            for spec, path in found]
+    given = [Layer(path, _image_name(path)) for path in sources]
+
+    def voxel_volume(layer: Layer) -> float:
+        return float(np.prod(nib.load(layer.path).header.get_zooms()[:3]))
+
+    background = min((m for m in maps if m.kind == "intensity"), key=voxel_volume,
+                     default=given[0])
+    overlays = [m for m in maps if m.kind != "intensity"]
+    colours = iter(OVERLAY_COLORMAPS[1:] * len(overlays))
+    shown = [replace(m, visible=m is overlays[-1],
+                     colormap=OVERLAY_COLORMAPS[0] if m is overlays[-1] else next(colours))
+             for m in overlays]
+    hidden = [replace(m, visible=False) for m in [*maps, *given]
+              if m.kind == "intensity" and m is not background]
+    return [background, *hidden, *shown]
+
+
+def _image_name(path: Path) -> str:
+    """A BIDS file's suffix after its entities other than subject, session and run:
+    ``sub-01_ce-gadolinium_T1w.nii.gz`` -> ``ce-gadolinium T1w``."""
+    parsed = parse_name(path.name)
+    if parsed is None:
+        return path.name
+    entities, suffix, _ = parsed
+    return " ".join([*(f"{k}-{v}" for k, v in entities.items()
+                       if k not in ("sub", "ses", "run")), suffix])
+
+
+def _sidecar(path: Path) -> dict:
+    """The JSON sidecar of a NIfTI file, or {} when it has none or it cannot be read."""
+    try:
+        found = json.loads(path.with_name(path.name.split(".nii")[0] + ".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def write_task_viewer(task: Task, predictions: Path, units: Sequence[Unit], out: Path,
+                      data_note: str | None = None) -> Path | None:
+    """Write the viewer page of the first unit (subject, session, run) whose predictions
+    can be shown (:func:`viewer_layers`).
+
+    Returns:
+        The page, or None when no unit has an output map with a readable source.
+    """
+    from lesionkit.report.viewer import write_viewer
+
+    for subject, session, _ in units:
+        subject = subject.removeprefix("sub-")
+        layers = viewer_layers(task, predictions, subject, session)
+        if layers:
+            name = f"sub-{subject}" + (f" ses-{session}" if session else "")
+            return write_viewer(out, f"lesionkit {task.name}: {name}", layers,
+                                f"The maps {task.name} predicted for {name}, over "
+                                f"{layers[0].name}. Tick a layer to show or hide it.",
+                                data_note)
+    return None
 
 
 def report_sections(task: Task, data_root: Path, predictions: Path, table: dict) -> list:
@@ -308,8 +433,7 @@ def report_sections(task: Task, data_root: Path, predictions: Path, table: dict)
     :func:`evaluate`), once per group of units (:func:`report_groups`) when there are
     several, each title prefixed with the group ("ses-2: ..."), each computed inside
     :func:`lesionkit.units.unit_scope`."""
-    units = table.get("units") or [[s, None, None] for s in table["subjects"]]
-    groups = report_groups([(u[0], u[1], u[2]) for u in units])
+    groups = report_groups(scored_units(table))
     sections = []
     for label, chosen in groups.items():
         with unit_scope(per_subject=chosen):

@@ -13,8 +13,10 @@ Example:
     >>> write_index("run/index.html", "lesionkit demo",  # doctest: +SKIP
     ...             [ReportEntry("report.html", "mrf-lesion", "phantom", "Dice 0.61")])
 
-A run's reports are listed on one index page (``write_index``); ``lesionkit.report.browser``
-opens a page in headless Chromium to screenshot it and check what a reader would see.
+A run's reports are listed on one index page (``write_index``); ``write_viewer`` writes
+an interactive slice viewer (NiiVue) of NIfTI maps over their input;
+``lesionkit.report.browser`` opens a page in headless Chromium to screenshot it and check
+what a reader would see.
 """
 
 from lesionkit.report.figures import curve_figure, overlay_figure, slice_panel
@@ -28,9 +30,11 @@ from lesionkit.report.page import (
     render_html,
     write_report,
 )
+from lesionkit.report.viewer import Layer, render_viewer, write_viewer
 
 __all__ = [
     "PHANTOM_NOTE",
+    "Layer",
     "ReportEntry",
     "Section",
     "caption",
@@ -40,7 +44,9 @@ __all__ = [
     "overlay_figure",
     "render_html",
     "render_index",
+    "render_viewer",
     "slice_panel",
     "write_index",
     "write_report",
+    "write_viewer",
 ]

@@ -66,6 +66,8 @@ class PageCheck:
         scroll_width: Width of the page's content (CSS px).
         window_width: Width of the window (CSS px).
         height: Height of the whole page (CSS px).
+        ready: The value of the ``ready`` expression when the page was checked (None
+            when none was given, "" when it stayed empty until the timeout).
     """
 
     url: str
@@ -74,6 +76,7 @@ class PageCheck:
     scroll_width: int = 0
     window_width: int = 0
     height: int = 0
+    ready: str | None = None
 
     @property
     def hidden_images(self) -> list[str]:
@@ -198,6 +201,7 @@ def check_page(
     full_page: bool = False,
     timeout: float = 30.0,
     executable: str | None = None,
+    ready: str | None = None,
 ) -> PageCheck:
     """Load an HTML file in headless Chromium; optionally save a PNG screenshot.
 
@@ -208,9 +212,13 @@ def check_page(
         full_page: Screenshot the whole page rather than the window.
         timeout: Seconds allowed for each step (start, load, each command).
         executable: Chromium to run (default: :func:`find_chromium`).
+        ready: A JavaScript expression that a page which draws after loading (a viewer)
+            sets when it is done, e.g. ``"window.lesionkitViewer"``: polled until it is
+            not empty (at most ``timeout`` seconds) before the page is checked.
 
     Returns:
-        The console errors, the state of every image and the page's width.
+        The console errors, the state of every image, the page's width and the value
+        of ``ready``.
 
     Raises:
         BrowserError: No Chromium, or it did not start or answer.
@@ -239,6 +247,7 @@ def check_page(
             if navigation.get("errorText"):
                 raise BrowserError(f"{url}: {navigation['errorText']}")
             browser.wait_for("Page.loadEventFired")
+            value = None if ready is None else _poll(browser, session, ready, timeout)
             state = json.loads(browser.call("Runtime.evaluate", session, expression=_IMAGES_JS,
                                             returnByValue=True)["result"]["value"])
             if screenshot is not None:
@@ -256,7 +265,20 @@ def check_page(
             browser.close()
     return PageCheck(url=url, errors=_problems(browser.events), images=state["images"],
                      scroll_width=int(state["scrollWidth"]),
-                     window_width=int(state["innerWidth"]), height=int(state["height"]))
+                     window_width=int(state["innerWidth"]), height=int(state["height"]),
+                     ready=value)
+
+
+def _poll(browser: _DevTools, session: str, expression: str, timeout: float) -> str:
+    """The expression's value as text once it is not empty, or "" after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = browser.call("Runtime.evaluate", session, returnByValue=True,
+                              expression=f"String(({expression}) || '')")["result"]
+        value = str(result.get("value", ""))
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -47,6 +48,8 @@ class Section:
             or the Path of a PNG file); write captions with :func:`caption`.
         units: column name -> unit, shown in the tables' headers (:func:`column_label`),
             e.g. ``{"rmse": "s^-1", "psnr": "dB"}``.
+        links: URL (relative to the page) -> link text, one paragraph each, e.g. the
+            viewer page beside a report.
     """
 
     title: str
@@ -54,6 +57,7 @@ class Section:
     tables: Mapping[str, Table] | Sequence[Table] = ()
     figures: Mapping[str, FigureLike] | Sequence[FigureLike] = ()
     units: Mapping[str, str] = field(default_factory=dict)
+    links: Mapping[str, str] = field(default_factory=dict)
 
 
 def caption(what: str, subject: str, method: str, threshold: str | None = None) -> str:
@@ -187,6 +191,8 @@ def render_html(title: str, sections: Sequence[Section], data_note: str | None =
     for section in sections:
         parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
         parts.append(_text_html(section.text))
+        parts.extend(f'<p><a href="{html.escape(quote(url), quote=True)}">{html.escape(text)}'
+                     "</a></p>" for url, text in section.links.items())
         parts.extend(_table_html(c, t, section.units) for c, t in _items(section.tables))
         parts.extend(_figure_html(c, f) for c, f in _items(section.figures))
         parts.append("</section>")

@@ -1,0 +1,199 @@
+"""The viewer page: what it embeds, which layers a task's predictions give, its errors.
+
+That the page draws in a browser is checked in ``test_report_browser.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import brain_mask, oblique_affine, smooth_field, write_task_dataset
+from lesionkit.io import InputError
+from lesionkit.report.viewer import NIIVUE, PROBABILITY_FLOOR, Layer, render_viewer, write_viewer
+
+
+def _nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), path)
+    return path
+
+
+def _specs(document: str) -> list[dict]:
+    payload = re.search(r'<script type="application/json" id="layer-data">(.*?)</script>',
+                        document, re.S)
+    assert payload is not None
+    return json.loads(payload.group(1))
+
+
+def _decoded(spec: dict) -> nib.Nifti1Image:
+    return nib.Nifti1Image.from_bytes(gzip.decompress(base64.b64decode(spec["data"])))
+
+
+def test_layers_are_embedded_with_their_affines_and_display_windows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    affine = oblique_affine(1.5)
+    intensity = 1000 + 400 * smooth_field(rng) * brain_mask()
+    probability = np.clip(smooth_field(rng), 0, 1) * brain_mask()
+    document = render_viewer("a viewer", [
+        Layer(_nifti(tmp_path / "flair.nii.gz", intensity, affine), "FLAIR"),
+        Layer(_nifti(tmp_path / "prob.nii.gz", probability, affine), "lesion probability",
+              kind="probability", unit="1")])
+    assert NIIVUE.read_text(encoding="utf-8")[:200] in document  # NiiVue is in the page
+    background, overlay = _specs(document)
+    assert (background["colormap"], overlay["colormap"]) == ("gray", "warm")
+    assert overlay["label"] == "lesion probability (1)" and overlay["visible"]
+    assert (overlay["cal_min"], overlay["cal_max"]) == (PROBABILITY_FLOOR, 1.0)
+    inside = intensity[intensity != 0]
+    assert background["cal_min"] == pytest.approx(np.percentile(inside, 1), rel=1e-6)
+    for spec, original, dtype in ((background, intensity, np.int16),
+                                  (overlay, probability, np.uint8)):
+        image = _decoded(spec)
+        assert image.get_data_dtype() == dtype  # stored small, scaled back by NiiVue
+        np.testing.assert_allclose(image.affine, affine, atol=1e-5)
+        shown = np.asarray(image.dataobj, dtype=np.float32)
+        step = float(np.ptp(original)) / (255 if dtype == np.uint8 else 65535)
+        np.testing.assert_allclose(shown, original, atol=2 * step)
+
+
+def test_the_probability_slider_is_there_only_for_probability_maps(tmp_path: Path) -> None:
+    image = _nifti(tmp_path / "a.nii.gz", np.ones((4, 4, 4)), np.eye(4))
+    assert 'id="floor"' not in render_viewer("t", [Layer(image, "a")])
+    assert 'id="floor"' in render_viewer("t", [Layer(image, "a"),
+                                               Layer(image, "p", kind="probability")])
+
+
+def test_the_payload_cannot_close_its_script_element(tmp_path: Path) -> None:
+    image = _nifti(tmp_path / "a.nii.gz", np.ones((4, 4, 4)), np.eye(4))
+    document = render_viewer("t", [Layer(image, "</script><b>bold</b>")])
+    assert "</script><b>" not in document
+    assert _specs(document)[0]["label"] == "</script><b>bold</b>"
+
+
+def test_a_4d_series_shows_its_first_volume(tmp_path: Path) -> None:
+    series = np.stack([np.full((4, 4, 4), float(k)) for k in (3, 7)], axis=-1)
+    document = render_viewer("t", [Layer(_nifti(tmp_path / "s.nii.gz", series, np.eye(4)), "s")])
+    assert np.asarray(_decoded(_specs(document)[0]).dataobj).shape == (4, 4, 4)
+
+
+def test_bad_images_are_refused_naming_the_file_and_nothing_is_written(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti")
+    out = tmp_path / "viewer.html"
+    with pytest.raises(InputError, match=r"broken\.nii\.gz: expected a NIfTI image"):
+        write_viewer(out, "t", [Layer(broken, "broken")])
+    flat = _nifti(tmp_path / "flat.nii.gz", np.ones((4, 4)), np.eye(4))
+    with pytest.raises(InputError, match=r"flat\.nii\.gz: expected a 3D or 4D image to show, "
+                       "found 2D"):
+        write_viewer(out, "t", [Layer(flat, "flat")])
+    with pytest.raises(InputError, match="expected at least one image"):
+        write_viewer(out, "t", [])
+    assert not out.exists()
+
+
+def _predictions(tmp_path: Path, sources: bool = True) -> tuple:
+    """flair-lesion's tiny dataset with a written lesion map per subject (sidecar with
+    its ``Sources`` as predict writes it, or none)."""
+    from lesionkit.bids import bids_path, write_dataset_description
+    from lesionkit.io import load_volume, save_volume
+    from lesionkit.tasks import get_task
+    from lesionkit.volume import Volume
+
+    task = get_task("flair-lesion")
+    data = write_task_dataset(tmp_path / "bids", task, subjects=2)
+    predictions = tmp_path / "predictions"
+    write_dataset_description(predictions, "predictions")
+    for subject in ("01", "02"):
+        flair = bids_path(data, subject, "FLAIR")
+        volume = load_volume(flair)
+        path = bids_path(predictions, subject, "probseg", desc=task.outputs[-1].desc,
+                         label="lesion")
+        save_volume(Volume((volume.data > 1.5).astype(np.float32), volume.affine,
+                           kind="probability", unit="1"), path)
+        if sources:
+            path.with_name(path.name.replace(".nii.gz", ".json")).write_text(
+                json.dumps({"Sources": [str(flair)]}))
+    return task, data, predictions
+
+
+def test_a_tasks_predictions_give_the_input_as_background_and_the_maps_over_it(
+        tmp_path: Path) -> None:
+    from lesionkit.evaluation import viewer_layers
+
+    task, _, predictions = _predictions(tmp_path)
+    background, lesion = viewer_layers(task, predictions, "02")
+    assert Path(background.path).name == "sub-02_FLAIR.nii.gz" and background.name == "FLAIR"
+    assert lesion.kind == "probability" and lesion.visible
+    assert lesion.name == f"lesion probseg, desc-{task.outputs[-1].desc}"
+    assert viewer_layers(task, predictions, "03") == []  # no predictions
+
+
+def test_a_finer_intensity_output_becomes_the_background(tmp_path: Path) -> None:
+    """A super-resolved map on a finer grid than its input is the background, so that
+    the viewer shows it at its own resolution; the input stays one click away."""
+    from lesionkit.bids import bids_path
+    from lesionkit.evaluation import viewer_layers
+    from lesionkit.tasks.task import OutputSpec
+
+    task, data, predictions = _predictions(tmp_path)
+    fine = OutputSpec(suffix="FLAIR", desc="finer", unit="a.u.")
+    task = replace(task, outputs=(*task.outputs, fine))
+    flair = nib.load(bids_path(data, "01", "FLAIR"))
+    finer = flair.affine @ np.diag([0.5, 0.5, 0.5, 1.0])
+    out = bids_path(predictions, "01", "FLAIR", desc="finer")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _nifti(out, np.zeros([2 * n for n in flair.shape]), finer)
+    layers = viewer_layers(task, predictions, "01")
+    assert layers[0].name == "FLAIR, desc-finer"
+    assert [(layer.kind, layer.visible) for layer in layers[1:]] == [
+        ("intensity", False), ("probability", True)]
+
+
+def test_of_several_probability_maps_the_last_is_shown_the_others_in_other_colours(
+        tmp_path: Path) -> None:
+    """mrf-lesion predicts T1 and T2* maps and NAWM, GM and lesion probabilities: the
+    T1 map is the background and only the lesion map is drawn when the page opens."""
+    from lesionkit.bids import bids_path
+    from lesionkit.evaluation import viewer_layers
+    from lesionkit.tasks.task import OutputSpec
+
+    task, data, predictions = _predictions(tmp_path)
+    flair = nib.load(bids_path(data, "01", "FLAIR"))
+    extra = (OutputSpec(suffix="T1map", desc="x", unit="ms"),
+             OutputSpec(suffix="probseg", desc="x", unit="1", kind="probability",
+                        entities=(("label", "GM"),)))
+    for spec in extra:
+        path = bids_path(predictions, "01", spec.suffix, desc="x", **dict(spec.entities))
+        _nifti(path, np.ones(flair.shape), flair.affine)
+    task = replace(task, outputs=(*extra, *task.outputs))
+    layers = viewer_layers(task, predictions, "01")
+    assert [(layer.name, layer.visible) for layer in layers] == [
+        ("T1map, desc-x", True), ("FLAIR", False), ("GM probseg, desc-x", False),
+        (f"lesion probseg, desc-{task.outputs[-1].desc}", True)]
+    assert layers[-1].colormap == "warm" and layers[2].colormap not in (None, "warm")
+
+
+def test_report_links_a_viewer_when_the_predictions_name_their_inputs(tmp_path: Path) -> None:
+    from lesionkit.evaluation import report
+
+    task, data, predictions = _predictions(tmp_path)
+    page = report(task, data, predictions=predictions)
+    viewer = page.with_name("task-flair-lesion_viewer.html")
+    assert 'href="task-flair-lesion_viewer.html"' in page.read_text(encoding="utf-8")
+    assert "lesionkit flair-lesion: sub-01" in viewer.read_text(encoding="utf-8")
+
+    other = report(task, data, tmp_path / "elsewhere" / "page.html", predictions=predictions)
+    assert 'href="page_viewer.html"' in other.read_text(encoding="utf-8")
+    assert (tmp_path / "elsewhere" / "page_viewer.html").is_file()
+
+    task, data, predictions = _predictions(tmp_path / "no-sources", sources=False)
+    page = report(task, data, predictions=predictions)
+    assert not page.with_name("task-flair-lesion_viewer.html").exists()
+    assert "_viewer.html" not in page.read_text(encoding="utf-8")
