@@ -197,3 +197,18 @@ def test_report_links_a_viewer_when_the_predictions_name_their_inputs(tmp_path: 
     page = report(task, data, predictions=predictions)
     assert not page.with_name("task-flair-lesion_viewer.html").exists()
     assert "_viewer.html" not in page.read_text(encoding="utf-8")
+
+
+def test_an_image_the_viewer_cannot_show_costs_the_viewer_not_the_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lesionkit.evaluation import report
+
+    task, data, predictions = _predictions(tmp_path)
+    prediction = next(predictions.rglob("sub-01_*_probseg.json"))
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti")
+    prediction.write_text(json.dumps({"Sources": [str(broken)]}))
+    page = report(task, data, predictions=predictions, subjects=["01"])
+    assert page.is_file() and not page.with_name("task-flair-lesion_viewer.html").exists()
+    assert "broken.nii.gz: expected a NIfTI image" in capsys.readouterr().err
+

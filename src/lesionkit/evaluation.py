@@ -339,9 +339,9 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
     has any) and the inputs they were predicted from (the ``Sources`` of the predictions'
     sidecar). The background is the predicted intensity map with the smallest voxels (a
     super-resolved or amplified image, a T1 map), or the first input when the task
-    predicts no intensity map; the other intensity images start hidden. Of the probability and
-    label maps the task's last (its lesion map where it has one) is drawn over the
-    background, the others start hidden, each in its own colours.
+    predicts no intensity map; the other intensity images start hidden. Of the
+    probability and label maps the task's last (its lesion map where it has one) is drawn
+    over the background, the others start hidden, each in its own colours.
 
     Returns:
         The layers, background first; [] when the subject has no output or its sidecar
@@ -411,6 +411,10 @@ def write_task_viewer(task: Task, predictions: Path, units: Sequence[Unit], out:
     """Write the viewer page of the first unit (subject, session, run) whose predictions
     can be shown (:func:`viewer_layers`).
 
+    The viewer is an extra beside a report: an image it cannot show (unreadable, not
+    3D/4D) is named in a warning on stderr and no page is written, so the report itself
+    still is.
+
     Returns:
         The page, or None when no unit has an output map with a readable source.
     """
@@ -421,10 +425,14 @@ def write_task_viewer(task: Task, predictions: Path, units: Sequence[Unit], out:
         layers = viewer_layers(task, predictions, subject, session)
         if layers:
             name = f"sub-{subject}" + (f" ses-{session}" if session else "")
-            return write_viewer(out, f"lesionkit {task.name}: {name}", layers,
-                                f"The maps {task.name} predicted for {name}, over "
-                                f"{layers[0].name}. Tick a layer to show or hide it.",
-                                data_note)
+            try:
+                return write_viewer(out, f"lesionkit {task.name}: {name}", layers,
+                                    f"The maps {task.name} predicted for {name}, over "
+                                    f"{layers[0].name}. Tick a layer to show or hide it.",
+                                    data_note)
+            except InputError as error:
+                print(f"warning: no viewer written: {error}", file=sys.stderr)
+                return None
     return None
 
 
