@@ -150,6 +150,11 @@ def test_viewer_draws_the_map_over_its_background(tmp_path: Path) -> None:
         paths[name] = tmp_path / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(data.astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0])),
                  paths[name])
+    probe = tmp_path / "webgl2.html"
+    probe.write_text("<script>window.webgl2 = String(!!document.createElement('canvas')"
+                     ".getContext('webgl2'));</script>")
+    if check_page(probe, ready="window.webgl2").ready != "true":
+        pytest.skip("this Chromium has no WebGL2 (not even software-rendered)")
     page = write_viewer(tmp_path / "viewer.html", "viewer test", [
         Layer(paths["flair"], "FLAIR"),
         Layer(paths["prob"], "lesion probability", kind="probability", unit="1")])
