@@ -82,6 +82,14 @@ def test_model_commands_name_the_missing_model_folder(tmp_path) -> None:
         assert "model/config.yaml: expected a lesionkit model folder" in result.stderr
 
 
+def test_view_names_the_missing_predictions_in_one_line(tmp_path) -> None:
+    result = runner.invoke(app, ["view", "flair-lesion-dr", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert f"{tmp_path}: expected flair-lesion-dr's predictions" in result.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_mrf_match_names_the_dataset_without_mrf(tmp_path) -> None:
     result = runner.invoke(app, ["mrf-match", str(tmp_path)])
     assert result.exit_code == 1

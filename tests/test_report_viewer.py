@@ -212,3 +212,21 @@ def test_an_image_the_viewer_cannot_show_costs_the_viewer_not_the_report(
     assert page.is_file() and not page.with_name("task-flair-lesion_viewer.html").exists()
     assert "broken.nii.gz: expected a NIfTI image" in capsys.readouterr().err
 
+
+def test_view_needs_no_truth_and_names_what_is_missing(tmp_path: Path) -> None:
+    from lesionkit.evaluation import view
+
+    task, data, predictions = _predictions(tmp_path)
+    for truth in data.rglob("*lesion_mask.nii.gz"):
+        truth.unlink()  # a user's scans: predictions, no ground truth
+    page = view(task, predictions)
+    assert page == predictions / "sub-01_viewer.html"
+    assert "lesionkit flair-lesion: sub-01" in page.read_text(encoding="utf-8")
+    chosen = view(task, predictions, subject="sub-02", out=tmp_path / "v" / "two.html")
+    assert "lesionkit flair-lesion: sub-02" in chosen.read_text(encoding="utf-8")
+    with pytest.raises(InputError, match=r"predictions: expected flair-lesion's predictions "
+                                         r"\(probseg \(desc-.*\)\) of sub-07"):
+        view(task, predictions, subject="07")
+    with pytest.raises(InputError, match="expected a predictions folder"):
+        view(task, tmp_path / "nowhere")
+

@@ -555,6 +555,27 @@ PredictionsOption = Annotated[Path | None, typer.Option(
 
 
 @app.command()
+def view(
+    task: Annotated[str, typer.Argument(help="Task name, e.g. flair-lesion-dr.")],
+    predictions: Annotated[Path, typer.Argument(help="Predictions folder written by predict.")],
+    subject: Annotated[str | None, typer.Option(
+        help="Subject (default: the first with predictions).")] = None,
+    session: Annotated[str | None, typer.Option(
+        help="Session (default: the subject's first with predictions).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="HTML file (default: PREDICTIONS/sub-<label>[_ses-<label>]_viewer.html).")] = None,
+) -> None:
+    """Write an interactive viewer (NiiVue, one HTML file) of one subject's predicted maps
+    over the inputs they were predicted from; needs no ground truth."""
+    chosen = _task(task)
+    from lesionkit.evaluation import view as write
+
+    with _user_errors():
+        path = write(chosen, predictions, subject, session, out)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def evaluate(
     task: Annotated[str, typer.Argument(help="Task name, e.g. enhance-r1.")],
     data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with the ground truth.")],

@@ -386,6 +386,59 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
     return [background, *hidden, *shown]
 
 
+def view(task: Task, predictions: str | os.PathLike[str], subject: str | None = None,
+         session: str | None = None, out: str | os.PathLike[str] | None = None,
+         data_note: str | None = None) -> Path:
+    """Write the viewer page of one subject's predictions; needs no ground truth.
+
+    Args:
+        task: The task that predicted them.
+        predictions: The folder ``predict`` wrote (a BIDS derivatives dataset).
+        subject: Subject label (default: the first whose predictions can be shown).
+        session: Session label (default: the subject's first with predictions).
+        out: HTML file (default ``PREDICTIONS/sub-<label>[_ses-<label>]_viewer.html``).
+        data_note: Shown at the top (default: ``PHANTOM_NOTE`` when the inputs come from a
+            phantom dataset).
+
+    Returns:
+        The page written.
+
+    Raises:
+        InputError: No predictions of the task for the subject, or their sidecar names
+            no input that exists (the inputs moved since ``predict``).
+    """
+    from lesionkit.report.viewer import write_viewer
+
+    root = Path(predictions)
+    if not root.is_dir():
+        raise InputError(f"{root}: expected a predictions folder written by lesionkit "
+                         "predict, found no folder")
+    candidates = [subject.removeprefix("sub-")] if subject else BIDSDataset(root).subjects()
+    session = session.removeprefix("ses-") if session else None
+    for label in candidates:
+        layers = viewer_layers(task, root, label, session)
+        if layers:
+            found = next((parsed[0]["ses"] for layer in layers
+                          if (parsed := parse_name(Path(layer.path).name))
+                          and "ses" in parsed[0]), None)
+            name = f"sub-{label}" + (f"_ses-{found}" if found else "")
+            path = Path(out) if out else root / f"{name}_viewer.html"
+            if data_note is None and any(dataset_is_phantom(folder) for layer in layers
+                                         for folder in Path(layer.path).resolve().parents):
+                from lesionkit.report import PHANTOM_NOTE
+
+                data_note = PHANTOM_NOTE
+            return write_viewer(path, f"lesionkit {task.name}: {name.replace('_', ' ')}",
+                                layers, f"The maps {task.name} predicted for "
+                                f"{name.replace('_', ' ')}, over {layers[0].name}. Tick a "
+                                "layer to show or hide it.", data_note)
+    wanted = ", ".join(f"{o.suffix} (desc-{o.desc})" for o in task.outputs)
+    who = f"sub-{candidates[0]}" if subject else "any subject"
+    where = f" ses-{session}" if session else ""
+    raise InputError(f"{root}: expected {task.name}'s predictions ({wanted}) of {who}{where} "
+                     "with a sidecar naming existing inputs (Sources), found none")
+
+
 def _image_name(path: Path) -> str:
     """A BIDS file's suffix after its entities other than subject, session and run:
     ``sub-01_ce-gadolinium_T1w.nii.gz`` -> ``ce-gadolinium T1w``."""
