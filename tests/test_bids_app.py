@@ -89,8 +89,11 @@ def test_participant_level_writes_a_derivatives_dataset_into_output_dir_only(
                   "--task", "enhance-r1", "--model", str(model), "--device", "cpu"])
     assert status == 0
     assert digest(data) == before  # BIDS_DIR is never written to
-    assert sorted(p.name for p in out.iterdir()) == ["dataset_description.json", "sub-01",
-                                                     "sub-03"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dataset_description.json", "sub-01", "sub-01_ses-3T.html", "sub-03",
+        "sub-03_ses-3T.html"]  # a viewer page per participant and session, as fMRIPrep's
+    assert "lesionkit enhance-r1: sub-01 ses-3T" in (out / "sub-01_ses-3T.html").read_text(
+        encoding="utf-8")
     maps = sorted(p.name for p in out.rglob("*.nii.gz"))
     assert maps and all(name.startswith(("sub-01_", "sub-03_")) for name in maps)
     description = json.loads((out / "dataset_description.json").read_text())
@@ -106,7 +109,7 @@ def test_participant_level_writes_a_derivatives_dataset_into_output_dir_only(
     # Running again for another participant adds it beside the others.
     assert run([str(data), str(out), "participant", "--participant-label", "02", "--task",
                 "enhance-r1", "--model", str(model), "--device", "cpu"]) == 0
-    assert sorted(p.name for p in out.glob("sub-*")) == ["sub-01", "sub-02", "sub-03"]
+    assert sorted(p.name for p in out.glob("sub-*[0-9]")) == ["sub-01", "sub-02", "sub-03"]
 
 
 def test_unknown_participant_label_is_one_line_naming_it(enhance, tmp_path, capsys) -> None:

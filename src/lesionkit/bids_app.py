@@ -6,7 +6,9 @@ predict``, on the same engine:
 - ``participant`` predicts the listed participants (``--participant-label 01 02``, with
   or without ``sub-``; every participant with the task's inputs when omitted) and
   writes OUTPUT_DIR as a BIDS derivatives dataset: ``sub-<label>/...`` files and a
-  ``dataset_description.json`` naming lesionkit, its parameters and the source dataset.
+  ``dataset_description.json`` naming lesionkit, its parameters and the source dataset,
+  with one viewer page per participant (and session) beside its folder,
+  ``sub-<label>[_ses-<label>].html``, as fMRIPrep places its reports.
   Tables of one participant stay in that participant's folder, so participant-level
   runs of different participants can share OUTPUT_DIR at the same time.
 - ``group`` combines what the participant level wrote: each kind of per-participant
@@ -228,6 +230,7 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                     predict(model_dir, bids, tta=tta, device=device, subjects=[subject],
                             progress=False, out_dir=staging, register=register,
                             sessions=sessions)
+                    _viewers(task_name, staging, subject)
                     if not written:
                         written.append(_describe(out, bids, parameters))
                     written.extend(_moved(staging, out))
@@ -240,6 +243,25 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     typer.echo(f"wrote {len(written)} files of {len(subjects)} participants under {out} in "
                f"{time.perf_counter() - start:.0f} s")
     return written
+
+
+def _viewers(task_name: str, staging: Path, subject: str) -> list[Path]:
+    """One viewer page per session of a predicted participant, beside its folder as
+    fMRIPrep places its reports: ``sub-<label>[_ses-<label>].html``; none for a task
+    that predicts no map."""
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.evaluation import view
+    from lesionkit.tasks import get_task
+
+    task, label = get_task(task_name), subject.removeprefix(PARTICIPANT)
+    pages = []
+    for session in BIDSDataset(staging).sessions(label) or [None]:
+        name = f"{PARTICIPANT}{label}" + (f"_ses-{session}" if session else "")
+        try:
+            pages.append(view(task, staging, label, session, staging / f"{name}.html"))
+        except InputError:  # no map of this task to show
+            continue
+    return pages
 
 
 def _with_inputs(bids: Path, model_dir: Path) -> list[str]:
