@@ -249,18 +249,22 @@ def _viewers(task_name: str, staging: Path, subject: str) -> list[Path]:
     """One viewer page per session of a predicted participant, beside its folder as
     fMRIPrep places its reports: ``sub-<label>[_ses-<label>].html``; none for a task
     that predicts no map."""
+    import sys
+
     from lesionkit.bids import BIDSDataset
-    from lesionkit.evaluation import view
+    from lesionkit.evaluation import view, viewer_layers
     from lesionkit.tasks import get_task
 
     task, label = get_task(task_name), subject.removeprefix(PARTICIPANT)
     pages = []
     for session in BIDSDataset(staging).sessions(label) or [None]:
+        if not viewer_layers(task, staging, label, session):
+            continue  # no map of this task to show
         name = f"{PARTICIPANT}{label}" + (f"_ses-{session}" if session else "")
         try:
             pages.append(view(task, staging, label, session, staging / f"{name}.html"))
-        except InputError:  # no map of this task to show
-            continue
+        except InputError as error:  # the maps are written; the page is an extra
+            print(f"warning: no viewer for {name}: {error}", file=sys.stderr)
     return pages
 
 
