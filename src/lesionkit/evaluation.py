@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lesionkit.bids import BIDSDataset, parse_name
+from lesionkit.bids import BIDSDataset, BIDSFile, parse_name
 from lesionkit.data import expected_name
 from lesionkit.io import InputError, write_json, write_tsv
 from lesionkit.summaries import summarise
@@ -352,23 +352,23 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
     from lesionkit.report.viewer import OVERLAY_COLORMAPS, Layer
 
     dataset = BIDSDataset(predictions)
-    found: list[tuple[Any, Path]] = []
+    found: list[tuple[Any, BIDSFile]] = []
     for spec in task.outputs:
         files = dataset.find(subject=subject, session=session, suffix=spec.suffix,
                              desc=spec.desc, **dict(spec.entities))
         files = [f for f in files if session is None or f.entities.get("ses") == session]
         if files:
             session = files[0].entities.get("ses")
-            found.append((spec, files[0].path))
+            found.append((spec, files[0]))
     if not found:
         return []
-    named = next((n for _, path in found if (n := _sidecar(path).get("Sources"))), [])
+    named = next((n for _, file in found if (n := _sidecar(file).get("Sources"))), [])
     sources = [Path(n) for n in dict.fromkeys(named) if Path(n).is_file()]
     if not sources:
         return []
-    maps = [Layer(path, " ".join([*(v for _, v in spec.entities), spec.suffix])
+    maps = [Layer(file.path, " ".join([*(v for _, v in spec.entities), spec.suffix])
                   + f", desc-{spec.desc}", kind=spec.kind, unit=spec.unit)
-            for spec, path in found]
+            for spec, file in found]
     given = [Layer(path, _image_name(path)) for path in sources]
 
     def voxel_volume(layer: Layer) -> float:
@@ -450,10 +450,10 @@ def _image_name(path: Path) -> str:
                        if k not in ("sub", "ses", "run")), suffix])
 
 
-def _sidecar(path: Path) -> dict:
-    """The JSON sidecar of a NIfTI file, or {} when it has none or it cannot be read."""
+def _sidecar(file: BIDSFile) -> dict:
+    """The JSON sidecar of a BIDS file, or {} when it has none or it cannot be read."""
     try:
-        found = json.loads(path.with_name(path.name.split(".nii")[0] + ".json").read_text())
+        found = json.loads(file.sidecar.read_text())
     except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
