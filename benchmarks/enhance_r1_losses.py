@@ -16,7 +16,14 @@ Variants (``--variant``):
   magnitude over its mean, plus the gradient term;
 - ``smoothed-energy-W`` (W = 1, 5, 20): ``mse+gradient-l1`` plus W x the distance of the
   local edge energies (window 5) of the images smoothed over 3^3 voxels;
-- ``edge-energy``: the engine's ``mse+edge-energy`` (window 3, no smoothing).
+- ``edge-energy``: the engine's ``mse+edge-energy`` (window 3, no smoothing);
+- ``adversarial-W`` (W = 0.01, 0.05, 0.2): ``mse+gradient-l1`` plus W x the GAN loss of a
+  small 3D patch discriminator trained alongside (``AdversarialLoss``).
+
+Other training choices (docs/results.md, "Cleaner targets, the input passed through and an
+adversarial term"): ``--target truth`` trains toward the phantom's noise-free 7T map,
+``--on-input`` adds the network's output to its input map, ``--init NAME`` starts from a
+model folder or a shipped model (``enhance-r1``).
 
 The experimental losses live here, not in the engine's loss table: they were tried and
 not kept.
@@ -45,7 +52,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lesionkit import training
+from lesionkit import models, training
 
 TRAIN = ["01", "03", "04", "06", "07", "09", "10", "12", "13"]
 HELD_OUT = ["14", "15", "16"]
@@ -86,6 +93,45 @@ class SmoothedEdgeEnergyLoss(training.EdgeEnergyLoss):
         return base + self.energy_weight * energy
 
 
+def unet_on_input(in_channels: int, out_channels: int, **kwargs) -> nn.Module:
+    """The task's U-Net (``**kwargs`` its options) whose output is added to its input."""
+    return models.InputResidual(models.unet(in_channels, out_channels, **kwargs))
+
+
+class AdversarialLoss(training.GradientL1Loss):
+    """``mse+gradient-l1`` plus ``adversarial_weight`` x the non-saturating GAN loss of a
+    small 3D patch discriminator, which this module trains itself (Adam 2e-4, betas 0.5 and
+    0.999) on every training call, on the target against the detached prediction; the
+    network's optimiser never sees its weights. Validation calls score the voxel terms."""
+
+    def __init__(self, adversarial_weight: float = 0.05) -> None:
+        super().__init__()
+        self.adversarial_weight = adversarial_weight
+        act = functools.partial(nn.LeakyReLU, 0.2)
+        self.discriminator = nn.Sequential(
+            nn.Conv3d(1, 16, 4, 2, 1), act(),
+            nn.Conv3d(16, 32, 4, 2, 1), nn.InstanceNorm3d(32, affine=True), act(),
+            nn.Conv3d(32, 64, 3, 1, 1), nn.InstanceNorm3d(64, affine=True), act(),
+            nn.Conv3d(64, 1, 3, 1, 1))
+        self._optimiser: torch.optim.Optimizer | None = None
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        base = super().forward(prediction, target)
+        if not (self.training and torch.is_grad_enabled()):
+            return base
+        if self._optimiser is None:
+            self._optimiser = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4,
+                                               betas=(0.5, 0.999))
+        bce = nn.functional.binary_cross_entropy_with_logits
+        real, fake = self.discriminator(target), self.discriminator(prediction.detach())
+        d_loss = bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake))
+        self._optimiser.zero_grad()
+        d_loss.backward()
+        self._optimiser.step()
+        judged = self.discriminator(prediction)
+        return base + self.adversarial_weight * bce(judged, torch.ones_like(judged))
+
+
 VARIANTS = {
     "gradient-l1": training.GradientL1Loss,
     "gradient-l1-x3": functools.partial(training.GradientL1Loss, weight=3.0),
@@ -93,6 +139,8 @@ VARIANTS = {
     **{f"smoothed-energy-{w}": functools.partial(SmoothedEdgeEnergyLoss, energy_weight=w,
                                                  window=5) for w in (1, 5, 20)},
     "edge-energy": training.EdgeEnergyLoss,
+    **{f"adversarial-{w}": functools.partial(AdversarialLoss, adversarial_weight=w)
+       for w in (0.01, 0.05, 0.2)},
 }
 
 
@@ -108,20 +156,25 @@ def training_subjects(data: Path) -> list[str]:
 
 def run(out: Path, variant: str, epochs: int = 8, subjects: int = 16, full: bool = False,
         patches: int = 512, device: str = "cpu", workers: int = 0, name: str = "",
-        max_minutes: float | None = None) -> dict:
+        max_minutes: float | None = None, target: str = "7T", on_input: bool = False,
+        init: str | None = None) -> dict:
     """Train, predict and score one variant; returns ``{"train_s", "means", "rows"}``.
 
     ``subjects`` > 16 simulates a larger cohort of the same seed and trains on all of its
     controls but the held-out three; ``full`` trains the task's own four-level U-Net in
     place of the small one; the run's folder is ``OUT/NAME`` (default: the variant);
-    ``max_minutes`` caps the training time (``lesionkit train --max-minutes``).
+    ``max_minutes`` caps the training time (``lesionkit train --max-minutes``);
+    ``target="truth"`` trains toward the phantom's noise-free 7T map
+    (``derivatives/phantom``) instead of the 7T map; scoring is the same either way;
+    ``on_input`` adds the network's output to its (normalised) input map; ``init``
+    starts from a model folder's (or shipped model's) weights.
     """
     import pandas as pd
 
     from lesionkit.infer import predict
     from lesionkit.simulate.cohorts import simulate_cohort
     from lesionkit.tasks import get_task
-    from lesionkit.tasks.enhance_r1 import evaluate
+    from lesionkit.tasks.enhance_r1 import R1_7T, evaluate
 
     data = out / ("er16" if subjects == 16 else f"er{subjects}")
     if not data.is_dir():
@@ -131,11 +184,17 @@ def run(out: Path, variant: str, epochs: int = 8, subjects: int = 16, full: bool
     task = get_task("enhance-r1")
     task = replace(task, learning_rate=1e-3, loss=f"bench:{variant}",
                    network_kwargs=task.network_kwargs if full else SMALL_UNET)
+    if on_input:
+        models.NETWORKS["bench:unet-on-input"] = unet_on_input
+        task = replace(task, network="bench:unet-on-input")
+    if target == "truth":
+        task = replace(task, targets=(replace(R1_7T, derivatives="phantom"),))
     folder = out / (name or variant)
     start = time.perf_counter()
     training.train(task, data, folder / "model", folds=1, epochs=epochs, seed=1000,
                    patches_per_epoch=patches, device=device, subjects=training_subjects(data),
-                   overwrite=True, workers=workers, progress=False, max_minutes=max_minutes)
+                   overwrite=True, workers=workers, progress=False, max_minutes=max_minutes,
+                   init=init)
     seconds = time.perf_counter() - start
     predict(folder / "model", data, out_dir=folder / "pred", subjects=HELD_OUT, device=device,
             progress=False)
@@ -198,6 +257,11 @@ if __name__ == "__main__":
     parser.add_argument("--max-minutes", type=float,
                         help="stop training after this wall time (Lightning's max_time; the "
                              "best validation epoch's weights are kept)")
+    parser.add_argument("--target", choices=("7T", "truth"), default="7T",
+                        help="train toward the 7T map or the phantom's noise-free 7T map")
+    parser.add_argument("--on-input", action="store_true",
+                        help="add the network's output to its input map")
+    parser.add_argument("--init", help="start from this model folder or shipped model")
     parser.add_argument("--figure", type=Path, help="write the slice figure to this PNG")
     parser.add_argument("--figure-runs", nargs="+", default=["gradient-l1-x3", "edge-energy"],
                         help="the runs (folders under OUT) the figure shows")
@@ -208,7 +272,8 @@ if __name__ == "__main__":
         torch.set_num_threads(1)
     if args.variant:
         run(args.out, args.variant, args.epochs, args.subjects, args.full, args.patches,
-            args.device, args.workers, args.name, args.max_minutes)
+            args.device, args.workers, args.name, args.max_minutes, args.target,
+            args.on_input, args.init)
     if args.figure:
         cohort = "er16" if args.subjects == 16 else f"er{args.subjects}"
         print(figure(args.out, args.figure, variants=tuple(args.figure_runs), cohort=cohort))

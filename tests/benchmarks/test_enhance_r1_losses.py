@@ -35,3 +35,35 @@ def test_larger_cohort_adds_controls_and_never_the_held_out(bench, tmp_path):
     assert not set(names) & set(bench.HELD_OUT)
     assert len(names) == 65  # 67 controls, two of them held out (15, 16)
     assert "17" not in names and "18" in names  # sub-17 is a patient
+
+
+def test_adversarial_loss_trains_its_discriminator_only_in_training(bench):
+    import torch
+
+    torch.manual_seed(0)
+    loss = bench.AdversarialLoss(adversarial_weight=0.05)
+    target = torch.randn(2, 1, 16, 16, 16)
+    prediction = torch.randn(2, 1, 16, 16, 16, requires_grad=True)
+    before = [p.detach().clone() for p in loss.discriminator.parameters()]
+    loss.eval()
+    voxel = loss(prediction, target)  # validation: the voxel terms alone, nothing trained
+    assert torch.allclose(voxel, bench.training.GradientL1Loss()(prediction, target))
+    pairs = lambda: zip(before, loss.discriminator.parameters(), strict=True)  # noqa: E731
+    assert all(torch.equal(a, b) for a, b in pairs())
+    loss.train()
+    total = loss(prediction, target)
+    assert total > voxel  # the generator's adversarial term is added
+    assert any(not torch.equal(a, b) for a, b in pairs())
+    total.backward()
+    assert prediction.grad is not None and prediction.grad.abs().sum() > 0
+
+
+def test_on_input_network_adds_its_output_to_the_input(bench):
+    import torch
+
+    network = bench.unet_on_input(1, 1, **bench.SMALL_UNET)
+    for p in network.network.parameters():
+        torch.nn.init.zeros_(p)  # a network that outputs zero passes its input through
+    x = torch.randn(1, 1, 16, 16, 16)
+    network.eval()
+    assert torch.allclose(network(x), x)
