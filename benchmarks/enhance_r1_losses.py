@@ -23,7 +23,8 @@ Variants (``--variant``):
 Other training choices (docs/results.md, "Cleaner targets, the input passed through and an
 adversarial term"): ``--target truth`` trains toward the phantom's noise-free 7T map,
 ``--on-input`` adds the network's output to its input map, ``--init NAME`` starts from a
-model folder or a shipped model (``enhance-r1``).
+model folder or a shipped model (``enhance-r1``), ``--last-epoch`` keeps the last epoch's
+weights (no validation split).
 
 The experimental losses live here, not in the engine's loss table: they were tried and
 not kept.
@@ -157,7 +158,7 @@ def training_subjects(data: Path) -> list[str]:
 def run(out: Path, variant: str, epochs: int = 8, subjects: int = 16, full: bool = False,
         patches: int = 512, device: str = "cpu", workers: int = 0, name: str = "",
         max_minutes: float | None = None, target: str = "7T", on_input: bool = False,
-        init: str | None = None) -> dict:
+        init: str | None = None, last_epoch: bool = False) -> dict:
     """Train, predict and score one variant; returns ``{"train_s", "means", "rows"}``.
 
     ``subjects`` > 16 simulates a larger cohort of the same seed and trains on all of its
@@ -167,7 +168,8 @@ def run(out: Path, variant: str, epochs: int = 8, subjects: int = 16, full: bool
     ``target="truth"`` trains toward the phantom's noise-free 7T map
     (``derivatives/phantom``) instead of the 7T map; scoring is the same either way;
     ``on_input`` adds the network's output to its (normalised) input map; ``init``
-    starts from a model folder's (or shipped model's) weights.
+    starts from a model folder's (or shipped model's) weights; ``last_epoch`` trains on
+    every training subject with no validation split and keeps the last epoch's weights.
     """
     import pandas as pd
 
@@ -191,8 +193,10 @@ def run(out: Path, variant: str, epochs: int = 8, subjects: int = 16, full: bool
         task = replace(task, targets=(replace(R1_7T, derivatives="phantom"),))
     folder = out / (name or variant)
     start = time.perf_counter()
+    names = training_subjects(data)
+    splits = [{"train": names, "validation": []}] if last_epoch else None
     training.train(task, data, folder / "model", folds=1, epochs=epochs, seed=1000,
-                   patches_per_epoch=patches, device=device, subjects=training_subjects(data),
+                   patches_per_epoch=patches, device=device, subjects=names, splits=splits,
                    overwrite=True, workers=workers, progress=False, max_minutes=max_minutes,
                    init=init)
     seconds = time.perf_counter() - start
@@ -262,6 +266,8 @@ if __name__ == "__main__":
     parser.add_argument("--on-input", action="store_true",
                         help="add the network's output to its input map")
     parser.add_argument("--init", help="start from this model folder or shipped model")
+    parser.add_argument("--last-epoch", action="store_true",
+                        help="no validation split; keep the last epoch's weights")
     parser.add_argument("--figure", type=Path, help="write the slice figure to this PNG")
     parser.add_argument("--figure-runs", nargs="+", default=["gradient-l1-x3", "edge-energy"],
                         help="the runs (folders under OUT) the figure shows")
@@ -273,7 +279,7 @@ if __name__ == "__main__":
     if args.variant:
         run(args.out, args.variant, args.epochs, args.subjects, args.full, args.patches,
             args.device, args.workers, args.name, args.max_minutes, args.target,
-            args.on_input, args.init)
+            args.on_input, args.init, args.last_epoch)
     if args.figure:
         cohort = "er16" if args.subjects == 16 else f"er{args.subjects}"
         print(figure(args.out, args.figure, variants=tuple(args.figure_runs), cohort=cohort))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lesionkit import __version__
@@ -261,3 +263,22 @@ def test_train_spacing_sets_the_model_voxel_size(tmp_path, monkeypatch) -> None:
         assert result.stderr.count("\n") == 1 and "--spacing: expected one voxel size" in (
             result.stderr)
     assert len(tasks) == 2
+
+
+def test_os_errors_name_the_file_and_what_stands_there(tmp_path: Path) -> None:
+    from lesionkit.cli import _os_error
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError) as caught:
+        (tmp_path / "file").mkdir(parents=True, exist_ok=True)
+    assert _os_error(caught.value) == f"{tmp_path / 'file'}: expected a folder (or nothing) " \
+        "there, found a file"
+    with pytest.raises(NotADirectoryError) as caught:
+        (tmp_path / "file" / "a" / "b").mkdir(parents=True)
+    assert _os_error(caught.value).endswith(f"expected {tmp_path / 'file'} to be a folder, "
+                                            "found a file")
+    with pytest.raises(FileExistsError) as caught:
+        tmp_path.mkdir()  # an existing folder: the system's own words
+    assert _os_error(caught.value) == f"{tmp_path}: File exists"
+    assert _os_error(FileExistsError("model folder m exists; use --overwrite")) == \
+        "model folder m exists; use --overwrite"

@@ -220,6 +220,11 @@ def _out_dir_is_file(f: Fixtures, w: Path) -> list[str]:
     return ["predict", str(f.enhance_model), str(f.enhance), "--out-dir", str(w / "out")]
 
 
+def _simulate_under_a_file(f: Fixtures, w: Path) -> list[str]:
+    (w / "file").write_text("x")
+    return ["simulate", "enhance-r1", str(w / "file" / "cohort" / "x"), "--subjects", "1"]
+
+
 def _empty_dataset(f: Fixtures, w: Path) -> list[str]:
     (w / "data").mkdir()
     (w / "data" / "dataset_description.json").write_text(json.dumps({"Name": "x"}))
@@ -331,6 +336,7 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
     ("out-dir-is-file", _out_dir_is_file, 1, "out"),
     ("simulate-into-file", _args("simulate", "enhance-r1", "{enhance}/participants.tsv"), 1,
      "participants.tsv"),
+    ("simulate-under-a-file", _simulate_under_a_file, 1, "file to be a folder, found a file"),
     ("simulate-into-other-dataset", _args("simulate", "enhance-r1", "{fcd}"), 1, "fcd"),
     # model folders
     ("damaged-config", _damaged_config, 1, "config.yaml"),

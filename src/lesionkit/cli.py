@@ -107,13 +107,12 @@ def run_app(typer_app: typer.Typer, prog_name: str, argv: Sequence[str] | None =
         return error.exit_code
     except (typer.Abort, KeyboardInterrupt):
         status = 130
-    except (InputError, FileExistsError) as error:
+    except InputError as error:
         typer.echo(f"error: {_one_line(str(error))}", err=True)
         return 1
     except OSError as error:
         # Unwritable folders, full disks, paths that are files: the file and the reason.
-        where = f"{error.filename}: " if error.filename else ""
-        typer.echo(f"error: {where}{_one_line(error.strerror or str(error))}", err=True)
+        typer.echo(f"error: {_one_line(_os_error(error))}", err=True)
         return 1
     except Exception as error:  # the one place that catches everything
         path = _traceback_file(prog_name)
@@ -127,6 +126,21 @@ def run_app(typer_app: typer.Typer, prog_name: str, argv: Sequence[str] | None =
     return status if isinstance(status, int) else 0
 
 
+def _os_error(error: OSError) -> str:
+    """The file and the reason of an operating-system error, in words a user can act on
+    (a folder to be made where a file stands is said so, not as "File exists")."""
+    if error.filename is None:  # lesionkit's own FileExistsError and the like: a message
+        return str(error)
+    path = Path(error.filename)
+    if isinstance(error, FileExistsError) and not path.is_dir():
+        return f"{path}: expected a folder (or nothing) there, found a file"
+    if isinstance(error, NotADirectoryError):
+        above = next((p for p in path.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            return f"{path}: expected {above} to be a folder, found a file"
+    return f"{path}: {error.strerror or error}"
+
+
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn lesionkit's input errors into one line and a non-zero exit."""
@@ -134,8 +148,10 @@ def _user_errors() -> Iterator[None]:
 
     try:
         yield
-    except (InputError, FileExistsError) as error:
+    except InputError as error:
         _fail(str(error))
+    except FileExistsError as error:
+        _fail(_os_error(error))
 
 
 @contextlib.contextmanager
