@@ -86,3 +86,15 @@ def test_arms_with_hooks_of_a_trusted_module_predict(tmp_path: Path) -> None:
     assert summary["arms"]["own-step"]["training"]["fold-0"]["steps"] > 0
     config = (tmp_path / "out" / "arm-own-step" / "model" / "config.yaml").read_text()
     assert f"{__name__}:plain_step" in config
+
+
+def test_a_time_limit_stops_each_fold_and_keeps_its_last_epoch(tmp_path: Path) -> None:
+    data = write_task_dataset(tmp_path / "bids", TOY_LESION_TASK, subjects=4)
+    crossval(TOY_LESION_TASK, data, tmp_path / "out", folds=2, epochs=50, device="cpu",
+             progress=False, max_minutes=1e-5)  # 0.6 ms: stops after the first step
+    model = tmp_path / "out" / "arm-default" / "model"
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert [metrics[f"fold-{k}"]["steps"] for k in (0, 1)] == [1, 1]  # not 50 epochs
+    assert [metrics[f"fold-{k}"]["epochs"] for k in (0, 1)] == [1, 1]
+    assert all((model / f"fold-{k}" / "weights.safetensors").is_file() for k in (0, 1))
+    assert (tmp_path / "out" / "comparison.json").is_file()

@@ -671,6 +671,10 @@ def crossval(
     register: RegisterOption = False,
     session: SessionOption = None,
     all_sessions: AllSessionsOption = False,
+    max_minutes: Annotated[float | None, typer.Option(
+        metavar="MIN",
+        help="Stop each fold of each arm after this many minutes of training and keep its "
+             "last epoch (the folds have no validation subjects).")] = None,
 ) -> None:
     """Cross-validate a task's arms on the same folds; write comparison.json and report.html."""
     chosen = _variant(_task(task), network, channels, widen_factor, patch_size, batch_size,
@@ -690,7 +694,7 @@ def crossval(
                    source_dir=source_dir, weights=weights, tta=tta, workers=workers,
                    progress=progress, register=register,
                    session=session.removeprefix("ses-") if session else None,
-                   all_sessions=all_sessions)
+                   all_sessions=all_sessions, max_minutes=max_minutes)
     if _rank_zero():
         typer.echo(f"wrote {path} and {Path(out_dir) / 'report.html'}")
 

@@ -119,6 +119,7 @@ def crossval(
     register: bool = False,
     session: str | None = None,
     all_sessions: bool = False,
+    max_minutes: float | None = None,
 ) -> Path:
     """Cross-validate the task's arms on the same folds; write the comparison and report.
 
@@ -153,6 +154,9 @@ def crossval(
         all_sessions: Longitudinal data: every session of a subject is a training example,
             the folds are drawn over subjects, and every session is predicted and scored
             by the fold that did not train on its subject.
+        max_minutes: Wall time (minutes) after which each fold of each arm stops training
+            and keeps its last epoch (folds have no validation subjects); ``metrics.json``
+            of the arm's model folder records the epochs each fold reached.
 
     Returns:
         The path of ``comparison.json``.
@@ -200,7 +204,7 @@ def crossval(
                   compile_network=compile_network, patches_per_epoch=patches_per_epoch,
                   subjects=names, progress=progress, workers=workers, source=source,
                   splits=splits, overwrite=True, register=register, session=session,
-                  all_sessions=all_sessions)
+                  all_sessions=all_sessions, max_minutes=max_minutes)
     if process_rank(trainer_flags(**settings))[0] != 0:
         return out / "comparison.json"
     note = PHANTOM_NOTE if dataset_is_phantom(dataset.root) else None
