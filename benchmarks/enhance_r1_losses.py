@@ -18,7 +18,7 @@ Variants (``--variant``):
   local edge energies (window 5) of the images smoothed over 3^3 voxels;
 - ``edge-energy``: the engine's ``mse+edge-energy`` (window 3, no smoothing);
 - ``adversarial-W`` (W = 0.01, 0.05, 0.2): ``mse+gradient-l1`` plus W x the GAN loss of a
-  small 3D patch discriminator trained alongside (``AdversarialLoss``).
+  3D patch discriminator (MONAI's) trained alongside (``AdversarialLoss``).
 
 Other training choices (docs/results.md, "Cleaner targets, the input passed through and an
 adversarial term"): ``--target truth`` trains toward the phantom's noise-free 7T map,
@@ -101,20 +101,26 @@ def unet_on_input(in_channels: int, out_channels: int, **kwargs) -> nn.Module:
 
 class AdversarialLoss(training.GradientL1Loss):
     """``mse+gradient-l1`` plus ``adversarial_weight`` x the non-saturating GAN loss of a
-    small 3D patch discriminator, which this module trains itself (Adam 2e-4, betas 0.5 and
-    0.999) on every training call, on the target against the detached prediction; the
-    network's optimiser never sees its weights. Validation calls score the voxel terms."""
+    3D patch discriminator (MONAI's ``PatchDiscriminator``: convolutions of 16, 32 and 64
+    features, instance normalisation, LeakyReLU 0.2; ``PatchAdversarialLoss`` with binary
+    cross-entropy), which this module trains itself (Adam 2e-4, betas 0.5 and 0.999) on
+    every training call, on the target against the detached prediction; the network's
+    optimiser never sees its weights. Validation calls score the voxel terms."""
 
     def __init__(self, adversarial_weight: float = 0.05) -> None:
+        from monai.losses import PatchAdversarialLoss
+        from monai.networks.nets import PatchDiscriminator
+
         super().__init__()
         self.adversarial_weight = adversarial_weight
-        act = functools.partial(nn.LeakyReLU, 0.2)
-        self.discriminator = nn.Sequential(
-            nn.Conv3d(1, 16, 4, 2, 1), act(),
-            nn.Conv3d(16, 32, 4, 2, 1), nn.InstanceNorm3d(32, affine=True), act(),
-            nn.Conv3d(32, 64, 3, 1, 1), nn.InstanceNorm3d(64, affine=True), act(),
-            nn.Conv3d(64, 1, 3, 1, 1))
+        self.discriminator = PatchDiscriminator(spatial_dims=3, channels=16, in_channels=1,
+                                                num_layers_d=2, norm="INSTANCE")
+        self.adversarial = PatchAdversarialLoss(criterion="bce")
         self._optimiser: torch.optim.Optimizer | None = None
+
+    def _judge(self, image: torch.Tensor) -> torch.Tensor:
+        """The discriminator's patch logits (its last output) for ``image``."""
+        return self.discriminator(image)[-1]
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         base = super().forward(prediction, target)
@@ -123,14 +129,14 @@ class AdversarialLoss(training.GradientL1Loss):
         if self._optimiser is None:
             self._optimiser = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4,
                                                betas=(0.5, 0.999))
-        bce = nn.functional.binary_cross_entropy_with_logits
-        real, fake = self.discriminator(target), self.discriminator(prediction.detach())
-        d_loss = bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake))
+        d_loss = (self.adversarial(self._judge(target), True, for_discriminator=True)
+                  + self.adversarial(self._judge(prediction.detach()), False,
+                                     for_discriminator=True))
         self._optimiser.zero_grad()
         d_loss.backward()
         self._optimiser.step()
-        judged = self.discriminator(prediction)
-        return base + self.adversarial_weight * bce(judged, torch.ones_like(judged))
+        g_loss = self.adversarial(self._judge(prediction), True, for_discriminator=False)
+        return base + self.adversarial_weight * g_loss
 
 
 VARIANTS = {
