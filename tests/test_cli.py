@@ -282,3 +282,20 @@ def test_os_errors_name_the_file_and_what_stands_there(tmp_path: Path) -> None:
     assert _os_error(caught.value) == f"{tmp_path}: File exists"
     assert _os_error(FileExistsError("model folder m exists; use --overwrite")) == \
         "model folder m exists; use --overwrite"
+
+
+def test_every_task_network_takes_its_size_option() -> None:
+    """``--channels`` reaches every U-Net a task trains by default (a wrapper of one
+    included), ``--widen-factor`` every ResNet."""
+    from lesionkit.cli import _variant
+    from lesionkit.tasks import TASKS
+
+    for name, task in TASKS.items():
+        if task.network_factory is not None or task.network not in ("unet", "residual-unet",
+                                                                    "residual-unet-on-input",
+                                                                    "resnet10", "resnet18"):
+            continue
+        resnet = task.network.startswith("resnet")
+        variant = _variant(task, None, None if resnet else "8,16", 0.5 if resnet else None,
+                           None, None, None)
+        assert variant.network_kwargs["widen_factor" if resnet else "channels"], name

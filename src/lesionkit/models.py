@@ -128,11 +128,21 @@ class InputResidual(nn.Module):
         return self.network(x) + x[:, self.channel:self.channel + 1]
 
 
-def residual_unet_on_input(in_channels: int, out_channels: int, channel: int = 0,
-                           **kwargs: Any) -> nn.Module:
-    """:func:`residual_unet` (``**kwargs`` its options) whose output is added to input
-    ``channel`` (:class:`InputResidual`; to every output channel)."""
-    return InputResidual(residual_unet(in_channels, out_channels, **kwargs), channel)
+def residual_unet_on_input(
+    in_channels: int,
+    out_channels: int,
+    channels: Sequence[int] = (32, 64, 128, 256),
+    strides: Sequence[int] | None = None,
+    num_res_units: int = 2,
+    norm: str = "instance",
+    act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
+    channel: int = 0,
+) -> nn.Module:
+    """:func:`residual_unet` (the same options, named so that the command line's
+    ``--channels`` reaches them) whose output is added to input ``channel``
+    (:class:`InputResidual`; to every output channel)."""
+    return InputResidual(residual_unet(in_channels, out_channels, channels, strides,
+                                       num_res_units, norm, act), channel)
 
 
 def _resnet(depth: int) -> Callable[..., nn.Module]:
