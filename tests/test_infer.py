@@ -131,6 +131,38 @@ def test_predict_inputs_and_preprocessing_keep_the_input_grid(enhance_dataset: P
     assert output.data[0].max() == 0 and output.data[8].max() > 0
 
 
+def test_predict_with_chosen_folds_uses_them_for_every_subject(enhance_dataset: Path,
+                                                               tmp_path: Path) -> None:
+    """``folds`` replaces the held-out folds: a fold predicts its own training subjects
+    (what a fold's downstream fit needs); an index out of range is one clear error."""
+    import json
+
+    from conftest import tiny
+    from lesionkit.infer import predict
+    from lesionkit.io import InputError, load_volume
+    from lesionkit.training import train
+
+    task = tiny(get_task("enhance-r1"))
+    splits = [{"train": ["01", "02"], "validation": ["03"]},
+              {"train": ["03", "04"], "validation": ["01"]}]
+    model = train(task, enhance_dataset, tmp_path / "model", epochs=1, max_steps=1,
+                  progress=False, device="cpu", splits=splits)
+    held_out = predict(model, enhance_dataset, device="cpu", progress=False, tta=1,
+                       subjects=["01"], out_dir=tmp_path / "held-out")
+    own = predict(model, enhance_dataset, device="cpu", progress=False, tta=1,
+                  subjects=["01"], out_dir=tmp_path / "own", folds=[0])
+    sidecar = json.loads(own[0].with_suffix("").with_suffix(".json").read_text())
+    assert sidecar["Folds"] == 1 and sidecar["FoldIndices"] == [0]
+    assert "FoldIndices" not in json.loads(
+        held_out[0].with_suffix("").with_suffix(".json").read_text())
+    # Sub-01 is held out by fold 1 only: fold 0, which trained on it, predicts otherwise.
+    assert not np.allclose(load_volume(own[0]).data, load_volume(held_out[0]).data)
+    with pytest.raises(InputError, match="fold indices from 0 to 1, found \\[2\\]"):
+        predict(model, enhance_dataset, device="cpu", progress=False, subjects=["01"],
+                out_dir=tmp_path / "bad", folds=[2])
+    assert not (tmp_path / "bad").exists()
+
+
 def yaml_task(model: Path) -> dict:
     import yaml
 

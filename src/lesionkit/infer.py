@@ -449,6 +449,7 @@ def predict(
     allow_incomplete: bool = False,
     amp: bool = False,
     sessions: Sequence[str] | None = None,
+    folds: Sequence[int] | None = None,
 ) -> list[Path]:
     """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
@@ -480,6 +481,11 @@ def predict(
             (recorded in the sidecars as ``MixedPrecision``).
         sessions: Sessions to predict (labels with or without ``ses-``; default: every
             session holding the inputs); subjects without any of them are skipped.
+        folds: Indices of the model folder's folds that predict every subject (default:
+            for each subject the folds that did not train on it, all when every fold
+            did). A fold's own training subjects predicted by that fold alone feed what
+            is fitted downstream of a cross-validation fold on its training subjects
+            only (a task's evaluation, for example).
 
     Nothing is created before the first subject's inputs are read and checked; tables of
     subject outputs are merged with an earlier table of the folder (rows of the subjects
@@ -500,6 +506,9 @@ def predict(
                          "found an interrupted one (complete: false); resume it with train "
                          "--resume, or predict anyway with --allow-incomplete")
     task = model.task
+    if folds is not None and (not folds or not all(0 <= i < len(model.folds) for i in folds)):
+        raise InputError(f"{model.path}: expected fold indices from 0 to "
+                         f"{len(model.folds) - 1}, found {list(folds)}")
     dataset = BIDSDataset(data_dir)
     units = prediction_units(dataset, task, subjects)
     if sessions:
@@ -541,7 +550,8 @@ def predict(
                              f"{channels}")
         label_map = (np.rint(loaded[task.lesions.key].data[0].numpy()).astype(np.int64)
                      if task.lesions is not None else None)
-        folds = folds_for(model, subject)
+        chosen = (folds_for(model, subject) if folds is None
+                  else [model.folds[i] for i in folds])
         features = None
         if task.lesion_features is not None:
             from lesionkit.lesion_features import subject_features
@@ -552,13 +562,14 @@ def predict(
         box = (brain_box(loaded["mask"].data[0].numpy(), margin)
                if margin is not None and task.output_kind == "maps" else None)
         try:
-            mean, std = predict_arrays(model, inputs, flip_count, device, label_map, folds,
+            mean, std = predict_arrays(model, inputs, flip_count, device, label_map, chosen,
                                        features, amp=amp, box=box)
         except InputError as error:  # the network refused the input (e.g. another grid)
             raise InputError(f"{found[0].path}: {error}") from error
         notes = loaded["notes"]
         sidecar = {"ModelFolder": str(model.path), "Task": task.name,
-                   "TestTimeFlips": flip_count, "Folds": len(folds),
+                   "TestTimeFlips": flip_count, "Folds": len(chosen),
+                   **({"FoldIndices": list(folds)} if folds is not None else {}),
                    "Sources": [str(f.path) for f in found], "BrainMask": notes["BrainMask"],
                    "InputVoxelSizes": notes["VoxelSizes"],
                    **({"InputNaNVoxels": {
@@ -585,10 +596,10 @@ def predict(
         out = _Written(out_root, subject, session or found[0].entities.get("ses"), run, sidecar,
                        load_volume(found[0].path, ndim=None), np.asarray(loaded["mask"].affine),
                        paths)
-        cam = (lambda f=folds, i=inputs: _cam(model, f, i, layer, device)) if layer else None
+        cam = (lambda f=chosen, i=inputs: _cam(model, f, i, layer, device)) if layer else None
         WRITERS[task.output_kind](out, task, mean, std, rows=rows, cam=cam,
                                   lesion_path=found[-1].path,
-                                  members=flip_count * len(folds))
+                                  members=flip_count * len(chosen))
     if rows:
         table = out_root / f"task-{task.name}_predictions.tsv"
         paths.append(write_tsv(merged_rows(table, rows), table))

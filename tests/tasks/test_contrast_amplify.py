@@ -150,6 +150,9 @@ def _case(root: Path, subject: str, rng: np.random.Generator, lesion_gain: float
     _put(root, subject, "FLAIR", flair)
     _put(root, subject, "ADC", np.where(brain, 0.8 + rng.normal(0, 0.02, SHAPE), 0.0))
     _put(root, subject, "T1w", t1c, ce="gadolinium", acq="standard")
+    low = pre.copy()
+    low[lesion] = 100.0 + lesion_gain / 4
+    _put(root, subject, "T1w", low, ce="gadolinium", acq="low")
     _put(root, subject, "T1w", quadruple, "phantom", ce="gadolinium", acq="quadruple")
     _put(root, subject, "mask", brain, "phantom", desc="brain")
     _put(root, subject, "mask", lesion, "phantom", label="lesion")
@@ -195,6 +198,39 @@ def test_evaluate_scores_a_hand_made_case(tmp_path: Path) -> None:
     assert lesion_row["T1c_f1"] == 1 and lesion_row["T1c-pro_f1"] == 1
     sections = ca.report_sections(get_task("contrast-amplify"), root, predictions, ["03"], rows)
     assert sections[0].tables["paper vs phantom"][0]["paper T1c"] == 9.1
+
+
+def test_each_image_is_read_by_a_reader_fitted_on_its_own_kind(tmp_path: Path) -> None:
+    """T1c-pro's reader stand-in learns from T1c-pro of the training cases, predicted by
+    the fold that predicted the case (which trained on them); the quadruple dose's from
+    theirs; the predictions are kept and reused."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "bids"
+    write_dataset_description(root, "hand-made")
+    for number, gain in (("01", 60.0), ("02", 50.0), ("03", 60.0), ("04", 40.0)):
+        _case(root, number, rng, gain)
+    splits = [{"train": ["01", "02", "03"], "validation": []}]
+    model = train(_tiny(), root, tmp_path / "model", epochs=1, max_steps=1, progress=False,
+                  device="cpu", splits=splits)
+    predictions = tmp_path / "pred"
+    predict(model, root, tta=1, device="cpu", progress=False, subjects=["04"],
+            out_dir=predictions)
+    rows = ca.evaluate(get_task("contrast-amplify"), root, predictions, ["04"])
+    by_method = {r["method"]: r for r in rows}
+    for method, fitted_on in (("T1c", "T1c"), ("T1c-pro", "T1c-pro"),
+                              ("quadruple-dose", "quadruple-dose")):
+        assert by_method[method]["reader_fitted_on"] == fitted_on
+        assert by_method[method]["training_cases"] == 3
+    cache = predictions / "derivatives" / "reader-cases-folds-0"
+    written = sorted(cache.glob("sub-*/anat/*desc-amplified*.nii.gz"))
+    assert [p.name[:6] for p in written] == ["sub-01", "sub-02", "sub-03"]
+    sidecar = json.loads(written[0].with_name(written[0].name.replace(".nii.gz", ".json"))
+                         .read_text())
+    assert sidecar["FoldIndices"] == [0] and sidecar["TestTimeFlips"] == 1
+    assert ca._output_path(predictions, "01") is None  # the case's own folder untouched
+    before = [p.stat().st_mtime for p in written]
+    ca.evaluate(get_task("contrast-amplify"), root, predictions, ["04"])
+    assert [p.stat().st_mtime for p in written] == before  # reused, not predicted again
 
 
 def test_training_cases_of_a_model_trained_on_another_dataset(tmp_path: Path) -> None:
