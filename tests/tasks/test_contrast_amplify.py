@@ -219,8 +219,13 @@ def test_each_image_is_read_by_a_reader_fitted_on_its_own_kind(tmp_path: Path) -
     by_method = {r["method"]: r for r in rows}
     for method, fitted_on in (("T1c", "T1c"), ("T1c-pro", "T1c-pro"),
                               ("quadruple-dose", "quadruple-dose")):
-        assert by_method[method]["reader_fitted_on"] == fitted_on
-        assert by_method[method]["training_cases"] == 3
+        assert by_method[method]["own_reader_fitted_on"] == fitted_on
+        assert by_method[method]["own_reader_cases"] == by_method[method]["training_cases"] == 3
+        assert {"found_f1", "found_own-f1", "found_own-fp05"} <= set(by_method[method])
+    # The T1c is read by the same stand-in either way; the study's reading keeps one
+    # threshold for every image.
+    assert by_method["T1c"]["threshold_f1"] == by_method["T1c"]["threshold_own-f1"]
+    assert by_method["T1c-pro"]["threshold_f1"] == by_method["T1c"]["threshold_f1"]
     cache = predictions / "derivatives" / "reader-cases-folds-0"
     written = sorted(cache.glob("sub-*/anat/*desc-amplified*.nii.gz"))
     assert [p.name[:6] for p in written] == ["sub-01", "sub-02", "sub-03"]

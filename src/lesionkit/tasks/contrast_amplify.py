@@ -71,14 +71,17 @@ reader sees of each (blobness, size, depth below the brain surface, brightness a
 centre and in the surround, and the same on the pre-contrast T1w, FLAIR and ADC) scores
 them, fitted on the training cases only (the folds that did not see the case), with
 three thresholds chosen there on out-of-fold scores: the best F1 and the lowest
-thresholds with at most 0.5 and at most one false detection per training case. As a
-reader learns the kind of image read, each kind gets its own stand-in, fitted on the
-training cases' images of that kind: their T1c, their quadruple dose, and their T1c-pro
-as the model that predicted the case makes it (in cross-validation the case's own fold,
-which trained on them and never saw the case; :func:`_training_outputs`). Read by the
-T1c's stand-in, T1c-pro lost lesions the T1c shows; by its own, it found more at fewer
-false detections (docs/results.md). Lesion axes below one voxel (small metastases
-measured on the grid) count as one voxel for the matching. The blob score alone could
+thresholds with at most 0.5 and at most one false detection per training case. Two
+readings (:data:`READINGS`): the study's protocol as METHODS.md sets it, the same
+detector with the same thresholds on every image (the stand-in fitted on the training
+cases' standard-dose T1c); and, as a reader learns the kind of image read, a stand-in
+for each kind fitted on the training cases' images of that kind: their T1c, their
+quadruple dose, and their T1c-pro as the model that predicted the case makes it (in
+cross-validation the case's own fold, which trained on them and never saw the case;
+:func:`_training_outputs`). Read by the T1c's stand-in, T1c-pro lost lesions the T1c
+shows; by its own, it found more at fewer false detections (docs/results.md). Lesion
+axes below one voxel (small metastases measured on the grid) count as one voxel for the
+matching. The blob score alone could
 not tell the phantom's enhancing vessels and choroid plexus from metastases (on 30
 phantom subjects at best F1: 20 % sensitivity at 5.2 false detections per case on T1c;
 with the classifier 81 % at 1.9; docs/results.md).
@@ -123,9 +126,19 @@ PAPER = {"cnr": (9.1, 44.5), "lbr": (1.31, 1.66), "cep": (85.6, 112.4),
 METHODS = ("T1c", "T1c-pro", "quadruple-dose")
 #: Detector operating points: name -> false-detection budget per training case (None: F1).
 OPERATING_POINTS = {"f1": None, "fp05": 0.5, "fp1": 1.0}
-#: How each operating point reads in the report.
-POINT_NAMES = {"f1": "best F1", "fp05": "at most 0.5 false detections per training case",
+#: The two readings: column prefix -> what reads every image. "" is the study's protocol
+#: as METHODS.md sets it (the same detector with the same thresholds on every image: the
+#: stand-in fitted on the training cases' T1c); "own-" gives each kind of image a
+#: stand-in fitted on the training cases' images of that kind (:func:`readers`).
+READINGS = {"": "T1c's reader stand-in on every image",
+            "own-": "each image's own reader stand-in"}
+#: Every detection column's point (reading prefix + operating point), in report order.
+POINTS = tuple(prefix + name for prefix in READINGS for name in OPERATING_POINTS)
+_POINT_TEXT = {"f1": "best F1", "fp05": "at most 0.5 false detections per training case",
                "fp1": "at most one false detection per training case"}
+#: How each point reads in the report.
+POINT_NAMES = {prefix + name: f"{READINGS[prefix]}, {_POINT_TEXT[name]}"
+               for prefix in READINGS for name in OPERATING_POINTS}
 STRATA_MM = (0.0, 5.0, 10.0)
 #: Half the size of the crop box (mm): the study's 160 x 192 x 160 voxels at 1 mm.
 CROP_MM = (160, 192, 160)
@@ -424,9 +437,10 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
 
     Case rows: CNR, LBR, CEP (%) in the enhancing lesion against NAWM; RMSE, SSIM and the
     lesion contrast over the quadruple dose's; detected lesions and false detections at
-    each operating point (``found_f1``, ``false_f1``, ``found_fp05``, ...) of the image's
-    own reader stand-in (:func:`readers`; ``reader_fitted_on`` names the kind of image it
-    learnt from, ``training_cases`` how many cases).
+    each point of :data:`POINTS`: by the T1c's reader stand-in with its thresholds on
+    every image (``found_f1``, ``false_f1``, ``found_fp05``, ...; ``training_cases``) and
+    by the image's own (``found_own-f1``, ...; ``own_reader_fitted_on`` names the kind of
+    image it learnt from, ``own_reader_cases`` how many cases; :func:`readers`).
     """
     from lesionkit.io import load_volume
     from lesionkit.metrics import cep, cnr, lbr, match_detections, rmse, ssim
@@ -465,19 +479,21 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
         fitted = readers(task, root, predictions, subject)
         paths = {"T1c": _image_path(root, subject, T1C), "T1c-pro": pro_path,
                  "quadruple-dose": _quadruple_path(root, subject)}
-        detections = {}
+        detections, thresholds = {}, {}
         for method, image in images.items():
-            method_reader, fitted_on, cases = fitted[method]
-            chosen = method_reader.thresholds
-            found = _scored(method_reader, paths[method], brain_path, others, image, brain,
-                            pro)
-            detections[method] = {
-                name: match_detections(found.above(t).centres_mm(pro.affine), centres,
-                                       long_mm, short_mm)
-                for name, t in chosen.items()}
+            detections[method], thresholds[method] = {}, {}
+            for prefix, (method_reader, *_) in (("", fitted["T1c"]),
+                                                ("own-", fitted[method])):
+                found = _scored(method_reader, paths[method], brain_path, others, image,
+                                brain, pro)
+                for name, t in method_reader.thresholds.items():
+                    thresholds[method][prefix + name] = t
+                    detections[method][prefix + name] = match_detections(
+                        found.above(t).centres_mm(pro.affine), centres, long_mm, short_mm)
             row: dict = {"participant_id": f"sub-{subject}", "method": method,
-                         "lesions": len(centres), "training_cases": cases,
-                         "reader_fitted_on": fitted_on}
+                         "lesions": len(centres), "training_cases": fitted["T1c"][2],
+                         "own_reader_fitted_on": fitted[method][1],
+                         "own_reader_cases": fitted[method][2]}
             has_roi = roi is not None and roi.any()
             row["cnr"] = cnr(image, roi, normal) if has_roi else None
             row["lbr"] = lbr(image, roi, normal) if has_roi else None
@@ -495,7 +511,7 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
                 row[f"found_{name}"] = int(match.found.sum())
                 row[f"false_{name}"] = match.false_detections
                 row[f"true_{name}"] = int(match.within.any(axis=1).sum())
-                row[f"threshold_{name}"] = chosen[name]
+                row[f"threshold_{name}"] = thresholds[method][name]
             rows.append(row)
         for j in range(len(centres)):
             lesion_row: dict = {"participant_id": f"sub-{subject}", "method": "lesion",
@@ -638,7 +654,7 @@ def comparison_table(rows: list[dict]) -> list[dict]:
                                                        _cases(rows, "quadruple-dose")]),
                       "cases": len(x), "paired t p": None if test is None else test.p})
     images = (("T1c", "T1c"), ("T1c-pro", "T1c-pro"), ("quadruple dose", "quadruple-dose"))
-    for point in ("f1", "fp05"):
+    for point in ("f1", "own-fp05"):
         summary = {(r["image"], r["lesions"]): r for r in detection_summary(rows, point)}
         for label, key, column in (
                 ("sensitivity (all)", "all", "sensitivity"),
@@ -656,10 +672,11 @@ def _sensitivity_figure(rows: list[dict]) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(4.6 * len(OPERATING_POINTS), 3.6), layout="constrained")
+    figure = Figure(figsize=(4.6 * len(OPERATING_POINTS), 3.4 * len(READINGS)),
+                    layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(OPERATING_POINTS))
-    for ax, point in zip(np.atleast_1d(axes), OPERATING_POINTS, strict=True):
+    axes = figure.subplots(len(READINGS), len(OPERATING_POINTS), squeeze=False)
+    for ax, point in zip(axes.ravel(), POINTS, strict=True):
         summary = detection_summary(rows, point)
         for offset, method in enumerate(METHODS):
             chosen = [r for r in summary if r["image"] == method]
@@ -675,7 +692,8 @@ def _sensitivity_figure(rows: list[dict]) -> Any:
                       [f">= {s:g} mm" if s else "all" for s in STRATA_MM])
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("sensitivity (95 % CI)")
-        ax.set_title(f"threshold: {POINT_NAMES[point]}", fontsize=9)
+        reading, _, at = POINT_NAMES[point].partition(", ")
+        ax.set_title(f"{reading}\n{at}", fontsize=8)
         ax.legend(fontsize=7, loc="lower right")
     return figure
 
@@ -733,16 +751,18 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
         pro = load_volume(pro_path)
         paths = {"T1c": _image_path(root, subject, T1C), "T1c-pro": pro_path,
                  "quadruple-dose": _quadruple_path(root, subject)}
-        fitted = readers(task, root, predictions, subject)
-        others = _context_paths(context_specs(task), root, subject) or ()
+        context = context_specs(task)
+        fitted = reader(task.mask, context, root, tuple(training_cases(root, predictions,
+                                                                       subject)))
+        others = _context_paths(context, root, subject) or ()
         brain = load_volume(brain_path, kind="label").data > 0.5
         images, found = {}, {}
         for name, path in paths.items():
             if path is None:
                 continue
             images[name] = load_volume(path).data
-            found[name] = _scored(fitted[name][0], path, brain_path, others, images[name],
-                                  brain, pro).above(fitted[name][0].thresholds["f1"]).centres
+            found[name] = _scored(fitted, path, brain_path, others, images[name], brain,
+                                  pro).above(fitted.thresholds["f1"]).centres
         lesion = _read(root, subject, "mask", "phantom", like=pro, kind="label",
                        label="lesion")
         table = _lesion_table(root, subject)
@@ -752,10 +772,9 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
         figures[caption(f"lesion {row['lesion']} ({row['long_axis_mm']:.1f} mm), axial "
                         "slices of T1c, T1c-pro and the true quadruple dose; lesion outlines in "
                         "yellow, detections in red", row["participant_id"], method,
-                        "each image's reader stand-in at its best-F1 threshold ("
-                        + ", ".join(f"{name} {r.thresholds['f1']:.3g}" for name, (r, *_)
-                                    in fitted.items() if name in images)
-                        + f"; {fitted['T1c'][0].score_name})")] = _slice_figure(
+                        "the T1c's reader stand-in on every image at its best-F1 "
+                        f"threshold {fitted.thresholds['f1']:.3g} "
+                        f"({fitted.score_name})")] = _slice_figure(
             images, lesion.data > 0.5 if lesion is not None else np.zeros(pro.shape, bool),
             centre[:3], found)
         shown.append(subject)
@@ -771,21 +790,23 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
         "quadruple-dose T1c: Laplacian-of-Gaussian blobs as candidates, scored by a "
         "gradient-boosting classifier of their blobness, size, depth below the brain "
         "surface and brightness at the centre and in the surround on the image read and on "
-        "the pre-contrast T1w, FLAIR and ADC. As a reader learns the images read, one "
-        "reader stand-in is fitted for each kind of image on the training cases' images of "
-        "that kind only: their T1c, their quadruple dose, and their T1c-pro as the model "
-        "that predicted the case makes it (in cross-validation the case's own fold, which "
-        "trained on them and never saw the case). Three thresholds are chosen there on "
-        "out-of-fold scores: best F1, at most 0.5 and at most one false detection per "
-        "training case; at the last two, images are compared at about the same rate of "
-        "false detections. A detection matches a lesion when their centres are closer than "
-        "half the mean of the lesion's long and short axes. Sensitivity with "
-        "Clopper-Pearson 95 % intervals, McNemar mid-p on paired lesions, Wilcoxon "
-        "signed-rank on paired false detections. "
+        "the pre-contrast T1w, FLAIR and ADC. Two readings: as the study's protocol sets "
+        "it, the same detector with the same thresholds on every image (the stand-in "
+        "fitted on the training cases' T1c only); and, as a reader learns the kind of image "
+        "read, a stand-in for each kind fitted on the training cases' images of that kind "
+        "only: their T1c, their quadruple dose, and their T1c-pro as the model that "
+        "predicted the case makes it (in cross-validation the case's own fold, which "
+        "trained on them and never saw the case). Each stand-in's thresholds are chosen on "
+        "its training cases' out-of-fold scores: best F1, at most 0.5 and at most one "
+        "false detection per training case; at the last two its images are compared at "
+        "about the same rate of false detections. A detection matches a lesion when "
+        "their centres are closer than half the mean of the lesion's long and short "
+        "axes. Sensitivity with Clopper-Pearson 95 % intervals, McNemar mid-p on paired "
+        "lesions, Wilcoxon signed-rank on paired false detections. "
         "Paper values: 79 test cases of the contrast-amplification study (seed 003).")
     tables = {"paper vs phantom": comparison_table(rows),
               **{f"detection ({POINT_NAMES[point]})": detection_summary(rows, point)
-                 for point in OPERATING_POINTS},
+                 for point in POINTS},
               "per case": [r for r in rows if r.get("method") != "lesion"],
               "per lesion": _cases(rows, "lesion")}
     return [Section(f"{task.name}: contrast and detection", text, tables=tables, units=UNITS),
@@ -797,7 +818,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
 #: thresholds on the reader's score: lesion probability, or blobness where the training
 #: cases fit no classifier).
 UNITS = {"cep": "%", "rmse_quadruple": "z",
-         **{f"threshold_{point}": "reader score" for point in OPERATING_POINTS},
+         **{f"threshold_{point}": "reader score" for point in POINTS},
          "sensitivity": "0-1", "ci low": "0-1", "ci high": "0-1",
          "ppv": "0-1", "f1": "0-1"}
 
@@ -848,8 +869,8 @@ CONTRAST_AMPLIFY = Task(
                                         "mask_name": "mask", "only_crop": True}),),
     augment=(Transform("RandomFlip", {"axes": (0, 1, 2), "flip_probability": 0.5}),),
     metrics=("cnr", "lbr", "cep", "rmse_quadruple", "ssim_quadruple",
-             "contrast_over_quadruple", "found_f1", "false_f1", "found_fp05", "false_fp05",
-             "found_fp1", "false_fp1"),
+             "contrast_over_quadruple", "found_f1", "false_f1", "found_fp1", "false_fp1",
+             "found_own-f1", "false_own-f1", "found_own-fp05", "false_own-fp05"),
     evaluate=evaluate,
     report_sections=report_sections,
     arms=_arms(INPUTS, PREDICT_INPUTS),
