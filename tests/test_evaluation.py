@@ -208,3 +208,17 @@ def test_report_groups_by_shared_label_else_by_order() -> None:
                                                    "b": ("20200304", None)},
                      "session 2 of each subject": {"a": ("20190601", None),
                                                    "b": ("20210304", None)}}
+
+
+def test_an_evaluation_hook_that_takes_predict_gets_the_engines() -> None:
+    from lesionkit.evaluation import _evaluation_options
+    from lesionkit.infer import predict
+
+    def plain(task, root, predictions, subjects):  # noqa: ANN001, ANN202
+        return []
+
+    def fitting(task, root, predictions, subjects, predict=None):  # noqa: ANN001, ANN202
+        return []
+
+    assert _evaluation_options(plain) == {} and _evaluation_options(None) == {}
+    assert _evaluation_options(fitting) == {"predict": predict}

@@ -58,6 +58,20 @@ def predictions_root(data_dir: str | os.PathLike[str],
     return Path(predictions) if predictions else Path(data_dir) / "derivatives" / "lesionkit"
 
 
+def _evaluation_options(hook: Any) -> dict[str, Any]:
+    """What the engine hands a task's evaluation hook besides its four arguments: the
+    engine's :func:`lesionkit.infer.predict` when the hook takes ``predict`` (an
+    evaluation that fits something on the training subjects' predictions; task files
+    import no engine module)."""
+    import inspect
+
+    if hook is None or "predict" not in inspect.signature(hook).parameters:
+        return {}
+    from lesionkit.infer import predict
+
+    return {"predict": predict}
+
+
 def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[str] | None = None,
              out_dir: str | os.PathLike[str] | None = None,
              predictions: str | os.PathLike[str] | None = None,
@@ -84,6 +98,7 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
         InputError: nothing to score, or a unit that cannot be scored (other than a
             session without truth beside one with it).
     """
+    hook_options = _evaluation_options(task.evaluate)
     if task.evaluate is None:
         raise InputError(f"task {task.name}: expected an evaluation, found none")
     dataset = BIDSDataset(data_dir)
@@ -112,7 +127,8 @@ def evaluate(task: Task, data_dir: str | os.PathLike[str], subjects: Sequence[st
                 print(f"warning: skipped {unit_label(*unit)}: {reason}", file=sys.stderr)
                 continue
             found_rows = [_labelled(row, session, run)
-                          for row in task.evaluate(task, dataset.root, found, [subject])]
+                          for row in task.evaluate(task, dataset.root, found, [subject],
+                                                   **hook_options)]
             if found_rows:
                 acquired[unit_label(*unit)] = acquisition(dataset, subject,
                                                           task.prediction_inputs[0])

@@ -215,7 +215,8 @@ def test_each_image_is_read_by_a_reader_fitted_on_its_own_kind(tmp_path: Path) -
     predictions = tmp_path / "pred"
     predict(model, root, tta=1, device="cpu", progress=False, subjects=["04"],
             out_dir=predictions)
-    rows = ca.evaluate(get_task("contrast-amplify"), root, predictions, ["04"])
+    rows = ca.evaluate(get_task("contrast-amplify"), root, predictions, ["04"],
+                       predict=predict)
     by_method = {r["method"]: r for r in rows}
     for method, fitted_on in (("T1c", "T1c"), ("T1c-pro", "T1c-pro"),
                               ("quadruple-dose", "quadruple-dose")):
@@ -234,7 +235,7 @@ def test_each_image_is_read_by_a_reader_fitted_on_its_own_kind(tmp_path: Path) -
     assert sidecar["FoldIndices"] == [0] and sidecar["TestTimeFlips"] == 1
     assert ca._output_path(predictions, "01") is None  # the case's own folder untouched
     before = [p.stat().st_mtime for p in written]
-    ca.evaluate(get_task("contrast-amplify"), root, predictions, ["04"])
+    ca.evaluate(get_task("contrast-amplify"), root, predictions, ["04"], predict=predict)
     assert [p.stat().st_mtime for p in written] == before  # reused, not predicted again
 
 

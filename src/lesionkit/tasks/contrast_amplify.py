@@ -90,6 +90,7 @@ with the classifier 81 % at 1.9; docs/results.md).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -344,7 +345,8 @@ def training_cases(root: Path, predictions: Path, subject: str) -> list[str]:
     return _training_split(root, predictions, subject)[1]
 
 
-def _training_outputs(root: Path, predictions: Path, subject: str) -> dict[str, Path]:
+def _training_outputs(root: Path, predictions: Path, subject: str,
+                      predict: Callable[..., Any] | None = None) -> dict[str, Path]:
     """T1c-pro of the training cases of ``subject`` (:func:`training_cases`), by the
     model that predicted ``subject``, for the reader stand-in of T1c-pro.
 
@@ -354,11 +356,11 @@ def _training_outputs(root: Path, predictions: Path, subject: str) -> dict[str, 
     ``PREDICTIONS/derivatives/reader-cases-folds-<indices>`` and redone when the model
     is newer. Otherwise the cases' T1c-pro in ``predictions`` are used, the missing ones
     predicted by the model into ``PREDICTIONS/derivatives/reader-cases``. Cases without
-    a T1c-pro (no model folder known) are left out.
+    a T1c-pro (no model folder known, or no ``predict``: the engine's
+    :func:`lesionkit.infer.predict`, handed over by the evaluation) are left out.
     """
     import sys
 
-    from lesionkit.infer import predict
     from lesionkit.io import InputError
 
     model, cases, folds = _training_split(root, predictions, subject)
@@ -369,7 +371,8 @@ def _training_outputs(root: Path, predictions: Path, subject: str) -> dict[str, 
         paths = dict.fromkeys(cases)
         cache = predictions / "derivatives" / f"reader-cases-folds-{'-'.join(map(str, folds))}"
     missing = [t for t, path in paths.items() if path is None]
-    if missing and model is not None and (model / "config.yaml").is_file():
+    if missing and predict is not None and model is not None and (
+            model / "config.yaml").is_file():
         built = (model / "config.yaml").stat().st_mtime
         stale = [t for t in missing if (found := _output_path(cache, t)) is None
                  or found.stat().st_mtime < built]
@@ -405,8 +408,8 @@ def reader(mask: ImageSpec | None, context: tuple[ImageSpec, ...], root: Path,
     return fit_reader(found, OPERATING_POINTS)
 
 
-def readers(task: Task, root: Path, predictions: Path, subject: str
-            ) -> dict[str, tuple[Any, str, int]]:
+def readers(task: Task, root: Path, predictions: Path, subject: str,
+            predict: Callable[..., Any] | None = None) -> dict[str, tuple[Any, str, int]]:
     """The reader stand-in of each image type for ``subject``: image -> (reader, the kind
     of image it was fitted on, training cases read).
 
@@ -420,7 +423,8 @@ def readers(task: Task, root: Path, predictions: Path, subject: str
     t1c = (reader(task.mask, context, root, cases), "T1c", len(cases))
     fitted = {"T1c": t1c}
     quadruple = {t: _quadruple_path(root, t) for t in cases}
-    for method, paths in (("T1c-pro", _training_outputs(root, predictions, subject)),
+    for method, paths in (("T1c-pro", _training_outputs(root, predictions, subject,
+                                                          predict)),
                           ("quadruple-dose", {t: p for t, p in quadruple.items() if p})):
         fitted[method] = t1c if len(paths) < 2 else (
             reader(task.mask, context, root, tuple(paths), tuple(str(p) for p in
@@ -431,7 +435,8 @@ def readers(task: Task, root: Path, predictions: Path, subject: str
 
 # --- evaluation ---------------------------------------------------------------------------
 
-def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> list[dict]:
+def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str],
+             predict: Callable[..., Any] | None = None) -> list[dict]:
     """Rows per subject and image (``method`` T1c, T1c-pro, quadruple-dose) and one row
     per reference lesion (``method`` lesion) with its detection on each image.
 
@@ -441,6 +446,8 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
     every image (``found_f1``, ``false_f1``, ``found_fp05``, ...; ``training_cases``) and
     by the image's own (``found_own-f1``, ...; ``own_reader_fitted_on`` names the kind of
     image it learnt from, ``own_reader_cases`` how many cases; :func:`readers`).
+    ``predict``: the engine's prediction function (handed over by
+    :func:`lesionkit.evaluation.evaluate`), which makes the training cases' T1c-pro.
     """
     from lesionkit.io import load_volume
     from lesionkit.metrics import cep, cnr, lbr, match_detections, rmse, ssim
@@ -476,7 +483,7 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
             normal = normal & ~roi
         table = _lesion_table(root, subject)
         centres, long_mm, short_mm = _reference(table, float(np.prod(pro.spacing)) ** (1 / 3))
-        fitted = readers(task, root, predictions, subject)
+        fitted = readers(task, root, predictions, subject, predict)
         paths = {"T1c": _image_path(root, subject, T1C), "T1c-pro": pro_path,
                  "quadruple-dose": _quadruple_path(root, subject)}
         detections, thresholds = {}, {}
