@@ -214,10 +214,10 @@ def test_an_evaluation_hook_that_takes_predict_gets_the_engines() -> None:
     from lesionkit.evaluation import _evaluation_options
     from lesionkit.infer import predict
 
-    def plain(task, root, predictions, subjects):  # noqa: ANN001, ANN202
+    def plain(task, root, predictions, subjects):
         return []
 
-    def fitting(task, root, predictions, subjects, predict=None):  # noqa: ANN001, ANN202
+    def fitting(task, root, predictions, subjects, predict=None):
         return []
 
     assert _evaluation_options(plain) == {} and _evaluation_options(None) == {}
