@@ -79,12 +79,12 @@ for each kind fitted on the training cases' images of that kind: their T1c, thei
 quadruple dose, and their T1c-pro as the model that predicted the case makes it (in
 cross-validation the case's own fold, which trained on them and never saw the case;
 :func:`_training_outputs`). Read by the T1c's stand-in, T1c-pro lost lesions the T1c
-shows; by its own, it found more at fewer false detections (docs/results.md). Lesion
-axes below one voxel (small metastases measured on the grid) count as one voxel for the
-matching. The blob score alone could
-not tell the phantom's enhancing vessels and choroid plexus from metastases (on 30
-phantom subjects at best F1: 20 % sensitivity at 5.2 false detections per case on T1c;
-with the classifier 81 % at 1.9; docs/results.md).
+shows; by its own, it found more at about the same rate of false detections
+(docs/results.md). Lesion axes below one voxel (small metastases measured on the grid)
+count as one voxel for the matching. The blob score alone could not tell the phantom's
+enhancing vessels and choroid plexus from metastases (on 30 phantom subjects at best
+F1: 20 % sensitivity at 5.2 false detections per case on T1c; with the classifier 81 %
+at 1.9; docs/results.md).
 """
 
 from __future__ import annotations
