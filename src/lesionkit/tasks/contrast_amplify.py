@@ -902,8 +902,8 @@ DEMO = DemoStep(
     examples_per_epoch=400, tta=2,
     overrides={"network_kwargs": {"channels": (8, 16, 32), "strides": (2, 2),
                                   "num_res_units": 1, "norm": "batch"}, "folds": 2},
-    shown=("cnr", "lbr", "cep", "ssim_quadruple", "found_f1", "false_f1", "found_own-fp05",
-           "false_own-fp05", "T1c_f1", "T1c-pro_f1"))
+    shown=("cnr", "lbr", "cep", "ssim_quadruple", "found_f1", "false_f1", "T1c_f1",
+           "T1c-pro_f1"))
 
 #: Shipped model (``make models``): one fold of the task's network (output added to the
 #: input T1c; named in the recipe as it was built, before it became the default), 4
