@@ -95,6 +95,18 @@ def test_3d_where_4d_expected(tmp_path: Path) -> None:
         load_volume(path, ndim=4)
 
 
+@pytest.mark.parametrize(("dtype", "found"), [
+    (np.complex64, "complex data"),
+    (np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]), "RGB or other multi-component data")])
+def test_complex_or_rgb_voxels_are_refused(tmp_path: Path, dtype: np.dtype, found: str
+                                           ) -> None:
+    data = np.zeros((4, 4, 4), dtype)  # a complex reconstruction or a screenshot-like RGB
+    path = write_raw(tmp_path / "sub-01_FLAIR.nii.gz", data)
+    with pytest.raises(InputError, match=rf"sub-01_FLAIR\.nii\.gz: expected one real number "
+                                         rf"per voxel, found {found}"):
+        load_volume(path)
+
+
 @pytest.mark.parametrize(("bad", "kind"), [(np.inf, "intensity"), (np.nan, "label"),
                                            (np.nan, "probability")])
 def test_non_finite_values(tmp_path: Path, bad: float, kind: str) -> None:

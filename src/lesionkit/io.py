@@ -212,7 +212,8 @@ def load_volume(
         The volume; ``data`` has the stored data type (scaled data become float).
 
     Raises:
-        InputError: missing or unreadable file, wrong dimensionality, Inf, or NaN in
+        InputError: missing or unreadable file, complex or RGB voxels, wrong
+            dimensionality, Inf, or NaN in
             a label or probability map or in every voxel. NaN in an intensity image
             marks voxels without data (SPM's and FSL's convention): they take
             :func:`background_value` and are listed in ``Volume.missing``.
@@ -231,6 +232,13 @@ def load_volume(
         raise InputError(
             f"{path}: expected a readable NIfTI image, found an unreadable file ({reason})"
         ) from error
+    if data.dtype.fields is not None or data.dtype.kind not in "biuf":
+        found, hint = (("RGB or other multi-component", "store one grey value per voxel")
+                       if data.dtype.fields is not None else
+                       ("complex", "store the magnitude image") if data.dtype.kind == "c" else
+                       ("non-numeric", "store numbers"))
+        raise InputError(f"{path}: expected one real number per voxel, found {found} data "
+                         f"({data.dtype}); {hint}")
     if data.ndim == 4 and data.shape[3] == 1 and ndim == 3:
         data = data[..., 0]
     if ndim is not None and data.ndim != ndim:
