@@ -13,6 +13,7 @@ from lesionkit.io import (
     InputError,
     atomic_path,
     check_same_grid,
+    check_values,
     load_volume,
     save_volume,
     write_json,
@@ -105,6 +106,17 @@ def test_complex_or_rgb_voxels_are_refused(tmp_path: Path, dtype: np.dtype, foun
     with pytest.raises(InputError, match=rf"sub-01_FLAIR\.nii\.gz: expected one real number "
                                          rf"per voxel, found {found}"):
         load_volume(path)
+
+
+def test_two_valued_image_is_refused_where_grey_values_are_expected() -> None:
+    mask = np.zeros((4, 4, 4), np.float32)
+    mask[1:3] = 1.0
+    with pytest.raises(InputError, match=r"sub-01_FLAIR\.nii\.gz: expected an image of grey "
+                                         r"values, found only two values \(0 and 1\)"):
+        check_values(Path("sub-01_FLAIR.nii.gz"), mask, "a.u.")
+    check_values(Path("sub-01_lesions.nii.gz"), mask, "", kind="label")  # labels may be
+    mask[0, 0, 0] = 0.5
+    check_values(Path("sub-01_FLAIR.nii.gz"), mask, "a.u.")
 
 
 @pytest.mark.parametrize(("bad", "kind"), [(np.inf, "intensity"), (np.nan, "label"),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import yaml
@@ -253,6 +254,20 @@ def _constant_input(f: Fixtures, w: Path) -> list[str]:
     return ["predict", str(f.fcd_model), str(data), "--device", "cpu"]
 
 
+def _mask_as_input(f: Fixtures, w: Path) -> list[str]:
+    data = _copy(f.fcd, w)
+    _edit_image(_first(data / "sub-01", "*_FLAIR.nii.gz"), lambda d: (d > d.mean()) * 1.0)
+    return ["predict", str(f.fcd_model), str(data), "--device", "cpu"]
+
+
+def _complex_input(f: Fixtures, w: Path) -> list[str]:
+    data = _copy(f.fcd, w)
+    flair = _first(data / "sub-01", "*_FLAIR.nii.gz")
+    image = nib.load(flair)
+    nib.save(nib.Nifti1Image(image.get_fdata().astype(np.complex64), image.affine), flair)
+    return ["predict", str(f.fcd_model), str(data), "--device", "cpu"]
+
+
 def _stale_temporary_is_kept_on_failure(f: Fixtures, w: Path) -> list[str]:
     data = _copy(f.enhance, w)
     _edit_image(_first(data / "sub-01" / "ses-3T", "*R1map.nii.gz"), lambda d: d * 0)
@@ -359,6 +374,8 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
     ("text-as-nifti", _text_as_nifti, 1, "R1map"),
     ("participants-without-label", _no_label_column, 1, "group"),
     ("constant-input", _constant_input, 1, "constant"),
+    ("mask-as-input", _mask_as_input, 1, "two values"),
+    ("complex-input", _complex_input, 1, "complex"),
     ("mrf-lesion-before-mrf-match", _mrf_before_matching, 1, "mrf-match"),
     ("zero-input-with-flips", _stale_temporary_is_kept_on_failure, 1, "zero"),
     # evaluation

@@ -374,7 +374,7 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
             missing[spec.key] = (data.shape[:3], volume.affine, ~absent)
             notes["MissingVoxels"][path.name] = int(absent.sum())
         if is_input:
-            check_values(path, data, spec.unit)
+            check_values(path, data, spec.unit, spec.kind)
             first_input = first_input or (path, data.shape[:3], volume.affine)
         elif first_input is not None:
             check_truth_grid(path, data.shape[:3], volume.affine, *first_input)

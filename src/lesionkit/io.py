@@ -173,8 +173,9 @@ PLAUSIBLE_MEDIAN: dict[str, tuple[float, float]] = {
 }
 
 
-def check_values(path: Path, data: np.ndarray, unit: str) -> None:
-    """Refuse an input image that is all zero, constant, or in another unit than stated.
+def check_values(path: Path, data: np.ndarray, unit: str, kind: Kind = "intensity") -> None:
+    """Refuse an input image that is all zero, constant, two-valued where grey values are
+    expected (a mask stored under an image's name), or in another unit than stated.
 
     Raises:
         InputError: One line naming the file, what was expected and what was found.
@@ -182,9 +183,13 @@ def check_values(path: Path, data: np.ndarray, unit: str) -> None:
     finite = data[np.isfinite(data)]
     if finite.size == 0 or not finite.any():
         raise InputError(f"{path}: expected an image, found only zero or non-finite values")
-    if float(finite.min()) == float(finite.max()):
+    least, most = float(finite.min()), float(finite.max())
+    if least == most:
         raise InputError(f"{path}: expected an image, found a constant image (every voxel "
-                         f"{float(finite.min()):g})")
+                         f"{least:g})")
+    if kind == "intensity" and not np.any((finite > least) & (finite < most)):
+        raise InputError(f"{path}: expected an image of grey values, found only two values "
+                         f"({least:g} and {most:g}); is it a mask?")
     if unit in PLAUSIBLE_MEDIAN:
         low, high = PLAUSIBLE_MEDIAN[unit]
         median = float(np.median(finite[finite != 0][::max(finite.size // 1_000_000, 1)]))
