@@ -13,6 +13,7 @@ from lesionkit.bids import (
     BIDSDataset,
     bids_path,
     build_name,
+    check_output_place,
     derivatives_root,
     parse_name,
     save_derivative,
@@ -144,6 +145,24 @@ def test_participants(dataset: Path) -> None:
     assert list(table["participant_id"]) == ["sub-01", "sub-02"]
     assert list(table["group"]) == ["control", "fcd"]
     assert table["age"].isna().all()
+
+
+def test_a_participant_listed_twice_is_refused(dataset: Path) -> None:
+    table = dataset / "participants.tsv"
+    table.write_text(table.read_text() + "sub-01\tfcd\tn/a\n")
+    with pytest.raises(InputError, match=r"participants\.tsv: expected one row per participant, "
+                                         r"found sub-01 more than once"):
+        BIDSDataset(dataset).participants()
+
+
+def test_outputs_go_beside_the_dataset_or_under_its_derivatives(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for fine in (tmp_path / "out", root / "derivatives" / "lesionkit", root / "derivatives"):
+        check_output_place(root, fine)
+    for wrong in (root, root / "sub-01", tmp_path):
+        with pytest.raises(InputError, match=r"expected an output folder outside the dataset "
+                                             r".* or under its derivatives/"):
+            check_output_place(root, wrong)
 
 
 def test_missing_dataset_and_participants(tmp_path: Path) -> None:

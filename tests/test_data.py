@@ -92,6 +92,15 @@ def test_sessions_of_one_subject_stay_on_one_side() -> None:
     assert [subjects_of(f["validation"]) for f in sessions] == [f["validation"] for f in plain]
 
 
+@pytest.mark.parametrize("folds", [1, 3])
+def test_one_class_only_is_refused_for_a_classifier(folds: int) -> None:
+    with pytest.raises(InputError, match=r"participants\.tsv: expected subjects of at least 2 "
+                                         r"classes to train a classifier, found 10 subjects, "
+                                         r"all of one class"):
+        kfold_subjects(SUBJECTS, folds, seed=0, labels=[1] * len(SUBJECTS),
+                       labels_from=Path("participants.tsv"))
+
+
 def test_too_few_subjects_is_an_input_error() -> None:
     with pytest.raises(InputError, match="at least 2"):
         split_subjects(["01"], seed=0)

@@ -72,6 +72,17 @@ def test_acquisition_reads_sidecar_and_header(dataset: BIDSDataset) -> None:
         "1.5-3 mm"}
 
 
+def test_an_unreadable_sidecar_is_named_in_a_warning(dataset: BIDSDataset, capsys) -> None:
+    (dataset.root / "sub-01" / "anat" / "sub-01_FLAIR.json").write_text("{not json")
+    row = acquisition(dataset, "01", FLAIR)
+    assert (row["field"], row["acquisition"], row["manufacturer"]) == ("n/a", "n/a", "n/a")
+    assert row["slices"] == "axial"  # from the header
+    warning = capsys.readouterr().err
+    assert "sub-01_FLAIR.json: expected a JSON sidecar, found an unreadable file" in warning
+    acquisition(dataset, "03", FLAIR)  # no sidecar at all: nothing to warn about
+    assert capsys.readouterr().err == ""
+
+
 def test_by_acquisition_means_per_group(dataset: BIDSDataset) -> None:
     acquired = {f"sub-{s}": acquisition(dataset, s, FLAIR) for s in ("01", "02", "03")}
     rows = [{"participant_id": "sub-01", "method": "network", "dice": 0.2},

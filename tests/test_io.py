@@ -108,6 +108,17 @@ def test_complex_or_rgb_voxels_are_refused(tmp_path: Path, dtype: np.dtype, foun
         load_volume(path)
 
 
+def test_negative_label_is_refused(tmp_path: Path) -> None:
+    labels = np.zeros((4, 4, 4), np.int16)
+    labels[1, 1, 1] = -1  # a lesion drawn as -1: it would count as background
+    path = write_raw(tmp_path / "sub-01_label-lesion_mask.nii.gz", labels)
+    with pytest.raises(InputError, match=r"lesion_mask\.nii\.gz: expected a mask or label map "
+                                         r"of 0 \(background\) and positive labels, found "
+                                         r"values down to -1"):
+        load_volume(path, kind="label")
+    assert load_volume(path).data.min() == -1  # an intensity image may be negative
+
+
 def test_two_valued_image_is_refused_where_grey_values_are_expected() -> None:
     mask = np.zeros((4, 4, 4), np.float32)
     mask[1:3] = 1.0

@@ -254,6 +254,26 @@ def _constant_input(f: Fixtures, w: Path) -> list[str]:
     return ["predict", str(f.fcd_model), str(data), "--device", "cpu"]
 
 
+def _label_missing(f: Fixtures, w: Path) -> list[str]:
+    data = _copy(f.fcd, w)
+    table = data / "participants.tsv"
+    lines = table.read_text().splitlines()
+    header = lines[0].split("\t")
+    row = lines[1].split("\t")
+    row[header.index("group")] = "n/a"
+    table.write_text("\n".join([lines[0], "\t".join(row), *lines[2:]]) + "\n")
+    return ["train", "fcd-classify", str(data), str(w / "model"), "--device", "cpu",
+            "--epochs", "1", "--widen-factor", "0.25"]
+
+
+def _one_class_only(f: Fixtures, w: Path) -> list[str]:
+    data = _copy(f.fcd, w)
+    table = data / "participants.tsv"
+    table.write_text(table.read_text().replace("\tcontrol", "\tpatient"))
+    return ["train", "fcd-classify", str(data), str(w / "model"), "--device", "cpu",
+            "--epochs", "1", "--widen-factor", "0.25"]
+
+
 def _mask_as_input(f: Fixtures, w: Path) -> list[str]:
     data = _copy(f.fcd, w)
     _edit_image(_first(data / "sub-01", "*_FLAIR.nii.gz"), lambda d: (d > d.mean()) * 1.0)
@@ -373,12 +393,18 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
     ("truncated-nifti", _truncated_nifti, 1, "R1map"),
     ("text-as-nifti", _text_as_nifti, 1, "R1map"),
     ("participants-without-label", _no_label_column, 1, "group"),
+    ("participants-label-n/a", _label_missing, 1, "found 'n/a'"),
+    ("participants-one-class", _one_class_only, 1, "all of one class"),
     ("constant-input", _constant_input, 1, "constant"),
     ("mask-as-input", _mask_as_input, 1, "two values"),
     ("complex-input", _complex_input, 1, "complex"),
     ("mrf-lesion-before-mrf-match", _mrf_before_matching, 1, "mrf-match"),
     ("zero-input-with-flips", _stale_temporary_is_kept_on_failure, 1, "zero"),
     # evaluation
+    ("predict-into-dataset", _args("predict", "{enhance_model}", "{enhance}", "--out-dir",
+                                   "{enhance}/sub-01"), 1, "would write into the dataset"),
+    ("crossval-into-dataset", _args("crossval", "fcd-classify", "{fcd}", "{fcd}/cv"), 1,
+     "would write into the dataset"),
     ("evaluate-without-predictions", _args("evaluate", "enhance-r1", "{enhance}", "--out-dir",
                                            "{w}/scores"), 1, "prediction"),
     ("report-without-predictions", _args("report", "enhance-r1", "{enhance}", "--out",

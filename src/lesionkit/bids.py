@@ -265,7 +265,26 @@ class BIDSDataset:
             raise InputError(
                 f"{path}: expected a 'participant_id' column, found {list(table.columns)}"
             )
+        repeated = table["participant_id"][table["participant_id"].duplicated()]
+        if len(repeated):
+            raise InputError(f"{path}: expected one row per participant, found "
+                             f"{', '.join(sorted(set(repeated)))} more than once")
         return table
+
+
+def check_output_place(root: Path, out: Path, name: str = "an output folder") -> None:
+    """Refuse an output folder that would write into the dataset ``root`` itself: it must
+    lie outside ``root`` (and not hold it) or under ``root/derivatives/``.
+
+    Raises:
+        InputError: One line naming both folders and a place that would do.
+    """
+    root, out = Path(root).resolve(), Path(out).resolve()
+    inside = out.is_relative_to(root) and not out.is_relative_to(root / "derivatives")
+    if out == root or root.is_relative_to(out) or inside:
+        raise InputError(f"{out}: expected {name} outside the dataset {root} or under its "
+                         f"derivatives/ (e.g. {root / 'derivatives' / 'lesionkit'}), found "
+                         "one that would write into the dataset")
 
 
 def write_dataset_description(

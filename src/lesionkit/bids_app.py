@@ -181,12 +181,9 @@ def _with_sessions(bids: Path, subjects: Sequence[str], sessions: Sequence[str])
 
 def _check_places(bids: Path, out: Path) -> None:
     """OUTPUT_DIR is a folder apart from BIDS_DIR (or under its ``derivatives/``)."""
-    apart = not (out == bids or bids.is_relative_to(out) or
-                 (out.is_relative_to(bids) and not out.is_relative_to(bids / "derivatives")))
-    if not apart:
-        raise InputError(f"{out}: expected an OUTPUT_DIR outside BIDS_DIR {bids} or under its "
-                         f"derivatives/ (e.g. {bids / 'derivatives' / 'lesionkit'}), found "
-                         "one that would write into the dataset")
+    from lesionkit.bids import check_output_place
+
+    check_output_place(bids, out, "an OUTPUT_DIR")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: expected a folder for the derivatives, found a file")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionkit import __version__
-from lesionkit.bids import BIDSDataset
+from lesionkit.bids import BIDSDataset, check_output_place
 from lesionkit.data import kfold_subjects, session_examples, subject_labels, training_subjects
 from lesionkit.evaluation import evaluate, report_sections, scored_units, write_task_viewer
 from lesionkit.infer import predict
@@ -166,6 +166,7 @@ def crossval(
     chosen = list(arms) if arms else (list(task.arms) or ["default"])
     variants = {a: task if a == "default" and not task.arms else _arm(task, a) for a in chosen}
     dataset, out = BIDSDataset(data_dir), Path(out_dir)
+    check_output_place(dataset.root, out, "a cross-validation folder")
     if session is not None and all_sessions:
         raise InputError(f"{dataset.root}: expected --session or --all-sessions, found both "
                          f"(--session {session})")
@@ -177,7 +178,8 @@ def crossval(
         labels = [next(iter(subject_labels(dataset, example_unit(n)[0], task).values()))
                   for n in examples]
     splits = [{"train": s["train"], "validation": [], "held_out": s["validation"]}
-              for s in kfold_subjects(examples, max(folds, 2), seed, labels)]
+              for s in kfold_subjects(examples, max(folds, 2), seed, labels,
+                                      dataset.root / "participants.tsv")]
     epochs = epochs or task.max_epochs
     summary: dict[str, Any] = {
         "task": task.name, "arms": {}, "pairs": [], "subjects": len(names), "folds": len(splits),

@@ -218,20 +218,26 @@ def _examples_of(examples: Sequence[str], subjects: Sequence[str]) -> list[str]:
 
 
 def kfold_subjects(subjects: Sequence[str], folds: int, seed: int,
-                   labels: Sequence[int] | None = None) -> list[dict[str, list[str]]]:
+                   labels: Sequence[int] | None = None, labels_from: Path | None = None
+                   ) -> list[dict[str, list[str]]]:
     """Seeded subject-level k folds; fold k validates on the k-th part.
 
     ``subjects`` are example names (:func:`example_name`): the folds are drawn over
     subjects, and the sessions of one subject stay in one part. With ``labels`` (one
     class index per name, same order) the folds are stratified (scikit-learn
-    ``StratifiedKFold``): each keeps the class ratio of the whole set.
+    ``StratifiedKFold``): each keeps the class ratio of the whole set; subjects of one
+    class only are refused (``labels_from``: the table they came from, for the message).
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    if folds < 2:
-        return [split_subjects(subjects, seed)]
     label = dict(zip([example_unit(n)[0] for n in subjects], labels, strict=True)
                  ) if labels is not None else None
+    if label is not None and len(set(label.values())) < 2:
+        where = f"{labels_from}: " if labels_from else ""
+        raise InputError(f"{where}expected subjects of at least 2 classes to train a "
+                         f"classifier, found {len(label)} subjects, all of one class")
+    if folds < 2:
+        return [split_subjects(subjects, seed)]
     ordered = np.array(sorted({example_unit(n)[0] for n in subjects}))
     if folds > len(ordered):
         raise InputError(f"expected at least {folds} subjects for {folds} folds, "
@@ -260,7 +266,8 @@ def subject_labels(dataset: BIDSDataset, subject: str, task: Task) -> dict[str, 
         if spec.column not in table.columns:
             raise InputError(f"{dataset.root / 'participants.tsv'}: expected a {spec.column!r} "
                              f"column, found {list(table.columns)}")
-        value = str(row[spec.column].iloc[0]) if len(row) else "n/a"
+        value = row[spec.column].iloc[0] if len(row) else None
+        value = value if isinstance(value, str) else "n/a"  # read as text; NaN where n/a
         if value not in spec.classes:
             raise InputError(f"{dataset.root / 'participants.tsv'}: expected {spec.column} in "
                              f"{spec.classes} for sub-{subject}, found {value!r}")

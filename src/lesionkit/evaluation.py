@@ -248,10 +248,7 @@ def acquisition(dataset: BIDSDataset, subject: str, spec: ImageSpec) -> dict[str
     if len(files) != 1:
         return dict.fromkeys(("image", "voxel_mm", *GROUPS), "n/a")
     path = files[0].path
-    try:
-        sidecar = json.loads(files[0].sidecar.read_text())
-    except (OSError, ValueError):
-        sidecar = {}
+    sidecar = _sidecar(files[0])
     sizes = np.array(voxel_size(load_affine(path)))
     thick = round(float(sizes.max()), 2)  # 3.000005 and 2.999998 mm: one protocol
     try:  # a number, or a number written as text
@@ -467,10 +464,16 @@ def _image_name(path: Path) -> str:
 
 
 def _sidecar(file: BIDSFile) -> dict:
-    """The JSON sidecar of a BIDS file, or {} when it has none or it cannot be read."""
+    """The JSON sidecar of a BIDS file, or {} when it has none or it cannot be read (then
+    with a warning naming the file)."""
+    if not file.sidecar.is_file():
+        return {}
     try:
         found = json.loads(file.sidecar.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"warning: {file.sidecar}: expected a JSON sidecar, found an unreadable file "
+              f"({reason}); its acquisition reads as n/a", file=sys.stderr)
         return {}
     return found if isinstance(found, dict) else {}
 

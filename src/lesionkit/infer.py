@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lesionkit.bids import BIDSDataset, bids_path, save_derivative, write_dataset_description
+from lesionkit.bids import (
+    BIDSDataset,
+    bids_path,
+    check_output_place,
+    save_derivative,
+    write_dataset_description,
+)
 from lesionkit.data import (
     apply_normalisation,
     invert,
@@ -529,6 +535,7 @@ def predict(
         print(f"warning: {dataset.root}: skipped {len(skipped)} subject(s) without the inputs "
               f"of task {task.name}: sub-{', sub-'.join(skipped[:10])}", file=sys.stderr)
     out_root = Path(out_dir) if out_dir else dataset.root / "derivatives" / "lesionkit"
+    check_output_place(dataset.root, out_root, "a predictions folder")
     if out_root.exists() and not out_root.is_dir():
         raise InputError(f"{out_root}: expected a folder for the predictions, found a file")
     remove_stale_temporaries(out_root)

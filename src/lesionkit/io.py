@@ -218,7 +218,7 @@ def load_volume(
 
     Raises:
         InputError: missing or unreadable file, complex or RGB voxels, wrong
-            dimensionality, Inf, or NaN in
+            dimensionality, a negative value in a label map, Inf, or NaN in
             a label or probability map or in every voxel. NaN in an intensity image
             marks voxels without data (SPM's and FSL's convention): they take
             :func:`background_value` and are listed in ``Volume.missing``.
@@ -261,6 +261,9 @@ def load_volume(
         if n_nan:  # SPM, FSL and QSM pipelines mark voxels without data with NaN
             missing = nan
             data = np.where(nan, background_value(data[~nan]), data).astype(data.dtype)
+    if kind == "label" and data.size and data.min() < 0:
+        raise InputError(f"{path}: expected a mask or label map of 0 (background) and "
+                         f"positive labels, found values down to {float(data.min()):g}")
     return Volume(data=data, affine=image.affine, kind=kind, unit=unit, header=image.header,
                   missing=missing)
 

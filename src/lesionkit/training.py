@@ -900,7 +900,8 @@ def _train_folds(task: Task, dataset: BIDSDataset, names: list[str], model_dir: 
                          register=options.get("register", False))
     store.prepare(names)
     if splits is None:
-        splits = kfold_subjects(names, folds, seed, subject_class_labels(store, names, task))
+        splits = kfold_subjects(names, folds, seed, subject_class_labels(store, names, task),
+                                store.dataset.root / "participants.tsv")
     config = {"lesionkit_version": __version__, "task": task_to_plain(task), "in_channels": None,
               "seed": seed,
               "data": {"root": str(dataset.root), "subjects": names,
