@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -149,6 +150,30 @@ def test_load_subject_keeps_grid_and_mask(enhance_dataset: Path, affine: np.ndar
     np.testing.assert_allclose(subject["r1_3t"].affine, affine, atol=1e-6)
     assert subject["mask"].data.sum() > 0
     assert subject["subject_id"] == "02"
+
+
+def test_a_sidecar_in_other_units_is_converted_to_the_task_unit(enhance_dataset: Path
+                                                                ) -> None:
+    task = get_task("enhance-r1")
+    dataset = BIDSDataset(enhance_dataset)
+    spec = task.inputs[0]
+    found = dataset.get_run("02", spec.suffix, None, **spec.query(None))
+    before = load_subject(dataset, "02", task, task.image_specs)[spec.key].data
+    found.sidecar.write_text(json.dumps({"Units": "1/s"}))  # BIDS's spelling of s^-1
+    same = load_subject(dataset, "02", task, task.image_specs)
+    assert torch.equal(same[spec.key].data, before) and "UnitConversions" not in same["notes"]
+    # a task reading the map in ms, the sidecar saying s (BIDS stores T1 and T2* in s)
+    in_ms = replace(spec, unit="ms")
+    ms_task = replace(task, inputs=(in_ms,), targets=(), outputs=(replace(
+        task.outputs[0], target=None),), mask=task.mask)
+    found.sidecar.write_text(json.dumps({"Units": "s"}))
+    converted = load_subject(dataset, "02", ms_task, [in_ms])
+    torch.testing.assert_close(converted[spec.key].data, before * 1000)
+    assert converted["notes"]["UnitConversions"] == {
+        found.path.name: "s (its sidecar) -> ms: x 1000"}
+    found.sidecar.write_text(json.dumps({"Units": "ms"}))  # cannot become s^-1
+    with pytest.raises(InputError, match=r"expected values in s\^-1, found Units 'ms'"):
+        load_subject(dataset, "02", task, task.image_specs)
 
 
 def test_training_subjects_follow_train_on(enhance_dataset: Path) -> None:

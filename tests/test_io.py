@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +17,7 @@ from lesionkit.io import (
     check_values,
     load_volume,
     save_volume,
+    sidecar_unit_factor,
     write_json,
     write_tsv,
 )
@@ -106,6 +108,37 @@ def test_complex_or_rgb_voxels_are_refused(tmp_path: Path, dtype: np.dtype, foun
     with pytest.raises(InputError, match=rf"sub-01_FLAIR\.nii\.gz: expected one real number "
                                          rf"per voxel, found {found}"):
         load_volume(path)
+
+
+@pytest.mark.parametrize(("units", "unit", "factor"), [
+    ("ppm", "ppb", 1000.0), ("ppb", "ppb", 1.0), ("s", "ms", 1000.0), ("1/s", "s^-1", 1.0),
+    ("Hz", "s^-1", 1.0), ("1/ms", "s^-1", 1000.0), ("mm^2/s", "1e-3 mm^2/s", 1000.0),
+    ("um^2/s", "1e-3 mm^2/s", 0.001), (None, "ms", 1.0), ("a.u.", "a.u.", 1.0),
+    ("ms", "1", 1.0)])
+def test_sidecar_units_convert_to_the_task_unit(tmp_path: Path, units: str | None, unit: str,
+                                                factor: float) -> None:
+    image, sidecar = tmp_path / "sub-01_T1map.nii.gz", tmp_path / "sub-01_T1map.json"
+    sidecar.write_text(json.dumps({} if units is None else {"Units": units}))
+    assert sidecar_unit_factor(image, sidecar, unit)[0] == factor
+
+
+def test_sidecar_units_that_do_not_convert_are_refused(tmp_path: Path) -> None:
+    sidecar = tmp_path / "sub-01_Chimap.json"
+    sidecar.write_text(json.dumps({"Units": "rad"}))
+    with pytest.raises(InputError, match=r"sub-01_Chimap\.nii\.gz: expected values in ppb, "
+                                         r"found Units 'rad' in sub-01_Chimap\.json"):
+        sidecar_unit_factor(tmp_path / "sub-01_Chimap.nii.gz", sidecar, "ppb")
+    assert sidecar_unit_factor(tmp_path / "x.nii.gz", tmp_path / "none.json", "ppb") == (1.0,
+                                                                                        None)
+
+
+def test_susceptibility_in_ppm_is_caught_by_its_spread() -> None:
+    rng = np.random.default_rng(0)
+    ppb = rng.normal(0.0, 40.0, (20, 20, 20)).astype(np.float32)  # tissue and veins, ppb
+    check_values(Path("sub-01_Chimap.nii.gz"), ppb, "ppb")
+    with pytest.raises(InputError, match=r"sub-01_Chimap\.nii\.gz: expected values in ppb .*"
+                                         r"is the map in another unit \(ppm\)"):
+        check_values(Path("sub-01_Chimap.nii.gz"), ppb / 1000, "ppb")
 
 
 def test_negative_label_is_refused(tmp_path: Path) -> None:

@@ -92,6 +92,20 @@ def test_features_are_cached_reused_and_invalidated(tmp_path: Path) -> None:
     assert len(CALLS) == 16  # source file changed: recomputed
 
 
+def test_features_are_computed_in_the_task_unit(tmp_path: Path) -> None:
+    task = replace(TASK, inputs=(replace(TASK.inputs[0], unit="ppb"),))
+    data = write_task_dataset(tmp_path / "bids", task, subjects=1)
+    dataset = BIDSDataset(data)
+    CALLS.clear()
+    in_ppb = subject_features(dataset, "01", task)
+    image = dataset.get("01", "T2w")
+    image.sidecar.write_text('{"Units": "ppm"}')  # the same numbers, said to be ppm
+    in_ppm = subject_features(dataset, "01", task)
+    assert len(CALLS) == 8  # the unit changed: recomputed, not read from the cache
+    np.testing.assert_allclose(in_ppm[2][:2], 1000 * in_ppb[2][:2], rtol=1e-6)
+    assert in_ppm[2][2] == in_ppb[2][2]  # voxel counts do not scale
+
+
 def test_class_balanced_batches_hold_the_positives() -> None:
     positive = np.zeros(40, bool)
     positive[[3, 9, 17, 30, 31]] = True

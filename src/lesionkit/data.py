@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesionkit.bids import BIDSDataset
-from lesionkit.io import InputError, check_values, load_affine, load_volume
+from lesionkit.io import InputError, check_values, load_affine, load_volume, sidecar_unit_factor
 from lesionkit.lesions import crop, lesion_table
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
 from lesionkit.units import example_name, example_unit, unit_scope
@@ -372,9 +372,15 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     for spec in specs:
         if spec is task.mask and not dataset.locate(subject, spec.suffix, **spec.query(session)):
             continue  # computed below
-        path = dataset.get_run(subject, spec.suffix, run, **spec.query(session)).path
+        found = dataset.get_run(subject, spec.suffix, run, **spec.query(session))
+        path = found.path
         volume = load_volume(path, kind=spec.kind, unit=spec.unit, ndim=spec.ndim)
         data = np.asarray(volume.data, dtype=np.float32)
+        factor, stated = sidecar_unit_factor(path, found.sidecar, spec.unit)
+        if factor != 1.0:  # BIDS's seconds and ppm -> the task's ms and ppb
+            data = data * np.float32(factor)
+            notes.setdefault("UnitConversions", {})[path.name] = (
+                f"{stated} (its sidecar) -> {spec.unit}: x {factor:g}")
         is_input = spec in task.inputs or spec in task.prediction_inputs
         if is_input and volume.missing is not None:  # NaN in the file: no data there
             absent = volume.missing if volume.missing.ndim == 3 else volume.missing.any(-1)

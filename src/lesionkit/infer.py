@@ -584,6 +584,8 @@ def predict(
                        "Description": "voxels stored as NaN (no data), read as the "
                                       "image's background (0 where 0 is in its range)"}}
                       if notes.get("MissingVoxels") else {}),
+                   **({"InputUnitConversions": notes["UnitConversions"]}
+                      if notes.get("UnitConversions") else {}),
                    "ModelVoxelSize": list(task.spacing) if task.spacing else None,
                    **({"MixedPrecision": _precision_name(device)} if amp else {}),
                    **({"PredictedBox": {

@@ -173,9 +173,60 @@ PLAUSIBLE_MEDIAN: dict[str, tuple[float, float]] = {
 }
 
 
+#: Spellings of a unit in JSON sidecars -> lesionkit's spelling (BIDS writes R1 in "1/s").
+UNIT_ALIASES: dict[str, str] = {
+    "1/s": "s^-1", "s-1": "s^-1", "hz": "s^-1", "1/sec": "s^-1", "1/ms": "ms^-1",
+    "ms-1": "ms^-1", "msec": "ms", "sec": "s",
+    "mm2/s": "mm^2/s", "um^2/ms": "1e-3 mm^2/s", "µm^2/ms": "1e-3 mm^2/s",
+    "um2/ms": "1e-3 mm^2/s", "10^-3 mm^2/s": "1e-3 mm^2/s", "1e-3 mm2/s": "1e-3 mm^2/s",
+    "um^2/s": "1e-6 mm^2/s", "µm^2/s": "1e-6 mm^2/s", "10^-6 mm^2/s": "1e-6 mm^2/s",
+    "1e-6 mm2/s": "1e-6 mm^2/s",
+}
+#: (unit a sidecar states, unit a task reads) -> factor on the values. BIDS stores T1 and
+#: T2* maps in seconds and susceptibility (Chimap) in ppm, scanners often ADC in
+#: 1e-6 mm^2/s; lesionkit's tasks read ms, ppb and 1e-3 mm^2/s.
+UNIT_FACTORS: dict[tuple[str, str], float] = {
+    ("s", "ms"): 1000.0, ("ms", "s"): 0.001, ("ms^-1", "s^-1"): 1000.0,
+    ("ppm", "ppb"): 1000.0, ("ppb", "ppm"): 0.001,
+    ("mm^2/s", "1e-3 mm^2/s"): 1000.0, ("1e-6 mm^2/s", "1e-3 mm^2/s"): 0.001,
+}
+
+
+def sidecar_unit_factor(image: Path, sidecar: Path, unit: str) -> tuple[float, str | None]:
+    """The factor that brings ``image`` from the ``Units`` its JSON sidecar states to
+    ``unit``, and the unit stated (None: no sidecar, no ``Units``, or ``unit`` is
+    arbitrary). A sidecar that cannot be read states nothing.
+
+    Raises:
+        InputError: the sidecar states a unit that cannot be converted to ``unit``.
+    """
+    if unit not in {*PLAUSIBLE_MEDIAN, "ppb", "ppm"} or not sidecar.is_file():
+        return 1.0, None  # arbitrary units, probabilities and labels: nothing to convert
+    try:
+        stated = json.loads(sidecar.read_text()).get("Units")
+    except (OSError, ValueError, AttributeError):
+        return 1.0, None
+    if not isinstance(stated, str) or not stated.strip():
+        return 1.0, None
+    spelled = UNIT_ALIASES.get(stated.strip().lower(), stated.strip())
+    if spelled.lower() == unit.lower():
+        return 1.0, stated
+    if (spelled, unit) in UNIT_FACTORS:
+        return UNIT_FACTORS[spelled, unit], stated
+    raise InputError(f"{image}: expected values in {unit}, found Units {stated!r} in "
+                     f"{sidecar.name}; convert the image or correct its sidecar")
+
+
+#: Plausible spread (1st to 99th percentile of the non-zero voxels) of maps centred near 0,
+#: where a median says nothing: susceptibility in ppb spans about -200 to +400 in a brain
+#: with veins, the same map in ppm a thousandth of that.
+PLAUSIBLE_SPAN: dict[str, tuple[float, float]] = {"ppb": (1.0, 20000.0)}
+
+
 def check_values(path: Path, data: np.ndarray, unit: str, kind: Kind = "intensity") -> None:
     """Refuse an input image that is all zero, constant, two-valued where grey values are
-    expected (a mask stored under an image's name), or in another unit than stated.
+    expected (a mask stored under an image's name), or in another unit than stated
+    (:data:`PLAUSIBLE_MEDIAN`, :data:`PLAUSIBLE_SPAN`).
 
     Raises:
         InputError: One line naming the file, what was expected and what was found.
@@ -190,6 +241,14 @@ def check_values(path: Path, data: np.ndarray, unit: str, kind: Kind = "intensit
     if kind == "intensity" and not np.any((finite > least) & (finite < most)):
         raise InputError(f"{path}: expected an image of grey values, found only two values "
                          f"({least:g} and {most:g}); is it a mask?")
+    if unit in PLAUSIBLE_SPAN:
+        low, high = PLAUSIBLE_SPAN[unit]
+        values = finite[finite != 0][::max(finite.size // 1_000_000, 1)]
+        span = float(np.diff(np.percentile(values, [1, 99]))[0])
+        if not low <= span <= high:
+            raise InputError(f"{path}: expected values in {unit} (1st to 99th percentile "
+                             f"{low:g} to {high:g} apart), found them {span:.4g} apart; is "
+                             "the map in another unit (ppm)?")
     if unit in PLAUSIBLE_MEDIAN:
         low, high = PLAUSIBLE_MEDIAN[unit]
         median = float(np.median(finite[finite != 0][::max(finite.size // 1_000_000, 1)]))

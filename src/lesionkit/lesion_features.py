@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lesionkit.bids import BIDSDataset, bids_path
-from lesionkit.io import InputError, atomic_path, load_volume, write_tsv
+from lesionkit.io import InputError, atomic_path, load_volume, sidecar_unit_factor, write_tsv
 
 #: Derivatives pipeline of the cached features.
 PIPELINE = "lesionkit-features"
@@ -51,14 +51,30 @@ def _sources(dataset: BIDSDataset, subject: str, task: Any, inputs: Sequence[Any
     return files, dataset.get_run(subject, lesions.suffix, run, **lesions.query(session)).path
 
 
+def unit_factors(task: Any, files: dict[str, Path]) -> dict[str, float]:
+    """Input key -> factor that brings the file from the ``Units`` of its JSON sidecar to
+    the unit the task reads (1 where they agree or nothing is stated), as
+    :func:`lesionkit.data.load_subject` converts it: features are computed in the task's
+    unit (bin widths such as 25 ppb assume it).
+
+    Raises:
+        InputError: a sidecar states a unit that does not convert.
+    """
+    units = {s.key: s.unit for s in (*task.inputs, *task.prediction_inputs)}
+    return {key: sidecar_unit_factor(path, path.with_name(path.name.split(".nii")[0] + ".json"),
+                                     units.get(key, ""))[0] for key, path in files.items()}
+
+
 def cache_key(task: Any, files: dict[str, Path], lesion_map: Path) -> dict[str, Any]:
-    """What a cached table must match: feature set, function, settings, version, sources."""
+    """What a cached table must match: feature set, function, settings, version, sources
+    and the unit conversion of each source."""
     spec = task.lesion_features
     stamp = {str(p): [p.stat().st_size, p.stat().st_mtime_ns]
              for p in (*files.values(), lesion_map)}
     return {"FeatureSet": spec.name, "Function": _reference(spec.function),
             "Settings": _plain(dict(spec.settings)), "Margin": spec.margin,
-            "Version": str(spec.version()), "Sources": stamp}
+            "Version": str(spec.version()), "Sources": stamp,
+            "UnitFactors": unit_factors(task, files)}
 
 
 def cache_path(root: Path, subject: str, name: str, session: str | None = None) -> Path:
@@ -102,9 +118,10 @@ def compute(task: Any, files: dict[str, Path], lesion_map: Path,
     label_volume = load_volume(lesion_map, kind="label")
     labels = np.rint(label_volume.data).astype(np.int64)
     images = {}
+    factors = unit_factors(task, files)
     for key, path in files.items():
         volume = load_volume(path, ndim=None)
-        data = np.asarray(volume.data, np.float32)
+        data = np.asarray(volume.data, np.float32) * np.float32(factors[key])
         data = data[None] if data.ndim == 3 else np.moveaxis(data, -1, 0)
         if data.shape[1:] != labels.shape or not np.allclose(volume.affine,
                                                              label_volume.affine, atol=1e-3):
