@@ -69,6 +69,17 @@ def test_split_is_disjoint_complete_and_seeded() -> None:
     assert split != split_subjects(SUBJECTS, seed=4)
 
 
+def test_a_classifier_split_validates_every_class() -> None:
+    labels = [int(s in ("02", "09")) for s in SUBJECTS]  # 2 patients among 10 subjects
+    for seed in range(20):
+        split = kfold_subjects(SUBJECTS, 1, seed, labels)[0]
+        assert {"02", "09"} & set(split["validation"]), seed  # a patient in validation
+        assert {"02", "09"} & set(split["train"]), seed  # and one to learn from
+    # one patient only: no stratifying possible, the split is drawn as without labels
+    alone = [int(s == "02") for s in SUBJECTS]
+    assert kfold_subjects(SUBJECTS, 1, 3, alone)[0] == split_subjects(SUBJECTS, seed=3)
+
+
 def test_kfold_validates_every_subject_once() -> None:
     folds = kfold_subjects(SUBJECTS, folds=5, seed=0)
     validated = [s for fold in folds for s in fold["validation"]]

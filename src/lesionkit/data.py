@@ -194,20 +194,30 @@ def with_spacing(dataset: BIDSDataset, task: Task, subjects: Sequence[str]) -> T
     return replace(task, spacing=median_voxel_size(affines))
 
 
-def split_subjects(subjects: Sequence[str], seed: int, validation_fraction: float = 0.2
-                   ) -> dict[str, list[str]]:
+def split_subjects(subjects: Sequence[str], seed: int, validation_fraction: float = 0.2,
+                   labels: dict[str, int] | None = None) -> dict[str, list[str]]:
     """Seeded subject-level train/validation split (at least one subject in each).
 
     ``subjects`` are example names (:func:`example_name`): the sessions of one subject
-    stay on one side.
+    stay on one side. With ``labels`` (subject -> class index) and at least 2 subjects of
+    every class, each class is split on its own (the same fraction, at least one subject
+    on each side), so a classifier's validation holds every class.
     """
     from sklearn.model_selection import train_test_split
 
     people = sorted({example_unit(n)[0] for n in subjects})
     if len(people) < 2:
         raise InputError(f"expected at least 2 subjects to split, found {len(people)}")
-    n_val = min(max(1, round(validation_fraction * len(people))), len(people) - 1)
-    train, val = train_test_split(people, test_size=n_val, random_state=seed)
+    groups = [people]
+    if labels is not None:
+        groups = [[p for p in people if labels[p] == c] for c in sorted({labels[p]
+                                                                          for p in people})]
+        groups = groups if min(len(g) for g in groups) >= 2 else [people]
+    train, val = [], []
+    for group in groups:
+        n_val = min(max(1, round(validation_fraction * len(group))), len(group) - 1)
+        part_train, part_val = train_test_split(group, test_size=n_val, random_state=seed)
+        train, val = train + part_train, val + part_val
     return {"train": _examples_of(subjects, train), "validation": _examples_of(subjects, val)}
 
 
@@ -237,7 +247,7 @@ def kfold_subjects(subjects: Sequence[str], folds: int, seed: int,
         raise InputError(f"{where}expected subjects of at least 2 classes to train a "
                          f"classifier, found {len(label)} subjects, all of one class")
     if folds < 2:
-        return [split_subjects(subjects, seed)]
+        return [split_subjects(subjects, seed, labels=label)]
     ordered = np.array(sorted({example_unit(n)[0] for n in subjects}))
     if folds > len(ordered):
         raise InputError(f"expected at least {folds} subjects for {folds} folds, "
