@@ -86,6 +86,20 @@ def test_garbage_file_names_the_file(tmp_path: Path) -> None:
         load_volume(path)
 
 
+def test_a_compressed_file_named_nii_or_the_reverse_says_so(tmp_path: Path) -> None:
+    image = write_raw(tmp_path / "sub-01_T1w.nii.gz", np.ones((4, 4, 4), np.float32))
+    named_nii = tmp_path / "sub-02_T1w.nii"
+    named_nii.write_bytes(image.read_bytes())
+    with pytest.raises(InputError, match=r"sub-02_T1w\.nii: .*a gzip-compressed NIfTI named "
+                                         r"\.nii: rename it \.nii\.gz"):
+        load_volume(named_nii)
+    named_gz = tmp_path / "sub-03_T1w.nii.gz"
+    named_gz.write_bytes(gzip.decompress(image.read_bytes()))
+    with pytest.raises(InputError, match=r"an uncompressed NIfTI named \.nii\.gz: rename it "
+                                         r"\.nii\)"):
+        load_volume(named_gz)
+
+
 def test_4d_where_3d_expected(tmp_path: Path) -> None:
     path = write_raw(tmp_path / "sub-01_R1map.nii.gz", np.ones((4, 4, 4, 3), np.float32))
     with pytest.raises(InputError, match=r"sub-01_R1map\.nii\.gz: expected a 3D image, found 4D"):

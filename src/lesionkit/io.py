@@ -293,6 +293,8 @@ def load_volume(
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError,
             nib.filebasedimages.ImageFileError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        misnamed = _misnamed_compression(path)
+        reason = misnamed or reason
         raise InputError(
             f"{path}: expected a readable NIfTI image, found an unreadable file ({reason})"
         ) from error
@@ -325,6 +327,27 @@ def load_volume(
                          f"positive labels, found values down to {float(data.min()):g}")
     return Volume(data=data, affine=image.affine, kind=kind, unit=unit, header=image.header,
                   missing=missing)
+
+
+def _misnamed_compression(path: Path) -> str | None:
+    """What is wrong when a readable NIfTI carries the other compression's name (a
+    gzip-compressed file named .nii, or the reverse), else None."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(352)
+        gzipped = head[:2] == b"\x1f\x8b"
+        if gzipped:
+            with gzip.open(path, "rb") as handle:
+                head = handle.read(352)
+    except (OSError, EOFError, zlib.error):
+        return None
+    if head[344:347] != b"n+1" and head[4:7] != b"n+2":  # NIfTI-1 or NIfTI-2 magic
+        return None
+    if gzipped and not path.name.endswith(".gz"):
+        return "a gzip-compressed NIfTI named .nii: rename it .nii.gz"
+    if not gzipped and path.name.endswith(".gz"):
+        return "an uncompressed NIfTI named .nii.gz: rename it .nii"
+    return None
 
 
 def background_value(finite: np.ndarray) -> float:
