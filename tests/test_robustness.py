@@ -400,11 +400,11 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
     ("complex-input", _complex_input, 1, "complex"),
     ("mrf-lesion-before-mrf-match", _mrf_before_matching, 1, "mrf-match"),
     ("zero-input-with-flips", _stale_temporary_is_kept_on_failure, 1, "zero"),
-    # evaluation
     ("predict-into-dataset", _args("predict", "{enhance_model}", "{enhance}", "--out-dir",
                                    "{enhance}/sub-01"), 1, "would write into the dataset"),
     ("crossval-into-dataset", _args("crossval", "fcd-classify", "{fcd}", "{fcd}/cv"), 1,
      "would write into the dataset"),
+    # evaluation
     ("evaluate-without-predictions", _args("evaluate", "enhance-r1", "{enhance}", "--out-dir",
                                            "{w}/scores"), 1, "prediction"),
     ("report-without-predictions", _args("report", "enhance-r1", "{enhance}", "--out",
