@@ -210,9 +210,9 @@ def split_subjects(subjects: Sequence[str], seed: int, validation_fraction: floa
         raise InputError(f"expected at least 2 subjects to split, found {len(people)}")
     groups = [people]
     if labels is not None:
-        groups = [[p for p in people if labels[p] == c] for c in sorted({labels[p]
-                                                                          for p in people})]
-        groups = groups if min(len(g) for g in groups) >= 2 else [people]
+        classes = sorted({labels[p] for p in people})
+        by_class = [[p for p in people if labels[p] == c] for c in classes]
+        groups = by_class if min(len(g) for g in by_class) >= 2 else [people]
     train, val = [], []
     for group in groups:
         n_val = min(max(1, round(validation_fraction * len(group))), len(group) - 1)
