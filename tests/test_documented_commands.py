@@ -3,8 +3,8 @@ command and its options exist, values have the right type and choices, required
 arguments are there. Documentation that drifts from the CLI fails here, not in a user's
 terminal. Nothing is run: the commands come from the fenced code blocks and go through
 the CLI's own argument parsing only (synopsis lines with ``{a,b}`` choices are skipped;
-``[--option value]``, the documents' optional part, is read as given, and shell command
-substitutions ``$(...)`` as one word)."""
+``[--option value]``, the documents' optional part, is read as given, and a shell
+command substitution ``$(...)`` as the word ``01``)."""
 
 from __future__ import annotations
 
