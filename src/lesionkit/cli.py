@@ -270,6 +270,10 @@ def _subject_list(subjects: str | None) -> list[str] | None:
     return [s.strip().removeprefix("sub-") for s in subjects.split(",")] if subjects else None
 
 
+#: ``--widen-factor`` bounds: the ResNets' first stage has 64 x the factor features.
+MIN_WIDEN_FACTOR, MAX_WIDEN_FACTOR = 1 / 64, 8.0
+
+
 def _variant(task, network: str | None, channels: str | None, widen_factor: float | None,
              patch_size: int | None, batch_size: int | None, learning_rate: float | None,
              patience: int | None = None):
@@ -293,11 +297,18 @@ def _variant(task, network: str | None, channels: str | None, widen_factor: floa
             _fail(f"--channels: expected a U-Net network, found {network or task.network} "
                   "(ResNets take --widen-factor)")
         kwargs.update(channels=levels, strides=[2] * (len(levels) - 1))
-    if widen_factor:
+    if widen_factor is not None:
         if "widen_factor" not in takes:
             _fail(f"--widen-factor: expected a ResNet network, found {network or task.network} "
                   "(U-Nets take --channels)")
+        if not MIN_WIDEN_FACTOR <= widen_factor <= MAX_WIDEN_FACTOR:
+            _fail(f"--widen-factor: expected a width factor from {MIN_WIDEN_FACTOR:g} (one "
+                  f"feature in the first of the ResNet's 64) to {MAX_WIDEN_FACTOR:g}, 1 being "
+                  f"the standard width, found {widen_factor:g}")
         kwargs["widen_factor"] = widen_factor
+    if learning_rate is not None and not 0 < learning_rate <= 1:
+        _fail(f"--learning-rate: expected an Adam learning rate above 0 and at most 1 (the "
+              f"tasks use 1e-4 to 0.05), found {learning_rate:g}")
     sampler = task.sampler
     if patch_size and hasattr(sampler, "patch_size"):
         # 2D tasks (patches one slice thick) keep their thickness.
