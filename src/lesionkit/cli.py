@@ -37,6 +37,9 @@ app = typer.Typer(
 )
 
 
+#: Seeds are unsigned 32-bit integers (NumPy, scikit-learn and Lightning take them).
+MAX_SEED = 2**32 - 1
+
 #: What an interrupted command keeps and how to continue (set by the running command).
 _ON_INTERRUPT: list[str] = []
 
@@ -198,7 +201,8 @@ def simulate(
     cohort: Annotated[str, typer.Argument(help="Phantom cohort, e.g. enhance-r1, mrf-lesion.")],
     out_dir: Annotated[Path, typer.Argument(help="Folder for the BIDS dataset (new or empty).")],
     subjects: Annotated[int, typer.Option(min=1, help="Number of subjects.")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed: one seed gives the same cohort anywhere.")] = 0,
+    seed: Annotated[int, typer.Option(
+        min=0, max=MAX_SEED, help="Seed: one seed gives the same cohort anywhere.")] = 0,
     resolution: Annotated[int, typer.Option(min=1, max=2, help="1 (1 mm) or 2 (2 mm).")] = 2,
     preview: Annotated[bool, typer.Option(help="Write a PNG montage per subject.")] = False,
     randomise: Annotated[bool, typer.Option(
@@ -238,7 +242,8 @@ def demo(
     out_dir: Annotated[Path, typer.Argument(help="Folder for the demo's data and outputs.")] = Path(
         "demo"
     ),
-    seed: Annotated[int, typer.Option(help="Seed of the phantom cohorts.")] = 0,
+    seed: Annotated[int, typer.Option(
+        min=0, max=MAX_SEED, help="Seed of the phantom cohorts.")] = 0,
     workers: Annotated[int, typer.Option(
         min=0, help="Processes simulating the cohorts' subjects in parallel (0: one); the "
                     "cohorts are the same for any number.")] = 0,
@@ -267,7 +272,15 @@ def _task(name: str, arm: str | None = None):  # -> lesionkit.tasks.task.Task
 
 
 def _subject_list(subjects: str | None) -> list[str] | None:
-    return [s.strip().removeprefix("sub-") for s in subjects.split(",")] if subjects else None
+    """``--subjects``: "01,02" or "sub-01,sub-02" as labels; a one-line error for an empty
+    label ("01,,02")."""
+    if not subjects:
+        return None
+    labels = [s.strip().removeprefix("sub-") for s in subjects.split(",")]
+    if not all(labels):
+        _fail(f"--subjects: expected comma-separated subject labels such as 01,02, found "
+              f"{subjects!r}")
+    return labels
 
 
 #: ``--widen-factor`` bounds: the ResNets' first stage has 64 x the factor features.
@@ -413,7 +426,8 @@ def train(
     folds: Annotated[int | None, typer.Option(
         min=1, help="1: one validation split; K: K folds (default: the task's).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epoch cap (default: task's).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of splits, sampling and weights.")] = 0,
+    seed: Annotated[int, typer.Option(
+        min=0, max=MAX_SEED, help="Seed of splits, sampling and weights.")] = 0,
     device: DeviceOption = "auto",
     devices: DevicesOption = 1,
     nodes: NodesOption = 1,
@@ -670,7 +684,8 @@ def crossval(
     weights: Annotated[Path | None, typer.Option(
         help="Weights file of arms that start from one (e.g. MedicalNet).")] = None,
     tta: Annotated[int | None, typer.Option(min=1, max=8, help="Mirror flips.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of folds and weights.")] = 0,
+    seed: Annotated[int, typer.Option(
+        min=0, max=MAX_SEED, help="Seed of folds and weights.")] = 0,
     device: DeviceOption = "auto",
     devices: DevicesOption = 1,
     nodes: NodesOption = 1,
