@@ -69,7 +69,14 @@ class BIDSFile:
     @property
     def sidecar(self) -> Path:
         """Path of the JSON sidecar beside this file."""
-        return self.path.with_name(self.path.name[: -len(self.extension)] + ".json")
+        return sidecar_path(self.path)
+
+
+def sidecar_path(path: Path) -> Path:
+    """Path of the JSON sidecar beside an image file (its extension replaced by .json)."""
+    parsed = parse_name(path.name)
+    extension = parsed[2] if parsed else "".join(path.suffixes)
+    return path.with_name(path.name[: len(path.name) - len(extension)] + ".json")
 
 
 def parse_name(name: str) -> tuple[dict[str, str], str, str] | None:

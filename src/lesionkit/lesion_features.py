@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lesionkit.bids import BIDSDataset, bids_path
+from lesionkit.bids import BIDSDataset, bids_path, sidecar_path
 from lesionkit.io import InputError, atomic_path, load_volume, sidecar_unit_factor, write_tsv
 
 #: Derivatives pipeline of the cached features.
@@ -61,8 +61,8 @@ def unit_factors(task: Any, files: dict[str, Path]) -> dict[str, float]:
         InputError: a sidecar states a unit that does not convert.
     """
     units = {s.key: s.unit for s in (*task.inputs, *task.prediction_inputs)}
-    return {key: sidecar_unit_factor(path, path.with_name(path.name.split(".nii")[0] + ".json"),
-                                     units.get(key, ""))[0] for key, path in files.items()}
+    return {key: sidecar_unit_factor(path, sidecar_path(path), units.get(key, ""))[0]
+            for key, path in files.items()}
 
 
 def cache_key(task: Any, files: dict[str, Path], lesion_map: Path) -> dict[str, Any]:
