@@ -11,10 +11,13 @@ import pytest
 from lesionkit import __version__
 from lesionkit.bids import (
     BIDSDataset,
+    EntityFilter,
+    bids_filters,
     bids_path,
     build_name,
     check_output_place,
     derivatives_root,
+    parse_filter,
     parse_name,
     save_derivative,
     write_dataset_description,
@@ -72,6 +75,73 @@ def test_get_names_the_folder_when_missing_or_ambiguous(dataset: Path) -> None:
     with pytest.raises(InputError, match=r"expected one 'R1map' image.*found 2 files "
                        r"\(sub-01_ses-3T_R1map\.nii\.gz, sub-01_ses-3T_acq-native"):
         ds.get("01", "R1map", session="3T")
+
+
+def test_several_acquisitions_name_the_filter_that_chooses_one(dataset: Path) -> None:
+    with pytest.raises(InputError, match=r"choose one with --bids-filter \(e\.g\. "
+                       r"--bids-filter R1map:acq=native\)"):
+        BIDSDataset(dataset).get("01", "R1map", session="3T")
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    save_volume(image, bids_path(dataset, "01", "FLAIR", session="3T"))
+    save_volume(image, bids_path(dataset, "01", "FLAIR", session="3T", extension=".nii"))
+    with pytest.raises(InputError, match=r"stored twice \(\.nii and \.nii\.gz\): keep one"):
+        BIDSDataset(dataset).get("01", "FLAIR")
+
+
+def test_parse_filter_reads_suffix_entity_and_label() -> None:
+    assert parse_filter("FLAIR:acq=3D") == EntityFilter("acq", "3D", "FLAIR")
+    assert parse_filter(" rec=norm ") == EntityFilter("rec", "norm")
+    assert parse_filter("T1w:acq=") == EntityFilter("acq", "", "T1w")
+    assert str(parse_filter("FLAIR:acq=3D")) == "FLAIR:acq=3D"
+    for text, message in (("acq3D", "ENTITY=LABEL"), ("FLAIR:acq=3-D", "ENTITY=LABEL"),
+                          ("aq=3D", "expected a BIDS entity"), ("sub=01", "--subjects"),
+                          ("ses=2", "--session")):
+        with pytest.raises(ValueError, match=message):
+            parse_filter(text)
+
+
+def test_bids_filters_choose_among_acquisitions(dataset: Path) -> None:
+    ds = BIDSDataset(dataset)
+    names = lambda found: [f.path.name for f in found]  # noqa: E731
+    with bids_filters([parse_filter("R1map:acq=native")]):  # the image must carry the label
+        assert ds.get("01", "R1map", session="3T").entities["acq"] == "native"
+        assert ds.find(subject="01", suffix="mask", derivatives="phantom")  # other images kept
+    with bids_filters([parse_filter("R1map:acq=")]):  # the one without acq
+        assert ds.get("01", "R1map", session="3T").path.name == "sub-01_ses-3T_R1map.nii.gz"
+    with bids_filters([parse_filter("acq=other")]):  # files without acq are kept
+        assert names(ds.find(subject="01", session="3T", suffix="R1map")) == [
+            "sub-01_ses-3T_R1map.nii.gz"]
+        with bids_filters([parse_filter("R1map:acq=native")]):  # filters add up
+            assert ds.find(subject="01", session="3T", suffix="R1map") == []
+            with pytest.raises(InputError, match=r"--bids-filter acq=other, --bids-filter "
+                               r"R1map:acq=native\), found no such file"):
+                ds.get("01", "R1map", session="3T")
+    assert len(ds.find(subject="01", session="3T", suffix="R1map")) == 2  # outside: both
+
+
+def test_a_link_to_content_not_fetched_is_named(dataset: Path) -> None:
+    """DataLad and git-annex datasets hold links whose content is fetched on demand."""
+    link = bids_path(dataset, "01", "FLAIR", session="3T")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to("../../../.git/annex/objects/Xk/Q2/SHA256E-s1--0.nii.gz")
+    ds = BIDSDataset(dataset)
+    assert ds.find(subject="01", suffix="FLAIR") == []
+    assert [f.path for f in ds.unfetched("01", "FLAIR")] == [link]
+    with pytest.raises(InputError, match=r"FLAIR\.nii\.gz: expected an image, found a link to "
+                       r"content that is not here .*datalad get"):
+        ds.get("01", "FLAIR")
+
+
+def test_load_in_converts_from_the_units_of_the_sidecar(dataset: Path) -> None:
+    path = bids_path(dataset, "01", "T1map", session="3T")
+    save_volume(Volume(np.full((2, 2, 2), 1.2, np.float32), np.eye(4)), path)
+    found = BIDSDataset(dataset).get("01", "T1map")
+    assert np.allclose(found.load_in("ms").data, 1.2)  # no sidecar: as stored
+    found.sidecar.write_text(json.dumps({"Units": "s"}))
+    assert np.allclose(found.load_in("ms").data, 1200.0)
+    found.sidecar.write_text(json.dumps({"Units": "furlong"}))
+    with pytest.raises(InputError, match="Units 'furlong'"):
+        found.load_in("ms")
 
 
 def test_get_run_reads_the_run_else_the_one_file(dataset: Path) -> None:

@@ -70,6 +70,8 @@ def test_label_lists_are_spread_like_argparse_nargs() -> None:
                    "2", "--participant_label", "03,04"]) == [
         "b", "o", "participant", "--participant-label", "01", "--participant-label", "sub-02",
         "--tta", "2", "--participant_label", "03", "--participant_label", "04"]
+    assert spread(["b", "o", "participant", "--bids-filter", "FLAIR:acq=3D", "rec=norm"]) == [
+        "b", "o", "participant", "--bids-filter", "FLAIR:acq=3D", "--bids-filter", "rec=norm"]
 
 
 def test_help_and_version_import_no_torch() -> None:
@@ -110,6 +112,11 @@ def test_participant_level_writes_a_derivatives_dataset_into_output_dir_only(
     assert run([str(data), str(out), "participant", "--participant-label", "02", "--task",
                 "enhance-r1", "--model", str(model), "--device", "cpu"]) == 0
     assert sorted(p.name for p in out.glob("sub-*[0-9]")) == ["sub-01", "sub-02", "sub-03"]
+    # Outputs of other acquisitions would take the same names: another filter is refused.
+    before = digest(out)
+    assert run([str(data), str(out), "participant", "--participant-label", "02", "--task",
+                "enhance-r1", "--model", str(model), "--bids-filter", "R1map:rec=norm"]) == 1
+    assert digest(out) == before
 
 
 def test_unknown_participant_label_is_one_line_naming_it(enhance, tmp_path, capsys) -> None:

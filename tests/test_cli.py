@@ -213,6 +213,40 @@ def test_train_and_crossval_take_devices_nodes_amp_and_compile(tmp_path, monkeyp
                       "compile_network": True}
 
 
+def test_every_command_that_reads_a_dataset_takes_bids_filters(tmp_path, monkeypatch) -> None:
+    """The filters hold while the command's function runs (and not after)."""
+    from lesionkit import bids_app, crossval, evaluation, infer, training
+    from lesionkit.bids import EntityFilter, active_filters
+
+    seen: dict[str, tuple] = {}
+
+    def recorder(name: str, result: object = None):
+        return lambda *args, **kwargs: seen.setdefault(name, active_filters()) and result
+
+    monkeypatch.setattr(training, "train", recorder("train", "m"))
+    monkeypatch.setattr(crossval, "crossval", recorder("crossval"))
+    monkeypatch.setattr(infer, "predict", recorder("predict", []))
+    monkeypatch.setattr(evaluation, "evaluate", recorder("evaluate", (tmp_path / "m.tsv",
+                                                                      tmp_path / "m.json")))
+    monkeypatch.setattr(evaluation, "report", recorder("report", tmp_path / "r.html"))
+    monkeypatch.setattr(bids_app, "participant_level", recorder("lesionkit-bids", []))
+    chosen = ["--bids-filter", "FLAIR:acq=3D", "--bids-filter", "rec=norm"]
+    for command in (["train", "enhance-r1", str(tmp_path), str(tmp_path / "model")],
+                    ["crossval", "fcd-classify", str(tmp_path), str(tmp_path / "out")],
+                    ["predict", "enhance-r1", str(tmp_path)],
+                    ["evaluate", "enhance-r1", str(tmp_path)],
+                    ["report", "enhance-r1", str(tmp_path)]):
+        result = runner.invoke(app, [*command, *chosen])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(bids_app.app, [str(tmp_path), str(tmp_path / "derivatives" / "o"),
+                                          "participant", "--task", "enhance-r1", *chosen])
+    assert result.exit_code == 0, result.output
+    expected = (EntityFilter("acq", "3D", "FLAIR"), EntityFilter("rec", "norm"))
+    assert seen == dict.fromkeys(("train", "crossval", "predict", "evaluate", "report",
+                                  "lesionkit-bids"), expected)
+    assert active_filters() == ()
+
+
 def test_more_devices_than_cuda_has_is_one_line(tmp_path, monkeypatch, capsys) -> None:
     import torch
 

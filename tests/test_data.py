@@ -20,6 +20,7 @@ from lesionkit.data import (
     invert,
     kfold_subjects,
     load_subject,
+    missing_images,
     prediction_units,
     split_subjects,
     training_subjects,
@@ -197,6 +198,22 @@ def test_training_subjects_follow_train_on(enhance_dataset: Path) -> None:
     assert training_subjects(dataset, replace(task, train_on={})) == ["01", "02", "03", "04"]
     with pytest.raises(InputError, match="'site' column"):
         training_subjects(dataset, replace(task, train_on={"site": ("a",)}))
+
+
+def test_missing_images_say_which_filter_and_which_links_hid_them(enhance_dataset: Path
+                                                                  ) -> None:
+    from lesionkit.bids import bids_filters, parse_filter
+
+    dataset, task = BIDSDataset(enhance_dataset), get_task("enhance-r1")
+    with bids_filters([parse_filter("R1map:rec=norm")]):
+        assert missing_images(dataset, task).endswith(
+            "missing in 4 of 4 subjects (read with --bids-filter R1map:rec=norm)")
+    for path in enhance_dataset.glob("sub-0[12]/ses-3T/anat/*_R1map.nii.gz"):
+        path.unlink()
+        path.symlink_to("../../../.git/annex/objects/Xk/Q2/SHA256E-s1--0.nii.gz")
+    found = missing_images(dataset, task)
+    assert "missing in 2 of 4 subjects; in 2 of them a link to content that is not here " \
+           "(sub-01_ses-3T_R1map.nii.gz, ...; a DataLad or git-annex dataset" in found
 
 
 def test_oversampled_patches_hold_the_label_more_often() -> None:

@@ -163,6 +163,35 @@ def test_predict_with_chosen_folds_uses_them_for_every_subject(enhance_dataset: 
     assert not (tmp_path / "bad").exists()
 
 
+def test_bids_filter_chooses_the_acquisition_predicted(enhance_dataset: Path,
+                                                       tmp_path: Path, capsys) -> None:
+    """A subject with the input reconstructed twice (rec-norm beside the plain one): one
+    line that names the option without a choice, the chosen file with it."""
+    import json
+    import shutil
+
+    from conftest import tiny
+    from lesionkit.cli import run
+    from lesionkit.training import train
+
+    model = train(tiny(get_task("enhance-r1")), enhance_dataset, tmp_path / "model",
+                  epochs=1, max_steps=1, progress=False, device="cpu")
+    anat = enhance_dataset / "sub-01" / "ses-3T" / "anat"
+    chosen = anat / "sub-01_ses-3T_rec-norm_R1map.nii.gz"
+    shutil.copy(anat / "sub-01_ses-3T_R1map.nii.gz", chosen)
+    common = ["predict", str(model), str(enhance_dataset), "--subjects", "01", "--device",
+              "cpu", "--tta", "1"]
+    capsys.readouterr()
+    assert run([*common, "--out-dir", str(tmp_path / "none")]) == 1
+    assert "choose one with --bids-filter (e.g. --bids-filter R1map:rec=norm)" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "none").exists()
+    assert run([*common, "--out-dir", str(tmp_path / "out"), "--bids-filter",
+                "R1map:rec=norm"]) == 0
+    sidecar = next((tmp_path / "out").rglob("*_R1map.json"))
+    assert json.loads(sidecar.read_text())["Sources"] == [str(chosen.resolve())]
+
+
 def yaml_task(model: Path) -> dict:
     import yaml
 

@@ -16,6 +16,7 @@ from lesionkit.io import (
     check_same_grid,
     check_values,
     load_volume,
+    read_sidecar,
     save_volume,
     sidecar_unit_factor,
     write_json,
@@ -144,6 +145,22 @@ def test_sidecar_units_that_do_not_convert_are_refused(tmp_path: Path) -> None:
         sidecar_unit_factor(tmp_path / "sub-01_Chimap.nii.gz", sidecar, "ppb")
     assert sidecar_unit_factor(tmp_path / "x.nii.gz", tmp_path / "none.json", "ppb") == (1.0,
                                                                                         None)
+
+
+@pytest.mark.parametrize("content", [b'{"Units": "s",', b'{"Name": "\xff\xfe"}'])
+def test_an_unreadable_sidecar_is_named_in_a_warning(tmp_path: Path, capsys,
+                                                     content: bytes) -> None:
+    """Broken JSON and bytes that are not UTF-8: the values read as the task's unit, and
+    the user is told which file was not read."""
+    sidecar = tmp_path / "sub-01_T1map.json"
+    sidecar.write_bytes(content)
+    assert sidecar_unit_factor(tmp_path / "sub-01_T1map.nii.gz", sidecar, "ms") == (1.0, None)
+    warning = capsys.readouterr().err
+    assert warning.startswith(f"warning: {sidecar}: expected a JSON sidecar, found an "
+                              "unreadable file (")
+    assert warning.rstrip().endswith("values read as ms")
+    assert read_sidecar(tmp_path / "absent.json", "unused") == {}
+    assert capsys.readouterr().err == ""
 
 
 def test_susceptibility_in_ppm_is_caught_by_its_spread() -> None:

@@ -306,6 +306,23 @@ def _evaluate_shifted_reference(f: Fixtures, w: Path) -> list[str]:
     return ["evaluate", "enhance-r1", str(data), "--out-dir", str(w / "scores")]
 
 
+def _two_flair_acquisitions(f: Fixtures, w: Path) -> list[str]:
+    data = _copy(f.fcd, w)
+    flair = _first(data / "sub-01", "*_FLAIR.nii.gz")
+    shutil.copy(flair, flair.with_name(flair.name.replace("_FLAIR", "_acq-3D_FLAIR")))
+    return ["predict", str(f.fcd_model), str(data), "--subjects", "01", "--device", "cpu",
+            "--out-dir", str(w / "out")]
+
+
+def _flair_not_fetched(f: Fixtures, w: Path) -> list[str]:
+    data = _copy(f.fcd, w)
+    flair = _first(data / "sub-01", "*_FLAIR.nii.gz")
+    flair.unlink()
+    flair.symlink_to("../../.git/annex/objects/Xk/Q2/SHA256E-s1--0.nii.gz")
+    return ["predict", str(f.fcd_model), str(data), "--subjects", "01", "--device", "cpu",
+            "--out-dir", str(w / "out")]
+
+
 def _args(*argv: str) -> Callable[[Fixtures, Path], list[str]]:
     """A case whose argv names fixture folders as {enhance}, {fcd_model}, ... and {w}."""
 
@@ -413,6 +430,13 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
     ("zero-input-with-flips", _stale_temporary_is_kept_on_failure, 1, "zero"),
     ("predict-into-dataset", _args("predict", "{enhance_model}", "{enhance}", "--out-dir",
                                    "{enhance}/sub-01"), 1, "would write into the dataset"),
+    ("two-flair-acquisitions", _two_flair_acquisitions, 1, "--bids-filter FLAIR:acq=3D"),
+    ("bids-filter-unknown-entity", _args("predict", "{fcd_model}", "{fcd}", "--bids-filter",
+                                         "aq=3D"), 2, "--bids-filter"),
+    ("bids-filter-keeps-nothing", _args("predict", "{fcd_model}", "{fcd}", "--bids-filter",
+                                        "FLAIR:acq=nope", "--out-dir", "{w}/out"), 1,
+     "read with --bids-filter FLAIR:acq=nope"),
+    ("flair-not-fetched", _flair_not_fetched, 1, "datalad get"),
     ("crossval-into-dataset", _args("crossval", "fcd-classify", "{fcd}", "{fcd}/cv"), 1,
      "would write into the dataset"),
     # evaluation
@@ -434,7 +458,7 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
             for p in root.rglob("*")} if root.exists() else {}
 
 

@@ -401,12 +401,17 @@ def test_fold_state_is_fitted_on_training_examples_saved_and_reloaded(
 
 
 def test_workers_load_examples_in_other_processes(tmp_path: Path) -> None:
+    """Also: the --bids-filter choice is recorded with the training settings."""
     from conftest import TOY_LESION_TASK, write_task_dataset
+    from lesionkit.bids import bids_filters, parse_filter
 
     data = write_task_dataset(tmp_path / "bids", TOY_LESION_TASK, subjects=3)
-    model = train(TOY_LESION_TASK, data, tmp_path / "model", epochs=1, workers=2,
-                  progress=False, device="cpu")
-    assert yaml.safe_load((model / "config.yaml").read_text())["training"]["workers"] == 2
+    with bids_filters([parse_filter("acq=other")]):  # the toy files have no acq: all kept
+        model = train(TOY_LESION_TASK, data, tmp_path / "model", epochs=1, workers=2,
+                      progress=False, device="cpu")
+    training = yaml.safe_load((model / "config.yaml").read_text())["training"]
+    assert training["workers"] == 2
+    assert training["bids_filter"] == ["acq=other"]  # the acquisitions chosen, recorded
     assert (model / "fold-0" / "weights.safetensors").is_file()
 
 

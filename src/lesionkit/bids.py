@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +28,7 @@ from lesionkit.units import scopes
 if TYPE_CHECKING:
     import pandas as pd
 
-    from lesionkit.volume import Volume
+    from lesionkit.volume import Kind, Volume
 
 #: Order of entities in file names (BIDS specification, appendix on entities).
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space",
@@ -34,6 +37,11 @@ ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", 
 _KEYWORD = {"sub": "subject", "ses": "session"}
 _NAME = re.compile(r"^(?P<stem>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)+)(?P<suffix>[a-zA-Z0-9]+)"
                    r"(?P<ext>\.[a-z.]+)$")
+#: Every entity key of the BIDS specification (1.10), which a filter may name.
+BIDS_ENTITIES = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce",
+                 "trc", "stain", "rec", "dir", "run", "mod", "echo", "flip", "inv", "mt",
+                 "part", "proc", "hemi", "space", "split", "recording", "chunk", "seg",
+                 "res", "den", "label", "desc")
 BIDS_VERSION = "1.10.0"
 #: File extensions read as NIfTI images.
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
@@ -43,6 +51,28 @@ def _described(query: dict[str, Any]) -> str:
     """``key=value`` pairs of a query, without the unset ones."""
     shown = {k: v for k, v in query.items() if v is not None and v is not False}
     return ", ".join(f"{k}={v}" for k, v in shown.items()) or "no entities"
+
+
+#: What a link to absent content most likely is, and what to do.
+UNFETCHED = "a DataLad or git-annex dataset whose files were not fetched? datalad get them"
+
+
+def unfetched_message(path: Path) -> str:
+    """One line for an image that is a link to content not on this machine."""
+    return f"{path}: expected an image, found a link to content that is not here ({UNFETCHED})"
+
+
+def _choice_hint(found: Sequence[BIDSFile]) -> str:
+    """How to choose one of several files of an image: a ``--bids-filter`` on an entity
+    whose labels differ between them, or, where only the extension differs, to keep one."""
+    if len(found) < 2:
+        return ""
+    for key in sorted({k for f in found for k in f.entities} - {"sub", "ses"}):
+        if len({f.entities.get(key, "") for f in found}) > 1:
+            one = next(f for f in found if key in f.entities)
+            example = EntityFilter(key, one.entities[key], one.suffix)
+            return f"; choose one with --bids-filter (e.g. --bids-filter {example})"
+    return "; the same image is stored twice (.nii and .nii.gz): keep one"
 
 
 @dataclass(frozen=True)
@@ -70,6 +100,99 @@ class BIDSFile:
     def sidecar(self) -> Path:
         """Path of the JSON sidecar beside this file."""
         return sidecar_path(self.path)
+
+    def load_in(self, unit: str, kind: Kind = "intensity") -> Volume:
+        """The image with its values in ``unit``, brought there from the ``Units`` its
+        sidecar states (BIDS's s and ppm to ms and ppb, ...) as task inputs are read.
+
+        Raises:
+            InputError: unreadable image, or ``Units`` that do not convert to ``unit``.
+        """
+        from lesionkit.io import load_volume, sidecar_unit_factor
+
+        volume = load_volume(self.path, kind=kind, unit=unit)
+        factor = sidecar_unit_factor(self.path, self.sidecar, unit)[0]
+        return volume if factor == 1.0 else replace(volume, data=volume.data * factor)
+
+
+@dataclass(frozen=True)
+class EntityFilter:
+    """A choice among a subject's acquisitions of one image (``--bids-filter``).
+
+    Attributes:
+        entity: Entity key, e.g. "acq", "rec".
+        label: The label to keep; "" keeps files without the entity.
+        suffix: The image it narrows (e.g. "FLAIR"), then a file must carry ``label``
+            (or, for "", lack the entity); None: every image, where a file naming
+            another label is skipped and a file without the entity kept (as sessions).
+    """
+
+    entity: str
+    label: str
+    suffix: str | None = None
+
+    def keeps(self, entities: dict[str, str], suffix: str) -> bool:
+        """Whether a file of these entities and suffix passes the filter."""
+        if self.suffix is None:
+            return entities.get(self.entity, self.label) == self.label
+        if suffix.lower() != self.suffix.lower():
+            return True
+        return entities.get(self.entity, "") == self.label
+
+    def __str__(self) -> str:
+        return f"{self.suffix + ':' if self.suffix else ''}{self.entity}={self.label}"
+
+
+_FILTER = re.compile(r"^(?:(?P<suffix>[a-zA-Z0-9]+):)?(?P<entity>[a-z]+)=(?P<label>[a-zA-Z0-9]*)$")
+
+
+def parse_filter(text: str) -> EntityFilter:
+    """An :class:`EntityFilter` from ``[SUFFIX:]ENTITY=LABEL`` ("FLAIR:acq=3D", "rec=norm",
+    "T1w:acq=" for the T1w without an acq entity).
+
+    Raises:
+        ValueError: text of another form, an unknown entity, or sub / ses (which other
+            options choose).
+    """
+    match = _FILTER.match(text.strip())
+    if match is None:
+        raise ValueError(f"expected [SUFFIX:]ENTITY=LABEL (e.g. FLAIR:acq=3D or rec=norm), "
+                         f"found {text!r}")
+    entity = match["entity"]
+    if entity in ("sub", "ses"):
+        option = "--subjects" if entity == "sub" else "--session or --sessions"
+        raise ValueError(f"expected an entity other than {entity} in {text!r}; "
+                         f"choose {entity} with {option}")
+    if entity not in BIDS_ENTITIES:
+        raise ValueError(f"expected a BIDS entity ({', '.join(BIDS_ENTITIES[2:])}) in "
+                         f"{text!r}, found {entity!r}")
+    return EntityFilter(entity, match["label"], match["suffix"])
+
+
+_FILTERS: ContextVar[tuple[EntityFilter, ...]] = ContextVar("lesionkit_bids_filters",
+                                                            default=())
+
+
+def active_filters() -> tuple[EntityFilter, ...]:
+    """The filters of the enclosing :func:`bids_filters` (empty outside one)."""
+    return _FILTERS.get()
+
+
+@contextmanager
+def bids_filters(filters: Sequence[EntityFilter]) -> Iterator[None]:
+    """Within the block, :meth:`BIDSDataset.find` keeps only the files that pass every
+    filter: the acquisition (``acq``), reconstruction (``rec``) or other entity a user
+    chose where a subject has the same image more than once.
+
+    Example:
+        >>> with bids_filters([parse_filter("FLAIR:acq=3D")]):
+        ...     flair = BIDSDataset("/data").get("01", "FLAIR")  # doctest: +SKIP
+    """
+    token = _FILTERS.set((*_FILTERS.get(), *filters))
+    try:
+        yield
+    finally:
+        _FILTERS.reset(token)
 
 
 def sidecar_path(path: Path) -> Path:
@@ -162,6 +285,7 @@ class BIDSDataset:
         datatype: str | None = None,
         derivatives: str | None = None,
         extension: str | tuple[str, ...] | None = NIFTI_EXTENSIONS,
+        unfetched: bool = False,
         **entities: str | None,
     ) -> list[BIDSFile]:
         """Files matching the given entities, sorted by path.
@@ -170,7 +294,9 @@ class BIDSDataset:
         an entity not passed matches anything (inside :func:`lesionkit.units.unit_scope`:
         the unit's session and run, or none). Suffixes match regardless of case (``T1W`` is
         found as ``T1w``, as scanners and converters often write it); NIfTI
-        files are found as ``.nii.gz`` or ``.nii``.
+        files are found as ``.nii.gz`` or ``.nii``. Inside :func:`bids_filters`, only the
+        files that pass every filter. ``unfetched``: instead of files, the links whose
+        content is absent (a DataLad or git-annex dataset not fetched).
         """
         base = self._base(derivatives)
         extensions = (extension,) if isinstance(extension, str) else extension
@@ -181,7 +307,10 @@ class BIDSDataset:
         found = []
         for path in sorted(base.glob(f"sub-{subject or '*'}/**/*")):
             parsed = parse_name(path.name)
-            if parsed is None or not path.is_file():
+            if parsed is None:
+                continue
+            absent = path.is_symlink() and not path.exists()  # an annexed file not fetched
+            if not absent if unfetched else not path.is_file():
                 continue
             ents, sfx, ext = parsed
             if suffix is not None and sfx.lower() != suffix.lower():
@@ -196,6 +325,8 @@ class BIDSDataset:
                 continue
             scope = scoped.get(ents.get("sub", ""), scoped.get("", {}))
             if any(ents.get(k, v) != v for k, v in scope.items()):
+                continue
+            if not all(f.keeps(ents, sfx) for f in active_filters()):
                 continue
             found.append(BIDSFile(path=path, entities=ents, suffix=sfx, extension=ext))
         return found
@@ -220,6 +351,11 @@ class BIDSDataset:
                              f"{', '.join(sorted(hits))}; choose one (--truth PIPELINE)")
         return next(iter(hits.values()), [])
 
+    def unfetched(self, subject: str, suffix: str, **query: Any) -> list[BIDSFile]:
+        """Links matching a query (:meth:`locate` arguments) whose content is not here."""
+        lookup = {k: v for k, v in query.items() if k != "other_pipelines"}
+        return self.find(subject=subject, suffix=suffix, unfetched=True, **lookup)
+
     def get(self, subject: str, suffix: str, **query: Any) -> BIDSFile:
         """The one file matching a query (:meth:`locate` arguments).
 
@@ -228,19 +364,23 @@ class BIDSDataset:
                 files the subject has.
         """
         found = self.locate(subject, suffix, **query)
-        if len(found) != 1:
-            where = self._base(query.get("derivatives")) / f"sub-{subject}"
-            if found:
-                what = f"{len(found)} files ({', '.join(f.path.name for f in found)})"
-            else:
-                have = sorted(p.name for p in where.glob("**/*") if p.is_file()
-                              and not p.name.endswith(".json"))
-                what = ("no such file; the subject has " + ", ".join(have[:8]) +
-                        (f" and {len(have) - 8} more" if len(have) > 8 else "")
-                        if have else "no files")
-            raise InputError(f"{where}: expected one '{suffix}' image "
-                             f"({_described(query)}), found {what}")
-        return found[0]
+        if len(found) == 1:
+            return found[0]
+        links = [] if found else self.unfetched(subject, suffix, **query)
+        if links:
+            raise InputError(unfetched_message(links[0].path))
+        where = self._base(query.get("derivatives")) / f"sub-{subject}"
+        if found:
+            what = f"{len(found)} files ({', '.join(f.path.name for f in found)})"
+        else:
+            have = sorted(p.name for p in where.glob("**/*") if p.is_file()
+                          and not p.name.endswith(".json"))
+            what = ("no such file; the subject has " + ", ".join(have[:8]) +
+                    (f" and {len(have) - 8} more" if len(have) > 8 else "")
+                    if have else "no files")
+        chosen = "".join(f", --bids-filter {f}" for f in active_filters())
+        raise InputError(f"{where}: expected one '{suffix}' image "
+                         f"({_described(query)}{chosen}), found {what}{_choice_hint(found)}")
 
     def get_run(self, subject: str, suffix: str, run: str | None = None, **query: Any
                 ) -> BIDSFile:

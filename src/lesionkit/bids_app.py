@@ -34,12 +34,19 @@ from typing import Annotated, Any
 
 import typer
 
-from lesionkit.cli import DeviceOption, ThreadsOption, _device, _on_interrupt, run_app
+from lesionkit.cli import (
+    BidsFilterOption,
+    DeviceOption,
+    ThreadsOption,
+    _device,
+    _on_interrupt,
+    run_app,
+)
 from lesionkit.io import InputError
 
 #: Options taking a space-separated list of values, as BIDS Apps' ``nargs="+"``.
 LIST_OPTIONS = ("--participant-label", "--participant_label", "--session-label",
-                "--session_label")
+                "--session_label", "--bids-filter")
 #: Folder names start with this; tables of one participant are named after it.
 PARTICIPANT = "sub-"
 
@@ -95,6 +102,7 @@ def bids_app(
     threads: ThreadsOption = None,
     register: Annotated[bool, typer.Option(
         help="Co-register each participant's images to its first input (dipy).")] = False,
+    bids_filter: BidsFilterOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file "
                                                                     "written.")] = False,
     version: Annotated[bool, typer.Option(
@@ -105,8 +113,11 @@ def bids_app(
     labels = _labels(bids, participant_label)
     _check_places(bids, out)
     if analysis_level is Level.participant:
-        written = participant_level(bids, out, task, labels, model, tta, _device(device),
-                                    threads, register, session_label)
+        from lesionkit.bids import bids_filters
+
+        with bids_filters(bids_filter or []):
+            written = participant_level(bids, out, task, labels, model, tta,
+                                        _device(device), threads, register, session_label)
     else:
         written = group_level(bids, out, task, labels)
     for path in written if verbose else ():
@@ -200,6 +211,7 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     Returns:
         Paths written.
     """
+    from lesionkit.bids import active_filters
     from lesionkit.cli import _progress
     from lesionkit.infer import predict
     from lesionkit.threads import use_threads
@@ -209,7 +221,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     subjects = labels or _with_inputs(bids, model_dir)
     if sessions:
         subjects = _with_sessions(bids, subjects, sessions)
-    parameters = {"task": task_name, "model": model_id, "tta": tta, "register": register}
+    parameters = {"task": task_name, "model": model_id, "tta": tta, "register": register,
+                  "bids_filter": [str(f) for f in active_filters()]}
     _check_earlier(out, parameters)
     use_threads(threads)
     start = time.perf_counter()
@@ -348,6 +361,12 @@ def _check_earlier(out: Path, parameters: dict[str, Any]) -> None:
         raise InputError(f"{where}: expected outputs of task {parameters['task']} and model "
                          f"{parameters['model']}, found task {same['task']} and model "
                          f"{same['model']}; choose another OUTPUT_DIR")
+    chosen, before = parameters["bids_filter"], earlier.get("bids_filter") or []
+    if chosen != before:  # another acquisition's outputs would take the same names
+        shown = " ".join(f"--bids-filter {f}" for f in before) or "no --bids-filter"
+        raise InputError(f"{where}: expected outputs read with "
+                         f"{' '.join(f'--bids-filter {f}' for f in chosen) or 'no --bids-filter'}"
+                         f", found outputs read with {shown}; choose another OUTPUT_DIR")
 
 
 def _moved(staging: Path, out: Path) -> list[Path]:
@@ -393,7 +412,8 @@ def _describe(out: Path, bids: Path, parameters: dict[str, Any]) -> Path:
               else {"URL": bids.as_uri()})
     if source.get("Name"):
         origin["Name"] = source["Name"]
-    settings = ", ".join(f"{k} {v}" for k, v in parameters.items() if v not in (None, False))
+    settings = ", ".join(f"{k} {' '.join(v) if isinstance(v, list) else v}"
+                         for k, v in parameters.items() if v not in (None, False, []))
     description = {
         "Name": f"lesionkit predictions ({parameters['task']})",
         "BIDSVersion": BIDS_VERSION,

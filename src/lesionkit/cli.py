@@ -191,6 +191,21 @@ SessionOption = Annotated[str | None, typer.Option(
 AllSessionsOption = Annotated[bool, typer.Option(
     help="Longitudinal data: every session of a subject is a training example (folds stay "
          "by subject).")]
+def _parse_filters(values: list[str] | None) -> list:  # -> list[lesionkit.bids.EntityFilter]
+    """``--bids-filter`` values as filters; a usage error for one of another form."""
+    from lesionkit.bids import parse_filter
+
+    try:
+        return [parse_filter(value) for value in values or ()]
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--bids-filter") from None
+
+
+BidsFilterOption = Annotated[list[str] | None, typer.Option(
+    "--bids-filter", metavar="[SUFFIX:]ENTITY=LABEL", callback=_parse_filters,
+    help="Choose among a subject's acquisitions of an image (repeatable): FLAIR:acq=3D "
+         "reads the FLAIR with acq-3D (FLAIR:acq= the one without acq); rec=norm skips "
+         "every file of another rec.")]
 RegisterOption = Annotated[bool, typer.Option(
     help="Co-register each subject's images to its first input (dipy, mutual information) "
          "instead of trusting their affines.")]
@@ -475,6 +490,7 @@ def train(
         metavar="MIN",
         help="Stop each fold after this many minutes of training and keep its best "
              "validation epoch (a job's time limit; --resume continues).")] = None,
+    bids_filter: BidsFilterOption = None,
 ) -> None:
     """Train a task on a BIDS dataset; write a self-describing model folder."""
     base = _task(task, arm) if init is None else _initial_task(task, init)
@@ -496,7 +512,9 @@ def train(
     start = time.perf_counter()
     _on_interrupt(f"the last completed epoch of the running fold is kept under {model_dir}; "
                   "run the same command with --resume to continue from it")
-    with _user_errors():
+    from lesionkit.bids import bids_filters
+
+    with _user_errors(), bids_filters(bids_filter or []):
         path = fit(chosen, data_dir, model_dir, folds=folds, epochs=epochs, seed=seed,
                    device=_device(device), devices=devices, nodes=nodes, amp=amp,
                    compile_network=compile_network, patches_per_epoch=patches_per_epoch,
@@ -551,6 +569,7 @@ def predict(
     threads: ThreadsOption = None,
     sessions: Annotated[str | None, typer.Option(
         help="Comma-separated sessions to predict (default: every session).")] = None,
+    bids_filter: BidsFilterOption = None,
 ) -> None:
     """Apply a model folder or a shipped model; write predictions (and uncertainty) as
     BIDS derivatives.
@@ -560,6 +579,7 @@ def predict(
     """
     import time
 
+    from lesionkit.bids import bids_filters
     from lesionkit.infer import predict as run
     from lesionkit.threads import use_threads
 
@@ -567,7 +587,7 @@ def predict(
     start = time.perf_counter()
     _on_interrupt("every prediction written so far is complete; run the same command again "
                   "to write the rest")
-    with _user_errors():
+    with _user_errors(), bids_filters(bids_filter or []):
         written = run(model_dir, data_dir, tta=tta, device=_device(device),
                       subjects=_subject_list(subjects), out_dir=out_dir, register=register,
                       allow_incomplete=allow_incomplete, amp=amp,
@@ -625,12 +645,14 @@ def evaluate(
         help="Folder of the tables (default: the predictions folder).")] = None,
     predictions: PredictionsOption = None,
     truth: TruthOption = None,
+    bids_filter: BidsFilterOption = None,
 ) -> None:
     """Score predictions against the truth; write a metrics table (TSV and JSON)."""
     chosen = _truth(_task(task), data_dir, truth)
+    from lesionkit.bids import bids_filters
     from lesionkit.evaluation import evaluate as score
 
-    with _user_errors():
+    with _user_errors(), bids_filters(bids_filter or []):
         tsv, json_path = score(chosen, data_dir, _subject_list(subjects), out_dir, predictions,
                                progress=True)
     grouped = tsv.with_name(f"task-{chosen.name}_by-acquisition.tsv")
@@ -646,14 +668,16 @@ def report(
     subjects: SubjectsOption = None,
     predictions: PredictionsOption = None,
     truth: TruthOption = None,
+    bids_filter: BidsFilterOption = None,
 ) -> None:
     """Write one HTML page with the task's metric tables and figures, and beside it an
     interactive viewer of one subject's predicted maps over its input."""
     chosen = _truth(_task(task), data_dir, truth)
+    from lesionkit.bids import bids_filters
     from lesionkit.evaluation import report as write
     from lesionkit.evaluation import viewer_path
 
-    with _user_errors():
+    with _user_errors(), bids_filters(bids_filter or []):
         path = write(chosen, data_dir, out, _subject_list(subjects), predictions)
     viewer = viewer_path(path)
     shown = f" and {viewer}" if viewer.is_file() else ""
@@ -701,10 +725,12 @@ def crossval(
         metavar="MIN",
         help="Stop each fold of each arm after this many minutes of training and keep its "
              "last epoch (the folds have no validation subjects).")] = None,
+    bids_filter: BidsFilterOption = None,
 ) -> None:
     """Cross-validate a task's arms on the same folds; write comparison.json and report.html."""
     chosen = _variant(_task(task), network, channels, widen_factor, patch_size, batch_size,
                       learning_rate)
+    from lesionkit.bids import bids_filters
     from lesionkit.crossval import crossval as run
     from lesionkit.threads import use_threads
 
@@ -712,7 +738,7 @@ def crossval(
 
     _on_interrupt(f"arms that finished are kept under {out_dir}; run the same command again "
                   "to train the others")
-    with _user_errors():
+    with _user_errors(), bids_filters(bids_filter or []):
         path = run(chosen, data_dir, out_dir, folds=folds,
                    arms=[a.strip() for a in arms.split(",")] if arms else None, epochs=epochs,
                    seed=seed, device=_device(device), devices=devices, nodes=nodes, amp=amp,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lesionkit.bids import BIDSDataset
+from lesionkit.bids import UNFETCHED, BIDSDataset, active_filters
 from lesionkit.io import InputError, check_values, load_affine, load_volume, sidecar_unit_factor
 from lesionkit.lesions import crop, lesion_table
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
@@ -142,6 +142,12 @@ def missing_images(dataset: BIDSDataset, task: Task, with_targets: bool = True) 
     if spec is None or count == 0:
         return f"every image in {len(names)} subjects"
     made = f"; {spec.made_by} writes it" if spec.made_by else ""
+    chosen = " ".join(f"--bids-filter {f}" for f in active_filters())
+    made += f" (read with {chosen})" if chosen else ""
+    links = [f for n in names for f in dataset.unfetched(n, spec.suffix, **spec.query())]
+    if links:
+        made += (f"; in {len(links)} of them a link to content that is not here "
+                 f"({links[0].path.name}, ...; {UNFETCHED})")
     return f"{expected_name(spec)} missing in {count} of {len(names)} subjects{made}"
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from lesionkit.bids import BIDSDataset, BIDSFile, parse_name
 from lesionkit.data import expected_name
-from lesionkit.io import InputError, write_json, write_tsv
+from lesionkit.io import InputError, read_sidecar, write_json, write_tsv
 from lesionkit.summaries import summarise
 from lesionkit.tasks.task import ImageSpec, Task, dataset_is_phantom
 from lesionkit.units import row_in_scope, unit_scope
@@ -466,16 +466,7 @@ def _image_name(path: Path) -> str:
 def _sidecar(file: BIDSFile) -> dict:
     """The JSON sidecar of a BIDS file, or {} when it has none or it cannot be read (then
     with a warning naming the file)."""
-    if not file.sidecar.is_file():
-        return {}
-    try:
-        found = json.loads(file.sidecar.read_text())
-    except (OSError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"warning: {file.sidecar}: expected a JSON sidecar, found an unreadable file "
-              f"({reason}); its acquisition reads as n/a", file=sys.stderr)
-        return {}
-    return found if isinstance(found, dict) else {}
+    return read_sidecar(file.sidecar, "its acquisition reads as n/a")
 
 
 def write_task_viewer(task: Task, predictions: Path, units: Sequence[Unit], out: Path,

@@ -13,6 +13,7 @@ import csv
 import gzip
 import json
 import os
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -192,20 +193,37 @@ UNIT_FACTORS: dict[tuple[str, str], float] = {
 }
 
 
+def read_sidecar(path: Path, unread: str) -> dict[str, Any]:
+    """A JSON sidecar's fields: {} when there is none, and when it cannot be read (then
+    with a warning naming the file and ``unread``, what follows from it).
+
+    Args:
+        path: The sidecar.
+        unread: What the caller does without it, e.g. "its Units are not read".
+    """
+    if not path.is_file():
+        return {}
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"warning: {path}: expected a JSON sidecar, found an unreadable file "
+              f"({reason}); {unread}", file=sys.stderr)
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def sidecar_unit_factor(image: Path, sidecar: Path, unit: str) -> tuple[float, str | None]:
     """The factor that brings ``image`` from the ``Units`` its JSON sidecar states to
     ``unit``, and the unit stated (None: no sidecar, no ``Units``, or ``unit`` is
-    arbitrary). A sidecar that cannot be read states nothing.
+    arbitrary). A sidecar that cannot be read states nothing (with a warning).
 
     Raises:
         InputError: the sidecar states a unit that cannot be converted to ``unit``.
     """
-    if unit not in {*PLAUSIBLE_MEDIAN, "ppb", "ppm"} or not sidecar.is_file():
+    if unit not in {*PLAUSIBLE_MEDIAN, "ppb", "ppm"}:
         return 1.0, None  # arbitrary units, probabilities and labels: nothing to convert
-    try:
-        stated = json.loads(sidecar.read_text()).get("Units")
-    except (OSError, ValueError, AttributeError):
-        return 1.0, None
+    stated = read_sidecar(sidecar, f"values read as {unit}").get("Units")
     if not isinstance(stated, str) or not stated.strip():
         return 1.0, None
     spelled = UNIT_ALIASES.get(stated.strip().lower(), stated.strip())

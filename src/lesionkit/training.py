@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from lesionkit import __version__
-from lesionkit.bids import BIDSDataset
+from lesionkit.bids import BIDSDataset, active_filters
 from lesionkit.data import (
     SubjectStore,
     kfold_subjects,
@@ -811,7 +811,8 @@ def train(
                          settings, dict(**settings, compile=compile_network, workers=workers,
                                         init=None if init is None else str(init),
                                         register=register, session=session,
-                                        all_sessions=all_sessions),
+                                        all_sessions=all_sessions,
+                                        bids_filter=[str(f) for f in active_filters()]),
                          patches_per_epoch, resume, max_steps, progress, source,
                          cache=cache, rank=rank, compile_network=compile_network)
         if world > 1:

@@ -79,7 +79,8 @@ def test_evaluate_on_hand_made_derivatives(tmp_path: Path) -> None:
     put(root, "01", "mask", brain, "phantom", desc="brain")
     put(root, "01", "probseg", nawm, "phantom", label="NAWM")
     put(root, "01", "probseg", gm_truth, "phantom", label="GM")
-    put(root, "01", "T1map", t1_truth, "phantom")
+    put(root, "01", "T1map", t1_truth / 1000, "phantom")  # in s, as BIDS stores T1 maps
+    (root / "derivatives/phantom/sub-01/anat/sub-01_T1map.json").write_text('{"Units": "s"}')
     put(root, "01", "T2starmap", t1_truth / 20, "phantom")
     put(root, "01", "T1map", t1_truth * 0.95, "lesionkit", desc="matched")
     put(root, "01", "T2starmap", t1_truth / 20, "lesionkit", desc="matched")

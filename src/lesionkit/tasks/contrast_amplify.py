@@ -299,16 +299,14 @@ def _case_candidates(mask: ImageSpec | None, context: tuple[ImageSpec, ...], roo
 
 
 def _sidecar(predictions: Path, subject: str) -> dict[str, Any]:
-    """The sidecar of ``subject``'s T1c-pro ({} when there is none)."""
-    import json
-
+    """The sidecar of ``subject``'s T1c-pro ({} when there is none or it cannot be read)."""
     from lesionkit.bids import BIDSDataset
+    from lesionkit.io import read_sidecar
 
     found = BIDSDataset(predictions).find(subject=subject, suffix=AMPLIFIED.suffix,
                                           desc=AMPLIFIED.desc)
-    if found and found[0].sidecar.is_file():
-        return json.loads(found[0].sidecar.read_text())
-    return {}
+    return read_sidecar(found[0].sidecar, "its model folder is not known"
+                        ) if found else {}
 
 
 def _training_split(root: Path, predictions: Path, subject: str

@@ -56,13 +56,12 @@ def _truth(root: Path, subject: str, suffix: str, **entities: str) -> np.ndarray
 
 def _load(root: Path, subject: str, spec: ImageSpec | OutputSpec):
     """(path, volume) of an image of the dataset ``root``, or of a prediction when ``root``
-    holds them."""
+    holds them, in the spec's unit."""
     from lesionkit.bids import BIDSDataset
-    from lesionkit.io import load_volume
 
     query = {"desc": spec.desc} if isinstance(spec, OutputSpec) else spec.query()
-    path = BIDSDataset(root).get(subject, spec.suffix, **query).path
-    return path, load_volume(path)
+    found = BIDSDataset(root).get(subject, spec.suffix, **query)
+    return found.path, found.load_in(spec.unit)
 
 
 def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> list[dict]:

@@ -96,10 +96,11 @@ def _outputs(desc: str, relaxometry: bool) -> tuple[OutputSpec, ...]:
 
 
 def _find(root: Path, subject: str, suffix: str, derivatives: str | None,
-          other_pipelines: bool = False, like: Path | None = None, **entities: str
-          ) -> np.ndarray | None:
+          other_pipelines: bool = False, like: Path | None = None, unit: str | None = None,
+          **entities: str) -> np.ndarray | None:
     """The one matching image as an array; with ``like`` (a NIfTI file), on that file's
-    grid (nearest neighbour: truth and masks drawn on another grid than the prediction)."""
+    grid (nearest neighbour: truth and masks drawn on another grid than the prediction);
+    with ``unit``, in that unit (from the ``Units`` of its sidecar, as inputs are read)."""
     from lesionkit.bids import BIDSDataset
     from lesionkit.io import load_affine, load_volume
 
@@ -114,7 +115,8 @@ def _find(root: Path, subject: str, suffix: str, derivatives: str | None,
                          "session per subject")
     if not found:
         return None
-    volume = load_volume(found[0].path, kind="label" if like else "intensity")
+    kind = "label" if like else "intensity"
+    volume = found[0].load_in(unit, kind) if unit else load_volume(found[0].path, kind=kind)
     if like is not None:
         from lesionkit.volume import resample_to
 
@@ -214,9 +216,9 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
                              f"none{hint}")
         predicted = {key: _find(predictions, subject, suffix, None, desc=desc, **entities)
                      for key, suffix, entities in _MAPS}
-        matched = {k: _find(root, subject, s, "lesionkit", desc="matched") for k, s in
-                   (("t1", "T1map"), ("t2s", "T2starmap"))}
-        real = {k: _find(root, subject, s, "phantom") for k, s in
+        matched = {k: _find(root, subject, s, "lesionkit", unit="ms", desc="matched")
+                   for k, s in (("t1", "T1map"), ("t2s", "T2starmap"))}
+        real = {k: _find(root, subject, s, "phantom", unit="ms") for k, s in
                 (("t1", "T1map"), ("t2s", "T2starmap"))}
         row: dict = {"participant_id": f"sub-{subject}", "method": "network"}
         if truth is not None:

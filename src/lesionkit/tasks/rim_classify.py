@@ -54,7 +54,6 @@ MSE and Pearson r with its interval.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -256,8 +255,10 @@ def fold_training_subjects(predictions: Path) -> list[list[str]]:
     ``ModelFolder`` of a prediction sidecar); empty when unknown."""
     import yaml
 
+    from lesionkit.io import read_sidecar
+
     for sidecar in sorted(Path(predictions).rglob("*_probseg.json")):
-        folder = json.loads(sidecar.read_text()).get("ModelFolder")
+        folder = read_sidecar(sidecar, "its model folder is not known").get("ModelFolder")
         config = Path(folder or "") / "config.yaml"
         if folder and config.is_file():
             folds = yaml.safe_load(config.read_text()).get("folds", [])
@@ -410,7 +411,6 @@ def _patch(volume: np.ndarray, centre: Sequence[int], half: int = 16) -> np.ndar
 def patches_figure(root: Path, rows: Sequence[dict], title: str) -> Any:
     """QSM and FLAIR through the centre of each lesion (axial, 32 mm), lesion outlined."""
     from lesionkit.bids import BIDSDataset
-    from lesionkit.io import load_volume
 
     dataset = BIDSDataset(root)
     figure = _figure(1.6 * max(len(rows), 1), 3.6)
@@ -419,10 +419,8 @@ def patches_figure(root: Path, rows: Sequence[dict], title: str) -> Any:
     for column, row in enumerate(rows):
         subject = row["participant_id"].removeprefix("sub-")
         if subject not in cache:
-            found = {s: dataset.get(subject, s.suffix, **s.query()).path
-                     for s in (*TASK_INPUTS, LESIONS)}
-            cache = {subject: {s.key: load_volume(found[s], kind=s.kind).data
-                               for s in (*TASK_INPUTS, LESIONS)}}
+            cache = {subject: {s.key: dataset.get(subject, s.suffix, **s.query())
+                               .load_in(s.unit, s.kind).data for s in (*TASK_INPUTS, LESIONS)}}
         images = cache[subject]
         centre = (row["centre_i"], row["centre_j"], row["centre_k"])
         outline = _patch(np.rint(images["lesions"]) == row["lesion"], centre)
