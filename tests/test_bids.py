@@ -132,6 +132,23 @@ def test_a_link_to_content_not_fetched_is_named(dataset: Path) -> None:
         ds.get("01", "FLAIR")
 
 
+def test_files_that_are_not_bids_names_are_said_to_be_so(dataset: Path) -> None:
+    """A label with an underscore, or an extension in capitals: no look-up finds them, and
+    the error says why rather than that the subject has no such image."""
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    anat = dataset / "sub-01" / "ses-3T" / "anat"
+    save_volume(image, anat / "sub-01_ses-3T_acq-ax_ial_FLAIR.nii.gz")
+    save_volume(image, anat / "sub-01_ses-3T_T2w.nii.gz")
+    (anat / "sub-01_ses-3T_T2w.nii.gz").rename(anat / "sub-01_ses-3T_T2w.NII.GZ")
+    ds = BIDSDataset(dataset)
+    assert [p.name for p in ds.misnamed("FLAIR")] == ["sub-01_ses-3T_acq-ax_ial_FLAIR.nii.gz"]
+    assert [p.name for p in ds.misnamed("t2w", "01")] == ["sub-01_ses-3T_T2w.NII.GZ"]
+    assert ds.misnamed("R1map") == []
+    with pytest.raises(InputError, match=r"found no such file; .*; sub-01_ses-3T_acq-ax_ial_"
+                       r"FLAIR\.nii\.gz is not a BIDS name and is not read \(sub-<label>"):
+        ds.get("01", "FLAIR")
+
+
 def test_load_in_converts_from_the_units_of_the_sidecar(dataset: Path) -> None:
     path = bids_path(dataset, "01", "T1map", session="3T")
     save_volume(Volume(np.full((2, 2, 2), 1.2, np.float32), np.eye(4)), path)

@@ -200,7 +200,7 @@ def test_training_subjects_follow_train_on(enhance_dataset: Path) -> None:
         training_subjects(dataset, replace(task, train_on={"site": ("a",)}))
 
 
-def test_missing_images_say_which_filter_and_which_links_hid_them(enhance_dataset: Path
+def test_missing_images_say_which_filter_links_or_names_hid_them(enhance_dataset: Path
                                                                   ) -> None:
     from lesionkit.bids import bids_filters, parse_filter
 
@@ -214,6 +214,11 @@ def test_missing_images_say_which_filter_and_which_links_hid_them(enhance_datase
     found = missing_images(dataset, task)
     assert "missing in 2 of 4 subjects; in 2 of them a link to content that is not here " \
            "(sub-01_ses-3T_R1map.nii.gz, ...; a DataLad or git-annex dataset" in found
+    (enhance_dataset / "sub-03/ses-3T/anat/sub-03_ses-3T_R1map.nii.gz").rename(
+        enhance_dataset / "sub-03/ses-3T/anat/sub-03_ses-3T_rec-n_orm_R1map.nii.gz")
+    assert ("missing in 3 of 4 subjects; 1 file(s) named like it are not BIDS names and are "
+            "not read, e.g. sub-03/ses-3T/anat/sub-03_ses-3T_rec-n_orm_R1map.nii.gz"
+            ) in missing_images(dataset, task)
 
 
 def test_oversampled_patches_hold_the_label_more_often() -> None:

@@ -323,6 +323,15 @@ def _flair_not_fetched(f: Fixtures, w: Path) -> list[str]:
             "--out-dir", str(w / "out")]
 
 
+def _label_with_underscore(f: Fixtures, w: Path) -> list[str]:
+    data = _copy(f.fcd, w)
+    folder = (data / "sub-01").rename(data / "sub-0_1")
+    for path in folder.rglob("sub-01_*"):
+        path.rename(path.with_name(path.name.replace("sub-01_", "sub-0_1_")))
+    return ["predict", str(f.fcd_model), str(data), "--subjects", "0_1", "--device", "cpu",
+            "--out-dir", str(w / "out")]
+
+
 def _args(*argv: str) -> Callable[[Fixtures, Path], list[str]]:
     """A case whose argv names fixture folders as {enhance}, {fcd_model}, ... and {w}."""
 
@@ -437,6 +446,7 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
                                         "FLAIR:acq=nope", "--out-dir", "{w}/out"), 1,
      "read with --bids-filter FLAIR:acq=nope"),
     ("flair-not-fetched", _flair_not_fetched, 1, "datalad get"),
+    ("label-with-underscore", _label_with_underscore, 1, "is not a BIDS name"),
     ("crossval-into-dataset", _args("crossval", "fcd-classify", "{fcd}", "{fcd}/cv"), 1,
      "would write into the dataset"),
     # evaluation

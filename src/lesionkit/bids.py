@@ -43,6 +43,9 @@ BIDS_ENTITIES = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi"
                  "part", "proc", "hemi", "space", "split", "recording", "chunk", "seg",
                  "res", "den", "label", "desc")
 BIDS_VERSION = "1.10.0"
+#: How a BIDS file name is built, as error messages tell it.
+BIDS_NAME = ("sub-<label>[_<key>-<label>...]_<suffix>.nii[.gz]; labels of letters and digits "
+             "only: sub-pat01, not sub-pat_01 or sub-pat-01")
 #: File extensions read as NIfTI images.
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
@@ -60,6 +63,14 @@ UNFETCHED = "a DataLad or git-annex dataset whose files were not fetched? datala
 def unfetched_message(path: Path) -> str:
     """One line for an image that is a link to content not on this machine."""
     return f"{path}: expected an image, found a link to content that is not here ({UNFETCHED})"
+
+
+def _misnamed_hint(paths: Sequence[Path]) -> str:
+    """What is wrong with files that look like an image but are not BIDS names."""
+    if not paths:
+        return ""
+    return (f"; {paths[0].name}{' and others' if len(paths) > 1 else ''} is not a BIDS name "
+            f"and is not read ({BIDS_NAME})")
 
 
 def _choice_hint(found: Sequence[BIDSFile]) -> str:
@@ -351,6 +362,14 @@ class BIDSDataset:
                              f"{', '.join(sorted(hits))}; choose one (--truth PIPELINE)")
         return next(iter(hits.values()), [])
 
+    def misnamed(self, suffix: str, subject: str | None = None) -> list[Path]:
+        """NIfTI files ending in ``_<suffix>`` under subject folders whose names are not
+        BIDS names (a label holding "_" or "-", ``sub-pat_01_FLAIR.nii.gz``; an extension
+        in capitals), which no look-up finds."""
+        ends = tuple(f"_{suffix.lower()}{e}" for e in NIFTI_EXTENSIONS)
+        return sorted(p for p in self.root.glob(f"sub-{subject or '*'}/**/*")
+                      if p.name.lower().endswith(ends) and parse_name(p.name) is None)
+
     def unfetched(self, subject: str, suffix: str, **query: Any) -> list[BIDSFile]:
         """Links matching a query (:meth:`locate` arguments) whose content is not here."""
         lookup = {k: v for k, v in query.items() if k != "other_pipelines"}
@@ -378,6 +397,7 @@ class BIDSDataset:
             what = ("no such file; the subject has " + ", ".join(have[:8]) +
                     (f" and {len(have) - 8} more" if len(have) > 8 else "")
                     if have else "no files")
+            what += _misnamed_hint(self.misnamed(suffix, subject))
         chosen = "".join(f", --bids-filter {f}" for f in active_filters())
         raise InputError(f"{where}: expected one '{suffix}' image "
                          f"({_described(query)}{chosen}), found {what}{_choice_hint(found)}")

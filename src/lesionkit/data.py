@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lesionkit.bids import UNFETCHED, BIDSDataset, active_filters
+from lesionkit.bids import BIDS_NAME, UNFETCHED, BIDSDataset, active_filters
 from lesionkit.io import InputError, check_values, load_affine, load_volume, sidecar_unit_factor
 from lesionkit.lesions import crop, lesion_table
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
@@ -144,6 +144,10 @@ def missing_images(dataset: BIDSDataset, task: Task, with_targets: bool = True) 
     made = f"; {spec.made_by} writes it" if spec.made_by else ""
     chosen = " ".join(f"--bids-filter {f}" for f in active_filters())
     made += f" (read with {chosen})" if chosen else ""
+    misnamed = [] if spec.derivatives else dataset.misnamed(spec.suffix)
+    if misnamed:
+        made += (f"; {len(misnamed)} file(s) named like it are not BIDS names and are not "
+                 f"read, e.g. {misnamed[0].relative_to(dataset.root)} ({BIDS_NAME})")
     links = [f for n in names for f in dataset.unfetched(n, spec.suffix, **spec.query())]
     if links:
         made += (f"; in {len(links)} of them a link to content that is not here "
