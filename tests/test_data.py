@@ -16,6 +16,7 @@ from lesionkit.data import (
     SubjectStore,
     apply_normalisation,
     available_subjects,
+    dataset_of_files,
     fit_statistics,
     invert,
     kfold_subjects,
@@ -219,6 +220,34 @@ def test_missing_images_say_which_filter_links_or_names_hid_them(enhance_dataset
     assert ("missing in 3 of 4 subjects; 1 file(s) named like it are not BIDS names and are "
             "not read, e.g. sub-03/ses-3T/anat/sub-03_ses-3T_rec-n_orm_R1map.nii.gz"
             ) in missing_images(dataset, task)
+
+
+def test_files_are_laid_out_where_the_task_looks_for_them(tmp_path: Path) -> None:
+    source = tmp_path / "scans"
+    source.mkdir()
+    for name in ("t1c.nii.gz", "t1.nii", "flair.nii.gz", "mask.nii.gz", "notes.txt"):
+        (source / name).write_bytes(b"")
+    (source / "t1c.json").write_text('{"Units": "a.u."}')
+    task = get_task("contrast-amplify-noadc")  # two T1w images told apart by entities
+    images = {"t1c": source / "t1c.nii.gz", "t1w": source / "t1.nii",
+              "flair": source / "flair.nii.gz", "brain": source / "mask.nii.gz"}
+    root = tmp_path / "ds"
+    sources = dataset_of_files(task, images, root, "p7")
+    dataset = BIDSDataset(root)
+    for spec in (*task.prediction_inputs, task.mask):
+        found = dataset.get("p7", spec.suffix, **spec.query())
+        assert sources[str(found.path)] == str(images[spec.key].resolve())
+    t1c = dataset.get("p7", "T1w", acq="standard", ce="gadolinium")
+    assert t1c.sidecar.resolve() == source / "t1c.json"
+    for wrong, message in (({**images, "adc": source / "t1.nii"}, "found unknown adc"),
+                           ({"t1c": source / "t1c.nii.gz"}, "found none for t1w, flair"),
+                           ({**images, "flair": source / "notes.txt"}, "another kind of file"),
+                           ({**images, "flair": source / "x.nii"}, "no such file")):
+        with pytest.raises(InputError, match=message):
+            dataset_of_files(task, wrong, tmp_path / "other", "p7")
+        assert not (tmp_path / "other").exists()  # checked before anything is made
+    with pytest.raises(InputError, match="one subject label of letters and digits"):
+        dataset_of_files(task, images, tmp_path / "other", "p_7")
 
 
 def test_oversampled_patches_hold_the_label_more_often() -> None:

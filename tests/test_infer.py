@@ -192,6 +192,44 @@ def test_bids_filter_chooses_the_acquisition_predicted(enhance_dataset: Path,
     assert json.loads(sidecar.read_text())["Sources"] == [str(chosen.resolve())]
 
 
+def test_files_named_one_by_one_predict_as_the_dataset_does(enhance_dataset: Path,
+                                                            tmp_path: Path, capsys) -> None:
+    """``predict --image KEY=FILE``: a scan outside any BIDS layout gives the output its
+    dataset gives, the sidecar names the user's file, and an error names it too."""
+    import json
+    import shutil
+
+    from conftest import tiny
+    from lesionkit.cli import run
+    from lesionkit.io import load_volume, save_volume
+    from lesionkit.training import train
+    from lesionkit.volume import Volume
+
+    model = train(tiny(get_task("enhance-r1")), enhance_dataset, tmp_path / "model",
+                  epochs=1, max_steps=1, progress=False, device="cpu")
+    scan = tmp_path / "scanner" / "R1 map 3T.nii.gz"
+    scan.parent.mkdir()
+    shutil.copy(enhance_dataset / "sub-01/ses-3T/anat/sub-01_ses-3T_R1map.nii.gz", scan)
+    common = ["predict", str(model), "--device", "cpu", "--tta", "1"]
+    assert run([*common, str(enhance_dataset), "--subjects", "01", "--out-dir",
+                str(tmp_path / "pred-bids")]) == 0
+    assert run([*common, "--image", f"r1_3t={scan}", "--subjects", "p7", "--out-dir",
+                str(tmp_path / "files")]) == 0
+    (written,) = (tmp_path / "files").rglob("sub-p7_*_R1map.nii.gz")
+    (reference,) = (tmp_path / "pred-bids").rglob("sub-01_*_desc-enhanced_R1map.nii.gz")
+    assert written.name == reference.name.replace("sub-01", "sub-p7")
+    np.testing.assert_array_equal(load_volume(written).data, load_volume(reference).data)
+    sidecar = json.loads(written.with_suffix("").with_suffix(".json").read_text())
+    assert sidecar["Sources"] == [str(scan.resolve())]
+    capsys.readouterr()
+    flat = load_volume(scan)
+    save_volume(Volume(np.ones(flat.shape, np.float32), flat.affine), scan)
+    assert run([*common, "--image", f"r1_3t={scan}", "--out-dir", str(tmp_path / "x")]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {scan.resolve()}: expected an image, "
+                                              "found a constant image")
+    assert not (tmp_path / "x").exists()
+
+
 def yaml_task(model: Path) -> dict:
     import yaml
 

@@ -447,6 +447,13 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
      "read with --bids-filter FLAIR:acq=nope"),
     ("flair-not-fetched", _flair_not_fetched, 1, "datalad get"),
     ("label-with-underscore", _label_with_underscore, 1, "is not a BIDS name"),
+    ("predict-neither-data-nor-image", _args("predict", "{enhance_model}"), 1, "--image"),
+    ("image-unknown-key", _args("predict", "{enhance_model}", "--image", "flair={w}/x.nii",
+                                "--out-dir", "{w}/out"), 1, "r1_3t (R1map)"),
+    ("image-no-such-file", _args("predict", "{enhance_model}", "--image", "r1_3t={w}/x.nii",
+                                 "--out-dir", "{w}/out"), 1, "x.nii: expected a NIfTI image"),
+    ("image-without-out-dir", _args("predict", "{enhance_model}", "--image",
+                                    "r1_3t={w}/x.nii"), 1, "--out-dir"),
     ("crossval-into-dataset", _args("crossval", "fcd-classify", "{fcd}", "{fcd}/cv"), 1,
      "would write into the dataset"),
     # evaluation

@@ -553,13 +553,20 @@ def predict(
         metavar="MODEL",
         help="Model folder written by train, or the name of a shipped model (see "
              "lesionkit models).")],
-    data_dir: Annotated[Path, typer.Argument(help="BIDS dataset with the task's inputs.")],
+    data_dir: Annotated[Path | None, typer.Argument(
+        help="BIDS dataset with the task's inputs (or name the files with --image).")] = None,
     tta: Annotated[int | None, typer.Option(
         min=1, max=8, help="Mirror flips averaged (1-8; default: the task's).")] = None,
     device: DeviceOption = "auto",
     subjects: SubjectsOption = None,
     out_dir: Annotated[Path | None, typer.Option(
         help="Derivatives folder (default: DATA_DIR/derivatives/lesionkit).")] = None,
+    image: Annotated[list[str] | None, typer.Option(
+        "--image", metavar="KEY=FILE",
+        help="Instead of DATA_DIR: one NIfTI file per input of the model, e.g. --image "
+             "flair=scan.nii.gz --image t1w=t1.nii (a wrong or missing KEY is answered with "
+             "the model's list; a brain mask is optional); --subjects names the subject "
+             "(default 01); needs --out-dir.")] = None,
     register: RegisterOption = False,
     allow_incomplete: Annotated[bool, typer.Option(
         help="Predict with a model folder whose training did not finish.")] = False,
@@ -587,13 +594,64 @@ def predict(
     start = time.perf_counter()
     _on_interrupt("every prediction written so far is complete; run the same command again "
                   "to write the rest")
-    with _user_errors(), bids_filters(bids_filter or []):
-        written = run(model_dir, data_dir, tta=tta, device=_device(device),
-                      subjects=_subject_list(subjects), out_dir=out_dir, register=register,
-                      allow_incomplete=allow_incomplete, amp=amp,
-                      sessions=sessions.split(",") if sessions else None)
+    options = dict(tta=tta, device=_device(device), out_dir=out_dir, register=register,
+                   allow_incomplete=allow_incomplete, amp=amp)
+    if image:
+        written = _predict_files(model_dir, image, subjects, **options)
+    elif data_dir is None:
+        _fail("expected DATA_DIR or --image KEY=FILE, found neither (see lesionkit predict "
+              "--help)")
+    else:
+        with _user_errors(), bids_filters(bids_filter or []):
+            written = run(model_dir, data_dir, subjects=_subject_list(subjects),
+                          sessions=sessions.split(",") if sessions else None, **options)
     where = out_dir or data_dir / "derivatives" / "lesionkit"
     typer.echo(f"wrote {len(written)} files under {where} in {time.perf_counter() - start:.0f} s")
+
+
+def _predict_files(model_dir: Path, images: list[str], subjects: str | None,
+                   **options: object) -> list[Path]:
+    """``predict --image``: the files laid out as a one-subject dataset of links in a
+    temporary folder, predicted into ``--out-dir``; errors name the user's files."""
+    import tempfile
+
+    from lesionkit.data import dataset_of_files
+    from lesionkit.infer import predict as run
+    from lesionkit.io import InputError
+    from lesionkit.model_folder import read_config, task_from_config
+    from lesionkit.shipped import resolve_model
+
+    if options["out_dir"] is None:
+        _fail("--image: expected --out-dir for the predictions, found none")
+    pairs = [item.partition("=") for item in images]
+    if any(not key or not sep or not path for key, sep, path in pairs):
+        _fail(f"--image: expected KEY=FILE, found {' '.join(images)}")
+    label = _subject_list(subjects) or ["01"]
+    if len(label) != 1:
+        _fail(f"--subjects: expected one subject for the files of --image, found {subjects}")
+    sources: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="lesionkit-files-") as folder:
+        try:
+            resolved = resolve_model(model_dir)
+            task = task_from_config(read_config(resolved), resolved / "config.yaml")
+            sources = dataset_of_files(task, {k: Path(p) for k, _, p in pairs}, Path(folder),
+                                       label[0])
+            return run(resolved, folder, sources=sources, **options)
+        except InputError as error:
+            _fail(_named_as_given(str(error), sources))
+    return []
+
+
+def _named_as_given(message: str, sources: dict[str, str]) -> str:
+    """A message with the links of :func:`lesionkit.data.dataset_of_files` (paths, or
+    names alone) replaced by the files they stand for."""
+    import re
+
+    names = {**{Path(link).name: file for link, file in sources.items()}, **sources}
+    if not names:
+        return message
+    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.sub(pattern, lambda match: names[match.group(0)], message)
 
 
 @app.command()

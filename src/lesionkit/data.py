@@ -78,6 +78,68 @@ def available_subjects(dataset: BIDSDataset, task: Task, with_targets: bool = Tr
     return [name for name in _candidates(dataset, specs) if has_images(dataset, name, specs)]
 
 
+def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
+                     subject: str = "01") -> dict[str, str]:
+    """Lay out image files named one by one (``predict --image KEY=FILE``) as a
+    one-subject BIDS dataset of links under ``root``, each where the task looks for it,
+    with its JSON sidecar when it has one (units, an MRF schedule).
+
+    Args:
+        task: The task predicting them.
+        images: Key of each prediction image (``ImageSpec.key``: "flair", "t1w", ...; the
+            brain mask "brain" is optional) -> its file.
+        root: An empty folder for the dataset.
+        subject: The subject label the outputs are named with.
+
+    Returns:
+        Link -> the file it stands for (what the outputs' sidecars record as sources).
+
+    Raises:
+        InputError: a key the task does not read, a missing image, or a file that is not
+            a NIfTI image.
+    """
+    from lesionkit.bids import (
+        bids_path,
+        sidecar_path,
+        write_dataset_description,
+        write_participants,
+    )
+
+    if not subject.isalnum() or not subject.isascii():
+        raise InputError(f"--subjects: expected one subject label of letters and digits for "
+                         f"the files of --image, found {subject!r}")
+    specs = {s.key: s for s in prediction_specs(task)}
+    listed = ", ".join(f"{k} ({s.suffix}{'' if s is not task.mask else ', optional'})"
+                       for k, s in specs.items())
+    unknown = sorted(set(images) - set(specs))
+    missing = [k for k, s in specs.items() if s is not task.mask and k not in images]
+    if unknown or missing:
+        found = (f"unknown {', '.join(unknown)}" if unknown else
+                 f"none for {', '.join(missing)}")
+        raise InputError(f"--image: expected KEY=FILE for each image of task {task.name}: "
+                         f"{listed}; found {found}")
+    files = {key: Path(file).resolve() for key, file in images.items()}
+    for key, file in files.items():  # every file checked before anything is made
+        if not file.is_file() or not file.name.endswith((".nii", ".nii.gz")):
+            what = "no such file" if not file.exists() else "another kind of file"
+            raise InputError(f"{file}: expected a NIfTI image (.nii or .nii.gz) for --image "
+                             f"{key}, found {what}")
+    sources: dict[str, str] = {}
+    for key, file in files.items():
+        spec = specs[key]
+        link = bids_path(root, subject, spec.suffix, derivatives=spec.derivatives,
+                         session=spec.session, extension=".nii.gz" if file.name.endswith(
+                             ".gz") else ".nii", **dict(spec.entities))
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(file)
+        if sidecar_path(file).is_file():
+            sidecar_path(link).symlink_to(sidecar_path(file))
+        sources[str(link)] = str(file)
+    write_dataset_description(root, "files named on the command line")
+    write_participants(root, [{"participant_id": f"sub-{subject}"}])
+    return sources
+
+
 def prediction_units(dataset: BIDSDataset, task: Task, subjects: Sequence[str] | None = None
                      ) -> list[tuple[str, str | None, str | None]]:
     """(subject, session, run) triples to predict: each session that holds the task's

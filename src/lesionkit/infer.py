@@ -15,7 +15,7 @@ import itertools
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -456,6 +456,7 @@ def predict(
     amp: bool = False,
     sessions: Sequence[str] | None = None,
     folds: Sequence[int] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
@@ -492,6 +493,9 @@ def predict(
             did). A fold's own training subjects predicted by that fold alone feed what
             is fitted downstream of a cross-validation fold on its training subjects
             only (a task's evaluation, for example).
+        sources: The file each input path of ``data_dir`` stands for, recorded in the
+            sidecars instead of that path (the links of
+            :func:`lesionkit.data.dataset_of_files`).
 
     Nothing is created before the first subject's inputs are read and checked; tables of
     subject outputs are merged with an earlier table of the folder (rows of the subjects
@@ -577,7 +581,8 @@ def predict(
         sidecar = {"ModelFolder": str(model.path), "Task": task.name,
                    "TestTimeFlips": flip_count, "Folds": len(chosen),
                    **({"FoldIndices": list(folds)} if folds is not None else {}),
-                   "Sources": [str(f.path) for f in found], "BrainMask": notes["BrainMask"],
+                   "Sources": [(sources or {}).get(str(f.path), str(f.path)) for f in found],
+                   "BrainMask": notes["BrainMask"],
                    "InputVoxelSizes": notes["VoxelSizes"],
                    **({"InputNaNVoxels": {
                        "Voxels": notes["MissingVoxels"],
