@@ -131,13 +131,24 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
                          session=spec.session, extension=".nii.gz" if file.name.endswith(
                              ".gz") else ".nii", **dict(spec.entities))
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(file)
+        _link(file, link)
         if sidecar_path(file).is_file():
-            sidecar_path(link).symlink_to(sidecar_path(file))
+            _link(sidecar_path(file), sidecar_path(link))
         sources[str(link)] = str(file)
     write_dataset_description(root, "files named on the command line")
     write_participants(root, [{"participant_id": f"sub-{subject}"}])
     return sources
+
+
+def _link(file: Path, link: Path) -> None:
+    """A symbolic link to ``file``, or a copy where the system allows no links (Windows
+    without developer mode)."""
+    try:
+        link.symlink_to(file)
+    except OSError:
+        import shutil
+
+        shutil.copy2(file, link)
 
 
 def prediction_units(dataset: BIDSDataset, task: Task, subjects: Sequence[str] | None = None
