@@ -76,7 +76,7 @@ def test_evaluation_scores_baseline_and_output(enhance_dataset: Path) -> None:
 def test_edge_profiles_of_the_report(enhance_dataset: Path) -> None:
     from lesionkit.tasks.enhance_r1 import _edge_profiles
 
-    r7 = load_volume(bids_path(enhance_dataset, "01", "R1map", session="7T"))
+    r7 = load_volume(bids_path(enhance_dataset, "01", "R1map", session="7T"), unit="s^-1")
     wm = np.zeros(r7.shape, np.float32)
     wm[r7.shape[0] // 2:] = 1.0
     for label, data in (("GM", 1.0 - wm), ("WM", wm)):
