@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -117,6 +118,38 @@ def test_participant_level_writes_a_derivatives_dataset_into_output_dir_only(
     assert run([str(data), str(out), "participant", "--participant-label", "02", "--task",
                 "enhance-r1", "--model", str(model), "--bids-filter", "R1map:rec=norm"]) == 1
     assert digest(out) == before
+
+
+def test_a_refused_participant_is_named_and_the_others_are_predicted(enhance, tmp_path,
+                                                                     capsys) -> None:
+    """As fMRIPrep goes on past a participant that fails: one line for it, the others
+    written, exit status 1 and a last line listing the refused; --stop-on-first-crash
+    stops there."""
+    import shutil
+
+    from lesionkit.io import load_volume, save_volume
+    from lesionkit.volume import Volume
+
+    source, model = enhance
+    data = shutil.copytree(source, tmp_path / "bids")
+    broken = next((data / "sub-02").rglob("sub-02_ses-3T_R1map.nii.gz"))
+    volume = load_volume(broken)
+    save_volume(Volume(np.zeros(volume.shape, np.float32), volume.affine), broken)
+    common = [str(data), "participant", "--task", "enhance-r1", "--model", str(model),
+              "--device", "cpu"]
+    capsys.readouterr()
+    assert run([common[0], str(tmp_path / "out"), *common[1:]]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines()
+              if line.startswith("error:")]
+    assert len(errors) == 2
+    assert "sub-02_ses-3T_R1map.nii.gz: expected an image, found only zero" in errors[0]
+    assert errors[1].endswith("found 1 of 3 refused, each named above: sub-02")
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dataset_description.json", "sub-01", "sub-01_ses-3T.html", "sub-03",
+        "sub-03_ses-3T.html"]  # no staging folder left behind
+    assert run([common[0], str(tmp_path / "stop"), *common[1:], "--stop-on-first-crash"]) == 1
+    assert sorted(p.name for p in (tmp_path / "stop").glob("sub-*[0-9]")) == ["sub-01"]
 
 
 def test_unknown_participant_label_is_one_line_naming_it(enhance, tmp_path, capsys) -> None:

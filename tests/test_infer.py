@@ -230,6 +230,34 @@ def test_files_named_one_by_one_predict_as_the_dataset_does(enhance_dataset: Pat
     assert not (tmp_path / "x").exists()
 
 
+def test_keep_going_predicts_the_others_and_names_the_refused(enhance_dataset: Path,
+                                                              tmp_path: Path, capsys) -> None:
+    from conftest import tiny
+    from lesionkit.cli import run
+    from lesionkit.io import load_volume, save_volume
+    from lesionkit.training import train
+    from lesionkit.volume import Volume
+
+    model = train(tiny(get_task("enhance-r1")), enhance_dataset, tmp_path / "model",
+                  epochs=1, max_steps=1, progress=False, device="cpu")
+    broken = enhance_dataset / "sub-02/ses-3T/anat/sub-02_ses-3T_R1map.nii.gz"
+    volume = load_volume(broken)
+    save_volume(Volume(np.full(volume.shape, 0.7, np.float32), volume.affine), broken)
+    common = ["predict", str(model), str(enhance_dataset), "--device", "cpu", "--tta", "1"]
+    capsys.readouterr()
+    assert run([*common, "--out-dir", str(tmp_path / "stop")]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "stop").glob("sub-*")) == ["sub-01"]
+    assert run([*common, "--out-dir", str(tmp_path / "all"), "--keep-going"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(errors) == 2 and "sub-02_ses-3T_R1map.nii.gz: expected an image, found a " \
+        "constant image" in errors[0]
+    assert "found 1 of 4 refused, each named above: sub-02; the other 3 are written" \
+        in errors[1]
+    assert sorted(p.name for p in (tmp_path / "all").glob("sub-*")) == ["sub-01", "sub-03",
+                                                                        "sub-04"]
+
+
 def yaml_task(model: Path) -> dict:
     import yaml
 

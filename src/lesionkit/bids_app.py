@@ -103,6 +103,9 @@ def bids_app(
     register: Annotated[bool, typer.Option(
         help="Co-register each participant's images to its first input (dipy).")] = False,
     bids_filter: BidsFilterOption = None,
+    stop_on_first_crash: Annotated[bool, typer.Option(
+        help="Stop at the first participant whose inputs are refused (default: name it, "
+             "predict the others, exit status 1 at the end).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file "
                                                                     "written.")] = False,
     version: Annotated[bool, typer.Option(
@@ -117,7 +120,8 @@ def bids_app(
 
         with bids_filters(bids_filter or []):
             written = participant_level(bids, out, task, labels, model, tta,
-                                        _device(device), threads, register, session_label)
+                                        _device(device), threads, register, session_label,
+                                        stop_on_first_crash)
     else:
         written = group_level(bids, out, task, labels)
     for path in written if verbose else ():
@@ -201,12 +205,15 @@ def _check_places(bids: Path, out: Path) -> None:
 
 def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] | None,
                       model: str | None, tta: int | None, device: str, threads: int | None,
-                      register: bool, sessions: Sequence[str] | None = None) -> list[Path]:
+                      register: bool, sessions: Sequence[str] | None = None,
+                      stop_on_first_crash: bool = False) -> list[Path]:
     """Predict participants of ``bids`` into the derivatives dataset ``out``.
 
     Each participant is predicted into a private folder inside ``out`` and moved into
     place when complete; a table of participants is split into one table per
-    participant (and session).
+    participant (and session). A participant whose inputs are refused is named in one
+    line and the others are predicted (unless ``stop_on_first_crash``); the error at the
+    end lists them.
 
     Returns:
         Paths written.
@@ -231,6 +238,7 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     _on_interrupt(f"participants written so far under {out} are complete; run the same "
                   "command again for the rest")
     written: list[Path] = []
+    failed: list[str] = []
     try:
         with _progress(f"predict {task_name}", len(subjects)) as advance:
             for subject in subjects:
@@ -244,14 +252,24 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                     if not written:
                         written.append(_describe(out, bids, parameters))
                     written.extend(_moved(staging, out))
+                except InputError as error:  # the participant is left out, the others go on
+                    if stop_on_first_crash:
+                        raise
+                    failed.append(f"{PARTICIPANT}{subject}")
+                    typer.echo(f"error: {' '.join(str(error).split())}", err=True)
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
                 advance(1)
     finally:
         if created and not any(out.iterdir()):
             out.rmdir()
-    typer.echo(f"wrote {len(written)} files of {len(subjects)} participants under {out} in "
+    done = len(subjects) - len(failed)
+    typer.echo(f"wrote {len(written)} files of {done} participants under {out} in "
                f"{time.perf_counter() - start:.0f} s")
+    if failed:
+        raise InputError(f"{bids}: expected every participant predicted, found {len(failed)} "
+                         f"of {len(subjects)} refused, each named above: "
+                         f"{', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}")
     return written
 
 

@@ -577,6 +577,9 @@ def predict(
     sessions: Annotated[str | None, typer.Option(
         help="Comma-separated sessions to predict (default: every session).")] = None,
     bids_filter: BidsFilterOption = None,
+    keep_going: Annotated[bool, typer.Option(
+        help="Predict the other subjects when one's inputs are refused: a line for each, "
+             "exit status 1 at the end.")] = False,
 ) -> None:
     """Apply a model folder or a shipped model; write predictions (and uncertainty) as
     BIDS derivatives.
@@ -604,7 +607,8 @@ def predict(
     else:
         with _user_errors(), bids_filters(bids_filter or []):
             written = run(model_dir, data_dir, subjects=_subject_list(subjects),
-                          sessions=sessions.split(",") if sessions else None, **options)
+                          sessions=sessions.split(",") if sessions else None,
+                          keep_going=keep_going, **options)
     where = out_dir or data_dir / "derivatives" / "lesionkit"
     typer.echo(f"wrote {len(written)} files under {where} in {time.perf_counter() - start:.0f} s")
 

@@ -37,7 +37,7 @@ from lesionkit.data import expected_name
 from lesionkit.io import InputError, read_sidecar, write_json, write_tsv
 from lesionkit.summaries import summarise
 from lesionkit.tasks.task import ImageSpec, Task, dataset_is_phantom
-from lesionkit.units import row_in_scope, unit_scope
+from lesionkit.units import row_in_scope, unit_label, unit_scope
 
 #: Acquisition columns that group metrics (:func:`by_acquisition`), in table order.
 GROUPS = ("field", "acquisition", "slices", "slice_thickness", "manufacturer")
@@ -200,12 +200,6 @@ def evaluation_units(task: Task, predictions: Path, subjects: Sequence[str]) -> 
                           key=lambda r: (len(r), r))
             units.extend((subject, session, run) for run in runs or [None])
     return units
-
-
-def unit_label(subject: str, session: str | None = None, run: str | None = None) -> str:
-    """``sub-<label>[_ses-<label>][_run-<label>]``, e.g. "sub-p01_ses-2"."""
-    return "_".join(f"{key}-{value}" for key, value in
-                    (("sub", subject), ("ses", session), ("run", run)) if value)
 
 
 def _ids(subject: str, session: str | None, run: str | None) -> dict[str, str]:

@@ -41,6 +41,7 @@ from lesionkit.data import (
 from lesionkit.io import InputError, load_volume, remove_stale_temporaries, write_tsv
 from lesionkit.model_folder import FoldModel, TrainedModel, load_model
 from lesionkit.tasks.task import OutputSpec
+from lesionkit.units import unit_label
 from lesionkit.volume import Volume
 
 SPATIAL_AXES = (2, 3, 4)
@@ -457,6 +458,7 @@ def predict(
     sessions: Sequence[str] | None = None,
     folds: Sequence[int] | None = None,
     sources: Mapping[str, str] | None = None,
+    keep_going: bool = False,
 ) -> list[Path]:
     """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
@@ -496,6 +498,8 @@ def predict(
         sources: The file each input path of ``data_dir`` stands for, recorded in the
             sidecars instead of that path (the links of
             :func:`lesionkit.data.dataset_of_files`).
+        keep_going: A subject (session, run) whose inputs are refused is named in one line
+            on stderr and the others are predicted; the error at the end lists them.
 
     Nothing is created before the first subject's inputs are read and checked; tables of
     subject outputs are merged with an earlier table of the folder (rows of the subjects
@@ -548,75 +552,87 @@ def predict(
     layer = getattr(task.inference, "cam_layer", None)
     paths: list[Path] = []
     rows: list[dict] = []
+    failed: list[str] = []
     for subject, session, run in track(units, description="predict", disable=not progress):
-        loaded = load_subject(dataset, subject, task, specs, session, register, run)
-        found = [dataset.get_run(subject, s.suffix, run, **s.query(session)) for s in specs
-                 if s is not task.mask]
-        inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
-        channels = sum(len(v) for v in inputs.values()) + getattr(task.inference,
-                                                                  "extra_channels", 0)
-        if model.config.get("in_channels") not in (None, channels):
-            raise InputError(f"{found[0].path}: expected {model.config['in_channels']} input "
-                             f"channels (frames) for the model {model.path.name}, found "
-                             f"{channels}")
-        label_map = (np.rint(loaded[task.lesions.key].data[0].numpy()).astype(np.int64)
-                     if task.lesions is not None else None)
-        chosen = (folds_for(model, subject) if folds is None
-                  else [model.folds[i] for i in folds])
-        features = None
-        if task.lesion_features is not None:
-            from lesionkit.lesion_features import subject_features
-
-            features = subject_features(dataset, subject, task, task.prediction_inputs,
-                                        session, run=run)
-        margin = getattr(task.inference, "crop_margin", None)
-        box = (brain_box(loaded["mask"].data[0].numpy(), margin)
-               if margin is not None and task.output_kind == "maps" else None)
         try:
-            mean, std = predict_arrays(model, inputs, flip_count, device, label_map, chosen,
-                                       features, amp=amp, box=box)
-        except InputError as error:  # the network refused the input (e.g. another grid)
-            raise InputError(f"{found[0].path}: {error}") from error
-        notes = loaded["notes"]
-        sidecar = {"ModelFolder": str(model.path), "Task": task.name,
-                   "TestTimeFlips": flip_count, "Folds": len(chosen),
-                   **({"FoldIndices": list(folds)} if folds is not None else {}),
-                   "Sources": [(sources or {}).get(str(f.path), str(f.path)) for f in found],
-                   "BrainMask": notes["BrainMask"],
-                   "InputVoxelSizes": notes["VoxelSizes"],
-                   **({"InputNaNVoxels": {
-                       "Voxels": notes["MissingVoxels"],
-                       "Description": "voxels stored as NaN (no data), read as the "
-                                      "image's background (0 where 0 is in its range)"}}
-                      if notes.get("MissingVoxels") else {}),
-                   **({"InputUnitConversions": notes["UnitConversions"]}
-                      if notes.get("UnitConversions") else {}),
-                   "ModelVoxelSize": list(task.spacing) if task.spacing else None,
-                   **({"MixedPrecision": _precision_name(device)} if amp else {}),
-                   **({"PredictedBox": {
-                       "Voxels": [[b.start, b.stop] for b in box],
-                       "Description": f"brain mask bounding box + {margin} voxels on the "
-                                      "network's grid, its start on a multiple of 16; "
-                                      "outside it 0 (or, for a map with negative "
-                                      "values, the median of the box's outer faces)"}}
-                      if box is not None else {}),
-                   **({"Warnings": notes["Warnings"]} if notes["Warnings"] else {}),
-                   "Command": shlex.join(sys.argv)}
-        for warning in notes["Warnings"]:
-            print(f"warning: sub-{subject}: {warning}", file=sys.stderr)
-        if not (out_root / "dataset_description.json").is_file():  # something to write
-            write_dataset_description(out_root, "lesionkit predictions",
-                                      dataset_type="derivative")
-        out = _Written(out_root, subject, session or found[0].entities.get("ses"), run, sidecar,
-                       load_volume(found[0].path, ndim=None), np.asarray(loaded["mask"].affine),
-                       paths)
-        cam = (lambda f=chosen, i=inputs: _cam(model, f, i, layer, device)) if layer else None
-        WRITERS[task.output_kind](out, task, mean, std, rows=rows, cam=cam,
-                                  lesion_path=found[-1].path,
-                                  members=flip_count * len(chosen))
+            loaded = load_subject(dataset, subject, task, specs, session, register, run)
+            found = [dataset.get_run(subject, s.suffix, run, **s.query(session)) for s in specs
+                     if s is not task.mask]
+            inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
+            channels = sum(len(v) for v in inputs.values()) + getattr(task.inference,
+                                                                      "extra_channels", 0)
+            if model.config.get("in_channels") not in (None, channels):
+                raise InputError(f"{found[0].path}: expected {model.config['in_channels']} input "
+                                 f"channels (frames) for the model {model.path.name}, found "
+                                 f"{channels}")
+            label_map = (np.rint(loaded[task.lesions.key].data[0].numpy()).astype(np.int64)
+                         if task.lesions is not None else None)
+            chosen = (folds_for(model, subject) if folds is None
+                      else [model.folds[i] for i in folds])
+            features = None
+            if task.lesion_features is not None:
+                from lesionkit.lesion_features import subject_features
+
+                features = subject_features(dataset, subject, task, task.prediction_inputs,
+                                            session, run=run)
+            margin = getattr(task.inference, "crop_margin", None)
+            box = (brain_box(loaded["mask"].data[0].numpy(), margin)
+                   if margin is not None and task.output_kind == "maps" else None)
+            try:
+                mean, std = predict_arrays(model, inputs, flip_count, device, label_map, chosen,
+                                           features, amp=amp, box=box)
+            except InputError as error:  # the network refused the input (e.g. another grid)
+                raise InputError(f"{found[0].path}: {error}") from error
+            notes = loaded["notes"]
+            sidecar = {"ModelFolder": str(model.path), "Task": task.name,
+                       "TestTimeFlips": flip_count, "Folds": len(chosen),
+                       **({"FoldIndices": list(folds)} if folds is not None else {}),
+                       "Sources": [(sources or {}).get(str(f.path), str(f.path)) for f in found],
+                       "BrainMask": notes["BrainMask"],
+                       "InputVoxelSizes": notes["VoxelSizes"],
+                       **({"InputNaNVoxels": {
+                           "Voxels": notes["MissingVoxels"],
+                           "Description": "voxels stored as NaN (no data), read as the "
+                                          "image's background (0 where 0 is in its range)"}}
+                          if notes.get("MissingVoxels") else {}),
+                       **({"InputUnitConversions": notes["UnitConversions"]}
+                          if notes.get("UnitConversions") else {}),
+                       "ModelVoxelSize": list(task.spacing) if task.spacing else None,
+                       **({"MixedPrecision": _precision_name(device)} if amp else {}),
+                       **({"PredictedBox": {
+                           "Voxels": [[b.start, b.stop] for b in box],
+                           "Description": f"brain mask bounding box + {margin} voxels on the "
+                                          "network's grid, its start on a multiple of 16; "
+                                          "outside it 0 (or, for a map with negative "
+                                          "values, the median of the box's outer faces)"}}
+                          if box is not None else {}),
+                       **({"Warnings": notes["Warnings"]} if notes["Warnings"] else {}),
+                       "Command": shlex.join(sys.argv)}
+            for warning in notes["Warnings"]:
+                print(f"warning: sub-{subject}: {warning}", file=sys.stderr)
+            if not (out_root / "dataset_description.json").is_file():  # something to write
+                write_dataset_description(out_root, "lesionkit predictions",
+                                          dataset_type="derivative")
+            out = _Written(out_root, subject, session or found[0].entities.get("ses"), run, sidecar,
+                           load_volume(found[0].path, ndim=None), np.asarray(loaded["mask"].affine),
+                           paths)
+            cam = (lambda f=chosen, i=inputs: _cam(model, f, i, layer, device)) if layer else None
+            WRITERS[task.output_kind](out, task, mean, std, rows=rows, cam=cam,
+                                      lesion_path=found[-1].path,
+                                      members=flip_count * len(chosen))
+        except InputError as error:
+            if not keep_going:
+                raise
+            failed.append(unit_label(subject, session, run))
+            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
     if rows:
         table = out_root / f"task-{task.name}_predictions.tsv"
         paths.append(write_tsv(merged_rows(table, rows), table))
+    if failed:
+        raise InputError(f"{dataset.root}: expected every subject (session, run) predicted, "
+                         f"found {len(failed)} of {len(units)} refused, each named above: "
+                         f"{', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}; the "
+                         f"other {len(units) - len(failed)} are written under {out_root}")
     return paths
 
 

@@ -89,6 +89,12 @@ def row_in_scope(row: Mapping[str, object]) -> bool:
     return all(not values[key] or values[key] == value for key, value in scope.items())
 
 
+def unit_label(subject: str, session: str | None = None, run: str | None = None) -> str:
+    """``sub-<label>[_ses-<label>][_run-<label>]``, e.g. "sub-p01_ses-2"."""
+    return "_".join(f"{key}-{value}" for key, value in
+                    (("sub", subject), ("ses", session), ("run", run)) if value)
+
+
 #: Separates the subject from the session in the name of a training example ("p01_ses-2").
 SESSION_SEPARATOR = "_ses-"
 
