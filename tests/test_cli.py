@@ -15,8 +15,9 @@ from lesionkit.cli import app
 runner = CliRunner()
 
 
-def test_version() -> None:
-    result = runner.invoke(app, ["version"])
+@pytest.mark.parametrize("argv", [["version"], ["--version"]])
+def test_version(argv: list[str]) -> None:
+    result = runner.invoke(app, argv)
     assert result.exit_code == 0
     assert result.stdout.strip() == f"lesionkit {__version__}"
 

@@ -169,8 +169,18 @@ def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda n=1: bar.advance(task_id, n)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from lesionkit import __version__
+
+        typer.echo(f"lesionkit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
     """lesionkit: train, predict, evaluate and cross-validate lesion-finding tasks."""
 
 
