@@ -149,6 +149,24 @@ def test_files_that_are_not_bids_names_are_said_to_be_so(dataset: Path) -> None:
         ds.get("01", "FLAIR")
 
 
+def test_files_in_a_template_space_are_not_taken_for_the_subject(dataset: Path) -> None:
+    """fMRIPrep writes a brain mask in the subject's space and one in MNI space; the
+    subject's is the one, unless a query or filter asks for a space."""
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    for space in (None, "MNI152NLin2009cAsym", "T1w"):
+        save_volume(image, bids_path(dataset, "01", "mask", session="7T", derivatives="fmriprep",
+                                     desc="head", **({"space": space} if space else {})))
+    ds = BIDSDataset(dataset)
+    found = ds.find(subject="01", suffix="mask", derivatives="fmriprep", desc="head")
+    assert [f.entities.get("space") for f in found] == [None, "T1w"]
+    template = ds.get("01", "mask", derivatives="fmriprep", space="MNI152NLin2009cAsym")
+    assert template.entities["space"] == "MNI152NLin2009cAsym"
+    with bids_filters([parse_filter("space=MNI152NLin2009cAsym")]):
+        assert [f.entities.get("space") for f in ds.find(
+            subject="01", suffix="mask", derivatives="fmriprep", desc="head")] == [
+            None, "MNI152NLin2009cAsym"]
+
+
 def test_load_in_converts_from_the_units_of_the_sidecar(dataset: Path) -> None:
     path = bids_path(dataset, "01", "T1map", session="3T")
     save_volume(Volume(np.full((2, 2, 2), 1.2, np.float32), np.eye(4)), path)

@@ -43,6 +43,9 @@ BIDS_ENTITIES = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi"
                  "part", "proc", "hemi", "space", "split", "recording", "chunk", "seg",
                  "res", "den", "label", "desc")
 BIDS_VERSION = "1.10.0"
+#: ``space-`` labels of a subject's own space; any other (MNI152NLin2009cAsym, fsaverage,
+#: ...) is a template's, which look-ups skip unless a query or filter names ``space``.
+SUBJECT_SPACES = frozenset({"orig", "t1w", "t2w", "flair", "individual", "native", "scanner"})
 #: How a BIDS file name is built, as error messages tell it.
 BIDS_NAME = ("sub-<label>[_<key>-<label>...]_<suffix>.nii[.gz]; labels of letters and digits "
              "only: sub-pat01, not sub-pat_01 or sub-pat-01")
@@ -306,12 +309,15 @@ class BIDSDataset:
         the unit's session and run, or none). Suffixes match regardless of case (``T1W`` is
         found as ``T1w``, as scanners and converters often write it); NIfTI
         files are found as ``.nii.gz`` or ``.nii``. Inside :func:`bids_filters`, only the
-        files that pass every filter. ``unfetched``: instead of files, the links whose
-        content is absent (a DataLad or git-annex dataset not fetched).
+        files that pass every filter. Files in a template's space (``space-MNI...``, see
+        :data:`SUBJECT_SPACES`) only when the query or a filter names ``space``.
+        ``unfetched``: instead of files, the links whose content is absent (a DataLad or
+        git-annex dataset not fetched).
         """
         base = self._base(derivatives)
         extensions = (extension,) if isinstance(extension, str) else extension
         wanted = {"sub": subject, "ses": session, **entities}
+        any_space = "space" in entities or any(f.entity == "space" for f in active_filters())
         scoped = {name: {k: v for k, v in pairs if wanted.get(k) is None
                          and not (k in entities and entities[k] is None)}
                   for name, pairs in scopes().items()}
@@ -339,6 +345,8 @@ class BIDSDataset:
                 continue
             if not all(f.keeps(ents, sfx) for f in active_filters()):
                 continue
+            if not any_space and ents.get("space", "orig").lower() not in SUBJECT_SPACES:
+                continue  # a template's space (fMRIPrep's MNI masks): not on the subject
             found.append(BIDSFile(path=path, entities=ents, suffix=sfx, extension=ext))
         return found
 
