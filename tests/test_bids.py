@@ -150,8 +150,9 @@ def test_files_that_are_not_bids_names_are_said_to_be_so(dataset: Path) -> None:
 
 
 def test_files_in_a_template_space_are_not_taken_for_the_subject(dataset: Path) -> None:
-    """fMRIPrep writes a brain mask in the subject's space and one in MNI space; the
-    subject's is the one, unless a query or filter asks for a space."""
+    """fMRIPrep writes a brain mask in the subject's space, one in MNI space and one per
+    functional run; the subject's anatomical one is the one, unless a query or filter
+    asks for a space (or a datatype)."""
     image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
     for space in (None, "MNI152NLin2009cAsym", "T1w"):
         save_volume(image, bids_path(dataset, "01", "mask", session="7T", derivatives="fmriprep",
@@ -165,6 +166,12 @@ def test_files_in_a_template_space_are_not_taken_for_the_subject(dataset: Path) 
         assert [f.entities.get("space") for f in ds.find(
             subject="01", suffix="mask", derivatives="fmriprep", desc="head")] == [
             None, "MNI152NLin2009cAsym"]
+    bold_mask = bids_path(dataset, "01", "mask", session="7T", derivatives="fmriprep",
+                          datatype="func", task="rest", desc="head")
+    save_volume(image, bold_mask)  # a functional run's mask: not an anatomical image
+    assert len(ds.find(subject="01", suffix="mask", derivatives="fmriprep", desc="head")) == 2
+    assert [f.path for f in ds.find(subject="01", suffix="mask", derivatives="fmriprep",
+                                    datatype="func")] == [bold_mask]
 
 
 def test_load_in_converts_from_the_units_of_the_sidecar(dataset: Path) -> None:

@@ -46,6 +46,10 @@ BIDS_VERSION = "1.10.0"
 #: ``space-`` labels of a subject's own space; any other (MNI152NLin2009cAsym, fsaverage,
 #: ...) is a template's, which look-ups skip unless a query or filter names ``space``.
 SUBJECT_SPACES = frozenset({"orig", "t1w", "t2w", "flair", "individual", "native", "scanner"})
+#: BIDS datatype folders of no anatomical image (fMRIPrep's func/ brain masks, field
+#: maps, recordings): look-ups skip them unless a query names a datatype.
+NON_ANATOMICAL = frozenset({"func", "fmap", "beh", "perf", "eeg", "meg", "ieeg", "pet",
+                            "motion", "nirs", "micr", "emg"})
 #: How a BIDS file name is built, as error messages tell it.
 BIDS_NAME = ("sub-<label>[_<key>-<label>...]_<suffix>.nii[.gz]; labels of letters and digits "
              "only: sub-pat01, not sub-pat_01 or sub-pat-01")
@@ -310,7 +314,8 @@ class BIDSDataset:
         found as ``T1w``, as scanners and converters often write it); NIfTI
         files are found as ``.nii.gz`` or ``.nii``. Inside :func:`bids_filters`, only the
         files that pass every filter. Files in a template's space (``space-MNI...``, see
-        :data:`SUBJECT_SPACES`) only when the query or a filter names ``space``.
+        :data:`SUBJECT_SPACES`) only when the query or a filter names ``space``, and files
+        in a folder of :data:`NON_ANATOMICAL` only when the query names its datatype.
         ``unfetched``: instead of files, the links whose content is absent (a DataLad or
         git-annex dataset not fetched).
         """
@@ -333,6 +338,8 @@ class BIDSDataset:
             if suffix is not None and sfx.lower() != suffix.lower():
                 continue
             if datatype is not None and path.parent.name != datatype:
+                continue
+            if datatype is None and path.parent.name in NON_ANATOMICAL:
                 continue
             if extensions is not None and ext not in extensions:
                 continue
