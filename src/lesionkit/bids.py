@@ -377,12 +377,15 @@ class BIDSDataset:
                              f"{', '.join(sorted(hits))}; choose one (--truth PIPELINE)")
         return next(iter(hits.values()), [])
 
-    def misnamed(self, suffix: str, subject: str | None = None) -> list[Path]:
-        """NIfTI files ending in ``_<suffix>`` under subject folders whose names are not
-        BIDS names (a label holding "_" or "-", ``sub-pat_01_FLAIR.nii.gz``; an extension
-        in capitals), which no look-up finds."""
+    def misnamed(self, suffix: str, subject: str | None = None,
+                 derivatives: str | None = None) -> list[Path]:
+        """NIfTI files ending in ``_<suffix>`` under subject folders (of the raw data, or
+        of a derivatives pipeline) whose names are not BIDS names (a label holding "_" or
+        "-", ``sub-pat_01_FLAIR.nii.gz``; an extension in capitals), which no look-up
+        finds."""
         ends = tuple(f"_{suffix.lower()}{e}" for e in NIFTI_EXTENSIONS)
-        return sorted(p for p in self.root.glob(f"sub-{subject or '*'}/**/*")
+        base = self._base(derivatives)
+        return sorted(p for p in base.glob(f"sub-{subject or '*'}/**/*")
                       if p.name.lower().endswith(ends) and parse_name(p.name) is None)
 
     def unfetched(self, subject: str, suffix: str, **query: Any) -> list[BIDSFile]:
@@ -412,7 +415,7 @@ class BIDSDataset:
             what = ("no such file; the subject has " + ", ".join(have[:8]) +
                     (f" and {len(have) - 8} more" if len(have) > 8 else "")
                     if have else "no files")
-            what += _misnamed_hint(self.misnamed(suffix, subject))
+            what += _misnamed_hint(self.misnamed(suffix, subject, query.get("derivatives")))
         chosen = "".join(f", --bids-filter {f}" for f in active_filters())
         raise InputError(f"{where}: expected one '{suffix}' image "
                          f"({_described(query)}{chosen}), found {what}{_choice_hint(found)}")
