@@ -174,6 +174,21 @@ def test_files_in_a_template_space_are_not_taken_for_the_subject(dataset: Path) 
                                     datatype="func")] == [bold_mask]
 
 
+def test_a_folder_without_subjects_is_said_to_be_what_it_is(dataset: Path,
+                                                             tmp_path: Path) -> None:
+    anat = dataset / "sub-01" / "ses-3T" / "anat"
+    assert BIDSDataset(anat).without_subjects().endswith(
+        f"part of the subject folder {dataset.resolve() / 'sub-01'}; give the dataset's root "
+        f"({dataset.resolve()})")
+    flat = tmp_path / "scanner"
+    flat.mkdir()
+    (flat / "t1_mprage.NII").write_bytes(b"")
+    assert "1 NIfTI file(s) outside a BIDS layout (t1_mprage.NII): name each with predict " \
+           "--image KEY=FILE" in BIDSDataset(flat).without_subjects()
+    (flat / "t1_mprage.NII").unlink()
+    assert BIDSDataset(flat).without_subjects().startswith("no sub-<label> folder (a BIDS")
+
+
 def test_load_in_converts_from_the_units_of_the_sidecar(dataset: Path) -> None:
     path = bids_path(dataset, "01", "T1map", session="3T")
     save_volume(Volume(np.full((2, 2, 2), 1.2, np.float32), np.eye(4)), path)

@@ -454,6 +454,10 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
                                  "--out-dir", "{w}/out"), 1, "x.nii: expected a NIfTI image"),
     ("image-without-out-dir", _args("predict", "{enhance_model}", "--image",
                                     "r1_3t={w}/x.nii"), 1, "--out-dir"),
+    ("image-and-data-dir", _args("predict", "{enhance_model}", "{enhance}", "--image",
+                                 "r1_3t={w}/x.nii", "--out-dir", "{w}/out"), 1, "DATA_DIR"),
+    ("predict-a-subject-folder", _args("predict", "{enhance_model}", "{enhance}/sub-01",
+                                       "--out-dir", "{w}/out"), 1, "give the dataset's root"),
     ("crossval-into-dataset", _args("crossval", "fcd-classify", "{fcd}", "{fcd}/cv"), 1,
      "would write into the dataset"),
     # evaluation

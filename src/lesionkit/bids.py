@@ -388,6 +388,25 @@ class BIDSDataset:
         return sorted(p for p in base.glob(f"sub-{subject or '*'}/**/*")
                       if p.name.lower().endswith(ends) and parse_name(p.name) is None)
 
+    def without_subjects(self) -> str:
+        """What the folder is when it holds no ``sub-<label>`` folder, and what to do: a
+        subject's folder (give the dataset's root), or NIfTI files outside a BIDS layout
+        (name them with ``predict --image``)."""
+        inside = next((p for p in (self.root, *self.root.parents) if p.name.startswith("sub-")),
+                      None)
+        if inside is not None:
+            return (f"no sub-<label> folder in {self.root}, which is part of the subject "
+                    f"folder {inside}; give the dataset's root ({inside.parent})")
+        images = sorted(p.name for p in self.root.iterdir()
+                        if p.name.lower().endswith(NIFTI_EXTENSIONS))
+        if images:
+            return (f"no sub-<label> folder but {len(images)} NIfTI file(s) outside a BIDS "
+                    f"layout ({', '.join(images[:3])}{', ...' if len(images) > 3 else ''}): "
+                    f"name each with predict --image KEY=FILE, or lay them out as "
+                    f"sub-<label>/anat/sub-<label>_<suffix>.nii.gz")
+        return ("no sub-<label> folder (a BIDS dataset holds one per subject, e.g. "
+                "sub-01/anat/sub-01_FLAIR.nii.gz)")
+
     def unfetched(self, subject: str, suffix: str, **query: Any) -> list[BIDSFile]:
         """Links matching a query (:meth:`locate` arguments) whose content is not here."""
         lookup = {k: v for k, v in query.items() if k != "other_pipelines"}

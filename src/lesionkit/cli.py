@@ -201,6 +201,8 @@ SessionOption = Annotated[str | None, typer.Option(
 AllSessionsOption = Annotated[bool, typer.Option(
     help="Longitudinal data: every session of a subject is a training example (folds stay "
          "by subject).")]
+
+
 def _parse_filters(values: list[str] | None) -> list:  # -> list[lesionkit.bids.EntityFilter]
     """``--bids-filter`` values as filters; a usage error for one of another form."""
     from lesionkit.bids import parse_filter
@@ -610,6 +612,12 @@ def predict(
     options = dict(tta=tta, device=_device(device), out_dir=out_dir, register=register,
                    allow_incomplete=allow_incomplete, amp=amp)
     if image:
+        dataset_only = {"DATA_DIR": data_dir, "--bids-filter": bids_filter,
+                        "--sessions": sessions, "--keep-going": keep_going}
+        clash = [name for name, value in dataset_only.items() if value]
+        if clash:
+            _fail(f"--image: expected the files alone, found {' and '.join(clash)} as well "
+                  "(for a BIDS dataset, leave out --image)")
         written = _predict_files(model_dir, image, subjects, **options)
     elif data_dir is None:
         _fail("expected DATA_DIR or --image KEY=FILE, found neither (see lesionkit predict "

@@ -209,6 +209,8 @@ def missing_images(dataset: BIDSDataset, task: Task, with_targets: bool = True) 
     many miss it, and the command that writes it (``ImageSpec.made_by``)."""
     specs = required_specs(task, with_targets)
     names = _candidates(dataset, specs)
+    if not names:
+        return dataset.without_subjects()
     counts = [(sum(not dataset.locate(n, s.suffix, **s.query()) for n in names), s)
               for s in specs]
     count, spec = max(counts, key=lambda c: c[0]) if counts else (0, None)
