@@ -149,6 +149,8 @@ def test_models_command_lists_every_shipped_model(capsys: pytest.CaptureFixture[
     for name in SHIPPED:
         assert f"\n{name}: " in f"\n{printed}"
     assert "phantom" in printed
+    assert "inputs (predict --image KEY=FILE): flair (FLAIR), t1w (T1w), brain " \
+           "(desc-brain_mask, optional)" in printed  # flair-lesion-dr: the keys to name files
 
 
 def test_fine_tuning_starts_from_the_shipped_weights(tmp_path: Path,

@@ -109,8 +109,7 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
         raise InputError(f"--subjects: expected one subject label of letters and digits for "
                          f"the files of --image, found {subject!r}")
     specs = {s.key: s for s in prediction_specs(task)}
-    listed = ", ".join(f"{k} ({s.suffix}{'' if s is not task.mask else ', optional'})"
-                       for k, s in specs.items())
+    listed = image_keys(task)
     unknown = sorted(set(images) - set(specs))
     missing = [k for k, s in specs.items() if s is not task.mask and k not in images]
     if unknown or missing:
@@ -138,6 +137,14 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
     write_dataset_description(root, "files named on the command line")
     write_participants(root, [{"participant_id": f"sub-{subject}"}])
     return sources
+
+
+def image_keys(task: Task) -> str:
+    """The keys of ``predict --image KEY=FILE`` for a task, with each image's BIDS
+    entities and suffix: "flair (FLAIR), t1w (T1w), brain (desc-brain_mask, optional)"."""
+    return ", ".join(f"{s.key} ({''.join(f'{k}-{v}_' for k, v in s.entities)}{s.suffix}"
+                     f"{'' if s is not task.mask else ', optional'})"
+                     for s in prediction_specs(task))
 
 
 def _link(file: Path, link: Path) -> None:

@@ -65,6 +65,15 @@ def provenance(name: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _image_keys(name: str) -> str:
+    """The keys of a shipped model's inputs, as ``predict --image`` takes them."""
+    from lesionkit.data import image_keys
+    from lesionkit.model_folder import read_config, task_from_config
+
+    folder = SHIPPED_DIR / name
+    return image_keys(task_from_config(read_config(folder), folder / "config.yaml"))
+
+
 def describe(name: str) -> list[str]:
     """Lines describing a shipped model: task, training and held-out phantom figures."""
     record = provenance(name)
@@ -76,7 +85,8 @@ def describe(name: str) -> list[str]:
              f"{record['cohort']} (seed {record['seed']}, {record['resolution_mm']} mm), "
              f"{training['epochs']} epochs, {training['seconds']:.0f} s on "
              f"{record['machine']['summary']}, lesionkit {record['lesionkit_version']}",
-             f"  weights {record['weights_mb']:.1f} MB; command: {record['command']}"]
+             f"  weights {record['weights_mb']:.1f} MB; command: {record['command']}",
+             f"  inputs (predict --image KEY=FILE): {_image_keys(name)}"]
     held_out = record.get("held_out", {})
     if held_out:
         lines.append(f"  held-out phantom subjects {', '.join(held_out['subjects'])}:")
