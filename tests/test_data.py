@@ -16,6 +16,7 @@ from lesionkit.data import (
     SubjectStore,
     apply_normalisation,
     available_subjects,
+    contrast_warning,
     dataset_of_files,
     fit_statistics,
     invert,
@@ -248,6 +249,24 @@ def test_files_are_laid_out_where_the_task_looks_for_them(tmp_path: Path) -> Non
         assert not (tmp_path / "other").exists()  # checked before anything is made
     with pytest.raises(InputError, match="one subject label of letters and digits"):
         dataset_of_files(task, images, tmp_path / "other", "p_7")
+
+
+def test_a_t2w_read_as_flair_is_named_in_a_warning() -> None:
+    """Bright CSF in 10 % of the brain, 3 times the tissue (a T2w): warned; the same brain
+    with dark CSF and bright lesions in 2 % of it (a FLAIR): not."""
+    rng = np.random.default_rng(0)
+    tissue = rng.normal(100.0, 8.0, (1, 20, 20, 25)).astype(np.float32)
+    mask = torch.ones((20, 20, 25), dtype=torch.bool)
+    csf = np.zeros(tissue.shape, bool)
+    csf[:, :, :, :3] = True  # 12 % of the voxels
+    lesion = np.zeros(tissue.shape, bool)
+    lesion[:, :10, :, 10:11] = True  # 2 %
+    t2w = torch.from_numpy(np.where(csf, 300.0, tissue))
+    flair = torch.from_numpy(np.where(csf, 20.0, np.where(lesion, 160.0, tissue)))
+    warning = contrast_warning(t2w, mask, "FLAIR", "sub-01_FLAIR.nii.gz")
+    assert warning is not None and warning.startswith(
+        "sub-01_FLAIR.nii.gz: expected a FLAIR (dark CSF") and "is it a T2w" in warning
+    assert contrast_warning(flair, mask, "FLAIR", "sub-01_FLAIR.nii.gz") is None
 
 
 def test_oversampled_patches_hold_the_label_more_often() -> None:

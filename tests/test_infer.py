@@ -221,6 +221,7 @@ def test_files_named_one_by_one_predict_as_the_dataset_does(enhance_dataset: Pat
     np.testing.assert_array_equal(load_volume(written).data, load_volume(reference).data)
     sidecar = json.loads(written.with_suffix("").with_suffix(".json").read_text())
     assert sidecar["Sources"] == [str(scan.resolve())]
+    assert list(sidecar["InputVoxelSizes"]) == [str(scan.resolve())]  # not the link's name
     capsys.readouterr()
     flat = load_volume(scan)
     save_volume(Volume(np.ones(flat.shape, np.float32), flat.affine), scan)

@@ -637,7 +637,7 @@ def _predict_files(model_dir: Path, images: list[str], subjects: str | None,
     temporary folder, predicted into ``--out-dir``; errors name the user's files."""
     import tempfile
 
-    from lesionkit.data import dataset_of_files
+    from lesionkit.data import dataset_of_files, named_as_given
     from lesionkit.infer import predict as run
     from lesionkit.io import InputError
     from lesionkit.model_folder import read_config, task_from_config
@@ -660,20 +660,8 @@ def _predict_files(model_dir: Path, images: list[str], subjects: str | None,
                                        label[0])
             return run(resolved, folder, sources=sources, **options)
         except InputError as error:
-            _fail(_named_as_given(str(error), sources))
+            _fail(named_as_given(str(error), sources))
     return []
-
-
-def _named_as_given(message: str, sources: dict[str, str]) -> str:
-    """A message with the links of :func:`lesionkit.data.dataset_of_files` (paths, or
-    names alone) replaced by the files they stand for."""
-    import re
-
-    names = {**{Path(link).name: file for link, file in sources.items()}, **sources}
-    if not names:
-        return message
-    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-    return re.sub(pattern, lambda match: names[match.group(0)], message)
 
 
 @app.command()

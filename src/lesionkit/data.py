@@ -139,6 +139,19 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
     return sources
 
 
+def named_as_given(message: str, sources: dict[str, str] | None) -> str:
+    """A message with the links of :func:`dataset_of_files` (paths, or names alone)
+    replaced by the files they stand for."""
+    import re
+
+    names = {**{Path(link).name: file for link, file in (sources or {}).items()},
+             **(sources or {})}
+    if not names:
+        return message
+    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.sub(pattern, lambda match: names[match.group(0)], message)
+
+
 def image_keys(task: Task) -> str:
     """The keys of ``predict --image KEY=FILE`` for a task, with each image's BIDS
     entities and suffix: "flair (FLAIR), t1w (T1w), brain (desc-brain_mask, optional)"."""
@@ -544,6 +557,11 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     if not notes["MissingVoxels"]:
         del notes["MissingVoxels"]
     for spec in specs:
+        if spec.key in images and spec.suffix in DARK_CSF_BOUND:
+            warning = contrast_warning(images[spec.key].data, mask[0], spec.suffix,
+                                       Path(sources[spec.key]).name)
+            notes["Warnings"] += [warning] if warning else []
+    for spec in specs:
         if spec.normalisation in PER_IMAGE and spec.key in images:
             images[spec.key].set_data(per_image_zscore(images[spec.key].data, mask[0]))
     images["mask"] = tio.LabelMap(tensor=mask.to(torch.uint8), affine=reference.affine)
@@ -551,6 +569,37 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     if task.preprocess:
         result = tio.Compose([t.build() for t in task.preprocess])(result)
     return result
+
+
+#: Images whose cerebrospinal fluid is dark, by suffix: the 99th percentile of their brain
+#: stays below this multiple of its median (on the model's 2 mm grid: the real FLAIRs of
+#: docs/real-data.md 1.42, phantom FLAIRs at most 1.50), where a T2w's bright CSF puts
+#: it at 2.2 (the same patient's T2w read as its FLAIR).
+DARK_CSF_BOUND: dict[str, float] = {"FLAIR": 1.9}
+
+
+def contrast_warning(data: Any, mask: Any, suffix: str, name: str) -> str | None:
+    """A warning when an image read as ``suffix`` has bright CSF (a T2w under a FLAIR's
+    name, which a lesion model reads as lesions all along the ventricles), else None.
+
+    Args:
+        data: (C, X, Y, Z) image in its stored intensities.
+        mask: (X, Y, Z) brain mask.
+        suffix: The image's BIDS suffix, a key of :data:`DARK_CSF_BOUND`.
+        name: The file's name, for the warning.
+    """
+    import torch
+
+    inside = _sample(data[:, mask].float())
+    if inside.numel() == 0:
+        return None
+    median, bright = torch.quantile(inside, torch.tensor([0.5, 0.99])).tolist()
+    bound = DARK_CSF_BOUND[suffix]
+    if median <= 0 or bright <= bound * median:
+        return None
+    return (f"{name}: expected a {suffix} (dark CSF: the brightest 1 % of the brain below "
+            f"{bound:g} times its median), found {bright / median:.2f} times: is it a T2w or "
+            f"another contrast? Bright CSF would be read as lesion")
 
 
 def per_image_zscore(data: Any, mask: Any) -> Any:

@@ -35,6 +35,7 @@ from lesionkit.data import (
     invert,
     load_subject,
     missing_images,
+    named_as_given,
     prediction_specs,
     prediction_units,
 )
@@ -584,6 +585,13 @@ def predict(
             except InputError as error:  # the network refused the input (e.g. another grid)
                 raise InputError(f"{found[0].path}: {error}") from error
             notes = loaded["notes"]
+            if sources:  # files named with --image: the notes name them, not their links
+                notes["Warnings"] = [named_as_given(w, sources) for w in notes["Warnings"]]
+                notes["BrainMask"] = named_as_given(notes["BrainMask"], sources)
+                for key in ("VoxelSizes", "MissingVoxels", "UnitConversions"):
+                    if isinstance(notes.get(key), dict):
+                        notes[key] = {named_as_given(k, sources): v
+                                      for k, v in notes[key].items()}
             sidecar = {"ModelFolder": str(model.path), "Task": task.name,
                        "TestTimeFlips": flip_count, "Folds": len(chosen),
                        **({"FoldIndices": list(folds)} if folds is not None else {}),
