@@ -17,6 +17,7 @@ from lesionkit.bids import (
     build_name,
     check_output_place,
     derivatives_root,
+    filters_from_file,
     parse_filter,
     parse_name,
     save_derivative,
@@ -98,6 +99,25 @@ def test_parse_filter_reads_suffix_entity_and_label() -> None:
                           ("ses=2", "--session")):
         with pytest.raises(ValueError, match=message):
             parse_filter(text)
+
+
+def test_a_filter_file_in_fmriprep_form_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "filter.json"
+    path.write_text(json.dumps({"flair": {"datatype": "anat", "acquisition": "3D"},
+                                "t1w": {"reconstruction": None, "run": 2},
+                                "bold": {"task": "rest"}}))
+    assert filters_from_file(path) == [EntityFilter("acq", "3D", "flair"),
+                                       EntityFilter("rec", "", "t1w"),
+                                       EntityFilter("run", "2", "t1w"),
+                                       EntityFilter("task", "rest", "bold")]
+    for content, message in (("[1]", "found list of another shape"),
+                             ('{"flair": {"session": "1"}}', "--session-label"),
+                             ('{"flair": {"acquisition": ["a", "b"]}}', "one label"),
+                             ('{"flair": {"colour": "red"}}', "expected a BIDS entity"),
+                             ("{", "unreadable file")):
+        path.write_text(content)
+        with pytest.raises(InputError, match=message):
+            filters_from_file(path)
 
 
 def test_bids_filters_choose_among_acquisitions(dataset: Path) -> None:

@@ -239,12 +239,15 @@ def test_every_command_that_reads_a_dataset_takes_bids_filters(tmp_path, monkeyp
                     ["report", "enhance-r1", str(tmp_path)]):
         result = runner.invoke(app, [*command, *chosen])
         assert result.exit_code == 0, result.output
+    (tmp_path / "filter.json").write_text('{"T2w": {"acquisition": null}}')
     result = runner.invoke(bids_app.app, [str(tmp_path), str(tmp_path / "derivatives" / "o"),
-                                          "participant", "--task", "enhance-r1", *chosen])
+                                          "participant", "--task", "enhance-r1", *chosen,
+                                          "--bids-filter-file", str(tmp_path / "filter.json")])
     assert result.exit_code == 0, result.output
     expected = (EntityFilter("acq", "3D", "FLAIR"), EntityFilter("rec", "norm"))
-    assert seen == dict.fromkeys(("train", "crossval", "predict", "evaluate", "report",
-                                  "lesionkit-bids"), expected)
+    assert seen.pop("lesionkit-bids") == (*expected, EntityFilter("acq", "", "T2w"))
+    assert seen == dict.fromkeys(("train", "crossval", "predict", "evaluate", "report"),
+                                 expected)
     assert active_filters() == ()
 
 

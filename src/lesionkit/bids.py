@@ -187,6 +187,56 @@ def parse_filter(text: str) -> EntityFilter:
     return EntityFilter(entity, match["label"], match["suffix"])
 
 
+#: The entity names of pybids (as fMRIPrep's ``--bids-filter-file`` spells them) -> keys.
+PYBIDS_ENTITIES = {"acquisition": "acq", "ceagent": "ce", "reconstruction": "rec",
+                   "direction": "dir", "run": "run", "echo": "echo", "flip": "flip",
+                   "inversion": "inv", "mtransfer": "mt", "part": "part",
+                   "processing": "proc", "space": "space", "description": "desc",
+                   "tracer": "trc", "chunk": "chunk"}
+
+
+def filters_from_file(path: Path) -> list[EntityFilter]:
+    """The filters of a BIDS-App filter file, as fMRIPrep's ``--bids-filter-file`` takes
+    it: ``{"flair": {"acquisition": "3D"}, "t1w": {"reconstruction": null}}``; a key
+    names an image by its suffix (any case), an entity by pybids's name or BIDS's key,
+    null asks for the entity's absence. Keys of images lesionkit never reads (bold,
+    fmap, ...) are kept and simply match nothing.
+
+    Raises:
+        InputError: unreadable JSON, another structure, a list of labels, or a subject
+            or session entity (which --participant-label and --session-label choose).
+    """
+    import json
+
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: expected a JSON filter file, found an unreadable file "
+                         f"({str(error).splitlines()[0] if str(error) else error})") from None
+    if not isinstance(found, dict) or not all(isinstance(v, dict) for v in found.values()):
+        raise InputError(f"{path}: expected {{\"<image>\": {{\"<entity>\": \"<label>\"}}}}, "
+                         f"found {type(found).__name__} of another shape")
+    filters = []
+    for image, entities in found.items():
+        for name, label in entities.items():
+            key = PYBIDS_ENTITIES.get(name, name)
+            text = f"{image}:{key}={'' if label is None else label}"
+            if name in ("suffix", "datatype", "extension"):
+                continue  # lesionkit knows each image's suffix and datatype itself
+            if key in ("sub", "subject", "ses", "session"):
+                raise InputError(f"{path}: expected no {name} in a filter, found one for "
+                                 f"{image}; choose it with --participant-label or "
+                                 "--session-label")
+            if not isinstance(label, (str, int)) and label is not None:
+                raise InputError(f"{path}: expected one label for {image}'s {name}, found "
+                                 f"{label!r}")
+            try:
+                filters.append(parse_filter(text))
+            except ValueError as error:
+                raise InputError(f"{path}: {error}") from None
+    return filters
+
+
 _FILTERS: ContextVar[tuple[EntityFilter, ...]] = ContextVar("lesionkit_bids_filters",
                                                             default=())
 

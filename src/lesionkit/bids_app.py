@@ -103,6 +103,10 @@ def bids_app(
     register: Annotated[bool, typer.Option(
         help="Co-register each participant's images to its first input (dipy).")] = False,
     bids_filter: BidsFilterOption = None,
+    bids_filter_file: Annotated[Path | None, typer.Option(
+        metavar="FILE",
+        help="Filters as a JSON file in fMRIPrep's form, e.g. {\"flair\": {\"acquisition\": "
+             "\"3D\"}} (null: the entity absent); added to --bids-filter.")] = None,
     stop_on_first_crash: Annotated[bool, typer.Option(
         help="Stop at the first participant whose inputs are refused (default: name it, "
              "predict the others, exit status 1 at the end).")] = False,
@@ -116,9 +120,11 @@ def bids_app(
     labels = _labels(bids, participant_label)
     _check_places(bids, out)
     if analysis_level is Level.participant:
-        from lesionkit.bids import bids_filters
+        from lesionkit.bids import bids_filters, filters_from_file
 
-        with bids_filters(bids_filter or []):
+        chosen = [*(bids_filter or []),
+                  *(filters_from_file(bids_filter_file) if bids_filter_file else [])]
+        with bids_filters(chosen):
             written = participant_level(bids, out, task, labels, model, tta,
                                         _device(device), threads, register, session_label,
                                         stop_on_first_crash)
