@@ -138,9 +138,12 @@ def test_a_refused_participant_is_named_and_the_others_are_predicted(enhance, tm
     common = [str(data), "participant", "--task", "enhance-r1", "--model", str(model),
               "--device", "cpu"]
     capsys.readouterr()
-    assert run([common[0], str(tmp_path / "out"), *common[1:]]) == 1
-    errors = [line for line in capsys.readouterr().err.splitlines()
-              if line.startswith("error:")]
+    assert run([common[0], str(tmp_path / "out"), *common[1:], "-v"]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    listed = [Path(line) for line in captured.out.splitlines() if line.startswith("/")]
+    assert listed and all(p.is_file() for p in listed)  # -v lists what was written
+    assert {p.relative_to(tmp_path / "out").parts[0] for p in listed} >= {"sub-01", "sub-03"}
     assert len(errors) == 2
     assert "sub-02_ses-3T_R1map.nii.gz: expected an image, found only zero" in errors[0]
     assert errors[1].endswith("found 1 of 3 refused, each named above: sub-02")

@@ -125,13 +125,12 @@ def bids_app(
         chosen = [*(bids_filter or []),
                   *(filters_from_file(bids_filter_file) if bids_filter_file else [])]
         with bids_filters(chosen):
-            written = participant_level(bids, out, task, labels, model, tta,
-                                        _device(device), threads, register, session_label,
-                                        stop_on_first_crash)
+            participant_level(bids, out, task, labels, model, tta, _device(device), threads,
+                              register, session_label, stop_on_first_crash, verbose)
     else:
         written = group_level(bids, out, task, labels)
-    for path in written if verbose else ():
-        typer.echo(str(path))
+        for path in written if verbose else ():
+            typer.echo(str(path))
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -212,14 +211,15 @@ def _check_places(bids: Path, out: Path) -> None:
 def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] | None,
                       model: str | None, tta: int | None, device: str, threads: int | None,
                       register: bool, sessions: Sequence[str] | None = None,
-                      stop_on_first_crash: bool = False) -> list[Path]:
+                      stop_on_first_crash: bool = False, verbose: bool = False
+                      ) -> list[Path]:
     """Predict participants of ``bids`` into the derivatives dataset ``out``.
 
     Each participant is predicted into a private folder inside ``out`` and moved into
     place when complete; a table of participants is split into one table per
     participant (and session). A participant whose inputs are refused is named in one
     line and the others are predicted (unless ``stop_on_first_crash``); the error at the
-    end lists them.
+    end lists them. ``verbose``: every file written is listed, failures or not.
 
     Returns:
         Paths written.
@@ -269,6 +269,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     finally:
         if created and not any(out.iterdir()):
             out.rmdir()
+    for path in written if verbose else ():
+        typer.echo(str(path))
     done = len(subjects) - len(failed)
     typer.echo(f"wrote {len(written)} files of {done} participants under {out} in "
                f"{time.perf_counter() - start:.0f} s")
