@@ -43,9 +43,12 @@ BIDS_ENTITIES = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi"
                  "part", "proc", "hemi", "space", "split", "recording", "chunk", "seg",
                  "res", "den", "label", "desc")
 BIDS_VERSION = "1.10.0"
-#: ``space-`` labels of a subject's own space; any other (MNI152NLin2009cAsym, fsaverage,
-#: ...) is a template's, which look-ups skip unless a query or filter names ``space``.
-SUBJECT_SPACES = frozenset({"orig", "t1w", "t2w", "flair", "individual", "native", "scanner"})
+#: ``space-`` labels of a subject's own space (BIDS's image-based and individual
+#: coordinate systems, and what pipelines write for native space); any other
+#: (MNI152NLin2009cAsym, ...) is a template's, which look-ups skip unless a query or filter
+#: names ``space``.
+SUBJECT_SPACES = frozenset({"orig", "t1w", "t2w", "flair", "individual", "native", "scanner",
+                            "scanras", "acpc"})
 #: BIDS datatype folders of no anatomical image (fMRIPrep's func/ brain masks, field
 #: maps, recordings): look-ups skip them unless a query names a datatype.
 NON_ANATOMICAL = frozenset({"func", "fmap", "beh", "perf", "eeg", "meg", "ieeg", "pet",
