@@ -26,6 +26,13 @@ Lay the data out as BIDS with the study2 change masks as ``derivatives/manual`` 
 
     python benchmarks/real_patients.py layout --out real-bids
 
+The statistic behind the FLAIR contrast warning (99th percentile of the brain over its
+median, on the model's grid, as ``lesionkit predict`` reads the image) for each FLAIR and
+for each T2w read as the FLAIR (``lesionkit.data.DARK_CSF_BOUND``)::
+
+    python benchmarks/real_patients.py contrast --model flair-lesion-dr
+    python benchmarks/real_patients.py contrast --dataset PHANTOM   # every FLAIR of it
+
 Write the test sample (``tests/data/realpatient``)::
 
     python benchmarks/real_patients.py make-sample --out tests/data/realpatient
@@ -655,6 +662,56 @@ def _default_lesionkit() -> str:
     return str(beside) if beside.exists() else "lesionkit"
 
 
+def contrast_ratios(source: Path, model: str) -> list[dict[str, Any]]:
+    """For each session, the bright-CSF ratio (:func:`lesionkit.data.bright_csf_ratio`, as
+    ``load_subject`` records it) of its FLAIR and of its T2w given as the FLAIR, each read
+    with its T1w as ``predict --image`` reads them (the model's grid, the brain mask
+    computed)."""
+    import tempfile
+
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.data import dataset_of_files, load_subject, prediction_specs
+    from lesionkit.model_folder import read_config, task_from_config
+    from lesionkit.shipped import resolve_model
+
+    folder = resolve_model(model)
+    task = task_from_config(read_config(folder), folder / "config.yaml")
+    rows = []
+    for patient in PATIENTS:
+        for study in STUDIES:
+            row: dict[str, Any] = {"patient": patient, "session": study}
+            for given in ("FLAIR", "T2W"):
+                with tempfile.TemporaryDirectory() as root:
+                    dataset_of_files(task, {"flair": source / patient / f"{study}_{given}.nii.gz",
+                                            "t1w": source / patient / f"{study}_T1W.nii.gz"},
+                                     Path(root))
+                    notes = load_subject(BIDSDataset(root), "01", task,
+                                         prediction_specs(task))["notes"]
+                ratio = notes["BrightCSFRatio"]["sub-01_FLAIR.nii.gz"]
+                row[f"{given} as FLAIR"] = ratio
+            rows.append(row)
+    return rows
+
+
+def dataset_contrast_ratios(root: Path, model: str) -> list[dict[str, Any]]:
+    """The bright-CSF ratio of every subject's FLAIR in a BIDS dataset (a phantom cohort,
+    say), read as ``lesionkit predict`` reads it."""
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.data import load_subject, prediction_specs, prediction_units
+    from lesionkit.model_folder import read_config, task_from_config
+    from lesionkit.shipped import resolve_model
+
+    folder = resolve_model(model)
+    task = task_from_config(read_config(folder), folder / "config.yaml")
+    dataset = BIDSDataset(root)
+    rows = []
+    for subject, session, run in prediction_units(dataset, task):
+        notes = load_subject(dataset, subject, task, prediction_specs(task), session,
+                             run=run)["notes"]
+        rows.append({"subject": subject, "session": session, **notes["BrightCSFRatio"]})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: the benchmark, ``layout`` (BIDS with manual truth) or ``make-sample``."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -666,6 +723,21 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--out", type=Path, required=True)
         args = parser.parse_args(argv[1:])
         print(layout_with_truth(args.source, args.out))
+        return
+    if argv[:1] == ["contrast"]:
+        parser = argparse.ArgumentParser(prog="real_patients.py contrast",
+                                         description="The bright-CSF ratio of each FLAIR and "
+                                                     "of each T2w read as the FLAIR.")
+        parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+        parser.add_argument("--model", default="flair-lesion-dr",
+                            help="Model folder or shipped model name (its task's grid).")
+        parser.add_argument("--dataset", type=Path,
+                            help="Instead: every FLAIR of this BIDS dataset (a phantom).")
+        args = parser.parse_args(argv[1:])
+        rows = (dataset_contrast_ratios(args.dataset, args.model) if args.dataset else
+                contrast_ratios(args.source, args.model))
+        for row in rows:
+            print(json.dumps(row))
         return
     if argv[:1] == ["make-sample"]:
         parser = argparse.ArgumentParser(prog="real_patients.py make-sample",

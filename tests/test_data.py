@@ -16,6 +16,7 @@ from lesionkit.data import (
     SubjectStore,
     apply_normalisation,
     available_subjects,
+    bright_csf_ratio,
     contrast_warning,
     dataset_of_files,
     fit_statistics,
@@ -263,10 +264,12 @@ def test_a_t2w_read_as_flair_is_named_in_a_warning() -> None:
     lesion[:, :10, :, 10:11] = True  # 2 %
     t2w = torch.from_numpy(np.where(csf, 300.0, tissue))
     flair = torch.from_numpy(np.where(csf, 20.0, np.where(lesion, 160.0, tissue)))
-    warning = contrast_warning(t2w, mask, "FLAIR", "sub-01_FLAIR.nii.gz")
+    t2w_ratio, flair_ratio = bright_csf_ratio(t2w, mask), bright_csf_ratio(flair, mask)
+    assert t2w_ratio == pytest.approx(3.0, rel=0.05) and flair_ratio < 1.7
+    warning = contrast_warning(t2w_ratio, "FLAIR", "sub-01_FLAIR.nii.gz")
     assert warning is not None and warning.startswith(
         "sub-01_FLAIR.nii.gz: expected a FLAIR (dark CSF") and "is it a T2w" in warning
-    assert contrast_warning(flair, mask, "FLAIR", "sub-01_FLAIR.nii.gz") is None
+    assert contrast_warning(flair_ratio, "FLAIR", "sub-01_FLAIR.nii.gz") is None
 
 
 def test_oversampled_patches_hold_the_label_more_often() -> None:

@@ -69,3 +69,18 @@ def test_mask_on_flair_grid_and_not_empty() -> None:
     assert mask.get_data_dtype() == np.uint8
     assert set(np.unique(values)) <= {0, 1}
     assert values.sum() > 0
+
+
+def test_the_real_flair_is_read_as_a_flair_without_a_contrast_warning() -> None:
+    """The real 2D FLAIR's CSF is dark: its bright-CSF ratio lies far under the bound
+    that warns of a T2w under a FLAIR's name (and is recorded for the sidecar)."""
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.data import DARK_CSF_BOUND, load_subject, prediction_specs
+    from lesionkit.tasks import get_task
+
+    task = get_task("flair-lesion-dr")
+    notes = load_subject(BIDSDataset(ROOT), "patient01", task, prediction_specs(task),
+                         "study2")["notes"]
+    ratio = notes["BrightCSFRatio"][FLAIR.name]
+    assert 1.1 < ratio < DARK_CSF_BOUND["FLAIR"]
+    assert not any("dark CSF" in warning for warning in notes["Warnings"])

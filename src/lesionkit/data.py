@@ -558,8 +558,11 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
         del notes["MissingVoxels"]
     for spec in specs:
         if spec.key in images and spec.suffix in DARK_CSF_BOUND:
-            warning = contrast_warning(images[spec.key].data, mask[0], spec.suffix,
-                                       Path(sources[spec.key]).name)
+            name = Path(sources[spec.key]).name
+            ratio = bright_csf_ratio(images[spec.key].data, mask[0])
+            notes.setdefault("BrightCSFRatio", {})[name] = (
+                None if ratio is None else round(ratio, 3))
+            warning = contrast_warning(ratio, spec.suffix, name)
             notes["Warnings"] += [warning] if warning else []
     for spec in specs:
         if spec.normalisation in PER_IMAGE and spec.key in images:
@@ -571,22 +574,22 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     return result
 
 
-#: Images whose cerebrospinal fluid is dark, by suffix: the 99th percentile of their brain
-#: stays below this multiple of its median (on the model's 2 mm grid: the real FLAIRs of
-#: docs/real-data.md 1.42, phantom FLAIRs at most 1.50), where a T2w's bright CSF puts
-#: it at 2.2 (the same patient's T2w read as its FLAIR).
+#: Images whose cerebrospinal fluid is dark, by suffix: their :func:`bright_csf_ratio` on
+#: the model's grid stays below this (the four real FLAIRs of docs/real-data.md 1.33-1.42,
+#: 22 phantom FLAIRs of fixed and drawn protocols 1.22-1.54), where a T2w's bright CSF
+#: puts it at 2.12-2.32 (the real T2ws read as the FLAIR; ``python
+#: benchmarks/real_patients.py contrast``).
 DARK_CSF_BOUND: dict[str, float] = {"FLAIR": 1.9}
 
 
-def contrast_warning(data: Any, mask: Any, suffix: str, name: str) -> str | None:
-    """A warning when an image read as ``suffix`` has bright CSF (a T2w under a FLAIR's
-    name, which a lesion model reads as lesions all along the ventricles), else None.
+def bright_csf_ratio(data: Any, mask: Any) -> float | None:
+    """The 99th percentile of an image inside its brain mask over its median (None for an
+    empty mask or a median at or below 0): near 1.4 for a FLAIR, whose CSF is dark, above
+    2 for a T2w (:data:`DARK_CSF_BOUND`).
 
     Args:
         data: (C, X, Y, Z) image in its stored intensities.
         mask: (X, Y, Z) brain mask.
-        suffix: The image's BIDS suffix, a key of :data:`DARK_CSF_BOUND`.
-        name: The file's name, for the warning.
     """
     import torch
 
@@ -594,11 +597,23 @@ def contrast_warning(data: Any, mask: Any, suffix: str, name: str) -> str | None
     if inside.numel() == 0:
         return None
     median, bright = torch.quantile(inside, torch.tensor([0.5, 0.99])).tolist()
+    return bright / median if median > 0 else None
+
+
+def contrast_warning(ratio: float | None, suffix: str, name: str) -> str | None:
+    """A warning when an image read as ``suffix`` has bright CSF (a T2w under a FLAIR's
+    name, which a lesion model reads as lesions all along the ventricles), else None.
+
+    Args:
+        ratio: Its :func:`bright_csf_ratio`.
+        suffix: The image's BIDS suffix, a key of :data:`DARK_CSF_BOUND`.
+        name: The file's name, for the warning.
+    """
     bound = DARK_CSF_BOUND[suffix]
-    if median <= 0 or bright <= bound * median:
+    if ratio is None or ratio <= bound:
         return None
     return (f"{name}: expected a {suffix} (dark CSF: the brightest 1 % of the brain below "
-            f"{bound:g} times its median), found {bright / median:.2f} times: is it a T2w or "
+            f"{bound:g} times its median), found {ratio:.2f} times: is it a T2w or "
             f"another contrast? Bright CSF would be read as lesion")
 
 

@@ -588,7 +588,8 @@ def predict(
             if sources:  # files named with --image: the notes name them, not their links
                 notes["Warnings"] = [named_as_given(w, sources) for w in notes["Warnings"]]
                 notes["BrainMask"] = named_as_given(notes["BrainMask"], sources)
-                for key in ("VoxelSizes", "MissingVoxels", "UnitConversions"):
+                for key in ("VoxelSizes", "MissingVoxels", "UnitConversions",
+                            "BrightCSFRatio"):
                     if isinstance(notes.get(key), dict):
                         notes[key] = {named_as_given(k, sources): v
                                       for k, v in notes[key].items()}
@@ -605,6 +606,14 @@ def predict(
                           if notes.get("MissingVoxels") else {}),
                        **({"InputUnitConversions": notes["UnitConversions"]}
                           if notes.get("UnitConversions") else {}),
+                       **({"InputBrightCSFRatio": {
+                           "Values": notes["BrightCSFRatio"],
+                           "Description": "99th percentile of the image inside the brain "
+                                          "over its median on the model's grid; a FLAIR's "
+                                          "dark CSF keeps it near 1.4, a T2w's bright CSF "
+                                          "above 2 (a warning above "
+                                          "lesionkit.data.DARK_CSF_BOUND)"}}
+                          if notes.get("BrightCSFRatio") else {}),
                        "ModelVoxelSize": list(task.spacing) if task.spacing else None,
                        **({"MixedPrecision": _precision_name(device)} if amp else {}),
                        **({"PredictedBox": {
