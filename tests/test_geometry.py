@@ -12,6 +12,7 @@ from lesionkit.geometry import (
     at_voxel_size,
     brain_coverage,
     canonical,
+    check_extent,
     coverage_warning,
     median_voxel_size,
     misalignment_mm,
@@ -104,6 +105,31 @@ def test_misalignment_estimate_finds_a_shift_between_two_contrasts() -> None:
     small = _image(ndimage.zoom(head, 2.5, order=1), fine)
     assert misalignment_mm(onto_grid(_image(ndimage.zoom(inverted, 2.5, order=1), fine),
                                      small, "b", "a"), small) < 1.0
+
+
+def test_misalignment_is_not_estimated_on_a_grid_too_small_for_its_pyramid() -> None:
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    head = _blob(shape=(24, 24, 7), centre=(12, 12, 3))  # 7 voxels: level 4 would be empty
+    reference = _image(head, affine)
+    assert np.isnan(misalignment_mm(onto_grid(_image(head, affine), reference, "b", "a"),
+                                    reference))
+
+
+def test_an_input_too_thin_for_a_volume_is_refused() -> None:
+    axial = np.diag([0.72, 0.72, 3.0, 1.0])
+    check_extent("slab.nii", (320, 320, 12), axial, (2.0, 2.0, 2.0))  # 36 mm: a slab, kept
+    check_extent("slab.nii", (320, 320, 4), axial, None)
+    with pytest.raises(InputError, match=r"one\.nii: .*at least 4 voxels along each axis on "
+                                         r"its grid, found 320 x 320 x 1 .* 230 x 230 x 3 mm"):
+        check_extent("one.nii", (320, 320, 1), axial, (2.0, 2.0, 2.0))
+    # The same slab read as 0.072 mm voxels (a header in cm): 1 slice on a 2 mm grid.
+    with pytest.raises(InputError, match=r"at least 2 voxels along each axis on the model's "
+                                         r"grid, found 11 x 11 x 1"):
+        check_extent("cm.nii", (320, 320, 12), np.diag([0.072, 0.072, 0.3, 1.0]),
+                     (2.0, 2.0, 2.0))
+    # Sagittal storage: counts on the model's grid follow the world axes.
+    sagittal = np.array([[0, 0, 1.0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])
+    check_extent("sag.nii", (256, 256, 160), sagittal, (2.0, 2.0, 2.0))
 
 
 def test_thick_slices_warn() -> None:

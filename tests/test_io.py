@@ -15,6 +15,8 @@ from lesionkit.io import (
     atomic_path,
     check_same_grid,
     check_values,
+    is_dicom,
+    load_affine,
     load_volume,
     read_sidecar,
     save_volume,
@@ -66,6 +68,78 @@ def test_float_data_on_an_integer_header_is_written_as_float(tmp_path: Path) -> 
     np.testing.assert_array_equal(out.data, values)
 
 
+def _header(path: Path, data: np.ndarray, affine: np.ndarray, qform: int, sform: int,
+            unit: str = "mm") -> Path:
+    image = nib.Nifti1Image(data, None)
+    image.set_sform(affine, code=sform)
+    image.set_qform(affine, code=qform)
+    image.header.set_xyzt_units(xyz=unit)
+    nib.save(image, str(path))
+    return path
+
+
+@pytest.mark.parametrize("qform, sform", [(1, 0), (0, 2), (1, 1)])
+def test_either_orientation_code_places_the_image(tmp_path: Path, qform: int,
+                                                  sform: int) -> None:
+    affine = oblique_affine()
+    path = _header(tmp_path / "a.nii", np.ones((4, 4, 4), np.float32), affine, qform, sform)
+    np.testing.assert_allclose(load_volume(path).affine, affine, atol=1e-5)
+    np.testing.assert_allclose(load_affine(path), affine, atol=1e-5)
+
+
+def test_header_without_orientation_is_refused(tmp_path: Path) -> None:
+    path = _header(tmp_path / "sub-01_FLAIR.nii", np.ones((4, 4, 4), np.float32),
+                   oblique_affine(), 0, 0)
+    for load in (load_volume, load_affine):
+        with pytest.raises(InputError, match=r"sub-01_FLAIR\.nii: expected a header that "
+                                             r"places .* found both 0"):
+            load(path)
+
+
+def test_singular_or_non_finite_affine_is_refused(tmp_path: Path) -> None:
+    affine = oblique_affine()
+    affine[:3, 2] = 2 * affine[:3, 0]  # the third voxel axis along the first
+    path = _header(tmp_path / "a.nii", np.ones((4, 4, 4), np.float32), affine, 0, 2)
+    with pytest.raises(InputError, match=r"expected an invertible .* found a singular one"):
+        load_volume(path)
+    affine = oblique_affine()
+    affine[0, 3] = np.nan
+    path = _header(tmp_path / "b.nii", np.ones((4, 4, 4), np.float32), affine, 0, 2)
+    with pytest.raises(InputError, match="expected a finite voxel-to-world affine"):
+        load_volume(path)
+
+
+def test_voxel_sizes_that_cannot_be_mm_of_a_head_are_refused(tmp_path: Path) -> None:
+    data = np.ones((320, 320, 4), np.int16)
+    # A clinical 2D FLAIR's grid (0.72 mm, 4 mm slices) is kept; read in cm it is metres.
+    _header(tmp_path / "mm.nii", data, np.diag([0.72, 0.72, 4.0, 1.0]), 1, 1)
+    assert load_volume(tmp_path / "mm.nii").data.shape == (320, 320, 4)
+    path = _header(tmp_path / "cm.nii", data, np.diag([7.2, 7.2, 40.0, 1.0]), 1, 1, "meter")
+    with pytest.raises(InputError, match=r"cm\.nii: expected voxel sizes in mm .* found 7\.2 x "
+                                         r"7\.2 x 40 mm voxels and a field of view of 2\.3e\+03"
+                                         r" x 2\.3e\+03 x 160 mm; its header gives the spatial "
+                                         r"unit as meter"):
+        load_volume(path)
+    # A single slice's thickness is not a field of view.
+    path = _header(tmp_path / "one.nii", np.ones((8, 8, 1), np.int16),
+                   np.diag([1.0, 1.0, 30.0, 1.0]), 1, 1)
+    assert load_volume(path).data.shape == (8, 8, 1)
+
+
+def test_dicom_is_recognised_by_its_magic_or_its_name(tmp_path: Path) -> None:
+    series = tmp_path / "study" / "SE2"
+    series.mkdir(parents=True)
+    (series / "IM0001").write_bytes(bytes(128) + b"DICM" + bytes(10))
+    (tmp_path / "scan.IMA").write_bytes(b"x")
+    nifti = write_raw(tmp_path / "a.nii", np.ones((4, 4, 4), np.float32))
+    assert is_dicom(series / "IM0001") and is_dicom(series) and is_dicom(tmp_path / "study")
+    assert is_dicom(tmp_path / "scan.IMA")
+    assert not is_dicom(nifti) and not is_dicom(tmp_path / "absent")
+    (tmp_path / "scan.IMA").unlink()
+    (series / "IM0001").unlink()
+    assert not is_dicom(tmp_path)
+
+
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "sub-01_T1w.nii.gz"
     with pytest.raises(InputError, match=r"sub-01_T1w\.nii\.gz.*expected.*found no such file"):
@@ -105,6 +179,17 @@ def test_4d_where_3d_expected(tmp_path: Path) -> None:
     path = write_raw(tmp_path / "sub-01_R1map.nii.gz", np.ones((4, 4, 4, 3), np.float32))
     with pytest.raises(InputError, match=r"sub-01_R1map\.nii\.gz: expected a 3D image, found 4D"):
         load_volume(path, ndim=3)
+
+
+def test_trailing_axes_of_length_one_are_dropped(tmp_path: Path) -> None:
+    data = np.arange(64, dtype=np.float32).reshape(4, 4, 4)
+    for shape in [(4, 4, 4, 1), (4, 4, 4, 1, 1)]:
+        path = write_raw(tmp_path / f"{len(shape)}d.nii", data.reshape(shape))
+        np.testing.assert_array_equal(load_volume(path).data, data)
+    series = write_raw(tmp_path / "series.nii", np.ones((4, 4, 4, 3, 1), np.float32))
+    assert load_volume(series, ndim=4).data.shape == (4, 4, 4, 3)
+    with pytest.raises(InputError, match="expected a 3D image, found 4D"):
+        load_volume(series, ndim=3)
 
 
 def test_3d_where_4d_expected(tmp_path: Path) -> None:

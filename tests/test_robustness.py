@@ -109,6 +109,51 @@ def _zero_input(f: Fixtures, w: Path) -> list[str]:
     return ["predict", str(f.enhance_model), str(data), "--device", "cpu"]
 
 
+def _header_edit(f: Fixtures, w: Path, change: Callable[[nib.Nifti1Image], None]
+                 ) -> list[str]:
+    """Predict after ``change`` edited the header of sub-01's 3T R1 map in place."""
+    data = _copy(f.enhance, w)
+    path = _first(data / "sub-01" / "ses-3T", "*R1map.nii.gz")
+    image = nib.load(str(path))
+    image = nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine, image.header)
+    change(image)
+    nib.save(image, str(path))
+    return ["predict", str(f.enhance_model), str(data), "--device", "cpu"]
+
+
+def _no_orientation(f: Fixtures, w: Path) -> list[str]:
+    def change(image: nib.Nifti1Image) -> None:
+        image.set_qform(None, code=0)
+        image.set_sform(None, code=0)
+    return _header_edit(f, w, change)
+
+
+def _singular_affine(f: Fixtures, w: Path) -> list[str]:
+    def change(image: nib.Nifti1Image) -> None:
+        affine = image.affine.copy()
+        affine[:3, 2] = affine[:3, 0]  # the third voxel axis along the first
+        image.set_sform(affine, code=2)
+        image.set_qform(None, code=0)
+    return _header_edit(f, w, change)
+
+
+def _scaled_header(factor: float) -> Callable[[Fixtures, Path], list[str]]:
+    """Voxel sizes read in units other than mm: ``factor`` x the true mm."""
+    def case(f: Fixtures, w: Path) -> list[str]:
+        def change(image: nib.Nifti1Image) -> None:
+            affine = np.diag([factor, factor, factor, 1.0]) @ image.affine
+            image.set_sform(affine, code=1)
+            image.set_qform(affine, code=1)
+        return _header_edit(f, w, change)
+    return case
+
+
+def _single_slice(f: Fixtures, w: Path) -> list[str]:
+    data = _copy(f.enhance, w)
+    _edit_image(_first(data / "sub-01" / "ses-3T", "*R1map.nii.gz"), lambda d: d[:, :, 7:8])
+    return ["predict", str(f.enhance_model), str(data), "--device", "cpu"]
+
+
 def _zero_mrf(f: Fixtures, w: Path) -> list[str]:
     data = _copy(f.mrf, w)
     _edit_image(_first(data / "sub-01", "*_MRF.nii.gz"), lambda d: d * 0)
@@ -230,6 +275,25 @@ def _empty_dataset(f: Fixtures, w: Path) -> list[str]:
     (w / "data").mkdir()
     (w / "data" / "dataset_description.json").write_text(json.dumps({"Name": "x"}))
     return ["train", "enhance-r1", str(w / "data"), str(w / "model"), *SMALL]
+
+
+def _dicom_export(w: Path) -> Path:
+    """A scanner's export: a study folder with one series of DICOM files (no suffix)."""
+    series = w / "export" / "SE000002"
+    series.mkdir(parents=True)
+    for k in range(3):
+        (series / f"IM{k:04d}").write_bytes(bytes(128) + b"DICM" + bytes(64))
+    return w / "export"
+
+
+def _dicom_as_data_dir(f: Fixtures, w: Path) -> list[str]:
+    return ["predict", str(f.enhance_model), str(_dicom_export(w)), "--out-dir", str(w / "o")]
+
+
+def _dicom_as_image(f: Fixtures, w: Path) -> list[str]:
+    series = _dicom_export(w) / "SE000002"
+    return ["predict", str(f.enhance_model), "--image", f"r1_3t={series}", "--out-dir",
+            str(w / "o")]
 
 
 def _data_is_file(f: Fixtures, w: Path) -> list[str]:
@@ -426,6 +490,11 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
     ("r1-in-wrong-units", _scaled_input, 1, "s^-1"),
     ("all-zero-input", _zero_input, 1, "zero"),
     ("all-zero-mrf", _zero_mrf, 1, "zero"),
+    ("header-without-orientation", _no_orientation, 1, "qform_code or sform_code"),
+    ("singular-affine", _singular_affine, 1, "singular"),
+    ("voxel-sizes-in-cm", _scaled_header(40.0), 1, "voxel sizes in mm"),
+    ("voxel-sizes-not-mm-small", _scaled_header(0.02), 1, "on the model's grid"),
+    ("single-slice-input", _single_slice, 1, "at least 4 voxels along each axis on its grid"),
     ("mrf-34-frames", _mrf_34_frames, 1, "35"),
     ("truncated-nifti", _truncated_nifti, 1, "R1map"),
     ("text-as-nifti", _text_as_nifti, 1, "R1map"),
@@ -456,6 +525,8 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
                                     "r1_3t={w}/x.nii"), 1, "--out-dir"),
     ("image-and-data-dir", _args("predict", "{enhance_model}", "{enhance}", "--image",
                                  "r1_3t={w}/x.nii", "--out-dir", "{w}/out"), 1, "DATA_DIR"),
+    ("dicom-folder-as-data", _dicom_as_data_dir, 1, "DICOM files: convert to NIfTI first"),
+    ("dicom-series-as-image", _dicom_as_image, 1, "found DICOM: convert to NIfTI first"),
     ("predict-a-subject-folder", _args("predict", "{enhance_model}", "{enhance}/sub-01",
                                        "--out-dir", "{w}/out"), 1, "give the dataset's root"),
     ("crossval-into-dataset", _args("crossval", "fcd-classify", "{fcd}", "{fcd}/cv"), 1,

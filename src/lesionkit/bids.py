@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lesionkit import __version__
-from lesionkit.io import InputError, save_volume, write_json, write_tsv
+from lesionkit.io import DICOM_ADVICE, InputError, is_dicom, save_volume, write_json, write_tsv
 from lesionkit.units import scopes
 
 if TYPE_CHECKING:
@@ -457,6 +457,9 @@ class BIDSDataset:
                     f"layout ({', '.join(images[:3])}{', ...' if len(images) > 3 else ''}): "
                     f"name each with predict --image KEY=FILE, or lay them out as "
                     f"sub-<label>/anat/sub-<label>_<suffix>.nii.gz")
+        if is_dicom(self.root):
+            return (f"no sub-<label> folder but DICOM files: {DICOM_ADVICE}, then lay them "
+                    "out in BIDS or name each with predict --image KEY=FILE")
         return ("no sub-<label> folder (a BIDS dataset holds one per subject, e.g. "
                 "sub-01/anat/sub-01_FLAIR.nii.gz)")
 

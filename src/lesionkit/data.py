@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesionkit.bids import BIDS_NAME, UNFETCHED, BIDSDataset, active_filters
-from lesionkit.io import InputError, check_values, load_affine, load_volume, sidecar_unit_factor
+from lesionkit.io import (
+    DICOM_ADVICE,
+    InputError,
+    check_values,
+    is_dicom,
+    load_affine,
+    load_volume,
+    sidecar_unit_factor,
+)
 from lesionkit.lesions import crop, lesion_table
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
 from lesionkit.units import example_name, example_unit, unit_scope
@@ -120,7 +128,9 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
     files = {key: Path(file).resolve() for key, file in images.items()}
     for key, file in files.items():  # every file checked before anything is made
         if not file.is_file() or not file.name.endswith((".nii", ".nii.gz")):
-            what = "no such file" if not file.exists() else "another kind of file"
+            what = ("no such file" if not file.exists() else
+                    f"DICOM: {DICOM_ADVICE}" if is_dicom(file) else
+                    "a folder" if file.is_dir() else "another kind of file")
             raise InputError(f"{file}: expected a NIfTI image (.nii or .nii.gz) for --image "
                              f"{key}, found {what}")
     sources: dict[str, str] = {}
@@ -431,6 +441,10 @@ def _alignment_warnings(image: tio.ScalarImage, reference: tio.ScalarImage, wher
 
     shift = geometry.misalignment_mm(image, reference)
     name, reference_name = Path(where).name, Path(reference_name).name
+    if np.isnan(shift):
+        return [f"{name}: its alignment with {reference_name} was not checked (the field "
+                f"of view spans fewer than {2 * max(geometry.CHECK_FACTORS)} voxels of "
+                f"{geometry.CHECK_VOXEL_MM:g} mm along an axis)"]
     if shift >= geometry.SHIFT_ERROR_MM:
         raise InputError(f"{where}: expected an image aligned with {reference_name} in world "
                          f"space, found it displaced by about {shift:.0f} mm (rigid "
@@ -503,6 +517,8 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
             notes["MissingVoxels"][path.name] = int(absent.sum())
         if is_input:
             check_values(path, data, spec.unit, spec.kind)
+            geometry.check_extent(path, data.shape[:3], volume.affine,
+                                  task.spacing if first_input is None else None)
             first_input = first_input or (path, data.shape[:3], volume.affine)
         elif first_input is not None:
             check_truth_grid(path, data.shape[:3], volume.affine, *first_input)

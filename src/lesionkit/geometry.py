@@ -35,8 +35,10 @@ THICK_FACTOR = 2.0
 #: as a rigid co-registration estimates it, that earns a warning / stops the subject.
 SHIFT_WARNING_MM = 3.0
 SHIFT_ERROR_MM = 10.0
-#: Voxel size (mm) of the grid on which that co-registration runs when the images' is finer.
+#: Voxel size (mm) of the grid on which that co-registration runs when the images' is finer,
+#: and its pyramid's downsampling factors.
 CHECK_VOXEL_MM = 2.0
+CHECK_FACTORS = (4, 2)
 
 
 def voxel_size(affine: np.ndarray) -> tuple[float, float, float]:
@@ -139,7 +141,8 @@ def misalignment_mm(image: tio.ScalarImage, reference: tio.ScalarImage) -> float
     information, on a grid of voxels of at least 2 mm, at 4 and 2 times its voxel size, on
     a quarter of the voxels, seeded). About 0 for images of one scanner frame; a head
     that moved between two sequences, or images of two sessions, give millimetres to
-    centimetres."""
+    centimetres; NaN where the grid is too small for the coarsest level (fewer than twice
+    its factor of voxels along an axis)."""
     import torchio as tio
     from dipy.align import affine_registration
 
@@ -148,6 +151,8 @@ def misalignment_mm(image: tio.ScalarImage, reference: tio.ScalarImage) -> float
         image, reference = coarse(image), coarse(reference)
     static = reference.data.float().mean(0).numpy()
     moving = image.data.float().mean(0).numpy()
+    if min(static.shape) < 2 * max(CHECK_FACTORS):  # the coarsest level would be empty
+        return float("nan")
     affine = np.asarray(reference.affine, dtype=float)
     log = logging.getLogger("dipy")  # its step-by-step INFO lines are noise in a check
     level, state = log.level, np.random.get_state()  # dipy samples with numpy's global RNG
@@ -157,7 +162,7 @@ def misalignment_mm(image: tio.ScalarImage, reference: tio.ScalarImage) -> float
         _, matrix = affine_registration(
             moving, static, moving_affine=affine, static_affine=affine,
             pipeline=["translation", "rigid"], level_iters=[200, 50], sigmas=[3.0, 1.0],
-            factors=[4, 2], sampling_proportion=0.25)
+            factors=list(CHECK_FACTORS), sampling_proportion=0.25)
     finally:
         log.setLevel(level)
         np.random.set_state(state)
@@ -233,3 +238,44 @@ def thickness_warning(name: str, spacing: Sequence[float], model: Sequence[float
     return (f"{name}: voxels of {' x '.join(f'{s:.2f}' for s in spacing)} mm against the "
             f"model's {' x '.join(f'{m:.2f}' for m in model)} mm (a {worst[0]:.1f} mm edge); "
             "lesions thinner than the slices may be missed")
+
+
+#: Fewest voxels along any axis of an input's own grid: fewer cannot be smoothed before
+#: resampling (ITK's recursive Gaussian needs 4) ...
+MIN_VOXELS_PER_AXIS = 4
+#: ... and of the first input resampled to the model's voxel size (one voxel is a plane).
+MIN_MODEL_VOXELS_PER_AXIS = 2
+
+
+def check_extent(path: object, shape: Sequence[int], affine: np.ndarray,
+                 spacing: Sequence[float] | None) -> None:
+    """Refuse an input that is too thin to be a 3D volume on its own grid or on the
+    model's (a single slice, a slab of two, or a field of view of a few mm: voxel sizes
+    that are not mm).
+
+    Args:
+        path: The file, for the message.
+        shape: Its (X, Y, Z) voxel counts.
+        affine: Its voxel-to-mm affine.
+        spacing: The model's voxel size (mm, RAS order), None where it keeps the input's.
+
+    Raises:
+        InputError: fewer than ``MIN_VOXELS_PER_AXIS`` voxels along an axis of its grid,
+            or than ``MIN_MODEL_VOXELS_PER_AXIS`` of the model's.
+    """
+    matrix = np.asarray(affine, float)[:3, :3]
+    extent = np.empty(3)  # field of view (mm) along the voxel axes, in RAS order
+    extent[np.argmax(np.abs(matrix), axis=0)] = np.linalg.norm(matrix, axis=0) * shape[:3]
+    on_model = (np.floor(extent / np.asarray(spacing, float) + 1e-3).astype(int)  # as TorchIO
+                if spacing is not None else None)
+    counts = [("its grid", tuple(int(n) for n in shape[:3]), MIN_VOXELS_PER_AXIS)]
+    counts += ([("the model's grid", tuple(int(n) for n in on_model), MIN_MODEL_VOXELS_PER_AXIS)]
+               if on_model is not None else [])
+    thin = [(where, n, least) for where, n, least in counts if min(n) < least]
+    if thin:
+        where, n, least = thin[0]
+        raise InputError(
+            f"{path}: expected a 3D volume of at least {least} voxels along each axis on "
+            f"{where}, found {' x '.join(str(v) for v in n)} (a field of view "
+            f"of {' x '.join(f'{v:.3g}' for v in extent)} mm): a single slice or a thin "
+            "slab, or voxel sizes in the header that are not mm")

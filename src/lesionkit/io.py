@@ -26,6 +26,11 @@ from lesionkit.volume import Kind, Volume
 
 #: Default tolerance (mm) when comparing the affines of one subject's images.
 GRID_TOLERANCE_MM = 1e-3
+#: Longest voxel edge (mm) of an MRI volume (thick 2D slices with a gap stay far below).
+MAX_VOXEL_MM = 20.0
+#: Longest field of view (mm) along any voxel axis of a head scan (a neck-to-vertex 3D
+#: scan spans about 260 mm); a header whose voxel sizes are in cm gives metres.
+MAX_FIELD_OF_VIEW_MM = 600.0
 
 
 class InputError(ValueError):
@@ -294,7 +299,8 @@ def load_volume(
         The volume; ``data`` has the stored data type (scaled data become float).
 
     Raises:
-        InputError: missing or unreadable file, complex or RGB voxels, wrong
+        InputError: missing or unreadable file, a header :func:`check_geometry`
+            refuses, complex or RGB voxels, wrong
             dimensionality, a negative value in a label map, Inf, or NaN in
             a label or probability map or in every voxel. NaN in an intensity image
             marks voxels without data (SPM's and FSL's convention): they take
@@ -316,6 +322,7 @@ def load_volume(
         raise InputError(
             f"{path}: expected a readable NIfTI image, found an unreadable file ({reason})"
         ) from error
+    check_geometry(path, image)
     if data.dtype.fields is not None or data.dtype.kind not in "biuf":
         found, hint = (("RGB or other multi-component", "store one grey value per voxel")
                        if data.dtype.fields is not None else
@@ -323,8 +330,8 @@ def load_volume(
                        ("non-numeric", "store numbers"))
         raise InputError(f"{path}: expected one real number per voxel, found {found} data "
                          f"({data.dtype}); {hint}")
-    if data.ndim == 4 and data.shape[3] == 1 and ndim == 3:
-        data = data[..., 0]
+    while ndim is not None and data.ndim > ndim and data.shape[-1] == 1:
+        data = data[..., 0]  # trailing axes of length 1 (a 3D image stored as 4D or 5D)
     if ndim is not None and data.ndim != ndim:
         raise InputError(
             f"{path}: expected a {ndim}D image, found {data.ndim}D with shape {data.shape}"
@@ -345,6 +352,81 @@ def load_volume(
                          f"positive labels, found values down to {float(data.min()):g}")
     return Volume(data=data, affine=image.affine, kind=kind, unit=unit, header=image.header,
                   missing=missing)
+
+
+def check_geometry(path: Path, image: Any) -> None:
+    """Refuse a header that does not place the image's voxels in space in mm.
+
+    Every lesionkit command puts one subject's images on one grid by their affines and
+    writes its outputs on the input's, so a header without an orientation, a singular or
+    non-finite affine, or voxel sizes that cannot be millimetres of a head scan would give
+    outputs in the wrong place (or a grid of metres, which fills the memory).
+
+    Args:
+        path: The file, for the message.
+        image: Its nibabel image.
+
+    Raises:
+        InputError: both qform_code and sform_code 0 (nibabel then makes an affine from
+            the voxel sizes alone: position and left-right unknown); an affine with NaN
+            or Inf, or a singular one; a voxel edge above ``MAX_VOXEL_MM`` or a field of
+            view above ``MAX_FIELD_OF_VIEW_MM`` along an axis of more than one voxel.
+    """
+    header = image.header
+    if "qform_code" in header and "sform_code" in header and (
+            int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0):
+        raise InputError(
+            f"{path}: expected a header that places the image in the scanner's space "
+            "(qform_code or sform_code above 0), found both 0: its position and "
+            "orientation are unknown (left and right may be swapped); convert the scan "
+            "again (dcm2niix writes both) or copy the header of the image it was made from")
+    affine = np.asarray(image.affine, float)
+    if not np.isfinite(affine).all():
+        raise InputError(f"{path}: expected a finite voxel-to-world affine, found NaN or "
+                         "Inf in its header's qform or sform")
+    matrix = affine[:3, :3]
+    sizes = np.linalg.norm(matrix, axis=0)
+    if (sizes == 0).any() or abs(np.linalg.det(matrix)) < 1e-6 * np.prod(sizes):
+        raise InputError(f"{path}: expected an invertible voxel-to-world affine, found a "
+                         "singular one (two voxel axes along one line, or an axis of "
+                         f"length 0: voxel sizes {_mm(sizes)} mm)")
+    shape = np.asarray(image.shape[:3], float)
+    spanned = shape > 1
+    field = sizes * shape
+    if (sizes[spanned] > MAX_VOXEL_MM).any() or (field[spanned] > MAX_FIELD_OF_VIEW_MM).any():
+        unit = header.get_xyzt_units()[0] if hasattr(header, "get_xyzt_units") else None
+        stated = f"; its header gives the spatial unit as {unit}" if unit not in (
+            None, "unknown", "mm") else ""
+        raise InputError(
+            f"{path}: expected voxel sizes in mm of a head scan (at most {MAX_VOXEL_MM:g} mm "
+            f"and a field of view of at most {MAX_FIELD_OF_VIEW_MM:g} mm), found "
+            f"{_mm(sizes)} mm voxels and a field of view of {_mm(field)} mm{stated}")
+
+
+def _mm(values: np.ndarray) -> str:
+    """'0.72 x 0.72 x 3' (three lengths, 3 significant digits)."""
+    return " x ".join(f"{v:.3g}" for v in values)
+
+
+#: How a DICOM export is turned into what lesionkit reads.
+DICOM_ADVICE = ("convert to NIfTI first (dcm2niix -b y -z y -o OUT_DIR DICOM_DIR writes each "
+                "series as .nii.gz with its JSON sidecar)")
+
+
+def is_dicom(path: Path) -> bool:
+    """Whether a file is DICOM ("DICM" after the 128-byte preamble, or a name ending
+    .dcm or .ima as scanners export them), or a folder holding such a file within two
+    levels (a scanner's series or study folder)."""
+    if path.is_dir():
+        candidates = [p for pattern in ("*", "*/*") for p in sorted(path.glob(pattern))[:50]]
+        return any(p.is_file() and is_dicom(p) for p in candidates)
+    if path.suffix.lower() in (".dcm", ".ima"):
+        return True
+    try:
+        with path.open("rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _misnamed_compression(path: Path) -> str | None:
@@ -379,16 +461,18 @@ def load_affine(path: str | os.PathLike[str]) -> np.ndarray:
     """The 4x4 voxel-to-mm affine of a NIfTI file, read from its header only.
 
     Raises:
-        InputError: missing or unreadable file.
+        InputError: missing or unreadable file, or a header :func:`check_geometry` refuses.
     """
     import nibabel as nib
 
     path = Path(path)
     try:
-        return np.asarray(nib.load(str(path)).affine, float)
+        image = nib.load(str(path))
     except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as error:
         raise InputError(f"{path}: expected a readable NIfTI image, found an unreadable file "
                          f"({error})") from error
+    check_geometry(path, image)
+    return np.asarray(image.affine, float)
 
 
 def nifti_image(data: np.ndarray, affine: np.ndarray) -> Any:
