@@ -264,10 +264,10 @@ def check_extent(path: object, shape: Sequence[int], affine: np.ndarray,
             or than ``MIN_MODEL_VOXELS_PER_AXIS`` of the model's.
     """
     matrix = np.asarray(affine, float)[:3, :3]
-    extent = np.empty(3)  # field of view (mm) along the voxel axes, in RAS order
-    extent[np.argmax(np.abs(matrix), axis=0)] = np.linalg.norm(matrix, axis=0) * shape[:3]
-    on_model = (np.floor(extent / np.asarray(spacing, float) + 1e-3).astype(int)  # as TorchIO
-                if spacing is not None else None)
+    extent = np.linalg.norm(matrix, axis=0) * np.asarray(shape[:3])  # mm along each voxel axis
+    along = np.argmax(np.abs(matrix), axis=0)  # the world axis each voxel axis runs along
+    on_model = (np.floor(extent / np.asarray(spacing, float)[along] + 1e-3).astype(int)
+                if spacing is not None else None)  # as TorchIO's Resample counts them
     counts = [("its grid", tuple(int(n) for n in shape[:3]), MIN_VOXELS_PER_AXIS)]
     counts += ([("the model's grid", tuple(int(n) for n in on_model), MIN_MODEL_VOXELS_PER_AXIS)]
                if on_model is not None else [])
