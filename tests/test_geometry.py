@@ -47,6 +47,17 @@ def test_voxel_size_follows_world_axes_whatever_the_storage_order() -> None:
     assert median_voxel_size([AXIAL, AXIAL, np.eye(4)]) == (0.7, 0.8, 3.0)
 
 
+def test_voxel_size_of_an_acquisition_oblique_by_45_degrees() -> None:
+    """Both in-plane voxel axes lean equally toward x and y: each still gets one axis."""
+    r = np.sqrt(0.5)  # cos and sin of 45 degrees as one number: a tie for every column
+    rotation = np.array([[r, -r, 0], [r, r, 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.5, 1.0, 3.0])
+    assert sorted(voxel_size(affine)[:2]) == pytest.approx([0.5, 1.0])
+    assert voxel_size(affine)[2] == pytest.approx(3.0)
+    check_extent("oblique.nii", (400, 200, 40), affine, (2.0, 2.0, 2.0))
+
+
 def test_overlap_of_world_boxes() -> None:
     shifted = np.eye(4)
     shifted[0, 3] = 5.0

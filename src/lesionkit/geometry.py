@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lesionkit.io import InputError
+from lesionkit.io import InputError, world_axes
 
 if TYPE_CHECKING:
     import torchio as tio
@@ -44,11 +44,9 @@ CHECK_FACTORS = (4, 2)
 def voxel_size(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel edge lengths (mm) along the world axes x, y, z (RAS order), whatever the
     storage order of the voxel axes (a sagittal and an axial scan give the same answer)."""
-    matrix = np.asarray(affine, float)[:3, :3]
-    sizes = np.linalg.norm(matrix, axis=0)
-    order = np.argmax(np.abs(matrix), axis=0)  # the world axis each voxel axis runs along
+    sizes = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
     out = np.empty(3)
-    out[order] = sizes
+    out[world_axes(affine)] = sizes  # a permutation: every entry is set
     return (float(out[0]), float(out[1]), float(out[2]))
 
 
@@ -265,7 +263,7 @@ def check_extent(path: object, shape: Sequence[int], affine: np.ndarray,
     """
     matrix = np.asarray(affine, float)[:3, :3]
     extent = np.linalg.norm(matrix, axis=0) * np.asarray(shape[:3])  # mm along each voxel axis
-    along = np.argmax(np.abs(matrix), axis=0)  # the world axis each voxel axis runs along
+    along = world_axes(affine)  # the world axis each voxel axis runs along
     on_model = (np.floor(extent / np.asarray(spacing, float)[along] + 1e-3).astype(int)
                 if spacing is not None else None)  # as TorchIO's Resample counts them
     counts = [("its grid", tuple(int(n) for n in shape[:3]), MIN_VOXELS_PER_AXIS)]

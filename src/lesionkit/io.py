@@ -475,6 +475,15 @@ def load_affine(path: str | os.PathLike[str]) -> np.ndarray:
     return np.asarray(image.affine, float)
 
 
+def world_axes(affine: np.ndarray) -> np.ndarray:
+    """The world axis (0 x, 1 y, 2 z) that each voxel axis runs closest to, every world
+    axis taken once, also for an acquisition oblique by 45 degrees (nibabel's
+    ``io_orientation``)."""
+    import nibabel as nib
+
+    return nib.orientations.io_orientation(np.asarray(affine, float))[:, 0].astype(int)
+
+
 def nifti_image(data: np.ndarray, affine: np.ndarray) -> Any:
     """An in-memory nibabel NIfTI image (for libraries that take one)."""
     import nibabel as nib
