@@ -85,6 +85,26 @@ def test_every_shipped_model_loads_and_predicts_by_name(tmp_path: Path, name: st
     assert {s.get("ModelFolder") for s in sidecars} == {str(folder.resolve())}
 
 
+def test_the_flair_only_model_predicts_a_real_flair_without_a_t1w(tmp_path: Path) -> None:
+    """A clinical FLAIR alone (the real sample's, skull on) through the FLAIR-only model:
+    its one source, on the FLAIR's grid, a probability."""
+    import nibabel as nib
+    import numpy as np
+
+    flair = next((Path(__file__).parent / "data" / "realpatient").rglob("*_FLAIR.nii.gz"))
+    out = tmp_path / "out"
+    assert run(["predict", "flair-only-lesion-dr", "--image", f"flair={flair}", "--subjects",
+                "p01", "--out-dir", str(out), "--tta", "1", "--threads", "1"]) == 0
+    [written] = out.rglob("sub-p01_*_probseg.nii.gz")
+    image, source = nib.load(written), nib.load(flair)
+    assert image.shape == source.shape
+    np.testing.assert_allclose(image.affine, source.affine, atol=1e-4)
+    values = np.asarray(image.dataobj)
+    assert values.min() >= 0 and values.max() <= 1
+    sidecar = json.loads(written.with_name(written.name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["Sources"] == [str(flair.resolve())]
+
+
 def test_a_path_wins_over_a_shipped_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                          ) -> None:
     monkeypatch.chdir(tmp_path)

@@ -118,7 +118,7 @@ def test_evaluate_on_hand_made_derivatives(tmp_path: Path) -> None:
 def test_variants_are_registered_by_value() -> None:
     assert set(MRF_LESION_TASKS) == {"mrf-lesion", "mrf-lesion-only", "mrf-lesion-dice",
                                      "mrf-relaxometry-lesion", "flair-lesion", "mrf-lesion-3d",
-                                     "flair-lesion-dr"}
+                                     "flair-lesion-dr", "flair-only-lesion-dr"}
     assert [o.target for o in get_task("mrf-lesion").outputs] == ["t1", "t2s", None, None, None]
     only = get_task("mrf-lesion-only")
     assert only.out_channels == 1 and only.loss == "mse" and only.inputs == MRF_LESION.inputs
@@ -128,13 +128,18 @@ def test_variants_are_registered_by_value() -> None:
     assert [s.suffix for s in relaxometry.inputs] == ["T1map", "T2starmap"]
     assert all(dict(s.entities)["desc"] == "matched" for s in relaxometry.inputs)
     assert [s.suffix for s in get_task("flair-lesion").inputs] == ["FLAIR", "T1w"]
+    flair_only, with_t1w = get_task("flair-only-lesion-dr"), get_task("flair-lesion-dr")
+    assert [s.suffix for s in flair_only.inputs] == ["FLAIR"]
+    assert replace(flair_only, name=with_t1w.name, description=with_t1w.description,
+                   inputs=with_t1w.inputs, outputs=with_t1w.outputs) == with_t1w
     assert get_task("mrf-lesion-3d").network == "unet"
     assert MRF_LESION.network == "unet2d" and MRF_LESION.sampler.patch_size == (64, 64, 1)
     assert all(t.sampler.oversample == "lesion" and t.sampler.oversample_factor == 5.0
                for t in MRF_LESION_TASKS.values())
 
 
-@pytest.mark.parametrize("name", ["mrf-relaxometry-lesion", "flair-lesion", "flair-lesion-dr"])
+@pytest.mark.parametrize("name", ["mrf-relaxometry-lesion", "flair-lesion", "flair-lesion-dr",
+                                  "flair-only-lesion-dr"])
 def test_single_output_variants_train_and_predict(name: str, tmp_path: Path) -> None:
     data = write_mrf_dataset(tmp_path / "bids")
     task = tiny(get_task(name))

@@ -23,6 +23,9 @@ Variants (the paper's Table 1 by configuration; ``dataclasses.replace``):
 - ``flair-lesion-dr``: the same, trained with domain randomisation of the weighted
   images (:data:`lesionkit.tasks.augmentations.WEIGHTED_IMAGE_RANDOMISATION`: affine,
   thick slices, bias field, gamma, ghosting, motion, noise).
+- ``flair-only-lesion-dr``: FLAIR alone -> lesion probability, otherwise as
+  ``flair-lesion-dr``, for scans without a T1w (many clinical MS protocols have a FLAIR
+  and no 3D T1w).
 - ``mrf-lesion-3d``: the 5-output task with the registry's 3D U-Net on 64x64x16 patches.
 
 Choices where the paper is silent or does not fit:
@@ -381,11 +384,15 @@ FLAIR_LESION_DR = _task("flair-lesion-dr", "FLAIR and T1w -> lesion probability,
                         "with domain randomisation", (FLAIR, T1W), (LESION,), False,
                         mask=PHANTOM_BRAIN, loss="dice-bce", output_activation="sigmoid",
                         augment=WEIGHTED_IMAGE_RANDOMISATION)
+FLAIR_ONLY_LESION_DR = _task("flair-only-lesion-dr", "FLAIR -> lesion probability (no T1w), "
+                             "trained with domain randomisation", (FLAIR,), (LESION,), False,
+                             mask=PHANTOM_BRAIN, loss="dice-bce", output_activation="sigmoid",
+                             augment=WEIGHTED_IMAGE_RANDOMISATION)
 
 #: Every variant by CLI name.
 MRF_LESION_TASKS: dict[str, Task] = {t.name: t for t in (
     MRF_LESION, MRF_LESION_ONLY, MRF_LESION_DICE, MRF_RELAXOMETRY_LESION, FLAIR_LESION,
-    FLAIR_LESION_DR,
+    FLAIR_LESION_DR, FLAIR_ONLY_LESION_DR,
     MRF_LESION_3D)}
 
 
@@ -437,14 +444,16 @@ DEMO = DemoStep(
 #: 20 times as often: docs/results.md), 60 epochs of 1024 patches on 10 phantom subjects;
 #: and flair-lesion-dr, the FLAIR + T1w lesion model for scanners without MRF, trained
 #: with domain randomisation on the same cohort (the settings of the real-scan checks in
-#: docs/real-data.md).
+#: docs/real-data.md); flair-only-lesion-dr, the same recipe on the FLAIR alone.
+_FLAIR_RECIPE = {"network_kwargs": {**FLAIR_LESION_DR.network_kwargs,
+                                    "channels": (16, 32, 64, 128, 256)},
+                 "learning_rate": 1e-3, "batch_size": 32, "patience": 8}
 SHIPPED_MODELS = (
     replace(DEMO, subjects=10, epochs=60, examples_per_epoch=1024, overrides={
         "network_kwargs": {"channels": (16, 32, 64, 128, 256), "bridge_dropout": 0.5},
         "learning_rate": 1e-3, "batch_size": 16}),
-    DemoStep(task="flair-lesion-dr", cohort="mrf-lesion", subjects=10, held_out=2, epochs=20,
-             overrides={"network_kwargs": {**FLAIR_LESION_DR.network_kwargs,
-                                           "channels": (16, 32, 64, 128, 256)},
-                        "learning_rate": 1e-3, "batch_size": 32, "patience": 8},
-             shown=("lesion_dice", "detection_rate", "lesion_precision", "lesion_recall")),
+    *(DemoStep(task=name, cohort="mrf-lesion", subjects=10, held_out=2, epochs=epochs,
+               overrides=_FLAIR_RECIPE,
+               shown=("lesion_dice", "detection_rate", "lesion_precision", "lesion_recall"))
+      for name, epochs in (("flair-lesion-dr", 20), ("flair-only-lesion-dr", 60))),
 )
