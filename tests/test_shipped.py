@@ -105,6 +105,33 @@ def test_the_flair_only_model_predicts_a_real_flair_without_a_t1w(tmp_path: Path
     assert sidecar["Sources"] == [str(flair.resolve())]
 
 
+def test_a_dataset_without_an_input_is_pointed_to_a_shipped_model_that_reads_what_it_has(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real sample without its T1w: the FLAIR + T1w lesion model names the FLAIR-only
+    one (same lesion map), not the FCD classifier that also reads a FLAIR."""
+    import shutil
+
+    from lesionkit.bids import BIDSDataset
+    from lesionkit.bids_app import run as bids_app
+
+    data = tmp_path / "flair-only"
+    shutil.copytree(Path(__file__).parent / "data" / "realpatient", data)
+    for t1w in data.rglob("*_T1w.*"):
+        t1w.unlink()
+    assert shipped.alternatives(BIDSDataset(data), get_task("flair-lesion-dr")) == [
+        "flair-only-lesion-dr"]
+    assert shipped.alternatives(BIDSDataset(data), get_task("enhance-r1")) == []
+    assert run(["predict", "flair-lesion-dr", str(data), "--out-dir", str(tmp_path / "o")]) == 1
+    assert bids_app([str(data), str(tmp_path / "b"), "participant", "--task",
+                     "flair-lesion-dr"]) == 1
+    predict_line, app_line = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert predict_line.endswith("T1w.nii[.gz] missing in 1 of 1 subjects; shipped models "
+                                 "that write the same from the images there: "
+                                 "flair-only-lesion-dr")
+    assert app_line.endswith("from the images there (--task): flair-only-lesion-dr")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "b").exists()
+
+
 def test_a_path_wins_over_a_shipped_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                          ) -> None:
     monkeypatch.chdir(tmp_path)

@@ -309,14 +309,18 @@ def _with_inputs(bids: Path, model_dir: Path) -> list[str]:
     from lesionkit.bids import BIDSDataset
     from lesionkit.data import missing_images, prediction_units
     from lesionkit.model_folder import read_config, task_from_config
+    from lesionkit.shipped import alternatives
 
     task = task_from_config(read_config(model_dir), model_dir / "config.yaml")
     dataset = BIDSDataset(bids)
     subjects = list(dict.fromkeys(unit[0] for unit in prediction_units(dataset, task)))
     if not subjects:
+        others = alternatives(dataset, task)
         raise InputError(f"{bids}: expected participants with the inputs of task {task.name}, "
                          f"found none among {len(dataset.subjects())}: "
-                         f"{missing_images(dataset, task, with_targets=False)}")
+                         f"{missing_images(dataset, task, with_targets=False)}"
+                         + (f"; shipped models that write the same from the images there "
+                            f"(--task): {', '.join(others)}" if others else ""))
     skipped = sorted(set(dataset.subjects()) - set(subjects))
     if skipped:
         typer.echo(f"warning: {bids}: skipped {len(skipped)} participant(s) without the inputs "

@@ -511,7 +511,7 @@ def predict(
     """
     from rich.progress import track
 
-    from lesionkit.shipped import resolve_model
+    from lesionkit.shipped import alternatives, resolve_model
 
     device = resolve_device(device)
     model_dir = resolve_model(model_dir)
@@ -536,9 +536,12 @@ def predict(
                              f"inputs of task {task.name}, found {', '.join(found)}")
         units = chosen
     if not units:
+        others = alternatives(dataset, task, subjects)
         raise InputError(f"{dataset.root}: expected subjects with the inputs of task "
                          f"{task.name}, found none among {len(dataset.subjects())} subjects: "
-                         f"{missing_images(dataset, task, with_targets=False)}")
+                         f"{missing_images(dataset, task, with_targets=False)}"
+                         + ("; shipped models that write the same from the images there: "
+                            f"{', '.join(others)}" if others else ""))
     skipped = sorted(set(dataset.subjects()) - {unit[0] for unit in units})
     if skipped and not subjects:
         print(f"warning: {dataset.root}: skipped {len(skipped)} subject(s) without the inputs "

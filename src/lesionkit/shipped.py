@@ -74,6 +74,38 @@ def _image_keys(name: str) -> str:
     return image_keys(task_from_config(read_config(folder), folder / "config.yaml"))
 
 
+def alternatives(dataset: Any, task: Any, subjects: list[str] | None = None) -> list[str]:
+    """Shipped models that write what ``task`` writes (an output of the same suffix and
+    entities, a lesion map for a lesion map) from images the dataset holds, for at least
+    one of ``subjects`` (all when None): what a user whose scans lack one of the task's
+    inputs can run instead.
+
+    Args:
+        dataset: A :class:`lesionkit.bids.BIDSDataset`.
+        task: The task whose inputs are missing.
+        subjects: Subject labels to look at, None for all.
+    """
+    from lesionkit.data import prediction_units
+    from lesionkit.model_folder import read_config, task_from_config
+
+    def products(of: Any) -> set[tuple]:
+        return {(o.suffix, o.entities) for o in of.outputs}
+
+    found = []
+    for name in shipped_names():
+        folder = SHIPPED_DIR / name
+        other = task_from_config(read_config(folder), folder / "config.yaml")
+        if other.name == task.name or not products(other) & products(task):
+            continue
+        try:
+            units = prediction_units(dataset, other)
+        except InputError:
+            continue
+        if any(not subjects or subject in subjects for subject, _, _ in units):
+            found.append(name)
+    return found
+
+
 def describe(name: str) -> list[str]:
     """Lines describing a shipped model: task, training and held-out phantom figures."""
     record = provenance(name)
