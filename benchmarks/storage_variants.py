@@ -11,7 +11,8 @@ quantisation), predicts every variant with one model (``lesionkit.infer.predict`
 compares each lesion probability map with the original's in world space (linear
 resampling onto the original's grid; the turned head is compared by volume only, as its
 lesions have moved). A variant with NaN in its darkest 30 % of voxels (the background, as
-SPM's or FSL's masking writes "no data") reads them as background.
+SPM's or FSL's masking writes "no data") reads them as background, and a defaced variant
+has its face set to 0, as public datasets are shared.
 
 Run: ``python benchmarks/storage_variants.py ANAT_DIR OUT [--model flair-lesion-dr]``;
 prints a table (lesion volume in mL at the model's 0.33 threshold, components, Dice with
@@ -31,6 +32,10 @@ import numpy as np
 
 THRESHOLD = 0.33
 TURN_DEGREES = 20.0
+#: The defaced region: in front of the head's centre of mass by more than this (mm) ...
+FACE_FRONT_MM = 65.0
+#: ... and below this height (mm) above it (the eyes and nose, below the frontal lobes).
+FACE_TOP_MM = -15.0
 
 
 def _turn() -> np.ndarray:
@@ -84,6 +89,19 @@ def _nan_background(img: nib.Nifti1Image) -> nib.Nifti1Image:
     return nib.Nifti1Image(data, img.affine)
 
 
+def _defaced(img: nib.Nifti1Image) -> nib.Nifti1Image:
+    """The face set to 0 as defacing tools do (pydeface, mri_deface: public datasets are
+    shared so): every voxel more than ``FACE_FRONT_MM`` in front of the head's centre of
+    mass and below ``FACE_TOP_MM`` above it, in world space (RAS: y anterior, z superior)."""
+    data = _data(img).astype(np.float32)
+    head = data > 0.1 * np.percentile(data, 99)
+    world = nib.affines.apply_affine(img.affine, np.indices(data.shape).reshape(3, -1).T)
+    centre = world[head.ravel()].mean(axis=0)
+    face = ((world[:, 1] > centre[1] + FACE_FRONT_MM)
+            & (world[:, 2] < centre[2] + FACE_TOP_MM)).reshape(data.shape)
+    return nib.Nifti1Image(np.where(face, 0.0, data).astype(np.float32), img.affine)
+
+
 #: Variant -> (what it does to every image, same image in world space).
 VARIANTS: dict[str, tuple[Callable[[nib.Nifti1Image, str], nib.Nifti1Image], bool]] = {
     "original": (lambda img, _: img, True),
@@ -100,6 +118,7 @@ VARIANTS: dict[str, tuple[Callable[[nib.Nifti1Image, str], nib.Nifti1Image], boo
     "x1000": (lambda img, _: _float(lambda d: d * 1000)(img), False),
     "uint8": (lambda img, _: _uint8(img), False),
     "nan-background": (lambda img, _: _nan_background(img), False),
+    "defaced": (lambda img, _: _defaced(img), False),
 }
 
 

@@ -272,6 +272,20 @@ def test_a_t2w_read_as_flair_is_named_in_a_warning() -> None:
     assert contrast_warning(flair_ratio, "FLAIR", "sub-01_FLAIR.nii.gz") is None
 
 
+def test_the_contrast_statistic_ignores_an_offset_that_makes_the_background_negative() -> None:
+    """A FLAIR stored with 200 subtracted (background at -200) reads as the same FLAIR; a
+    real FLAIR so stored (patient01, storage_variants.py) was warned of as a T2w (2.29)."""
+    rng = np.random.default_rng(1)
+    head = np.zeros((1, 30, 30, 30), np.float32)  # air at 0 around a brain
+    head[:, 5:25, 5:25, 5:25] = rng.normal(100.0, 8.0, (1, 20, 20, 20))
+    head[:, 5:25, 5:25, 5:8] = 20.0  # dark CSF
+    mask = torch.zeros((30, 30, 30), dtype=torch.bool)
+    mask[5:25, 5:25, 5:25] = True
+    ratio = bright_csf_ratio(torch.from_numpy(head), mask)
+    assert bright_csf_ratio(torch.from_numpy(head - 200.0), mask) == pytest.approx(ratio)
+    assert bright_csf_ratio(torch.from_numpy(head * 3.0), mask) == pytest.approx(ratio)
+
+
 def test_oversampled_patches_hold_the_label_more_often() -> None:
     lesion = np.zeros((1, 24, 24, 8), np.float32)
     lesion[0, 2:4, 2:4, 1] = 1.0

@@ -601,7 +601,9 @@ DARK_CSF_BOUND: dict[str, float] = {"FLAIR": 1.9}
 def bright_csf_ratio(data: Any, mask: Any) -> float | None:
     """The 99th percentile of an image inside its brain mask over its median (None for an
     empty mask or a median at or below 0): near 1.4 for a FLAIR, whose CSF is dark, above
-    2 for a T2w (:data:`DARK_CSF_BOUND`).
+    2 for a T2w (:data:`DARK_CSF_BOUND`). An image stored with an offset (negative
+    values) is read from its floor, as the brain mask reads it
+    (:data:`lesionkit.brainmask.FLOOR_PERCENTILE`), so the offset does not change it.
 
     Args:
         data: (C, X, Y, Z) image in its stored intensities.
@@ -609,10 +611,14 @@ def bright_csf_ratio(data: Any, mask: Any) -> float | None:
     """
     import torch
 
+    from lesionkit.brainmask import FLOOR_PERCENTILE
+
     inside = _sample(data[:, mask].float())
     if inside.numel() == 0:
         return None
-    median, bright = torch.quantile(inside, torch.tensor([0.5, 0.99])).tolist()
+    floor = min(float(torch.quantile(_sample(data.float().flatten()), FLOOR_PERCENTILE / 100)),
+                0.0)
+    median, bright = (torch.quantile(inside, torch.tensor([0.5, 0.99])) - floor).tolist()
     return bright / median if median > 0 else None
 
 
