@@ -192,6 +192,12 @@ def test_trailing_axes_of_length_one_are_dropped(tmp_path: Path) -> None:
         load_volume(series, ndim=3)
 
 
+def test_2d_where_3d_expected(tmp_path: Path) -> None:
+    path = write_raw(tmp_path / "sub-01_FLAIR.nii.gz", np.ones((16, 16), np.float32))
+    with pytest.raises(InputError, match=r"sub-01_FLAIR\.nii\.gz: expected a 3D image, found 2D"):
+        load_volume(path)
+
+
 def test_3d_where_4d_expected(tmp_path: Path) -> None:
     path = write_raw(tmp_path / "sub-01_MRF.nii.gz", np.ones((4, 4, 4), np.float32))
     with pytest.raises(InputError, match=r"sub-01_MRF\.nii\.gz: expected a 4D image, found 3D"):

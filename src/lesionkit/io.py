@@ -390,7 +390,7 @@ def check_geometry(path: Path, image: Any) -> None:
         raise InputError(f"{path}: expected an invertible voxel-to-world affine, found a "
                          "singular one (two voxel axes along one line, or an axis of "
                          f"length 0: voxel sizes {_mm(sizes)} mm)")
-    shape = np.asarray(image.shape[:3], float)
+    shape = np.asarray((*image.shape[:3], 1, 1)[:3], float)  # a 2D image: one slice
     spanned = shape > 1
     field = sizes * shape
     if (sizes[spanned] > MAX_VOXEL_MM).any() or (field[spanned] > MAX_FIELD_OF_VIEW_MM).any():
