@@ -275,8 +275,9 @@ def score(probability_path: Path, change_mask: Any, threshold: float = 0.33,
         ``change_lesions``, ``change_lesions_flagged``, ``fraction_flagged`` (flagged /
         change lesions; a change lesion is flagged when any of its voxels has probability
         >= threshold), ``predicted_components``, ``components_touching_change``,
-        ``components_elsewhere``, ``predicted_volume_ml`` (mL), ``change_volume_ml`` (mL)
-        and ``threshold``.
+        ``components_elsewhere``, ``predicted_volume_ml`` (mL), ``change_volume_ml`` (mL),
+        ``median_component_ml``, ``components_over_speck`` (of ``SPECK_ML`` or more) and
+        ``threshold``.
     """
     mask_image = _image(change_mask)
     change = np.asarray(mask_image.dataobj).reshape(mask_image.shape[:3]) > 0
@@ -302,20 +303,34 @@ def score(probability_path: Path, change_mask: Any, threshold: float = 0.33,
         "components_elsewhere": int(predicted_count - np.count_nonzero(touching)),
         "predicted_volume_ml": float(np.count_nonzero(predicted)) * voxel_ml,
         "change_volume_ml": float(np.count_nonzero(change)) * voxel_ml,
+        **_sizes(predicted_labels, predicted_count, voxel_ml),
     }
+
+
+#: Components at least this large (mL) are counted apart from the specks below it.
+SPECK_ML = 0.05
+
+
+def _sizes(labels: np.ndarray, count: int, voxel_ml: float) -> dict[str, Any]:
+    """Median component volume (mL) and the number of components of ``SPECK_ML`` or more."""
+    volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
+    return {"median_component_ml": float(np.median(volumes)) if count else None,
+            "components_over_speck": int(np.count_nonzero(volumes >= SPECK_ML))}
 
 
 def components(probability_path: Path, threshold: float = 0.33,
                brain_mask: np.ndarray | None = None) -> dict[str, Any]:
-    """26-connected components and volume (mL) of a probability map at ``threshold``."""
+    """26-connected components and volume (mL) of a probability map at ``threshold``, the
+    median component volume (mL) and the components of ``SPECK_ML`` or more."""
     image = _image(probability_path)
     predicted = np.asarray(image.dataobj, dtype=np.float32).reshape(image.shape[:3]) >= threshold
     if brain_mask is not None:
         predicted &= brain_mask
     voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
-    return {"threshold": float(threshold),
-            "predicted_components": int(ndimage.label(predicted, FULL)[1]),
-            "predicted_volume_ml": float(np.count_nonzero(predicted)) * voxel_ml}
+    labels, count = ndimage.label(predicted, FULL)
+    return {"threshold": float(threshold), "predicted_components": int(count),
+            "predicted_volume_ml": float(np.count_nonzero(predicted)) * voxel_ml,
+            **_sizes(labels, count, voxel_ml)}
 
 
 # ----------------------------------------------------------------------------- montage
@@ -589,16 +604,21 @@ def _table(rows: list[dict[str, Any]]) -> str:
                ("fraction_flagged", "fraction flagged"),
                ("predicted_components", "predicted components"),
                ("components_touching_change", "touching change"),
-               ("components_elsewhere", "elsewhere"), ("predicted_volume_ml", "volume (mL)")]
+               ("components_elsewhere", "elsewhere"), ("predicted_volume_ml", "volume (mL)"),
+               ("median_component_ml", "median component (mL)"),
+               ("components_over_speck", f"components >= {SPECK_ML:g} mL"),
+               ("components_whole_field", "components, whole field of view")]
 
-    def cell(value: Any) -> str:
+    def cell(value: Any, key: str) -> str:
         if value is None:
             return "-"
-        return f"{value:.2f}" if isinstance(value, float) else str(value)
+        digits = 3 if key == "median_component_ml" else 2
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(title for _, title in columns) + " |",
              "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(row.get(key), key) for key, _ in columns) + " |"
+              for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -643,6 +663,7 @@ def run_benchmark(source: Path, work: Path, model: Path, lesionkit: str,
                     threshold=threshold, title=f"sub-{patient} ses-{study}"))
             else:
                 row.update(components(path, threshold, brain_mask=brain))
+            row["components_whole_field"] = components(path, threshold)["predicted_components"]
             rows.append(row)
     _write_json({"threshold": threshold, "brain_mask": "lesionkit.brainmask (BET) of the FLAIR",
                  "rows": rows}, work / "scores.json")
@@ -650,7 +671,7 @@ def run_benchmark(source: Path, work: Path, model: Path, lesionkit: str,
     (work / "scores.md").write_text(
         f"# Real MS patients: lesion map vs change mask (threshold {threshold:g})\n\n"
         "Components are 26-connected and counted inside the FLAIR's brain mask (lesionkit's "
-        "BET). The change mask "
+        "BET), except in the last column. The change mask "
         "holds only new/enlarging lesions, so components elsewhere are not necessarily false "
         "positives; study1 has no change mask.\n\n" + table)
     print(table)

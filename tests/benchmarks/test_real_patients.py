@@ -1,0 +1,44 @@
+"""benchmarks/real_patients.py: scoring a lesion map against a change mask, by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import load_script
+
+BENCH = Path(__file__).parents[2] / "benchmarks" / "real_patients.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script(BENCH, "lesionkit_benchmarks_real_patients")
+
+
+def test_components_changes_flagged_and_specks_are_counted(bench, tmp_path: Path) -> None:
+    """2 mm voxels (0.008 mL): a 27-voxel lesion on one of two changed lesions, two
+    one-voxel specks (one outside the brain mask), and nothing on the other change."""
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    probability = np.zeros((20, 20, 20), np.float32)
+    probability[2:5, 2:5, 2:5] = 0.9       # 0.216 mL, on the first changed lesion
+    probability[10, 10, 10] = 0.5          # a speck inside the brain
+    probability[19, 19, 19] = 0.6          # a speck outside it
+    probability[15, 2, 2] = 0.2            # below the threshold
+    change = np.zeros((20, 20, 20), np.uint8)
+    change[3, 3, 3] = change[15, 15, 15] = 1
+    brain = np.ones((20, 20, 20), bool)
+    brain[18:, 18:, 18:] = False
+    path = tmp_path / "p.nii.gz"
+    nib.save(nib.Nifti1Image(probability, affine), path)
+    scores = bench.score(path, nib.Nifti1Image(change, affine), 0.33, brain_mask=brain)
+    assert (scores["change_lesions"], scores["change_lesions_flagged"]) == (2, 1)
+    assert (scores["predicted_components"], scores["components_touching_change"]) == (2, 1)
+    assert scores["predicted_volume_ml"] == pytest.approx(28 * 0.008)
+    assert scores["median_component_ml"] == pytest.approx((27 + 1) / 2 * 0.008)
+    assert scores["components_over_speck"] == 1
+    everywhere = bench.components(path, 0.33)
+    assert everywhere["predicted_components"] == 3 and everywhere["components_over_speck"] == 1
+    assert everywhere["median_component_ml"] == pytest.approx(0.008)
