@@ -407,6 +407,26 @@ def test_brain_box_grows_the_mask_box_within_the_volume() -> None:
     assert brain_box(np.zeros((4, 4, 4)), 2) is None
 
 
+def test_probabilities_are_cleared_beyond_the_margin_in_mm() -> None:
+    """Distances are in mm on an anisotropic grid; only the named maps are cleared."""
+    from lesionkit.infer import clear_outside_brain
+
+    mask = np.zeros((20, 20, 10), bool)
+    mask[8:12, 8:12, 4:6] = True
+    maps = np.ones((2, 20, 20, 10), np.float32)
+    cleared = clear_outside_brain(maps, mask, (1.0, 1.0, 3.0), 3.0, [1])
+    assert (maps[0] == 1).all()  # a map not named keeps every voxel
+    kept = maps[1] > 0
+    assert kept[mask].all()
+    assert kept[5, 10, 4] and not kept[4, 10, 4]  # 3 mm and 4 mm in-plane from the mask
+    assert kept[10, 10, 3] and not kept[10, 10, 2]  # one slice (3 mm) below; two (6 mm)
+    assert kept[6, 6, 4] and not kept[5, 6, 4]  # 2.8 mm and 3.6 mm diagonally
+    assert cleared == int((~kept).sum())
+    empty = np.ones((1, 4, 4, 4), np.float32)
+    assert clear_outside_brain(empty, np.zeros((4, 4, 4)), (1, 1, 1), 3.0, [0]) == 0
+    assert (empty == 1).all()  # no mask: nothing to measure from, nothing cleared
+
+
 def test_maps_predicted_on_a_box_come_back_on_the_whole_grid() -> None:
     x = np.random.default_rng(1).uniform(0.5, 1.5, (1, 12, 10, 8)).astype(np.float32)
     box = (slice(2, 9), slice(1, 10), slice(0, 8))

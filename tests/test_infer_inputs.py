@@ -498,3 +498,26 @@ def test_real_clinical_patient_runs_end_to_end(trained, tmp_path: Path) -> None:
     sidecar = json.loads(found[0].sidecar.read_text())
     assert sidecar["BrainMask"].startswith("computed")
     assert len(sidecar["Sources"]) == 2
+    # Probabilities stop 3 mm outside the computed brain mask, which is written beside them.
+    assert sidecar["OutsideBrain"]["MarginMm"] == 3.0
+    [mask_file] = BIDSDataset(out).find(subject="patient01", suffix="mask", label="brain")
+    brain = load_volume(mask_file.path)
+    assert brain.shape == flair.shape and set(np.unique(brain.data)) == {0, 1}
+    np.testing.assert_allclose(brain.affine, flair.affine, atol=1e-4)
+    distance = ndimage.distance_transform_edt(brain.data == 0, sampling=flair.spacing)
+    beyond = distance > 3.0 + 2.0 * np.sqrt(3)  # the margin, then one 2 mm voxel's diagonal
+    assert beyond.any() and (prediction.data[beyond] == 0).all()
+    kept_out = tmp_path / "kept"
+    result = CliRunner().invoke(app, ["predict", str(model), str(REAL_SAMPLE), "--out-dir",
+                                      str(kept_out), "--device", "cpu", "--keep-outside-brain"])
+    assert result.exit_code == 0, result.output
+    [kept] = BIDSDataset(kept_out).find(suffix="probseg", desc="flairlesion")
+    assert "OutsideBrain" not in json.loads(kept.sidecar.read_text())
+    assert not BIDSDataset(kept_out).find(suffix="mask")
+    whole = load_volume(kept.path).data
+    assert (whole[beyond] > 0).any()  # a sigmoid is never exactly 0
+    # Inside the mask, away from its edge (where the linear resampling onto the FLAIR's
+    # grid blends in cleared voxels of the 2 mm grid), the maps are the same.
+    inside = ndimage.distance_transform_edt(brain.data > 0, sampling=flair.spacing) > 2.5
+    assert inside.sum() > 0.5 * (brain.data > 0).sum()
+    np.testing.assert_allclose(whole[inside], prediction.data[inside], atol=1e-6)

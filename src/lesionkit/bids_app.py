@@ -102,6 +102,9 @@ def bids_app(
     threads: ThreadsOption = None,
     register: Annotated[bool, typer.Option(
         help="Co-register each participant's images to its first input (dipy).")] = False,
+    keep_outside_brain: Annotated[bool, typer.Option(
+        help="Keep lesion and tissue probability maps whole (by default they are set to 0 "
+             "more than 3 mm outside the brain mask).")] = False,
     bids_filter: BidsFilterOption = None,
     bids_filter_file: Annotated[Path | None, typer.Option(
         metavar="FILE",
@@ -126,7 +129,8 @@ def bids_app(
                   *(filters_from_file(bids_filter_file) if bids_filter_file else [])]
         with bids_filters(chosen):
             participant_level(bids, out, task, labels, model, tta, _device(device), threads,
-                              register, session_label, stop_on_first_crash, verbose)
+                              register, session_label, stop_on_first_crash, verbose,
+                              keep_outside_brain)
     else:
         written = group_level(bids, out, task, labels)
         for path in written if verbose else ():
@@ -211,8 +215,8 @@ def _check_places(bids: Path, out: Path) -> None:
 def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] | None,
                       model: str | None, tta: int | None, device: str, threads: int | None,
                       register: bool, sessions: Sequence[str] | None = None,
-                      stop_on_first_crash: bool = False, verbose: bool = False
-                      ) -> list[Path]:
+                      stop_on_first_crash: bool = False, verbose: bool = False,
+                      keep_outside_brain: bool = False) -> list[Path]:
     """Predict participants of ``bids`` into the derivatives dataset ``out``.
 
     Each participant is predicted into a private folder inside ``out`` and moved into
@@ -220,6 +224,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     participant (and session). A participant whose inputs are refused is named in one
     line and the others are predicted (unless ``stop_on_first_crash``); the error at the
     end lists them. ``verbose``: every file written is listed, failures or not.
+    ``keep_outside_brain``: probability maps are not cleared outside the brain mask
+    (:func:`lesionkit.infer.predict`).
 
     Returns:
         Paths written.
@@ -235,7 +241,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     if sessions:
         subjects = _with_sessions(bids, subjects, sessions)
     parameters = {"task": task_name, "model": model_id, "tta": tta, "register": register,
-                  "bids_filter": [str(f) for f in active_filters()]}
+                  "bids_filter": [str(f) for f in active_filters()],
+                  **({"keep_outside_brain": True} if keep_outside_brain else {})}
     _check_earlier(out, parameters)
     use_threads(threads)
     start = time.perf_counter()
@@ -253,7 +260,7 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                 try:
                     predict(model_dir, bids, tta=tta, device=device, subjects=[subject],
                             progress=False, out_dir=staging, register=register,
-                            sessions=sessions)
+                            sessions=sessions, keep_outside_brain=keep_outside_brain)
                     _viewers(task_name, staging, subject)
                     if not written:
                         written.append(_describe(out, bids, parameters))

@@ -592,12 +592,16 @@ def predict(
     keep_going: Annotated[bool, typer.Option(
         help="Predict the other subjects when one's inputs are refused: a line for each, "
              "exit status 1 at the end.")] = False,
+    keep_outside_brain: Annotated[bool, typer.Option(
+        help="Keep lesion and tissue probability maps whole (by default they are set to 0 "
+             "more than 3 mm outside the brain mask).")] = False,
 ) -> None:
     """Apply a model folder or a shipped model; write predictions (and uncertainty) as
     BIDS derivatives.
 
     Inputs are reoriented, resampled to the model's voxel size and put on one grid; the
-    brain mask is the dataset's or computed; outputs land on each input's own grid.
+    brain mask is the dataset's or computed (and then written beside probability maps);
+    outputs land on each input's own grid.
     """
     import time
 
@@ -610,7 +614,8 @@ def predict(
     _on_interrupt("every prediction written so far is complete; run the same command again "
                   "to write the rest")
     options = dict(tta=tta, device=_device(device), out_dir=out_dir, register=register,
-                   allow_incomplete=allow_incomplete, amp=amp)
+                   allow_incomplete=allow_incomplete, amp=amp,
+                   keep_outside_brain=keep_outside_brain)
     if image:
         dataset_only = {"DATA_DIR": data_dir, "--bids-filter": bids_filter,
                         "--sessions": sessions, "--keep-going": keep_going}

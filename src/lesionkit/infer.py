@@ -53,6 +53,8 @@ LESION_COLUMNS = ("label", "centre_i", "centre_j", "centre_k", "centre_x_mm", "c
 
 #: Where subject classifiers' Grad-CAM maps are written (``desc-gradcam_probseg``).
 CAM_SPEC = OutputSpec("probseg", "gradcam", "1", "probability")
+#: The brain mask a prediction computed (written beside probability maps cleared outside it).
+BRAIN_SPEC = OutputSpec("mask", "", "1", "label", entities=(("label", "brain"),))
 
 ACTIVATIONS: dict[str | None, Callable[[torch.Tensor], torch.Tensor]] = {
     None: lambda y: y,
@@ -215,6 +217,35 @@ def _uncropped(values: np.ndarray, box: tuple[slice, ...], shape: Sequence[int],
     return full
 
 
+def clear_outside_brain(maps: np.ndarray, mask: np.ndarray, spacing: Sequence[float],
+                        margin_mm: float, channels: Sequence[int]) -> int:
+    """Set ``channels`` of (C, X, Y, Z) ``maps`` to 0 farther than ``margin_mm`` from the mask.
+
+    Lesion and tissue probabilities belong to the brain; what a network marks in the scalp,
+    the orbits or the skull is no lesion. The margin keeps the edge of a lesion that a
+    computed brain mask cuts (the distance is Euclidean, in mm, from the nearest mask voxel).
+
+    Args:
+        maps: (C, X, Y, Z) maps, changed in place.
+        mask: (X, Y, Z) brain mask on the same grid.
+        spacing: Voxel size of that grid in mm.
+        margin_mm: Voxels farther than this from the mask are cleared.
+        channels: Indices of the maps to clear (the others are left as they are).
+
+    Returns:
+        The number of grid voxels cleared (per map); 0 when the mask is empty.
+    """
+    from scipy import ndimage
+
+    inside = np.asarray(mask) > 0
+    if not inside.any() or not channels:
+        return 0
+    far = ndimage.distance_transform_edt(~inside, sampling=tuple(spacing)) > margin_mm
+    for c in channels:
+        maps[c][far] = 0.0
+    return int(far.sum())
+
+
 def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int | None = None,
                    device: str = "cpu", lesions: np.ndarray | None = None,
                    folds: Sequence[FoldModel] | None = None,
@@ -360,15 +391,17 @@ class _Written:
 
     def save(self, data: np.ndarray, spec: Any, desc: str, kind: str, unit: str,
              like: Volume | None = None, grid: np.ndarray | None = None,
-             meta: dict | None = None) -> None:
+             meta: dict | None = None, dtype: type = np.float32) -> None:
         """A map on the reference input's grid (from the network's ``grid``), with sidecar."""
         like = like or self.reference
         path = bids_path(self.out_root, self.subject, spec.suffix, session=self.session,
                          desc=desc, **self.run_entity, **dict(spec.entities))
         data = _on_input_grid(data, self.grid if grid is None else grid, like, kind)
-        volume = Volume(data.astype(np.float32), like.affine, kind=kind, unit=unit)
+        data = (data.astype(np.float32) if np.issubdtype(dtype, np.floating)
+                else np.rint(data).astype(dtype))  # a label map stored as its integers
+        volume = Volume(data, like.affine, kind=kind, unit=unit)
         self.paths.append(save_derivative(volume, path, {**self.sidecar, **(meta or {})},
-                                          dtype=np.float32))
+                                          dtype=dtype))
 
 
 #: Units of quantities that cannot be negative (relaxation rates and times, diffusivity).
@@ -376,9 +409,9 @@ POSITIVE_UNITS = ("s^-1", "ms", "s", "1e-3 mm^2/s")
 
 
 def _write_maps(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray, members: int,
-                **_: Any) -> None:
+                probability_meta: dict | None = None, **_: Any) -> None:
     for c, spec in enumerate(task.outputs):
-        meta = {}
+        meta = dict(probability_meta or {}) if spec.kind == "probability" else {}
         if spec.kind == "probability" and task.output_activation is None:
             # A regression head (the published method's) is not bounded by construction.
             outside = int(((mean[c] < 0) | (mean[c] > 1)).sum())
@@ -460,6 +493,7 @@ def predict(
     folds: Sequence[int] | None = None,
     sources: Mapping[str, str] | None = None,
     keep_going: bool = False,
+    keep_outside_brain: bool = False,
 ) -> list[Path]:
     """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
@@ -501,6 +535,10 @@ def predict(
             :func:`lesionkit.data.dataset_of_files`).
         keep_going: A subject (session, run) whose inputs are refused is named in one line
             on stderr and the others are predicted; the error at the end lists them.
+        keep_outside_brain: Keep probability maps whole instead of setting them to 0
+            farther than the task's ``brain_margin_mm`` from the brain mask
+            (:func:`clear_outside_brain`; the sidecars say which was done, and a computed
+            mask is written beside the maps as ``label-brain_mask``).
 
     Nothing is created before the first subject's inputs are read and checked; tables of
     subject outputs are merged with an earlier table of the folder (rows of the subjects
@@ -587,6 +625,20 @@ def predict(
                                            features, amp=amp, box=box)
             except InputError as error:  # the network refused the input (e.g. another grid)
                 raise InputError(f"{found[0].path}: {error}") from error
+            margin_mm = (None if keep_outside_brain or task.output_kind != "maps"
+                         else getattr(task.inference, "brain_margin_mm", None))
+            cleared = [c for c, spec in enumerate(task.outputs) if spec.kind == "probability"]
+            outside: dict[str, Any] = {}
+            if margin_mm is not None and cleared:
+                count = clear_outside_brain(mean, loaded["mask"].data[0].numpy(),
+                                            loaded["mask"].spacing, margin_mm, cleared)
+                clear_outside_brain(std, loaded["mask"].data[0].numpy(),
+                                    loaded["mask"].spacing, margin_mm, cleared)
+                outside = {"OutsideBrain": {
+                    "MarginMm": margin_mm, "VoxelsCleared": count,
+                    "Description": f"probabilities set to 0 farther than {margin_mm:g} mm "
+                                   "from the brain mask (BrainMask) on the network's grid; "
+                                   "lesionkit predict --keep-outside-brain keeps them"}}
             notes = loaded["notes"]
             if sources:  # files named with --image: the notes name them, not their links
                 notes["Warnings"] = [named_as_given(w, sources) for w in notes["Warnings"]]
@@ -639,7 +691,15 @@ def predict(
             cam = (lambda f=chosen, i=inputs: _cam(model, f, i, layer, device)) if layer else None
             WRITERS[task.output_kind](out, task, mean, std, rows=rows, cam=cam,
                                       lesion_path=found[-1].path,
-                                      members=flip_count * len(chosen))
+                                      members=flip_count * len(chosen),
+                                      probability_meta=outside)
+            if outside and not notes["BrainMask"].startswith("dataset:"):
+                out.save(loaded["mask"].data[0].numpy(), BRAIN_SPEC, task.outputs[-1].desc,
+                         "label", "1", dtype=np.uint8, meta={
+                             "Description": "the brain mask this prediction computed and "
+                                            "cleared the probability maps outside of, on "
+                                            "the network's grid, nearest neighbour onto the "
+                                            "input's grid"})
         except InputError as error:
             if not keep_going:
                 raise

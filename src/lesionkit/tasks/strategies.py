@@ -63,6 +63,12 @@ class Inference(Protocol):
 #: it (``mask_channel``).
 LESION_MASK = "lesion_mask"
 
+#: Default margin (mm) around the brain mask beyond which a voxel map's probabilities are
+#: set to 0 at prediction: lesions and tissues lie in the brain, and a juxtacortical
+#: lesion that a computed mask cuts keeps the 3 mm next to it (docs/real-data.md, "Lesion
+#: maps stop at the brain").
+BRAIN_MARGIN_MM = 3.0
+
 
 def network_inputs(batch: dict[str, Any]) -> tuple[Any, ...]:
     """What a network is called with for a batch: ``(input,)``, or ``(input, features)``
@@ -506,6 +512,8 @@ class SlidingWindow:
         crop_margin: Predict only the brain mask's bounding box grown by this many voxels
             (None: the whole volume); outside it the maps are 0, or their minimum for
             maps with negative values (see :func:`lesionkit.infer.brain_box`).
+        brain_margin_mm: Probability maps are set to 0 farther than this from the brain
+            mask (mm; None: kept whole; see :func:`lesionkit.infer.clear_outside_brain`).
     """
 
     window: Shape = (32, 32, 32)
@@ -514,6 +522,7 @@ class SlidingWindow:
     batch_size: int | None = None
     multiple: int = 8
     crop_margin: int | None = 16
+    brain_margin_mm: float | None = BRAIN_MARGIN_MM
 
     def tiling(self, shape: Sequence[int]) -> tuple[Shape, tuple[float, ...]]:
         """(window, overlap fractions) used for a volume of ``shape`` voxels."""
@@ -552,11 +561,15 @@ class WholeVolume:
             last class is written beside the prediction (None: no Grad-CAM).
         crop_margin: For voxel maps: predict only the brain mask's bounding box grown by
             this many voxels (None: the whole volume, as a classifier needs it).
+        brain_margin_mm: For voxel maps: probability maps are set to 0 farther than this
+            from the brain mask (mm; None: kept whole; see
+            :func:`lesionkit.infer.clear_outside_brain`).
     """
 
     flips: int = 1
     cam_layer: str | None = None
     crop_margin: int | None = None
+    brain_margin_mm: float | None = BRAIN_MARGIN_MM
 
     def predict(self, network: Any, x: torch.Tensor, lesions: torch.Tensor | None = None
                 ) -> torch.Tensor:
