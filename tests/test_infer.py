@@ -259,6 +259,39 @@ def test_keep_going_predicts_the_others_and_names_the_refused(enhance_dataset: P
                                                                         "sub-04"]
 
 
+def test_a_subject_refused_while_written_leaves_nothing(enhance_dataset: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its maps are written, then its next output fails: none of its files (nor its
+    folder, nor a temporary) stays; the other subjects are whole."""
+    from conftest import tiny
+    from lesionkit import infer
+    from lesionkit.io import InputError
+    from lesionkit.training import train
+
+    model = train(tiny(get_task("enhance-r1")), enhance_dataset, tmp_path / "model",
+                  epochs=1, max_steps=1, progress=False, device="cpu")
+    write_maps = infer.WRITERS["maps"]
+
+    def failing(out, *args, **kwargs) -> None:
+        write_maps(out, *args, **kwargs)
+        if out.subject == "02":
+            assert list(out.out_root.rglob("sub-02*.nii.gz")) == []  # not yet in place
+            raise InputError("sub-02: a fault after its maps were written")
+
+    monkeypatch.setitem(infer.WRITERS, "maps", failing)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="found 1 of 4 refused"):
+        infer.predict(model, enhance_dataset, tta=2, device="cpu", progress=False,
+                      out_dir=out, keep_going=True)
+    assert sorted(p.name for p in out.glob("sub-*")) == ["sub-01", "sub-03", "sub-04"]
+    assert len(list(out.rglob("sub-03*_R1map.nii.gz"))) == 2  # map and uncertainty
+    assert [p for p in out.rglob(".*")] == []  # no temporary left
+    with pytest.raises(InputError, match="a fault after its maps"):  # without --keep-going
+        infer.predict(model, enhance_dataset, tta=2, device="cpu", progress=False,
+                      out_dir=tmp_path / "stop", subjects=["02"])
+    assert not (tmp_path / "stop").exists()
+
+
 def yaml_task(model: Path) -> dict:
     import yaml
 

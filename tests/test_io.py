@@ -354,6 +354,28 @@ def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.tsv"]
 
 
+def test_all_or_nothing_lands_a_set_of_files_together_or_none(tmp_path: Path) -> None:
+    from lesionkit.io import all_or_nothing
+
+    kept = tmp_path / "old.json"
+    write_json({"a": 1}, kept)
+    with pytest.raises(RuntimeError), all_or_nothing():
+        write_json({"a": 2}, kept)
+        write_json({"b": 1}, tmp_path / "sub-01" / "anat" / "new.json")
+        assert not (tmp_path / "sub-01" / "anat" / "new.json").exists()  # not before the end
+        raise RuntimeError("the third output failed")
+    assert json.loads(kept.read_text()) == {"a": 1}  # the earlier file untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]  # no folder, no temp
+    with all_or_nothing():
+        write_json({"a": 2}, kept)
+        with all_or_nothing():  # an inner block hands its files to the outer one
+            write_json({"b": 1}, tmp_path / "sub-01" / "anat" / "new.json")
+        assert not (tmp_path / "sub-01" / "anat" / "new.json").exists()
+    assert json.loads(kept.read_text()) == {"a": 2}
+    assert json.loads((tmp_path / "sub-01" / "anat" / "new.json").read_text()) == {"b": 1}
+    assert not [p for p in tmp_path.rglob(".*")]
+
+
 def test_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
     import os
 

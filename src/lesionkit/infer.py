@@ -39,7 +39,13 @@ from lesionkit.data import (
     prediction_specs,
     prediction_units,
 )
-from lesionkit.io import InputError, load_volume, remove_stale_temporaries, write_tsv
+from lesionkit.io import (
+    InputError,
+    all_or_nothing,
+    load_volume,
+    remove_stale_temporaries,
+    write_tsv,
+)
 from lesionkit.model_folder import FoldModel, TrainedModel, load_model
 from lesionkit.tasks.task import OutputSpec
 from lesionkit.units import unit_label
@@ -596,6 +602,7 @@ def predict(
     rows: list[dict] = []
     failed: list[str] = []
     for subject, session, run in track(units, description="predict", disable=not progress):
+        subject_rows: list[dict] = []
         try:
             loaded = load_subject(dataset, subject, task, specs, session, register, run)
             found = [dataset.get_run(subject, s.suffix, run, **s.query(session)) for s in specs
@@ -682,24 +689,29 @@ def predict(
                        "Command": shlex.join(sys.argv)}
             for warning in notes["Warnings"]:
                 print(f"warning: sub-{subject}: {warning}", file=sys.stderr)
-            if not (out_root / "dataset_description.json").is_file():  # something to write
-                write_dataset_description(out_root, "lesionkit predictions",
-                                          dataset_type="derivative")
-            out = _Written(out_root, subject, session or found[0].entities.get("ses"), run, sidecar,
-                           load_volume(found[0].path, ndim=None), np.asarray(loaded["mask"].affine),
-                           paths)
-            cam = (lambda f=chosen, i=inputs: _cam(model, f, i, layer, device)) if layer else None
-            WRITERS[task.output_kind](out, task, mean, std, rows=rows, cam=cam,
-                                      lesion_path=found[-1].path,
-                                      members=flip_count * len(chosen),
-                                      probability_meta=outside)
-            if outside and not notes["BrainMask"].startswith("dataset:"):
-                out.save(loaded["mask"].data[0].numpy(), BRAIN_SPEC, task.outputs[-1].desc,
-                         "label", "1", dtype=np.uint8, meta={
-                             "Description": "the brain mask this prediction computed and "
-                                            "cleared the probability maps outside of, on "
-                                            "the network's grid, nearest neighbour onto the "
-                                            "input's grid"})
+            written: list[Path] = []
+            with all_or_nothing():  # a subject refused while written leaves nothing
+                if not (out_root / "dataset_description.json").is_file():  # something to write
+                    write_dataset_description(out_root, "lesionkit predictions",
+                                              dataset_type="derivative")
+                out = _Written(out_root, subject, session or found[0].entities.get("ses"), run,
+                               sidecar, load_volume(found[0].path, ndim=None),
+                               np.asarray(loaded["mask"].affine), written)
+                cam = ((lambda f=chosen, i=inputs: _cam(model, f, i, layer, device)) if layer
+                       else None)
+                WRITERS[task.output_kind](out, task, mean, std, rows=subject_rows, cam=cam,
+                                          lesion_path=found[-1].path,
+                                          members=flip_count * len(chosen),
+                                          probability_meta=outside)
+                if outside and not notes["BrainMask"].startswith("dataset:"):
+                    out.save(loaded["mask"].data[0].numpy(), BRAIN_SPEC,
+                             task.outputs[-1].desc, "label", "1", dtype=np.uint8, meta={
+                                 "Description": "the brain mask this prediction computed and "
+                                                "cleared the probability maps outside of, on "
+                                                "the network's grid, nearest neighbour onto "
+                                                "the input's grid"})
+            paths += written
+            rows += subject_rows
         except InputError as error:
             if not keep_going:
                 raise

@@ -3,12 +3,14 @@
 This is the only module that talks to nibabel. Every problem with a user's file is
 raised as :class:`InputError` with one line that names the file, what was expected and
 what was found. Outputs go to a temporary file in the target folder and are renamed
-into place, so an interrupted run never leaves a half-written file.
+into place, so an interrupted run never leaves a half-written file; inside
+:func:`all_or_nothing`, a set of outputs lands together or not at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import csv
 import gzip
 import json
@@ -46,13 +48,18 @@ def _nifti_suffix(path: Path) -> str:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
 
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception the temporary file is removed and ``path`` is left untouched. Inside
+    :func:`all_or_nothing` the rename waits for the end of that block.
 
     Example:
         >>> with atomic_path("out/report.html") as tmp:  # doctest: +SKIP
         ...     tmp.write_text("<html></html>")
     """
     path = Path(path)
+    group = _GROUP.get()
+    if group is not None:
+        missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+        group.folders.extend(m for m in missing if m not in group.folders)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = _nifti_suffix(path)
     fd, tmp_name = tempfile.mkstemp(
@@ -65,10 +72,54 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.chmod(0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
     try:
         yield tmp
-        os.replace(tmp, path)
+        if group is None:
+            os.replace(tmp, path)
+        else:
+            group.files.append((tmp, path))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class _Group:
+    """Temporaries of an :func:`all_or_nothing` block and the folders it created."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[Path, Path]] = []
+        self.folders: list[Path] = []
+
+
+_GROUP: contextvars.ContextVar[_Group | None] = contextvars.ContextVar("group", default=None)
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Files written with :func:`atomic_path` in this block are renamed into place at its
+    end, together; on any exception none is, and the temporaries and the folders the
+    block created are removed. One subject's set of outputs is whole or absent.
+
+    A block inside another hands its files to the outer one.
+    """
+    outer = _GROUP.get()
+    group = _Group()
+    token = _GROUP.set(group)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in group.files:
+            tmp.unlink(missing_ok=True)
+        for folder in sorted(group.folders, key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: something else wrote there
+                folder.rmdir()
+        raise
+    finally:
+        _GROUP.reset(token)
+    if outer is not None:
+        outer.files += group.files
+        outer.folders += [f for f in group.folders if f not in outer.folders]
+        return
+    for tmp, path in group.files:
+        os.replace(tmp, path)
 
 
 def _alive(pid: int) -> bool:
