@@ -135,6 +135,20 @@ def test_a_tasks_predictions_give_the_input_as_background_and_the_maps_over_it(
     assert viewer_layers(task, predictions, "03") == []  # no predictions
 
 
+def test_a_brain_mask_predict_computed_is_a_hidden_layer(tmp_path: Path) -> None:
+    from lesionkit.bids import bids_path
+    from lesionkit.evaluation import viewer_layers
+
+    task, data, predictions = _predictions(tmp_path)
+    flair = nib.load(bids_path(data, "02", "FLAIR"))
+    mask = bids_path(predictions, "02", "mask", label="brain", desc=task.outputs[-1].desc)
+    _nifti(mask, np.ones(flair.shape), flair.affine)
+    background, brain, lesion = viewer_layers(task, predictions, "02")
+    assert Path(brain.path) == mask and brain.kind == "label" and not brain.visible
+    assert lesion.visible and Path(background.path).name == "sub-02_FLAIR.nii.gz"
+    assert len(viewer_layers(task, predictions, "01")) == 2  # none written for sub-01
+
+
 def test_a_finer_intensity_output_becomes_the_background(tmp_path: Path) -> None:
     """A super-resolved map on a finer grid than its input is the background, so that
     the viewer shows it at its own resolution; the input stays one click away."""

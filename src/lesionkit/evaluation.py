@@ -348,7 +348,8 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
     super-resolved or amplified image, a T1 map), or the first input when the task
     predicts no intensity map; the other intensity images start hidden. Of the
     probability and label maps the task's last (its lesion map where it has one) is drawn
-    over the background, the others start hidden, each in its own colours.
+    over the background, the others start hidden, each in its own colours; a brain mask
+    that ``predict`` computed and wrote beside them starts hidden.
 
     Returns:
         The layers, background first; [] when the subject has no output or its sidecar
@@ -390,7 +391,11 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
              for m in overlays]
     hidden = [replace(m, visible=False) for m in [*maps, *given]
               if m.kind == "intensity" and m is not background]
-    return [background, *hidden, *shown]
+    masks = [Layer(f.path, "brain mask (computed by predict)", kind="label", visible=False)
+             for f in dataset.find(subject=subject, session=session, suffix="mask",
+                                   label="brain", desc=found[-1][0].desc)
+             if session is None or f.entities.get("ses") == session][:1]
+    return [background, *hidden, *masks, *shown]
 
 
 def view(task: Task, predictions: str | os.PathLike[str], subject: str | None = None,
