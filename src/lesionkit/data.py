@@ -472,7 +472,8 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     normalisation), the non-zero voxels of the first input. Inputs normalised per
     image (``image-zscore``) are skull-stripped with the mask and normalised here. The
     task's preprocessing transforms are applied last. ``subject["notes"]`` says what was
-    done (mask source, voxel sizes, warnings) for the outputs' sidecars; an input whose
+    done (mask source, ``BrainMaskComputed`` when computed, voxel sizes, warnings) for
+    the outputs' sidecars; an input whose
     field of view holds less than ``geometry.MIN_BRAIN_COVERAGE`` of the brain mask is
     named in a warning. Voxels an input stores as NaN (no data: SPM's and FSL's
     convention) read as its background (:func:`lesionkit.io.load_volume`); their count
@@ -562,6 +563,7 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
         computed, how = brain_mask(reference.data.float().mean(0).numpy(), reference.affine,
                                    source=sources[first])
         mask, notes["BrainMask"] = torch.from_numpy(computed[None]), how
+        notes["BrainMaskComputed"] = True
     else:
         mask = (reference.data != 0).any(0, keepdim=True)
         notes["BrainMask"] = f"non-zero voxels of {sources[first]}"
