@@ -190,6 +190,25 @@ def test_bids_filter_chooses_the_acquisition_predicted(enhance_dataset: Path,
                 "R1map:rec=norm"]) == 0
     sidecar = next((tmp_path / "out").rglob("*_R1map.json"))
     assert json.loads(sidecar.read_text())["Sources"] == [str(chosen.resolve())]
+    # The output keeps its source's rec, as BIDS derivatives do: the plain image's
+    # prediction into the same folder takes its own name beside it.
+    assert sidecar.name == "sub-01_ses-3T_rec-norm_desc-enhanced_R1map.json"
+    assert run([*common, "--out-dir", str(tmp_path / "out"), "--bids-filter",
+                "R1map:rec="]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*_R1map.nii.gz")) == [
+        "sub-01_ses-3T_desc-enhanced_R1map.nii.gz",
+        "sub-01_ses-3T_rec-norm_desc-enhanced_R1map.nii.gz"]
+
+
+def test_an_entity_that_chooses_the_input_is_not_carried_into_output_names() -> None:
+    from lesionkit.infer import carried_entities
+
+    source = {"sub": "01", "ses": "x", "acq": "standard", "ce": "gadolinium", "rec": "norm",
+              "run": "2"}
+    assert carried_entities(source, (("ce", "gadolinium"), ("acq", "standard"))) == {
+        "rec": "norm"}
+    assert carried_entities(source, ()) == {"acq": "standard", "ce": "gadolinium",
+                                            "rec": "norm"}
 
 
 def test_files_named_one_by_one_predict_as_the_dataset_does(enhance_dataset: Path,
@@ -331,6 +350,14 @@ def test_subject_tables_are_merged_not_overwritten(tmp_path: Path) -> None:
                                {"participant_id": "sub-03", "patient": 0.1}])
     assert [(r["participant_id"], float(r["patient"])) for r in rows] == [
         ("sub-01", 0.2), ("sub-02", 0.9), ("sub-03", 0.1)]
+    # Another acquisition of a subject (its outputs keep acq) is a row of its own.
+    rows = merged_rows(table, [{"participant_id": "sub-01", "acq": "3D", "patient": 0.5}])
+    assert [(r["participant_id"], r.get("acq") or "", float(r["patient"])) for r in rows] == [
+        ("sub-01", "", 0.2), ("sub-01", "3D", 0.5), ("sub-02", "", 0.7)]
+    write_tsv(rows, table)  # the rows without acq hold "n/a" there now
+    rows = merged_rows(table, [{"participant_id": "sub-01", "patient": 0.3}])
+    assert [(r["participant_id"], r.get("acq"), float(r["patient"])) for r in rows] == [
+        ("sub-01", None, 0.3), ("sub-01", "3D", 0.5), ("sub-02", "n/a", 0.7)]
 
 
 def test_negative_quantitative_output_is_set_to_zero_and_flagged(enhance_dataset: Path,

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchio as tio
@@ -498,6 +499,24 @@ def test_real_clinical_patient_runs_end_to_end(trained, tmp_path: Path) -> None:
     sidecar = json.loads(found[0].sidecar.read_text())
     assert sidecar["BrainMask"].startswith("computed")
     assert len(sidecar["Sources"]) == 2
+    # Its lesions at 33 %: a label map on the FLAIR's grid, their table and the load row.
+    [dseg] = BIDSDataset(out).find(subject="patient01", suffix="dseg", desc="flairlesion")
+    labels = load_volume(dseg.path).data
+    np.testing.assert_allclose(load_volume(dseg.path).affine, flair.affine, atol=1e-4)
+    assert ((labels > 0) == (prediction.data >= 0.33)).all()
+    lesions = pd.read_csv(out / "sub-patient01" / "ses-study2" / "anat" /
+                          "sub-patient01_ses-study2_desc-flairlesion_lesions.tsv", sep="\t")
+    voxel_mm3 = float(np.prod(flair.spacing))
+    assert list(lesions["label"]) == list(range(1, int(labels.max()) + 1))
+    np.testing.assert_allclose(lesions["volume_mm3"],
+                               np.bincount(labels.astype(int).ravel())[1:] * voxel_mm3,
+                               rtol=1e-4)
+    assert (lesions["max_probability"] >= lesions["mean_probability"]).all()
+    assert (lesions["mean_probability"] >= 0.33).all()
+    [load] = pd.read_csv(out / "task-flair-lesion_lesionload.tsv", sep="\t").to_dict("records")
+    assert load["participant_id"] == "sub-patient01" and load["session_id"] == "ses-study2"
+    assert load["lesion_count"] == len(lesions) and load["lesion_threshold"] == 0.33
+    assert load["lesion_volume_ml"] == pytest.approx(lesions["volume_mm3"].sum() / 1000, 1e-3)
     # Probabilities stop 3 mm outside the computed brain mask, which is written beside them.
     assert sidecar["OutsideBrain"]["MarginMm"] == 3.0
     [mask_file] = BIDSDataset(out).find(subject="patient01", suffix="mask", label="brain")
@@ -509,8 +528,15 @@ def test_real_clinical_patient_runs_end_to_end(trained, tmp_path: Path) -> None:
     assert beyond.any() and (prediction.data[beyond] == 0).all()
     kept_out = tmp_path / "kept"
     result = CliRunner().invoke(app, ["predict", str(model), str(REAL_SAMPLE), "--out-dir",
-                                      str(kept_out), "--device", "cpu", "--keep-outside-brain"])
+                                      str(kept_out), "--device", "cpu", "--keep-outside-brain",
+                                      "--lesion-threshold", "0.2", "--min-lesion-ml", "0.05"])
     assert result.exit_code == 0, result.output
+    [load] = pd.read_csv(kept_out / "task-flair-lesion_lesionload.tsv",
+                         sep="\t").to_dict("records")
+    assert load["lesion_threshold"] == 0.2 and load["min_lesion_ml"] == 0.05
+    [dseg] = BIDSDataset(kept_out).find(suffix="dseg")
+    sizes = np.bincount(load_volume(dseg.path).data.astype(int).ravel())[1:] * voxel_mm3
+    assert len(sizes) == load["lesion_count"] and (sizes >= 50.0).all()
     [kept] = BIDSDataset(kept_out).find(suffix="probseg", desc="flairlesion")
     assert "OutsideBrain" not in json.loads(kept.sidecar.read_text())
     assert not BIDSDataset(kept_out).find(suffix="mask")

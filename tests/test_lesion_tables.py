@@ -49,3 +49,22 @@ def test_bad_lesion_tables_name_the_file(tmp_path: Path, rows: list[dict], messa
     path = _map(tmp_path, rows)
     with pytest.raises(InputError, match=f"{table_path(path).name}: expected {message}"):
         lesion_table(path, [SPEC])
+
+
+def test_lesions_of_a_probability_map_are_its_26_connected_components_by_size() -> None:
+    from lesionkit.lesions import lesion_components
+
+    probability = np.zeros((12, 12, 12), np.float32)
+    probability[1:3, 1:3, 1:3] = 0.5  # 8 voxels
+    probability[3, 3, 3] = 0.9  # touches the first by a corner: the same lesion
+    probability[8:11, 8:11, 8:11] = 0.4  # 27 voxels: the largest, numbered 1
+    probability[6, 0, 0] = 0.33  # one voxel at the threshold
+    probability[0, 8, 8] = 0.3  # below it
+    labels = lesion_components(probability, 0.33)
+    assert labels.dtype == np.int32 and labels.max() == 3
+    assert (labels[8:11, 8:11, 8:11] == 1).all()
+    assert (labels[1:3, 1:3, 1:3] == 2).all() and labels[3, 3, 3] == 2
+    assert labels[6, 0, 0] == 3 and labels[0, 8, 8] == 0
+    kept = lesion_components(probability, 0.33, min_voxels=9)
+    assert sorted(np.unique(kept)) == [0, 1, 2]  # the one-voxel lesion dropped
+    assert lesion_components(np.zeros((4, 4, 4)), 0.5).max() == 0

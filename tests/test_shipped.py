@@ -103,6 +103,13 @@ def test_the_flair_only_model_predicts_a_real_flair_without_a_t1w(tmp_path: Path
     assert values.min() >= 0 and values.max() <= 1
     sidecar = json.loads(written.with_name(written.name.replace(".nii.gz", ".json")).read_text())
     assert sidecar["Sources"] == [str(flair.resolve())]
+    # Its lesions at 33 %: the label map marks the same voxels, the load table counts them.
+    [dseg] = out.rglob("sub-p01_*_dseg.nii.gz")
+    labels = np.asarray(nib.load(dseg).dataobj)
+    assert ((labels > 0) == (values >= 0.33)).all()
+    load = (out / "task-flair-only-lesion-dr_lesionload.tsv").read_text().splitlines()
+    count = int(dict(zip(*(line.split("\t") for line in load), strict=True))["lesion_count"])
+    assert count == labels.max() >= 3  # the slab holds several of patient01's lesions
 
 
 def test_a_dataset_without_an_input_is_pointed_to_a_shipped_model_that_reads_what_it_has(

@@ -83,7 +83,7 @@ def _misnamed_hint(paths: Sequence[Path]) -> str:
             f"and is not read ({BIDS_NAME})")
 
 
-def _choice_hint(found: Sequence[BIDSFile]) -> str:
+def choice_hint(found: Sequence[BIDSFile]) -> str:
     """How to choose one of several files of an image: a ``--bids-filter`` on an entity
     whose labels differ between them, or, where only the extension differs, to keep one."""
     if len(found) < 2:
@@ -493,7 +493,7 @@ class BIDSDataset:
             what += _misnamed_hint(self.misnamed(suffix, subject, query.get("derivatives")))
         chosen = "".join(f", --bids-filter {f}" for f in active_filters())
         raise InputError(f"{where}: expected one '{suffix}' image "
-                         f"({_described(query)}{chosen}), found {what}{_choice_hint(found)}")
+                         f"({_described(query)}{chosen}), found {what}{choice_hint(found)}")
 
     def get_run(self, subject: str, suffix: str, run: str | None = None, **query: Any
                 ) -> BIDSFile:

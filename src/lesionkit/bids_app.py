@@ -37,6 +37,9 @@ import typer
 from lesionkit.cli import (
     BidsFilterOption,
     DeviceOption,
+    KeepOutsideBrainOption,
+    LesionThresholdOption,
+    MinLesionOption,
     ThreadsOption,
     _device,
     _on_interrupt,
@@ -102,9 +105,9 @@ def bids_app(
     threads: ThreadsOption = None,
     register: Annotated[bool, typer.Option(
         help="Co-register each participant's images to its first input (dipy).")] = False,
-    keep_outside_brain: Annotated[bool, typer.Option(
-        help="Keep lesion and tissue probability maps whole (by default they are set to 0 "
-             "more than 3 mm outside the brain mask).")] = False,
+    keep_outside_brain: KeepOutsideBrainOption = False,
+    lesion_threshold: LesionThresholdOption = 0.33,
+    min_lesion_ml: MinLesionOption = 0.0,
     bids_filter: BidsFilterOption = None,
     bids_filter_file: Annotated[Path | None, typer.Option(
         metavar="FILE",
@@ -130,7 +133,7 @@ def bids_app(
         with bids_filters(chosen):
             participant_level(bids, out, task, labels, model, tta, _device(device), threads,
                               register, session_label, stop_on_first_crash, verbose,
-                              keep_outside_brain)
+                              keep_outside_brain, lesion_threshold, min_lesion_ml)
     else:
         written = group_level(bids, out, task, labels)
         for path in written if verbose else ():
@@ -216,7 +219,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                       model: str | None, tta: int | None, device: str, threads: int | None,
                       register: bool, sessions: Sequence[str] | None = None,
                       stop_on_first_crash: bool = False, verbose: bool = False,
-                      keep_outside_brain: bool = False) -> list[Path]:
+                      keep_outside_brain: bool = False, lesion_threshold: float = 0.33,
+                      min_lesion_ml: float = 0.0) -> list[Path]:
     """Predict participants of ``bids`` into the derivatives dataset ``out``.
 
     Each participant is predicted into a private folder inside ``out`` and moved into
@@ -224,15 +228,16 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     participant (and session). A participant whose inputs are refused is named in one
     line and the others are predicted (unless ``stop_on_first_crash``); the error at the
     end lists them. ``verbose``: every file written is listed, failures or not.
-    ``keep_outside_brain``: probability maps are not cleared outside the brain mask
-    (:func:`lesionkit.infer.predict`).
+    ``keep_outside_brain``: probability maps are not cleared outside the brain mask;
+    ``lesion_threshold`` and ``min_lesion_ml``: how lesion maps are read as lesions
+    (:func:`lesionkit.infer.predict`, :class:`lesionkit.infer.LesionReading`).
 
     Returns:
         Paths written.
     """
     from lesionkit.bids import active_filters
     from lesionkit.cli import _progress
-    from lesionkit.infer import predict
+    from lesionkit.infer import LesionReading, predict
     from lesionkit.threads import use_threads
 
     _known_task(task_name)
@@ -242,7 +247,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
         subjects = _with_sessions(bids, subjects, sessions)
     parameters = {"task": task_name, "model": model_id, "tta": tta, "register": register,
                   "bids_filter": [str(f) for f in active_filters()],
-                  **({"keep_outside_brain": True} if keep_outside_brain else {})}
+                  **({"keep_outside_brain": True} if keep_outside_brain else {}),
+                  "lesion_threshold": lesion_threshold, "min_lesion_ml": min_lesion_ml}
     _check_earlier(out, parameters)
     use_threads(threads)
     start = time.perf_counter()
@@ -260,7 +266,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                 try:
                     predict(model_dir, bids, tta=tta, device=device, subjects=[subject],
                             progress=False, out_dir=staging, register=register,
-                            sessions=sessions, keep_outside_brain=keep_outside_brain)
+                            sessions=sessions, keep_outside_brain=keep_outside_brain,
+                            lesions=LesionReading(lesion_threshold, min_lesion_ml))
                     _viewers(task_name, staging, subject)
                     if not written:
                         written.append(_describe(out, bids, parameters))

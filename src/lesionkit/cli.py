@@ -221,6 +221,17 @@ BidsFilterOption = Annotated[list[str] | None, typer.Option(
 RegisterOption = Annotated[bool, typer.Option(
     help="Co-register each subject's images to its first input (dipy, mutual information) "
          "instead of trusting their affines.")]
+KeepOutsideBrainOption = Annotated[bool, typer.Option(
+    help="Keep lesion and tissue probability maps whole (by default they are set to 0 more "
+         "than 3 mm outside the brain mask).")]
+LesionThresholdOption = Annotated[float, typer.Option(
+    min=0.01, max=1.0,
+    help="Probability at or above which a lesion map's voxel is lesion, for the lesion "
+         "label map and tables written beside it.")]
+MinLesionOption = Annotated[float, typer.Option(
+    "--min-lesion-ml", min=0.0,
+    help="Smallest lesion (mL) in the lesion label map and tables (default: every "
+         "component).")]
 
 
 @app.command()
@@ -592,9 +603,9 @@ def predict(
     keep_going: Annotated[bool, typer.Option(
         help="Predict the other subjects when one's inputs are refused: a line for each, "
              "exit status 1 at the end.")] = False,
-    keep_outside_brain: Annotated[bool, typer.Option(
-        help="Keep lesion and tissue probability maps whole (by default they are set to 0 "
-             "more than 3 mm outside the brain mask).")] = False,
+    keep_outside_brain: KeepOutsideBrainOption = False,
+    lesion_threshold: LesionThresholdOption = 0.33,
+    min_lesion_ml: MinLesionOption = 0.0,
 ) -> None:
     """Apply a model folder or a shipped model; write predictions (and uncertainty) as
     BIDS derivatives.
@@ -613,9 +624,12 @@ def predict(
     start = time.perf_counter()
     _on_interrupt("every prediction written so far is complete; run the same command again "
                   "to write the rest")
+    from lesionkit.infer import LesionReading
+
     options = dict(tta=tta, device=_device(device), out_dir=out_dir, register=register,
                    allow_incomplete=allow_incomplete, amp=amp,
-                   keep_outside_brain=keep_outside_brain)
+                   keep_outside_brain=keep_outside_brain,
+                   lesions=LesionReading(lesion_threshold, min_lesion_ml))
     if image:
         dataset_only = {"DATA_DIR": data_dir, "--bids-filter": bids_filter,
                         "--sessions": sessions, "--keep-going": keep_going}

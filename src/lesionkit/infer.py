@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,12 @@ LESION_COLUMNS = ("label", "centre_i", "centre_j", "centre_k", "centre_x_mm", "c
 CAM_SPEC = OutputSpec("probseg", "gradcam", "1", "probability")
 #: The brain mask a prediction computed (written beside probability maps cleared outside it).
 BRAIN_SPEC = OutputSpec("mask", "", "1", "label", entities=(("label", "brain"),))
+#: The lesions read from a lesion probability map, one integer each (``desc-<model>_dseg``).
+LESIONS_SPEC = OutputSpec("dseg", "", "1", "label")
+#: Default probability at or above which ``predict`` reads a lesion map's voxel as lesion
+#: for its lesion tables: the 33 % of the MRF study (METHODS.md), at which every lesion
+#: figure of docs/results.md and docs/real-data.md is given.
+LESION_THRESHOLD = 0.33
 
 ACTIVATIONS: dict[str | None, Callable[[torch.Tensor], torch.Tensor]] = {
     None: lambda y: y,
@@ -389,16 +395,19 @@ class _Written:
     reference: Volume
     grid: np.ndarray
     paths: list[Path]
+    carried: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def run_entity(self) -> dict[str, str]:
-        """``{"run": label}`` for one run of several, else empty (for output names)."""
-        return {"run": self.run} if self.run else {}
+        """Entities of the outputs' names beside sub, ses, label and desc: the first
+        input's acquisition entities (``carried``) and ``run`` for one run of several."""
+        return {**self.carried, **({"run": self.run} if self.run else {})}
 
     def save(self, data: np.ndarray, spec: Any, desc: str, kind: str, unit: str,
              like: Volume | None = None, grid: np.ndarray | None = None,
-             meta: dict | None = None, dtype: type = np.float32) -> None:
-        """A map on the reference input's grid (from the network's ``grid``), with sidecar."""
+             meta: dict | None = None, dtype: type = np.float32) -> np.ndarray:
+        """A map on the reference input's grid (from the network's ``grid``), with sidecar;
+        returns the values written."""
         like = like or self.reference
         path = bids_path(self.out_root, self.subject, spec.suffix, session=self.session,
                          desc=desc, **self.run_entity, **dict(spec.entities))
@@ -408,6 +417,29 @@ class _Written:
         volume = Volume(data, like.affine, kind=kind, unit=unit)
         self.paths.append(save_derivative(volume, path, {**self.sidecar, **(meta or {})},
                                           dtype=dtype))
+        return data
+
+    def row(self) -> dict[str, Any]:
+        """The columns that name this output's unit in a table of subjects: participant,
+        session, run and the carried acquisition entities, where present."""
+        return {"participant_id": f"sub-{self.subject}",
+                **({"session_id": f"ses-{self.session}"} if self.session else {}),
+                **({"run": self.run} if self.run else {}), **self.carried}
+
+
+#: Entities of the first input that its outputs' names keep, as BIDS derivatives keep
+#: their source's (``sub-01_acq-3D_FLAIR`` -> ``sub-01_acq-3D_label-lesion_..._probseg``),
+#: so that the predictions of two acquisitions of one subject do not take one name.
+CARRIED_ENTITIES = ("acq", "ce", "rec")
+
+
+def carried_entities(source: Mapping[str, str], chosen_by: Sequence[tuple[str, str]]
+                     ) -> dict[str, str]:
+    """The :data:`CARRIED_ENTITIES` of an input file's name (``source``), except those its
+    image spec chooses it by (``chosen_by``: a task's ``acq-standard`` dose is what the
+    input is, not how it was acquired)."""
+    named = {key for key, _ in chosen_by}
+    return {k: source[k] for k in CARRIED_ENTITIES if source.get(k) and k not in named}
 
 
 #: Units of quantities that cannot be negative (relaxation rates and times, diffusivity).
@@ -415,7 +447,8 @@ POSITIVE_UNITS = ("s^-1", "ms", "s", "1e-3 mm^2/s")
 
 
 def _write_maps(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray, members: int,
-                probability_meta: dict | None = None, **_: Any) -> None:
+                probability_meta: dict | None = None, lesions: LesionReading | None = None,
+                load_rows: list[dict] | None = None, **_: Any) -> None:
     for c, spec in enumerate(task.outputs):
         meta = dict(probability_meta or {}) if spec.kind == "probability" else {}
         if spec.kind == "probability" and task.output_activation is None:
@@ -433,21 +466,83 @@ def _write_maps(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray, mem
         if members < 2:
             meta["Uncertainty"] = (f"not written: {members} ensemble member (flips x folds); "
                                    "use --tta 2 or more, or more folds")
-        out.save(mean[c], spec, spec.desc, spec.kind, spec.unit, meta=meta)
+        written = out.save(mean[c], spec, spec.desc, spec.kind, spec.unit, meta=meta)
         if members >= 2:
             out.save(std[c], spec, "uncertainty", "intensity", spec.unit,
                      meta={"Description": f"standard deviation over {members} ensemble "
                                           "members (flips x folds)"})
+        if lesions is not None and is_lesion_map(spec):
+            row = _write_lesion_components(out, spec, written, lesions)
+            if load_rows is not None:
+                load_rows.append(row)
+
+
+def is_lesion_map(spec: OutputSpec) -> bool:
+    """Whether an output is a lesion probability map (a ``label-lesion`` probability)."""
+    return spec.kind == "probability" and dict(spec.entities).get("label") == "lesion"
+
+
+@dataclass(frozen=True)
+class LesionReading:
+    """How ``predict`` reads a lesion probability map as lesions.
+
+    Attributes:
+        threshold: Probability at or above which a voxel is lesion.
+        min_ml: Smallest lesion kept (mL); 0 keeps every component.
+    """
+
+    threshold: float = LESION_THRESHOLD
+    min_ml: float = 0.0
+
+
+def _write_lesion_components(out: _Written, spec: OutputSpec, probability: np.ndarray,
+                             reading: LesionReading) -> dict[str, Any]:
+    """The lesions of a probability map on the input's grid: a label map
+    (``desc-<model>_dseg``), a table of them (``desc-<model>_lesions.tsv``) and the
+    subject's row of the lesion load table."""
+    from scipy import ndimage
+
+    from lesionkit.lesions import lesion_centres, lesion_components
+
+    affine = out.reference.affine
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    min_voxels = max(1, int(np.ceil(reading.min_ml / voxel_ml - 1e-9)))
+    labels = lesion_components(probability, reading.threshold, min_voxels)
+    count = int(labels.max())
+    index = np.arange(1, count + 1)
+    volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
+    peaks = ndimage.maximum(probability, labels, index) if count else []
+    means = ndimage.mean(probability, labels, index) if count else []
+    rows = []
+    for label, centre in sorted(lesion_centres(labels).items()):
+        world = affine @ np.array([*centre, 1.0])
+        rows.append({"label": label, "centre_i": centre[0], "centre_j": centre[1],
+                     "centre_k": centre[2], "centre_x_mm": round(float(world[0]), 2),
+                     "centre_y_mm": round(float(world[1]), 2),
+                     "centre_z_mm": round(float(world[2]), 2),
+                     "volume_mm3": round(float(volumes[label - 1]) * 1000.0, 3),
+                     "max_probability": round(float(peaks[label - 1]), 4),
+                     "mean_probability": round(float(means[label - 1]), 4)})
+    reading_meta = {"LesionThreshold": reading.threshold, "MinLesionVolumeMl": reading.min_ml}
+    out.save(labels, LESIONS_SPEC, spec.desc, "label", "1", grid=affine, dtype=np.int32,
+             meta={**reading_meta, "Lesions": count, "Description": (
+                 f"lesions: 26-connected components of the lesion probability map at or "
+                 f"above {reading.threshold:g} on this grid, of at least {reading.min_ml:g} "
+                 "mL, numbered by decreasing volume (their table: desc-"
+                 f"{spec.desc}_lesions.tsv)")})
+    table = bids_path(out.out_root, out.subject, "lesions", session=out.session,
+                      extension=".tsv", desc=spec.desc, **out.run_entity)
+    out.paths.append(write_tsv(rows, table, columns=[*LESION_COLUMNS, "max_probability",
+                                                     "mean_probability"]))
+    return {**out.row(), "lesion_count": count,
+            "lesion_volume_ml": round(float(volumes.sum()), 4), **{
+                "lesion_threshold": reading.threshold, "min_lesion_ml": reading.min_ml}}
 
 
 def _write_subject(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
                    rows: list[dict], cam: Callable[[], np.ndarray] | None, members: int,
                    **_: Any) -> None:
-    row: dict[str, Any] = {"participant_id": f"sub-{out.subject}"}
-    if out.session:
-        row["session_id"] = f"ses-{out.session}"
-    if out.run:
-        row["run"] = out.run
+    row = out.row()
     for c, spec in enumerate(task.outputs):
         row.update({spec.desc: float(mean[c]),
                     f"{spec.desc}_uncertainty": float(std[c]) if members >= 2 else None})
@@ -500,6 +595,7 @@ def predict(
     sources: Mapping[str, str] | None = None,
     keep_going: bool = False,
     keep_outside_brain: bool = False,
+    lesions: LesionReading | None = LesionReading(),
 ) -> list[Path]:
     """Apply a model folder to a BIDS dataset; write the predictions as BIDS derivatives.
 
@@ -511,7 +607,8 @@ def predict(
     members; subject outputs become one TSV row per subject (with Grad-CAM maps where
     the task's inference names a layer); per-lesion outputs become ``_lesions.tsv``
     tables and a map holding each lesion's probability. Sidecars record the sources,
-    the mask, the voxel sizes and any warning.
+    the mask, the voxel sizes and any warning. Output names keep the first input's
+    acquisition entities (:data:`CARRIED_ENTITIES`, :func:`carried_entities`).
 
     Args:
         model_dir: Model folder written by ``train``, or a shipped model's name.
@@ -545,6 +642,11 @@ def predict(
             farther than the task's ``brain_margin_mm`` from the brain mask
             (:func:`clear_outside_brain`; the sidecars say which was done, and a computed
             mask is written beside the maps as ``label-brain_mask``).
+        lesions: How a lesion probability map (:func:`is_lesion_map`) is read as lesions:
+            for each, a label map of its lesions (``desc-<model>_dseg``), their table
+            (``desc-<model>_lesions.tsv``: centre, volume, peak and mean probability) and
+            a row of ``task-<name>_lesionload.tsv`` (lesion count and volume in mL, brain
+            mask volume); None writes none of them.
 
     Nothing is created before the first subject's inputs are read and checked; tables of
     subject outputs are merged with an earlier table of the folder (rows of the subjects
@@ -600,13 +702,16 @@ def predict(
     layer = getattr(task.inference, "cam_layer", None)
     paths: list[Path] = []
     rows: list[dict] = []
+    loads: list[dict] = []
     failed: list[str] = []
     for subject, session, run in track(units, description="predict", disable=not progress):
         subject_rows: list[dict] = []
+        subject_loads: list[dict] = []
         try:
             loaded = load_subject(dataset, subject, task, specs, session, register, run)
             found = [dataset.get_run(subject, s.suffix, run, **s.query(session)) for s in specs
                      if s is not task.mask]
+            first_input = next(s for s in specs if s is not task.mask)
             inputs = {s.key: loaded[s.key].data.numpy() for s in task.prediction_inputs}
             channels = sum(len(v) for v in inputs.values()) + getattr(task.inference,
                                                                       "extra_channels", 0)
@@ -696,14 +801,16 @@ def predict(
                                               dataset_type="derivative")
                 out = _Written(out_root, subject, session or found[0].entities.get("ses"), run,
                                sidecar, load_volume(found[0].path, ndim=None),
-                               np.asarray(loaded["mask"].affine), written)
+                               np.asarray(loaded["mask"].affine), written,
+                               carried_entities(found[0].entities, first_input.entities))
                 cam = ((lambda f=chosen, i=inputs: _cam(model, f, i, layer, device)) if layer
                        else None)
                 WRITERS[task.output_kind](out, task, mean, std, rows=subject_rows, cam=cam,
                                           lesion_path=found[-1].path,
                                           members=flip_count * len(chosen),
-                                          probability_meta=outside)
-                if outside and not notes["BrainMask"].startswith("dataset:"):
+                                          probability_meta=outside, lesions=lesions,
+                                          load_rows=subject_loads)
+                if outside and notes.get("BrainMaskComputed"):
                     out.save(loaded["mask"].data[0].numpy(), BRAIN_SPEC,
                              task.outputs[-1].desc, "label", "1", dtype=np.uint8, meta={
                                  "Description": "the brain mask this prediction computed and "
@@ -712,6 +819,9 @@ def predict(
                                                 "the input's grid"})
             paths += written
             rows += subject_rows
+            brain_ml = (float(loaded["mask"].data.sum()) * float(np.prod(loaded["mask"].spacing))
+                        / 1000.0)
+            loads += [{**row, "brain_volume_ml": round(brain_ml, 1)} for row in subject_loads]
         except InputError as error:
             if not keep_going:
                 raise
@@ -720,6 +830,9 @@ def predict(
     if rows:
         table = out_root / f"task-{task.name}_predictions.tsv"
         paths.append(write_tsv(merged_rows(table, rows), table))
+    if loads:
+        table = out_root / f"task-{task.name}_lesionload.tsv"
+        paths.append(write_tsv(merged_rows(table, loads), table))
     if failed:
         raise InputError(f"{dataset.root}: expected every subject (session, run) predicted, "
                          f"found {len(failed)} of {len(units)} refused, each named above: "
@@ -729,18 +842,18 @@ def predict(
 
 
 def merged_rows(table: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An earlier table's rows with those of the same participant (and session) replaced."""
+    """An earlier table's rows with those of the same participant (session, run and
+    acquisition entities) replaced."""
     if not table.is_file():
         return rows
     import pandas as pd
 
     def key(row: dict[str, Any]) -> tuple:
-        return (row.get("participant_id"), row.get("session_id"), row.get("run"))
+        return tuple(row.get(k) or None for k in ("participant_id", "session_id", "run",
+                                                   *CARRIED_ENTITIES))
 
     earlier = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
     new = {key(r) for r in rows}
     kept = [r for r in earlier.to_dict("records")
-            if key({k: (v or None) for k, v in r.items()}) not in new]
-    return sorted(kept + rows, key=lambda r: (str(r.get("participant_id")),
-                                              str(r.get("session_id") or ""),
-                                              str(r.get("run") or "")))
+            if key({k: (None if v in ("", "n/a") else v) for k, v in r.items()}) not in new]
+    return sorted(kept + rows, key=lambda r: tuple(str(v or "") for v in key(r)))

@@ -47,6 +47,32 @@ def centred_start(centre: Sequence[int], size: Sequence[int]) -> tuple[int, ...]
     return tuple(int(c) - n // 2 for c, n in zip(centre, size, strict=True))
 
 
+def lesion_components(probability: np.ndarray, threshold: float, min_voxels: int = 1
+                      ) -> np.ndarray:
+    """The lesions of a probability map as a label map.
+
+    Lesions are the 26-connected components of the voxels at or above ``threshold`` (as
+    every lesion count of lesionkit's evaluation), each of at least ``min_voxels`` voxels;
+    they are numbered 1, 2, ... by decreasing volume (ties: in scan order).
+
+    Args:
+        probability: (X, Y, Z) lesion probability (0-1).
+        threshold: Probability at or above which a voxel is lesion.
+        min_voxels: Smaller components are dropped.
+
+    Returns:
+        (X, Y, Z) int32 label map, 0 outside lesions.
+    """
+    from scipy import ndimage
+
+    labels, count = ndimage.label(np.asarray(probability) >= threshold, np.ones((3, 3, 3)))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    kept = [i + 1 for i in np.argsort(-sizes, kind="stable") if sizes[i] >= max(min_voxels, 1)]
+    renumber = np.zeros(count + 1, np.int32)
+    renumber[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)
+    return renumber[labels]
+
+
 def lesion_centres(label_map: np.ndarray) -> dict[int, tuple[int, int, int]]:
     """Label -> rounded centre of mass (voxel indices) of every lesion in a label map."""
     from scipy import ndimage

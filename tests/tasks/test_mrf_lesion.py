@@ -46,8 +46,12 @@ def test_five_output_network_trains_two_steps_and_predicts(tmp_path: Path) -> No
         sidecar = hit.sidecar.read_text()
         assert f'"Units": "{unit}"' in sidecar and '"Uncertainty": "not written' in sidecar
         found.add((suffix, label, unit))
-    # five maps; one fold and one flip make no uncertainty map
-    assert found == expected and len(written) == 5
+    # five maps, and the lesion map's lesions (label map, table, load table); one fold
+    # and one flip make no uncertainty map
+    assert found == expected and len(written) == 8
+    assert sorted(p.name for p in written if "probseg" not in p.name and "map" not in p.name
+                  ) == ["sub-03_desc-mrflesion_dseg.nii.gz", "sub-03_desc-mrflesion_lesions.tsv",
+                        "task-mrf-lesion_lesionload.tsv"]
     assert not dataset.find(subject="03", derivatives="lesionkit", desc="uncertainty")
     t1 = load_volume(dataset.get("03", "T1map", derivatives="lesionkit", desc="mrflesion").path)
     assert 100 < np.median(t1.data) < 5000  # inverted back to ms, not z-scores
@@ -146,10 +150,12 @@ def test_single_output_variants_train_and_predict(name: str, tmp_path: Path) -> 
     model = train(task, data, tmp_path / "model", epochs=1, max_steps=1, progress=False,
                   device="cpu", subjects=["01", "02"])
     written = predict(model, data, device="cpu", progress=False, subjects=["03"], tta=2)
+    desc = name.replace("-", "")
     assert sorted(p.name for p in written) == [
-        f"sub-03_label-lesion_desc-{name.replace('-', '')}_probseg.nii.gz",
-        "sub-03_label-lesion_desc-uncertainty_probseg.nii.gz"]
-    probability = load_volume(written[0]).data
+        f"sub-03_desc-{desc}_dseg.nii.gz", f"sub-03_desc-{desc}_lesions.tsv",
+        f"sub-03_label-lesion_desc-{desc}_probseg.nii.gz",
+        "sub-03_label-lesion_desc-uncertainty_probseg.nii.gz", f"task-{name}_lesionload.tsv"]
+    probability = load_volume(next(p for p in written if f"desc-{desc}_probseg" in p.name)).data
     assert probability.min() >= 0 and probability.max() <= 1
     rows = task.evaluate(task, data, data / "derivatives" / "lesionkit", ["03"])
     assert rows[0]["t1_deviation_matching"] is None and rows[0]["n_lesions"] == 1
@@ -172,3 +178,24 @@ def test_cli_patch_size_keeps_2d_patches_one_slice_thick(tmp_path: Path) -> None
     config = yaml.safe_load((tmp_path / "model" / "config.yaml").read_text())
     assert config["task"]["sampler"]["patch_size"] == [8, 8, 1]
     assert config["task"]["lr_halving_epochs"] == 20
+
+
+def test_two_predictions_of_a_subject_are_refused_with_the_filter_that_chooses(
+        tmp_path: Path) -> None:
+    """Predictions of two acquisitions (their names keep acq) or of two sessions."""
+    from lesionkit.bids import bids_path
+    from lesionkit.io import InputError, save_volume
+    from lesionkit.tasks.mrf_lesion import _find
+    from lesionkit.volume import Volume
+
+    volume = Volume(np.zeros((4, 4, 4), np.float32), np.eye(4), kind="probability", unit="1")
+    for name, entities in (("acq", [{"acq": "3D"}, {}]),
+                           ("ses", [{"session": "a"}, {"session": "b"}])):
+        root = tmp_path / name
+        for extra in entities:
+            save_volume(volume, bids_path(root, "01", "probseg", label="lesion", desc="x",
+                                          **extra))
+        expected = ("choose one with --bids-filter \\(e.g. --bids-filter probseg:acq=3D\\)"
+                    if name == "acq" else "evaluation takes one session per subject")
+        with pytest.raises(InputError, match=f"found 2 .*; {expected}$"):
+            _find(root, "01", "probseg", None, label="lesion", desc="x")

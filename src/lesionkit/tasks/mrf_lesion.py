@@ -110,12 +110,15 @@ def _find(root: Path, subject: str, suffix: str, derivatives: str | None,
     found = BIDSDataset(root).locate(subject, suffix, derivatives=derivatives,
                                      other_pipelines=other_pipelines, **entities)
     if len(found) > 1:
+        from lesionkit.bids import choice_hint
         from lesionkit.io import InputError
 
+        several = len({f.entities.get("ses") for f in found}) > 1
         raise InputError(f"{found[0].path.parent}: expected one '{suffix}' image of "
                          f"sub-{subject} to score, found {len(found)} "
-                         f"({', '.join(f.path.name for f in found)}); evaluation takes one "
-                         "session per subject")
+                         f"({', '.join(f.path.name for f in found)})"
+                         + ("; evaluation takes one session per subject" if several
+                            else choice_hint(found)))
     if not found:
         return None
     kind = "label" if like else "intensity"
