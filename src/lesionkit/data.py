@@ -472,8 +472,8 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     normalisation), the non-zero voxels of the first input. Inputs normalised per
     image (``image-zscore``) are skull-stripped with the mask and normalised here. The
     task's preprocessing transforms are applied last. ``subject["notes"]`` says what was
-    done (mask source, ``BrainMaskComputed`` when computed, voxel sizes, warnings) for
-    the outputs' sidecars; an input whose
+    done (mask source: ``BrainMask`` in words, ``BrainMaskSource`` "dataset", "computed"
+    or "non-zero"; voxel sizes, warnings) for the outputs' sidecars; an input whose
     field of view holds less than ``geometry.MIN_BRAIN_COVERAGE`` of the brain mask is
     named in a warning. Voxels an input stores as NaN (no data: SPM's and FSL's
     convention) read as its background (:func:`lesionkit.io.load_volume`); their count
@@ -557,16 +557,18 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     if wanted and task.mask.key in images:
         mask = images.pop(task.mask.key).data > 0.5
         notes["BrainMask"] = f"dataset: {sources[task.mask.key]}"
+        notes["BrainMaskSource"] = "dataset"
     elif wanted:
         from lesionkit.brainmask import brain_mask
 
         computed, how = brain_mask(reference.data.float().mean(0).numpy(), reference.affine,
                                    source=sources[first])
         mask, notes["BrainMask"] = torch.from_numpy(computed[None]), how
-        notes["BrainMaskComputed"] = True
+        notes["BrainMaskSource"] = "computed"
     else:
         mask = (reference.data != 0).any(0, keepdim=True)
         notes["BrainMask"] = f"non-zero voxels of {sources[first]}"
+        notes["BrainMaskSource"] = "non-zero"
     for key, (shape, affine, valid) in grids.items():
         share = geometry.brain_coverage(mask[0].numpy(), reference.affine, shape, affine, valid)
         warning = geometry.coverage_warning(Path(sources[key]).name, Path(sources[first]).name,

@@ -357,22 +357,29 @@ def _cam(model: TrainedModel, folds: Sequence[FoldModel], inputs: dict[str, np.n
     return cam / cam.max() if cam.max() > 0 else cam
 
 
+def _lesion_places(label_map: np.ndarray, affine: np.ndarray) -> list[dict[str, Any]]:
+    """Per lesion of a label map, in label order: :data:`LESION_COLUMNS` (label, centre in
+    voxels and in mm, volume in mm^3)."""
+    from lesionkit.tasks.strategies import lesion_centres
+
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    counts = np.bincount(label_map.ravel())
+    rows = []
+    for label, centre in sorted(lesion_centres(label_map).items()):
+        world = affine @ np.array([*centre, 1.0])
+        rows.append({"label": label, "centre_i": centre[0], "centre_j": centre[1],
+                     "centre_k": centre[2], "centre_x_mm": round(float(world[0]), 2),
+                     "centre_y_mm": round(float(world[1]), 2),
+                     "centre_z_mm": round(float(world[2]), 2),
+                     "volume_mm3": round(float(counts[label]) * voxel_mm3, 3)})
+    return rows
+
+
 def lesion_rows(label_map: np.ndarray, reference: Volume, mean: np.ndarray, std: np.ndarray,
                 outputs: Sequence[Any]) -> list[dict[str, Any]]:
     """One row per lesion: label, centre (voxels and mm), volume (mm^3), probability."""
-    from lesionkit.tasks.strategies import lesion_centres
-
-    centres = lesion_centres(label_map)
-    voxel_mm3 = float(abs(np.linalg.det(reference.affine[:3, :3])))
-    counts = np.bincount(label_map.ravel())
     rows = []
-    for i, (label, centre) in enumerate(sorted(centres.items())):
-        world = reference.affine @ np.array([*centre, 1.0])
-        row: dict[str, Any] = {"label": label, "centre_i": centre[0], "centre_j": centre[1],
-                               "centre_k": centre[2], "centre_x_mm": round(float(world[0]), 2),
-                               "centre_y_mm": round(float(world[1]), 2),
-                               "centre_z_mm": round(float(world[2]), 2),
-                               "volume_mm3": round(float(counts[label]) * voxel_mm3, 3)}
+    for i, row in enumerate(_lesion_places(label_map, reference.affine)):
         for c, spec in enumerate(outputs):
             name = "probability" if len(outputs) == 1 else spec.desc
             row[name] = float(mean[i, c])
@@ -502,7 +509,7 @@ def _write_lesion_components(out: _Written, spec: OutputSpec, probability: np.nd
     subject's row of the lesion load table."""
     from scipy import ndimage
 
-    from lesionkit.lesions import lesion_centres, lesion_components
+    from lesionkit.lesions import lesion_components
 
     affine = out.reference.affine
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
@@ -510,19 +517,11 @@ def _write_lesion_components(out: _Written, spec: OutputSpec, probability: np.nd
     labels = lesion_components(probability, reading.threshold, min_voxels)
     count = int(labels.max())
     index = np.arange(1, count + 1)
-    volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
     peaks = ndimage.maximum(probability, labels, index) if count else []
     means = ndimage.mean(probability, labels, index) if count else []
-    rows = []
-    for label, centre in sorted(lesion_centres(labels).items()):
-        world = affine @ np.array([*centre, 1.0])
-        rows.append({"label": label, "centre_i": centre[0], "centre_j": centre[1],
-                     "centre_k": centre[2], "centre_x_mm": round(float(world[0]), 2),
-                     "centre_y_mm": round(float(world[1]), 2),
-                     "centre_z_mm": round(float(world[2]), 2),
-                     "volume_mm3": round(float(volumes[label - 1]) * 1000.0, 3),
-                     "max_probability": round(float(peaks[label - 1]), 4),
-                     "mean_probability": round(float(means[label - 1]), 4)})
+    rows = [{**row, "max_probability": round(float(peaks[i]), 4),
+             "mean_probability": round(float(means[i]), 4)}
+            for i, row in enumerate(_lesion_places(labels, affine))]
     reading_meta = {"LesionThreshold": reading.threshold, "MinLesionVolumeMl": reading.min_ml}
     out.save(labels, LESIONS_SPEC, spec.desc, "label", "1", grid=affine, dtype=np.int32,
              meta={**reading_meta, "Lesions": count, "Description": (
@@ -535,8 +534,8 @@ def _write_lesion_components(out: _Written, spec: OutputSpec, probability: np.nd
     out.paths.append(write_tsv(rows, table, columns=[*LESION_COLUMNS, "max_probability",
                                                      "mean_probability"]))
     return {**out.row(), "lesion_count": count,
-            "lesion_volume_ml": round(float(volumes.sum()), 4), **{
-                "lesion_threshold": reading.threshold, "min_lesion_ml": reading.min_ml}}
+            "lesion_volume_ml": round(float((labels > 0).sum()) * voxel_ml, 4),
+            "lesion_threshold": reading.threshold, "min_lesion_ml": reading.min_ml}
 
 
 def _write_subject(out: _Written, task: Any, mean: np.ndarray, std: np.ndarray,
@@ -810,7 +809,7 @@ def predict(
                                           members=flip_count * len(chosen),
                                           probability_meta=outside, lesions=lesions,
                                           load_rows=subject_loads)
-                if outside and notes.get("BrainMaskComputed"):
+                if outside and notes["BrainMaskSource"] == "computed":
                     out.save(loaded["mask"].data[0].numpy(), BRAIN_SPEC,
                              task.outputs[-1].desc, "label", "1", dtype=np.uint8, meta={
                                  "Description": "the brain mask this prediction computed and "
@@ -821,7 +820,9 @@ def predict(
             rows += subject_rows
             brain_ml = (float(loaded["mask"].data.sum()) * float(np.prod(loaded["mask"].spacing))
                         / 1000.0)
-            loads += [{**row, "brain_volume_ml": round(brain_ml, 1)} for row in subject_loads]
+            brain = ({"brain_volume_ml": round(brain_ml, 1)}
+                     if notes["BrainMaskSource"] != "non-zero" else {})  # not a brain mask
+            loads += [{**row, **brain} for row in subject_loads]
         except InputError as error:
             if not keep_going:
                 raise
