@@ -150,6 +150,16 @@ def test_toy_per_lesion_task_trains_predicts_and_evaluates_through_the_cli(
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(tmp_path / "pred" / "task-toy-lesions_metrics.tsv", sep="\t")
     assert len(rows) == 16 and rows["probability"].between(0, 1).all()
+    # Another model's lesion table beside it (a lesion map's, predicted into the same
+    # folder; its name sorts first) is not read as this task's.
+    decoy = table.assign(probability=0.999, uncertainty=0.0)
+    decoy.to_csv(tmp_path / "pred" / "sub-01" / "anat" / "sub-01_desc-another_lesions.tsv",
+                 sep="\t", index=False)
+    result = runner.invoke(app, ["evaluate", "toy-lesions", str(data), "--predictions",
+                                 str(tmp_path / "pred")])
+    assert result.exit_code == 0, result.output
+    again = pd.read_csv(tmp_path / "pred" / "task-toy-lesions_metrics.tsv", sep="\t")
+    pd.testing.assert_frame_equal(again, rows)
 
 
 def test_ctrl_c_is_one_line_saying_what_was_kept(tmp_path, monkeypatch, capsys) -> None:

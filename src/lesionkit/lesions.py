@@ -150,7 +150,9 @@ def evaluate_lesion_tables(task: Any, data_root: Path, predictions_root: Path,
     """One row per lesion: its true class (``label``) and predicted ``probability``.
 
     Truth: the lesion table of the task's lesion map and its first per-lesion target;
-    predictions: the ``_lesions.tsv`` tables under ``predictions_root``. A generic
+    predictions: the task's ``desc-<output>_lesions.tsv`` tables under
+    ``predictions_root`` (a lesion map's table of another task beside them is not one of
+    them). A generic
     ``evaluate`` hook for binary per-lesion tasks.
     """
     import pandas as pd
@@ -161,7 +163,8 @@ def evaluate_lesion_tables(task: Any, data_root: Path, predictions_root: Path,
     dataset, predictions = BIDSDataset(data_root), BIDSDataset(predictions_root)
     rows = []
     for subject in subjects:
-        found = predictions.find(subject=subject, suffix="lesions", extension=".tsv")
+        found = predictions.find(subject=subject, suffix="lesions", extension=".tsv",
+                                 desc=task.outputs[-1].desc)  # the task's, not another's
         if not found:
             continue
         truth = {t["label"]: t["labels"][target.key] for t in lesion_table(

@@ -442,9 +442,10 @@ def patches_figure(root: Path, rows: Sequence[dict], title: str) -> Any:
     return figure
 
 
-def _with_centres(predictions: Path, rows: Sequence[dict]) -> list[dict]:
-    """Lesion rows joined with their centres (voxels) from the ``_lesions.tsv`` tables
-    (of the session of the enclosing :func:`lesionkit.units.unit_scope`)."""
+def _with_centres(predictions: Path, rows: Sequence[dict], desc: str) -> list[dict]:
+    """Lesion rows joined with their centres (voxels) from the task's ``_lesions.tsv``
+    tables (``desc``: its output's; of the session of the enclosing
+    :func:`lesionkit.units.unit_scope`)."""
     import pandas as pd
 
     from lesionkit.bids import BIDSDataset
@@ -455,7 +456,8 @@ def _with_centres(predictions: Path, rows: Sequence[dict]) -> list[dict]:
         subject = row["participant_id"]
         if subject not in tables:
             found = BIDSDataset(predictions).find(subject=subject.removeprefix("sub-"),
-                                                  suffix="lesions", extension=".tsv")
+                                                  suffix="lesions", extension=".tsv",
+                                                  desc=desc)
             tables[subject] = (pd.read_csv(found[0].path, sep="\t").set_index("label")
                                if found else None)
         table = tables[subject]
@@ -504,7 +506,8 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
             "each fold's training subjects (least count error); Pearson r with its "
             "Fisher-z interval. Paper (172 patients): pAUC 0.760, PR AUC 0.704, count MSE "
             "0.98, r 0.89 (0.86-0.92).")
-    ranked = sorted(_with_centres(predictions, labelled), key=lambda r: -r["probability"])
+    ranked = sorted(_with_centres(predictions, labelled, task.outputs[-1].desc),
+                    key=lambda r: -r["probability"])
     positives = [r for r in ranked if r["label"] == 1]
     negatives = [r for r in ranked if r["label"] == 0]
     method = f"{task.name} {branches(task)} (rim probability per lesion, out of fold)"
