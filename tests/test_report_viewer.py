@@ -135,7 +135,7 @@ def test_a_tasks_predictions_give_the_input_as_background_and_the_maps_over_it(
     assert viewer_layers(task, predictions, "03") == []  # no predictions
 
 
-def test_a_brain_mask_predict_computed_is_a_hidden_layer(tmp_path: Path) -> None:
+def test_the_brain_mask_and_lesion_labels_predict_wrote_are_hidden_layers(tmp_path: Path) -> None:
     from lesionkit.bids import bids_path
     from lesionkit.evaluation import viewer_layers
 
@@ -143,8 +143,11 @@ def test_a_brain_mask_predict_computed_is_a_hidden_layer(tmp_path: Path) -> None
     flair = nib.load(bids_path(data, "02", "FLAIR"))
     mask = bids_path(predictions, "02", "mask", label="brain", desc=task.outputs[-1].desc)
     _nifti(mask, np.ones(flair.shape), flair.affine)
-    background, brain, lesion = viewer_layers(task, predictions, "02")
+    lesions = bids_path(predictions, "02", "dseg", desc=task.outputs[-1].desc)
+    _nifti(lesions, np.zeros(flair.shape), flair.affine)
+    background, brain, labels, lesion = viewer_layers(task, predictions, "02")
     assert Path(brain.path) == mask and brain.kind == "label" and not brain.visible
+    assert Path(labels.path) == lesions and labels.kind == "label" and not labels.visible
     assert lesion.visible and Path(background.path).name == "sub-02_FLAIR.nii.gz"
     assert len(viewer_layers(task, predictions, "01")) == 2  # none written for sub-01
 

@@ -349,7 +349,8 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
     predicts no intensity map; the other intensity images start hidden. Of the
     probability and label maps the task's last (its lesion map where it has one) is drawn
     over the background, the others start hidden, each in its own colours; a brain mask
-    that ``predict`` computed and wrote beside them starts hidden.
+    that ``predict`` computed and the label map of the lesions it counted, written
+    beside them, start hidden.
 
     Returns:
         The layers, background first; [] when the subject has no output or its sidecar
@@ -391,11 +392,14 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
              for m in overlays]
     hidden = [replace(m, visible=False) for m in [*maps, *given]
               if m.kind == "intensity" and m is not background]
-    masks = [Layer(f.path, "brain mask (computed by predict)", kind="label", visible=False)
-             for f in dataset.find(subject=subject, session=session, suffix="mask",
-                                   label="brain", desc=found[-1][0].desc)
-             if session is None or f.entities.get("ses") == session][:1]
-    return [background, *hidden, *masks, *shown]
+    written = {"mask": ("brain mask (computed by predict)", {"label": "brain"}),
+               "dseg": ("lesions (label map of the lesion table)", {})}
+    extra = [Layer(f.path, name, kind="label", visible=False)
+             for suffix, (name, entities) in written.items()
+             for f in dataset.find(subject=subject, session=session, suffix=suffix,
+                                   desc=found[-1][0].desc, **entities)[:1]
+             if session is None or f.entities.get("ses") == session]
+    return [background, *hidden, *extra, *shown]
 
 
 def view(task: Task, predictions: str | os.PathLike[str], subject: str | None = None,
