@@ -249,8 +249,20 @@ def _on_grid(image: nib.spatialimages.SpatialImage, reference: nib.spatialimages
     return np.asarray(moved.dataobj, dtype=np.float32)
 
 
+def _lesion_mask(probability: np.ndarray, threshold: float, voxel_ml: float,
+                 min_ml: float) -> np.ndarray:
+    """Voxels at or above ``threshold``, in 26-connected components of at least ``min_ml``
+    mL (as ``lesionkit predict --min-lesion-ml`` counts lesions)."""
+    if min_ml <= 0:
+        return probability >= threshold
+    from lesionkit.lesions import lesion_components
+
+    return lesion_components(probability, threshold,
+                             max(1, int(np.ceil(min_ml / voxel_ml - 1e-9)))) > 0
+
+
 def score(probability_path: Path, change_mask: Any, threshold: float = 0.33,
-          brain_mask: Any = None) -> dict[str, Any]:
+          brain_mask: Any = None, min_ml: float = 0.0) -> dict[str, Any]:
     """Score a lesion probability map on the study2 FLAIR grid against the change mask.
 
     Components are 26-connected. (The README's counts, 14 and 50 for patient01 and
@@ -270,6 +282,8 @@ def score(probability_path: Path, change_mask: Any, threshold: float = 0.33,
         threshold: Probability at or above which a voxel counts as lesion.
         brain_mask: Optional brain mask (image, path or boolean array on the change mask's
             grid); predicted voxels outside it are ignored.
+        min_ml: Components of the map smaller than this (mL, over the whole map, before
+            the brain mask) are not lesions.
 
     Returns:
         ``change_lesions``, ``change_lesions_flagged``, ``fraction_flagged`` (flagged /
@@ -282,7 +296,8 @@ def score(probability_path: Path, change_mask: Any, threshold: float = 0.33,
     mask_image = _image(change_mask)
     change = np.asarray(mask_image.dataobj).reshape(mask_image.shape[:3]) > 0
     probability = _on_grid(_image(probability_path), mask_image, order=1)
-    predicted = probability >= threshold
+    voxel_ml = float(np.prod(mask_image.header.get_zooms()[:3])) / 1000.0
+    predicted = _lesion_mask(probability, threshold, voxel_ml, min_ml)
     if brain_mask is not None:
         brain = (np.asarray(brain_mask) if isinstance(brain_mask, np.ndarray)
                  else _on_grid(_image(brain_mask), mask_image, order=0))
@@ -291,7 +306,6 @@ def score(probability_path: Path, change_mask: Any, threshold: float = 0.33,
     flagged = np.unique(change_labels[predicted & change])
     predicted_labels, predicted_count = ndimage.label(predicted, FULL)
     touching = np.unique(predicted_labels[predicted & change])
-    voxel_ml = float(np.prod(mask_image.header.get_zooms()[:3])) / 1000.0
     return {
         "threshold": float(threshold),
         "change_lesions": int(change_count),
@@ -319,14 +333,16 @@ def _sizes(labels: np.ndarray, count: int, voxel_ml: float) -> dict[str, Any]:
 
 
 def components(probability_path: Path, threshold: float = 0.33,
-               brain_mask: np.ndarray | None = None) -> dict[str, Any]:
-    """26-connected components and volume (mL) of a probability map at ``threshold``, the
-    median component volume (mL) and the components of ``SPECK_ML`` or more."""
+               brain_mask: np.ndarray | None = None, min_ml: float = 0.0) -> dict[str, Any]:
+    """26-connected components and volume (mL) of a probability map at ``threshold`` (of
+    at least ``min_ml`` mL), the median component volume (mL) and the components of
+    ``SPECK_ML`` or more."""
     image = _image(probability_path)
-    predicted = np.asarray(image.dataobj, dtype=np.float32).reshape(image.shape[:3]) >= threshold
+    voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
+    predicted = _lesion_mask(np.asarray(image.dataobj, dtype=np.float32).reshape(
+        image.shape[:3]), threshold, voxel_ml, min_ml)
     if brain_mask is not None:
         predicted &= brain_mask
-    voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
     labels, count = ndimage.label(predicted, FULL)
     return {"threshold": float(threshold), "predicted_components": int(count),
             "predicted_volume_ml": float(np.count_nonzero(predicted)) * voxel_ml,
@@ -607,7 +623,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
                ("components_elsewhere", "elsewhere"), ("predicted_volume_ml", "volume (mL)"),
                ("median_component_ml", "median component (mL)"),
                ("components_over_speck", f"components >= {SPECK_ML:g} mL"),
-               ("components_whole_field", "components, whole field of view")]
+               ("components_whole_field", "components, whole field of view"),
+               ("change_outside_masks", "change voxels outside the brain masks (this "
+                                        "benchmark's / predict's)")]
 
     def cell(value: Any, key: str) -> str:
         if value is None:
@@ -622,8 +640,15 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _written_mask(predictions: Path, patient: str, study: str) -> Path | None:
+    """The brain mask ``predict`` computed and wrote beside its maps, if any."""
+    folder = predictions / f"sub-{patient}" / f"ses-{study}" / "anat"
+    found = sorted(folder.glob("*_label-brain_*mask.nii.gz"))
+    return found[0] if found else None
+
+
 def run_benchmark(source: Path, work: Path, model: Path, lesionkit: str,
-                  threshold: float = 0.33) -> list[dict[str, Any]]:
+                  threshold: float = 0.33, min_ml: float = 0.0) -> list[dict[str, Any]]:
     """Lay out the data, run ``lesionkit predict`` and score the predictions.
 
     Args:
@@ -632,6 +657,7 @@ def run_benchmark(source: Path, work: Path, model: Path, lesionkit: str,
         model: Model folder written by ``lesionkit train``.
         lesionkit: The ``lesionkit`` command.
         threshold: Probability at or above which a voxel counts as lesion.
+        min_ml: Smaller components are not lesions (``predict --min-lesion-ml``).
 
     Returns:
         One row of scores per patient and session.
@@ -640,7 +666,7 @@ def run_benchmark(source: Path, work: Path, model: Path, lesionkit: str,
     bids = layout_bids(source, work / "bids")
     predictions = work / "predictions"
     subprocess.run([lesionkit, "predict", str(model), str(bids), "--out-dir",
-                    str(predictions)], check=True)
+                    str(predictions), "--min-lesion-ml", f"{min_ml:g}"], check=True)
     rows: list[dict[str, Any]] = []
     for patient in PATIENTS:
         for study in STUDIES:
@@ -657,21 +683,29 @@ def run_benchmark(source: Path, work: Path, model: Path, lesionkit: str,
             brain = brain_of(flair)
             if study == "study2":
                 change = change_mask_on_flair(source, patient, study)
-                row.update(score(path, change, threshold, brain_mask=brain))
+                row.update(score(path, change, threshold, brain_mask=brain, min_ml=min_ml))
+                inside = np.asarray(change.dataobj) > 0
+                written = _written_mask(predictions, patient, study)
+                theirs = ("-" if written is None else
+                          int((inside & (_on_grid(nib.load(written), change, 0) < 0.5)).sum()))
+                row["change_outside_masks"] = f"{int((inside & ~brain).sum())} / {theirs}"
                 row["montage"] = str(montage(
                     flair_path, path, change, work / f"montage_{patient}_{study}.png",
                     threshold=threshold, title=f"sub-{patient} ses-{study}"))
             else:
-                row.update(components(path, threshold, brain_mask=brain))
-            row["components_whole_field"] = components(path, threshold)["predicted_components"]
+                row.update(components(path, threshold, brain_mask=brain, min_ml=min_ml))
+            row["components_whole_field"] = components(path, threshold, min_ml=min_ml)[
+                "predicted_components"]
             rows.append(row)
-    _write_json({"threshold": threshold, "brain_mask": "lesionkit.brainmask (BET) of the FLAIR",
-                 "rows": rows}, work / "scores.json")
+    _write_json({"threshold": threshold, "min_lesion_ml": min_ml,
+                 "brain_mask": "lesionkit.brainmask (BET) of the FLAIR", "rows": rows},
+                work / "scores.json")
     table = _table(rows)
     (work / "scores.md").write_text(
-        f"# Real MS patients: lesion map vs change mask (threshold {threshold:g})\n\n"
+        f"# Real MS patients: lesion map vs change mask (threshold {threshold:g}"
+        f"{f', lesions of {min_ml:g} mL or more' if min_ml > 0 else ''})\n\n"
         "Components are 26-connected and counted inside the FLAIR's brain mask (lesionkit's "
-        "BET), except in the last column. The change mask "
+        "BET), except in the column 'whole field of view'. The change mask "
         "holds only new/enlarging lesions, so components elsewhere are not necessarily false "
         "positives; study1 has no change mask.\n\n" + table)
     print(table)
@@ -780,8 +814,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="The lesionkit command.")
     parser.add_argument("--threshold", type=float, default=0.33,
                         help="Lesion probability threshold.")
+    parser.add_argument("--min-lesion-ml", type=float, default=0.0,
+                        help="Smaller components are not lesions (predict's option).")
     args = parser.parse_args(argv)
-    run_benchmark(args.source, args.work, args.model, args.lesionkit, args.threshold)
+    run_benchmark(args.source, args.work, args.model, args.lesionkit, args.threshold,
+                  args.min_lesion_ml)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,9 @@ def test_components_changes_flagged_and_specks_are_counted(bench, tmp_path: Path
     everywhere = bench.components(path, 0.33)
     assert everywhere["predicted_components"] == 3 and everywhere["components_over_speck"] == 1
     assert everywhere["median_component_ml"] == pytest.approx(0.008)
+    # With predict's --min-lesion-ml 0.05: the specks are no lesions, the 27 voxels stay.
+    large = bench.score(path, nib.Nifti1Image(change, affine), 0.33, brain_mask=brain,
+                        min_ml=0.05)
+    assert (large["predicted_components"], large["change_lesions_flagged"]) == (1, 1)
+    assert large["predicted_volume_ml"] == pytest.approx(27 * 0.008)
+    assert bench.components(path, 0.33, min_ml=0.05)["predicted_components"] == 1
