@@ -142,7 +142,6 @@ def misalignment_mm(image: tio.ScalarImage, reference: tio.ScalarImage) -> float
     centimetres; NaN where the grid is too small for the coarsest level (fewer than twice
     its factor of voxels along an axis)."""
     import torchio as tio
-    from dipy.align import affine_registration
 
     if min(voxel_size(reference.affine)) < CHECK_VOXEL_MM:  # fine grids: same answer, slower
         coarse = tio.Resample(CHECK_VOXEL_MM)
@@ -152,22 +151,58 @@ def misalignment_mm(image: tio.ScalarImage, reference: tio.ScalarImage) -> float
     if min(static.shape) < 2 * max(CHECK_FACTORS):  # the coarsest level would be empty
         return float("nan")
     affine = np.asarray(reference.affine, dtype=float)
-    log = logging.getLogger("dipy")  # its step-by-step INFO lines are noise in a check
+    matrix = rigid_matrix(moving, affine, static, affine, factors=CHECK_FACTORS,
+                          level_iters=(200, 50), sigmas=(3.0, 1.0), sampling_proportion=0.25,
+                          pipeline=("translation", "rigid"))
+    head = np.argwhere(static > 0.1 * np.percentile(static, 99))[::7]
+    world = head @ affine[:3, :3].T + affine[:3, 3]
+    moved = world @ matrix[:3, :3].T + matrix[:3, 3]
+    return float(np.linalg.norm(moved - world, axis=1).mean()) if len(head) else 0.0
+
+
+def rigid_matrix(moving: np.ndarray, moving_affine: np.ndarray, static: np.ndarray,
+                 static_affine: np.ndarray, *, static_mask: np.ndarray | None = None,
+                 factors: Sequence[int] = (4, 2, 1),
+                 level_iters: Sequence[int] = (1000, 100, 10),
+                 sigmas: Sequence[float] = (3.0, 1.0, 0.0),
+                 sampling_proportion: float | None = None,
+                 pipeline: Sequence[str] = ("center_of_mass", "translation", "rigid")
+                 ) -> np.ndarray:
+    """The rigid transform that lays ``moving`` onto ``static``
+    (``dipy.align.affine_registration``, mutual information; seeded, quiet).
+
+    Args:
+        moving, static: (X, Y, Z) intensities of the same head, each on its own grid.
+        moving_affine, static_affine: Their 4x4 voxel-to-world matrices (mm).
+        static_mask: Optional (X, Y, Z) mask of ``static``'s voxels that count.
+        factors, level_iters, sigmas: The pyramid (downsampling, iterations, smoothing in
+            voxels), coarse to fine.
+        sampling_proportion: Share of voxels sampled (None: all).
+        pipeline: dipy's stages, in order.
+
+    Returns:
+        4x4 matrix mapping a world point (mm) of ``static`` to the world point of ``moving``
+        that lands there (dipy's convention; ``AffineMap(matrix, ...)`` resamples
+        ``moving`` onto ``static``'s grid).
+    """
+    from dipy.align import affine_registration
+
+    log = logging.getLogger("dipy")  # its step-by-step INFO lines are noise here
     level, state = log.level, np.random.get_state()  # dipy samples with numpy's global RNG
     try:
         log.setLevel(logging.WARNING)
         np.random.seed(0)
         _, matrix = affine_registration(
-            moving, static, moving_affine=affine, static_affine=affine,
-            pipeline=["translation", "rigid"], level_iters=[200, 50], sigmas=[3.0, 1.0],
-            factors=list(CHECK_FACTORS), sampling_proportion=0.25)
+            np.asarray(moving, np.float32), np.asarray(static, np.float32),
+            moving_affine=np.asarray(moving_affine, float),
+            static_affine=np.asarray(static_affine, float), pipeline=list(pipeline),
+            level_iters=list(level_iters), sigmas=list(sigmas), factors=list(factors),
+            sampling_proportion=sampling_proportion,
+            static_mask=None if static_mask is None else np.asarray(static_mask, np.int32))
     finally:
         log.setLevel(level)
         np.random.set_state(state)
-    head = np.argwhere(static > 0.1 * np.percentile(static, 99))[::7]
-    world = head @ affine[:3, :3].T + affine[:3, 3]
-    moved = world @ matrix[:3, :3].T + matrix[:3, 3]
-    return float(np.linalg.norm(moved - world, axis=1).mean()) if len(head) else 0.0
+    return np.asarray(matrix, float)
 
 
 def registered(image: tio.ScalarImage, reference: tio.Image) -> tio.ScalarImage:
