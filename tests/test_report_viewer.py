@@ -135,7 +135,8 @@ def test_a_tasks_predictions_give_the_input_as_background_and_the_maps_over_it(
     assert viewer_layers(task, predictions, "03") == []  # no predictions
 
 
-def test_the_brain_mask_and_lesion_labels_predict_wrote_are_hidden_layers(tmp_path: Path) -> None:
+def test_the_brain_mask_lesion_labels_and_changes_written_are_hidden_layers(
+        tmp_path: Path) -> None:
     from lesionkit.bids import bids_path
     from lesionkit.evaluation import viewer_layers
 
@@ -145,9 +146,14 @@ def test_the_brain_mask_and_lesion_labels_predict_wrote_are_hidden_layers(tmp_pa
     _nifti(mask, np.ones(flair.shape), flair.affine)
     lesions = bids_path(predictions, "02", "dseg", desc=task.outputs[-1].desc)
     _nifti(lesions, np.zeros(flair.shape), flair.affine)
-    background, brain, labels, lesion = viewer_layers(task, predictions, "02")
+    changes = bids_path(predictions, "02", "dseg", label="lesion",
+                        desc=f"{task.outputs[-1].desc}change")
+    _nifti(changes, np.zeros(flair.shape), flair.affine)
+    background, brain, labels, changed, lesion = viewer_layers(task, predictions, "02")
     assert Path(brain.path) == mask and brain.kind == "label" and not brain.visible
     assert Path(labels.path) == lesions and labels.kind == "label" and not labels.visible
+    assert Path(changed.path) == changes and not changed.visible
+    assert changed.name.startswith("lesion changes")
     assert lesion.visible and Path(background.path).name == "sub-02_FLAIR.nii.gz"
     assert len(viewer_layers(task, predictions, "01")) == 2  # none written for sub-01
 

@@ -684,6 +684,46 @@ def _predict_files(model_dir: Path, images: list[str], subjects: str | None,
 
 
 @app.command()
+def changes(
+    predictions: Annotated[Path, typer.Argument(
+        help="Predictions folder written by predict, with lesion maps of two or more "
+             "sessions of a subject.")],
+    out_dir: Annotated[Path | None, typer.Option(
+        help="Folder to write to (default: PREDICTIONS).")] = None,
+    subjects: SubjectsOption = None,
+    sessions: Annotated[str | None, typer.Option(
+        help="Comma-separated sessions in time order (default: acq_time of the raw "
+             "dataset's sessions.tsv, else the labels' order).")] = None,
+    lesion_threshold: LesionThresholdOption = 0.33,
+    z_threshold: Annotated[float, typer.Option(
+        min=0.5, help="Change, in robust SD of the two scans' difference over the "
+                      "normal-appearing brain, that a lesion voxel needs.")] = 2.0,
+    min_change_ml: Annotated[float, typer.Option(
+        min=0.0, help="Smallest change counted (mL); default: a ball of 3 mm "
+                      "diameter.")] = 0.0141,
+) -> None:
+    """Read new, enlarging, shrinking and resolved lesions between sessions from predict's
+    lesion maps: each session against the one before it.
+
+    The earlier session's image (the model's first input, e.g. the FLAIR) is rigidly
+    co-registered onto the later one's; a change is a lesion voxel whose intensity changed
+    by at least --z-threshold. Writes a label map and a table of the changes beside each
+    later session's map, and task-<model>_lesionchange.tsv.
+    """
+    _on_interrupt("the changes of every pair of sessions written so far are complete; run "
+                  "the same command again to write them all")
+    from lesionkit.changes import ChangeReading
+    from lesionkit.changes import compare as run
+
+    reading = ChangeReading(lesion_threshold, z_threshold, min_change_ml)
+    with _user_errors():
+        written, table = run(predictions, out_dir, _subject_list(subjects),
+                             sessions.split(",") if sessions else None, reading,
+                             progress=lambda text: typer.echo(text, err=True))
+    typer.echo(f"wrote {len(written)} files; the changes per subject: {table}")
+
+
+@app.command()
 def models() -> None:
     """List the phantom-trained models shipped with lesionkit: how each was trained and
     its figures on held-out phantom subjects."""

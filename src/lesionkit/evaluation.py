@@ -349,8 +349,8 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
     predicts no intensity map; the other intensity images start hidden. Of the
     probability and label maps the task's last (its lesion map where it has one) is drawn
     over the background, the others start hidden, each in its own colours; a brain mask
-    that ``predict`` computed and the label map of the lesions it counted, written
-    beside them, start hidden.
+    that ``predict`` computed, the label map of the lesions it counted and the label map
+    of the changes ``lesionkit changes`` read (written beside them) start hidden.
 
     Returns:
         The layers, background first; [] when the subject has no output or its sidecar
@@ -392,12 +392,15 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
              for m in overlays]
     hidden = [replace(m, visible=False) for m in [*maps, *given]
               if m.kind == "intensity" and m is not background]
-    written = {"mask": ("brain mask (computed by predict)", {"label": "brain"}),
-               "dseg": ("lesions (label map of the lesion table)", {})}
+    desc = found[-1][0].desc
+    written = [("mask", desc, "brain mask (computed by predict)", {"label": "brain"}),
+               ("dseg", desc, "lesions (label map of the lesion table)", {}),
+               ("dseg", f"{desc}change", "lesion changes since the session before "
+                                         "(lesionkit changes)", {})]
     extra = [Layer(f.path, name, kind="label", visible=False)
-             for suffix, (name, entities) in written.items()
+             for suffix, file_desc, name, entities in written
              for f in dataset.find(subject=subject, session=session, suffix=suffix,
-                                   desc=found[-1][0].desc, **entities)[:1]
+                                   desc=file_desc, **entities)[:1]
              if session is None or f.entities.get("ses") == session]
     return [background, *hidden, *extra, *shown]
 

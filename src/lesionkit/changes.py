@@ -1,0 +1,525 @@
+"""Lesion changes between two sessions of a subject: new, enlarging, shrinking, resolved.
+
+``lesionkit predict`` reads each session on its own. In MS the number of new and
+enlarging lesions between two scans is what a follow-up is read for, and lesion maps of
+two sessions, each with its own small errors, do not give it by subtraction: a speck
+above the threshold at one visit and just below it at the other is no change. This
+module follows the design of LST's longitudinal pipeline (Schmidt et al., NeuroImage:
+Clinical 2019): the lesion maps of both sessions say *where* a change may be, the image
+says *whether* it changed.
+
+For each pair of sessions (each follow-up against the session before it):
+
+1. the baseline's image (the first input the map was predicted from, the FLAIR of the
+   flair-lesion models) is rigidly co-registered onto the follow-up's
+   (:func:`lesionkit.geometry.rigid_matrix`, mutual information, inside the follow-up's
+   brain mask) and moved with its lesion map onto the follow-up's grid (linear);
+2. both images are scaled by their median and interquartile range over the normal-appearing
+   brain (the brain mask less the lesions of both sessions and a voxel around them), and
+   their difference is expressed in robust standard deviations of itself there (1.4826 x
+   median absolute deviation): a z-score of change whose noise is the scans' own;
+3. an *increase* is a follow-up lesion voxel (probability at or above the threshold) at
+   least ``Z_THRESHOLD`` brighter than at baseline, a *decrease* a baseline lesion voxel
+   at least as much darker; each is taken in 26-connected components of at least
+   ``MIN_CHANGE_ML``;
+4. an increase is *new* when its follow-up lesion touches no baseline lesion voxel,
+   else *enlarging*; a decrease is *resolved* when its baseline lesion touches no
+   follow-up lesion voxel, else *shrinking*.
+
+The outputs, beside the follow-up's map: ``desc-<model>change_dseg.nii.gz`` (changes
+numbered by decreasing volume, on the follow-up's grid), its table
+``desc-<model>change_dseg.tsv`` (kind, centre, changed volume, mean z; the volume of the
+lesion the change lies in and of the other visit's lesions within a voxel of it) and a
+row per pair in ``task-<name>_lesionchange.tsv``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lesionkit.io import InputError
+
+#: Change, in robust standard deviations of the two scans' difference over the
+#: normal-appearing brain, that a voxel inside a lesion needs to count (one-sided).
+Z_THRESHOLD = 2.0
+#: Smallest change counted (mL): a ball of 3 mm diameter, the smallest lesion the
+#: MAGNIMS criteria count.
+MIN_CHANGE_ML = float(np.pi / 6 * 3.0**3 / 1000.0)
+#: Voxel edge (mm) of the grid on which the two sessions are co-registered when theirs is
+#: finer, and the pyramid's downsampling factors there.
+REGISTRATION_MM = 1.5
+REGISTRATION_FACTORS = (4, 2, 1)
+#: ``desc`` of the ensemble's standard deviation ``predict`` writes beside a map (not a map).
+UNCERTAINTY_DESC = "uncertainty"
+#: Kinds of change, in the order of the summary table.
+KINDS = ("new", "enlarging", "shrinking", "resolved")
+#: Columns of the table of changes.
+CHANGE_COLUMNS = ("label", "change", "centre_i", "centre_j", "centre_k", "centre_x_mm",
+                  "centre_y_mm", "centre_z_mm", "volume_mm3", "mean_z",
+                  "lesion_volume_baseline_mm3", "lesion_volume_followup_mm3")
+#: 26-connectivity.
+_FULL = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class ChangeReading:
+    """How two sessions' lesion maps and images are read as lesion changes.
+
+    Attributes:
+        threshold: Lesion probability at or above which a voxel is lesion.
+        z_threshold: Change (robust SD of the difference) a voxel needs.
+        min_ml: Smallest change counted (mL).
+    """
+
+    threshold: float = 0.33
+    z_threshold: float = Z_THRESHOLD
+    min_ml: float = MIN_CHANGE_ML
+
+
+@dataclass
+class Changes:
+    """The lesion changes of one pair of sessions, on the follow-up's grid.
+
+    Attributes:
+        labels: (X, Y, Z) int32, 0 = no change, 1.. = changes by decreasing volume.
+        rows: One dict per change (:data:`CHANGE_COLUMNS`).
+        noise_sd: Robust SD of the scaled difference over the normal-appearing brain.
+        counts: Number of changes of each kind in :data:`KINDS`.
+        volumes_ml: Changed volume (mL) of each kind.
+    """
+
+    labels: np.ndarray
+    rows: list[dict[str, Any]]
+    noise_sd: float
+    counts: dict[str, int] = field(default_factory=dict)
+    volumes_ml: dict[str, float] = field(default_factory=dict)
+
+
+def _scaled(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``image`` minus its median over ``reference``, divided by its interquartile range there."""
+    values = image[reference]
+    low, median, high = np.percentile(values, [25, 50, 75])
+    spread = high - low
+    if not np.isfinite(spread) or spread <= 0:
+        raise ValueError("the image is constant over the normal-appearing brain")
+    return (image - median) / spread
+
+
+def change_z(followup: np.ndarray, baseline: np.ndarray, normal: np.ndarray
+             ) -> tuple[np.ndarray, float]:
+    """The z-score of change between two co-registered images of one grid.
+
+    Args:
+        followup, baseline: (X, Y, Z) intensities, any unit or scale each.
+        normal: (X, Y, Z) boolean normal-appearing brain (no lesion of either session).
+
+    Returns:
+        (z, noise SD): z is the difference of the two images, each scaled by its median
+        and interquartile range over ``normal``, less its median there, over its robust SD
+        there (1.4826 x median absolute deviation); the SD is in interquartile ranges.
+    """
+    difference = _scaled(followup, normal) - _scaled(baseline, normal)
+    centre = float(np.median(difference[normal]))
+    sd = 1.4826 * float(np.median(np.abs(difference[normal] - centre)))
+    if not np.isfinite(sd) or sd <= 0:
+        raise ValueError("the two images do not differ over the normal-appearing brain")
+    return ((difference - centre) / sd).astype(np.float32), sd
+
+
+def _components(mask: np.ndarray, min_voxels: int) -> list[np.ndarray]:
+    """Voxel index arrays of the 26-connected components of at least ``min_voxels``."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask, _FULL)
+    if not count:
+        return []
+    objects = ndimage.find_objects(labels)
+    found = []
+    for index, box in enumerate(objects, start=1):
+        where = np.argwhere(labels[box] == index) + [s.start for s in box]
+        if len(where) >= min_voxels:
+            found.append(where)
+    return found
+
+
+def lesion_changes(followup_probability: np.ndarray, baseline_probability: np.ndarray,
+                   followup_image: np.ndarray, baseline_image: np.ndarray, brain: np.ndarray,
+                   affine: np.ndarray, reading: ChangeReading = ChangeReading()) -> Changes:
+    """The lesion changes between two sessions already on one grid (the follow-up's).
+
+    Args:
+        followup_probability, baseline_probability: (X, Y, Z) lesion probability (0-1).
+        followup_image, baseline_image: (X, Y, Z) the image each map was read from (FLAIR).
+        brain: (X, Y, Z) boolean brain mask of the follow-up.
+        affine: The grid's 4x4 voxel-to-world matrix (mm).
+        reading: Thresholds.
+
+    Returns:
+        The changes (see :class:`Changes`).
+
+    Raises:
+        ValueError: the brain holds no normal-appearing voxel or the images are constant.
+    """
+    from scipy import ndimage
+
+    brain = np.asarray(brain, bool)
+    follow = (np.asarray(followup_probability) >= reading.threshold) & brain
+    base = (np.asarray(baseline_probability) >= reading.threshold) & brain
+    normal = brain & ~ndimage.binary_dilation(follow | base, _FULL)
+    if normal.sum() < 100:
+        raise ValueError("the brain mask holds almost no voxel outside the lesions")
+    z, sd = change_z(np.asarray(followup_image, np.float32),
+                     np.asarray(baseline_image, np.float32), normal)
+    voxel_mm3 = float(abs(np.linalg.det(np.asarray(affine, float)[:3, :3])))
+    min_voxels = max(1, int(np.ceil(reading.min_ml * 1000.0 / voxel_mm3 - 1e-9)))
+    follow_lesions, _ = ndimage.label(follow, _FULL)
+    base_lesions, _ = ndimage.label(base, _FULL)
+    found: list[tuple[str, np.ndarray, float, float]] = []
+    for sign, own, own_labels, other_labels in ((1, follow, follow_lesions, base_lesions),
+                                                (-1, base, base_lesions, follow_lesions)):
+        for where in _components(own & (sign * z >= reading.z_threshold), min_voxels):
+            lesion = np.isin(own_labels, np.unique(own_labels[tuple(where.T)]))
+            near = np.unique(other_labels[ndimage.binary_dilation(lesion, _FULL)])
+            near = near[near > 0]
+            other_mm3 = float(np.isin(other_labels, near).sum()) * voxel_mm3
+            kind = (("enlarging" if len(near) else "new") if sign > 0
+                    else ("shrinking" if len(near) else "resolved"))
+            own_mm3 = float(lesion.sum()) * voxel_mm3
+            found.append((kind, where, *((other_mm3, own_mm3) if sign > 0
+                                         else (own_mm3, other_mm3))))
+    found.sort(key=lambda item: -len(item[1]))
+    labels = np.zeros(follow.shape, np.int32)
+    rows = []
+    for label, (kind, where, base_mm3, follow_mm3) in enumerate(found, start=1):
+        index = tuple(where.T)
+        labels[index] = label
+        centre = np.rint(where.mean(axis=0)).astype(int)
+        world = np.asarray(affine, float) @ np.array([*centre, 1.0])
+        rows.append({"label": label, "change": kind, "centre_i": int(centre[0]),
+                     "centre_j": int(centre[1]), "centre_k": int(centre[2]),
+                     "centre_x_mm": round(float(world[0]), 2),
+                     "centre_y_mm": round(float(world[1]), 2),
+                     "centre_z_mm": round(float(world[2]), 2),
+                     "volume_mm3": round(len(where) * voxel_mm3, 3),
+                     "mean_z": round(float(z[index].mean()), 2),
+                     "lesion_volume_baseline_mm3": round(base_mm3, 3),
+                     "lesion_volume_followup_mm3": round(follow_mm3, 3)})
+    counts = {kind: sum(row["change"] == kind for row in rows) for kind in KINDS}
+    volumes = {kind: round(sum(row["volume_mm3"] for row in rows if row["change"] == kind)
+                           / 1000.0, 4) for kind in KINDS}
+    return Changes(labels=labels, rows=rows, noise_sd=sd, counts=counts, volumes_ml=volumes)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class SessionMap:
+    """A lesion probability map ``predict`` wrote for one session.
+
+    Attributes:
+        path: The map (``*_label-lesion_desc-<model>_probseg.nii.gz``).
+        subject: Subject label.
+        session: Session label.
+        entities: The name's other entities (acq, run, desc, ...), ``ses`` left out.
+    """
+
+    path: Path
+    subject: str
+    session: str
+    entities: tuple[tuple[str, str], ...]
+
+
+def lesion_maps(predictions: Path, subjects: Sequence[str] | None = None
+                ) -> dict[tuple[str, tuple[tuple[str, str], ...]], list[SessionMap]]:
+    """The session maps of a predictions folder (``label-lesion`` probability maps of a
+    session, not their uncertainty), grouped by subject and by every entity but the
+    session (one group per subject, model and acquisition)."""
+    from lesionkit.bids import parse_name
+
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[SessionMap]] = {}
+    for path in sorted(Path(predictions).glob("sub-*/ses-*/*/*_probseg.nii*")):
+        parsed = parse_name(path.name)
+        if (parsed is None or parsed[0].get("label") != "lesion" or "ses" not in parsed[0]
+                or parsed[0].get("desc") == UNCERTAINTY_DESC):
+            continue
+        entities = parsed[0]
+        if subjects is not None and entities["sub"] not in subjects:
+            continue
+        rest = tuple((k, v) for k, v in entities.items() if k not in ("sub", "ses"))
+        groups.setdefault((entities["sub"], rest), []).append(
+            SessionMap(path, entities["sub"], entities["ses"], rest))
+    return groups
+
+
+def _natural(label: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
+
+
+def session_order(maps: Sequence[SessionMap], sessions: Sequence[str] | None = None
+                  ) -> list[SessionMap]:
+    """The maps in time order: as ``sessions`` lists them (the others left out); else by
+    ``acq_time`` of the raw dataset's ``sub-<label>_sessions.tsv`` where every session has
+    one; else by label, numbers compared as numbers (``ses-2`` before ``ses-10``)."""
+    by_session = {m.session: m for m in maps}
+    if sessions:
+        return [by_session[s] for s in sessions if s in by_session]
+    times = _acquisition_times(maps)
+    if times and all(m.session in times for m in maps):
+        return sorted(maps, key=lambda m: (times[m.session], _natural(m.session)))
+    return sorted(maps, key=lambda m: _natural(m.session))
+
+
+def _acquisition_times(maps: Sequence[SessionMap]) -> dict[str, str]:
+    """Session -> ``acq_time`` from the raw dataset's sessions table, found through the
+    maps' ``Sources``; {} when there is none."""
+    import csv
+
+    for session_map in maps:
+        for source in _sources(session_map.path):
+            folder = next((p for p in Path(source).parents
+                           if p.name == f"sub-{session_map.subject}"), None)
+            table = folder / f"sub-{session_map.subject}_sessions.tsv" if folder else None
+            if table is not None and table.is_file():
+                with table.open(newline="") as handle:
+                    rows = list(csv.DictReader(handle, delimiter="\t"))
+                return {row["session_id"].removeprefix("ses-"): row["acq_time"]
+                        for row in rows if row.get("session_id")
+                        and row.get("acq_time") not in (None, "", "n/a")}
+    return {}
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    from lesionkit.bids import sidecar_path
+    from lesionkit.io import read_sidecar
+
+    return read_sidecar(sidecar_path(path), "its inputs are not known")
+
+
+def _sources(path: Path) -> list[str]:
+    sources = _sidecar(path).get("Sources")
+    return [str(s) for s in sources] if isinstance(sources, list) else []
+
+
+def _image_of(session_map: SessionMap, shape: tuple[int, ...]) -> Path:
+    """The first input the map was predicted from, which lies on the map's grid."""
+    sources = _sources(session_map.path)
+    if not sources:
+        raise InputError(f"{session_map.path}: expected a sidecar naming the images it was "
+                         "predicted from (Sources), found none")
+    image = Path(sources[0])
+    if not image.is_file():
+        raise InputError(f"{session_map.path}: expected its first input {image} (Sources), "
+                         "found no such file")
+    import nibabel as nib
+
+    found = nib.load(str(image)).shape[:3]
+    if tuple(found) != tuple(shape[:3]):
+        raise InputError(f"{session_map.path}: expected its first input {image} on the map's "
+                         f"grid {tuple(shape[:3])}, found {tuple(found)}")
+    return image
+
+
+def _brain(session_map: SessionMap, image: Any) -> tuple[np.ndarray, str]:
+    """The follow-up's brain mask: the one ``predict`` wrote beside its map, else BET."""
+    from lesionkit.bids import build_name, parse_name
+
+    entities, _, extension = parse_name(session_map.path.name)  # type: ignore[misc]
+    written = session_map.path.with_name(
+        build_name({**entities, "label": "brain"}, "mask", extension))
+    if written.is_file():
+        from lesionkit.io import load_volume
+
+        mask = load_volume(written, kind="label")
+        if mask.shape[:3] == image.shape[:3]:
+            return np.asarray(mask.data) > 0, str(written)
+    from lesionkit.brainmask import brain_mask
+
+    return brain_mask(np.asarray(image.data, np.float32), image.affine,
+                      source=str(session_map.path))
+
+
+def _on_grid(matrix: np.ndarray, moving: Any, static: Any) -> Any:
+    from dipy.align.imaffine import AffineMap
+
+    return AffineMap(matrix, domain_grid_shape=static.shape[:3], domain_grid2world=static.affine,
+                     codomain_grid_shape=moving.shape[:3],
+                     codomain_grid2world=moving.affine)
+
+
+def register_sessions(baseline: Any, followup: Any, brain: np.ndarray) -> np.ndarray:
+    """The rigid transform from the follow-up's world to the baseline's (see
+    :func:`lesionkit.geometry.rigid_matrix`), estimated on grids of at most
+    ``REGISTRATION_MM`` voxels, inside the follow-up's brain mask."""
+    from nibabel.processing import resample_to_output
+
+    from lesionkit.geometry import rigid_matrix, voxel_size
+    from lesionkit.io import nifti_image
+
+    def coarse(data: np.ndarray, affine: np.ndarray, order: int) -> Any:
+        image = nifti_image(np.asarray(data, np.float32), affine)
+        if min(voxel_size(affine)) >= REGISTRATION_MM:
+            return image
+        return resample_to_output(image, voxel_sizes=REGISTRATION_MM, order=order)
+
+    static = coarse(followup.data, followup.affine, 1)
+    moving = coarse(baseline.data, baseline.affine, 1)
+    mask = coarse(brain.astype(np.float32), followup.affine, 0)
+    return rigid_matrix(np.asarray(moving.dataobj), moving.affine, np.asarray(static.dataobj),
+                        static.affine, static_mask=np.asarray(mask.dataobj) > 0.5,
+                        factors=REGISTRATION_FACTORS)
+
+
+def _shift_mm(matrix: np.ndarray, brain: np.ndarray, affine: np.ndarray) -> float:
+    """Mean displacement (mm) of the brain's voxels by the transform."""
+    points = np.argwhere(brain)[::11]
+    if not len(points):
+        return 0.0
+    world = points @ affine[:3, :3].T + affine[:3, 3]
+    moved = world @ matrix[:3, :3].T + matrix[:3, 3]
+    return float(np.linalg.norm(moved - world, axis=1).mean())
+
+
+def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
+                     reading: ChangeReading = ChangeReading()) -> tuple[list[Path], dict]:
+    """Read the lesion changes from ``baseline`` to ``followup``; write their label map,
+    its sidecar and its table beside where the follow-up's map would lie under
+    ``out_dir``.
+
+    Returns:
+        The files written and the pair's row of the summary table.
+
+    Raises:
+        InputError: a map or its first input is missing or unreadable, or the two do not
+            share a grid.
+    """
+    from lesionkit.bids import build_name, parse_name
+    from lesionkit.io import load_volume, save_volume, write_json, write_tsv
+
+    follow_map = load_volume(followup.path, kind="probability")
+    base_map = load_volume(baseline.path, kind="probability")
+    follow_image = load_volume(_image_of(followup, follow_map.shape), ndim=None)
+    base_image = load_volume(_image_of(baseline, base_map.shape), ndim=None)
+    follow_image, base_image = (v.with_data(np.asarray(v.data, np.float32).mean(-1))
+                                if np.ndim(v.data) == 4 else v
+                                for v in (follow_image, base_image))
+    brain, brain_source = _brain(followup, follow_image)
+    try:
+        matrix = register_sessions(base_image, follow_image, brain)
+    except (ValueError, np.linalg.LinAlgError) as error:
+        raise InputError(f"{baseline.path}: expected its image to register onto the "
+                         f"follow-up's ({followup.path}), found that the rigid registration "
+                         f"failed ({error})") from error
+    mapping = _on_grid(matrix, base_image, follow_image)
+    moved_image = mapping.transform(np.asarray(base_image.data, np.float32))
+    moved_map = np.clip(mapping.transform(np.asarray(base_map.data, np.float32)), 0, 1)
+    try:
+        changes = lesion_changes(np.asarray(follow_map.data, np.float32), moved_map,
+                                 np.asarray(follow_image.data, np.float32), moved_image, brain,
+                                 follow_map.affine, reading)
+    except ValueError as error:
+        raise InputError(f"{followup.path}: expected two sessions whose images can be "
+                         f"compared, found that {error}") from error
+    entities, _, extension = parse_name(followup.path.name)  # type: ignore[misc]
+    relative = followup.path.parent.relative_to(followup.path.parents[2])
+    desc = f"{entities.get('desc', '')}change"
+    folder = Path(out_dir) / f"sub-{followup.subject}" / relative
+    label_path = folder / build_name({**entities, "desc": desc}, "dseg", extension)
+    table_path = label_path.with_name(label_path.name.removesuffix(extension) + ".tsv")
+    shift = _shift_mm(matrix, brain, follow_map.affine)
+    save_volume(follow_map.with_data(changes.labels, kind="label"), label_path,
+                dtype=np.int32)
+    sidecar = {
+        "Description": (
+            "lesion changes since the baseline session, numbered by decreasing volume (their "
+            f"table: {table_path.name}): follow-up lesion voxels at least {reading.z_threshold:g} "
+            "robust SD brighter than at baseline (new or enlarging) and baseline lesion voxels "
+            "at least as much darker (shrinking or resolved), in 26-connected components of at "
+            f"least {reading.min_ml:g} mL; baseline rigidly co-registered (dipy, mutual "
+            "information)"),
+        "BaselineSession": baseline.session, "FollowUpSession": followup.session,
+        "Sources": [str(baseline.path), str(followup.path)],
+        "Images": [str(_image_of(baseline, base_map.shape)),
+                   str(_image_of(followup, follow_map.shape))],
+        "BrainMask": brain_source, "LesionThreshold": reading.threshold,
+        "ChangeZThreshold": reading.z_threshold, "MinChangeVolumeMl": reading.min_ml,
+        "DifferenceSD": round(changes.noise_sd, 4),
+        "RegistrationShiftMm": round(shift, 2),
+        "BaselineToFollowUp": np.round(np.linalg.inv(matrix), 5).tolist(),
+        "Changes": {kind: changes.counts[kind] for kind in KINDS},
+    }
+    sidecar_path = write_json(sidecar, label_path.with_name(
+        label_path.name.removesuffix(extension) + ".json"))
+    write_tsv(changes.rows, table_path, columns=CHANGE_COLUMNS)
+    row = {"participant_id": f"sub-{followup.subject}", "session_id": f"ses-{followup.session}",
+           "baseline_session_id": f"ses-{baseline.session}",
+           **{k: v for k, v in followup.entities if k not in ("label", "desc")},
+           **{kind: changes.counts[kind] for kind in KINDS},
+           **{f"{kind}_volume_ml": changes.volumes_ml[kind] for kind in KINDS},
+           "registration_shift_mm": round(shift, 2), "difference_sd": round(changes.noise_sd, 4),
+           "model": str(_sidecar(followup.path).get("Task") or entities.get("desc", "lesion")),
+           "lesion_threshold": reading.threshold,
+           "z_threshold": reading.z_threshold, "min_change_ml": round(reading.min_ml, 4)}
+    return [label_path, sidecar_path, table_path], row
+
+
+def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
+            subjects: Sequence[str] | None = None, sessions: Sequence[str] | None = None,
+            reading: ChangeReading = ChangeReading(),
+            progress: Any = None) -> tuple[list[Path], Path]:
+    """Read the lesion changes of every subject with lesion maps of two or more sessions
+    in a predictions folder: each session against the one before it.
+
+    Args:
+        predictions: The folder ``lesionkit predict`` wrote.
+        out_dir: Where to write (default: ``predictions``), as BIDS derivatives.
+        subjects: Subject labels (default: all).
+        sessions: Sessions in time order (default: ``sessions.tsv`` ``acq_time``, else
+            their labels' order).
+        reading: Thresholds.
+        progress: Called with each pair's description before it is read.
+
+    Returns:
+        The files written and the summary table ``task-<model>_lesionchange.tsv``.
+
+    Raises:
+        InputError: no subject has lesion maps of two sessions, or a pair cannot be read.
+    """
+    from lesionkit.io import all_or_nothing, write_tsv
+
+    predictions = Path(predictions)
+    if not predictions.is_dir():
+        raise InputError(f"{predictions}: expected the predictions folder of lesionkit "
+                         "predict, found no folder")
+    out = Path(out_dir) if out_dir is not None else predictions
+    groups = lesion_maps(predictions, subjects)
+    pairs = []
+    for maps in groups.values():
+        ordered = session_order(maps, sessions)
+        pairs += list(itertools.pairwise(ordered))
+    if not pairs:
+        found = sorted({m.session for maps in groups.values() for m in maps})
+        raise InputError(f"{predictions}: expected lesion probability maps "
+                         "(*_label-lesion_*_probseg.nii.gz) of two or more sessions of a "
+                         f"subject, found {len(groups)} subject map set(s) in session(s) "
+                         f"{', '.join(found) or 'none'}")
+    written: list[Path] = []
+    rows: dict[str, list[dict]] = {}
+    for baseline, followup in pairs:
+        if progress is not None:
+            progress(f"sub-{followup.subject}: ses-{baseline.session} -> ses-{followup.session}")
+        with all_or_nothing():
+            paths, row = compare_sessions(baseline, followup, out, reading)
+        written += paths
+        rows.setdefault(row["model"], []).append(row)
+    tables = [write_tsv(model_rows, out / f"task-{model}_lesionchange.tsv")
+              for model, model_rows in rows.items()]
+    return written + tables, tables[0]
