@@ -3,8 +3,9 @@
 The real data (``/work/shared/realdata``, see its README.md) hold two multiple-sclerosis
 patients (patient01, patient12) scanned twice (study1, study2): clinical 2D FLAIR, T1-weighted
 and T2-weighted images in native scanner space, skull on, each modality on its own grid, with
-ITK affine transform files and ``gt.nii.gz``, the white-matter lesion CHANGE mask (lesions new
-or enlarging between study1 and study2) in each patient's common space.
+ITK affine transform files and ``gt.nii.gz``, the white-matter lesion CHANGE mask (lesions that
+changed between study1 and study2: new or enlarging ones, and, as :func:`change_directions`
+measures, also ones that shrank or faded) in each patient's common space.
 
 This module:
 
@@ -165,7 +166,7 @@ def layout_with_truth(source: Path, out: Path) -> Path:
         mask.set_data_dtype(np.uint8)
         nib.save(mask, path)
     _write_json(_description(
-        "Change mask (new/enlarging lesions) on the FLAIR grid", dataset_type="derivative",
+        "Change mask (changed lesions) on the FLAIR grid", dataset_type="derivative",
         GeneratedBy=[{"Name": "Manual", "Description": (
             "Change mask of the source database (common space), resampled onto the "
             "study2 FLAIR grid with nearest-neighbour interpolation")}],
@@ -269,8 +270,9 @@ def score(probability_path: Path, change_mask: Any, threshold: float = 0.33,
     patient12, are 6-connected in the common space; 26-connected, the change masks hold 13
     and 46 lesions there and 13 and 45 on the study2 FLAIR grids.)
 
-    The change mask holds only lesions that are new or enlarging at study2; the patient's
-    other, unchanged MS lesions are not in it. ``components_elsewhere`` therefore counts
+    The change mask holds only lesions that changed by study2 (most new or enlarging, some
+    shrinking; :func:`change_directions`); the patient's other, unchanged MS lesions are not
+    in it. ``components_elsewhere`` therefore counts
     predicted components away from the changed lesions: many of them are real (unchanged)
     lesions, so they are NOT necessarily false positives.
 
@@ -419,7 +421,7 @@ def montage(flair_path: Path, probability_path: Path, change_mask: Any, out_png:
                     fontsize=11)
     figure.legend(handles=[Patch(color="#ff8c00", alpha=0.6,
                                  label=f"probability >= {threshold:g}"),
-                           Line2D([], [], color="#00e5ff", label="change mask (new/enlarging)")],
+                           Line2D([], [], color="#00e5ff", label="change mask (changed lesions)")],
                   loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
@@ -530,7 +532,7 @@ def make_test_sample(source: Path, out: Path) -> dict[str, Any]:
     written.append(_write_json(_description("Real MS patient sample (cropped)"),
                                out / "dataset_description.json"))
     written.append(_write_json(_description(
-        "Change mask (new/enlarging lesions) on the FLAIR grid", dataset_type="derivative",
+        "Change mask (changed lesions) on the FLAIR grid", dataset_type="derivative",
         GeneratedBy=[{"Name": "Manual", "Description": (
             "Change mask of the source database (common space), resampled onto the "
             "study2 FLAIR grid with nearest-neighbour interpolation, then cropped")}],
@@ -567,8 +569,8 @@ def make_test_sample(source: Path, out: Path) -> dict[str, Any]:
         f"{ranges(t1_box)} of the original {_shape(t1)} grid ({t1_extent[0]} x "
         f"{t1_extent[1]} x {t1_extent[2]} mm), on its own grid.",
         f"- `derivatives/manual/`, same folders: `{stem}_label-lesion_mask.nii.gz`, "
-        "the database's lesion CHANGE mask (lesions new "
-        "or enlarging since the first time point) on the FLAIR crop, uint8; "
+        "the database's lesion CHANGE mask (lesions that changed since the first time "
+        "point, most new or enlarging, some shrinking) on the FLAIR crop, uint8; "
         f"{kept} of its {whole} voxels on the whole FLAIR grid lie in the crop.",
         "The change mask marks only the changed lesions; other lesions visible on the FLAIR "
         "are not in it, so it is not a whole-lesion truth.",
@@ -602,6 +604,95 @@ def make_test_sample(source: Path, out: Path) -> dict[str, Any]:
     return {"flair_box": spans(box), "t1w_box": spans(t1_box), "flair_extent_mm": extent,
             "t1w_extent_mm": t1_extent, "change_voxels_kept": kept, "change_voxels": whole,
             "files": [str(p) for p in written]}
+
+
+BASELINE_STUDY = "study1"
+#: Slices added above and below the study1 slab (head position differs between visits).
+BASELINE_MARGIN_SLICES = 2
+
+
+def _on_baseline(source: Path, patient: str, flair: nib.Nifti1Image, box: tuple[slice, ...],
+                 baseline: nib.Nifti1Image) -> tuple[slice, ...]:
+    """The box of the study1 FLAIR grid holding the anatomy of ``box`` of the study2 FLAIR:
+    the box's world corners taken to study1 through the database's transforms (study2 to
+    the common space, then to study1), the whole field of view in plane and
+    ``BASELINE_MARGIN_SLICES`` more slices on each side."""
+    import SimpleITK as sitk  # noqa: N813
+
+    folder = Path(source) / patient
+    to_common = {s: sitk.ReadTransform(str(folder / f"{s}_FLAIR_to_common_space.txt"))
+                 for s in STUDIES}
+    corners = np.array([[edge[0] - 0.5 if c == 0 else edge[1] - 0.5 for c, edge in
+                         zip(choice, [(s.start, s.stop) for s in box], strict=True)]
+                        for choice in np.ndindex(2, 2, 2)])
+    lps = np.diag([-1.0, -1.0, 1.0])  # nibabel's world is RAS, ITK's LPS
+    points = []
+    for corner in nib.affines.apply_affine(flair.affine, corners) @ lps:
+        common = to_common[SAMPLE_STUDY].GetInverse().TransformPoint([float(v) for v in corner])
+        points.append(np.asarray(to_common[BASELINE_STUDY].TransformPoint(common)) @ lps)
+    voxels = nib.affines.apply_affine(np.linalg.inv(baseline.affine), np.array(points))
+    low = int(np.floor(voxels[:, 2].min() + 0.5)) - BASELINE_MARGIN_SLICES
+    high = int(np.ceil(voxels[:, 2].max() + 0.5)) + BASELINE_MARGIN_SLICES
+    return (slice(0, baseline.shape[0]), slice(0, baseline.shape[1]),
+            slice(max(low, 0), min(high, baseline.shape[2])))
+
+
+def make_baseline_sample(source: Path, out: Path) -> dict[str, Any]:
+    """Write the first visit of the test sample's patient, cropped to the same anatomy: the
+    study1 FLAIR slab holding the study2 sample's slab (:func:`_on_baseline`), as its own
+    BIDS dataset (``tests/data/realpatient-study1``), for ``lesionkit changes``.
+
+    Returns:
+        The study1 box (voxel slices as [start, stop] lists) and the files written.
+    """
+    source, out = Path(source), Path(out)
+    patient = SAMPLE_PATIENT
+    flair = nib.load(source / patient / f"{SAMPLE_STUDY}_FLAIR.nii.gz")
+    baseline = nib.load(source / patient / f"{BASELINE_STUDY}_FLAIR.nii.gz")
+    zooms = flair.header.get_zooms()[:3]
+    size = (min(round(SAMPLE_INPLANE_MM / zooms[0]), flair.shape[0]),
+            min(round(SAMPLE_INPLANE_MM / zooms[1]), flair.shape[1]), SAMPLE_SLICES)
+    change = change_mask_on_flair(source, patient, SAMPLE_STUDY)
+    box = _on_baseline(source, patient, flair, _sample_box(np.asarray(change.dataobj) > 0, size),
+                       baseline)
+    stem = f"sub-{patient}_ses-{BASELINE_STUDY}"
+    path = out / f"sub-{patient}" / f"ses-{BASELINE_STUDY}" / "anat" / f"{stem}_FLAIR.nii.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(_crop(baseline, box), path)
+    written = [path, _write_json(_description("Real MS patient sample, first visit (cropped)"),
+                                 out / "dataset_description.json"),
+               _write_participants(out, [patient])]
+    shutil.copyfile(source / "LICENSE.txt", out / "LICENSE.txt")
+    ranges = ", ".join(f"{s.start}:{s.stop}" for s in box)
+    paragraphs = [
+        "# Real MS patient sample, first visit (cropped)",
+        f"The first of the two visits of `sub-{patient}` whose second visit is "
+        "`tests/data/realpatient`: the FLAIR of session `ses-study1`, skull on, on its own "
+        "scanner grid, so that `lesionkit changes` can be tried on a real pair of visits "
+        "(the head lies about 10 mm elsewhere in the scanner than at the second visit).",
+        "## Files",
+        f"- `sub-{patient}/ses-{BASELINE_STUDY}/anat/{stem}_FLAIR.nii.gz`: FLAIR voxels "
+        f"{ranges} of the original {_shape(baseline)} grid.",
+        "## How it was made",
+        f"`python benchmarks/real_patients.py make-baseline-sample --out {out}` (function "
+        "`make_baseline_sample` in `benchmarks/real_patients.py`) from the source's "
+        f"`{patient}/{BASELINE_STUDY}_FLAIR.nii.gz` and both visits' "
+        "`*_FLAIR_to_common_space.txt`: the corners of the second visit's slab were taken "
+        "to this FLAIR through the database's transforms, and the slices holding them, "
+        f"{BASELINE_MARGIN_SLICES} more on each side, kept with the whole field of view in "
+        "plane. The crop keeps the image's voxel values, data type and header; only the "
+        "affine's translation changes, so every kept voxel keeps its world position.",
+        "## Source, licence and citation",
+        f"Source: {SOURCE_NAME}. Licence: {LICENSE} (see `LICENSE.txt`); the file here is "
+        "cropped from the original image.",
+        f"Cite: {CITATION}",
+    ]
+    wrapped = [p if p.startswith("#") else textwrap.fill(
+        p, width=90, subsequent_indent="  " if p[0] == "-" else "", break_on_hyphens=False,
+        break_long_words=False) for p in paragraphs]
+    (out / "README.md").write_text("\n\n".join(wrapped) + "\n")
+    written += [out / "LICENSE.txt", out / "README.md"]
+    return {"study1_box": [[s.start, s.stop] for s in box], "files": [str(p) for p in written]}
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -706,9 +797,164 @@ def run_benchmark(source: Path, work: Path, model: Path, lesionkit: str,
         f"{f', lesions of {min_ml:g} mL or more' if min_ml > 0 else ''})\n\n"
         "Components are 26-connected and counted inside the FLAIR's brain mask (lesionkit's "
         "BET), except in the column 'whole field of view'. The change mask "
-        "holds only new/enlarging lesions, so components elsewhere are not necessarily false "
+        "holds only changed lesions, so components elsewhere are not necessarily false "
         "positives; study1 has no change mask.\n\n" + table)
     print(table)
+    return rows
+
+
+# ----------------------------------------------------------------------------- changes
+
+
+def study1_on_study2(source: Path, patient: str) -> np.ndarray:
+    """The study1 FLAIR on the study2 FLAIR grid through the database's own transforms (a
+    study2 point to the common space, then to study1; linear), independent of lesionkit's
+    co-registration."""
+    import SimpleITK as sitk  # noqa: N813
+
+    folder = Path(source) / patient
+    study2 = sitk.ReadImage(str(folder / "study2_FLAIR.nii.gz"), sitk.sitkFloat32)
+    study1 = sitk.ReadImage(str(folder / "study1_FLAIR.nii.gz"), sitk.sitkFloat32)
+    to_common = {s: sitk.ReadTransform(str(folder / f"{s}_FLAIR_to_common_space.txt"))
+                 for s in STUDIES}
+    # CompositeTransform applies its last transform first: study2 -> common -> study1.
+    chain = sitk.CompositeTransform([to_common["study1"], to_common["study2"].GetInverse()])
+    moved = sitk.Resample(study1, study2, chain, sitk.sitkLinear, 0.0)
+    return sitk.GetArrayFromImage(moved).transpose(2, 1, 0)
+
+
+def change_directions(source: Path, patient: str, brain: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The change mask's lesions on the study2 FLAIR grid (26-connected labels) and, per
+    lesion, whether its FLAIR is brighter at study2 than at study1: the mean over the lesion
+    of the difference of the two FLAIRs (study1 moved with the database's transforms), each
+    scaled by its median and interquartile range over the study2 brain mask."""
+    change = np.asarray(change_mask_on_flair(source, patient).dataobj) > 0
+    labels, count = ndimage.label(change, FULL)
+    study2 = np.asarray(nib.load(Path(source) / patient / "study2_FLAIR.nii.gz").dataobj,
+                        dtype=np.float32)
+    study1 = study1_on_study2(source, patient)
+
+    def scaled(image: np.ndarray) -> np.ndarray:
+        low, median, high = np.percentile(image[brain], [25, 50, 75])
+        return (image - median) / (high - low)
+
+    difference = scaled(study2) - scaled(study1)
+    means = ndimage.mean(difference, labels, np.arange(1, count + 1)) if count else []
+    return labels, np.asarray(means) > 0
+
+
+def score_changes(label_path: Path, truth_labels: np.ndarray, brighter: np.ndarray
+                  ) -> dict[str, Any]:
+    """Score a ``lesionkit changes`` label map (on the study2 FLAIR grid) against the
+    change mask's lesions: changes called (by kind, from the table beside it), those
+    touching a change lesion and those elsewhere, and the change lesions flagged (touched
+    by a change), apart for those brighter and darker at study2."""
+    import csv
+
+    called = np.asarray(nib.load(label_path).dataobj)
+    table = label_path.with_name(label_path.name.removesuffix(".nii.gz") + ".tsv")
+    with table.open(newline="") as handle:
+        kinds = {int(row["label"]): row["change"] for row in csv.DictReader(handle,
+                                                                           delimiter="\t")}
+    truth = truth_labels > 0
+    touching = set(np.unique(called[(called > 0) & truth]).tolist()) - {0}
+    flagged = set(np.unique(truth_labels[(called > 0) & truth]).tolist()) - {0}
+    up = {i + 1 for i in np.flatnonzero(brighter)}
+    return {
+        "change_lesions": f"{len(brighter)} ({len(up)} / {len(brighter) - len(up)})",
+        "changes_called": len(kinds),
+        "called_by_kind": ", ".join(f"{sum(k == kind for k in kinds.values())} {kind}"
+                                    for kind in ("new", "enlarging", "shrinking", "resolved")),
+        "calls_touching_change": len(touching),
+        "calls_elsewhere": len(kinds) - len(touching),
+        "flagged": f"{len(flagged)} ({len(flagged & up)} / {len(flagged - up)})",
+    }
+
+
+def change_montage(source: Path, patient: str, label_path: Path, truth: np.ndarray,
+                   out_png: Path, slices: int = 3) -> Path:
+    """Axial slices through the largest changes: the study1 FLAIR on the study2 grid
+    (database transforms, for display), the study2 FLAIR, and the study2 FLAIR with the
+    changes (orange: new or enlarging; blue: shrinking or resolved) and the change mask
+    (cyan outline). Slices in the FLAIR's storage order, not reoriented."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    study2 = np.asarray(nib.load(Path(source) / patient / "study2_FLAIR.nii.gz").dataobj,
+                        dtype=np.float32)
+    study1 = study1_on_study2(source, patient)
+    labels = np.asarray(nib.load(label_path).dataobj)
+    table = label_path.with_name(label_path.name.removesuffix(".nii.gz") + ".tsv")
+    with table.open(newline="") as handle:
+        up = [int(r["label"]) for r in csv.DictReader(handle, delimiter="\t")
+              if r["change"] in ("new", "enlarging")]
+    counts = (labels > 0).sum(axis=(0, 1))
+    chosen = np.sort(np.argsort(counts, kind="stable")[::-1][:slices])
+    low, high = np.percentile(study2[study2 > 0], [1, 99.5])
+    head = np.argwhere((study2 > low).any(axis=2))
+    (x0, y0), (x1, y1) = head.min(axis=0), head.max(axis=0) + 1
+    figure, axes = plt.subplots(len(chosen), 3, figsize=(10.5, 3.7 * len(chosen)),
+                                squeeze=False, layout="constrained")
+    for row, k in zip(axes, chosen, strict=True):
+        view = (slice(x0, x1), slice(y0, y1), k)
+        for axis, image, title in zip(row, (study1, study2, study2), (
+                "study1 (on the study2 grid)", "study2", "study2, changes"), strict=True):
+            axis.imshow(image[view].T, cmap="gray", vmin=low, vmax=high, origin="lower")
+            axis.set_title(f"{title}, slice {k}", fontsize=9)
+            axis.axis("off")
+        for kind, colour in ((np.isin(labels, up), "#ff8c00"),
+                             ((labels > 0) & ~np.isin(labels, up), "#3b7bff")):
+            if kind[view].any():
+                row[2].imshow(np.ma.masked_equal(kind[view].T.astype(float), 0),
+                              cmap=matplotlib.colors.ListedColormap([colour]), alpha=0.6,
+                              origin="lower")
+        if truth[view].any():
+            row[2].contour(truth[view].T.astype(float), levels=[0.5], colors="#00e5ff",
+                           linewidths=0.8, origin="lower")
+    figure.suptitle(f"sub-{patient}: lesionkit changes (orange new or enlarging, blue "
+                    "shrinking or resolved), change mask in cyan", fontsize=10)
+    figure.savefig(out_png, dpi=80)
+    plt.close(figure)
+    return out_png
+
+
+def run_changes(source: Path, work: Path, lesionkit: str, z_threshold: float,
+                threshold: float = 0.33) -> list[dict[str, Any]]:
+    """``lesionkit changes`` on the predictions of an earlier benchmark run in ``work``,
+    scored against the change masks (``work/changes-z<Z>/``, ``changes-z<Z>.md``)."""
+    work = Path(work)
+    out = work / f"changes-z{z_threshold:g}"
+    subprocess.run([lesionkit, "changes", str(work / "predictions"), "--out-dir", str(out),
+                    "--z-threshold", f"{z_threshold:g}", "--lesion-threshold",
+                    f"{threshold:g}"], check=True)
+    rows = []
+    for patient in PATIENTS:
+        brain = brain_of(nib.load(Path(source) / patient / "study2_FLAIR.nii.gz"))
+        truth, brighter = change_directions(source, patient, brain)
+        label = next((out / f"sub-{patient}" / "ses-study2" / "anat").glob(
+            "*_label-lesion_*change_dseg.nii.gz"))
+        rows.append({"patient": patient, **score_changes(label, truth, brighter)})
+        change_montage(source, patient, label, truth > 0,
+                       work / f"changes-z{z_threshold:g}_{patient}.png")
+    titles = {"patient": "patient", "change_lesions": "change lesions (brighter / darker)",
+              "changes_called": "changes called", "called_by_kind": "of which",
+              "calls_touching_change": "touching a change lesion",
+              "calls_elsewhere": "elsewhere", "flagged": "change lesions flagged "
+                                                        "(brighter / darker)"}
+    lines = ["| " + " | ".join(titles.values()) + " |", "|" + "---|" * len(titles)]
+    lines += ["| " + " | ".join(str(row[key]) for key in titles) + " |" for row in rows]
+    text = "\n".join(lines) + "\n"
+    (work / f"changes-z{z_threshold:g}.md").write_text(
+        f"# lesionkit changes (z >= {z_threshold:g}, lesion threshold {threshold:g}) against "
+        "the change masks\n\nChange lesions are 26-connected on the study2 FLAIR grid; "
+        "brighter / darker: their FLAIR at study2 against study1 moved with the database's "
+        "transforms.\n\n" + text)
+    print(text)
     return rows
 
 
@@ -793,6 +1039,29 @@ def main(argv: list[str] | None = None) -> None:
                 contrast_ratios(args.source, args.model))
         for row in rows:
             print(json.dumps(row))
+        return
+    if argv[:1] == ["changes"]:
+        parser = argparse.ArgumentParser(prog="real_patients.py changes",
+                                         description="lesionkit changes on an earlier run's "
+                                                     "predictions, scored against the change "
+                                                     "masks.")
+        parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+        parser.add_argument("--work", type=Path, required=True,
+                            help="Output folder of an earlier benchmark run.")
+        parser.add_argument("--lesionkit", default=_default_lesionkit())
+        parser.add_argument("--z-threshold", type=float, default=2.0)
+        parser.add_argument("--threshold", type=float, default=0.33)
+        args = parser.parse_args(argv[1:])
+        run_changes(args.source, args.work, args.lesionkit, args.z_threshold, args.threshold)
+        return
+    if argv[:1] == ["make-baseline-sample"]:
+        parser = argparse.ArgumentParser(prog="real_patients.py make-baseline-sample",
+                                         description="Write the sample's first visit.")
+        parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+        parser.add_argument("--out", type=Path,
+                            default=Path("tests/data/realpatient-study1"))
+        args = parser.parse_args(argv[1:])
+        print(json.dumps(make_baseline_sample(args.source, args.out), indent=1))
         return
     if argv[:1] == ["make-sample"]:
         parser = argparse.ArgumentParser(prog="real_patients.py make-sample",
