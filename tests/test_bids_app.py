@@ -295,3 +295,31 @@ def test_session_label_predicts_only_those_sessions(lesions, tmp_path, capsys,
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "--session-label" in error[0] and "A, B" in error[0]
     assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.slow
+def test_a_participant_of_two_visits_gets_its_lesion_changes(tmp_path) -> None:
+    """The real sample's two visits in one dataset through the FLAIR-only shipped model:
+    the participant level writes the changes and their table per visit, the group level
+    gathers them; --no-changes leaves them out."""
+    import shutil
+
+    data = Path(__file__).parent / "data"
+    bids = Path(shutil.copytree(data / "realpatient", tmp_path / "bids"))
+    shutil.copytree(data / "realpatient-study1" / "sub-patient01" / "ses-study1",
+                    bids / "sub-patient01" / "ses-study1")
+    out = tmp_path / "out"
+    assert run([str(bids), str(out), "participant", "--task", "flair-only-lesion-dr",
+                "--threads", "2"]) == 0
+    folder = out / "sub-patient01" / "ses-study2"
+    assert list(folder.rglob("*_desc-flaironlylesiondrchange_dseg.nii.gz"))
+    assert (folder / "sub-patient01_ses-study2_lesionchange.tsv").is_file()
+    assert "lesion changes" in (out / "sub-patient01_ses-study2.html").read_text()
+    assert run([str(bids), str(out), "group", "--task", "flair-only-lesion-dr"]) == 0
+    [row] = pd.read_csv(out / "group_lesionchange.tsv", sep="\t").to_dict("records")
+    assert row["baseline_session_id"] == "ses-study1" and row["session_id"] == "ses-study2"
+    assert row["new"] + row["enlarging"] >= 1
+    plain = tmp_path / "plain"
+    assert run([str(bids), str(plain), "participant", "--task", "flair-only-lesion-dr",
+                "--threads", "2", "--no-changes"]) == 0
+    assert not list(plain.rglob("*change*"))

@@ -108,6 +108,10 @@ def bids_app(
     keep_outside_brain: KeepOutsideBrainOption = False,
     lesion_threshold: LesionThresholdOption = 0.33,
     min_lesion_ml: MinLesionOption = 0.0,
+    changes: Annotated[bool, typer.Option(
+        help="For a participant with lesion maps of two or more sessions, read the lesions "
+             "new, enlarging, shrinking or resolved between them (lesionkit changes).")
+    ] = True,
     bids_filter: BidsFilterOption = None,
     bids_filter_file: Annotated[Path | None, typer.Option(
         metavar="FILE",
@@ -133,7 +137,8 @@ def bids_app(
         with bids_filters(chosen):
             participant_level(bids, out, task, labels, model, tta, _device(device), threads,
                               register, session_label, stop_on_first_crash, verbose,
-                              keep_outside_brain, lesion_threshold, min_lesion_ml)
+                              keep_outside_brain, lesion_threshold, min_lesion_ml,
+                              changes)
     else:
         written = group_level(bids, out, task, labels)
         for path in written if verbose else ():
@@ -220,7 +225,7 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                       register: bool, sessions: Sequence[str] | None = None,
                       stop_on_first_crash: bool = False, verbose: bool = False,
                       keep_outside_brain: bool = False, lesion_threshold: float = 0.33,
-                      min_lesion_ml: float = 0.0) -> list[Path]:
+                      min_lesion_ml: float = 0.0, changes: bool = True) -> list[Path]:
     """Predict participants of ``bids`` into the derivatives dataset ``out``.
 
     Each participant is predicted into a private folder inside ``out`` and moved into
@@ -231,11 +236,15 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     ``keep_outside_brain``: probability maps are not cleared outside the brain mask;
     ``lesion_threshold`` and ``min_lesion_ml``: how lesion maps are read as lesions
     (:func:`lesionkit.infer.predict`, :class:`lesionkit.infer.LesionReading`).
+    ``changes``: a participant with lesion maps of two or more sessions also gets the
+    lesion changes between them (:func:`lesionkit.changes.compare`, at
+    ``lesion_threshold``).
 
     Returns:
         Paths written.
     """
     from lesionkit.bids import active_filters
+    from lesionkit.changes import ChangeReading, compare, has_pairs
     from lesionkit.cli import _progress
     from lesionkit.infer import LesionReading, predict
     from lesionkit.threads import use_threads
@@ -248,7 +257,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     parameters = {"task": task_name, "model": model_id, "tta": tta, "register": register,
                   "bids_filter": [str(f) for f in active_filters()],
                   **({"keep_outside_brain": True} if keep_outside_brain else {}),
-                  "lesion_threshold": lesion_threshold, "min_lesion_ml": min_lesion_ml}
+                  "lesion_threshold": lesion_threshold, "min_lesion_ml": min_lesion_ml,
+                  **({} if changes else {"changes": False})}
     _check_earlier(out, parameters)
     use_threads(threads)
     start = time.perf_counter()
@@ -268,6 +278,9 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                             progress=False, out_dir=staging, register=register,
                             sessions=sessions, keep_outside_brain=keep_outside_brain,
                             lesions=LesionReading(lesion_threshold, min_lesion_ml))
+                    if changes and has_pairs(staging, [subject]):
+                        compare(staging, subjects=[subject],
+                                reading=ChangeReading(threshold=lesion_threshold))
                     _viewers(task_name, staging, subject)
                     if not written:
                         written.append(_describe(out, bids, parameters))

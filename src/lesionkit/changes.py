@@ -260,6 +260,12 @@ def lesion_maps(predictions: Path, subjects: Sequence[str] | None = None
     return groups
 
 
+def has_pairs(predictions: Path, subjects: Sequence[str] | None = None) -> bool:
+    """Whether a predictions folder holds lesion maps of two or more sessions of a subject."""
+    return any(len({m.session for m in maps}) >= 2
+               for maps in lesion_maps(predictions, subjects).values())
+
+
 def _natural(label: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
 
