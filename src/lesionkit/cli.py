@@ -257,6 +257,10 @@ def simulate(
     workers: Annotated[int, typer.Option(
         min=0, help="Processes simulating subjects in parallel (0: one); the cohort is the "
                     "same for any number.")] = 0,
+    follow_up: Annotated[bool, typer.Option(
+        help="mrf-lesion: a second visit per subject (ses-2: FLAIR and T1w, lesions new, "
+             "enlarging, shrinking or resolved, the head moved), the first as ses-1.")
+    ] = False,
     threads: ThreadsOption = None,
 ) -> None:
     """Simulate a phantom cohort with ground truth as a BIDS dataset."""
@@ -271,7 +275,8 @@ def simulate(
         path = simulate_cohort(cohort, out_dir, subjects=subjects, seed=seed,
                                resolution=resolution, preview=preview, progress=advance,
                                randomise="strong" if randomise_strong else randomise,
-                               lesion_library=lesion_library, workers=workers)
+                               lesion_library=lesion_library, workers=workers,
+                               follow_up=follow_up)
     typer.echo(f"wrote {path}")
 
 
@@ -706,9 +711,10 @@ def changes(
     lesion maps: each session against the one before it.
 
     The earlier session's image (the model's first input, e.g. the FLAIR) is rigidly
-    co-registered onto the later one's; a change is a lesion voxel whose intensity changed
-    by at least --z-threshold. Writes a label map and a table of the changes beside each
-    later session's map, and task-<model>_lesionchange.tsv.
+    co-registered onto the later one's; a change is a voxel that is lesion at one visit
+    and not the other and whose intensity changed that way by at least --z-threshold.
+    Writes a label map and a table of the changes beside each later session's map, and
+    task-<model>_lesionchange.tsv.
     """
     _on_interrupt("the changes of every pair of sessions written so far are complete; run "
                   "the same command again to write them all")

@@ -31,7 +31,8 @@ PIPELINE = "phantom"
 #: Independent random streams of one subject, in spawn order.
 #: (``randomise`` last: adding it left the earlier streams, and cohorts without
 #: randomisation, unchanged.)
-STREAMS = ("anatomy", "tissue", "lesions", "scanner", "noise", "demographics", "randomise")
+STREAMS = ("anatomy", "tissue", "lesions", "scanner", "noise", "demographics", "randomise",
+           "followup")
 LESION_COLUMNS = ("label", "type", "centre_x", "centre_y", "centre_z", "long_axis_mm",
                   "short_axis_mm", "volume_mm3", "rim")
 
@@ -188,6 +189,8 @@ class Subject:
     randomise: str = ""
     #: Randomised acquisitions drawn so far, shared by images of the same sequence.
     draws: dict[Any, Any] = field(default_factory=dict)
+    #: Write a second visit (``ses-2``) of an MS subject (lesionkit.simulate.followup).
+    follow_up: bool = False
 
     @property
     def spacing(self) -> float:
@@ -201,12 +204,14 @@ class Subject:
 
 
 def make_subject(root: Path, seed: int, index: int, child: np.random.SeedSequence,
-                 group: str, resolution: int, randomise: str = "") -> Subject:
-    """Subject ``index`` (0-based) with its independent random streams."""
+                 group: str, resolution: int, randomise: str = "",
+                 follow_up: bool = False) -> Subject:
+    """Subject ``index`` (0-based) with its independent random streams (a stream added
+    at the end of ``STREAMS`` leaves the others as they were)."""
     rngs = {name: np.random.default_rng(s) for name, s in zip(STREAMS, child.spawn(len(STREAMS)),
                                                                strict=True)}
     return Subject(root, f"{index + 1:02d}", group, index, seed, resolution, rngs,
-                   randomise=randomise)
+                   randomise=randomise, follow_up=follow_up)
 
 
 def save_image(sub: Subject, data: np.ndarray, affine: np.ndarray, suffix: str, unit: str,
@@ -252,15 +257,17 @@ def save_truth_tissue(sub: Subject, anatomy: Anatomy, lesion: np.ndarray,
         sub.preview_lesions = lesion >= 0.5
 
 
-def save_lesions(sub: Subject, labels: np.ndarray, rows: list[dict], affine: np.ndarray
-                 ) -> None:
-    """Lesion label map (desc-lesions_dseg) and the per-lesion table (sub-XX_lesions.tsv)."""
+def save_lesions(sub: Subject, labels: np.ndarray, rows: list[dict], affine: np.ndarray,
+                 session: str | None = None) -> None:
+    """Lesion label map (desc-lesions_dseg) and the per-lesion table
+    (sub-XX[_ses-YY]_lesions.tsv)."""
     from lesionkit.bids import bids_path
     from lesionkit.io import write_tsv
 
     save_image(sub, labels, affine, "dseg", "1", {"Description": "one integer per lesion"},
-               derivative=True, kind="label", desc="lesions")
-    path = bids_path(sub.root, sub.label, "lesions", derivatives=PIPELINE, extension=".tsv")
+               session, derivative=True, kind="label", desc="lesions")
+    path = bids_path(sub.root, sub.label, "lesions", session=session, derivatives=PIPELINE,
+                     extension=".tsv")
     if rows:
         write_tsv(rows, path)
     else:

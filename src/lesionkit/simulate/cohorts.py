@@ -131,11 +131,11 @@ def fcd_classify_subject(sub: acq.Subject) -> None:
 
 
 def _ms(sub: acq.Subject, anatomy: Anatomy, maps: TissueMaps, n_range: tuple[int, int],
-        deformation: DeformationParams, lesion_library: Any = "shipped"
-        ) -> tuple[TissueMaps, np.ndarray, np.ndarray]:
+        deformation: DeformationParams, lesion_library: Any = "shipped",
+        session: str | None = None) -> tuple[TissueMaps, np.ndarray, np.ndarray, tuple]:
     """Draw and paint MS lesions (real shapes from ``lesion_library`` mixed with parametric
-    ones, see :mod:`.lesion_library`); write the label map and table. Returns maps,
-    fraction, labels."""
+    ones, see :mod:`.lesion_library`); write the label map and table (of ``session``).
+    Returns maps, fraction, labels and (lesions, their fractions)."""
     from lesionkit.simulate import lesion_library as lib
     from lesionkit.simulate.lesions_ms import apply_ms_lesions
 
@@ -145,13 +145,13 @@ def _ms(sub: acq.Subject, anatomy: Anatomy, maps: TissueMaps, n_range: tuple[int
     fractions, labels = lib.ms_lesion_fractions(lesions, anatomy)
     maps = apply_ms_lesions(maps, lesions, fractions, anatomy.affine)
     acq.save_lesions(sub, labels, lib.ms_table_rows(lesions, fractions, anatomy.affine),
-                 anatomy.affine)
+                     anatomy.affine, session)
     sub.row["n_lesions"] = len(lesions)
     sub.row["lesion_library"] = library.source if library else "none"
     sources = sorted({str(les.properties["source"]) for les in lesions
                       if les.properties.get("location") == "library"})
     sub.row["lesion_library_mask"] = ",".join(sources) or "n/a"
-    return maps, fractions.total(), labels
+    return maps, fractions.total(), labels, (lesions, fractions)
 
 
 def mrf_lesion_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> None:
@@ -159,26 +159,76 @@ def mrf_lesion_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> Non
     from lesionkit.mrf import MRF_EPI
 
     deformation = draw_deformation(sub.rngs["anatomy"])
-    anatomy, _, maps = base_subject(sub, sub.spacing, deformation=deformation)
-    maps, lesion, _ = _ms(sub, anatomy, maps, (1, 30), deformation, lesion_library)
+    anatomy, _, base = base_subject(sub, sub.spacing, deformation=deformation)
+    session = "1" if sub.follow_up else None
+    at = {"session": session} if session else {}
+    maps, lesion, _, drawn = _ms(sub, anatomy, base, (1, 30), deformation, lesion_library,
+                                 session)
     scanner = acq.draw_scanner(sub.rngs["scanner"])
     b1 = smooth_field(scanner.b1_control, anatomy.shape, *phys.B1_RANGE["3T"])
     snr = map_snr(sub, phys.MRF_SNR)
     mrf = acq.mrf_images(maps, b1, anatomy.mask, snr, sub.rngs["noise"], MRF_EPI)
     meta = {"MagneticFieldStrength": 3.0, "SNR": snr, **MRF_EPI.to_sidecar(),
             "PulseSequenceType": "MRF-EPI (slice-interleaved spoiled gradient echo EPI)"}
-    acq.save_image(sub, mrf, anatomy.affine, "MRF", "a.u.", meta, dtype=np.int16)
-    write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR")
-    write_weighted(sub, maps, anatomy, phys.T1W_MPRAGE, scanner, 0, "T1w")
+    acq.save_image(sub, mrf, anatomy.affine, "MRF", "a.u.", meta, dtype=np.int16, **at)
+    write_weighted(sub, maps, anatomy, phys.FLAIR, scanner, 1, "FLAIR", **at)
+    write_weighted(sub, maps, anatomy, phys.T1W_MPRAGE, scanner, 0, "T1w", **at)
     a, truth = anatomy.affine, {"Description": "phantom ground truth"}
     acq.save_image(sub, np.where(anatomy.mask, maps.t1_ms, 0), a, "T1map", "ms", truth,
-               derivative=True)
+                   derivative=True, **at)
     acq.save_image(sub, np.where(anatomy.mask, maps.t2s_ms, 0), a, "T2starmap", "ms", truth,
-               derivative=True)
+                   derivative=True, **at)
     acq.save_image(sub, b1, a, "TB1map", "1", {**truth, "Description": "relative transmit B1"},
-               derivative=True)
-    acq.save_truth_tissue(sub, anatomy, lesion)
+                   derivative=True, **at)
+    acq.save_truth_tissue(sub, anatomy, lesion, session)
     sub.preview_images = {"MRF (frame mean)": (mrf, a), **sub.preview_images}
+    if sub.follow_up:
+        _follow_up(sub, anatomy, base, *drawn, scanner)
+
+
+def _follow_up(sub: acq.Subject, anatomy: Anatomy, base: TissueMaps, lesions: list,
+               fractions: Any, scanner: acq.Scanner) -> None:
+    """The second visit (``ses-2``) of an MS subject: its lesions evolved and its head
+    moved (:mod:`lesionkit.simulate.followup`); FLAIR, T1w, the tissue and lesion truth,
+    the change map and table."""
+    from lesionkit.bids import bids_path
+    from lesionkit.io import write_tsv
+    from lesionkit.simulate import followup
+    from lesionkit.simulate.lesion_library import ms_table_rows
+    from lesionkit.simulate.lesions import label_map
+    from lesionkit.simulate.lesions_ms import apply_ms_lesions
+
+    rng, a = sub.rngs["followup"], anatomy.affine
+    lesions2, fractions2, fates = followup.evolve(rng, lesions, fractions, anatomy)
+    centre = a @ np.array([*((np.array(anatomy.shape) - 1) / 2), 1.0])
+    motion = followup.draw_head_motion(rng, centre[:3])
+    anatomy2, maps2 = followup.moved_subject(
+        anatomy, apply_ms_lesions(base, lesions2, fractions2, a), motion)
+    write_weighted(sub, maps2, anatomy2, phys.FLAIR, scanner, 1, "FLAIR", session="2")
+    write_weighted(sub, maps2, anatomy2, phys.T1W_MPRAGE, scanner, 0, "T1w", session="2")
+    labels = followup.moved(label_map(fractions2), a, motion, 0).astype(np.int16)
+    rows = ms_table_rows(lesions2, fractions2, a)
+    for row in rows:  # the drawn centres, where the moved head has them
+        centre_mm = motion @ np.array([row["centre_x"], row["centre_y"], row["centre_z"], 1.0])
+        row.update(centre_x=round(float(centre_mm[0]), 2), centre_y=round(float(centre_mm[1]), 2),
+                   centre_z=round(float(centre_mm[2]), 2))
+    first = sub.preview_lesions  # the preview outlines the first visit's lesions
+    acq.save_lesions(sub, labels, rows, a, "2")
+    sub.preview_lesions = first
+    acq.save_truth_tissue(sub, anatomy2, followup.moved(fractions2.total(), a, motion, 1), "2")
+    change = followup.moved(followup.change_truth(fractions, fractions2, fates), a, motion, 0)
+    acq.save_image(sub, change.astype(np.int16), a, "dseg", "1", {
+        "Description": "lesion changes since ses-1 (phantom ground truth)",
+        "Levels": {str(v): k for k, v in followup.CHANGE_CODES.items()},
+        "HeadMotion": np.round(motion, 6).tolist()},
+        session="2", derivative=True, kind="label", label="change")
+    write_tsv(followup.change_rows(fractions, fractions2, fates, a),
+              bids_path(sub.root, sub.label, "changes", session="2",
+                        derivatives=acq.PIPELINE, extension=".tsv"))
+    for fate in ("new", "enlarging", "shrinking", "resolved"):
+        sub.row[f"followup_{fate}"] = sum(f == fate for f in fates.values())
+    shift = np.linalg.norm((motion @ np.array([*centre[:3], 1.0]))[:3] - centre[:3])
+    sub.row["followup_head_shift_mm"] = round(float(shift), 2)
 
 
 def rim_classify_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> None:
@@ -193,7 +243,7 @@ def rim_classify_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> N
 
     deformation = draw_deformation(sub.rngs["anatomy"])
     anatomy, _, maps = base_subject(sub, sub.spacing, deformation=deformation)
-    maps, lesion, labels = _ms(sub, anatomy, maps, (5, 30), deformation, lesion_library)
+    maps, lesion, labels, _ = _ms(sub, anatomy, maps, (5, 30), deformation, lesion_library)
     veins = draw_lesion_veins(sub.rngs["lesions"], labels, anatomy.affine)
     maps = apply_veins(maps, veins, anatomy.affine, anatomy.mask)
     _add_vein_column(sub, {v.lesion for v in veins})
@@ -312,6 +362,8 @@ COHORTS: dict[str, Callable[[acq.Subject], None]] = {
     "rim-classify": rim_classify_subject,
     "contrast-amplify": contrast_amplify_subject,
 }
+#: Cohorts that can write a second visit (``simulate --follow-up``).
+FOLLOW_UP_COHORTS = ("mrf-lesion",)
 
 
 def _check_out_dir(out: Path, task: str) -> None:
@@ -335,7 +387,8 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
                     resolution: int = 2, preview: bool = False,
                     progress: Callable[[int], Any] | None = None,
                     randomise: bool | str = False,
-                    lesion_library: str | Path | None = "shipped", workers: int = 0) -> Path:
+                    lesion_library: str | Path | None = "shipped", workers: int = 0,
+                    follow_up: bool = False) -> Path:
     """Write a phantom cohort for ``task`` as a BIDS dataset with truth under derivatives.
 
     Args:
@@ -358,6 +411,9 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
             subject draws from its own seeded streams, so the cohort is the same for any
             number of workers. The workers are spawned: a script that calls this with
             workers must do so under ``if __name__ == "__main__":``.
+        follow_up: Each subject's first visit as ``ses-1`` and a second visit as
+            ``ses-2``, its lesions evolved and its head moved (cohorts in
+            ``FOLLOW_UP_COHORTS``; :mod:`lesionkit.simulate.followup`).
 
     Returns:
         The dataset root.
@@ -374,6 +430,9 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
     if mode not in ("", "standard", "strong"):
         raise ValueError(f"randomise must be False, True, 'standard' or 'strong', found "
                          f"{randomise!r}")
+    if follow_up and task not in FOLLOW_UP_COHORTS:
+        raise InputError(f"--follow-up: expected a cohort with MS lesions that evolve "
+                         f"({', '.join(FOLLOW_UP_COHORTS)}), found {task}")
     library = None
     if "lesion_library" in inspect.signature(COHORTS[task]).parameters:
         from lesionkit.simulate.lesion_library import resolve_lesion_library
@@ -392,7 +451,7 @@ def simulate_cohort(task: str, out_dir: str | Path, subjects: int = 4, seed: int
     out.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the dataset gets the usual mode
     try:
         _write_cohort(task, out, subjects, seed, resolution, preview, progress, mode,
-                      library, workers)
+                      library, workers, follow_up)
     except BrokenProcessPool as error:
         shutil.rmtree(out, ignore_errors=True)
         raise InputError(
@@ -422,13 +481,14 @@ def _worker_library(library: Any) -> None:
 
 def _write_subject(task: str, out: Path, seed: int, index: int,
                    child: np.random.SeedSequence, group: str, resolution: int,
-                   randomise: str, preview: bool, lesion_library: Any = None) -> dict[str, Any]:
+                   randomise: str, preview: bool, follow_up: bool = False,
+                   lesion_library: Any = None) -> dict[str, Any]:
     """Simulate and write subject ``index`` of a cohort; its participants.tsv row.
 
     In a worker process the lesion library is the one its initializer received.
     """
     lesion_library = _WORKER.get("library", lesion_library)
-    sub = acq.make_subject(out, seed, index, child, group, resolution, randomise)
+    sub = acq.make_subject(out, seed, index, child, group, resolution, randomise, follow_up)
     demo = sub.rngs["demographics"]
     run = COHORTS[task]
     if "lesion_library" in inspect.signature(run).parameters:
@@ -446,7 +506,8 @@ def _write_subject(task: str, out: Path, seed: int, index: int,
 
 def _write_cohort(task: str, out: Path, subjects: int, seed: int, resolution: int,
                   preview: bool, progress: Callable[[int], Any] | None,
-                  randomise: str = "", lesion_library: Any = None, workers: int = 0) -> None:
+                  randomise: str = "", lesion_library: Any = None, workers: int = 0,
+                  follow_up: bool = False) -> None:
     """Write every file of a cohort under ``out`` (see :func:`simulate_cohort`)."""
     from lesionkit.bids import write_dataset_description, write_participants
 
@@ -455,7 +516,7 @@ def _write_cohort(task: str, out: Path, subjects: int, seed: int, resolution: in
                               f"lesionkit phantom {task} truth",
                               "derivative")
     children = np.random.SeedSequence(seed).spawn(subjects)
-    jobs = [(task, out, seed, i, child, group, resolution, randomise, preview)
+    jobs = [(task, out, seed, i, child, group, resolution, randomise, preview, follow_up)
             for i, (child, group) in enumerate(zip(children, _groups(task, subjects),
                                                    strict=True))]
     if workers <= 1 or subjects == 1:
