@@ -246,3 +246,20 @@ def test_two_real_visits(tmp_path: Path) -> None:
     sidecar = json.loads(label_path.with_name(label_path.name.replace(".nii.gz", ".json"))
                          .read_text())
     assert 5.0 < sidecar["RegistrationShiftMm"] < 15.0
+
+
+def test_the_dataset_brain_mask_predict_used_is_read(tmp_path: Path) -> None:
+    """Where predict used the dataset's brain mask (named in its sidecar, not written
+    beside the map), that mask is the follow-up's, not a new BET."""
+    predictions = _write_predictions(tmp_path)
+    folder = predictions / "sub-01" / "ses-2" / "anat"
+    mask = folder / "sub-01_ses-2_label-brain_desc-flairlesion_mask.nii.gz"
+    dataset_mask = tmp_path / "raw" / "derivatives" / "sub-01_ses-2_desc-brain_mask.nii.gz"
+    dataset_mask.parent.mkdir(parents=True)
+    mask.rename(dataset_mask)
+    sidecar = folder / "sub-01_ses-2_label-lesion_desc-flairlesion_probseg.json"
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()),
+                                   "BrainMask": f"dataset: {dataset_mask}"}))
+    compare(predictions, tmp_path / "out")
+    [written] = (tmp_path / "out").rglob("*change_dseg.json")
+    assert json.loads(written.read_text())["BrainMask"] == str(dataset_mask)

@@ -18,10 +18,11 @@ For each pair of sessions (each follow-up against the session before it):
    brain (the brain mask less the lesions of both sessions and a voxel around them), and
    their difference is expressed in robust standard deviations of itself there (1.4826 x
    median absolute deviation): a z-score of change whose noise is the scans' own;
-3. an *increase* is a follow-up lesion voxel (probability at or above the threshold) at
-   least ``Z_THRESHOLD`` brighter than at baseline, a *decrease* a baseline lesion voxel
-   at least as much darker; each is taken in 26-connected components of at least
-   ``MIN_CHANGE_ML``;
+3. an *increase* is a voxel that is lesion at follow-up (probability at or above the
+   threshold) and not at baseline, and at least ``Z_THRESHOLD`` brighter than at
+   baseline; a *decrease* a voxel that is lesion at baseline and not at follow-up, and
+   at least as much darker: a change of the maps that the images confirm. Each is taken
+   in 26-connected components of at least ``MIN_CHANGE_ML``;
 4. an increase is *new* when its follow-up lesion touches no baseline lesion voxel,
    else *enlarging*; a decrease is *resolved* when its baseline lesion touches no
    follow-up lesion voxel, else *shrinking*.
@@ -185,7 +186,9 @@ def lesion_changes(followup_probability: np.ndarray, baseline_probability: np.nd
     found: list[tuple[str, np.ndarray, float, float]] = []
     for sign, own, own_labels, other_labels in ((1, follow, follow_lesions, base_lesions),
                                                 (-1, base, base_lesions, follow_lesions)):
-        for where in _components(own & (sign * z >= reading.z_threshold), min_voxels):
+        other = other_labels > 0
+        for where in _components(own & ~other & (sign * z >= reading.z_threshold),
+                                 min_voxels):
             lesion = np.isin(own_labels, np.unique(own_labels[tuple(where.T)]))
             near = np.unique(other_labels[ndimage.binary_dilation(lesion, _FULL)])
             near = near[near > 0]
@@ -335,18 +338,31 @@ def _image_of(session_map: SessionMap, shape: tuple[int, ...]) -> Path:
 
 
 def _brain(session_map: SessionMap, image: Any) -> tuple[np.ndarray, str]:
-    """The follow-up's brain mask: the one ``predict`` wrote beside its map, else BET."""
+    """The follow-up's brain mask: the one ``predict`` wrote beside its map, else the
+    dataset's mask it used (its sidecar's ``BrainMask``, put on the image's grid), else
+    BET."""
     from lesionkit.bids import build_name, parse_name
+    from lesionkit.io import load_volume
 
     entities, _, extension = parse_name(session_map.path.name)  # type: ignore[misc]
     written = session_map.path.with_name(
         build_name({**entities, "label": "brain"}, "mask", extension))
-    if written.is_file():
-        from lesionkit.io import load_volume
+    used = str(_sidecar(session_map.path).get("BrainMask", ""))
+    dataset = Path(used.removeprefix("dataset:").strip()) if used.startswith("dataset:") else None
+    for path in (written, dataset):
+        if path is not None and path.is_file():
+            mask = load_volume(path, kind="label")
+            if mask.shape[:3] != image.shape[:3] or not np.allclose(mask.affine, image.affine,
+                                                                    atol=1e-3):
+                from nibabel.processing import resample_from_to
 
-        mask = load_volume(written, kind="label")
-        if mask.shape[:3] == image.shape[:3]:
-            return np.asarray(mask.data) > 0, str(written)
+                from lesionkit.io import nifti_image
+
+                moved = resample_from_to(nifti_image(np.asarray(mask.data, np.float32),
+                                                     mask.affine),
+                                         (image.shape[:3], image.affine), order=0)
+                return np.asarray(moved.dataobj) > 0.5, str(path)
+            return np.asarray(mask.data) > 0, str(path)
     from lesionkit.brainmask import brain_mask
 
     return brain_mask(np.asarray(image.data, np.float32), image.affine,
@@ -446,9 +462,10 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
     sidecar = {
         "Description": (
             "lesion changes since the baseline session, numbered by decreasing volume (their "
-            f"table: {table_path.name}): follow-up lesion voxels at least {reading.z_threshold:g} "
-            "robust SD brighter than at baseline (new or enlarging) and baseline lesion voxels "
-            "at least as much darker (shrinking or resolved), in 26-connected components of at "
+            f"table: {table_path.name}): voxels that are lesion at follow-up and not at "
+            f"baseline and at least {reading.z_threshold:g} robust SD brighter (new or "
+            "enlarging), and voxels that are lesion at baseline and not at follow-up and at "
+            "least as much darker (shrinking or resolved), in 26-connected components of at "
             f"least {reading.min_ml:g} mL; baseline rigidly co-registered (dipy, mutual "
             "information)"),
         "BaselineSession": baseline.session, "FollowUpSession": followup.session,

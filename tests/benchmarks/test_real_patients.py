@@ -48,3 +48,27 @@ def test_components_changes_flagged_and_specks_are_counted(bench, tmp_path: Path
     assert (large["predicted_components"], large["change_lesions_flagged"]) == (1, 1)
     assert large["predicted_volume_ml"] == pytest.approx(27 * 0.008)
     assert bench.components(path, 0.33, min_ml=0.05)["predicted_components"] == 1
+
+
+def _calls(tmp_path: Path, labels: np.ndarray, kinds: dict[int, str]) -> Path:
+    """A ``lesionkit changes`` label map and its table."""
+    path = tmp_path / "x_desc-mchange_dseg.nii.gz"
+    nib.save(nib.Nifti1Image(labels.astype(np.int32), np.eye(4)), path)
+    rows = ["label\tchange"] + [f"{k}\t{v}" for k, v in kinds.items()]
+    path.with_name("x_desc-mchange_dseg.tsv").write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_changes_are_scored_against_the_change_lesions_by_direction(bench, tmp_path) -> None:
+    """Two changed lesions (one brighter at study2, one darker): a call on the first, one
+    elsewhere."""
+    truth = np.zeros((10, 10, 10), np.int32)
+    truth[1:3, 1:3, 1:3], truth[6:8, 6:8, 6:8] = 1, 2
+    labels = np.zeros((10, 10, 10))
+    labels[2, 2, 2], labels[5, 0, 9] = 1, 2
+    scores = bench.score_changes(_calls(tmp_path, labels, {1: "new", 2: "shrinking"}), truth,
+                                 np.array([True, False]))
+    assert scores["change_lesions"] == "2 (1 / 1)" and scores["changes_called"] == 2
+    assert (scores["calls_touching_change"], scores["calls_elsewhere"]) == (1, 1)
+    assert scores["flagged"] == "1 (1 / 0)"
+    assert scores["called_by_kind"] == "1 new, 0 enlarging, 1 shrinking, 0 resolved"
