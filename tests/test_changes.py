@@ -263,3 +263,16 @@ def test_the_dataset_brain_mask_predict_used_is_read(tmp_path: Path) -> None:
     compare(predictions, tmp_path / "out")
     [written] = (tmp_path / "out").rglob("*change_dseg.json")
     assert json.loads(written.read_text())["BrainMask"] == str(dataset_mask)
+
+
+def test_cli_sessions_name_the_order(tmp_path: Path) -> None:
+    """--sessions (with or without ses-) gives the order: the later one first reverses
+    the pair."""
+    from lesionkit.cli import run
+
+    predictions = _write_predictions(tmp_path)
+    assert run(["changes", str(predictions), "--sessions", "ses-2,1", "--out-dir",
+                str(tmp_path / "out")]) == 0
+    [written] = (tmp_path / "out").rglob("*change_dseg.json")
+    sidecar = json.loads(written.read_text())
+    assert (sidecar["BaselineSession"], sidecar["FollowUpSession"]) == ("2", "1")

@@ -723,8 +723,8 @@ def changes(
 
     reading = ChangeReading(lesion_threshold, z_threshold, min_change_ml)
     with _user_errors():
-        written, table = run(predictions, out_dir, _subject_list(subjects),
-                             sessions.split(",") if sessions else None, reading,
+        order = [s.strip().removeprefix("ses-") for s in sessions.split(",")] if sessions else None
+        written, table = run(predictions, out_dir, _subject_list(subjects), order, reading,
                              progress=lambda text: typer.echo(text, err=True))
     typer.echo(f"wrote {len(written)} files; the changes per subject: {table}")
 
