@@ -47,7 +47,8 @@ def score_subject(truth_path: Path, calls_path: Path) -> dict[str, Any]:
     calls = np.asarray(nib.load(calls_path).dataobj)
     table = calls_path.with_name(calls_path.name.removesuffix(".nii.gz") + ".tsv")
     with table.open(newline="") as handle:
-        kinds = {int(r["label"]): r["change"] for r in csv.DictReader(handle, delimiter="\t")}
+        listed = list(csv.DictReader(handle, delimiter="\t"))
+    kinds = {int(r["label"]): r["change"] for r in listed}
     up_calls = np.isin(calls, [k for k, v in kinds.items() if v in UP])
     down_calls = (calls > 0) & ~up_calls
     row: dict[str, Any] = {}
@@ -60,6 +61,12 @@ def score_subject(truth_path: Path, calls_path: Path) -> dict[str, Any]:
         labels, count = ndimage.label(mine, FULL)
         hit = len(set(np.unique(labels[np.isin(truth, codes) & mine])) - {0})
         row[f"{name}_calls"], row[f"{name}_false"] = count, count - hit
+    row["false_calls"] = [
+        {"volume_mm3": float(r["volume_mm3"]), "voxels": int((calls == int(r["label"])).sum()),
+         "mean_z": float(r["mean_z"])}
+        for r in listed
+        if not np.isin(truth[calls == int(r["label"])],
+                       (1, 2) if r["change"] in UP else (3, 4)).any()]
     return row
 
 
@@ -103,7 +110,7 @@ def run(work: Path, subjects: int, seed: int, model: str, lesionkit: str,
         rows.append({"subject": subject, **score_subject(truth, calls),
                      "registration_error_mm": registration_error(truth, calls)})
     total = {key: sum(r[key] for r in rows) for key in rows[0]
-             if key not in ("subject", "registration_error_mm")}
+             if key not in ("subject", "registration_error_mm", "false_calls")}
     result = {"model": model, "subjects": subjects, "seed": seed, "data": str(data),
               "min_change_ml": min_change_ml, "rows": rows, "total": total}
     (work / "scores.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -131,6 +138,12 @@ def main() -> None:
         print(f"{name} calls: {total[f'{name}_calls']}, false {total[f'{name}_false']}")
     errors = [r["registration_error_mm"] for r in result["rows"]]
     print(f"registration error: {min(errors):.2f}-{max(errors):.2f} mm")
+    false = [c for r in result["rows"] for c in r["false_calls"]]
+    if false:
+        voxels = np.array([c["voxels"] for c in false])
+        print(f"false calls: {len(false)}, {np.mean(voxels <= 4):.0%} of at most 4 voxels, "
+              f"median {np.median([c['volume_mm3'] for c in false]):g} mm^3, median |z| "
+              f"{np.median([abs(c['mean_z']) for c in false]):.1f}")
 
 
 if __name__ == "__main__":

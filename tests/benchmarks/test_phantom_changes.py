@@ -33,13 +33,15 @@ def test_a_true_change_is_found_only_by_a_call_of_its_direction(bench, tmp_path)
     calls_path = tmp_path / "c_desc-xchange_dseg.nii.gz"
     nib.save(nib.Nifti1Image(calls, np.eye(4)), calls_path)
     calls_path.with_name("c_desc-xchange_dseg.tsv").write_text(
-        "label\tchange\n1\tnew\n2\tenlarging\n3\tshrinking\n")
+        "label\tchange\tvolume_mm3\tmean_z\n1\tnew\t1\t4\n2\tenlarging\t1\t3\n"
+        "3\tshrinking\t1\t-2.5\n")
     row = bench.score_subject(truth_path, calls_path)
     assert (row["new_true"], row["new_found"]) == (1, 1)
     assert (row["resolved_true"], row["resolved_found"]) == (1, 0)
     assert (row["enlarging_true"], row["enlarging_found"]) == (1, 0)
     assert (row["increase_calls"], row["increase_false"]) == (2, 1)
     assert (row["decrease_calls"], row["decrease_false"]) == (1, 1)
+    assert [c["mean_z"] for c in row["false_calls"]] == [3.0, -2.5]
 
 
 def test_registration_error_is_zero_for_the_true_motion(bench, tmp_path) -> None:
