@@ -177,6 +177,8 @@ def test_compare_registers_and_writes(tmp_path: Path) -> None:
     label = folder / "sub-01_ses-2_label-lesion_desc-flairlesionchange_dseg.nii.gz"
     assert label in written and table.name == "task-flair-lesion_lesionchange.tsv"
     assert not list((tmp_path / "out").rglob("*uncertaintychange*"))
+    description = json.loads((tmp_path / "out" / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
     sidecar = json.loads(label.with_name(label.name.replace(".nii.gz", ".json")).read_text())
     assert sidecar["BaselineSession"] == "1" and sidecar["FollowUpSession"] == "2"
     assert sidecar["RegistrationShiftMm"] == pytest.approx(6.0, abs=1.0)

@@ -545,4 +545,8 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
         rows.setdefault(row["model"], []).append(row)
     tables = [write_tsv(model_rows, out / f"task-{model}_lesionchange.tsv")
               for model, model_rows in rows.items()]
+    if not (out / "dataset_description.json").is_file():  # another --out-dir: a derivative
+        from lesionkit.bids import write_dataset_description
+
+        tables.append(write_dataset_description(out, "lesionkit lesion changes", "derivative"))
     return written + tables, tables[0]
