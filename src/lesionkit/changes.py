@@ -127,9 +127,11 @@ def change_z(followup: np.ndarray, baseline: np.ndarray, normal: np.ndarray
         and interquartile range over ``normal``, less its median there, over its robust SD
         there (1.4826 x median absolute deviation); the SD is in interquartile ranges.
     """
+    from scipy.stats import median_abs_deviation
+
     difference = _scaled(followup, normal) - _scaled(baseline, normal)
     centre = float(np.median(difference[normal]))
-    sd = 1.4826 * float(np.median(np.abs(difference[normal] - centre)))
+    sd = float(median_abs_deviation(difference[normal], scale="normal"))
     if not np.isfinite(sd) or sd <= 0:
         raise ValueError("the two images do not differ over the normal-appearing brain")
     return ((difference - centre) / sd).astype(np.float32), sd
@@ -198,13 +200,17 @@ def lesion_changes(followup_probability: np.ndarray, baseline_probability: np.nd
             own_mm3 = float(lesion.sum()) * voxel_mm3
             found.append((kind, where, *((other_mm3, own_mm3) if sign > 0
                                          else (own_mm3, other_mm3))))
+    from lesionkit.lesions import lesion_centres
+
     found.sort(key=lambda item: -len(item[1]))
     labels = np.zeros(follow.shape, np.int32)
+    for label, (_, where, _, _) in enumerate(found, start=1):
+        labels[tuple(where.T)] = label
+    centres = lesion_centres(labels)
     rows = []
     for label, (kind, where, base_mm3, follow_mm3) in enumerate(found, start=1):
         index = tuple(where.T)
-        labels[index] = label
-        centre = np.rint(where.mean(axis=0)).astype(int)
+        centre = centres[label]
         world = np.asarray(affine, float) @ np.array([*centre, 1.0])
         rows.append({"label": label, "change": kind, "centre_i": int(centre[0]),
                      "centre_j": int(centre[1]), "centre_k": int(centre[2]),
