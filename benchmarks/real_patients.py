@@ -855,13 +855,23 @@ def score_changes(label_path: Path, truth_labels: np.ndarray, brighter: np.ndarr
     called = np.asarray(nib.load(label_path).dataobj)
     table = label_path.with_name(label_path.name.removesuffix(".nii.gz") + ".tsv")
     with table.open(newline="") as handle:
-        kinds = {int(row["label"]): row["change"] for row in csv.DictReader(handle,
-                                                                           delimiter="\t")}
+        listed = list(csv.DictReader(handle, delimiter="\t"))
+    kinds = {int(row["label"]): row["change"] for row in listed}
     truth = truth_labels > 0
     touching = set(np.unique(called[(called > 0) & truth]).tolist()) - {0}
     flagged = set(np.unique(truth_labels[(called > 0) & truth]).tolist()) - {0}
     up = {i + 1 for i in np.flatnonzero(brighter)}
+    voxel_ml = float(np.prod(nib.load(label_path).header.get_zooms()[:3])) / 1000.0
+    sizes = np.bincount(truth_labels.ravel(), minlength=len(brighter) + 1)[1:] * voxel_ml
+    largest = np.argsort(-sizes, kind="stable")[:2]
+    elsewhere = [r for r in listed if int(r["label"]) not in touching]
     return {
+        "median_change_lesion_ml": round(float(np.median(sizes)), 3) if len(sizes) else None,
+        "largest_change_lesions": ", ".join(
+            f"{sizes[i]:.2f} mL {'brighter' if brighter[i] else 'darker'}" for i in largest),
+        "calls_elsewhere_detail": "; ".join(
+            f"{r['change']} {float(r['volume_mm3']):.0f} mm^3 z {float(r['mean_z']):.1f}"
+            for r in elsewhere),
         "change_lesions": f"{len(brighter)} ({len(up)} / {len(brighter) - len(up)})",
         "changes_called": len(kinds),
         "called_by_kind": ", ".join(f"{sum(k == kind for k in kinds.values())} {kind}"
@@ -948,6 +958,10 @@ def run_changes(source: Path, work: Path, lesionkit: str, z_threshold: float,
                                                         "(brighter / darker)"}
     lines = ["| " + " | ".join(titles.values()) + " |", "|" + "---|" * len(titles)]
     lines += ["| " + " | ".join(str(row[key]) for key in titles) + " |" for row in rows]
+    for row in rows:
+        lines += ["", f"{row['patient']}: change lesions' median {row['median_change_lesion_ml']} "
+                  f"mL, the largest {row['largest_change_lesions']}; calls elsewhere: "
+                  f"{row['calls_elsewhere_detail'] or 'none'}"]
     text = "\n".join(lines) + "\n"
     (work / f"changes-z{z_threshold:g}.md").write_text(
         f"# lesionkit changes (z >= {z_threshold:g}, lesion threshold {threshold:g}) against "

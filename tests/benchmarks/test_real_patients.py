@@ -54,7 +54,8 @@ def _calls(tmp_path: Path, labels: np.ndarray, kinds: dict[int, str]) -> Path:
     """A ``lesionkit changes`` label map and its table."""
     path = tmp_path / "x_desc-mchange_dseg.nii.gz"
     nib.save(nib.Nifti1Image(labels.astype(np.int32), np.eye(4)), path)
-    rows = ["label\tchange"] + [f"{k}\t{v}" for k, v in kinds.items()]
+    rows = ["label\tchange\tvolume_mm3\tmean_z"] + [f"{k}\t{v}\t1\t2.5"
+                                                    for k, v in kinds.items()]
     path.with_name("x_desc-mchange_dseg.tsv").write_text("\n".join(rows) + "\n")
     return path
 
@@ -72,3 +73,6 @@ def test_changes_are_scored_against_the_change_lesions_by_direction(bench, tmp_p
     assert (scores["calls_touching_change"], scores["calls_elsewhere"]) == (1, 1)
     assert scores["flagged"] == "1 (1 / 0)"
     assert scores["called_by_kind"] == "1 new, 0 enlarging, 1 shrinking, 0 resolved"
+    assert scores["calls_elsewhere_detail"] == "shrinking 1 mm^3 z 2.5"
+    assert scores["median_change_lesion_ml"] == 0.008  # two lesions of 8 voxels of 1 mm^3
+    assert scores["largest_change_lesions"] == "0.01 mL brighter, 0.01 mL darker"
