@@ -80,7 +80,8 @@ def test_head_motion_is_rigid_and_bounded() -> None:
         np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-9)
         assert np.linalg.det(rotation) == pytest.approx(1.0)
         assert np.degrees(np.arccos((np.trace(rotation) - 1) / 2)) <= 3.0 * np.sqrt(3)
-        assert np.all(np.abs(motion[:3, :3] @ centre + motion[:3, 3] - centre) <= 5.0 + 1e-9)
+        shift = motion[:3, :3] @ centre + motion[:3, 3] - centre
+        assert np.all(np.abs(shift) <= followup.MAX_SHIFT_MM + 1e-9)
 
 
 def test_moved_shifts_the_head_by_the_motion() -> None:

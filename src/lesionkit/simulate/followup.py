@@ -10,8 +10,10 @@ truth) of the same anatomy and tissue, with the subject's lesions evolved:
   vanish is resolved instead) or resolves (gone at the second visit);
 - 0-3 new parametric MS lesions appear, clear of the existing ones;
 - the second visit is acquired with the head turned by up to 3 degrees about each axis
-  and moved by up to 5 mm (its images stored on the same scanner grid, so the two visits
-  line up only after co-registration), with the same protocol and scanner fields.
+  and moved by up to 10 mm along each (the two real patients' heads lay about 10 mm
+  apart between their visits; docs/real-data.md), its images stored on the same scanner
+  grid, so the two visits line up only after co-registration, with the same protocol and
+  scanner fields.
 
 These rates are the phantom's choice for an active MS patient between two yearly scans,
 not published frequencies. Truth of the second visit (under ``derivatives/phantom``):
@@ -46,7 +48,7 @@ EDGE_MM = (2.0, 4.0)
 NEW_LESIONS = (0, 3)
 #: Largest head rotation (degrees, about each axis) and shift (mm, along each axis).
 MAX_ROTATION_DEG = 3.0
-MAX_SHIFT_MM = 5.0
+MAX_SHIFT_MM = 10.0
 
 
 def _edge_voxels(rng: np.random.Generator, spacing: float) -> int:
