@@ -224,18 +224,23 @@ def test_cli_changes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_real_visits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["bids", "files"])
+def test_two_real_visits(tmp_path: Path, layout: str) -> None:
     """The real sample's two visits (tests/data/realpatient-study1 and realpatient, a real
     MS patient's clinical FLAIR slabs, the head 10 mm apart) through the FLAIR-only
-    shipped model and ``changes``: the largest change is the large changed lesion of the
-    change mask, and most changes called touch a changed lesion."""
+    shipped model and ``changes``, as BIDS datasets or as two files named with ``--image``
+    and ``--sessions``: the largest change is the large changed lesion of the change mask,
+    and most changes called touch a changed lesion."""
     from lesionkit.cli import run
 
     data = Path(__file__).parent / "data"
     out = tmp_path / "visits"
-    for dataset in ("realpatient-study1", "realpatient"):
-        assert run(["predict", "flair-only-lesion-dr", str(data / dataset), "--out-dir",
-                    str(out), "--threads", "2"]) == 0
+    for session, dataset in (("study1", "realpatient-study1"), ("study2", "realpatient")):
+        where = ([str(data / dataset)] if layout == "bids" else
+                 ["--image", f"flair={next((data / dataset).rglob('*_FLAIR.nii.gz'))}",
+                  "--subjects", "patient01", "--sessions", session])
+        assert run(["predict", "flair-only-lesion-dr", *where, "--out-dir", str(out),
+                    "--threads", "2"]) == 0
     assert run(["changes", str(out)]) == 0
     [label_path] = out.rglob("*_desc-flaironlylesiondrchange_dseg.nii.gz")
     labels = np.asarray(nib.load(label_path).dataobj)

@@ -252,6 +252,25 @@ def test_files_are_laid_out_where_the_task_looks_for_them(tmp_path: Path) -> Non
         dataset_of_files(task, images, tmp_path / "other", "p_7")
 
 
+def test_files_of_one_visit_are_laid_out_in_its_session(tmp_path: Path) -> None:
+    """``--sessions`` with ``--image``: the links lie in ``ses-<label>``, so the outputs of
+    two visits lie side by side; a task whose images have sessions of their own, or a label
+    that is no BIDS label, is refused before anything is made."""
+    source = tmp_path / "FLAIR 3D.nii.gz"
+    source.write_bytes(b"")
+    sources = dataset_of_files(get_task("flair-only-lesion-dr"), {"flair": source},
+                               tmp_path / "ds", "p7", "2")
+    [link] = sources
+    assert Path(link) == tmp_path / "ds/sub-p7/ses-2/anat/sub-p7_ses-2_FLAIR.nii.gz"
+    assert BIDSDataset(tmp_path / "ds").get("p7", "FLAIR", session="2").path == Path(link)
+    with pytest.raises(InputError, match=r"reads its images from session\(s\) 3T;"):
+        dataset_of_files(get_task("enhance-r1"), {"r1_3t": source}, tmp_path / "r1", "p7", "2")
+    with pytest.raises(InputError, match="one session label of letters and digits"):
+        dataset_of_files(get_task("flair-only-lesion-dr"), {"flair": source},
+                         tmp_path / "other", "p7", "visit-2")
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "other").exists()
+
+
 def test_a_t2w_read_as_flair_is_named_in_a_warning() -> None:
     """Bright CSF in 10 % of the brain, 3 times the tissue (a T2w): warned; the same brain
     with dark CSF and bright lesions in 2 % of it (a FLAIR): not."""

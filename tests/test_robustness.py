@@ -523,6 +523,12 @@ CASES: list[tuple[str, Callable[[Fixtures, Path], list[str]], int, str]] = [
                                  "--out-dir", "{w}/out"), 1, "x.nii: expected a NIfTI image"),
     ("image-without-out-dir", _args("predict", "{enhance_model}", "--image",
                                     "r1_3t={w}/x.nii"), 1, "--out-dir"),
+    ("image-two-sessions", _args("predict", "{enhance_model}", "--image", "r1_3t={w}/x.nii",
+                                 "--sessions", "1,2", "--out-dir", "{w}/out"), 1,
+     "one session (the visit)"),
+    ("image-session-of-a-task-with-sessions", _args(
+        "predict", "{enhance_model}", "--image", "r1_3t={w}/x.nii", "--sessions", "2",
+        "--out-dir", "{w}/out"), 1, "reads its images from session(s) 3T;"),
     ("image-and-data-dir", _args("predict", "{enhance_model}", "{enhance}", "--image",
                                  "r1_3t={w}/x.nii", "--out-dir", "{w}/out"), 1, "DATA_DIR"),
     ("dicom-folder-as-data", _dicom_as_data_dir, 1, "DICOM files: convert to NIfTI first"),

@@ -594,7 +594,7 @@ def predict(
         help="Instead of DATA_DIR: one NIfTI file per input of the model, e.g. --image "
              "flair=scan.nii.gz --image t1w=t1.nii (a wrong or missing KEY is answered with "
              "the model's list; a brain mask is optional); --subjects names the subject "
-             "(default 01); needs --out-dir.")] = None,
+             "(default 01) and --sessions its visit (default none); needs --out-dir.")] = None,
     register: RegisterOption = False,
     allow_incomplete: Annotated[bool, typer.Option(
         help="Predict with a model folder whose training did not finish.")] = False,
@@ -603,7 +603,8 @@ def predict(
              "processor supports it; slightly less precise).")] = False,
     threads: ThreadsOption = None,
     sessions: Annotated[str | None, typer.Option(
-        help="Comma-separated sessions to predict (default: every session).")] = None,
+        help="Comma-separated sessions to predict (default: every session); with --image, "
+             "the one session (visit) the files belong to.")] = None,
     bids_filter: BidsFilterOption = None,
     keep_going: Annotated[bool, typer.Option(
         help="Predict the other subjects when one's inputs are refused: a line for each, "
@@ -637,12 +638,12 @@ def predict(
                    lesions=LesionReading(lesion_threshold, min_lesion_ml))
     if image:
         dataset_only = {"DATA_DIR": data_dir, "--bids-filter": bids_filter,
-                        "--sessions": sessions, "--keep-going": keep_going}
+                        "--keep-going": keep_going}
         clash = [name for name, value in dataset_only.items() if value]
         if clash:
             _fail(f"--image: expected the files alone, found {' and '.join(clash)} as well "
                   "(for a BIDS dataset, leave out --image)")
-        written = _predict_files(model_dir, image, subjects, **options)
+        written = _predict_files(model_dir, image, subjects, sessions, **options)
     elif data_dir is None:
         _fail("expected DATA_DIR or --image KEY=FILE, found neither (see lesionkit predict "
               "--help)")
@@ -656,9 +657,10 @@ def predict(
 
 
 def _predict_files(model_dir: Path, images: list[str], subjects: str | None,
-                   **options: object) -> list[Path]:
+                   sessions: str | None, **options: object) -> list[Path]:
     """``predict --image``: the files laid out as a one-subject dataset of links in a
-    temporary folder, predicted into ``--out-dir``; errors name the user's files."""
+    temporary folder (in session ``sessions`` when one is named), predicted into
+    ``--out-dir``; errors name the user's files."""
     import tempfile
 
     from lesionkit.data import dataset_of_files, named_as_given
@@ -675,13 +677,17 @@ def _predict_files(model_dir: Path, images: list[str], subjects: str | None,
     label = _subject_list(subjects) or ["01"]
     if len(label) != 1:
         _fail(f"--subjects: expected one subject for the files of --image, found {subjects}")
+    session = [s.strip().removeprefix("ses-") for s in sessions.split(",")] if sessions else [None]
+    if len(session) != 1:
+        _fail(f"--sessions: expected one session (the visit) for the files of --image, found "
+              f"{sessions}")
     sources: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="lesionkit-files-") as folder:
         try:
             resolved = resolve_model(model_dir)
             task = task_from_config(read_config(resolved), resolved / "config.yaml")
             sources = dataset_of_files(task, {k: Path(p) for k, _, p in pairs}, Path(folder),
-                                       label[0])
+                                       label[0], session[0])
             return run(resolved, folder, sources=sources, **options)
         except InputError as error:
             _fail(named_as_given(str(error), sources))

@@ -87,7 +87,7 @@ def available_subjects(dataset: BIDSDataset, task: Task, with_targets: bool = Tr
 
 
 def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
-                     subject: str = "01") -> dict[str, str]:
+                     subject: str = "01", session: str | None = None) -> dict[str, str]:
     """Lay out image files named one by one (``predict --image KEY=FILE``) as a
     one-subject BIDS dataset of links under ``root``, each where the task looks for it,
     with its JSON sidecar when it has one (units, an MRF schedule).
@@ -98,13 +98,15 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
             brain mask "brain" is optional) -> its file.
         root: An empty folder for the dataset.
         subject: The subject label the outputs are named with.
+        session: The session label of the files (a visit), or None for none; outputs of
+            two visits of a subject then lie side by side for ``lesionkit changes``.
 
     Returns:
         Link -> the file it stands for (what the outputs' sidecars record as sources).
 
     Raises:
-        InputError: a key the task does not read, a missing image, or a file that is not
-            a NIfTI image.
+        InputError: a key the task does not read, a missing image, a file that is not a
+            NIfTI image, or a session the task's images cannot take.
     """
     from lesionkit.bids import (
         bids_path,
@@ -116,7 +118,15 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
     if not subject.isalnum() or not subject.isascii():
         raise InputError(f"--subjects: expected one subject label of letters and digits for "
                          f"the files of --image, found {subject!r}")
+    if session is not None and (not session.isalnum() or not session.isascii()):
+        raise InputError(f"--sessions: expected one session label of letters and digits for "
+                         f"the files of --image, found {session!r}")
     specs = {s.key: s for s in prediction_specs(task)}
+    fixed = sorted({s.session for s in specs.values() if s.session})
+    if session is not None and fixed:
+        raise InputError(f"--sessions: expected none for the files of --image, as task "
+                         f"{task.name} reads its images from session(s) {', '.join(fixed)}; "
+                         f"found {session!r}")
     listed = image_keys(task)
     unknown = sorted(set(images) - set(specs))
     missing = [k for k, s in specs.items() if s is not task.mask and k not in images]
@@ -137,7 +147,8 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
     for key, file in files.items():
         spec = specs[key]
         link = bids_path(root, subject, spec.suffix, derivatives=spec.derivatives,
-                         session=spec.session, extension=".nii.gz" if file.name.endswith(
+                         session=spec.session or session,
+                         extension=".nii.gz" if file.name.endswith(
                              ".gz") else ".nii", **dict(spec.entities))
         link.parent.mkdir(parents=True, exist_ok=True)
         _link(file, link)
