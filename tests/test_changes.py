@@ -23,6 +23,9 @@ from lesionkit.io import InputError
 
 SHAPE = (48, 56, 44)
 VOXEL_MM = 2.0
+#: Voxel size (mm) of the files compare() reads: the brain is 334 mL there, a plausible
+#: brain mask (171 mL at VOXEL_MM is refused as too small to be one).
+FILE_VOXEL_MM = 2.5
 
 
 def _ball(centre: tuple[float, float, float], radius: float) -> np.ndarray:
@@ -145,7 +148,7 @@ def _write_predictions(root: Path, shift_mm: float = 0.0) -> Path:
     s = _sessions()
     predictions = root / "pred"
     for session in ("1", "2"):
-        affine = np.diag([VOXEL_MM] * 3 + [1.0])
+        affine = np.diag([FILE_VOXEL_MM] * 3 + [1.0])
         if session == "1":
             affine[0, 3] = shift_mm
         source = root / "raw" / "sub-01" / f"ses-{session}" / "anat" / (
@@ -202,6 +205,41 @@ def test_one_session_is_refused_in_one_line(tmp_path: Path) -> None:
         compare(predictions)
     with pytest.raises(InputError, match="expected the predictions folder"):
         compare(tmp_path / "missing")
+
+
+def test_sessions_that_name_no_maps_are_said_so(tmp_path: Path) -> None:
+    predictions = _write_predictions(tmp_path)
+    with pytest.raises(InputError, match=r"sessions named by --sessions \(3, 4\) of a "):
+        compare(predictions, sessions=["3", "4"])
+
+
+@pytest.mark.parametrize(("broken", "message"), [
+    ("empty brain", r"brain mask \(sub-01_ses-2_\S+\) of at least 200 mL, found 0\.0 mL"),
+    ("tiny brain", r"of at least 200 mL, found 0\.1 mL"),
+    ("constant baseline", r"ses-1_FLAIR\.nii\.gz\) to have contrast, found 2nd and 98th"),
+    ("constant follow-up", r"ses-2_FLAIR\.nii\.gz\) to have contrast inside the brain"),
+])
+def test_a_pair_that_cannot_be_compared_is_refused_before_registration(
+        tmp_path: Path, broken: str, message: str) -> None:
+    """An empty or implausibly small follow-up brain mask, or an image without contrast,
+    is one line naming the file, not a registration that fails or reads noise; nothing is
+    written."""
+    predictions = _write_predictions(tmp_path)
+    session = "1" if broken == "constant baseline" else "2"
+    folder = predictions / "sub-01" / f"ses-{session}" / "anat"
+    if broken.endswith("brain"):
+        path = folder / f"sub-01_ses-{session}_label-brain_desc-flairlesion_mask.nii.gz"
+        mask = np.zeros(SHAPE, np.uint8)
+        if broken == "tiny brain":
+            mask[20:22, 20:22, 20:22] = 1
+    else:
+        path = tmp_path / "raw" / "sub-01" / f"ses-{session}" / "anat" / (
+            f"sub-01_ses-{session}_FLAIR.nii.gz")
+        mask = np.full(SHAPE, 7.0, np.float32)
+    nib.save(nib.Nifti1Image(mask, nib.load(path).affine), path)
+    with pytest.raises(InputError, match=message):
+        compare(predictions, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_input_image_is_named(tmp_path: Path) -> None:

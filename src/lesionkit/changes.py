@@ -416,6 +416,33 @@ def _shift_mm(matrix: np.ndarray, brain: np.ndarray, affine: np.ndarray) -> floa
     return float(np.linalg.norm(moved - world, axis=1).mean())
 
 
+def _check_comparable(brain: np.ndarray, brain_source: str, follow_image: Any,
+                      base_image: Any, followup: SessionMap, baseline: SessionMap) -> None:
+    """Refuse, before registering them, a follow-up brain mask too small to be a brain
+    (under ``PLAUSIBLE_VOLUME_ML[0]``, the bound of every computed mask) and an image with
+    no contrast (inside that brain at follow-up; anywhere at baseline).
+
+    Raises:
+        InputError: naming the mask or the map whose image it is.
+    """
+    from lesionkit.brainmask import PLAUSIBLE_VOLUME_ML
+
+    voxel_ml = abs(float(np.linalg.det(np.asarray(follow_image.affine)[:3, :3]))) / 1000.0
+    volume_ml = float(brain.sum()) * voxel_ml
+    if volume_ml < PLAUSIBLE_VOLUME_ML[0]:
+        raise InputError(f"{brain_source}: expected the follow-up's brain mask "
+                         f"({followup.path.name}) of at least {PLAUSIBLE_VOLUME_ML[0]:.0f} mL, "
+                         f"found {volume_ml:.1f} mL")
+    for session_map, values in ((followup, np.asarray(follow_image.data)[brain]),
+                                (baseline, np.asarray(base_image.data))):
+        low, high = np.percentile(values, [2, 98])
+        if not high > low:
+            where = " inside the brain" if session_map is followup else ""
+            raise InputError(f"{session_map.path}: expected its image "
+                             f"({_sources(session_map.path)[0]}) to have contrast{where}, "
+                             f"found 2nd and 98th percentiles both {low:g}")
+
+
 def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
                      reading: ChangeReading = ChangeReading()) -> tuple[list[Path], dict]:
     """Read the lesion changes from ``baseline`` to ``followup``; write their label map,
@@ -440,6 +467,7 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
                                 if np.ndim(v.data) == 4 else v
                                 for v in (follow_image, base_image))
     brain, brain_source = _brain(followup, follow_image)
+    _check_comparable(brain, brain_source, follow_image, base_image, followup, baseline)
     try:
         matrix = register_sessions(base_image, follow_image, brain)
     except (ValueError, np.linalg.LinAlgError) as error:
@@ -536,9 +564,10 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
         pairs += list(itertools.pairwise(ordered))
     if not pairs:
         found = sorted({m.session for maps in groups.values() for m in maps})
+        named = f" named by --sessions ({', '.join(sessions)})" if sessions else ""
         raise InputError(f"{predictions}: expected lesion probability maps "
-                         "(*_label-lesion_*_probseg.nii.gz) of two or more sessions of a "
-                         f"subject, found {len(groups)} subject map set(s) in session(s) "
+                         f"(*_label-lesion_*_probseg.nii.gz) of two or more sessions{named} "
+                         f"of a subject, found {len(groups)} subject map set(s) in session(s) "
                          f"{', '.join(found) or 'none'}")
     written: list[Path] = []
     rows: dict[str, list[dict]] = {}
