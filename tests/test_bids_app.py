@@ -297,6 +297,34 @@ def test_session_label_predicts_only_those_sessions(lesions, tmp_path, capsys,
     assert not (tmp_path / "out2").exists()
 
 
+def test_changes_that_cannot_be_read_leave_the_maps_with_a_warning(
+        tmp_path, monkeypatch, lesions, capsys) -> None:
+    """The lesion changes are an extra of the participant level: a pair they cannot read
+    is a warning naming the participant, its maps are kept and the exit status is 0."""
+    import shutil
+
+    from conftest import TOY_LESION_TASK
+    from lesionkit import changes, tasks
+    from lesionkit.io import InputError
+
+    monkeypatch.setitem(tasks.TASKS, TOY_LESION_TASK.name, TOY_LESION_TASK)
+
+    def refuse(*args, **kwargs):
+        raise InputError("mask.nii.gz: expected a brain mask of at least 200 mL,\nfound 0.0 mL")
+
+    monkeypatch.setattr(changes, "has_pairs", lambda *args, **kwargs: True)
+    monkeypatch.setattr(changes, "compare", refuse)
+    data, model = lesions
+    bids = _into_sessions(Path(shutil.copytree(data, tmp_path / "bids")), ("A", "B"))
+    out = tmp_path / "out"
+    assert run([str(bids), str(out), "participant", "--task", "toy-lesions", "--model",
+                str(model), "--participant-label", "01"]) == 0
+    assert {p.relative_to(out).parts[1] for p in out.rglob("sub-01_*.nii.gz")} == {
+        "ses-A", "ses-B"}
+    assert ("warning: no lesion changes for sub-01: mask.nii.gz: expected a brain mask of at "
+            "least 200 mL, found 0.0 mL") in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_participant_of_two_visits_gets_its_lesion_changes(tmp_path) -> None:
     """The real sample's two visits in one dataset through the FLAIR-only shipped model:

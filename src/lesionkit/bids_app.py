@@ -279,8 +279,12 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                             sessions=sessions, keep_outside_brain=keep_outside_brain,
                             lesions=LesionReading(lesion_threshold, min_lesion_ml))
                     if changes and has_pairs(staging, [subject]):
-                        compare(staging, subjects=[subject],
-                                reading=ChangeReading(threshold=lesion_threshold))
+                        try:
+                            compare(staging, subjects=[subject],
+                                    reading=ChangeReading(threshold=lesion_threshold))
+                        except InputError as error:  # the maps stand; the changes are an extra
+                            typer.echo(f"warning: no lesion changes for {PARTICIPANT}"
+                                       f"{subject}: {' '.join(str(error).split())}", err=True)
                     _viewers(task_name, staging, subject)
                     if not written:
                         written.append(_describe(out, bids, parameters))
