@@ -207,6 +207,18 @@ def test_one_session_is_refused_in_one_line(tmp_path: Path) -> None:
         compare(tmp_path / "missing")
 
 
+def test_the_dataset_predict_wrote_into_is_read_through(tmp_path: Path) -> None:
+    """``changes DATA`` after ``predict MODEL DATA`` (no --out-dir): the maps under
+    DATA/derivatives/lesionkit are read, and the changes written beside them."""
+    predictions = _write_predictions(tmp_path)
+    beneath = tmp_path / "raw" / "derivatives" / "lesionkit"
+    beneath.parent.mkdir()
+    predictions.rename(beneath)
+    written, table = compare(tmp_path / "raw")
+    assert table == beneath / "task-flair-lesion_lesionchange.tsv"
+    assert all(beneath in path.parents for path in written)
+
+
 def test_sessions_that_name_no_maps_are_said_so(tmp_path: Path) -> None:
     predictions = _write_predictions(tmp_path)
     with pytest.raises(InputError, match=r"sessions named by --sessions \(3, 4\) of a "):

@@ -536,8 +536,9 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     in a predictions folder: each session against the one before it.
 
     Args:
-        predictions: The folder ``lesionkit predict`` wrote.
-        out_dir: Where to write (default: ``predictions``), as BIDS derivatives.
+        predictions: The folder ``lesionkit predict`` wrote, or the dataset whose
+            ``derivatives/lesionkit`` it wrote (predict's default).
+        out_dir: Where to write (default: the maps' folder), as BIDS derivatives.
         subjects: Subject labels (default: all).
         sessions: Sessions in time order (default: ``sessions.tsv`` ``acq_time``, else
             their labels' order).
@@ -556,8 +557,11 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     if not predictions.is_dir():
         raise InputError(f"{predictions}: expected the predictions folder of lesionkit "
                          "predict, found no folder")
-    out = Path(out_dir) if out_dir is not None else predictions
     groups = lesion_maps(predictions, subjects)
+    beneath = predictions / "derivatives" / "lesionkit"  # predict's default beside the data
+    if not groups and beneath.is_dir():
+        predictions, groups = beneath, lesion_maps(beneath, subjects)
+    out = Path(out_dir) if out_dir is not None else predictions
     pairs = []
     for maps in groups.values():
         ordered = session_order(maps, sessions)

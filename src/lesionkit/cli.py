@@ -698,9 +698,10 @@ def _predict_files(model_dir: Path, images: list[str], subjects: str | None,
 def changes(
     predictions: Annotated[Path, typer.Argument(
         help="Predictions folder written by predict, with lesion maps of two or more "
-             "sessions of a subject.")],
+             "sessions of a subject (or the dataset whose derivatives/lesionkit holds "
+             "them, predict's default).")],
     out_dir: Annotated[Path | None, typer.Option(
-        help="Folder to write to (default: PREDICTIONS).")] = None,
+        help="Folder to write to (default: the maps' folder).")] = None,
     subjects: SubjectsOption = None,
     sessions: Annotated[str | None, typer.Option(
         help="Comma-separated sessions in time order (default: acq_time of the raw "
