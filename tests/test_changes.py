@@ -16,6 +16,7 @@ from lesionkit.changes import (
     ChangeReading,
     SessionMap,
     compare,
+    has_pairs,
     lesion_changes,
     session_order,
 )
@@ -205,6 +206,25 @@ def test_one_session_is_refused_in_one_line(tmp_path: Path) -> None:
         compare(predictions)
     with pytest.raises(InputError, match="expected the predictions folder"):
         compare(tmp_path / "missing")
+
+
+def test_sessions_written_earlier_are_paired_with_the_new_ones(tmp_path: Path) -> None:
+    """One job per session: the maps of a session predicted now are paired with another
+    session's in a folder written before; without a new map there is no pair to read."""
+    predictions = _write_predictions(tmp_path)
+    earlier, new = tmp_path / "earlier", tmp_path / "new"
+    (earlier / "sub-01").mkdir(parents=True)
+    (predictions / "sub-01" / "ses-1").rename(earlier / "sub-01" / "ses-1")
+    (new / "sub-01").mkdir(parents=True)
+    (predictions / "sub-01" / "ses-2").rename(new / "sub-01" / "ses-2")
+    assert not has_pairs(new, ["01"]) and has_pairs(new, ["01"], earlier=earlier)
+    written, table = compare(new, tmp_path / "out", earlier=earlier)
+    assert (tmp_path / "out" / "sub-01" / "ses-2" / "anat" /
+            "sub-01_ses-2_label-lesion_desc-flairlesionchange_dseg.nii.gz") in written
+    assert "ses-1" in table.read_text()
+    (tmp_path / "none").mkdir()
+    with pytest.raises(InputError, match="two or more sessions"):  # no new map: no pair
+        compare(tmp_path / "none", earlier=earlier)
 
 
 def test_the_dataset_predict_wrote_into_is_read_through(tmp_path: Path) -> None:

@@ -238,7 +238,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     (:func:`lesionkit.infer.predict`, :class:`lesionkit.infer.LesionReading`).
     ``changes``: a participant with lesion maps of two or more sessions also gets the
     lesion changes between them (:func:`lesionkit.changes.compare`, at
-    ``lesion_threshold``).
+    ``lesion_threshold``), the sessions that earlier runs wrote into ``out`` included (one
+    job per session).
 
     Returns:
         Paths written.
@@ -278,9 +279,9 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                             progress=False, out_dir=staging, register=register,
                             sessions=sessions, keep_outside_brain=keep_outside_brain,
                             lesions=LesionReading(lesion_threshold, min_lesion_ml))
-                    if changes and has_pairs(staging, [subject]):
-                        try:
-                            compare(staging, subjects=[subject],
+                    if changes and has_pairs(staging, [subject], earlier=out):
+                        try:  # with the sessions earlier jobs wrote into OUTPUT_DIR
+                            compare(staging, subjects=[subject], earlier=out,
                                     reading=ChangeReading(threshold=lesion_threshold))
                         except InputError as error:  # the maps stand; the changes are an extra
                             typer.echo(f"warning: no lesion changes for {PARTICIPANT}"

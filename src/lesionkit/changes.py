@@ -269,10 +269,26 @@ def lesion_maps(predictions: Path, subjects: Sequence[str] | None = None
     return groups
 
 
-def has_pairs(predictions: Path, subjects: Sequence[str] | None = None) -> bool:
-    """Whether a predictions folder holds lesion maps of two or more sessions of a subject."""
-    return any(len({m.session for m in maps}) >= 2
-               for maps in lesion_maps(predictions, subjects).values())
+def _with_earlier(groups: dict[Any, list[SessionMap]], earlier: Path | None,
+                  subjects: Sequence[str] | None) -> dict[Any, list[SessionMap]]:
+    """``groups`` with the maps of other sessions of the same subject and model found in
+    ``earlier`` (a folder written before), where ``groups`` has none of that session."""
+    if earlier is None or not Path(earlier).is_dir():
+        return groups
+    merged = {key: list(maps) for key, maps in groups.items()}
+    for key, maps in lesion_maps(Path(earlier), subjects).items():
+        if key in merged:
+            have = {m.session for m in merged[key]}
+            merged[key] += [m for m in maps if m.session not in have]
+    return merged
+
+
+def has_pairs(predictions: Path, subjects: Sequence[str] | None = None,
+              earlier: Path | None = None) -> bool:
+    """Whether a predictions folder holds lesion maps of two or more sessions of a subject
+    (with ``earlier``: counting that folder's other sessions of the subjects it has)."""
+    groups = _with_earlier(lesion_maps(predictions, subjects), earlier, subjects)
+    return any(len({m.session for m in maps}) >= 2 for maps in groups.values())
 
 
 def _natural(label: str) -> list[Any]:
@@ -531,7 +547,8 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
 def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
             subjects: Sequence[str] | None = None, sessions: Sequence[str] | None = None,
             reading: ChangeReading = ChangeReading(),
-            progress: Any = None) -> tuple[list[Path], Path]:
+            progress: Any = None, earlier: str | os.PathLike[str] | None = None
+            ) -> tuple[list[Path], Path]:
     """Read the lesion changes of every subject with lesion maps of two or more sessions
     in a predictions folder: each session against the one before it.
 
@@ -544,6 +561,10 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
             their labels' order).
         reading: Thresholds.
         progress: Called with each pair's description before it is read.
+        earlier: A folder of maps written before (the BIDS app's OUTPUT_DIR, when each
+            session is its own job): its other sessions of the same subjects and models
+            are paired with those of ``predictions``; pairs of its own sessions alone are
+            not read again. Outputs still go to ``out_dir``.
 
     Returns:
         The files written and the summary table ``task-<model>_lesionchange.tsv``.
@@ -562,10 +583,13 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     if not groups and beneath.is_dir():
         predictions, groups = beneath, lesion_maps(beneath, subjects)
     out = Path(out_dir) if out_dir is not None else predictions
+    mine = {m.path for maps in groups.values() for m in maps}
+    groups = _with_earlier(groups, None if earlier is None else Path(earlier), subjects)
     pairs = []
     for maps in groups.values():
         ordered = session_order(maps, sessions)
-        pairs += list(itertools.pairwise(ordered))
+        pairs += [pair for pair in itertools.pairwise(ordered)
+                  if pair[0].path in mine or pair[1].path in mine]
     if not pairs:
         found = sorted({m.session for maps in groups.values() for m in maps})
         named = f" named by --sessions ({', '.join(sessions)})" if sessions else ""
