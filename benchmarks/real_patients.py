@@ -155,7 +155,8 @@ def layout_with_truth(source: Path, out: Path) -> Path:
     """:func:`layout_bids`, with each study2 change mask on its FLAIR grid as the truth of
     a ``manual`` derivatives pipeline (``sub-<p>_ses-study2_label-lesion_mask.nii.gz``),
     so that ``lesionkit evaluate ... --truth manual`` scores study2 as a user would
-    (study1 has no truth: the mask marks what changed by study2)."""
+    (study1 has no truth: the mask marks what changed by study2), and the same mask as
+    ``..._label-change_mask.nii.gz``, the truth of ``lesionkit changes --truth``."""
     out = layout_bids(source, out)
     manual = Path(out) / "derivatives" / "manual"
     for patient in sorted(p.name for p in Path(source).glob("patient*") if p.is_dir()):
@@ -165,6 +166,7 @@ def layout_with_truth(source: Path, out: Path) -> Path:
         mask = change_mask_on_flair(source, patient)
         mask.set_data_dtype(np.uint8)
         nib.save(mask, path)
+        nib.save(mask, path.with_name(path.name.replace("label-lesion", "label-change")))
     _write_json(_description(
         "Change mask (changed lesions) on the FLAIR grid", dataset_type="derivative",
         GeneratedBy=[{"Name": "Manual", "Description": (
@@ -529,6 +531,9 @@ def make_test_sample(source: Path, out: Path) -> dict[str, Any]:
     mask_path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(mask, mask_path)
     written.append(mask_path)
+    change_path = mask_path.with_name(f"{stem}_label-change_mask.nii.gz")  # changes --truth
+    nib.save(mask, change_path)
+    written.append(change_path)
     written.append(_write_json(_description("Real MS patient sample (cropped)"),
                                out / "dataset_description.json"))
     written.append(_write_json(_description(
@@ -572,6 +577,9 @@ def make_test_sample(source: Path, out: Path) -> dict[str, Any]:
         "the database's lesion CHANGE mask (lesions that changed since the first time "
         "point, most new or enlarging, some shrinking) on the FLAIR crop, uint8; "
         f"{kept} of its {whole} voxels on the whole FLAIR grid lie in the crop.",
+        f"- `derivatives/manual/`, same folders: `{stem}_label-change_mask.nii.gz`, the "
+        "same mask as the change truth that `lesionkit changes --truth` scores the changes "
+        "read between two visits against.",
         "The change mask marks only the changed lesions; other lesions visible on the FLAIR "
         "are not in it, so it is not a whole-lesion truth.",
         "## How it was made",

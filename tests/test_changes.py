@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 
@@ -18,6 +19,7 @@ from lesionkit.changes import (
     compare,
     has_pairs,
     lesion_changes,
+    score_changes,
     session_order,
 )
 from lesionkit.io import InputError
@@ -206,6 +208,64 @@ def test_one_session_is_refused_in_one_line(tmp_path: Path) -> None:
         compare(predictions)
     with pytest.raises(InputError, match="expected the predictions folder"):
         compare(tmp_path / "missing")
+
+
+def test_score_changes_by_direction_or_any() -> None:
+    """Hand-made: a new lesion found by an increase, a resolved one missed (the call there is
+    an increase, the wrong direction, and so also false), a call elsewhere false; without
+    kinds in the truth, direction does not count."""
+    truth = np.zeros((20, 20, 20), np.int64)
+    truth[2:5, 2:5, 2:5] = 1  # new
+    truth[10:13, 10:13, 10:13] = 4  # resolved
+    labels = np.zeros_like(truth)
+    labels[3:6, 3:6, 3:6] = 1  # increase on the new lesion
+    labels[11:13, 11:13, 11:13] = 2  # increase on the resolved lesion
+    labels[16:18, 16:18, 16:18] = 3  # elsewhere
+    kinds = {1: "new", 2: "enlarging", 3: "shrinking"}
+    coded = score_changes(labels, kinds, truth, coded=True)
+    assert (coded["true_changes"], coded["found"], coded["calls"], coded["false_calls"]) == (
+        2, 1, 3, 2)
+    assert (coded["new_true"], coded["new_found"], coded["resolved_true"],
+            coded["resolved_found"]) == (1, 1, 1, 0)
+    assert coded["sensitivity"] == 0.5 and coded["ppv"] == round(1 / 3, 4)
+    assert coded["f1"] == round(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3), 4)
+    both = ((labels > 0) & (truth > 0)).sum()
+    assert coded["dice"] == round(2 * both / ((labels > 0).sum() + (truth > 0).sum()), 4)
+    plain = score_changes(labels, kinds, (truth > 0).astype(np.int64), coded=False)
+    assert (plain["found"], plain["false_calls"]) == (2, 1) and "new_true" not in plain
+    empty = score_changes(np.zeros_like(truth), {}, np.zeros_like(truth), coded=False)
+    assert empty["sensitivity"] is None and empty["ppv"] is None and empty["f1"] is None
+
+
+def test_compare_scores_against_a_change_truth(tmp_path: Path, capsys) -> None:
+    """--truth: a label-change_dseg of the later session, laid where the changes happened,
+    gives every change found and no false call; without a truth, one line says so."""
+    from lesionkit.cli import run
+
+    predictions = _write_predictions(tmp_path)
+    truth = np.zeros(SHAPE, np.int16)
+    truth[_ball(NEW, 3)] = 1
+    truth[_ball(GROWS, 3.5) & ~_ball(GROWS, 2)] = 2
+    truth[_ball(RESOLVES, 3)] = 4
+    folder = tmp_path / "raw" / "derivatives" / "manual" / "sub-01" / "ses-2" / "anat"
+    folder.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(truth, np.diag([FILE_VOXEL_MM] * 3 + [1.0])),
+             folder / "sub-01_ses-2_label-change_dseg.nii.gz")
+    assert run(["changes", str(predictions), "--out-dir", str(tmp_path / "out"), "--truth",
+                str(tmp_path / "raw")]) == 0
+    assert "3 of 3 true changes found, 0 of 3 calls false" in capsys.readouterr().out
+    [row] = pd.read_csv(tmp_path / "out" / "task-flair-lesion_changescores.tsv",
+                        sep="\t").to_dict("records")
+    assert (row["new_found"], row["enlarging_found"], row["resolved_found"], row["f1"]) == (
+        1, 1, 1, 1.0)
+    assert row["model"] == "flair-lesion" and row["baseline_session_id"] == "ses-1"
+    (folder / "sub-01_ses-2_label-change_dseg.nii.gz").unlink()
+    assert run(["changes", str(predictions), "--out-dir", str(tmp_path / "out2"), "--truth",
+                str(tmp_path / "raw")]) == 1
+    assert "expected a change truth" in capsys.readouterr().err
+    assert run(["changes", str(predictions), "--truth", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere: expected a BIDS dataset folder" in capsys.readouterr().err
+    assert not list(predictions.rglob("*change_dseg*"))  # refused before any pair
 
 
 def test_sessions_written_earlier_are_paired_with_the_new_ones(tmp_path: Path) -> None:

@@ -62,6 +62,14 @@ REGISTRATION_FACTORS = (4, 2, 1)
 UNCERTAINTY_DESC = "uncertainty"
 #: Kinds of change, in the order of the summary table.
 KINDS = ("new", "enlarging", "shrinking", "resolved")
+#: Codes of a change truth map (``label-change_dseg``; the phantom's ``--follow-up`` writes
+#: them); the kinds of an increase, the others are decreases.
+CHANGE_CODES = {kind: code for code, kind in enumerate(KINDS, start=1)}
+INCREASES = ("new", "enlarging")
+#: Columns of the scores against a change truth (``task-<model>_changescores.tsv``).
+SCORE_COLUMNS = ("participant_id", "session_id", "baseline_session_id", "model", "truth",
+                 "true_changes", "found", "sensitivity", "calls", "false_calls", "ppv", "f1",
+                 "dice", *(f"{kind}_{what}" for kind in KINDS for what in ("true", "found")))
 #: Columns of the table of changes.
 CHANGE_COLUMNS = ("label", "change", "centre_i", "centre_j", "centre_k", "centre_x_mm",
                   "centre_y_mm", "centre_z_mm", "volume_mm3", "mean_z",
@@ -544,10 +552,132 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
     return [label_path, sidecar_path, table_path], row
 
 
+# ----------------------------------------------------------------------------- scores
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def score_changes(labels: np.ndarray, kinds: dict[int, str], truth: np.ndarray,
+                  coded: bool) -> dict[str, Any]:
+    """Lesion-wise scores of a change label map against a change truth on its grid.
+
+    A true change (a 26-connected component of one code) is found when a call touches it,
+    a call of its direction (increase: new or enlarging; decrease: shrinking or resolved)
+    where the truth is coded; a call is false when it touches no true change (of its
+    direction). F1 from sensitivity and PPV; Dice of all calls against all true changes.
+
+    Args:
+        labels: (X, Y, Z) change labels as :func:`compare` writes them.
+        kinds: Label -> its kind (the table beside the map).
+        truth: (X, Y, Z) truth: :data:`CHANGE_CODES` where ``coded``, else any non-zero
+            voxel is a change of either direction.
+        coded: Whether ``truth`` holds the kinds.
+    """
+    from scipy import ndimage
+
+    up_calls = np.isin(labels, [label for label, kind in kinds.items() if kind in INCREASES])
+    down_calls = (labels > 0) & ~up_calls
+    row: dict[str, Any] = {}
+    true = found = 0
+    for kind in KINDS if coded else ("change",):
+        mine = (up_calls if kind in INCREASES else down_calls) if coded else labels > 0
+        components, count = ndimage.label(truth == CHANGE_CODES[kind] if coded else truth > 0,
+                                          _FULL)
+        hit = len(set(np.unique(components[mine & (components > 0)]).tolist()) - {0})
+        if coded:
+            row[f"{kind}_true"], row[f"{kind}_found"] = count, hit
+        true, found = true + count, found + hit
+    false = 0
+    for label, kind in kinds.items():
+        where = truth[labels == label]
+        codes = [CHANGE_CODES[k] for k in (INCREASES if kind in INCREASES else
+                                           tuple(k for k in KINDS if k not in INCREASES))]
+        if not (np.isin(where, codes).any() if coded else (where > 0).any()):
+            false += 1
+    sensitivity, ppv = _ratio(found, true), _ratio(len(kinds) - false, len(kinds))
+    f1 = (round(2 * sensitivity * ppv / (sensitivity + ppv), 4)
+          if sensitivity and ppv else (0.0 if true and kinds else None))
+    both = int(((labels > 0) & (truth > 0)).sum())
+    total = int((labels > 0).sum() + (truth > 0).sum())
+    return {"true_changes": true, "found": found, "sensitivity": sensitivity,
+            "calls": len(kinds), "false_calls": false, "ppv": ppv, "f1": f1,
+            "dice": round(2 * both / total, 4) if total else None, **row}
+
+
+def _truth_of(dataset: Any, subject: str, session: str, pipeline: str | None) -> Any:
+    """The subject's change truth of ``session`` (``label-change_dseg``, else
+    ``label-change_mask``) in ``pipeline`` (default: the one derivatives pipeline holding
+    it), or None."""
+    for suffix in ("dseg", "mask"):
+        found = dataset.locate(subject, suffix, derivatives=pipeline,
+                               other_pipelines=pipeline is None, session=session,
+                               label="change")
+        if found:
+            return found[0]
+    return None
+
+
+def score(label_paths: Sequence[Path], data_dir: str | os.PathLike[str],
+          pipeline: str | None = None) -> list[dict[str, Any]]:
+    """Score change maps :func:`compare` wrote against the change truth of ``data_dir``
+    (:func:`score_changes`), put on each map's grid (nearest neighbour) where it lies on
+    another.
+
+    Returns:
+        A row per change map with a truth (:data:`SCORE_COLUMNS`).
+
+    Raises:
+        InputError: no map has a truth, or a truth is unreadable.
+    """
+    import csv
+
+    from nibabel.processing import resample_from_to
+
+    from lesionkit.bids import BIDSDataset, parse_name
+    from lesionkit.io import load_volume, nifti_image
+
+    dataset = BIDSDataset(data_dir)
+    rows = []
+    for path in label_paths:
+        entities = parse_name(path.name)[0]  # type: ignore[index]
+        sidecar = _sidecar(path)
+        truth_file = _truth_of(dataset, entities["sub"], entities["ses"], pipeline)
+        if truth_file is None:
+            continue
+        calls = load_volume(path, kind="label")
+        truth = load_volume(truth_file.path, kind="label")
+        if truth.shape[:3] != calls.shape[:3] or not np.allclose(truth.affine, calls.affine,
+                                                                   atol=1e-3):
+            truth = truth.with_data(np.asarray(resample_from_to(
+                nifti_image(np.asarray(truth.data, np.float32), truth.affine),
+                (calls.shape[:3], calls.affine), order=0).dataobj), kind="label")
+        with path.with_name(path.name.removesuffix(".nii.gz").removesuffix(".nii")
+                            + ".tsv").open(newline="") as handle:
+            kinds = {int(r["label"]): r["change"] for r in csv.DictReader(handle,
+                                                                          delimiter="\t")}
+        rows.append({
+            "participant_id": f"sub-{entities['sub']}", "session_id": f"ses-{entities['ses']}",
+            "baseline_session_id": f"ses-{sidecar.get('BaselineSession', 'n/a')}",
+            "model": str(_sidecar(Path(sidecar["Sources"][1])).get("Task", "n/a"))
+            if len(sidecar.get("Sources", [])) > 1 else "n/a",
+            "truth": str(truth_file.path),
+            **score_changes(np.asarray(calls.data).astype(np.int64), kinds,
+                            np.rint(np.asarray(truth.data)).astype(np.int64),
+                            coded=truth_file.path.name.split("_")[-1].startswith("dseg"))})
+    if not rows:
+        raise InputError(f"{dataset.root}: expected a change truth "
+                         "(sub-<label>_ses-<label>_label-change_dseg or _mask) of a session "
+                         f"whose changes were read, found none for {len(label_paths)} map(s)")
+    return rows
+
+
 def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
             subjects: Sequence[str] | None = None, sessions: Sequence[str] | None = None,
             reading: ChangeReading = ChangeReading(),
-            progress: Any = None, earlier: str | os.PathLike[str] | None = None
+            progress: Any = None, earlier: str | os.PathLike[str] | None = None,
+            truth: str | os.PathLike[str] | None = None, truth_pipeline: str | None = None
             ) -> tuple[list[Path], Path]:
     """Read the lesion changes of every subject with lesion maps of two or more sessions
     in a predictions folder: each session against the one before it.
@@ -565,12 +695,17 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
             session is its own job): its other sessions of the same subjects and models
             are paired with those of ``predictions``; pairs of its own sessions alone are
             not read again. Outputs still go to ``out_dir``.
+        truth: A dataset holding change truths (``label-change_dseg`` or ``_mask`` of the
+            later session, :func:`score`): the changes read are scored against them in
+            ``task-<model>_changescores.tsv``.
+        truth_pipeline: Its derivatives pipeline (default: the one holding them).
 
     Returns:
         The files written and the summary table ``task-<model>_lesionchange.tsv``.
 
     Raises:
-        InputError: no subject has lesion maps of two sessions, or a pair cannot be read.
+        InputError: no subject has lesion maps of two sessions, a pair cannot be read, or
+            ``truth`` holds no change truth of the pairs read (their changes are written).
     """
     from lesionkit.io import all_or_nothing, write_tsv
 
@@ -597,8 +732,13 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
                          f"(*_label-lesion_*_probseg.nii.gz) of two or more sessions{named} "
                          f"of a subject, found {len(groups)} subject map set(s) in session(s) "
                          f"{', '.join(found) or 'none'}")
+    if truth is not None:
+        from lesionkit.bids import BIDSDataset
+
+        BIDSDataset(truth)  # a missing truth folder is said before any pair is read
     written: list[Path] = []
     rows: dict[str, list[dict]] = {}
+    label_maps: dict[str, list[Path]] = {}
     for baseline, followup in pairs:
         if progress is not None:
             progress(f"sub-{followup.subject}: ses-{baseline.session} -> ses-{followup.session}")
@@ -606,8 +746,13 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
             paths, row = compare_sessions(baseline, followup, out, reading)
         written += paths
         rows.setdefault(row["model"], []).append(row)
+        label_maps.setdefault(row["model"], []).append(paths[0])
     tables = [write_tsv(model_rows, out / f"task-{model}_lesionchange.tsv")
               for model, model_rows in rows.items()]
+    if truth is not None:
+        tables += [write_tsv(score(paths, truth, truth_pipeline),
+                             out / f"task-{model}_changescores.tsv", columns=SCORE_COLUMNS)
+                   for model, paths in label_maps.items()]
     if not (out / "dataset_description.json").is_file():  # another --out-dir: a derivative
         from lesionkit.bids import write_dataset_description
 

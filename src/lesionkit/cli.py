@@ -713,6 +713,14 @@ def changes(
     min_change_ml: Annotated[float, typer.Option(
         min=0.0, help="Smallest change counted (mL); default: a ball of 3 mm "
                       "diameter.")] = 0.0141,
+    truth: Annotated[Path | None, typer.Option(
+        help="Dataset with change truths of the later sessions "
+             "(sub-<label>_ses-<label>_label-change_dseg: 1 new, 2 enlarging, 3 shrinking, "
+             "4 resolved; or _label-change_mask: any change): score the changes read "
+             "against them (task-<model>_changescores.tsv).")] = None,
+    truth_pipeline: Annotated[str | None, typer.Option(
+        help="Derivatives pipeline of --truth holding them (default: the one that "
+             "does).")] = None,
 ) -> None:
     """Read new, enlarging, shrinking and resolved lesions between sessions from predict's
     lesion maps: each session against the one before it.
@@ -732,8 +740,18 @@ def changes(
     with _user_errors():
         order = [s.strip().removeprefix("ses-") for s in sessions.split(",")] if sessions else None
         written, table = run(predictions, out_dir, _subject_list(subjects), order, reading,
-                             progress=lambda text: typer.echo(text, err=True))
+                             progress=lambda text: typer.echo(text, err=True), truth=truth,
+                             truth_pipeline=truth_pipeline)
     typer.echo(f"wrote {len(written)} files; the changes per subject: {table}")
+    for scores in (p for p in written if p.name.endswith("_changescores.tsv")):
+        import csv
+
+        with scores.open(newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        found, true, calls, false = (sum(int(r[c]) for r in rows) for c in (
+            "found", "true_changes", "calls", "false_calls"))
+        typer.echo(f"scores against the truth ({scores}): {found} of {true} true changes "
+                   f"found, {false} of {calls} calls false, over {len(rows)} pair(s)")
 
 
 @app.command()

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from lesionkit.changes import CHANGE_CODES
 from lesionkit.simulate.lesions import FractionMaps, Lesion
 from lesionkit.simulate.signal import reslice
 from lesionkit.simulate.template import Anatomy
@@ -40,8 +41,6 @@ from lesionkit.simulate.tissue import TissueMaps
 
 #: Probability of each fate of a first-visit lesion.
 FATES = {"stable": 0.7, "enlarging": 0.12, "shrinking": 0.1, "resolved": 0.08}
-#: Codes of the change truth map.
-CHANGE_CODES = {"new": 1, "enlarging": 2, "shrinking": 3, "resolved": 4}
 #: Width (mm) an enlarging lesion gains, or a shrinking one loses, at its edge.
 EDGE_MM = (2.0, 4.0)
 #: New lesions at the second visit (inclusive range).
