@@ -28,12 +28,8 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
-#: Truth codes (lesionkit.simulate.followup.CHANGE_CODES) and the calls of their direction.
-CODES = {"new": 1, "enlarging": 2, "shrinking": 3, "resolved": 4}
-UP = ("new", "enlarging")
-FULL = np.ones((3, 3, 3), bool)
+from lesionkit.changes import CHANGE_CODES, INCREASES, KINDS, score_changes
 
 
 def _lesionkit() -> str:
@@ -42,31 +38,26 @@ def _lesionkit() -> str:
 
 
 def score_subject(truth_path: Path, calls_path: Path) -> dict[str, Any]:
-    """Per kind: true changes and those found; calls by direction, true and false."""
-    truth = np.asarray(nib.load(truth_path).dataobj)
-    calls = np.asarray(nib.load(calls_path).dataobj)
+    """Per kind: true changes and those found; calls by direction, true and false
+    (:func:`lesionkit.changes.score_changes`, as ``lesionkit changes --truth`` scores
+    them); and the false calls' sizes and z."""
+    truth = np.asarray(nib.load(truth_path).dataobj).astype(np.int64)
+    calls = np.asarray(nib.load(calls_path).dataobj).astype(np.int64)
     table = calls_path.with_name(calls_path.name.removesuffix(".nii.gz") + ".tsv")
     with table.open(newline="") as handle:
         listed = list(csv.DictReader(handle, delimiter="\t"))
     kinds = {int(r["label"]): r["change"] for r in listed}
-    up_calls = np.isin(calls, [k for k, v in kinds.items() if v in UP])
-    down_calls = (calls > 0) & ~up_calls
-    row: dict[str, Any] = {}
-    for kind, code in CODES.items():
-        labels, count = ndimage.label(truth == code, FULL)
-        mine = up_calls if kind in UP else down_calls
-        found = len(set(np.unique(labels[mine & (labels > 0)])) - {0})
-        row[f"{kind}_true"], row[f"{kind}_found"] = count, found
-    for name, mine, codes in (("increase", up_calls, (1, 2)), ("decrease", down_calls, (3, 4))):
-        labels, count = ndimage.label(mine, FULL)
-        hit = len(set(np.unique(labels[np.isin(truth, codes) & mine])) - {0})
-        row[f"{name}_calls"], row[f"{name}_false"] = count, count - hit
+    scores = score_changes(calls, kinds, truth, coded=True)
+    row: dict[str, Any] = {k: v for k, v in scores.items()
+                           if k.endswith(("_true", "_found", "_calls", "_false"))
+                           and k != "false_calls"}
     row["false_calls"] = [
         {"volume_mm3": float(r["volume_mm3"]), "voxels": int((calls == int(r["label"])).sum()),
          "mean_z": float(r["mean_z"])}
         for r in listed
         if not np.isin(truth[calls == int(r["label"])],
-                       (1, 2) if r["change"] in UP else (3, 4)).any()]
+                       [c for k, c in CHANGE_CODES.items()
+                        if (k in INCREASES) == (r["change"] in INCREASES)]).any()]
     return row
 
 
@@ -132,7 +123,7 @@ def main() -> None:
     result = run(args.work, args.subjects, args.seed, args.model, args.lesionkit,
                  args.min_change_ml, args.data)
     total = result["total"]
-    for kind in CODES:
+    for kind in KINDS:
         print(f"{kind}: {total[f'{kind}_found']} of {total[f'{kind}_true']} found")
     for name in ("increase", "decrease"):
         print(f"{name} calls: {total[f'{name}_calls']}, false {total[f'{name}_false']}")

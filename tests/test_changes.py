@@ -227,6 +227,8 @@ def test_score_changes_by_direction_or_any() -> None:
         2, 1, 3, 2)
     assert (coded["new_true"], coded["new_found"], coded["resolved_true"],
             coded["resolved_found"]) == (1, 1, 1, 0)
+    assert (coded["increase_calls"], coded["increase_false"], coded["decrease_calls"],
+            coded["decrease_false"]) == (2, 1, 1, 1)
     assert coded["sensitivity"] == 0.5 and coded["ppv"] == round(1 / 3, 4)
     assert coded["f1"] == round(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3), 4)
     both = ((labels > 0) & (truth > 0)).sum()
@@ -235,6 +237,8 @@ def test_score_changes_by_direction_or_any() -> None:
     assert (plain["found"], plain["false_calls"]) == (2, 1) and "new_true" not in plain
     empty = score_changes(np.zeros_like(truth), {}, np.zeros_like(truth), coded=False)
     assert empty["sensitivity"] is None and empty["ppv"] is None and empty["f1"] is None
+    missed = score_changes(np.zeros_like(truth), {}, truth, coded=True)
+    assert missed["sensitivity"] == 0.0 and missed["ppv"] is None and missed["f1"] == 0.0
 
 
 def test_compare_scores_against_a_change_truth(tmp_path: Path, capsys) -> None:

@@ -69,7 +69,8 @@ INCREASES = ("new", "enlarging")
 #: Columns of the scores against a change truth (``task-<model>_changescores.tsv``).
 SCORE_COLUMNS = ("participant_id", "session_id", "baseline_session_id", "model", "truth",
                  "true_changes", "found", "sensitivity", "calls", "false_calls", "ppv", "f1",
-                 "dice", *(f"{kind}_{what}" for kind in KINDS for what in ("true", "found")))
+                 "dice", *(f"{kind}_{what}" for kind in KINDS for what in ("true", "found")),
+                 *(f"{d}_{what}" for d in ("increase", "decrease") for what in ("calls", "false")))
 #: Columns of the table of changes.
 CHANGE_COLUMNS = ("label", "change", "centre_i", "centre_j", "centre_k", "centre_x_mm",
                   "centre_y_mm", "centre_z_mm", "volume_mm3", "mean_z",
@@ -566,7 +567,9 @@ def score_changes(labels: np.ndarray, kinds: dict[int, str], truth: np.ndarray,
     A true change (a 26-connected component of one code) is found when a call touches it,
     a call of its direction (increase: new or enlarging; decrease: shrinking or resolved)
     where the truth is coded; a call is false when it touches no true change (of its
-    direction). F1 from sensitivity and PPV; Dice of all calls against all true changes.
+    direction). F1 from sensitivity and PPV (0 where there are changes or calls and none
+    is right); Dice of all calls against all true changes. Where the truth has kinds, also
+    found/true per kind and calls/false calls per direction.
 
     Args:
         labels: (X, Y, Z) change labels as :func:`compare` writes them.
@@ -589,20 +592,26 @@ def score_changes(labels: np.ndarray, kinds: dict[int, str], truth: np.ndarray,
         if coded:
             row[f"{kind}_true"], row[f"{kind}_found"] = count, hit
         true, found = true + count, found + hit
-    false = 0
+    false = {"increase": 0, "decrease": 0}
+    called = {"increase": 0, "decrease": 0}
     for label, kind in kinds.items():
         where = truth[labels == label]
-        codes = [CHANGE_CODES[k] for k in (INCREASES if kind in INCREASES else
-                                           tuple(k for k in KINDS if k not in INCREASES))]
+        direction = "increase" if kind in INCREASES else "decrease"
+        codes = [CHANGE_CODES[k] for k in KINDS if (k in INCREASES) == (kind in INCREASES)]
+        called[direction] += 1
         if not (np.isin(where, codes).any() if coded else (where > 0).any()):
-            false += 1
-    sensitivity, ppv = _ratio(found, true), _ratio(len(kinds) - false, len(kinds))
-    f1 = (round(2 * sensitivity * ppv / (sensitivity + ppv), 4)
-          if sensitivity and ppv else (0.0 if true and kinds else None))
+            false[direction] += 1
+    if coded:
+        row.update({f"{d}_{what}": counts[d] for d in called
+                    for what, counts in (("calls", called), ("false", false))})
+    false_calls = sum(false.values())
+    sensitivity, ppv = _ratio(found, true), _ratio(len(kinds) - false_calls, len(kinds))
+    f1 = (round(2 * sensitivity * ppv / (sensitivity + ppv), 4) if sensitivity and ppv
+          else 0.0 if true or kinds else None)
     both = int(((labels > 0) & (truth > 0)).sum())
     total = int((labels > 0).sum() + (truth > 0).sum())
     return {"true_changes": true, "found": found, "sensitivity": sensitivity,
-            "calls": len(kinds), "false_calls": false, "ppv": ppv, "f1": f1,
+            "calls": len(kinds), "false_calls": false_calls, "ppv": ppv, "f1": f1,
             "dice": round(2 * both / total, 4) if total else None, **row}
 
 
