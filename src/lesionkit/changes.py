@@ -629,10 +629,10 @@ def _truth_of(dataset: Any, subject: str, session: str, pipeline: str | None) ->
 
 
 def score(label_paths: Sequence[Path], data_dir: str | os.PathLike[str],
-          pipeline: str | None = None) -> list[dict[str, Any]]:
-    """Score change maps :func:`compare` wrote against the change truth of ``data_dir``
-    (:func:`score_changes`), put on each map's grid (nearest neighbour) where it lies on
-    another.
+          pipeline: str | None = None, model: str = "n/a") -> list[dict[str, Any]]:
+    """Score change maps :func:`compare` wrote (of one ``model``) against the change truth
+    of ``data_dir`` (:func:`score_changes`), put on each map's grid (nearest neighbour)
+    where it lies on another.
 
     Returns:
         A row per change map with a truth (:data:`SCORE_COLUMNS`).
@@ -669,9 +669,7 @@ def score(label_paths: Sequence[Path], data_dir: str | os.PathLike[str],
         rows.append({
             "participant_id": f"sub-{entities['sub']}", "session_id": f"ses-{entities['ses']}",
             "baseline_session_id": f"ses-{sidecar.get('BaselineSession', 'n/a')}",
-            "model": str(_sidecar(Path(sidecar["Sources"][1])).get("Task", "n/a"))
-            if len(sidecar.get("Sources", [])) > 1 else "n/a",
-            "truth": str(truth_file.path),
+            "model": model, "truth": str(truth_file.path),
             **score_changes(np.asarray(calls.data).astype(np.int64), kinds,
                             np.rint(np.asarray(truth.data)).astype(np.int64),
                             coded=truth_file.path.name.split("_")[-1].startswith("dseg"))})
@@ -759,7 +757,7 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     tables = [write_tsv(model_rows, out / f"task-{model}_lesionchange.tsv")
               for model, model_rows in rows.items()]
     if truth is not None:
-        tables += [write_tsv(score(paths, truth, truth_pipeline),
+        tables += [write_tsv(score(paths, truth, truth_pipeline, model),
                              out / f"task-{model}_changescores.tsv", columns=SCORE_COLUMNS)
                    for model, paths in label_maps.items()]
     if not (out / "dataset_description.json").is_file():  # another --out-dir: a derivative
