@@ -330,8 +330,9 @@ def test_changes_that_cannot_be_read_leave_the_maps_with_a_warning(
 def test_a_participant_of_two_visits_gets_its_lesion_changes(tmp_path) -> None:
     """The real sample's two visits in one dataset through the FLAIR-only shipped model:
     the participant level writes the changes and their table per visit, the group level
-    gathers them; --no-changes leaves them out; with one job per session, the second job
-    writes the same changes."""
+    gathers them; --no-changes leaves them out; with one job per session, the later
+    session's first, the second job writes the same changes and the later session's page
+    shows them."""
     import shutil
 
     data = Path(__file__).parent / "data"
@@ -353,14 +354,16 @@ def test_a_participant_of_two_visits_gets_its_lesion_changes(tmp_path) -> None:
     assert run([str(bids), str(plain), "participant", "--task", "flair-only-lesion-dr",
                 "--threads", "2", "--no-changes"]) == 0
     assert not list(plain.rglob("*change*"))
-    # one job per session: the second job pairs its session with the first job's
+    # one job per session, the later one first: the second job pairs its session with the
+    # first job's and rebuilds the later session's page with the change layer
     jobs = tmp_path / "jobs"
-    for session in ("study1", "study2"):
+    for session in ("study2", "study1"):
         assert run([str(bids), str(jobs), "participant", "--task", "flair-only-lesion-dr",
                     "--threads", "2", "--session-label", session]) == 0
     [label] = jobs.rglob("*_desc-flaironlylesiondrchange_dseg.nii.gz")
     [together] = folder.rglob("*_desc-flaironlylesiondrchange_dseg.nii.gz")
     assert np.array_equal(np.asarray(nib.load(label).dataobj),
                           np.asarray(nib.load(together).dataobj))
+    assert "lesion changes" in (jobs / "sub-patient01_ses-study2.html").read_text()
     assert run([str(bids), str(jobs), "group", "--task", "flair-only-lesion-dr"]) == 0
     assert (jobs / "group_lesionchange.tsv").is_file()

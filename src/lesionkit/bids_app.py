@@ -289,7 +289,9 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                     _viewers(task_name, staging, subject)
                     if not written:
                         written.append(_describe(out, bids, parameters))
-                    written.extend(_moved(staging, out))
+                    moved = _moved(staging, out)
+                    written.extend(moved + _pages_of_earlier_sessions(task_name, out, subject,
+                                                                      moved))
                 except InputError as error:  # the participant is left out, the others go on
                     if stop_on_first_crash:
                         raise
@@ -331,6 +333,32 @@ def _viewers(task_name: str, staging: Path, subject: str) -> list[Path]:
         name = f"{PARTICIPANT}{label}" + (f"_ses-{session}" if session else "")
         try:
             pages.append(view(task, staging, label, session, staging / f"{name}.html"))
+        except InputError as error:  # the maps are written; the page is an extra
+            print(f"warning: no viewer for {name}: {error}", file=sys.stderr)
+    return pages
+
+
+def _pages_of_earlier_sessions(task_name: str, out: Path, subject: str,
+                               moved: list[Path]) -> list[Path]:
+    """The viewer pages, rebuilt from OUTPUT_DIR, of the sessions an earlier job predicted
+    and whose changes this job read (the later session's job ran first), so that they show
+    the change layer too."""
+    import sys
+
+    from lesionkit.bids import parse_name
+    from lesionkit.evaluation import view
+    from lesionkit.tasks import get_task
+
+    label = subject.removeprefix(PARTICIPANT)
+    changed = {(parse_name(p.name) or ({},))[0].get("ses") for p in moved
+               if p.name.endswith(("change_dseg.nii.gz", "change_dseg.nii"))}
+    paged = {p.stem.removeprefix(f"{PARTICIPANT}{label}_ses-") for p in moved
+             if p.suffix == ".html"}
+    pages = []
+    for session in sorted(s for s in changed - paged if s):
+        name = f"{PARTICIPANT}{label}_ses-{session}"
+        try:
+            pages.append(view(get_task(task_name), out, label, session, out / f"{name}.html"))
         except InputError as error:  # the maps are written; the page is an extra
             print(f"warning: no viewer for {name}: {error}", file=sys.stderr)
     return pages
