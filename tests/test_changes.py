@@ -237,8 +237,9 @@ def test_score_changes_by_direction_or_any() -> None:
     assert (plain["found"], plain["false_calls"]) == (2, 1) and "new_true" not in plain
     empty = score_changes(np.zeros_like(truth), {}, np.zeros_like(truth), coded=False)
     assert empty["sensitivity"] is None and empty["ppv"] is None and empty["f1"] is None
+    assert empty["dice"] == 1.0  # two empty maps agree, as metrics.segmentation.dice
     missed = score_changes(np.zeros_like(truth), {}, truth, coded=True)
-    assert missed["sensitivity"] == 0.0 and missed["ppv"] is None and missed["f1"] == 0.0
+    assert missed["sensitivity"] == 0.0 and missed["ppv"] is None and missed["f1"] is None
 
 
 def test_compare_scores_against_a_change_truth(tmp_path: Path, capsys) -> None:

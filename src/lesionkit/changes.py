@@ -556,20 +556,17 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
 # ----------------------------------------------------------------------------- scores
 
 
-def _ratio(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
-
-
 def score_changes(labels: np.ndarray, kinds: dict[int, str], truth: np.ndarray,
                   coded: bool) -> dict[str, Any]:
-    """Lesion-wise scores of a change label map against a change truth on its grid.
+    """Lesion-wise scores of a change label map against a change truth on its grid, with
+    :func:`lesionkit.metrics.segmentation.lesion_wise` (the MS challenges' convention: a
+    true change is found when a call overlaps it by a voxel; a call is false when it
+    overlaps none) and :func:`~lesionkit.metrics.segmentation.dice`.
 
-    A true change (a 26-connected component of one code) is found when a call touches it,
-    a call of its direction (increase: new or enlarging; decrease: shrinking or resolved)
-    where the truth is coded; a call is false when it touches no true change (of its
-    direction). F1 from sensitivity and PPV (0 where there are changes or calls and none
-    is right); Dice of all calls against all true changes. Where the truth has kinds, also
-    found/true per kind and calls/false calls per direction.
+    Where the truth is coded, a call counts only against true changes of its direction
+    (increase: new or enlarging; decrease: shrinking or resolved), and found/true per kind
+    is given too; calls/false calls per direction always. Sensitivity, PPV and F1 are over
+    all of a map's changes and calls (None where a denominator is 0, as ``lesion_wise``).
 
     Args:
         labels: (X, Y, Z) change labels as :func:`compare` writes them.
@@ -578,41 +575,37 @@ def score_changes(labels: np.ndarray, kinds: dict[int, str], truth: np.ndarray,
             voxel is a change of either direction.
         coded: Whether ``truth`` holds the kinds.
     """
-    from scipy import ndimage
+    from lesionkit.metrics.segmentation import dice, lesion_wise
 
     up_calls = np.isin(labels, [label for label, kind in kinds.items() if kind in INCREASES])
-    down_calls = (labels > 0) & ~up_calls
+    calls = {"increase": up_calls, "decrease": (labels > 0) & ~up_calls}
     row: dict[str, Any] = {}
-    true = found = 0
-    for kind in KINDS if coded else ("change",):
-        mine = (up_calls if kind in INCREASES else down_calls) if coded else labels > 0
-        components, count = ndimage.label(truth == CHANGE_CODES[kind] if coded else truth > 0,
-                                          _FULL)
-        hit = len(set(np.unique(components[mine & (components > 0)]).tolist()) - {0})
-        if coded:
-            row[f"{kind}_true"], row[f"{kind}_found"] = count, hit
-        true, found = true + count, found + hit
-    false = {"increase": 0, "decrease": 0}
-    called = {"increase": 0, "decrease": 0}
-    for label, kind in kinds.items():
-        where = truth[labels == label]
-        direction = "increase" if kind in INCREASES else "decrease"
-        codes = [CHANGE_CODES[k] for k in KINDS if (k in INCREASES) == (kind in INCREASES)]
-        called[direction] += 1
-        if not (np.isin(where, codes).any() if coded else (where > 0).any()):
-            false[direction] += 1
     if coded:
-        row.update({f"{d}_{what}": counts[d] for d in called
-                    for what, counts in (("calls", called), ("false", false))})
-    false_calls = sum(false.values())
-    sensitivity, ppv = _ratio(found, true), _ratio(len(kinds) - false_calls, len(kinds))
-    f1 = (round(2 * sensitivity * ppv / (sensitivity + ppv), 4) if sensitivity and ppv
-          else 0.0 if true or kinds else None)
-    both = int(((labels > 0) & (truth > 0)).sum())
-    total = int((labels > 0).sum() + (truth > 0).sum())
+        for kind in KINDS:
+            scores = lesion_wise(calls["increase" if kind in INCREASES else "decrease"],
+                                 truth == CHANGE_CODES[kind])
+            row[f"{kind}_true"] = scores["n_true_lesions"]
+            row[f"{kind}_found"] = scores["true_positive_lesions"]
+        true = sum(row[f"{kind}_true"] for kind in KINDS)
+        found = sum(row[f"{kind}_found"] for kind in KINDS)
+    else:
+        scores = lesion_wise(labels > 0, truth > 0)
+        true, found = scores["n_true_lesions"], scores["true_positive_lesions"]
+    for direction, mine in calls.items():  # the components of one direction are its labels
+        kinds_of = [k for k in KINDS if (k in INCREASES) == (direction == "increase")]
+        against = np.isin(truth, [CHANGE_CODES[k] for k in kinds_of]) if coded else truth > 0
+        scores = lesion_wise(mine, against)
+        row[f"{direction}_calls"] = scores["n_predicted_lesions"]
+        row[f"{direction}_false"] = scores["false_positive_components"]
+    called = row["increase_calls"] + row["decrease_calls"]
+    false_calls = row["increase_false"] + row["decrease_false"]
+    sensitivity = round(found / true, 4) if true else None
+    ppv = round((called - false_calls) / called, 4) if called else None
+    f1 = (None if sensitivity is None or ppv is None else 0.0 if sensitivity + ppv == 0
+          else round(2 * sensitivity * ppv / (sensitivity + ppv), 4))
     return {"true_changes": true, "found": found, "sensitivity": sensitivity,
-            "calls": len(kinds), "false_calls": false_calls, "ppv": ppv, "f1": f1,
-            "dice": round(2 * both / total, 4) if total else None, **row}
+            "calls": called, "false_calls": false_calls, "ppv": ppv, "f1": f1,
+            "dice": round(float(dice(labels > 0, truth > 0)), 4), **row}
 
 
 def _truth_of(dataset: Any, subject: str, session: str, pipeline: str | None) -> Any:
