@@ -146,22 +146,6 @@ def change_z(followup: np.ndarray, baseline: np.ndarray, normal: np.ndarray
     return ((difference - centre) / sd).astype(np.float32), sd
 
 
-def _components(mask: np.ndarray, min_voxels: int) -> list[np.ndarray]:
-    """Voxel index arrays of the 26-connected components of at least ``min_voxels``."""
-    from scipy import ndimage
-
-    labels, count = ndimage.label(mask, _FULL)
-    if not count:
-        return []
-    objects = ndimage.find_objects(labels)
-    found = []
-    for index, box in enumerate(objects, start=1):
-        where = np.argwhere(labels[box] == index) + [s.start for s in box]
-        if len(where) >= min_voxels:
-            found.append(where)
-    return found
-
-
 def lesion_changes(followup_probability: np.ndarray, baseline_probability: np.ndarray,
                    followup_image: np.ndarray, baseline_image: np.ndarray, brain: np.ndarray,
                    affine: np.ndarray, reading: ChangeReading = ChangeReading()) -> Changes:
@@ -182,6 +166,8 @@ def lesion_changes(followup_probability: np.ndarray, baseline_probability: np.nd
     """
     from scipy import ndimage
 
+    from lesionkit.lesions import lesion_centres, lesion_components
+
     brain = np.asarray(brain, bool)
     follow = (np.asarray(followup_probability) >= reading.threshold) & brain
     base = (np.asarray(baseline_probability) >= reading.threshold) & brain
@@ -198,8 +184,10 @@ def lesion_changes(followup_probability: np.ndarray, baseline_probability: np.nd
     for sign, own, own_labels, other_labels in ((1, follow, follow_lesions, base_lesions),
                                                 (-1, base, base_lesions, follow_lesions)):
         other = other_labels > 0
-        for where in _components(own & ~other & (sign * z >= reading.z_threshold),
-                                 min_voxels):
+        candidates = lesion_components(own & ~other & (sign * z >= reading.z_threshold),
+                                       0.5, min_voxels)
+        for index, box in enumerate(ndimage.find_objects(candidates), start=1):
+            where = np.argwhere(candidates[box] == index) + [s.start for s in box]
             lesion = np.isin(own_labels, np.unique(own_labels[tuple(where.T)]))
             near = np.unique(other_labels[ndimage.binary_dilation(lesion, _FULL)])
             near = near[near > 0]
@@ -209,8 +197,6 @@ def lesion_changes(followup_probability: np.ndarray, baseline_probability: np.nd
             own_mm3 = float(lesion.sum()) * voxel_mm3
             found.append((kind, where, *((other_mm3, own_mm3) if sign > 0
                                          else (own_mm3, other_mm3))))
-    from lesionkit.lesions import lesion_centres
-
     found.sort(key=lambda item: -len(item[1]))
     labels = np.zeros(follow.shape, np.int32)
     for label, (_, where, _, _) in enumerate(found, start=1):
