@@ -305,7 +305,7 @@ def test_changes_that_cannot_be_read_leave_the_maps_with_a_warning(
     import shutil
 
     from conftest import TOY_LESION_TASK
-    from lesionkit import changes, tasks
+    from lesionkit import longitudinal, session_maps, tasks
     from lesionkit.io import InputError
 
     monkeypatch.setitem(tasks.TASKS, TOY_LESION_TASK.name, TOY_LESION_TASK)
@@ -313,8 +313,8 @@ def test_changes_that_cannot_be_read_leave_the_maps_with_a_warning(
     def refuse(*args, **kwargs):
         raise InputError("mask.nii.gz: expected a brain mask of at least 200 mL,\nfound 0.0 mL")
 
-    monkeypatch.setattr(changes, "has_pairs", lambda *args, **kwargs: True)
-    monkeypatch.setattr(changes, "compare", refuse)
+    monkeypatch.setattr(session_maps, "has_pairs", lambda *args, **kwargs: True)
+    monkeypatch.setattr(longitudinal, "compare", refuse)
     data, model = lesions
     bids = _into_sessions(Path(shutil.copytree(data, tmp_path / "bids")), ("A", "B"))
     out = tmp_path / "out"

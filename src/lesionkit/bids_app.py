@@ -237,7 +237,7 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     ``lesion_threshold`` and ``min_lesion_ml``: how lesion maps are read as lesions
     (:func:`lesionkit.infer.predict`, :class:`lesionkit.infer.LesionReading`).
     ``changes``: a participant with lesion maps of two or more sessions also gets the
-    lesion changes between them (:func:`lesionkit.changes.compare`, at
+    lesion changes between them (:func:`lesionkit.longitudinal.compare`, at
     ``lesion_threshold``), the sessions that earlier runs wrote into ``out`` included (one
     job per session).
 
@@ -245,9 +245,11 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
         Paths written.
     """
     from lesionkit.bids import active_filters
-    from lesionkit.changes import ChangeReading, compare, has_pairs
+    from lesionkit.changes import ChangeReading
     from lesionkit.cli import _progress
     from lesionkit.infer import LesionReading, predict
+    from lesionkit.longitudinal import compare
+    from lesionkit.session_maps import has_pairs
     from lesionkit.threads import use_threads
 
     _known_task(task_name)

@@ -734,7 +734,7 @@ def changes(
     _on_interrupt("the changes of every pair of sessions written so far are complete; run "
                   "the same command again to write them all")
     from lesionkit.changes import ChangeReading
-    from lesionkit.changes import compare as run
+    from lesionkit.longitudinal import compare as run
 
     reading = ChangeReading(lesion_threshold, z_threshold, min_change_ml)
     with _user_errors():
