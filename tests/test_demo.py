@@ -91,7 +91,7 @@ def test_a_step_predicts_with_a_given_model_fine_tunes_it_and_indexes_both_repor
     tuned = tmp_path / "models" / "enhance-r1"
     assert (tuned / "config.yaml").is_file() and not (model / "fold-1").exists()
     entries = _index_entries("enhance-r1", lines)
-    assert len(entries) == 2 and all("rmse" in e["summary"] for e in entries)
+    assert len(entries) == 2 and all("rmse (s^-1)" in e["summary"] for e in entries)
     assert entries[0]["path"] != entries[1]["path"]
     page = write_index(tmp_path / "index.html", "demo", entries).read_text()
     assert page.count("enhance-r1") >= 2 and "predictions/enhance-r1-fine-tuned" in page
@@ -112,3 +112,15 @@ def test_run_demo_simulates_with_the_workers_asked_for(tmp_path: Path, monkeypat
     monkeypatch.setattr("lesionkit.report.write_index", lambda path, *a, **k: path)
     run_demo(tmp_path, steps=[], cohorts={"enhance-r1": 4, "mrf-lesion": 1}, workers=2)
     assert calls == {"enhance-r1": 2, "mrf-lesion": 1}
+
+
+def test_figures_carry_the_units_of_the_registered_task() -> None:
+    """A metric is printed with the task's unit, and a model folder written before the
+    task gave units takes the registered task's."""
+    from lesionkit.demo import _label
+    from lesionkit.tasks import get_task
+
+    task = get_task("enhance-r1")
+    assert _label(task, "rmse") == "rmse (s^-1)" and _label(task, "ssim") == "ssim"
+    assert _label(replace(task, metric_units={}), "relative_edge_sharpness") == (
+        "relative_edge_sharpness (1/mm)")

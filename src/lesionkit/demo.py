@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from lesionkit.tasks.task import DemoStep
+from lesionkit.tasks.task import DemoStep, Task
 
 ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager[Callable[[int], None]]]
 
@@ -89,8 +89,8 @@ def run_demo(
     from lesionkit.report import PHANTOM_NOTE, write_index
 
     index = write_index(out / "index.html", "lesionkit demo", entries, data_note=PHANTOM_NOTE,
-                        text="Every figure on these pages comes from lesionkit's digital "
-                             "phantom: subjects simulated for the demo, new to every model.")
+                        text="Each row links one task's report; its subjects were simulated "
+                             "for the demo and are new to the model that read them.")
     lines.append(f"index of the reports: {index.resolve()}")
     return "\n".join(lines)
 
@@ -197,7 +197,8 @@ def _scored(step: DemoStep, model: Path, data: Path, held_out: list[str], label:
              f"(predicted in {time.perf_counter() - start:.0f} s; mean over subjects):"]
     summary = scored_summary(task, data, held_out, step.shown, predictions)
     for method, values in summary.items():
-        text = ", ".join(f"{k} {_number(v)}" for k, v in values.items() if v is not None)
+        text = ", ".join(f"{_label(task, k)} {_number(v)}" for k, v in values.items()
+                         if v is not None)
         lines.append(f"  {method}: {text}")
     page = report(task, data, subjects=held_out, predictions=predictions)
     return [*lines, f"report: {page.resolve()}"]
@@ -222,11 +223,23 @@ def _crossval(step: DemoStep, task: object, data: Path, out: Path, seed: int,
              f"{result}"]
     for arm, entry in comparison["arms"].items():
         rows = [*entry["classification"], *entry["metrics"]]
-        text = ", ".join(f"{r['metric']} {_number(r['estimate'])} (95 % CI "
+        text = ", ".join(f"{_label(task, r['metric'])} {_number(r['estimate'])} (95 % CI "
                          f"{_number(r['ci_low'])}-{_number(r['ci_high'])})"
                          for r in rows if r["metric"] in ("accuracy", "roc_auc", "heat_score"))
         lines.append(f"  {arm}: {text}")
     return [*lines, f"report: {(result / 'report.html').resolve()}"]
+
+
+def _label(task: Task, metric: str) -> str:
+    """A metric's name with its unit (the task's ``metric_units``; a model folder written
+    before a unit was given takes the registered task's)."""
+    from lesionkit.report import column_label
+    from lesionkit.tasks import TASKS
+
+    registered = TASKS.get(task.name)
+    units = {**(registered.metric_units if registered is not None else {}),
+             **task.metric_units}
+    return column_label(metric, units)
 
 
 def _number(value: float | None) -> str:

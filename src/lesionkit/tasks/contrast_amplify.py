@@ -825,7 +825,9 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
 UNITS = {"cep": "%", "rmse_quadruple": "z",
          **{f"threshold_{point}": "reader score" for point in POINTS},
          "sensitivity": "0-1", "ci low": "0-1", "ci high": "0-1",
-         "ppv": "0-1", "f1": "0-1"}
+         "ppv": "0-1", "f1": "0-1",
+         **{f"{what}_{point}": unit for point in POINTS
+            for what, unit in (("found", "lesions"), ("false", "false detections"))}}
 
 def _normalised(specs: tuple[ImageSpec, ...], normalisation: str) -> tuple[ImageSpec, ...]:
     return tuple(replace(s, normalisation=normalisation) for s in specs)
@@ -876,6 +878,7 @@ CONTRAST_AMPLIFY = Task(
     metrics=("cnr", "lbr", "cep", "rmse_quadruple", "ssim_quadruple",
              "contrast_over_quadruple", "found_f1", "false_f1", "found_fp1", "false_fp1",
              "found_own-f1", "false_own-f1", "found_own-fp05", "false_own-fp05"),
+    metric_units=UNITS,
     evaluate=evaluate,
     report_sections=report_sections,
     arms=_arms(INPUTS, PREDICT_INPUTS),

@@ -43,6 +43,9 @@ BRAIN = ImageSpec("brain", "mask", session="7T", derivatives="phantom",
                   entities=(("desc", "brain"),), kind="label", normalisation="none",
                   other_pipelines=True)
 ENHANCED = OutputSpec("R1map", "enhanced", "s^-1", target="r1_7t")
+#: Units of the metrics (report tables, printed figures).
+UNITS = {"rmse": "s^-1", "psnr": "dB", "edge_sharpness": "s^-1/mm",
+         "relative_edge_sharpness": "1/mm", "lesion_contrast": "ratio"}
 
 
 def _truth(root: Path, subject: str, suffix: str, **entities: str) -> np.ndarray | None:
@@ -179,8 +182,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
             "preservation (output over 7T) on FCD subjects. Held-out subjects only.")
     return [Section("enhance-r1: metrics", text,
                     tables={"mean over subjects": table, "per subject": rows},
-                    units={"rmse": "s^-1", "psnr": "dB", "edge_sharpness": "s^-1/mm",
-                           "lesion_contrast": "ratio"}),
+                    units=UNITS),
             Section("enhance-r1: slices", figures=figures)]
 
 
@@ -240,6 +242,7 @@ ENHANCE_R1 = Task(
     metrics=("rmse", "psnr", "ssim", "nyquist_power_ratio", "edge_sharpness",
              "relative_edge_sharpness", "white_matter_texture", "lesion_contrast",
              "contrast_preservation"),
+    metric_units=UNITS,
     evaluate=evaluate,
     report_sections=report_sections,
 )

@@ -472,6 +472,7 @@ def fcd_task(modality: str = "FLAIR", network: str = "resnet18", **values: Any) 
         patience=10,
         metrics=("accuracy", "sensitivity", "specificity", "roc_auc", "heat_score",
                  "energy_fraction"),
+        metric_units=UNITS,
         evaluate=evaluate,
         report_sections=report_sections,
         arms=ARMS,

@@ -360,6 +360,7 @@ def _task(name: str, description: str, inputs: tuple[ImageSpec, ...],
                  "lesion_f1", "false_positive_components", "best_dice", "nawm_dice", "gm_dice",
                  "t1_deviation_matching", "t2s_deviation_matching", "t1_deviation_truth",
                  "t2s_deviation_truth"),
+        metric_units=UNITS,
         evaluate=evaluate, report_sections=report_sections, **fields)
 
 

@@ -310,6 +310,9 @@ class Task:
         train_on: participants.tsv column -> values a training subject must have
             (e.g. {"group": ("control",)}); empty: every subject with the images.
         metrics: Names of the metrics the task's evaluation reports.
+        metric_units: Metric (column) name -> its unit, shown beside the name wherever
+            figures are printed or tabled (reports, the demo's figures, the run index):
+            ``{"rmse": "s^-1"}`` gives ``rmse (s^-1)``.
         evaluate: ``evaluate(task, data_root, predictions_root, subjects) -> list[dict]``:
             one metrics row per subject (and method) from the written predictions.
             Classification rows carry ``label`` and ``probability`` columns.
@@ -369,6 +372,7 @@ class Task:
     patience: int = 10
     train_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
+    metric_units: Mapping[str, str] = field(default_factory=dict)
     evaluate: Callable[..., list[dict]] | None = None
     report_sections: Callable[..., list[Any]] | None = None
     predict_inputs: tuple[ImageSpec, ...] | None = None
