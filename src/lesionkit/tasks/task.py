@@ -310,9 +310,9 @@ class Task:
         train_on: participants.tsv column -> values a training subject must have
             (e.g. {"group": ("control",)}); empty: every subject with the images.
         metrics: Names of the metrics the task's evaluation reports.
-        metric_units: Metric (column) name -> its unit, shown beside the name wherever
-            figures are printed or tabled (reports, the demo's figures, the run index):
-            ``{"rmse": "s^-1"}`` gives ``rmse (s^-1)``.
+        metric_units: Metric (column) name -> its unit, shown beside the name in the
+            demo's printed figures and the run index (the task's report tables take the
+            same units): ``{"rmse": "s^-1"}`` gives ``rmse (s^-1)``.
         evaluate: ``evaluate(task, data_root, predictions_root, subjects) -> list[dict]``:
             one metrics row per subject (and method) from the written predictions.
             Classification rows carry ``label`` and ``probability`` columns.
