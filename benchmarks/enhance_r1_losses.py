@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lesionkit import models, training
+from lesionkit import losses, models, training
 
 TRAIN = ["01", "03", "04", "06", "07", "09", "10", "12", "13"]
 HELD_OUT = ["14", "15", "16"]
@@ -80,7 +80,7 @@ class EdgeWeightedLoss(nn.Module):
         return (weight * error.square()).mean() / weight.mean() + gradients.mean()
 
 
-class SmoothedEdgeEnergyLoss(training.EdgeEnergyLoss):
+class SmoothedEdgeEnergyLoss(losses.EdgeEnergyLoss):
     """``mse+edge-energy`` with the energies taken of the images smoothed over 3^3
     voxels (box mean), over a window of 5."""
 
@@ -88,9 +88,9 @@ class SmoothedEdgeEnergyLoss(training.EdgeEnergyLoss):
         def smooth(x: torch.Tensor) -> torch.Tensor:
             return nn.functional.avg_pool3d(x, 3, 1, 1, count_include_pad=False)
 
-        energy = (training.edge_energy(smooth(prediction), self.window)
-                  - training.edge_energy(smooth(target), self.window)).abs().mean()
-        base = training.GradientL1Loss.forward(self, prediction, target)
+        energy = (losses.edge_energy(smooth(prediction), self.window)
+                  - losses.edge_energy(smooth(target), self.window)).abs().mean()
+        base = losses.GradientL1Loss.forward(self, prediction, target)
         return base + self.energy_weight * energy
 
 
@@ -99,7 +99,7 @@ def unet_on_input(in_channels: int, out_channels: int, **kwargs) -> nn.Module:
     return models.InputResidual(models.unet(in_channels, out_channels, **kwargs))
 
 
-class AdversarialLoss(training.GradientL1Loss):
+class AdversarialLoss(losses.GradientL1Loss):
     """``mse+gradient-l1`` plus ``adversarial_weight`` x the non-saturating GAN loss of a
     3D patch discriminator (MONAI's ``PatchDiscriminator``: convolutions of 16, 32 and 64
     features, instance normalisation, LeakyReLU 0.2; ``PatchAdversarialLoss`` with binary
@@ -140,12 +140,12 @@ class AdversarialLoss(training.GradientL1Loss):
 
 
 VARIANTS = {
-    "gradient-l1": training.GradientL1Loss,
-    "gradient-l1-x3": functools.partial(training.GradientL1Loss, weight=3.0),
+    "gradient-l1": losses.GradientL1Loss,
+    "gradient-l1-x3": functools.partial(losses.GradientL1Loss, weight=3.0),
     "edge-weighted": EdgeWeightedLoss,
     **{f"smoothed-energy-{w}": functools.partial(SmoothedEdgeEnergyLoss, energy_weight=w,
                                                  window=5) for w in (1, 5, 20)},
-    "edge-energy": training.EdgeEnergyLoss,
+    "edge-energy": losses.EdgeEnergyLoss,
     **{f"adversarial-{w}": functools.partial(AdversarialLoss, adversarial_weight=w)
        for w in (0.01, 0.05, 0.2)},
 }
@@ -188,7 +188,7 @@ def run(out: Path, variant: str, epochs: int = 8, subjects: int = 16, full: bool
     if not data.is_dir():
         simulate_cohort("enhance-r1", data, subjects=subjects, seed=1000, resolution=2,
                         workers=workers)
-    training.LOSSES[f"bench:{variant}"] = VARIANTS[variant]
+    losses.LOSSES[f"bench:{variant}"] = VARIANTS[variant]
     task = get_task("enhance-r1")
     task = replace(task, learning_rate=1e-3, loss=f"bench:{variant}",
                    network_kwargs=task.network_kwargs if full else SMALL_UNET)

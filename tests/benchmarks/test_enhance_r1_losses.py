@@ -47,7 +47,7 @@ def test_adversarial_loss_trains_its_discriminator_only_in_training(bench):
     before = [p.detach().clone() for p in loss.discriminator.parameters()]
     loss.eval()
     voxel = loss(prediction, target)  # validation: the voxel terms alone, nothing trained
-    assert torch.allclose(voxel, bench.training.GradientL1Loss()(prediction, target))
+    assert torch.allclose(voxel, bench.losses.GradientL1Loss()(prediction, target))
     pairs = lambda: zip(before, loss.discriminator.parameters(), strict=True)  # noqa: E731
     assert all(torch.equal(a, b) for a, b in pairs())
     loss.train()

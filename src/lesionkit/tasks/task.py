@@ -290,7 +290,7 @@ class Task:
             first input.
         lesions: Lesion label map (one integer per lesion) for per-lesion tasks.
         network_kwargs: Keyword arguments of the network factory.
-        loss: Registry name in :data:`lesionkit.training.LOSSES`.
+        loss: Registry name in :data:`lesionkit.losses.LOSSES`.
         sampler: How training examples are drawn (a sampler value).
         inference: How a subject is predicted (an inference value, with its default
             number of test-time flips).

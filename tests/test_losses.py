@@ -1,9 +1,10 @@
-"""The voxel + gradient-L1 losses of the engine's loss table."""
+"""The engine's loss table: the voxel + gradient-L1 and edge-energy losses, log-cosh,
+the absolute error and the Dice losses."""
 
 import pytest
 import torch
 
-from lesionkit.training import (
+from lesionkit.losses import (
     LOSSES,
     EdgeEnergyLoss,
     GradientL1Loss,
@@ -68,3 +69,26 @@ def test_edge_energy_keeps_the_shape_of_2d_and_3d_batches() -> None:
     assert edge_energy(torch.rand(2, 3, 8, 8)).shape == (2, 3, 8, 8)
     assert edge_energy(torch.rand(2, 1, 5, 6, 7)).shape == (2, 1, 5, 6, 7)
     assert float(edge_energy(torch.ones(1, 1, 4, 4, 4)).max()) < 1e-5  # flat: no edge
+
+
+def test_log_cosh_and_mae_losses() -> None:
+    import numpy as np
+    import torch
+
+    prediction, target = torch.tensor([0.0, 2.0, -30.0]), torch.tensor([0.0, 0.0, 0.0])
+    expected = [*torch.log(torch.cosh(torch.tensor([0.0, 2.0]))).tolist(), 30.0 - np.log(2.0)]
+    assert LOSSES["log-cosh"]()(prediction, target).item() == pytest.approx(np.mean(expected))
+    assert LOSSES["mae"]()(prediction, target).item() == pytest.approx(32.0 / 3)
+
+
+def test_batch_dice_gives_no_reward_for_predicting_nothing_on_empty_patches() -> None:
+    # Two patches, one without lesion: predicting nothing anywhere scores the empty one as
+    # a perfect per-patch Dice, but the batch Dice counts the missed lesion in full.
+    target = torch.zeros(2, 1, 8, 8, 8)
+    target[1, 0, 3:5, 3:5, 3:5] = 1  # a lesion of 8 voxels in one patch
+    nothing, perfect = torch.full_like(target, -20.0), target * 40 - 20
+    per_patch, batch = LOSSES["dice-bce"](), LOSSES["batch-dice-bce"]()
+    # same cross-entropy; per-patch Dice loss about 0.55 (the empty patch near "perfect"),
+    # batch Dice loss 1
+    assert (batch(nothing, target) - per_patch(nothing, target)).item() > 0.4
+    assert batch(perfect, target).item() < 0.01
