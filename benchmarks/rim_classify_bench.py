@@ -57,9 +57,9 @@ def _extraction(data: Path) -> tuple[list[float], list[int], int]:
 
 def bench_rim_classify(out_dir: str | Path) -> list[dict]:
     """Radiomics extraction (s per lesion), training step and per-lesion inference (s)."""
+    from lesionkit.losses import BinaryCrossEntropy
     from lesionkit.simulate.cohorts import simulate_cohort
     from lesionkit.tasks.rim_classify import oversampling_step, rim_network
-    from lesionkit.training import BinaryCrossEntropy
 
     out_dir = Path(out_dir)
     data = out_dir / "rim-classify"

@@ -14,11 +14,12 @@ import yaml
 from conftest import tiny
 from lesionkit.bids import BIDSDataset
 from lesionkit.data import SubjectStore
+from lesionkit.distributed import trainer_flags
 from lesionkit.io import InputError
 from lesionkit.losses import LOSSES
 from lesionkit.model_folder import load_tensors, make_network
 from lesionkit.tasks import get_task
-from lesionkit.training import TaskModule, process_rank, shard, train, trainer_flags
+from lesionkit.training import TaskModule, train
 
 TASK = tiny(get_task("enhance-r1"))
 
@@ -70,21 +71,21 @@ def test_resume_continues_from_last_checkpoint(enhance_dataset: Path, tmp_path: 
 
 def test_interrupted_training_resumes_to_the_uninterrupted_result(
         enhance_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lesionkit import training
+    from lesionkit import callbacks
     from lesionkit.model_folder import load_tensors
 
     task = replace(TASK, augment=get_task("enhance-r1").augment)  # random transforms too
     kwargs = {"progress": False, "device": "cpu", "patches_per_epoch": 4, "epochs": 3}
     whole = train(task, enhance_dataset, tmp_path / "whole", **kwargs)
 
-    original = training.EpochLog.on_train_epoch_end
+    original = callbacks.EpochLog.on_train_epoch_end
 
     def stop_after_second_epoch(self, trainer, module) -> None:
         original(self, trainer, module)
         if trainer.current_epoch == 1:
             raise KeyboardInterrupt  # Ctrl-C at the end of epoch 1, before its checkpoint
 
-    monkeypatch.setattr(training.EpochLog, "on_train_epoch_end", stop_after_second_epoch)
+    monkeypatch.setattr(callbacks.EpochLog, "on_train_epoch_end", stop_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(task, enhance_dataset, tmp_path / "cut", **kwargs)
     monkeypatch.undo()
@@ -165,30 +166,6 @@ def test_learning_rate_halves_every_n_epochs() -> None:
     assert rates == pytest.approx([base, base, base / 2, base / 2, base / 4])
 
 
-def test_trainer_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lightning.pytorch.strategies import DDPStrategy
-
-    assert trainer_flags("cpu") == {
-        "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
-        "precision": "32-true", "use_distributed_sampler": False}
-    cpu = trainer_flags("cpu", devices=4, amp=True)
-    assert isinstance(cpu["strategy"], DDPStrategy)
-    assert cpu["strategy"].process_group_backend == "gloo"
-    assert (cpu["devices"], cpu["precision"]) == (4, "bf16-mixed")
-    assert isinstance(trainer_flags("cpu", nodes=2)["strategy"], DDPStrategy)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    flags = trainer_flags("cuda", devices=2, nodes=3, amp=True)
-    assert flags["strategy"] == "ddp" and flags["precision"] == "16-mixed"
-    assert (flags["accelerator"], flags["devices"], flags["num_nodes"]) == ("cuda", 2, 3)
-    assert trainer_flags("auto", devices=1)["strategy"] == "auto"
-    with pytest.raises(InputError, match="--devices 4: expected at most the 2 CUDA"):
-        trainer_flags("cuda", devices=4)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    with pytest.raises(InputError, match="--device cuda: expected a CUDA device"):
-        trainer_flags("cuda", devices=2)
-
-
 def test_time_cap_stops_each_fold_and_is_recorded(enhance_dataset: Path,
                                                  tmp_path: Path) -> None:
     assert trainer_flags("cpu", max_minutes=90)["max_time"].total_seconds() == 5400
@@ -208,106 +185,6 @@ def test_time_cap_stops_each_fold_and_is_recorded(enhance_dataset: Path,
     train(TASK, enhance_dataset, model, epochs=done + 1, progress=False, device="cpu",
           patches_per_epoch=2, resume=True)
     assert len(_rows(model / "fold-0" / "metrics.csv")) == done + 1
-
-
-def test_single_process_is_rank_zero_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SLURM_PROCID", "3")  # a single process ignores launchers' variables
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    assert process_rank(trainer_flags("cpu")) == (0, 1)
-
-
-def test_rank_of_a_process_started_by_lightning_or_torchrun(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    monkeypatch.setattr(rank_zero_only, "rank", 0)  # the probe sets it; restored after
-    for name in ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "RANK",
-                 "GROUP_RANK", "WORLD_SIZE", "NODE_RANK"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("LOCAL_RANK", "1")  # as Lightning's launcher starts rank 1
-    assert process_rank(trainer_flags("cpu", devices=2)) == (1, 2)
-    assert rank_zero_only.rank == 1
-    monkeypatch.setenv("NODE_RANK", "1")
-    assert process_rank(trainer_flags("cpu", devices=2, nodes=2)) == (3, 4)
-    for name, value in (("TORCHELASTIC_RUN_ID", "x"), ("RANK", "5"), ("GROUP_RANK", "2"),
-                        ("LOCAL_WORLD_SIZE", "2"), ("WORLD_SIZE", "6")):
-        monkeypatch.setenv(name, value)  # torchrun on the third of three machines
-    assert process_rank(trainer_flags("cpu", devices=2, nodes=3)) == (5, 6)
-
-
-def test_shard_pads_by_wrapping_around() -> None:
-    assert shard(list(range(5)), 0, 2) == [0, 2, 4]
-    assert shard(list(range(5)), 1, 2) == [1, 3, 0]
-    assert shard([7], 2, 3) == [7]
-    assert shard(list(range(5)), 0, 1) == list(range(5))
-    assert shard([], 1, 2) == []
-
-
-@pytest.mark.parametrize("items", [6, 7])
-def test_epoch_sampler_ranks_split_the_single_process_epoch(items: int) -> None:
-    from lesionkit.training import EpochSampler
-
-    data = list(range(10))
-    whole = EpochSampler(data, items, seed=3)
-    ranks = [EpochSampler(data, items, seed=3, rank=r, world=2) for r in (0, 1)]
-    for epoch in (0, 1, 4):
-        for sampler in (whole, *ranks):
-            sampler.set_epoch(epoch)
-        order = list(whole)
-        shares = [list(s) for s in ranks]
-        assert [len(s) for s in shares] == [len(s) for s in ranks] == [-(-items // 2)] * 2
-        # every example of the epoch once; an odd epoch repeats its first example
-        assert sorted(shares[0] + shares[1]) == sorted(order + order[: items % 2])
-        assert shares[0] + shares[1] != order  # interleaved, not halves
-        for sampler in ranks:
-            sampler.set_epoch(epoch)
-        assert [list(s) for s in ranks] == shares  # the same again: seeded by the epoch
-
-
-def test_single_process_sampler_order_is_the_seeded_permutation() -> None:
-    from lesionkit.training import EpochSampler
-
-    sampler = EpochSampler(list(range(9)), 9, seed=5)
-    sampler.set_epoch(2)
-    expected = torch.randperm(9, generator=torch.Generator().manual_seed(5 + 104729 * 2))
-    assert list(sampler) == expected.tolist() and len(sampler) == 9
-
-
-def test_class_balanced_batches_are_shared_out_by_batch() -> None:
-    import numpy as np
-
-    from lesionkit.tasks.strategies import ClassBalancedBatches
-    from lesionkit.training import ShardedBatches
-
-    positive = np.arange(20) % 4 == 0
-
-    def batches() -> ClassBalancedBatches:
-        return ClassBalancedBatches(positive, batch_size=4, positives=1, items=20, seed=1)
-
-    whole = ShardedBatches(batches())
-    ranks = [ShardedBatches(batches(), rank, 2) for rank in (0, 1)]
-    for epoch in (0, 3):
-        for sampler in (whole, *ranks):
-            sampler.set_epoch(epoch)
-        order = list(whole)
-        shares = [list(s) for s in ranks]
-        assert [len(s) for s in shares] == [len(s) for s in ranks] == [3, 3]
-        assert shares[0] + shares[1][:2] == [order[i] for i in (0, 2, 4, 1, 3)]
-        assert shares[1][2] == order[0]  # 5 batches: rank 1 repeats the first
-        assert all(sum(positive[i] for i in batch) == 1 for batch in shares[0] + shares[1])
-    whole.set_epoch(0)
-    assert list(whole) == list(batches())  # a single process: the sampler's own batches
-
-
-def test_sample_log_records_each_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lesionkit.training import SAMPLE_LOG, EpochSampler
-
-    monkeypatch.setenv(SAMPLE_LOG, str(tmp_path))
-    sampler = EpochSampler(list(range(4)), 4, seed=0, rank=1, world=2)
-    sampler.set_epoch(1)
-    drawn = list(sampler)
-    (line,) = (tmp_path / "rank-1.jsonl").read_text().splitlines()
-    assert json.loads(line) == {"epoch": 1, "indices": drawn}
 
 
 def test_mixed_precision_trains_on_the_cpu(enhance_dataset: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import write_fcd_dataset
-from lesionkit.training import SAMPLE_LOG
+from lesionkit.distributed import SAMPLE_LOG
 
 LESIONKIT = str(Path(sys.executable).parent / "lesionkit")
 

@@ -32,6 +32,7 @@ from typing import Any
 from lesionkit import __version__
 from lesionkit.bids import BIDSDataset, check_output_place
 from lesionkit.data import kfold_subjects, session_examples, subject_labels, training_subjects
+from lesionkit.distributed import process_rank, trainer_flags
 from lesionkit.evaluation import evaluate, report_sections, scored_units, write_task_viewer
 from lesionkit.infer import predict
 from lesionkit.io import InputError, write_json
@@ -43,7 +44,7 @@ from lesionkit.summaries import (
     paired_metrics,
 )
 from lesionkit.tasks.task import LabelSpec, Task, dataset_is_phantom
-from lesionkit.training import process_rank, train, trainer_flags
+from lesionkit.training import train
 from lesionkit.units import example_unit, unit_scope
 
 #: Columns of classification rows that are not metrics.

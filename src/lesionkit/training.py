@@ -7,14 +7,13 @@ fold's training subjects only, trains and writes the self-describing model folde
 
 Distributed training is Lightning's DDP (NCCL on CUDA, gloo on CPU) started by Lightning's
 own launcher, SLURM or torchrun: every process runs all of :func:`train`, draws its own
-share of every epoch (:func:`shard`) and only global rank 0 writes the model folder.
+share of every epoch (:func:`lesionkit.distributed.shard`) and only global rank 0
+writes the model folder (the callbacks are :mod:`lesionkit.callbacks`).
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -24,19 +23,26 @@ import signal
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import lightning as L  # noqa: N812
 import torch
-from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, Subset
+from torch.utils.data import DataLoader, Subset
 
 from lesionkit import __version__
 from lesionkit.bids import BIDSDataset, active_filters
+from lesionkit.callbacks import (
+    EpochCheckpoint,
+    EpochLog,
+    EpochSeeds,
+    Interrupted,
+    RunTimer,
+    SameOnEveryRank,
+)
 from lesionkit.data import (
     SubjectStore,
     kfold_subjects,
@@ -45,7 +51,14 @@ from lesionkit.data import (
     training_subjects,
     with_spacing,
 )
-from lesionkit.io import InputError, atomic_path, remove_stale_temporaries, write_json
+from lesionkit.distributed import (
+    EpochSampler,
+    ShardedBatches,
+    fold_fingerprint,
+    process_rank,
+    trainer_flags,
+)
+from lesionkit.io import InputError, remove_stale_temporaries, write_json
 from lesionkit.losses import LOSSES
 from lesionkit.model_folder import (
     fold_dir,
@@ -61,16 +74,6 @@ from lesionkit.tasks.strategies import network_inputs
 from lesionkit.tasks.task import LabelSpec, Task
 from lesionkit.threads import worker_init
 from lesionkit.units import unit_scope
-
-T = TypeVar("T")
-
-#: Environment variable naming a folder: when set, every process appends the example
-#: indices it draws in each epoch and its step count at each epoch's end, one JSON line
-#: each, to ``rank-<global rank>.jsonl`` there (a check of the sharding; off by default).
-SAMPLE_LOG = "LESIONKIT_SAMPLE_LOG"
-
-#: Seed offset between ranks of the random generators of augmentation and dropout.
-RANK_SEED_STEP = 1_000_003
 
 
 class TaskModule(L.LightningModule):
@@ -117,283 +120,6 @@ class TaskModule(L.LightningModule):
         halving = torch.optim.lr_scheduler.StepLR(optimiser, self.task.lr_halving_epochs, 0.5)
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": halving,
                                                           "interval": "epoch"}}
-
-
-class EpochLog(L.Callback):
-    """Append one CSV row per epoch; keep the best weights (or the last, without validation).
-
-    Its state (best loss, rows written) travels in the checkpoint, so that a resumed run
-    drops rows of an epoch whose checkpoint was never written and keeps selecting against
-    the best loss seen before the interruption.
-    """
-
-    def __init__(self, folder: Path, select_best: bool = True) -> None:
-        self.folder, self.best, self.start = folder, float("inf"), time.time()
-        self.select_best, self.rows = select_best, 0
-        self.writer = True  # global rank 0 (set in ``setup``): the one process that writes
-
-    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
-        self.writer = trainer.is_global_zero
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "rows": self.rows}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.rows = float(state["best"]), int(state["rows"])
-        path = self.folder / "metrics.csv"
-        if self.writer and path.is_file():  # header plus the rows of the checkpointed epochs
-            lines = path.read_text().splitlines(keepends=True)[: self.rows + 1]
-            with atomic_path(path) as tmp:
-                tmp.write_text("".join(lines))
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        log_samples(trainer.global_rank, epoch=trainer.current_epoch, steps=trainer.global_step)
-        # Reading the epoch's metrics reduces them across DDP processes: all must read.
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-               "train_loss": metrics.get("train_loss", float("nan")),
-               "val_loss": metrics.get("val_loss", float("nan")),
-               "seconds": round(time.time() - self.start, 2)}
-        improved = row["val_loss"] < self.best
-        self.best, self.rows = row["val_loss"] if improved else self.best, self.rows + 1
-        if not trainer.is_global_zero:
-            return
-        path = self.folder / "metrics.csv"
-        new = not path.is_file()
-        with path.open("a") as handle:
-            if new:
-                handle.write(",".join(row) + "\n")
-            handle.write(",".join(str(v) for v in row.values()) + "\n")
-        if improved or not self.select_best:
-            save_weights(module.network, self.folder / "weights.safetensors")
-
-
-class RunTimer(L.pytorch.callbacks.Timer):
-    """Lightning's Timer counting this run's training time only: nothing of it goes into
-    the checkpoint, so a fold resumed by the next job of a time-limited cluster run gets
-    the whole ``--max-minutes`` again."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        return None
-
-
-class EpochCheckpoint(L.Callback):
-    """Write ``checkpoints/last.ckpt`` atomically at the end of every epoch (``--resume``)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "checkpoints" / "last.ckpt"
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            trainer.save_checkpoint(self.path)  # a collective call; only rank zero writes
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.path) as tmp:
-            trainer.save_checkpoint(tmp)
-
-
-class EpochSeeds(L.Callback):
-    """Seed every random generator from (seed, epoch) at the start of each epoch.
-
-    An epoch's shuffling, augmentation and dropout then depend on the seed and the epoch
-    only, so a run resumed from the end of epoch k continues exactly as an uninterrupted
-    run would have. Under DDP each rank's augmentation and dropout also depend on its rank
-    (rank 0 draws as a single process does); the order of the examples does not (the
-    samplers draw it from their own generators).
-    """
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        L.seed_everything(self.seed + 7919 * trainer.current_epoch
-                          + RANK_SEED_STEP * trainer.global_rank, workers=True, verbose=False)
-        # A dataset's own batch sampler (Lightning sets the epoch of plain samplers only).
-        batches = getattr(trainer.train_dataloader, "batch_sampler", None)
-        if hasattr(batches, "set_epoch"):
-            batches.set_epoch(trainer.current_epoch)
-
-
-class _Interrupted(L.Callback):
-    """Remember that Lightning stopped on Ctrl-C (it turns it into ``SystemExit``)."""
-
-    seen = False
-
-    def on_exception(self, trainer: L.Trainer, module: L.LightningModule,
-                     exception: BaseException) -> None:
-        self.seen = self.seen or isinstance(exception, KeyboardInterrupt)
-
-
-class SameOnEveryRank(L.Callback):
-    """Stop a DDP run whose processes prepared different folds (subjects, normalisation).
-
-    Every rank computes its fold itself, seeded, so all agree unless they read different
-    data; they compare a fingerprint once the process group is up.
-    """
-
-    def __init__(self, fingerprint: str) -> None:
-        self.fingerprint = fingerprint
-
-    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
-        if trainer.world_size == 1:
-            return
-        same = trainer.strategy.broadcast(self.fingerprint, src=0) == self.fingerprint
-        if not trainer.strategy.reduce_boolean_decision(same, all=True):
-            raise InputError("expected every training process to prepare the same subjects "
-                             "and normalisation statistics, found differences between ranks "
-                             "(do all nodes read the same dataset with the same lesionkit?)")
-
-
-def fold_fingerprint(split: dict[str, list[str]], stats: dict[str, Any], in_channels: int
-                     ) -> str:
-    """A hash of a fold's subjects, normalisation statistics (6 significant digits) and
-    input channels."""
-
-    def rounded(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): rounded(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [rounded(v) for v in value]
-        return float(f"{value:.6g}") if isinstance(value, float) else value
-
-    text = json.dumps(rounded([split, stats, in_channels]), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def log_samples(rank: int, **record: Any) -> None:
-    """Append ``record`` as a JSON line to ``$LESIONKIT_SAMPLE_LOG/rank-<rank>.jsonl``
-    (nothing when the variable is unset)."""
-    folder = os.environ.get(SAMPLE_LOG)
-    if folder:
-        with (Path(folder) / f"rank-{rank}.jsonl").open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-
-
-def shard(items: Sequence[T], rank: int, world: int) -> list[T]:
-    """One process's share of an epoch, as torch's ``DistributedSampler`` (no shuffle)
-    cuts it: ``items[rank::world]`` once the list is padded, by wrapping around to its
-    start, to a multiple of ``world``.
-
-    Every rank gets ``ceil(len(items) / world)`` items, so all take the same number of
-    steps (a rank with one step more would wait for the others forever); together they
-    hold every item once, plus fewer than ``world`` repeats. The order itself comes from
-    lesionkit's seeded samplers, so the sampler only cuts it.
-    """
-    from torch.utils.data import DistributedSampler
-
-    if world == 1 or not items:
-        return list(items)
-    positions = DistributedSampler(range(len(items)), num_replicas=world, rank=rank,
-                                   shuffle=False)
-    return [items[i] for i in positions]
-
-
-class EpochSampler(RandomSampler):
-    """Random order drawn from (seed, epoch): Lightning calls ``set_epoch`` every epoch.
-
-    Every rank of a DDP run draws the same order and keeps its share (:func:`shard`).
-    """
-
-    def __init__(self, dataset: Any, num_samples: int, seed: int, rank: int = 0,
-                 world: int = 1) -> None:
-        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
-        super().__init__(dataset, num_samples=num_samples,
-                         generator=torch.Generator().manual_seed(seed))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.generator = torch.Generator().manual_seed(self.seed + 104729 * epoch)
-
-    def __len__(self) -> int:
-        return -(-self.num_samples // self.world)
-
-    def __iter__(self) -> Iterator[int]:
-        share = shard(list(super().__iter__()), self.rank, self.world)
-        log_samples(self.rank, epoch=self.epoch, indices=share)
-        return iter(share)
-
-
-class ShardedBatches:
-    """A dataset's own batch sampler (``dataset.batches``) cut to one process's share of
-    each epoch's batches (:func:`shard`); ``set_epoch`` reaches the sampler inside."""
-
-    def __init__(self, batches: Any, rank: int = 0, world: int = 1) -> None:
-        self.batches, self.rank, self.world, self.epoch = batches, rank, world, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        if hasattr(self.batches, "set_epoch"):
-            self.batches.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return -(-len(self.batches) // self.world)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        share = shard(list(self.batches), self.rank, self.world)
-        log_samples(self.rank, epoch=self.epoch, indices=[i for batch in share for i in batch])
-        return iter(share)
-
-
-def trainer_flags(device: str = "auto", devices: int = 1, nodes: int = 1, amp: bool = False,
-                  max_minutes: float | None = None) -> dict[str, Any]:
-    """Lightning Trainer flags: accelerator, processes, DDP, mixed precision and a time cap.
-
-    More than one process in all trains with DDP (NCCL on CUDA, gloo on CPU). The
-    samplers give each process its share of every epoch themselves, so Lightning's
-    distributed sampler stays off.
-
-    Args:
-        device: "auto" (CUDA when available), "cpu" or "cuda".
-        devices: Processes per machine: CUDA devices, or CPU processes on the CPU.
-        nodes: Machines (Lightning's ``num_nodes``).
-        amp: Mixed precision: float16 on CUDA, bfloat16 on the CPU.
-        max_minutes: Training time (minutes) after which a fit stops (a job's time
-            limit on a cluster): ``max_time``, which :func:`train_fold` turns into a
-            :class:`RunTimer`; None: no cap.
-
-    Raises:
-        InputError: CUDA asked for on a machine without it, more CUDA devices than the
-            machine has, or a time cap that is not positive.
-    """
-    if max_minutes is not None and not max_minutes > 0:
-        raise InputError(f"--max-minutes {max_minutes}: expected a positive number of minutes")
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    found = torch.cuda.device_count() if cuda else 0
-    if cuda and not found:
-        raise InputError("--device cuda: expected a CUDA device, found none on this machine "
-                         "(use --device cpu or auto)")
-    if cuda and devices > found:
-        raise InputError(f"--devices {devices}: expected at most the {found} CUDA device(s) of "
-                         f"this machine, found {devices} asked for (--device cpu runs CPU "
-                         "processes)")
-    strategy: Any = "auto"
-    if devices * nodes > 1:
-        strategy = "ddp" if cuda else DDPStrategy(process_group_backend="gloo")
-    precision = ("16-mixed" if cuda else "bf16-mixed") if amp else "32-true"
-    cap = {} if max_minutes is None else {"max_time": datetime.timedelta(minutes=max_minutes)}
-    return {"accelerator": "cuda" if cuda else "cpu", "devices": devices, "num_nodes": nodes,
-            "strategy": strategy, "precision": precision, "use_distributed_sampler": False, **cap}
-
-
-def process_rank(flags: dict[str, Any]) -> tuple[int, int]:
-    """This process's global rank and the number of processes, under Trainer ``flags``.
-
-    Known before training starts, from Lightning's own cluster environment (a Trainer
-    that is never fitted): the variables Lightning's launcher gives the processes it
-    starts (``LOCAL_RANK``, ``NODE_RANK``), SLURM's (``SLURM_PROCID``) or torchrun's
-    (``RANK``). A single process is rank 0 of 1 whatever its environment.
-    """
-    if flags["devices"] * flags["num_nodes"] == 1:
-        return 0, 1
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    probe = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      enable_checkpointing=False, **flags)
-    return probe.global_rank, probe.world_size
 
 
 def _loader(dataset: Any, batch_size: int, max_items: int | None, shuffle: bool, seed: int,
@@ -464,7 +190,7 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
     module = TaskModule(task, network, loaded=getattr(initialised, "loaded", ()))
     if compile_network:
         network.compile()  # in place: the state dict keeps the plain network's names
-    log, interrupted = EpochLog(folder, select_best=val_set is not None), _Interrupted()
+    log, interrupted = EpochLog(folder, select_best=val_set is not None), Interrupted()
     callbacks: list[L.Callback] = [EpochSeeds(seed), log, EpochCheckpoint(folder), interrupted,
                                    SameOnEveryRank(fold_fingerprint(split, stats, in_channels))]
     if val_set is not None:
