@@ -201,7 +201,7 @@ def test_bids_filter_chooses_the_acquisition_predicted(enhance_dataset: Path,
 
 
 def test_an_entity_that_chooses_the_input_is_not_carried_into_output_names() -> None:
-    from lesionkit.infer import carried_entities
+    from lesionkit.writers import carried_entities
 
     source = {"sub": "01", "ses": "x", "acq": "standard", "ce": "gadolinium", "rec": "norm",
               "run": "2"}
@@ -283,13 +283,13 @@ def test_a_subject_refused_while_written_leaves_nothing(enhance_dataset: Path, t
     """Its maps are written, then its next output fails: none of its files (nor its
     folder, nor a temporary) stays; the other subjects are whole."""
     from conftest import tiny
-    from lesionkit import infer
+    from lesionkit import infer, writers
     from lesionkit.io import InputError
     from lesionkit.training import train
 
     model = train(tiny(get_task("enhance-r1")), enhance_dataset, tmp_path / "model",
                   epochs=1, max_steps=1, progress=False, device="cpu")
-    write_maps = infer.WRITERS["maps"]
+    write_maps = writers.WRITERS["maps"]
 
     def failing(out, *args, **kwargs) -> None:
         write_maps(out, *args, **kwargs)
@@ -297,7 +297,7 @@ def test_a_subject_refused_while_written_leaves_nothing(enhance_dataset: Path, t
             assert list(out.out_root.rglob("sub-02*.nii.gz")) == []  # not yet in place
             raise InputError("sub-02: a fault after its maps were written")
 
-    monkeypatch.setitem(infer.WRITERS, "maps", failing)
+    monkeypatch.setitem(writers.WRITERS, "maps", failing)
     out = tmp_path / "out"
     with pytest.raises(InputError, match="found 1 of 4 refused"):
         infer.predict(model, enhance_dataset, tta=2, device="cpu", progress=False,
@@ -340,8 +340,8 @@ def test_a_subject_without_lesions_gets_an_empty_lesion_table(tmp_path: Path) ->
 
 
 def test_subject_tables_are_merged_not_overwritten(tmp_path: Path) -> None:
-    from lesionkit.infer import merged_rows
     from lesionkit.io import write_tsv
+    from lesionkit.writers import merged_rows
 
     table = tmp_path / "task-x_predictions.tsv"
     write_tsv([{"participant_id": "sub-01", "patient": 0.2},
@@ -390,8 +390,8 @@ def test_negative_quantitative_output_is_set_to_zero_and_flagged(enhance_dataset
 
 
 def test_voxels_outside_a_crop_get_the_background_of_an_intensity_map() -> None:
-    from lesionkit.infer import _on_input_grid
     from lesionkit.volume import Volume
+    from lesionkit.writers import on_input_grid
 
     reference = Volume(np.zeros((12, 12, 12), np.float32), np.eye(4))
     crop = np.eye(4)
@@ -399,11 +399,11 @@ def test_voxels_outside_a_crop_get_the_background_of_an_intensity_map() -> None:
     data = np.full((8, 8, 8), -2.0, np.float32)  # a z-scored map: air below zero
     data[2:6, 2:6, 2:6] = 3.0  # the head
     data[3, 3, 3] = -5.0  # one dark voxel inside: the minimum, not the background
-    out = _on_input_grid(data, crop, reference, "intensity")
+    out = on_input_grid(data, crop, reference, "intensity")
     assert out[6, 6, 6] == pytest.approx(3.0) and out[5, 5, 5] == pytest.approx(-5.0)
     # outside the crop: the map's own background, so that no frame shows where it ends
     assert out[0, 0, 0] == pytest.approx(-2.0) and out[11, 11, 11] == pytest.approx(-2.0)
-    probability = _on_input_grid(np.full((8, 8, 8), 0.7, np.float32), crop, reference,
+    probability = on_input_grid(np.full((8, 8, 8), 0.7, np.float32), crop, reference,
                                  "probability")
     assert probability[0, 0, 0] == 0.0 and probability[5, 5, 5] == pytest.approx(0.7)
 
@@ -503,7 +503,8 @@ def test_maps_predicted_on_a_box_come_back_on_the_whole_grid() -> None:
 
 
 def test_a_z_scored_map_predicted_on_a_box_is_surrounded_by_its_background() -> None:
-    from lesionkit.infer import _uncropped, background_value
+    from lesionkit.infer import _uncropped
+    from lesionkit.writers import background_value
 
     values = np.full((1, 6, 6, 6), -4.0, np.float32)  # air of a z-scored map
     values[0, 2:4, 2:4, 2:4] = 1.0

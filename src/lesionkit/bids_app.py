@@ -235,7 +235,7 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     end lists them. ``verbose``: every file written is listed, failures or not.
     ``keep_outside_brain``: probability maps are not cleared outside the brain mask;
     ``lesion_threshold`` and ``min_lesion_ml``: how lesion maps are read as lesions
-    (:func:`lesionkit.infer.predict`, :class:`lesionkit.infer.LesionReading`).
+    (:func:`lesionkit.infer.predict`, :class:`lesionkit.writers.LesionReading`).
     ``changes``: a participant with lesion maps of two or more sessions also gets the
     lesion changes between them (:func:`lesionkit.longitudinal.compare`, at
     ``lesion_threshold``), the sessions that earlier runs wrote into ``out`` included (one
@@ -247,10 +247,11 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     from lesionkit.bids import active_filters
     from lesionkit.changes import ChangeReading
     from lesionkit.cli import _progress
-    from lesionkit.infer import LesionReading, predict
+    from lesionkit.infer import predict
     from lesionkit.longitudinal import compare
     from lesionkit.session_maps import has_pairs
     from lesionkit.threads import use_threads
+    from lesionkit.writers import LesionReading
 
     _known_task(task_name)
     model_dir, model_id = _model(model, task_name)

@@ -630,7 +630,7 @@ def predict(
     start = time.perf_counter()
     _on_interrupt("every prediction written so far is complete; run the same command again "
                   "to write the rest")
-    from lesionkit.infer import LesionReading
+    from lesionkit.writers import LesionReading
 
     options = dict(tta=tta, device=_device(device), out_dir=out_dir, register=register,
                    allow_incomplete=allow_incomplete, amp=amp,
