@@ -31,12 +31,13 @@ from typing import Any
 
 from lesionkit import __version__
 from lesionkit.bids import BIDSDataset, check_output_place
-from lesionkit.data import kfold_subjects, session_examples, subject_labels, training_subjects
+from lesionkit.data import session_examples, subject_labels, training_subjects
 from lesionkit.distributed import process_rank, trainer_flags
 from lesionkit.evaluation import evaluate, report_sections, scored_units, write_task_viewer
 from lesionkit.infer import predict
 from lesionkit.io import InputError, write_json
 from lesionkit.model_folder import read_config
+from lesionkit.splits import kfold_subjects
 from lesionkit.summaries import (
     classification_summary,
     metric_summary,

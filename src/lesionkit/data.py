@@ -1,15 +1,16 @@
-"""Subjects, splits, normalisation and the on-disk subject store for any task.
+"""Subjects and the on-disk subject store for any task.
 
 Subjects are found in a BIDS dataset through the task's image specs (truth and brain
 masks in any derivatives pipeline, longitudinal sessions and repeated runs as separate
 predictions) and loaded as real scans arrive: reoriented, resampled to the model's voxel
 size, put on one grid, given a brain mask, images in arbitrary units normalised per
-image. Splits are by subject and seeded. Training reads subjects through a
+image. Training reads subjects through a
 :class:`SubjectStore`: each subject is loaded once, preprocessed and written as plain
 arrays under a cache folder; samplers then read whole subjects or single patches from
 memory-mapped files, so training memory does not grow with the number of subjects.
-Normalisation statistics are fitted on training subjects only, inside the brain mask,
-and travel with the model folder so that predictions come back in physical units.
+Normalisation statistics (:mod:`lesionkit.normalisation`) are fitted on training subjects
+only, inside the brain mask, and travel with the model folder so that predictions come
+back in physical units; splits by subject are :mod:`lesionkit.splits`.
 """
 
 from __future__ import annotations
@@ -33,19 +34,21 @@ from lesionkit.io import (
     sidecar_unit_factor,
 )
 from lesionkit.lesions import crop, lesion_table
+from lesionkit.normalisation import (
+    FIT_VOXELS,
+    PER_IMAGE,
+    Stats,
+    apply_normalisation,
+    fit_statistics,
+    per_image_zscore,
+    sample_values,
+)
 from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
 from lesionkit.units import example_name, example_unit, unit_scope
 
 if TYPE_CHECKING:
     import torchio as tio
 
-Stats = dict[str, dict[str, float]]
-
-#: Voxels per subject and image drawn (seeded) to fit normalisation statistics.
-FIT_VOXELS = 200_000
-
-#: Normalisations that start with a robust z-score of each image inside its own brain mask.
-PER_IMAGE = ("image-zscore", "image-zscore-percentile")
 
 
 def with_truth(task: Task, pipeline: str | None) -> Task:
@@ -320,76 +323,6 @@ def with_spacing(dataset: BIDSDataset, task: Task, subjects: Sequence[str]) -> T
     return replace(task, spacing=median_voxel_size(affines))
 
 
-def split_subjects(subjects: Sequence[str], seed: int, validation_fraction: float = 0.2,
-                   labels: dict[str, int] | None = None) -> dict[str, list[str]]:
-    """Seeded subject-level train/validation split (at least one subject in each).
-
-    ``subjects`` are example names (:func:`example_name`): the sessions of one subject
-    stay on one side. With ``labels`` (subject -> class index) and at least 2 subjects of
-    every class, each class is split on its own (the same fraction, at least one subject
-    on each side), so a classifier's validation holds every class.
-    """
-    from sklearn.model_selection import train_test_split
-
-    people = sorted({example_unit(n)[0] for n in subjects})
-    if len(people) < 2:
-        raise InputError(f"expected at least 2 subjects to split, found {len(people)}")
-    groups = [people]
-    if labels is not None:
-        classes = sorted({labels[p] for p in people})
-        by_class = [[p for p in people if labels[p] == c] for c in classes]
-        groups = by_class if min(len(g) for g in by_class) >= 2 else [people]
-    train, val = [], []
-    for group in groups:
-        n_val = min(max(1, round(validation_fraction * len(group))), len(group) - 1)
-        part_train, part_val = train_test_split(group, test_size=n_val, random_state=seed)
-        train, val = train + part_train, val + part_val
-    return {"train": _examples_of(subjects, train), "validation": _examples_of(subjects, val)}
-
-
-def _examples_of(examples: Sequence[str], subjects: Sequence[str]) -> list[str]:
-    """The examples (sorted) of the given subjects."""
-    chosen = set(subjects)
-    return sorted(n for n in examples if example_unit(n)[0] in chosen)
-
-
-def kfold_subjects(subjects: Sequence[str], folds: int, seed: int,
-                   labels: Sequence[int] | None = None, labels_from: Path | None = None
-                   ) -> list[dict[str, list[str]]]:
-    """Seeded subject-level k folds; fold k validates on the k-th part.
-
-    ``subjects`` are example names (:func:`example_name`): the folds are drawn over
-    subjects, and the sessions of one subject stay in one part. With ``labels`` (one
-    class index per name, same order) the folds are stratified (scikit-learn
-    ``StratifiedKFold``): each keeps the class ratio of the whole set; subjects of one
-    class only are refused (``labels_from``: the table they came from, for the message).
-    """
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    label = dict(zip([example_unit(n)[0] for n in subjects], labels, strict=True)
-                 ) if labels is not None else None
-    if label is not None and len(set(label.values())) < 2:
-        where = f"{labels_from}: " if labels_from else ""
-        raise InputError(f"{where}expected subjects of at least 2 classes to train a "
-                         f"classifier, found {len(label)} subjects, all of one class")
-    if folds < 2:
-        return [split_subjects(subjects, seed, labels=label)]
-    ordered = np.array(sorted({example_unit(n)[0] for n in subjects}))
-    if folds > len(ordered):
-        raise InputError(f"expected at least {folds} subjects for {folds} folds, "
-                         f"found {len(ordered)}")
-    if label is None:
-        splits = KFold(n_splits=folds, shuffle=True, random_state=seed).split(ordered)
-    else:
-        y = np.array([label[s] for s in ordered])
-        if len(np.unique(y)) < 2 or np.bincount(y).min() < folds:
-            raise InputError(f"expected at least {folds} subjects of each class for {folds} "
-                             f"stratified folds, found class counts {np.bincount(y).tolist()}")
-        splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(ordered, y)
-    return [{"train": _examples_of(subjects, ordered[tr].tolist()),
-             "validation": _examples_of(subjects, ordered[va].tolist())} for tr, va in splits]
-
-
 def subject_labels(dataset: BIDSDataset, subject: str, task: Task) -> dict[str, int]:
     """Class indices of the task's participants.tsv targets for one subject."""
     values: dict[str, int] = {}
@@ -628,11 +561,11 @@ def bright_csf_ratio(data: Any, mask: Any) -> float | None:
 
     from lesionkit.brainmask import FLOOR_PERCENTILE
 
-    inside = _sample(data[:, mask].float())
+    inside = sample_values(data[:, mask].float())
     if inside.numel() == 0:
         return None
-    floor = min(float(torch.quantile(_sample(data.float().flatten()), FLOOR_PERCENTILE / 100)),
-                0.0)
+    floor = min(float(torch.quantile(sample_values(data.float().flatten()),
+                                     FLOOR_PERCENTILE / 100)), 0.0)
     median, bright = (torch.quantile(inside, torch.tensor([0.5, 0.99])) - floor).tolist()
     return bright / median if median > 0 else None
 
@@ -652,88 +585,6 @@ def contrast_warning(ratio: float | None, suffix: str, name: str) -> str | None:
     return (f"{name}: expected a {suffix} (dark CSF: the brightest 1 % of the brain below "
             f"{bound:g} times its median), found {ratio:.2f} times: is it a T2w or "
             f"another contrast? Bright CSF would be read as lesion")
-
-
-def per_image_zscore(data: Any, mask: Any) -> Any:
-    """(C, X, Y, Z) image robustly z-scored inside its brain mask and skull-stripped.
-
-    Voxels inside the mask become (value - median) / (interquartile range / 1.349) (the
-    standard deviation for normally distributed values; unit a.u. -> 1); voxels outside
-    take the normalised 0.5th percentile of the inside, the darkest tissue. The result
-    does not change when the image is multiplied by a positive constant or shifted.
-    """
-    import torch
-
-    inside = data[:, mask]
-    if inside.numel() == 0:
-        return data
-    levels = torch.tensor([0.005, 0.25, 0.5, 0.75])
-    darkest, low, median, high = torch.quantile(_sample(inside.float()), levels)
-    scale = float(high - low) / 1.349 or float(inside.float().std()) or 1.0
-    return torch.where(mask[None], (data - median) / scale, (darkest - median) / scale).float()
-
-
-def _sample(values: Any, limit: int = 1_000_000) -> Any:
-    """At most ``limit`` evenly spaced values (torch.quantile's input size is limited)."""
-    flat = values.reshape(-1)
-    step = max(1, flat.numel() // limit)
-    return flat[::step]
-
-
-def apply_normalisation(array: Any, entry: dict[str, float]) -> Any:
-    """(value - shift) / scale, of the floored log for log-zscore entries (array or tensor);
-    clipped to [clip_low, clip_high] for entries that carry them."""
-    import torch
-
-    if "log_floor" in entry:
-        floor = entry["log_floor"]
-        array = (np.log(np.maximum(array, floor)) if isinstance(array, np.ndarray)
-                 else torch.log(torch.clamp(array, min=floor)))
-    out = (array - entry["shift"]) / entry["scale"]
-    if "clip_low" in entry:
-        low, high = entry["clip_low"], entry["clip_high"]
-        out = np.clip(out, low, high) if isinstance(out, np.ndarray) else out.clamp(low, high)
-    return out
-
-
-def invert(array: np.ndarray, stats: Stats, key: str | None) -> np.ndarray:
-    """Map network output back to the target's unit (identity for key None).
-
-    Clipping is not undone: an ``image-zscore-percentile`` output in [0, 1] comes back as
-    the target's robust z-score, between its training 1st and 99th percentiles.
-    """
-    if key is None:
-        return array
-    entry = stats[key]
-    values = array * entry["scale"] + entry["shift"]
-    return np.exp(values) if "log_floor" in entry else values
-
-
-def fit_statistics(values: np.ndarray, normalisation: str) -> dict[str, float]:
-    """Shift and scale of one image's values (its unit; log-zscore: log of it).
-
-    ``zscore``: mean and standard deviation; ``log-zscore``: the same of the natural log,
-    values first floored at their 1st percentile (relaxation times, whose long tails,
-    e.g. CSF T2*, would dominate a squared loss; the entry gains ``log_floor``);
-    ``percentile``: 1st percentile and the 1st-99th percentile range;
-    ``image-zscore-percentile`` (values already z-scored per image): the same, and the
-    entry gains ``clip_low`` 0 and ``clip_high`` 1 so that normalised values stay in
-    [0, 1]; ``none``: 0 and 1.
-    """
-    if normalisation == "none" or values.size == 0:
-        return {"shift": 0.0, "scale": 1.0}
-    entry: dict[str, float] = {}
-    if normalisation == "log-zscore":
-        entry["log_floor"] = max(float(np.percentile(values, 1)), 1e-6)
-        values = np.log(np.maximum(values, entry["log_floor"]))
-    if normalisation in ("percentile", "image-zscore-percentile"):
-        low, high = np.percentile(values, [1, 99])
-        shift, scale = float(low), float(high - low)
-        if normalisation == "image-zscore-percentile":
-            entry.update(clip_low=0.0, clip_high=1.0)
-    else:
-        shift, scale = float(values.mean()), float(values.std())
-    return {"shift": shift, "scale": scale if scale > 0 else 1.0, **entry}
 
 
 class SubjectStore:

@@ -29,8 +29,6 @@ from lesionkit.bids import (
     write_dataset_description,
 )
 from lesionkit.data import (
-    apply_normalisation,
-    invert,
     load_subject,
     missing_images,
     named_as_given,
@@ -45,6 +43,7 @@ from lesionkit.io import (
     write_tsv,
 )
 from lesionkit.model_folder import FoldModel, TrainedModel, load_model
+from lesionkit.normalisation import apply_normalisation, invert
 from lesionkit.units import unit_label
 from lesionkit.writers import (
     BRAIN_SPEC,

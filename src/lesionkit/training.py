@@ -45,7 +45,6 @@ from lesionkit.callbacks import (
 )
 from lesionkit.data import (
     SubjectStore,
-    kfold_subjects,
     missing_images,
     session_examples,
     training_subjects,
@@ -70,6 +69,7 @@ from lesionkit.model_folder import (
     task_to_plain,
     write_config,
 )
+from lesionkit.splits import kfold_subjects
 from lesionkit.tasks.strategies import network_inputs
 from lesionkit.tasks.task import LabelSpec, Task
 from lesionkit.threads import worker_init
