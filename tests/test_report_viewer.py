@@ -253,3 +253,33 @@ def test_view_needs_no_truth_and_names_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="expected a predictions folder"):
         view(task, tmp_path / "nowhere")
 
+
+
+def test_the_view_opens_at_the_largest_region_of_the_first_map_shown(tmp_path: Path) -> None:
+    """The cross-hair starts at the largest region of the first visible probability or
+    label map (world mm, through its affine), not at the centre of the volume."""
+    from lesionkit.report.viewer import largest_region_centre
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = (-40.0, -50.0, -30.0)
+    probability = np.zeros((40, 48, 36), np.float32)
+    probability[5:8, 5:8, 5:8] = 0.95  # small and brightest
+    probability[25:31, 30:36, 20:26] = 0.7  # largest
+    probability[0, 0, 0] = 0.05  # below the floor
+    centre = [2.0 * c + o for c, o in zip((27, 32, 22), (-40.0, -50.0, -30.0), strict=True)]
+    assert largest_region_centre(probability, affine, PROBABILITY_FLOOR) == pytest.approx(
+        centre, abs=2.0)
+    assert largest_region_centre(np.full((4, 4, 4), 0.05), affine, PROBABILITY_FLOOR) is None
+    background = _nifti(tmp_path / "flair.nii.gz", np.ones(probability.shape), affine)
+    shown = _nifti(tmp_path / "prob.nii.gz", probability, affine)
+
+    def focus(*layers: Layer) -> list[float] | None:
+        document = render_viewer("t", [Layer(background, "FLAIR"), *layers])
+        found = re.search(r'<script type="application/json" id="focus">(.*?)</script>',
+                          document, re.S)
+        assert found is not None
+        return json.loads(found.group(1))
+
+    assert focus(Layer(shown, "p", kind="probability")) == pytest.approx(centre, abs=2.0)
+    assert focus(Layer(shown, "p", kind="probability", visible=False)) is None
+    assert focus() is None

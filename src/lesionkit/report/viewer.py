@@ -29,8 +29,8 @@ import numpy as np
 
 from lesionkit.report.page import page_head
 
-__all__ = ["NIIVUE", "OVERLAY_COLORMAPS", "PROBABILITY_FLOOR", "Layer", "render_viewer",
-           "write_viewer"]
+__all__ = ["NIIVUE", "OVERLAY_COLORMAPS", "PROBABILITY_FLOOR", "Layer", "largest_region_centre",
+           "render_viewer", "write_viewer"]
 
 #: The vendored NiiVue build embedded in every viewer page.
 NIIVUE = Path(__file__).with_name("vendor") / "niivue.umd.js"
@@ -70,8 +70,9 @@ class Layer:
     colormap: str | None = None
 
 
-def _display_nifti(layer: Layer) -> tuple[str, float, float]:
-    """The layer as a gzipped NIfTI in base64, with its display window (cal_min, cal_max)."""
+def _display_nifti(layer: Layer) -> tuple[str, float, float, np.ndarray, np.ndarray]:
+    """The layer as a gzipped NIfTI in base64, with its display window (cal_min, cal_max),
+    and the values shown (3D) with their affine."""
     import nibabel as nib
 
     from lesionkit.io import InputError
@@ -101,7 +102,25 @@ def _display_nifti(layer: Layer) -> tuple[str, float, float]:
     out.set_qform(image.affine, code=1)
     out.set_sform(image.affine, code=1)
     blob = gzip.compress(out.to_bytes(), compresslevel=6, mtime=0)
-    return base64.b64encode(blob).decode("ascii"), float(low), float(high or 1.0)
+    return (base64.b64encode(blob).decode("ascii"), float(low), float(high or 1.0), data,
+            np.asarray(image.affine, dtype=np.float64))
+
+
+def largest_region_centre(data: np.ndarray, affine: np.ndarray, floor: float
+                          ) -> list[float] | None:
+    """Where a map's largest region lies (world mm): the voxel nearest the centre of mass
+    of its largest 26-connected region at or above half its peak and at or above
+    ``floor``; None for a map with nothing above ``floor``."""
+    from scipy import ndimage
+
+    peak = float(data.max()) if data.size else 0.0
+    if not peak > floor:
+        return None
+    regions, _ = ndimage.label(data >= max(floor, peak / 2), np.ones((3, 3, 3), bool))
+    largest = int(np.argmax(np.bincount(regions.ravel())[1:])) + 1
+    voxels = np.argwhere(regions == largest)
+    nearest = voxels[np.argmin(((voxels - voxels.mean(0)) ** 2).sum(1))]
+    return [round(float(v), 2) for v in (affine @ np.array([*nearest, 1.0]))[:3]]
 
 
 def render_viewer(title: str, layers: Sequence[Layer], text: str = "",
@@ -111,9 +130,15 @@ def render_viewer(title: str, layers: Sequence[Layer], text: str = "",
 
     if not layers:
         raise InputError(f"viewer '{title}': expected at least one image, found none")
-    specs = []
+    specs, focus, focus_name = [], None, ""
     for index, layer in enumerate(layers):
-        data, low, high = _display_nifti(layer)
+        data, low, high, values, affine = _display_nifti(layer)
+        if (focus is None and index and layer.visible
+                and layer.kind in ("probability", "label")):
+            if layer.kind == "label":  # every label counts, whatever its number
+                values, low = (values > 0).astype(np.float32), 0.0
+            focus = largest_region_centre(values, affine, low)
+            focus_name = layer.name
         label = f"{layer.name} ({layer.unit})" if layer.unit else layer.name
         colormap = layer.colormap or _COLORMAPS.get(layer.kind, "gray")
         specs.append({"name": f"layer{index}.nii.gz", "label": label, "data": data,
@@ -121,6 +146,8 @@ def render_viewer(title: str, layers: Sequence[Layer], text: str = "",
                       "cal_min": low, "cal_max": high, "visible": layer.visible,
                       "opacity": 1.0 if layer.kind == "intensity" else 0.6})
     payload = json.dumps(specs).replace("</", "<\\/")  # no "</script>" inside the JSON
+    opens = (f"The view opens at the largest region of {html.escape(focus_name)}. "
+             if focus is not None else "")
     parts = page_head(title, data_note, _VIEWER_CSS)
     parts.extend(f"<p>{html.escape(p.strip())}</p>" for p in text.split("\n\n") if p.strip())
     slider = ('<div class="viewer-controls"><label>probability maps shown from '
@@ -131,10 +158,11 @@ def render_viewer(title: str, layers: Sequence[Layer], text: str = "",
         '<div class="viewer-controls" id="layers"></div>',
         *([slider] if any(layer.kind == "probability" for layer in layers) else []),
         '<div class="viewer"><canvas id="viewer"></canvas></div>',
-        '<p class="meta" id="location">Click or drag in a view to move the cross-hair; '
-        "scroll to step through slices.</p>",
+        f'<p class="meta" id="location">{opens}Click or drag in a view to move the '
+        "cross-hair; scroll to step through slices.</p>",
         f"<script>{NIIVUE.read_text(encoding='utf-8')}</script>",
         f'<script type="application/json" id="layer-data">{payload}</script>',
+        f'<script type="application/json" id="focus">{json.dumps(focus)}</script>',
         f"<script>{_VIEWER_JS}</script>",
         "</body></html>\n",
     ]
@@ -143,7 +171,9 @@ def render_viewer(title: str, layers: Sequence[Layer], text: str = "",
 
 def write_viewer(out_path: str | os.PathLike[str], title: str, layers: Sequence[Layer],
                  text: str = "", data_note: str | None = None) -> Path:
-    """Write a self-contained viewer page: the layers over the first, in three planes.
+    """Write a self-contained viewer page: the layers over the first, in three planes,
+    opening at the largest region of the first visible probability or label map
+    (:func:`largest_region_centre`; at the volume's centre without one).
 
     Args:
         out_path: The HTML file; parent folders are created.
@@ -189,6 +219,8 @@ _VIEWER_JS = """
     nv.addVolume(image);
   }
   nv.setSliceType(nv.sliceTypeMultiplanar);
+  var focus = JSON.parse(document.getElementById('focus').textContent);
+  if (focus) { nv.scene.crosshairPos = nv.mm2frac(focus); nv.updateGLVolume(); }
   var box = document.getElementById('layers');
   specs.forEach(function (s, i) {
     var label = document.createElement('label'), check = document.createElement('input');
