@@ -131,7 +131,7 @@ def test_a_tasks_predictions_give_the_input_as_background_and_the_maps_over_it(
     background, lesion = viewer_layers(task, predictions, "02")
     assert Path(background.path).name == "sub-02_FLAIR.nii.gz" and background.name == "FLAIR"
     assert lesion.kind == "probability" and lesion.visible
-    assert lesion.name == f"lesion probseg, desc-{task.outputs[-1].desc}"
+    assert lesion.name == f"lesion probability, desc-{task.outputs[-1].desc}"
     assert viewer_layers(task, predictions, "03") == []  # no predictions
 
 
@@ -198,8 +198,8 @@ def test_of_several_probability_maps_the_last_is_shown_the_others_in_other_colou
     task = replace(task, outputs=(*extra, *task.outputs))
     layers = viewer_layers(task, predictions, "01")
     assert [(layer.name, layer.visible) for layer in layers] == [
-        ("T1map, desc-x", True), ("FLAIR", False), ("GM probseg, desc-x", False),
-        (f"lesion probseg, desc-{task.outputs[-1].desc}", True)]
+        ("T1map, desc-x", True), ("FLAIR", False), ("GM probability, desc-x", False),
+        (f"lesion probability, desc-{task.outputs[-1].desc}", True)]
     assert layers[-1].colormap == "warm" and layers[2].colormap not in (None, "warm")
 
 

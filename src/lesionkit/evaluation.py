@@ -375,8 +375,8 @@ def viewer_layers(task: Task, predictions: Path, subject: str,
     sources = [Path(n) for n in dict.fromkeys(named) if Path(n).is_file()]
     if not sources:
         return []
-    maps = [Layer(file.path, " ".join([*(v for _, v in spec.entities), spec.suffix])
-                  + f", desc-{spec.desc}", kind=spec.kind, unit=spec.unit)
+    maps = [Layer(file.path, f"{_map_name(spec)}, desc-{spec.desc}", kind=spec.kind,
+                  unit="" if spec.kind == "probability" else spec.unit)  # 0-1 goes unsaid
             for spec, file in found]
     given = [Layer(path, _image_name(path)) for path in sources]
 
@@ -456,6 +456,16 @@ def view(task: Task, predictions: str | os.PathLike[str], subject: str | None = 
     where = f" ses-{session}" if session else ""
     raise InputError(f"{root}: expected {task.name}'s predictions ({wanted}) of {who}{where} "
                      "with a sidecar naming existing inputs (Sources), found none")
+
+
+#: What a predicted map of each BIDS suffix holds, in a viewer's layer names.
+_MAP_NAMES = {"probseg": "probability", "dseg": "labels", "mask": "mask"}
+
+
+def _map_name(spec: Any) -> str:
+    """A predicted map's name for a reader: its entities' values and what its suffix
+    holds (``label-lesion`` ``probseg`` -> "lesion probability"; ``R1map`` -> "R1map")."""
+    return " ".join([*(v for _, v in spec.entities), _MAP_NAMES.get(spec.suffix, spec.suffix)])
 
 
 def _image_name(path: Path) -> str:
