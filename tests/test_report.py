@@ -200,3 +200,19 @@ def test_curve_figure_over_one_epoch_shows_a_point_on_an_integer_tick():
     ax = figure.axes[0]
     assert list(ax.get_xticks()) == [1]
     assert ax.lines[0].get_marker() == "o"
+
+
+def test_a_sections_headline_metrics_come_first_in_its_tables() -> None:
+    """The case's columns stay left, then the headline metrics in their order (with their
+    summary columns), then the rest as they came."""
+    from lesionkit.report.page import _table_html
+
+    rows = [{"participant_id": "sub-01", "t1_deviation": 4.0, "lesion_dice (mean)": 0.4,
+             "method": "network", "detection_rate": 0.3, "lesion_dice (sd)": 0.1}]
+    page = _table_html("", rows, first=("lesion_dice", "detection_rate", "absent"))
+    order = [page.index(name) for name in ("participant_<wbr>id", "method",
+                                           "lesion_<wbr>dice (mean)", "lesion_<wbr>dice (sd)",
+                                           "detection_<wbr>rate", "t1_<wbr>deviation")]
+    assert order == sorted(order)
+    assert _table_html("", rows).index("t1_<wbr>deviation") < _table_html("", rows).index(
+        "lesion_<wbr>dice (mean)")  # no headline metrics: the columns as they came

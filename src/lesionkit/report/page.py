@@ -50,6 +50,10 @@ class Section:
             e.g. ``{"rmse": "s^-1", "psnr": "dB"}``.
         links: URL (relative to the page) -> link text, one paragraph each, e.g. the
             viewer page beside a report.
+        first: Metric columns shown first in its tables, in this order, after the
+            columns that name the case (participant, session, run, method, ...): the
+            task's headline metrics (``Task.metrics``); a summary column such as
+            ``lesion_dice (mean)`` goes with its metric.
     """
 
     title: str
@@ -58,6 +62,7 @@ class Section:
     figures: Mapping[str, FigureLike] | Sequence[FigureLike] = ()
     units: Mapping[str, str] = field(default_factory=dict)
     links: Mapping[str, str] = field(default_factory=dict)
+    first: Sequence[str] = ()
 
 
 def caption(what: str, subject: str, method: str, threshold: str | None = None) -> str:
@@ -133,10 +138,30 @@ def _items(items: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str, Any]]:
     return [("", item) for item in items]
 
 
-def _table_html(caption: str, table: Table, units: Mapping[str, str] | None = None) -> str:
+#: Columns that name a table's case, kept at its left.
+_CASE_COLUMNS = ("participant_id", "session_id", "run", "method", "metric", "lesion", "label",
+                 "arm", "kind", "image")
+
+
+def _ordered(frame: pd.DataFrame, first: Sequence[str]) -> pd.DataFrame:
+    """The case columns, then the columns of each metric in ``first`` (``name`` and
+    ``name (...)``), then the rest, each group in its own order."""
+    columns = [str(c) for c in frame.columns]
+    case = [c for c in columns if c in _CASE_COLUMNS]
+    metrics = [c for name in first for c in columns
+               if c not in case and c.partition(" (")[0] == name]
+    rest = [c for c in columns if c not in case and c not in metrics]
+    return frame[[*case, *dict.fromkeys(metrics), *rest]]
+
+
+def _table_html(caption: str, table: Table, units: Mapping[str, str] | None = None,
+                first: Sequence[str] = ()) -> str:
     """The table in a box of the page's width that scrolls when the table is larger;
-    headers carry units and may wrap after an underscore; missing values read "n/a"."""
+    headers carry units and may wrap after an underscore; missing values read "n/a";
+    the columns of the metrics in ``first`` come right after those naming the case."""
     frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
+    if first and len(frame.columns):
+        frame = _ordered(frame.rename(columns=str), first)
     frame = frame.rename(columns=lambda c: column_label(str(c), units or {}))
     frame = frame.astype(object).where(frame.notna(), None).map(
         lambda v: "n/a" if v is None or (isinstance(v, str) and v in ("None", "nan")) else v)
@@ -193,7 +218,8 @@ def render_html(title: str, sections: Sequence[Section], data_note: str | None =
         parts.append(_text_html(section.text))
         parts.extend(f'<p><a href="{html.escape(quote(url), quote=True)}">{html.escape(text)}'
                      "</a></p>" for url, text in section.links.items())
-        parts.extend(_table_html(c, t, section.units) for c, t in _items(section.tables))
+        parts.extend(_table_html(c, t, section.units, section.first)
+                     for c, t in _items(section.tables))
         parts.extend(_figure_html(c, f) for c, f in _items(section.figures))
         parts.append("</section>")
     parts.append("</body></html>\n")

@@ -814,7 +814,8 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                  for point in POINTS},
               "per case": [r for r in rows if r.get("method") != "lesion"],
               "per lesion": _cases(rows, "lesion")}
-    return [Section(f"{task.name}: contrast and detection", text, tables=tables, units=UNITS),
+    return [Section(f"{task.name}: contrast and detection", text, tables=tables, units=UNITS,
+                    first=task.metrics),
             Section(f"{task.name}: images", figures=figures)]
 
 

@@ -182,7 +182,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
             "preservation (output over 7T) on FCD subjects. Held-out subjects only.")
     return [Section("enhance-r1: metrics", text,
                     tables={"mean over subjects": table, "per subject": rows},
-                    units=UNITS),
+                    units=UNITS, first=task.metrics),
             Section("enhance-r1: slices", figures=figures)]
 
 

@@ -187,7 +187,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
             "AUC with a stratified bootstrap interval. " + HEAT_SCORE_NOTE)
     return [Section("fcd-classify: classification", text,
                     tables={"metrics": metrics, "Heat-Score": [vars(heat)],
-                            "per subject": rows}, units=UNITS),
+                            "per subject": rows}, units=UNITS, first=task.metrics),
             Section("fcd-classify: Grad-CAM", "Grad-CAM of the patient class on the input "
                     "grid, drawn inside the brain mask only; cyan: the true lesion outline.",
                     figures=cam_figures(root, predictions,

@@ -330,7 +330,8 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                  "against the phantom's true maps. MRF study values (5 test patients): Dice "
                  "0.61, detection 0.85, NAWM 0.92, GM 0.91, T1 5.2 %, T2* 5.1 %.")
     return [Section(f"{task.name}: metrics", text,
-                    tables={"mean over subjects": table, "per subject": rows}, units=UNITS),
+                    tables={"mean over subjects": table, "per subject": rows}, units=UNITS,
+                    first=task.metrics),
             Section(f"{task.name}: lesion probability", figures={**figures, **overlays})]
 
 
