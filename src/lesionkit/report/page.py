@@ -112,6 +112,8 @@ background-attachment:local,local,scroll,scroll}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;
 padding:.2em .5em;text-align:right}th{background:#f2f2f2;position:sticky;top:0;
 vertical-align:bottom}td{white-space:nowrap}
+td:first-child,th:first-child{text-align:left}td:first-child{white-space:normal;
+min-width:6em;max-width:24em}
 figure{margin:1.2em 0}img{max-width:100%;height:auto}
 figcaption,caption{font-size:.9em;color:#444;text-align:left;caption-side:top;
 padding-bottom:.3em}
