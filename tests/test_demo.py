@@ -117,10 +117,11 @@ def test_run_demo_simulates_with_the_workers_asked_for(tmp_path: Path, monkeypat
 def test_figures_carry_the_units_of_the_registered_task() -> None:
     """A metric is printed with the task's unit, and a model folder written before the
     task gave units takes the registered task's."""
-    from lesionkit.demo import _label
+    from lesionkit.shipped import metric_label
     from lesionkit.tasks import get_task
 
     task = get_task("enhance-r1")
-    assert _label(task, "rmse") == "rmse (s^-1)" and _label(task, "ssim") == "ssim"
-    assert _label(replace(task, metric_units={}), "relative_edge_sharpness") == (
+    assert metric_label(task, "rmse") == "rmse (s^-1)" and metric_label(task, "ssim") == "ssim"
+    assert metric_label(replace(task, metric_units={}), "relative_edge_sharpness") == (
         "relative_edge_sharpness (1/mm)")
+    assert metric_label("enhance-r1", "psnr") == "psnr (dB)"  # a shipped model's name

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from lesionkit.tasks.task import DemoStep, Task
+from lesionkit.tasks.task import DemoStep
 
 ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager[Callable[[int], None]]]
 
@@ -188,6 +188,7 @@ def _scored(step: DemoStep, model: Path, data: Path, held_out: list[str], label:
     from lesionkit.build_models import scored_summary
     from lesionkit.evaluation import report
     from lesionkit.infer import predict
+    from lesionkit.shipped import metric_label
 
     task = _stored_task(model)
     predictions = out / "predictions" / f"{task.name}-{label}"
@@ -197,7 +198,7 @@ def _scored(step: DemoStep, model: Path, data: Path, held_out: list[str], label:
              f"(predicted in {time.perf_counter() - start:.0f} s; mean over subjects):"]
     summary = scored_summary(task, data, held_out, step.shown, predictions)
     for method, values in summary.items():
-        text = ", ".join(f"{_label(task, k)} {_number(v)}" for k, v in values.items()
+        text = ", ".join(f"{metric_label(task, k)} {_number(v)}" for k, v in values.items()
                          if v is not None)
         lines.append(f"  {method}: {text}")
     page = report(task, data, subjects=held_out, predictions=predictions)
@@ -208,6 +209,7 @@ def _crossval(step: DemoStep, task: object, data: Path, out: Path, seed: int,
               cohorts: dict[str, int]) -> list[str]:
     """Cross-validate the step's arms (those needing pretraining only with its source)."""
     from lesionkit.crossval import crossval
+    from lesionkit.shipped import metric_label
 
     ready = step.source_cohorts and all(c in cohorts for c in step.source_cohorts)
     source = [out / "phantom" / c for c in step.source_cohorts] if ready else None
@@ -223,23 +225,11 @@ def _crossval(step: DemoStep, task: object, data: Path, out: Path, seed: int,
              f"{result}"]
     for arm, entry in comparison["arms"].items():
         rows = [*entry["classification"], *entry["metrics"]]
-        text = ", ".join(f"{_label(task, r['metric'])} {_number(r['estimate'])} (95 % CI "
+        text = ", ".join(f"{metric_label(task, r['metric'])} {_number(r['estimate'])} (95 % CI "
                          f"{_number(r['ci_low'])}-{_number(r['ci_high'])})"
                          for r in rows if r["metric"] in ("accuracy", "roc_auc", "heat_score"))
         lines.append(f"  {arm}: {text}")
     return [*lines, f"report: {(result / 'report.html').resolve()}"]
-
-
-def _label(task: Task, metric: str) -> str:
-    """A metric's name with its unit (the task's ``metric_units``; a model folder written
-    before a unit was given takes the registered task's)."""
-    from lesionkit.report import column_label
-    from lesionkit.tasks import TASKS
-
-    registered = TASKS.get(task.name)
-    units = {**(registered.metric_units if registered is not None else {}),
-             **task.metric_units}
-    return column_label(metric, units)
 
 
 def _number(value: float | None) -> str:

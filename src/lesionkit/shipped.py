@@ -106,6 +106,20 @@ def alternatives(dataset: Any, task: Any, subjects: list[str] | None = None) -> 
     return found
 
 
+def metric_label(task: Any, metric: str) -> str:
+    """A metric's name with its unit (:func:`lesionkit.report.column_label`): the units of
+    ``task`` (a Task, whose model folder may predate its units, or a task's name) and of
+    the registered task of that name."""
+    from lesionkit.report import column_label
+    from lesionkit.tasks import TASKS
+
+    name = task if isinstance(task, str) else task.name
+    registered = TASKS.get(name)
+    units = {**(registered.metric_units if registered is not None else {}),
+             **({} if isinstance(task, str) else task.metric_units)}
+    return column_label(metric, units)
+
+
 def describe(name: str) -> list[str]:
     """Lines describing a shipped model: task, training and held-out phantom figures."""
     record = provenance(name)
@@ -123,7 +137,8 @@ def describe(name: str) -> list[str]:
     if held_out:
         lines.append(f"  held-out phantom subjects {', '.join(held_out['subjects'])}:")
         for method, values in held_out["summary"].items():
-            text = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if v is not None)
+            text = ", ".join(f"{metric_label(name, k)} {v:.4g}" for k, v in values.items()
+                             if v is not None)
             if text:
                 lines.append(f"    {method}: {text}")
     return lines
