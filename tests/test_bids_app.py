@@ -210,8 +210,10 @@ def test_group_level_of_an_images_task_says_there_is_nothing_to_combine(
     capsys.readouterr()
     assert run([str(data), str(out), "group", "--task", "enhance-r1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 1 and "nothing to combine" in lines[0]
+    assert len(lines) == 2 and "nothing to combine" in lines[1]
+    assert lines[0] == f"wrote {out / 'index.html'} (the participants' pages)"
     assert not list(out.glob("group_*"))
+    assert 'href="sub-01_ses-3T.html"' in (out / "index.html").read_text()  # maps only
 
 
 def test_group_level_combines_the_participants_tables(lesions, tmp_path, monkeypatch) -> None:
@@ -230,6 +232,8 @@ def test_group_level_combines_the_participants_tables(lesions, tmp_path, monkeyp
     assert table.groupby("participant_id").size().to_dict() == {"sub-01": 4, "sub-02": 4,
                                                                  "sub-03": 4}
     assert table["probability"].between(0, 1).all()
+    index = (out / "index.html").read_text()  # a row per participant's page
+    assert all(f'href="sub-{label}.html"' in index for label in ("01", "02", "03"))
     assert run([str(data), str(out), "group", "--task", "toy-lesions", "--participant-label",
                 "02"]) == 0
     assert set(pd.read_csv(out / "group_desc-bright_lesions.tsv", sep="\t")
@@ -350,6 +354,8 @@ def test_a_participant_of_two_visits_gets_its_lesion_changes(tmp_path) -> None:
     [row] = pd.read_csv(out / "group_lesionchange.tsv", sep="\t").to_dict("records")
     assert row["baseline_session_id"] == "ses-study1" and row["session_id"] == "ses-study2"
     assert row["new"] + row["enlarging"] >= 1
+    index = (out / "index.html").read_text()
+    assert 'href="sub-patient01_ses-study2.html"' in index and "since ses-study1: " in index
     plain = tmp_path / "plain"
     assert run([str(bids), str(plain), "participant", "--task", "flair-only-lesion-dr",
                 "--threads", "2", "--no-changes"]) == 0

@@ -546,12 +546,15 @@ def group_level(bids: Path, out: Path, task_name: str, labels: list[str] | None)
         for path in sorted(folder.rglob("*.tsv")):
             name, entities = _table_name(path.name)
             groups.setdefault(name, []).extend({**entities, **row} for row in _rows(path))
+    index = _index(bids, out, task_name, folders, groups)
+    if index is not None:
+        typer.echo(f"wrote {index} (the participants' pages)")
     if not groups:
         images = sum(1 for folder in folders for _ in folder.rglob("*.nii*"))
         typer.echo(f"group level: nothing to combine: task {task_name} writes images only "
                    f"({images} images of {len(folders)} participants under {out})")
-        return []
-    written = []
+        return [] if index is None else [index]
+    written = [] if index is None else [index]
     for name, rows in sorted(groups.items()):
         columns = ["participant_id", *(["session_id"] if any("session_id" in r for r in rows)
                                        else [])]
@@ -560,6 +563,44 @@ def group_level(bids: Path, out: Path, task_name: str, labels: list[str] | None)
         typer.echo(f"wrote {written[-1]} ({len(rows)} rows of "
                    f"{len({r['participant_id'] for r in rows})} participants)")
     return written
+
+
+def _index(bids: Path, out: Path, task_name: str, folders: Sequence[Path],
+           groups: dict[str, list[dict[str, str]]]) -> Path | None:
+    """``OUTPUT_DIR/index.html``: a row per participant's page (and session), with its
+    lesion count and volume and the changes since the session before where the tables
+    hold them; None when no page was written."""
+    from lesionkit.changes import KINDS
+    from lesionkit.report import PHANTOM_NOTE, ReportEntry, write_index
+    from lesionkit.tasks.task import dataset_is_phantom
+
+    names = {folder.name for folder in folders}
+    pages = [p for p in sorted(out.glob(f"{PARTICIPANT}*.html"))
+             if p.stem.partition("_")[0] in names]
+    if not pages:
+        return None
+
+    def by_visit(name: str) -> dict[tuple[str, str], dict[str, str]]:
+        return {(r["participant_id"], r.get("session_id") or ""): r
+                for r in groups.get(name, [])}
+
+    loads, changes = by_visit("lesionload.tsv"), by_visit("lesionchange.tsv")
+    entries = []
+    for page in pages:
+        participant, _, session = page.stem.partition("_")
+        figures = []
+        if (load := loads.get((participant, session))) is not None:
+            figures.append(f"{load['lesion_count']} lesions, {load['lesion_volume_ml']} mL")
+        if (change := changes.get((participant, session))) is not None:
+            figures.append(f"since {change['baseline_session_id']}: " + ", ".join(
+                f"{change[kind]} {kind}" for kind in KINDS))
+        entries.append(ReportEntry(page, task_name, f"{participant} {session}".strip(),
+                                   "; ".join(figures) or "maps only"))
+    return write_index(out / "index.html", f"lesionkit {task_name}: {bids.name}", entries,
+                       text="One page per participant and session: the maps predicted, over "
+                            "the images they were predicted from. The tables of every "
+                            "participant are the group_*.tsv files beside this page.",
+                       data_note=PHANTOM_NOTE if dataset_is_phantom(bids) else None)
 
 
 def _table_name(name: str) -> tuple[str, dict[str, str]]:
