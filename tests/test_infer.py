@@ -504,13 +504,13 @@ def test_maps_predicted_on_a_box_come_back_on_the_whole_grid() -> None:
 
 def test_a_z_scored_map_predicted_on_a_box_is_surrounded_by_its_background() -> None:
     from lesionkit.infer import _uncropped
-    from lesionkit.writers import background_value
+    from lesionkit.writers import surround_value
 
     values = np.full((1, 6, 6, 6), -4.0, np.float32)  # air of a z-scored map
     values[0, 2:4, 2:4, 2:4] = 1.0
     values[0, 0, 0, 0] = -9.0  # one dark corner voxel: the minimum, not the background
-    assert background_value(values[0]) == pytest.approx(-4.0)
-    assert background_value(np.abs(values[0])) == 0.0  # no negative values: 0
+    assert surround_value(values[0]) == pytest.approx(-4.0)
+    assert surround_value(np.abs(values[0])) == 0.0  # no negative values: 0
     box = (slice(3, 9), slice(0, 6), slice(2, 8))
     outputs = [SimpleNamespace(kind="intensity")]
     full = _uncropped(values, box, (12, 6, 10), outputs, std=False)

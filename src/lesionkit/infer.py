@@ -51,9 +51,9 @@ from lesionkit.writers import (
     WRITERS,
     LesionReading,
     Written,
-    background_value,
     carried_entities,
     merged_rows,
+    surround_value,
 )
 
 SPATIAL_AXES = (2, 3, 4)
@@ -201,11 +201,11 @@ def brain_box(mask: np.ndarray, margin: int, align: int = 16
 def _uncropped(values: np.ndarray, box: tuple[slice, ...], shape: Sequence[int],
                outputs: Sequence[Any], std: bool) -> np.ndarray:
     """(C, *shape) maps with ``values`` (C, *box) in the box; outside, 0 (standard
-    deviations, non-negative maps) or the box's background (:func:`background_value`)."""
+    deviations, non-negative maps) or the box's background (:func:`surround_value`)."""
     full = np.zeros((len(values), *shape), np.float32)
     for c, spec in enumerate(outputs):
         if not std and spec.kind == "intensity":
-            full[c] = background_value(values[c])
+            full[c] = surround_value(values[c])
     full[(slice(None), *box)] = values
     return full
 

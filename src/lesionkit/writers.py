@@ -34,7 +34,7 @@ LESIONS_SPEC = OutputSpec("dseg", "", "1", "label")
 LESION_THRESHOLD = 0.33
 
 
-def background_value(values: np.ndarray) -> float:
+def surround_value(values: np.ndarray) -> float:
     """What surrounds an intensity map where it was not predicted: 0, or for a map with
     negative values (z-scores, whose air is below zero) the median of its outermost
     voxels, the background it shows there, so that no frame marks where it ends."""
@@ -50,7 +50,7 @@ def on_input_grid(data: np.ndarray, grid_affine: np.ndarray, reference: Volume,
 
     Voxels of the input the network's grid does not cover (outside a crop) get 0, or for
     intensity maps with negative values (z-scores) their background
-    (:func:`background_value`).
+    (:func:`surround_value`).
     """
     if data.shape == reference.shape[:3] and np.allclose(grid_affine, reference.affine,
                                                          atol=1e-4):
@@ -68,7 +68,7 @@ def on_input_grid(data: np.ndarray, grid_affine: np.ndarray, reference: Volume,
     out = resampled(data, interpolation)
     if kind == "intensity" and data.size:
         covered = resampled(np.ones(data.shape, np.float32), "nearest") > 0.5
-        out[~covered] = background_value(data)
+        out[~covered] = surround_value(data)
     return out
 
 
