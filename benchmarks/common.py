@@ -95,3 +95,20 @@ def in_child(function: Callable[..., Any], *args: Any, timeout: float = 1800) ->
     if status != "ok":
         raise RuntimeError(f"{function.__name__} failed in its process:\n{value}")
     return value
+
+
+def output_folder(default: str, doc: str | None) -> str:
+    """The output folder a benchmark run alone is given (its first argument, else
+    ``default``); ``-h``/``--help`` prints the benchmark's docstring and exits, and any
+    other option is refused, so that no option is taken for a folder."""
+    import sys
+
+    given = sys.argv[1] if len(sys.argv) > 1 else default
+    if given in ("-h", "--help"):
+        print((doc or "").strip() or f"usage: python {sys.argv[0]} [OUT_DIR]")
+        raise SystemExit(0)
+    if given.startswith("-"):
+        print(f"usage: python {sys.argv[0]} [OUT_DIR] (default {default}); {given}: "
+              "expected an output folder, found an option", file=sys.stderr)
+        raise SystemExit(2)
+    return given

@@ -85,6 +85,7 @@ def bench_contrast_amplify(out_dir: Path | str) -> list[dict]:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    for row in bench_contrast_amplify(sys.argv[1] if len(sys.argv) > 1
-                                      else "bench-out/contrast-amplify"):
+    from common import output_folder
+
+    for row in bench_contrast_amplify(output_folder("bench-out/contrast-amplify", __doc__)):
         print(row)

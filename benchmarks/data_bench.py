@@ -209,5 +209,7 @@ def bench_data(out_dir: Path | str) -> list[dict]:
 
 
 if __name__ == "__main__":
-    for row in bench_data(sys.argv[1] if len(sys.argv) > 1 else "bench-out/data"):
+    from common import output_folder
+
+    for row in bench_data(output_folder("bench-out/data", __doc__)):
         print(row)

@@ -81,5 +81,7 @@ def bench_ddp(out_dir: Path | str) -> list[dict]:
 
 
 if __name__ == "__main__":
-    for row in bench_ddp(sys.argv[1] if len(sys.argv) > 1 else "bench-out/ddp"):
+    from common import output_folder
+
+    for row in bench_ddp(output_folder("bench-out/ddp", __doc__)):
         print(row)

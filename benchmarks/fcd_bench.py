@@ -10,7 +10,6 @@ Run alone: ``python benchmarks/fcd_bench.py bench-out/fcd``.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,5 +92,7 @@ def bench_fcd(out_dir: str | Path) -> list[dict]:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "bench-out/fcd")
+    from common import output_folder
+
+    target = Path(output_folder("bench-out/fcd", __doc__))
     print(json.dumps(bench_fcd(target), indent=2))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import resource
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -139,5 +138,7 @@ def bench_matching(out_dir: Path | str) -> list[dict]:
 
 
 if __name__ == "__main__":
-    for row in bench_matching(sys.argv[1] if len(sys.argv) > 1 else "bench-out/mrf"):
+    from common import output_folder
+
+    for row in bench_matching(output_folder("bench-out/mrf", __doc__)):
         print(row)

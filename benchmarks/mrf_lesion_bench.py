@@ -337,5 +337,7 @@ elif __name__ == "__main__" and sys.argv[1:] == ["--padding"]:
         print(f"slices padded to a multiple of {multiple}: median {np.median(runs):.3f} s "
               f"of {[round(r, 2) for r in runs]}")
 elif __name__ == "__main__":
-    for row in bench_mrf_lesion(sys.argv[1] if len(sys.argv) > 1 else "bench-out/mrf-lesion"):
+    from common import output_folder
+
+    for row in bench_mrf_lesion(output_folder("bench-out/mrf-lesion", __doc__)):
         print(row)

@@ -14,7 +14,6 @@ Run alone: ``python benchmarks/rim_classify_bench.py bench-out/rim-classify``.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -111,5 +110,7 @@ def bench_rim_classify(out_dir: str | Path) -> list[dict]:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "bench-out/rim-classify")
+    from common import output_folder
+
+    target = Path(output_folder("bench-out/rim-classify", __doc__))
     print(json.dumps(bench_rim_classify(target), indent=2))

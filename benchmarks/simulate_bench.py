@@ -11,7 +11,6 @@ Run alone: ``python benchmarks/simulate_bench.py bench-out/simulate``.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -58,4 +57,6 @@ def bench_simulation(out_dir: str | Path, resolutions: tuple[int, ...] = (2, 1),
 
 
 if __name__ == "__main__":
-    bench_simulation(sys.argv[1] if len(sys.argv) > 1 else "bench-out/simulate")
+    from common import output_folder
+
+    bench_simulation(output_folder("bench-out/simulate", __doc__))
