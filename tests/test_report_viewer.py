@@ -283,3 +283,15 @@ def test_the_view_opens_at_the_largest_region_of_the_first_map_shown(tmp_path: P
     assert focus(Layer(shown, "p", kind="probability")) == pytest.approx(centre, abs=2.0)
     assert focus(Layer(shown, "p", kind="probability", visible=False)) is None
     assert focus() is None
+
+
+def test_a_label_map_the_view_opens_on_keeps_its_display_window(tmp_path: Path) -> None:
+    labels = np.zeros((20, 20, 20), np.float32)
+    labels[4:7, 4:7, 4:7] = 3  # any label counts, whatever its number
+    background = _nifti(tmp_path / "flair.nii.gz", np.ones(labels.shape), np.eye(4))
+    document = render_viewer("t", [Layer(background, "FLAIR"),
+                                   Layer(_nifti(tmp_path / "l.nii.gz", labels, np.eye(4)),
+                                         "lesions", kind="label")])
+    assert _specs(document)[1]["cal_min"] == 0.5
+    found = re.search(r'id="focus">(.*?)</script>', document, re.S)
+    assert found is not None and json.loads(found.group(1)) == [5.0, 5.0, 5.0]

@@ -135,9 +135,10 @@ def render_viewer(title: str, layers: Sequence[Layer], text: str = "",
         data, low, high, values, affine = _display_nifti(layer)
         if (focus is None and index and layer.visible
                 and layer.kind in ("probability", "label")):
+            floor = low
             if layer.kind == "label":  # every label counts, whatever its number
-                values, low = (values > 0).astype(np.float32), 0.0
-            focus = largest_region_centre(values, affine, low)
+                values, floor = (values > 0).astype(np.float32), 0.0
+            focus = largest_region_centre(values, affine, floor)
             focus_name = layer.name
         label = f"{layer.name} ({layer.unit})" if layer.unit else layer.name
         colormap = layer.colormap or _COLORMAPS.get(layer.kind, "gray")
