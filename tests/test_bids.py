@@ -334,3 +334,12 @@ def test_derivative_has_description_and_sidecar(tmp_path: Path) -> None:
     assert sidecar["lesionkit_version"] == __version__
     assert sidecar["ModelFolder"] == "model"
     np.testing.assert_allclose(load_volume(path).affine, affine)
+
+
+def test_a_dataset_that_is_no_folder_says_what_it_found(tmp_path: Path) -> None:
+    (tmp_path / "scan.nii.gz").write_bytes(b"")
+    with pytest.raises(InputError, match=r"scan.nii.gz: expected a BIDS dataset folder, "
+                                         r"found a file$"):
+        BIDSDataset(tmp_path / "scan.nii.gz")
+    with pytest.raises(InputError, match=r"expected a BIDS dataset folder, found no folder$"):
+        BIDSDataset(tmp_path / "nowhere")

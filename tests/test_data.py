@@ -189,6 +189,30 @@ def test_files_are_laid_out_where_the_task_looks_for_them(tmp_path: Path) -> Non
         dataset_of_files(task, images, tmp_path / "other", "p_7")
 
 
+def test_image_keys_are_read_in_any_case_or_as_the_images_bids_suffix(tmp_path: Path) -> None:
+    """``--image FLAIR=...`` and ``--image mask=...`` name the task's flair and brain images;
+    a key wins over a suffix two images share (T1W is t1w, not t1c, whose suffix is also
+    T1w), and two keys for one image are refused before anything is made."""
+    scan = tmp_path / "scan.nii.gz"
+    scan.write_bytes(b"")
+    task = get_task("flair-lesion-dr")
+    sources = dataset_of_files(task, {"FLAIR": scan, "T1W": scan, "mask": scan},
+                               tmp_path / "ds", "p7")
+    assert sorted(Path(link).name for link in sources) == [
+        "sub-p7_FLAIR.nii.gz", "sub-p7_T1w.nii.gz", "sub-p7_desc-brain_mask.nii.gz"]
+    with pytest.raises(InputError, match="expected one file for image flair, found two"):
+        dataset_of_files(task, {"flair": scan, "FLAIR": scan, "t1w": scan},
+                         tmp_path / "other", "p7")
+    assert not (tmp_path / "other").exists()
+    t1c = tmp_path / "t1c.nii.gz"
+    t1c.write_bytes(b"")
+    sources = dataset_of_files(get_task("contrast-amplify-noadc"),
+                               {"T1W": scan, "T1C": t1c, "Flair": scan}, tmp_path / "ca", "p7")
+    assert {Path(link).name: Path(file).name for link, file in sources.items()} == {
+        "sub-p7_acq-standard_ce-gadolinium_T1w.nii.gz": "t1c.nii.gz",
+        "sub-p7_T1w.nii.gz": "scan.nii.gz", "sub-p7_FLAIR.nii.gz": "scan.nii.gz"}
+
+
 def test_files_of_one_visit_are_laid_out_in_its_session(tmp_path: Path) -> None:
     """``--sessions`` with ``--image``: the links lie in ``ses-<label>``, so the outputs of
     two visits lie side by side; a task whose images have sessions of their own, or a label

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lesionkit import __version__
-from lesionkit.io import DICOM_ADVICE, InputError, is_dicom, save_volume, write_json, write_tsv
+from lesionkit.io import (
+    DICOM_ADVICE,
+    InputError,
+    instead_of_folder,
+    is_dicom,
+    save_volume,
+    write_json,
+    write_tsv,
+)
 from lesionkit.units import scopes
 
 if TYPE_CHECKING:
@@ -328,7 +336,8 @@ class BIDSDataset:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
-            raise InputError(f"{self.root}: expected a BIDS dataset folder, found no folder")
+            raise InputError(f"{self.root}: expected a BIDS dataset folder, found "
+                             f"{instead_of_folder(self.root)}")
 
     def _base(self, derivatives: str | None) -> Path:
         return self.root / "derivatives" / derivatives if derivatives else self.root

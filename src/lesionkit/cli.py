@@ -592,8 +592,9 @@ def predict(
     image: Annotated[list[str] | None, typer.Option(
         "--image", metavar="KEY=FILE",
         help="Instead of DATA_DIR: one NIfTI file per input of the model, e.g. --image "
-             "flair=scan.nii.gz --image t1w=t1.nii (a wrong or missing KEY is answered with "
-             "the model's list; a brain mask is optional); --subjects names the subject "
+             "flair=scan.nii.gz --image t1w=t1.nii (KEY in any case, or the image's BIDS "
+             "suffix; a wrong or missing KEY is answered with the model's list; a brain "
+             "mask is optional); --subjects names the subject "
              "(default 01) and --sessions its visit (default none); needs --out-dir.")] = None,
     register: RegisterOption = False,
     allow_incomplete: Annotated[bool, typer.Option(

@@ -98,7 +98,8 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
     Args:
         task: The task predicting them.
         images: Key of each prediction image (``ImageSpec.key``: "flair", "t1w", ...; the
-            brain mask "brain" is optional) -> its file.
+            brain mask "brain" is optional) -> its file. Keys are read in any case, and
+            an image's BIDS suffix stands for it where no other image has that suffix.
         root: An empty folder for the dataset.
         subject: The subject label the outputs are named with.
         session: The session label of the files (a visit), or None for none; outputs of
@@ -131,6 +132,7 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
                          f"{task.name} reads its images from session(s) {', '.join(fixed)}; "
                          f"found {session!r}")
     listed = image_keys(task)
+    images = _keyed(images, specs)
     unknown = sorted(set(images) - set(specs))
     missing = [k for k, s in specs.items() if s is not task.mask and k not in images]
     if unknown or missing:
@@ -174,6 +176,30 @@ def named_as_given(message: str, sources: dict[str, str] | None) -> str:
         return message
     pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.sub(pattern, lambda match: names[match.group(0)], message)
+
+
+def _keyed(images: dict[str, Path], specs: dict[str, ImageSpec]) -> dict[str, Path]:
+    """``--image`` keys as the task names them: a key in any case ("FLAIR" for "flair"),
+    or the BIDS suffix of the one image that has it ("T1w", "Chimap"); other keys are
+    kept, for the caller to name as unknown.
+
+    Raises:
+        InputError: two keys that stand for the same image.
+    """
+    by_name: dict[str, str] = {}
+    suffixes = [s.suffix.casefold() for s in specs.values()]
+    for key, spec in specs.items():
+        if suffixes.count(spec.suffix.casefold()) == 1:
+            by_name[spec.suffix.casefold()] = key
+    by_name.update({key.casefold(): key for key in specs})
+    keyed: dict[str, Path] = {}
+    for given, file in images.items():
+        key = by_name.get(given.casefold(), given)
+        if key in keyed:
+            raise InputError(f"--image: expected one file for image {key}, found two "
+                             f"({keyed[key]} and {file})")
+        keyed[key] = file
+    return keyed
 
 
 def image_keys(task: Task) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 
 from lesionkit.bids import BIDSDataset, BIDSFile, parse_name
 from lesionkit.data import expected_name
-from lesionkit.io import InputError, read_sidecar, write_json, write_tsv
+from lesionkit.io import InputError, instead_of_folder, read_sidecar, write_json, write_tsv
 from lesionkit.summaries import summarise
 from lesionkit.tasks.task import ImageSpec, Task, dataset_is_phantom
 from lesionkit.units import row_in_scope, unit_label, unit_scope
@@ -431,7 +431,7 @@ def view(task: Task, predictions: str | os.PathLike[str], subject: str | None = 
     root = Path(predictions)
     if not root.is_dir():
         raise InputError(f"{root}: expected a predictions folder written by lesionkit "
-                         "predict, found no folder")
+                         f"predict, found {instead_of_folder(root)}")
     candidates = [subject.removeprefix("sub-")] if subject else BIDSDataset(root).subjects()
     session = session.removeprefix("ses-") if session else None
     for label in candidates:

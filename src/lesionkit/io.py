@@ -39,6 +39,11 @@ class InputError(ValueError):
     """A user's input is unusable; the message is one line for the user."""
 
 
+def instead_of_folder(path: Path) -> str:
+    """What lies at ``path`` where a folder was expected, for an error's "found ..."."""
+    return "a file" if path.is_file() else "no folder"
+
+
 def _nifti_suffix(path: Path) -> str:
     name = path.name
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix

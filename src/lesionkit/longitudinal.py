@@ -26,7 +26,7 @@ from lesionkit.changes import (
     lesion_changes,
     score_changes,
 )
-from lesionkit.io import InputError
+from lesionkit.io import InputError, instead_of_folder
 from lesionkit.session_maps import (
     SessionMap,
     brain_of,
@@ -309,7 +309,7 @@ def compare(predictions: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     predictions = Path(predictions)
     if not predictions.is_dir():
         raise InputError(f"{predictions}: expected the predictions folder of lesionkit "
-                         "predict, found no folder")
+                         f"predict, found {instead_of_folder(predictions)}")
     groups = lesion_maps(predictions, subjects)
     beneath = predictions / "derivatives" / "lesionkit"  # predict's default beside the data
     if not groups and beneath.is_dir():
