@@ -91,7 +91,7 @@ def _prepare(data: Path, cache: Path, count: int) -> dict:
     """Seconds and peak memory (MiB) to load, preprocess and write ``count`` subjects."""
     import numpy as np
 
-    from lesionkit.data import SubjectStore
+    from lesionkit.store import SubjectStore
 
     store = SubjectStore(data, _task(), cache)
     start = time.perf_counter()
@@ -108,7 +108,7 @@ def _loader_rate(data: Path, cache: Path, count: int, sampler: str, workers: int
     import torch
     from torch.utils.data import DataLoader
 
-    from lesionkit.data import SubjectStore
+    from lesionkit.store import SubjectStore
 
     torch.manual_seed(0)
     task, names = _task(sampler), _labels(count)

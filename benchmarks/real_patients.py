@@ -993,7 +993,8 @@ def contrast_ratios(source: Path, model: str) -> list[dict[str, Any]]:
     import tempfile
 
     from lesionkit.bids import BIDSDataset
-    from lesionkit.data import dataset_of_files, load_subject, prediction_specs
+    from lesionkit.data import load_subject, prediction_specs
+    from lesionkit.files import dataset_of_files
     from lesionkit.model_folder import read_config, task_from_config
     from lesionkit.shipped import resolve_model
 

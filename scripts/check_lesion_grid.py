@@ -24,8 +24,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from lesionkit.data import SubjectStore
 from lesionkit.lesions import lesion_centres
+from lesionkit.store import SubjectStore
 from lesionkit.tasks import get_task
 from lesionkit.tasks.rim_classify import TASK_INPUTS
 

@@ -1,5 +1,4 @@
-"""Subjects and their files, the on-disk subject store (with the normalisation it fits),
-samplers."""
+"""Subjects and their files, loading as real scans arrive, the contrast check, samplers."""
 
 from __future__ import annotations
 
@@ -14,18 +13,15 @@ import torchio as tio
 
 from lesionkit.bids import BIDSDataset
 from lesionkit.data import (
-    SubjectStore,
     available_subjects,
     bright_csf_ratio,
     contrast_warning,
-    dataset_of_files,
     load_subject,
     missing_images,
     prediction_units,
     training_subjects,
 )
 from lesionkit.io import InputError
-from lesionkit.normalisation import apply_normalisation, invert
 from lesionkit.tasks import get_task
 from lesionkit.tasks.strategies import GridSampler, QueueSampler
 from lesionkit.tasks.task import ImageSpec, OutputSpec, Task
@@ -59,25 +55,6 @@ class MemoryStore:
     def subject(self, name: str, stats) -> tio.Subject:
         return tio.Subject(**{k: (tio.LabelMap if k == "mask" else tio.ScalarImage)(tensor=v)
                               for k, v in self.read(name, stats).items()})
-
-
-def test_store_reads_regions_and_fits_on_the_given_subjects(enhance_dataset: Path,
-                                                            tmp_path: Path) -> None:
-    task = get_task("enhance-r1")
-    store = SubjectStore(enhance_dataset, task, tmp_path / "cache")
-    store.prepare(["01", "02", "03"])
-    whole = store.read("01", {})
-    assert set(whole) == {"r1_3t", "r1_7t", "mask"}
-    region = store.read("01", {}, start=(-2, 3, 4), size=(6, 6, 6))
-    np.testing.assert_array_equal(region["r1_3t"][0, 2:], whole["r1_3t"][0, :4, 3:9, 4:10])
-    assert (region["r1_3t"][0, :2] == 0).all()  # outside the volume: zeros
-    stats = store.fit_normalisation(["01", "02"])
-    values = np.concatenate([store.read(n, {})["r1_3t"][0][store.mask(n)] for n in ("01", "02")])
-    assert stats["r1_3t"]["shift"] == pytest.approx(values.mean(), rel=1e-5)
-    assert store.fit_normalisation(["01", "03"]) != stats
-    normalised = store.read("01", stats)["r1_3t"]
-    np.testing.assert_allclose(invert(normalised.numpy(), stats, "r1_3t"), whole["r1_3t"],
-                               rtol=1e-5, atol=1e-5)
 
 
 def test_grid_patches_drop_background() -> None:
@@ -161,77 +138,6 @@ def test_missing_images_say_which_filter_links_or_names_hid_them(enhance_dataset
             ) in missing_images(dataset, task)
 
 
-def test_files_are_laid_out_where_the_task_looks_for_them(tmp_path: Path) -> None:
-    source = tmp_path / "scans"
-    source.mkdir()
-    for name in ("t1c.nii.gz", "t1.nii", "flair.nii.gz", "mask.nii.gz", "notes.txt"):
-        (source / name).write_bytes(b"")
-    (source / "t1c.json").write_text('{"Units": "a.u."}')
-    task = get_task("contrast-amplify-noadc")  # two T1w images told apart by entities
-    images = {"t1c": source / "t1c.nii.gz", "t1w": source / "t1.nii",
-              "flair": source / "flair.nii.gz", "brain": source / "mask.nii.gz"}
-    root = tmp_path / "ds"
-    sources = dataset_of_files(task, images, root, "p7")
-    dataset = BIDSDataset(root)
-    for spec in (*task.prediction_inputs, task.mask):
-        found = dataset.get("p7", spec.suffix, **spec.query())
-        assert sources[str(found.path)] == str(images[spec.key].resolve())
-    t1c = dataset.get("p7", "T1w", acq="standard", ce="gadolinium")
-    assert t1c.sidecar.resolve() == source / "t1c.json"
-    for wrong, message in (({**images, "adc": source / "t1.nii"}, "found unknown adc"),
-                           ({"t1c": source / "t1c.nii.gz"}, "found none for t1w, flair"),
-                           ({**images, "flair": source / "notes.txt"}, "another kind of file"),
-                           ({**images, "flair": source / "x.nii"}, "no such file")):
-        with pytest.raises(InputError, match=message):
-            dataset_of_files(task, wrong, tmp_path / "other", "p7")
-        assert not (tmp_path / "other").exists()  # checked before anything is made
-    with pytest.raises(InputError, match="one subject label of letters and digits"):
-        dataset_of_files(task, images, tmp_path / "other", "p_7")
-
-
-def test_image_keys_are_read_in_any_case_or_as_the_images_bids_suffix(tmp_path: Path) -> None:
-    """``--image FLAIR=...`` and ``--image mask=...`` name the task's flair and brain images;
-    a key wins over a suffix two images share (T1W is t1w, not t1c, whose suffix is also
-    T1w), and two keys for one image are refused before anything is made."""
-    scan = tmp_path / "scan.nii.gz"
-    scan.write_bytes(b"")
-    task = get_task("flair-lesion-dr")
-    sources = dataset_of_files(task, {"FLAIR": scan, "T1W": scan, "mask": scan},
-                               tmp_path / "ds", "p7")
-    assert sorted(Path(link).name for link in sources) == [
-        "sub-p7_FLAIR.nii.gz", "sub-p7_T1w.nii.gz", "sub-p7_desc-brain_mask.nii.gz"]
-    with pytest.raises(InputError, match="expected one file for image flair, found two"):
-        dataset_of_files(task, {"flair": scan, "FLAIR": scan, "t1w": scan},
-                         tmp_path / "other", "p7")
-    assert not (tmp_path / "other").exists()
-    t1c = tmp_path / "t1c.nii.gz"
-    t1c.write_bytes(b"")
-    sources = dataset_of_files(get_task("contrast-amplify-noadc"),
-                               {"T1W": scan, "T1C": t1c, "Flair": scan}, tmp_path / "ca", "p7")
-    assert {Path(link).name: Path(file).name for link, file in sources.items()} == {
-        "sub-p7_acq-standard_ce-gadolinium_T1w.nii.gz": "t1c.nii.gz",
-        "sub-p7_T1w.nii.gz": "scan.nii.gz", "sub-p7_FLAIR.nii.gz": "scan.nii.gz"}
-
-
-def test_files_of_one_visit_are_laid_out_in_its_session(tmp_path: Path) -> None:
-    """``--sessions`` with ``--image``: the links lie in ``ses-<label>``, so the outputs of
-    two visits lie side by side; a task whose images have sessions of their own, or a label
-    that is no BIDS label, is refused before anything is made."""
-    source = tmp_path / "FLAIR 3D.nii.gz"
-    source.write_bytes(b"")
-    sources = dataset_of_files(get_task("flair-only-lesion-dr"), {"flair": source},
-                               tmp_path / "ds", "p7", "2")
-    [link] = sources
-    assert Path(link) == tmp_path / "ds/sub-p7/ses-2/anat/sub-p7_ses-2_FLAIR.nii.gz"
-    assert BIDSDataset(tmp_path / "ds").get("p7", "FLAIR", session="2").path == Path(link)
-    with pytest.raises(InputError, match=r"reads its images from session\(s\) 3T;"):
-        dataset_of_files(get_task("enhance-r1"), {"r1_3t": source}, tmp_path / "r1", "p7", "2")
-    with pytest.raises(InputError, match="one session label of letters and digits"):
-        dataset_of_files(get_task("flair-only-lesion-dr"), {"flair": source},
-                         tmp_path / "other", "p7", "visit-2")
-    assert not (tmp_path / "r1").exists() and not (tmp_path / "other").exists()
-
-
 def test_a_t2w_read_as_flair_is_named_in_a_warning() -> None:
     """Bright CSF in 10 % of the brain, 3 times the tissue (a T2w): warned; the same brain
     with dark CSF and bright lesions in 2 % of it (a FLAIR): not."""
@@ -281,40 +187,6 @@ def test_oversampled_patches_hold_the_label_more_often() -> None:
         patches = sampler.dataset(store, ["01"], task, {})
         rates.append(np.mean([patches[i]["target"].max().item() > 0.5 for i in range(400)]))
     assert rates[0] < 0.03 and 0.025 < rates[1] < 0.09, rates
-
-
-def test_image_zscore_percentile_fits_on_training_subjects_clips_and_inverts(
-        tmp_path: Path) -> None:
-    from conftest import write_task_dataset
-
-    spec = ImageSpec("t1c", "T1w", normalisation="image-zscore-percentile")
-    task = Task(name="toy-zscore-percentile", description="", inputs=(spec,), targets=(),
-                outputs=(OutputSpec("T1w", "out", "1", target="t1c"),), network="unet")
-    data = write_task_dataset(tmp_path / "bids", task, subjects=3)
-    store = SubjectStore(data, task, tmp_path / "cache")
-    store.prepare(["01", "02", "03"])
-    raw = store.read("01", {})["t1c"][0].numpy()
-    inside = raw[store.mask("01")]
-    # Stored per image: the robust z-score (median 0, interquartile range 1.349).
-    assert np.median(inside) == pytest.approx(0.0, abs=0.05)
-    q1, q3 = np.percentile(inside, [25, 75])
-    assert q3 - q1 == pytest.approx(1.349, rel=0.05)
-    stats = store.fit_normalisation(["01", "02"])
-    entry = stats["t1c"]
-    values = np.concatenate([store.read(n, {})["t1c"][0][store.mask(n)] for n in ("01", "02")])
-    low, high = np.percentile(values, [1, 99])
-    assert entry == pytest.approx({"shift": low, "scale": high - low, "clip_low": 0.0,
-                                   "clip_high": 1.0}, rel=1e-4)
-    assert store.fit_normalisation(["02", "03"])["t1c"] != entry  # training subjects only
-    normalised = store.read("01", stats)["t1c"][0].numpy()
-    assert normalised.min() >= 0.0 and normalised.max() <= 1.0
-    assert (normalised == 1.0).any() and (normalised == 0.0).any()  # clipped
-    kept = (raw > low) & (raw < high)
-    back = invert(normalised, stats, "t1c")
-    np.testing.assert_allclose(back[kept], raw[kept], rtol=1e-4, atol=1e-4)
-    assert back.max() == pytest.approx(high, rel=1e-4)  # clipping is not undone
-    tensor = apply_normalisation(torch.from_numpy(raw), entry).numpy()
-    np.testing.assert_allclose(tensor, apply_normalisation(raw, entry), atol=1e-6)
 
 
 def test_prediction_units_are_sessions_and_runs_of_the_first_input(tmp_path: Path) -> None:

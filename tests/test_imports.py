@@ -23,7 +23,8 @@ TASK_IMPORTS = ("lesionkit.tasks", "lesionkit.metrics", "lesionkit.stats", "lesi
 ENGINE = ("training.py", "infer.py", "data.py", "cli.py", "demo.py", "crossval.py",
           "evaluation.py", "model_folder.py", "shipped.py", "build_models.py", "bids_app.py",
           "changes.py", "session_maps.py", "longitudinal.py", "losses.py", "callbacks.py",
-          "distributed.py", "writers.py", "splits.py", "normalisation.py")
+          "distributed.py", "writers.py", "splits.py", "normalisation.py", "store.py",
+          "files.py")
 
 
 def _module(path: Path) -> str:

@@ -13,11 +13,11 @@ import yaml
 
 from conftest import tiny
 from lesionkit.bids import BIDSDataset
-from lesionkit.data import SubjectStore
 from lesionkit.distributed import trainer_flags
 from lesionkit.io import InputError
 from lesionkit.losses import LOSSES
 from lesionkit.model_folder import load_tensors, make_network
+from lesionkit.store import SubjectStore
 from lesionkit.tasks import get_task
 from lesionkit.training import TaskModule, train
 

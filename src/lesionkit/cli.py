@@ -664,7 +664,7 @@ def _predict_files(model_dir: Path, images: list[str], subjects: str | None,
     ``--out-dir``; errors name the user's files."""
     import tempfile
 
-    from lesionkit.data import dataset_of_files, named_as_given
+    from lesionkit.files import dataset_of_files, named_as_given
     from lesionkit.infer import predict as run
     from lesionkit.io import InputError
     from lesionkit.model_folder import read_config, task_from_config

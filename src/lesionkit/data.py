@@ -1,13 +1,11 @@
-"""Subjects and the on-disk subject store for any task.
+"""Subjects of any task: found in a BIDS dataset and loaded as real scans arrive.
 
 Subjects are found in a BIDS dataset through the task's image specs (truth and brain
 masks in any derivatives pipeline, longitudinal sessions and repeated runs as separate
 predictions) and loaded as real scans arrive: reoriented, resampled to the model's voxel
 size, put on one grid, given a brain mask, images in arbitrary units normalised per
-image. Training reads subjects through a
-:class:`SubjectStore`: each subject is loaded once, preprocessed and written as plain
-arrays under a cache folder; samplers then read whole subjects or single patches from
-memory-mapped files, so training memory does not grow with the number of subjects.
+image. Training reads them through :class:`lesionkit.store.SubjectStore` (arrays on disk);
+files named one by one are laid out as a dataset by :mod:`lesionkit.files`.
 Normalisation statistics (:mod:`lesionkit.normalisation`) are fitted on training subjects
 only, inside the brain mask, and travel with the model folder so that predictions come
 back in physical units; splits by subject are :mod:`lesionkit.splits`.
@@ -15,9 +13,7 @@ back in physical units; splits by subject are :mod:`lesionkit.splits`.
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,25 +21,18 @@ import numpy as np
 
 from lesionkit.bids import BIDS_NAME, UNFETCHED, BIDSDataset, active_filters
 from lesionkit.io import (
-    DICOM_ADVICE,
     InputError,
     check_values,
-    is_dicom,
     load_affine,
     load_volume,
     sidecar_unit_factor,
 )
-from lesionkit.lesions import crop, lesion_table
 from lesionkit.normalisation import (
-    FIT_VOXELS,
     PER_IMAGE,
-    Stats,
-    apply_normalisation,
-    fit_statistics,
     per_image_zscore,
     sample_values,
 )
-from lesionkit.tasks.task import ImageSpec, LabelSpec, LesionLabelSpec, Task
+from lesionkit.tasks.task import ImageSpec, LabelSpec, Task
 from lesionkit.units import example_name, example_unit, unit_scope
 
 if TYPE_CHECKING:
@@ -87,138 +76,6 @@ def available_subjects(dataset: BIDSDataset, task: Task, with_targets: bool = Tr
     """Subjects holding every image the task needs (inputs, and targets when asked)."""
     specs = required_specs(task, with_targets)
     return [name for name in _candidates(dataset, specs) if has_images(dataset, name, specs)]
-
-
-def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
-                     subject: str = "01", session: str | None = None) -> dict[str, str]:
-    """Lay out image files named one by one (``predict --image KEY=FILE``) as a
-    one-subject BIDS dataset of links under ``root``, each where the task looks for it,
-    with its JSON sidecar when it has one (units, an MRF schedule).
-
-    Args:
-        task: The task predicting them.
-        images: Key of each prediction image (``ImageSpec.key``: "flair", "t1w", ...; the
-            brain mask "brain" is optional) -> its file. Keys are read in any case, and
-            an image's BIDS suffix stands for it where no other image has that suffix.
-        root: An empty folder for the dataset.
-        subject: The subject label the outputs are named with.
-        session: The session label of the files (a visit), or None for none; outputs of
-            two visits of a subject then lie side by side for ``lesionkit changes``.
-
-    Returns:
-        Link -> the file it stands for (what the outputs' sidecars record as sources).
-
-    Raises:
-        InputError: a key the task does not read, a missing image, a file that is not a
-            NIfTI image, or a session the task's images cannot take.
-    """
-    from lesionkit.bids import (
-        bids_path,
-        sidecar_path,
-        write_dataset_description,
-        write_participants,
-    )
-
-    if not subject.isalnum() or not subject.isascii():
-        raise InputError(f"--subjects: expected one subject label of letters and digits for "
-                         f"the files of --image, found {subject!r}")
-    if session is not None and (not session.isalnum() or not session.isascii()):
-        raise InputError(f"--sessions: expected one session label of letters and digits for "
-                         f"the files of --image, found {session!r}")
-    specs = {s.key: s for s in prediction_specs(task)}
-    fixed = sorted({s.session for s in specs.values() if s.session})
-    if session is not None and fixed:
-        raise InputError(f"--sessions: expected none for the files of --image, as task "
-                         f"{task.name} reads its images from session(s) {', '.join(fixed)}; "
-                         f"found {session!r}")
-    listed = image_keys(task)
-    images = _keyed(images, specs)
-    unknown = sorted(set(images) - set(specs))
-    missing = [k for k, s in specs.items() if s is not task.mask and k not in images]
-    if unknown or missing:
-        found = (f"unknown {', '.join(unknown)}" if unknown else
-                 f"none for {', '.join(missing)}")
-        raise InputError(f"--image: expected KEY=FILE for each image of task {task.name}: "
-                         f"{listed}; found {found}")
-    files = {key: Path(file).resolve() for key, file in images.items()}
-    for key, file in files.items():  # every file checked before anything is made
-        if not file.is_file() or not file.name.endswith((".nii", ".nii.gz")):
-            what = ("no such file" if not file.exists() else
-                    f"DICOM: {DICOM_ADVICE}" if is_dicom(file) else
-                    "a folder" if file.is_dir() else "another kind of file")
-            raise InputError(f"{file}: expected a NIfTI image (.nii or .nii.gz) for --image "
-                             f"{key}, found {what}")
-    sources: dict[str, str] = {}
-    for key, file in files.items():
-        spec = specs[key]
-        link = bids_path(root, subject, spec.suffix, derivatives=spec.derivatives,
-                         session=spec.session or session,
-                         extension=".nii.gz" if file.name.endswith(
-                             ".gz") else ".nii", **dict(spec.entities))
-        link.parent.mkdir(parents=True, exist_ok=True)
-        _link(file, link)
-        if sidecar_path(file).is_file():
-            _link(sidecar_path(file), sidecar_path(link))
-        sources[str(link)] = str(file)
-    write_dataset_description(root, "files named on the command line")
-    write_participants(root, [{"participant_id": f"sub-{subject}"}])
-    return sources
-
-
-def named_as_given(message: str, sources: dict[str, str] | None) -> str:
-    """A message with the links of :func:`dataset_of_files` (paths, or names alone)
-    replaced by the files they stand for."""
-    import re
-
-    names = {**{Path(link).name: file for link, file in (sources or {}).items()},
-             **(sources or {})}
-    if not names:
-        return message
-    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-    return re.sub(pattern, lambda match: names[match.group(0)], message)
-
-
-def _keyed(images: dict[str, Path], specs: dict[str, ImageSpec]) -> dict[str, Path]:
-    """``--image`` keys as the task names them: a key in any case ("FLAIR" for "flair"),
-    or the BIDS suffix of the one image that has it ("T1w", "Chimap"); other keys are
-    kept, for the caller to name as unknown.
-
-    Raises:
-        InputError: two keys that stand for the same image.
-    """
-    by_name: dict[str, str] = {}
-    suffixes = [s.suffix.casefold() for s in specs.values()]
-    for key, spec in specs.items():
-        if suffixes.count(spec.suffix.casefold()) == 1:
-            by_name[spec.suffix.casefold()] = key
-    by_name.update({key.casefold(): key for key in specs})
-    keyed: dict[str, Path] = {}
-    for given, file in images.items():
-        key = by_name.get(given.casefold(), given)
-        if key in keyed:
-            raise InputError(f"--image: expected one file for image {key}, found two "
-                             f"({keyed[key]} and {file})")
-        keyed[key] = file
-    return keyed
-
-
-def image_keys(task: Task) -> str:
-    """The keys of ``predict --image KEY=FILE`` for a task, with each image's BIDS
-    entities and suffix: "flair (FLAIR), t1w (T1w), brain (desc-brain_mask, optional)"."""
-    return ", ".join(f"{s.key} ({''.join(f'{k}-{v}_' for k, v in s.entities)}{s.suffix}"
-                     f"{'' if s is not task.mask else ', optional'})"
-                     for s in prediction_specs(task))
-
-
-def _link(file: Path, link: Path) -> None:
-    """A symbolic link to ``file``, or a copy where the system allows no links (Windows
-    without developer mode)."""
-    try:
-        link.symlink_to(file)
-    except OSError:
-        import shutil
-
-        shutil.copy2(file, link)
 
 
 def prediction_units(dataset: BIDSDataset, task: Task, subjects: Sequence[str] | None = None
@@ -611,171 +468,3 @@ def contrast_warning(ratio: float | None, suffix: str, name: str) -> str | None:
     return (f"{name}: expected a {suffix} (dark CSF: the brightest 1 % of the brain below "
             f"{bound:g} times its median), found {ratio:.2f} times: is it a T2w or "
             f"another contrast? Bright CSF would be read as lesion")
-
-
-class SubjectStore:
-    """A dataset's subjects as arrays on disk, read whole or by region, normalised on read.
-
-    Args:
-        root: The BIDS dataset.
-        task: Says which images, labels and lesion tables a subject has.
-        cache: Folder for the arrays (one sub-folder per subject).
-        workers: Worker processes that load subjects for the samplers.
-        register: Co-register each subject's images to its first input (dipy) instead of
-            trusting their affines (:func:`load_subject`).
-    """
-
-    def __init__(self, root: str | os.PathLike[str], task: Task, cache: str | os.PathLike[str],
-                 workers: int = 0, register: bool = False) -> None:
-        self.dataset, self.task = BIDSDataset(root), task
-        self.cache, self.workers, self.register = Path(cache), workers, register
-        self.keys = [s.key for s in (*task.inputs, *task.dense_targets)]
-
-    def prepare(self, names: Sequence[str], advance: Callable[[int], None] | None = None) -> None:
-        """Load each subject once (validated, preprocessed) and write its arrays.
-
-        A task with a lesion label map gets it on the model's grid (``lesions.npy``,
-        resampled with the images, nearest neighbour) and its lesion table's centres in
-        voxels of that grid, where inference will look for them.
-
-        A task with ``lesion_features`` also gets each lesion's feature vector (cached
-        under the dataset's derivatives, :mod:`lesionkit.lesion_features`) as
-        ``features.npy``, one row per lesion of the lesion table.
-        """
-        specs = list(self.task.image_specs)
-        if self.task.lesion_features is not None:
-            from lesionkit.lesion_features import ensure_features
-
-            units = [example_unit(name) for name in names]
-            ensure_features(self.dataset, [u[0] for u in units], self.task,
-                            sessions=[u[1] for u in units])
-        for name in names:
-            folder = self.cache / f"sub-{name}"
-            if not (folder / "meta.json").is_file():
-                meta = self._write(name, folder, specs)
-                (folder / "meta.json").write_text(json.dumps(meta))
-            if advance is not None:
-                advance(1)
-
-    def _write(self, name: str, folder: Path, specs: Sequence[ImageSpec]) -> dict[str, Any]:
-        """Write one example's arrays (``name``: :func:`example_name`); return its meta."""
-        subject_label, session = example_unit(name)
-        with unit_scope(session=session):
-            subject = load_subject(self.dataset, subject_label, self.task, specs,
-                                   register=self.register)
-            lesion_file = (self.dataset.get(subject_label, self.task.lesions.suffix,
-                                            **self.task.lesions.query()).path
-                           if self.task.lesions is not None else None)
-        folder.mkdir(parents=True, exist_ok=True)
-        for key in [*self.keys, "mask"]:
-            np.save(folder / f"{key}.npy", subject[key].data.numpy())
-        meta = {"affine": np.asarray(subject["mask"].affine).tolist(),
-                "labels": subject_labels(self.dataset, subject_label, self.task), "lesions": []}
-        if lesion_file is not None:
-            targets = [t for t in self.task.targets if isinstance(t, LesionLabelSpec)]
-            label_map = np.rint(subject[self.task.lesions.key].data[0].numpy()).astype(np.int32)
-            np.save(folder / "lesions.npy", label_map)
-            meta["lesions"] = lesion_table(lesion_file, targets, label_map)
-        if self.task.lesion_features is not None:
-            np.save(folder / "features.npy", self._lesion_features(name, meta))
-        return meta
-
-    def _lesion_features(self, name: str, meta: dict[str, Any]) -> np.ndarray:
-        """(N, F) features of the lesions of the table, in its order."""
-        from lesionkit.lesion_features import subject_features
-
-        subject, session = example_unit(name)
-        features = subject_features(self.dataset, subject, self.task, session=session)
-        missing = [le["label"] for le in meta["lesions"] if le["label"] not in features]
-        if missing:
-            raise InputError(f"sub-{name}: expected lesion features of every lesion, found "
-                             f"none for labels {missing[:5]}")
-        width = len(next(iter(features.values()))) if features else 0
-        rows = [features[le["label"]] for le in meta["lesions"]]
-        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, width), np.float32)
-
-    def features(self, name: str) -> np.ndarray:
-        """(N, F) per-lesion features of a subject, lesions in the order of :meth:`lesions`."""
-        return np.asarray(self._array(name, "features"))
-
-    def _meta(self, name: str) -> dict[str, Any]:
-        return json.loads((self.cache / f"sub-{name}" / "meta.json").read_text())
-
-    def _array(self, name: str, key: str) -> np.ndarray:
-        return np.load(self.cache / f"sub-{name}" / f"{key}.npy", mmap_mode="r")
-
-    def lesion_map(self, name: str) -> np.ndarray:
-        """The (X, Y, Z) lesion label map on the model's grid (a memory map)."""
-        return self._array(name, "lesions")
-
-    def mask(self, name: str) -> np.ndarray:
-        """The (X, Y, Z) brain mask."""
-        return np.asarray(self._array(name, "mask")[0]) > 0
-
-    def affine(self, name: str) -> np.ndarray:
-        """Voxel-to-mm affine of the subject's (preprocessed) grid."""
-        return np.array(self._meta(name)["affine"])
-
-    def labels(self, name: str) -> dict[str, int]:
-        """Subject-level class indices."""
-        return self._meta(name)["labels"]
-
-    def lesions(self, name: str) -> list[dict[str, Any]]:
-        """Lesions: ``{"label", "centre", "labels"}`` each."""
-        return self._meta(name)["lesions"]
-
-    def read(self, name: str, stats: Stats, start: Sequence[int] | None = None,
-             size: Sequence[int] | None = None) -> dict[str, Any]:
-        """Normalised images (and the mask) of a subject, whole or a zero-padded region.
-
-        Only the region is read from disk; the memory map closes on return.
-        """
-        import torch
-
-        out = {}
-        for key in [*self.keys, "mask"]:
-            array = self._array(name, key)
-            part = (np.array(array, dtype=np.float32) if start is None
-                    else crop(array, start, size))
-            if key in stats:
-                part = apply_normalisation(part, stats[key]).astype(np.float32)
-            out[key] = torch.from_numpy(part)
-            del array
-        return out
-
-    def subject(self, name: str, stats: Stats) -> tio.Subject:
-        """The whole normalised subject as a TorchIO subject with its labels."""
-        import torch
-        import torchio as tio
-
-        affine, images = self.affine(name), {}
-        labels = {s.key for s in self.task.image_specs if s.kind == "label"} | {"mask"}
-        for key, tensor in self.read(name, stats).items():
-            image_type = tio.LabelMap if key in labels else tio.ScalarImage
-            images[key] = image_type(tensor=tensor.to(torch.uint8) if key == "mask" else tensor,
-                                     affine=affine)
-        return tio.Subject(**images, **self.labels(name), subject_id=name)
-
-    def fit_normalisation(self, names: Sequence[str], seed: int = 0) -> Stats:
-        """Per-image statistics from the given (training) subjects, inside the mask.
-
-        At most :data:`FIT_VOXELS` voxels per subject (seeded draw) enter the fit, so it
-        needs memory for a few subjects' values, not the cohort's.
-        """
-        rng = np.random.default_rng(seed)
-        stats: Stats = {}
-        for spec in (*self.task.inputs, *self.task.dense_targets):
-            if spec.normalisation in ("none", "image-zscore"):  # none, or done per image
-                stats[spec.key] = {"shift": 0.0, "scale": 1.0}
-                continue
-            values = []
-            for name in names:
-                inside = np.flatnonzero(self.mask(name))
-                if inside.size > FIT_VOXELS:
-                    inside = np.sort(rng.choice(inside, FIT_VOXELS, replace=False))
-                array = self._array(name, spec.key)
-                flat = np.asarray(array).reshape(array.shape[0], -1)
-                values.append(flat[:, inside].ravel())
-                del array, flat
-            stats[spec.key] = fit_statistics(np.concatenate(values), spec.normalisation)
-        return stats

@@ -31,10 +31,10 @@ from lesionkit.bids import (
 from lesionkit.data import (
     load_subject,
     missing_images,
-    named_as_given,
     prediction_specs,
     prediction_units,
 )
+from lesionkit.files import named_as_given
 from lesionkit.io import (
     InputError,
     all_or_nothing,
@@ -367,7 +367,7 @@ def predict(
             only (a task's evaluation, for example).
         sources: The file each input path of ``data_dir`` stands for, recorded in the
             sidecars instead of that path (the links of
-            :func:`lesionkit.data.dataset_of_files`).
+            :func:`lesionkit.files.dataset_of_files`).
         keep_going: A subject (session, run) whose inputs are refused is named in one line
             on stderr and the others are predicted; the error at the end lists them.
         keep_outside_brain: Keep probability maps whole instead of setting them to 0

@@ -7,7 +7,7 @@ to ``derivatives/lesionkit-features/sub-XX/[ses-YY/]anat/sub-XX[_ses-YY]_desc-<n
 features.tsv`` (one row per lesion label) with a JSON sidecar holding the cache key: the
 feature set, its function, settings, the library version and the size and modification
 time of each source file. A later call with the same key reads the table; any change
-recomputes it. Training (:class:`lesionkit.data.SubjectStore`) and prediction
+recomputes it. Training (:class:`lesionkit.store.SubjectStore`) and prediction
 (:func:`lesionkit.infer.predict`) both read features through :func:`subject_features`,
 so cross-validation arms and folds never recompute them.
 """

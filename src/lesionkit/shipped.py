@@ -67,7 +67,7 @@ def provenance(name: str) -> dict[str, Any]:
 
 def _image_keys(name: str) -> str:
     """The keys of a shipped model's inputs, as ``predict --image`` takes them."""
-    from lesionkit.data import image_keys
+    from lesionkit.files import image_keys
     from lesionkit.model_folder import read_config, task_from_config
 
     folder = SHIPPED_DIR / name

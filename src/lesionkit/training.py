@@ -44,7 +44,6 @@ from lesionkit.callbacks import (
     SameOnEveryRank,
 )
 from lesionkit.data import (
-    SubjectStore,
     missing_images,
     session_examples,
     training_subjects,
@@ -70,6 +69,7 @@ from lesionkit.model_folder import (
     write_config,
 )
 from lesionkit.splits import kfold_subjects
+from lesionkit.store import SubjectStore
 from lesionkit.tasks.strategies import network_inputs
 from lesionkit.tasks.task import LabelSpec, Task
 from lesionkit.threads import worker_init

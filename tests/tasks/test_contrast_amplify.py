@@ -13,9 +13,9 @@ import yaml
 
 from conftest import brain_mask, oblique_affine, tiny, write_task_dataset
 from lesionkit.bids import BIDSDataset, bids_path, write_dataset_description
-from lesionkit.data import SubjectStore
 from lesionkit.infer import predict
 from lesionkit.io import InputError, load_volume, save_volume, write_tsv
+from lesionkit.store import SubjectStore
 from lesionkit.tasks import contrast_amplify as ca
 from lesionkit.tasks import get_task
 from lesionkit.training import train

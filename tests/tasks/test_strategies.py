@@ -79,7 +79,7 @@ def _toy_store(tmp_path, spacing=None):
     from dataclasses import replace
 
     from conftest import TOY_LESION_TASK, write_task_dataset
-    from lesionkit.data import SubjectStore
+    from lesionkit.store import SubjectStore
 
     task = replace(TOY_LESION_TASK, spacing=spacing)
     root = write_task_dataset(tmp_path / "data", task, subjects=1)

@@ -4,7 +4,7 @@ A sampler turns subjects into training examples::
 
     sampler.dataset(store, names, task, stats, transform) -> torch Dataset
 
-where ``store`` (:class:`lesionkit.data.SubjectStore`) reads a subject's normalised
+where ``store`` (:class:`lesionkit.store.SubjectStore`) reads a subject's normalised
 images lazily (``store.read``, ``store.subject``, ``store.mask``, ``store.labels``,
 ``store.lesions``, ``store.features``), so memory does not grow with the cohort. Every
 example is a dict ``{"input": (C, X, Y, Z), "target": ...}``, plus ``"features"`` (F,)
