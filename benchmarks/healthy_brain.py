@@ -1,20 +1,32 @@
 """False-positive lesions of a lesion model on a healthy brain with real intensities.
 
-A healthy subject is assembled from two averages of real scans in MNI space: the
-MNI152 2009a T1w template shipped inside nilearn (as T1w) and the normative FLAIR mean
-of the ``swane-supplement`` package (MIT licence; ``pip install swane-supplement==0.1.2``,
-not a lesionkit dependency), with nilearn's MNI152 brain mask as the dataset's mask. A
-lesion model applied to it should find no lesion; every component of its lesion map at
-the threshold is a false positive.
+Two kinds of healthy subject:
+
+- assembled from two averages of real scans in MNI space: the MNI152 2009a T1w template
+  shipped inside nilearn (as T1w) and the normative FLAIR mean of the
+  ``swane-supplement`` package (MIT licence; ``pip install swane-supplement==0.1.2``, not
+  a lesionkit dependency), with nilearn's MNI152 brain mask as the dataset's mask;
+- ``--native``: one real FLAIR as scanned (``--flair FILE``: skull on, its own grid, no
+  T1w), for a model that reads the FLAIR alone (``flair-only-lesion-dr``); ``predict``
+  computes the brain mask, as for a user's scan. Every component is also placed by how
+  deep inside that mask it reaches, since a mask that leaks at the skull base or into
+  the scalp lets the model mark what is not brain.
+
+A lesion model applied to a healthy brain should find no lesion; every component of its
+lesion map at the threshold is a false positive.
 
 Usage::
 
     python benchmarks/healthy_brain.py --model MODEL_DIR --work OUT [--flair mean_flair.nii.gz]
+    python benchmarks/healthy_brain.py --model flair-only-lesion-dr --work OUT --native \
+        --flair FLAIR.nii.gz
 
 Writes ``OUT/bids`` (the subject), ``OUT/predictions``, ``OUT/healthy.json`` (components
-and volume at 33 % and 50 %; the FLAIR's GM/WM ratio and each component's median over
-the WM median, beside the published FLAIR lesion/WM range: is a component brighter than
-real lesions are?) and ``OUT/healthy.png`` (axial slices with the map).
+and volume at 33 % and 50 %; for the template subject the FLAIR's GM/WM ratio and each
+component's median over the WM median, beside the published FLAIR lesion/WM range: is a
+component brighter than real lesions are?; for a native FLAIR the components reaching
+3, 5 and 10 mm inside the brain mask) and ``OUT/healthy.png`` (axial slices with the
+map; for a native FLAIR, through its ten largest components, each outlined).
 """
 
 from __future__ import annotations
@@ -62,6 +74,39 @@ def layout(root: Path, flair: Path) -> Path:
     nib.save(datasets.load_mni152_brain_mask(resolution=1),
              masks / "sub-healthy" / "anat" / "sub-healthy_desc-brain_mask.nii.gz")
     return root
+
+
+def layout_native(root: Path, flair: Path) -> Path:
+    """A one-subject BIDS dataset of one FLAIR as scanned: no T1w and no brain mask, so
+    that ``predict`` computes the mask as for a user's scan."""
+    anat = root / "sub-healthy" / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps(
+        {"Name": "healthy brain (one FLAIR as scanned)", "BIDSVersion": "1.10.0"}))
+    (root / "participants.tsv").write_text("participant_id\tgroup\nsub-healthy\tcontrol\n")
+    nib.save(nib.load(flair), anat / "sub-healthy_FLAIR.nii.gz")
+    return root
+
+
+#: Depths (mm) inside the brain mask that :func:`by_depth` counts components reaching.
+DEPTHS_MM = (3.0, 5.0, 10.0)
+
+
+def by_depth(probability: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...],
+             threshold: float = THRESHOLDS[0]) -> dict[str, dict[str, float]]:
+    """Components (26-connected) at ``threshold`` whose deepest voxel lies at least each
+    of :data:`DEPTHS_MM` inside ``mask`` (Euclidean distance to its edge, mm), and their
+    volume (mL). A component that stays within a few mm of the mask's edge may lie on
+    what the mask wrongly holds (bone, scalp, the edge of the field of view)."""
+    depth = ndimage.distance_transform_edt(mask, sampling=spacing)
+    labels, n = ndimage.label(probability >= threshold, np.ones((3, 3, 3)))
+    index = np.arange(1, n + 1)
+    deepest = np.asarray(ndimage.maximum(depth, labels, index)) if n else np.zeros(0)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel_ml
+    return {f"reaching {d:g} mm": {"components": int((deepest >= d).sum()),
+                                   "volume_ml": round(float(sizes[deepest >= d].sum()), 2)}
+            for d in DEPTHS_MM}
 
 
 def count(probability: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float]]:
@@ -134,16 +179,54 @@ def montage(flair: Path, probability: np.ndarray, out: Path, title: str) -> Path
     return out
 
 
+def largest_components(flair: Path, probability: np.ndarray, out: Path, title: str,
+                       count: int = 10) -> Path:
+    """An axial slice through each of the ``count`` largest components at 33 %, each
+    outlined over the FLAIR, with its volume (mm^3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = nib.load(flair)
+    values = np.asarray(image.dataobj, np.float32)
+    labels, n = ndimage.label(probability >= THRESHOLDS[0], np.ones((3, 3, 3)))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    chosen = np.argsort(-sizes)[:count] + 1
+    voxel_mm3 = float(abs(np.linalg.det(image.affine[:3, :3])))
+    columns = 5
+    rows = max(1, -(-len(chosen) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows),
+                                squeeze=False)
+    high = float(np.percentile(values, 99.5))
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, label in zip(axes.flat, chosen, strict=False):
+        z = round(float(ndimage.center_of_mass(labels == label)[2]))
+        axis.imshow(values[:, :, z].T, cmap="gray", origin="lower", vmin=0, vmax=high)
+        axis.contour((labels[:, :, z] == label).T, [0.5], colors="red", linewidths=1.2,
+                     origin="lower")
+        axis.set_title(f"{sizes[label - 1] * voxel_mm3:.0f} mm^3, axial slice {z}")
+    figure.suptitle(title)
+    figure.savefig(out, dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Lay out the healthy subject, predict with the model, count the components."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--flair", type=Path, default=None)
+    parser.add_argument("--native", action="store_true",
+                        help="--flair is one FLAIR as scanned (own grid, skull on, no T1w)")
     parser.add_argument("--lesionkit", default=str(Path(sys.executable).with_name("lesionkit")))
     args = parser.parse_args(argv)
+    if args.native and args.flair is None:
+        raise SystemExit("--native: expected --flair FILE (one FLAIR as scanned), found none")
     flair = args.flair or swane_flair()
-    data = layout(args.work / "bids", flair)
+    data = (layout_native if args.native else layout)(args.work / "bids", flair)
     predictions = args.work / "predictions"
     subprocess.run([args.lesionkit, "predict", str(args.model), str(data), "--out-dir",
                     str(predictions), "--tta", "2"], check=True)
@@ -152,13 +235,22 @@ def main(argv: list[str] | None = None) -> None:
     image = nib.load(found[0])
     probability = np.asarray(image.dataobj, np.float32)
     voxel_ml = float(abs(np.linalg.det(image.affine[:3, :3]))) / 1000.0
-    result = {"model": str(args.model), "flair": str(flair), **count(probability, voxel_ml),
-              "FLAIR intensity over WM": intensities(data / "sub-healthy" / "anat"
-                                                     / "sub-healthy_FLAIR.nii.gz", probability)}
+    written = data / "sub-healthy" / "anat" / "sub-healthy_FLAIR.nii.gz"
+    result = {"model": str(args.model), "flair": str(flair), **count(probability, voxel_ml)}
+    if args.native:
+        [mask] = predictions.rglob("*label-brain_*_mask.nii.gz")
+        result["components at 33 % by depth inside the brain mask"] = by_depth(
+            probability, np.asarray(nib.load(mask).dataobj) > 0,
+            tuple(float(z) for z in image.header.get_zooms()[:3]))
+        largest_components(written, probability, args.work / "healthy.png",
+                           f"healthy FLAIR as scanned: the largest of "
+                           f"{result['0.33']['components']} components at 33 %")
+    else:
+        result["FLAIR intensity over WM"] = intensities(written, probability)
+        montage(written, probability, args.work / "healthy.png",
+                f"healthy brain: lesion probability >= 33 % "
+                f"({result['0.33']['components']} components)")
     (args.work / "healthy.json").write_text(json.dumps(result, indent=2) + "\n")
-    montage(data / "sub-healthy" / "anat" / "sub-healthy_FLAIR.nii.gz", probability,
-            args.work / "healthy.png", f"healthy brain: lesion probability >= 33 % "
-            f"({result['0.33']['components']} components)")
     print(json.dumps(result, indent=2))
 
 

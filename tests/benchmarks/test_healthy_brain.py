@@ -1,0 +1,47 @@
+"""benchmarks/healthy_brain.py: a FLAIR as scanned is laid out alone, and components are
+placed by how deep inside the brain mask they reach."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import load_script
+from lesionkit.bids import BIDSDataset
+
+BENCH = Path(__file__).parents[2] / "benchmarks" / "healthy_brain.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script(BENCH, "lesionkit_benchmarks_healthy")
+
+
+def test_components_are_counted_by_the_depth_they_reach_inside_the_mask(bench) -> None:
+    mask = np.zeros((40, 40, 40), bool)
+    mask[5:35, 5:35, 5:35] = True  # 30 voxels across: the centre lies 15 voxels deep
+    probability = np.zeros(mask.shape, np.float32)
+    probability[5:7, 20, 20] = 0.9  # at the edge: reaches 2 voxels
+    probability[18:22, 18:22, 18:22] = 0.5  # at the centre: reaches 15
+    probability[10, 20, 20] = 0.2  # below 33 %: not a component
+    counted = bench.by_depth(probability, mask, (2.0, 2.0, 2.0))
+    assert counted == {"reaching 3 mm": {"components": 2, "volume_ml": 0.53},
+                       "reaching 5 mm": {"components": 1, "volume_ml": 0.51},
+                       "reaching 10 mm": {"components": 1, "volume_ml": 0.51}}
+
+
+def test_a_flair_as_scanned_is_the_subjects_only_image(bench, tmp_path: Path) -> None:
+    flair = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.diag([1.0, 1.2, 3.0, 1.0])),
+             flair)
+    root = bench.layout_native(tmp_path / "bids", flair)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.nii.gz"))
+    assert files == ["sub-healthy/anat/sub-healthy_FLAIR.nii.gz"]
+    assert BIDSDataset(root).subjects() == ["healthy"]
+    assert json.loads((root / "dataset_description.json").read_text())["BIDSVersion"]
+    written = nib.load(root / files[0])
+    np.testing.assert_array_equal(written.affine, nib.load(flair).affine)
