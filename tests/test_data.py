@@ -210,3 +210,46 @@ def test_prediction_units_are_sessions_and_runs_of_the_first_input(tmp_path: Pat
     assert units == [("01", None, "1"), ("01", None, "2"), ("01", None, "10"),
                      ("02", "A", None), ("02", "B", "1"), ("02", "B", "2"),
                      ("03", None, None)]  # two acquisitions, not runs: get() names both
+
+
+def _ellipsoid_head(spacing: tuple[float, float, float]) -> tuple[tio.ScalarImage, float]:
+    """An ellipsoid brain (about 1200 mL) in dark CSF and a bright skull shell, on a grid
+    of ``spacing`` mm; returns the image and the brain's volume (mL)."""
+    semi = np.array([65.0, 80.0, 55.0])
+    shape = tuple(round(200 / s) for s in spacing)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = -np.array(spacing) * (np.array(shape) - 1) / 2
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    radius = np.sqrt((((ijk * spacing + affine[:3, 3]) / semi) ** 2).sum(-1))
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.5, 4.0, shape)
+    image[radius <= 1.0] = 100 + rng.normal(0, 5, (radius <= 1.0).sum())
+    csf = (radius > 1.0) & (radius <= 1.0 + 4 / 55)
+    shell = (radius > 1.0 + 4 / 55) & (radius <= 1.0 + 11 / 55)
+    image[csf], image[shell] = 10.0, 160.0
+    volume = 4 / 3 * np.pi * semi.prod() / 1000
+    return tio.ScalarImage(tensor=torch.from_numpy(image[None].astype(np.float32)),
+                           affine=affine), volume
+
+
+@pytest.mark.parametrize(("spacing", "grid"), [((1.25, 1.25, 1.25), "image's own grid"),
+                                               ((1.0, 1.0, 4.0), "model's grid")])
+def test_a_computed_mask_reads_a_fine_scan_on_its_own_grid(spacing, grid, monkeypatch
+                                                           ) -> None:
+    """BET fits a scan of voxels up to its working grid (1.5 mm) on the scan's own grid and
+    the mask is moved onto the model's; thick slices are read on the model's grid."""
+    import functools
+
+    from lesionkit import brainmask
+    from lesionkit.data import _computed_mask
+    from lesionkit.geometry import at_voxel_size
+
+    monkeypatch.setattr(brainmask, "brain_mask",  # fewer surface steps: a smooth head
+                        functools.partial(brainmask.brain_mask, iterations=300))
+
+    native, volume = _ellipsoid_head(spacing)
+    reference = at_voxel_size(native, (2.0, 2.0, 2.0))
+    mask, how = _computed_mask(native, reference, "head.nii.gz")
+    assert how.startswith("computed: brainextractor") and f"fitted on the {grid}" in how
+    assert mask.shape == reference.data.shape and mask.dtype == torch.bool
+    assert abs(float(mask.sum()) * 8 / 1000 - volume) < 0.12 * volume

@@ -36,6 +36,7 @@ from lesionkit.tasks.task import ImageSpec, LabelSpec, Task
 from lesionkit.units import example_name, example_unit, unit_scope
 
 if TYPE_CHECKING:
+    import torch
     import torchio as tio
 
 
@@ -294,7 +295,8 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     the affines do not know (:func:`lesionkit.geometry.misalignment_mm`): a warning from
     3 mm, an :class:`InputError` from 10 mm, unless ``register``. 4D series become
     channels. The brain mask is stored under ``"mask"``: the dataset's when it has one, else
-    computed from the first input (:func:`lesionkit.brainmask.brain_mask`); when the
+    computed from the first input (:func:`_computed_mask`: on its own grid when that is
+    fine enough, else on the model's); when the
     mask spec is not among ``specs`` (a task without one, or prediction without per-image
     normalisation), the non-zero voxels of the first input. Inputs normalised per
     image (``image-zscore``) are skull-stripped with the mask and normalised here. The
@@ -362,6 +364,7 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
             notes["Warnings"] += [warning] if warning else []
     first = specs[0].key
     first_grid = (images[first].spatial_shape, images[first].affine)
+    native = images[first]
     images[first] = geometry.at_voxel_size(images[first], task.spacing)
     weighted = {s.key for s in task.inputs + task.prediction_inputs  # not maps with units
                 if s.normalisation in PER_IMAGE and s.unit == "a.u."}
@@ -386,11 +389,7 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
         notes["BrainMask"] = f"dataset: {sources[task.mask.key]}"
         notes["BrainMaskSource"] = "dataset"
     elif wanted:
-        from lesionkit.brainmask import brain_mask
-
-        computed, how = brain_mask(reference.data.float().mean(0).numpy(), reference.affine,
-                                   source=sources[first])
-        mask, notes["BrainMask"] = torch.from_numpy(computed[None]), how
+        mask, notes["BrainMask"] = _computed_mask(native, reference, sources[first])
         notes["BrainMaskSource"] = "computed"
     else:
         mask = (reference.data != 0).any(0, keepdim=True)
@@ -419,6 +418,35 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
     if task.preprocess:
         result = tio.Compose([t.build() for t in task.preprocess])(result)
     return result
+
+
+def _computed_mask(native: tio.Image, reference: tio.Image, source: str
+                   ) -> tuple[torch.Tensor, str]:
+    """The brain mask of the first input on the model's grid (``reference``), and how it
+    was made (:func:`lesionkit.brainmask.brain_mask`).
+
+    BET reads the scan on its own grid (``native``, reoriented) when no voxel edge of it
+    is longer than BET's working grid (:data:`lesionkit.brainmask.WORK_SPACING_MM`), as
+    FSL's BET is run on a 1 mm scan, and the mask is then moved onto the model's grid;
+    a coarser scan (2D slices of 3-6 mm) is read on the model's grid. On a 1 mm 3D FLAIR
+    BET fitted to its 2 mm resample leaked below the temporal lobes (docs/real-data.md,
+    "One real FLAIR as scanned").
+    """
+    import torch
+
+    from lesionkit import geometry
+    from lesionkit.brainmask import WORK_SPACING_MM, brain_mask
+
+    own = max(geometry.voxel_size(native.affine)) <= WORK_SPACING_MM
+    image = native if own else reference
+    computed, how = brain_mask(image.data.float().mean(0).numpy(), image.affine,
+                               source=source)
+    if not own:
+        return torch.from_numpy(computed[None]), f"{how}; fitted on the model's grid"
+    size = " x ".join(f"{v:.2g}" for v in geometry.voxel_size(native.affine))
+    return (geometry.mask_onto(computed, native, reference),
+            f"{how}; fitted on the image's own grid ({size} mm), then moved onto the "
+            "model's grid")
 
 
 #: Images whose cerebrospinal fluid is dark, by suffix: their :func:`bright_csf_ratio` on

@@ -21,6 +21,7 @@ import numpy as np
 from lesionkit.io import InputError, world_axes
 
 if TYPE_CHECKING:
+    import torch
     import torchio as tio
 
 #: Minimum share of the smaller image's world bounding box that two images of one
@@ -130,6 +131,19 @@ def onto_grid(image: tio.Image, reference: tio.Image, where: str, reference_name
     interpolation = "nearest" if isinstance(image, tio.LabelMap) else "linear"
     return tio.Resample((tuple(shape), affine), image_interpolation=interpolation,
                         label_interpolation="nearest", antialias=True)(image)
+
+
+def mask_onto(mask: np.ndarray, image: tio.Image, reference: tio.Image) -> torch.Tensor:
+    """A boolean (X, Y, Z) mask on ``image``'s grid moved onto ``reference``'s grid:
+    linear interpolation of its 0/1 values, kept where at least 0.5 (a boundary that
+    follows the mask's, not a nearest-neighbour staircase). Returns (1, X, Y, Z) bool."""
+    import torch
+    import torchio as tio
+
+    values = tio.ScalarImage(tensor=torch.from_numpy(mask[None].astype(np.float32)),
+                             affine=image.affine)
+    moved = tio.Resample(reference, image_interpolation="linear")(values)
+    return moved.data >= 0.5
 
 
 def misalignment_mm(image: tio.ScalarImage, reference: tio.ScalarImage) -> float:
