@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import torch
 from threadpoolctl import threadpool_info
 
@@ -76,3 +77,13 @@ def test_worker_init_seeds_workers_as_lightning_does(monkeypatch):
     pl_worker_init_function(3, rank=1)
     theirs = torch.rand(3), np.random.rand(3)
     assert torch.equal(ours[0], theirs[0]) and np.array_equal(ours[1], theirs[1])
+
+
+def test_pytest_workers_compute_on_one_thread():
+    """Each ``pytest -n N`` worker (pyproject's addopts) runs torch, OpenMP and BLAS on one
+    thread, so that N workers do not oversubscribe the cores (conftest)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.skip("not a pytest-xdist worker (run with -n 0)")
+    assert torch.get_num_threads() == 1
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert all(pool["num_threads"] == 1 for pool in threadpool_info())
