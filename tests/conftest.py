@@ -33,7 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Each worker of ``pytest -n N`` (pyproject's addopts) computes on one thread.
 
     The N workers share the machine's cores; torch's default of one thread per core in
-    each would oversubscribe them (on 2 cores the suite took 422 s so, 258 s with one
+    each would oversubscribe them (on 2 cores the suite took 416 s so, 258-301 s with one
     thread per worker). Commands that choose their own count still do.
     """
     if os.environ.get("PYTEST_XDIST_WORKER"):
