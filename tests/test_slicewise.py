@@ -69,3 +69,39 @@ def test_passes_of_a_few_slices_give_the_one_pass_result() -> None:
         whole = network(x)
     torch.testing.assert_close(chunked, whole)
     assert SliceWise(nn.Identity()).slices_per_pass == 4
+
+
+def test_context_stacks_neighbouring_slices_as_channels() -> None:
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(1, 2, 3, 4, 4)
+    seen = []
+
+    def record(slices: torch.Tensor) -> torch.Tensor:
+        seen.append(slices)
+        return slices
+
+    stacked = SliceWise(record, context=1)(x)  # identity network: the stack itself
+    assert len(seen) == 1 and stacked.shape == (1, 6, 3, 4, 4)
+    below, here, above = stacked[:, 0:2], stacked[:, 2:4], stacked[:, 4:6]
+    torch.testing.assert_close(here, x)
+    torch.testing.assert_close(below[..., 1:], x[..., :-1])
+    torch.testing.assert_close(above[..., :-1], x[..., 1:])
+    torch.testing.assert_close(below[..., 0], x[..., 0])  # the first slice repeated
+    torch.testing.assert_close(above[..., -1], x[..., -1])  # the last slice repeated
+
+
+def test_unet_2d_with_context_reads_the_neighbours() -> None:
+    torch.manual_seed(0)
+    network = unet_2d(1, 1, context_slices=2, **TINY).eval()
+    assert network.network.conv_0.conv_0.conv.in_channels == 5 and network.context == 2
+    x = torch.randn(1, 1, 16, 16, 9)
+    changed = x.clone()
+    changed[..., 4] += 5.0
+    with torch.no_grad():
+        y, z = network(x), network(changed)
+    assert y.shape == (1, 1, 16, 16, 9)
+    differs = [not torch.allclose(y[..., k], z[..., k]) for k in range(9)]
+    assert differs == [False, False, True, True, True, True, True, False, False]
+    with pytest.raises(ValueError, match="context_slices: expected 0 or more"):
+        unet_2d(1, 1, context_slices=-1, **TINY)
+    with pytest.raises(ValueError, match="context: expected 0 or more"):
+        SliceWise(nn.Identity(), context=-1)

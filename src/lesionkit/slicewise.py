@@ -5,6 +5,13 @@ Z axis into the batch, runs a 2D network on each (X, Y) slice and unfolds the re
 so a 2D U-Net trains on (X, Y, 1) patches and predicts whole volumes with the same
 sliding-window inference as the 3D networks.
 
+With ``context`` k > 0 each slice is read together with its k neighbours on either side
+along Z, stacked as channels (a "2.5D" network): a 2D network then sees whether a bright
+spot continues above and below, which tells a lesion from cortex cut tangentially at the
+top or bottom of the brain. Slices beyond the volume's ends repeat its first or last
+slice (as at a field of view's edge), so such a network trains on patches of more than
+one slice, for example (X, Y, 5).
+
 Example:
     >>> net = unet_2d(35, 5)
     >>> net(torch.zeros(2, 35, 64, 64, 3)).shape
@@ -33,17 +40,28 @@ class SliceWise(nn.Module):
         network: A 2D network mapping (N, C_in, X, Y) to (N, C_out, X, Y).
         multiple: In-plane sizes are padded to a multiple of this.
         slices_per_pass: Slices per forward pass on a CPU (on CUDA: 16 times as many).
+        context: Neighbouring slices on either side stacked as channels; the 2D network
+            then takes ``C * (2 * context + 1)`` input channels, ordered by slice offset
+            (-context first), each offset holding all C channels.
     """
 
-    def __init__(self, network: nn.Module, multiple: int = 1, slices_per_pass: int = 4) -> None:
+    def __init__(self, network: nn.Module, multiple: int = 1, slices_per_pass: int = 4,
+                 context: int = 0) -> None:
         super().__init__()
+        if context < 0:
+            raise ValueError(f"context: expected 0 or more slices, found {context}")
         self.network = network
         self.multiple = multiple
         self.slices_per_pass = slices_per_pass
+        self.context = context
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5:
             raise ValueError(f"expected a (B, C, X, Y, Z) tensor, found shape {tuple(x.shape)}")
+        if self.context:
+            k = self.context
+            padded = nn.functional.pad(x, (k, k, 0, 0, 0, 0), mode="replicate")
+            x = torch.cat([padded[..., i:i + x.shape[-1]] for i in range(2 * k + 1)], dim=1)
         b, c, nx, ny, nz = x.shape
         slices = x.permute(0, 4, 1, 2, 3).reshape(b * nz, c, nx, ny)
         px, py = (-n % self.multiple for n in (nx, ny))
@@ -64,6 +82,7 @@ def unet_2d(
     strides: Sequence[int] | None = None,
     norm: str = "batch",
     bridge_dropout: float = 0.5,
+    context_slices: int = 0,
 ) -> nn.Module:
     """The MRF study's 2D U-Net (Ronneberger 2015 style), applied slice-wise.
 
@@ -81,6 +100,8 @@ def unet_2d(
             None or all 2 are valid.
         norm: MONAI normalisation name ("batch", "instance") applied after each convolution.
         bridge_dropout: Dropout probability after the bridge (deepest) stage only.
+        context_slices: Neighbouring slices on either side read with each slice (see
+            :class:`SliceWise`); 0 is the study's plain 2D network.
     """
     from monai.networks.nets import BasicUNet
 
@@ -89,9 +110,12 @@ def unet_2d(
     if strides is not None and any(int(s) != 2 for s in strides):
         raise ValueError(f"the 2D U-Net pools by 2; expected strides of 2, found {list(strides)}")
     act = ("relu", {"inplace": True})
-    network = BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels,
+    if context_slices < 0:
+        raise ValueError(f"context_slices: expected 0 or more, found {context_slices}")
+    network = BasicUNet(spatial_dims=2, in_channels=in_channels * (2 * context_slices + 1),
+                        out_channels=out_channels,
                         features=(*channels, channels[0]), act=act, norm=norm,
                         upsample="deconv")
     if bridge_dropout > 0:
         network.down_4 = nn.Sequential(network.down_4, nn.Dropout(bridge_dropout))
-    return SliceWise(network, multiple=16)
+    return SliceWise(network, multiple=16, context=context_slices)
