@@ -6,7 +6,11 @@ import pytest
 import torch
 import torchio as tio
 
-from lesionkit.tasks.augmentations import WEIGHTED_IMAGE_RANDOMISATION, Z_RANGE
+from lesionkit.tasks.augmentations import (
+    AXIAL_CONTEXT_RANDOMISATION,
+    WEIGHTED_IMAGE_RANDOMISATION,
+    Z_RANGE,
+)
 
 
 def _subject() -> tio.Subject:
@@ -58,3 +62,17 @@ def test_the_spatial_transform_moves_labels_with_images():
     moved = out.flair.data > 0.5
     agree = (moved == (out.lesion.data > 0)).float().mean()
     assert agree > 0.9
+
+
+def test_thick_slices_can_favour_the_axial_axis():
+    thick = next(t for t in AXIAL_CONTEXT_RANDOMISATION if t.name == "RandomAnisotropy")
+    assert thick.kwargs["p"] == 0.4 and thick.kwargs["axes"] == (0, 1, 2, 2)
+    built = thick.build()
+    torch.manual_seed(0)
+    axes = [built.get_params(built.axes, built.downsampling_range)[0] for _ in range(4000)]
+    assert abs(axes.count(2) / len(axes) - 0.5) < 0.03  # a repeated axis is drawn more often
+    assert abs(axes.count(0) / len(axes) - 0.25) < 0.03
+    subject = _subject()
+    built.probability = 1.0
+    out = tio.Compose([t.build() for t in AXIAL_CONTEXT_RANDOMISATION])(subject)
+    assert out.flair.shape == subject.flair.shape

@@ -24,7 +24,9 @@ Parameters (probability p each; ranges uniform):
 - RandomAffine p 0.5: scale 0.9-1.1, rotation +-10 degrees, translation +-5 mm (head
   position and size between subjects).
 - RandomAnisotropy p 0.25: one axis downsampled 1.5-4 x (slices up to 4 mm at the 1 mm
-  model grid, as 2D clinical scans of 3-6 mm with a 1-1.5 mm in-plane resolution). It
+  model grid, as 2D clinical scans of 3-6 mm with a 1-1.5 mm in-plane resolution); in
+  :data:`AXIAL_CONTEXT_RANDOMISATION`, for 2.5D networks, p 0.4 and the axial axis drawn
+  half the time. It
   keeps every k-th plane, so a lesion smaller than the slices keeps its contrast or
   vanishes; lesionkit's ``RandomThickSlices`` (a slice profile, as a 2D scan) fades it
   instead. That one was tried in its place and not adopted: its gain on drawn phantom
@@ -48,13 +50,20 @@ WEIGHTED_KEYS = ("flair", "t1w", "t2w", "t1c")
 Z_RANGE = (-8.0, 24.0)
 
 
-def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS
+def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS,
+                                 thick_slices: float = 0.25,
+                                 thick_slice_axes: Sequence[int] = (0, 1, 2),
                                  ) -> tuple[Transform, ...]:
     """Augmentation of the weighted images ``keys`` (z-scored) and the spatial transform.
 
     Args:
         keys: Keys of the weighted (arbitrary-unit, per-image z-scored) images to alter;
             keys absent from an example are skipped.
+        thick_slices: Probability of the thick-slice transform (``RandomAnisotropy``).
+        thick_slice_axes: Axes of the model grid (RAS: 0 sagittal, 1 coronal, 2 axial
+            slices) it draws from, uniformly over the entries, so a repeated axis is
+            drawn more often: ``(0, 1, 2, 2)`` gives axial thick slices half the time,
+            as in clinical 2D protocols, whose FLAIRs are mostly axial.
 
     Returns:
         The transforms, in order, for ``Task.augment``.
@@ -64,8 +73,9 @@ def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS
     to_z = {"out_min_max": Z_RANGE, "in_min_max": (0.0, 1.0)}
     return (
         Transform("RandomAffine", {"scales": 0.1, "degrees": 10, "translation": 5, "p": 0.5}),
-        Transform("RandomAnisotropy", {"axes": (0, 1, 2), "downsampling": (1.5, 4.0),
-                                       "p": 0.25, **only}),
+        Transform("RandomAnisotropy", {"axes": tuple(thick_slice_axes),
+                                       "downsampling": (1.5, 4.0), "p": thick_slices,
+                                       **only}),
         Transform("RescaleIntensity", {**to_signal, **only}),
         Transform("RandomBiasField", {"coefficients": 0.3, "order": 3, "p": 0.5, **only}),
         Transform("RandomGamma", {"log_gamma": (-0.3, 0.3), "p": 0.5, **only}),
@@ -80,3 +90,8 @@ def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS
 
 #: The default: every weighted-image key of the tasks (flair, t1w, t2w, t1c).
 WEIGHTED_IMAGE_RANDOMISATION = weighted_image_randomisation()
+#: For networks that read axial slices with their neighbours (2.5D): thick slices in 40 %
+#: of the examples, axial in half of those (docs/real-data.md, "Slices read with their
+#: neighbours").
+AXIAL_CONTEXT_RANDOMISATION = weighted_image_randomisation(thick_slices=0.4,
+                                                           thick_slice_axes=(0, 1, 2, 2))
