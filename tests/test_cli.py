@@ -347,3 +347,13 @@ def test_every_task_network_takes_its_size_option() -> None:
         variant = _variant(task, None, None if resnet else "8,16", 0.5 if resnet else None,
                            None, None, None)
         assert variant.network_kwargs["widen_factor" if resnet else "channels"], name
+
+
+def test_patch_size_keeps_the_thickness_of_slice_wise_patches() -> None:
+    from lesionkit.cli import _variant
+    from lesionkit.tasks import get_task
+
+    sizes = {name: _variant(get_task(name), None, None, None, 32, None, None).sampler.patch_size
+             for name in ("mrf-lesion", "flair-only-lesion-dr", "mrf-lesion-3d")}
+    assert sizes == {"mrf-lesion": (32, 32, 1), "flair-only-lesion-dr": (32, 32, 5),
+                     "mrf-lesion-3d": (32, 32, 32)}

@@ -367,8 +367,11 @@ def _variant(task, network: str | None, channels: str | None, widen_factor: floa
               f"tasks use 1e-4 to 0.05), found {learning_rate:g}")
     sampler = task.sampler
     if patch_size and hasattr(sampler, "patch_size"):
-        # 2D tasks (patches one slice thick) keep their thickness.
-        size = tuple(1 if n == 1 else patch_size for n in sampler.patch_size)
+        # 2D tasks keep their patches' thickness: one slice, or the slices a network that
+        # reads each slice with its neighbours (``context_slices``) trains on.
+        thick = sampler.patch_size[-1] if kwargs.get("context_slices") else 1
+        size = tuple(n if n == 1 or (axis == 2 and n == thick) else patch_size
+                     for axis, n in enumerate(sampler.patch_size))
         changes = {"patch_size": size}
         if hasattr(sampler, "step"):
             changes["step"] = tuple(min(s, n) for s, n in zip(sampler.step, size, strict=True))

@@ -135,7 +135,17 @@ def test_variants_are_registered_by_value() -> None:
     flair_only, with_t1w = get_task("flair-only-lesion-dr"), get_task("flair-lesion-dr")
     assert [s.suffix for s in flair_only.inputs] == ["FLAIR"]
     assert replace(flair_only, name=with_t1w.name, description=with_t1w.description,
-                   inputs=with_t1w.inputs, outputs=with_t1w.outputs) == with_t1w
+                   inputs=with_t1w.inputs, outputs=with_t1w.outputs, sampler=with_t1w.sampler,
+                   network_kwargs=with_t1w.network_kwargs, augment=with_t1w.augment
+                   ) == with_t1w
+    # The FLAIR alone reads each slice with its neighbours, on patches that hold them.
+    assert flair_only.network_kwargs == {**with_t1w.network_kwargs, "context_slices": 1}
+    assert flair_only.sampler.patch_size == (64, 64, 5)
+    thick = [t.kwargs for t in flair_only.augment if t.name == "RandomAnisotropy"]
+    assert thick == [{**next(t.kwargs for t in with_t1w.augment
+                             if t.name == "RandomAnisotropy"),
+                      "p": 0.4, "axes": (0, 1, 2, 2)}]
+    assert [t.name for t in flair_only.augment] == [t.name for t in with_t1w.augment]
     assert get_task("mrf-lesion-3d").network == "unet"
     assert MRF_LESION.network == "unet2d" and MRF_LESION.sampler.patch_size == (64, 64, 1)
     assert all(t.sampler.oversample == "lesion" and t.sampler.oversample_factor == 5.0
