@@ -136,11 +136,11 @@ def test_variants_are_registered_by_value() -> None:
     assert [s.suffix for s in flair_only.inputs] == ["FLAIR"]
     assert replace(flair_only, name=with_t1w.name, description=with_t1w.description,
                    inputs=with_t1w.inputs, outputs=with_t1w.outputs, sampler=with_t1w.sampler,
-                   network_kwargs=with_t1w.network_kwargs, augment=with_t1w.augment
-                   ) == with_t1w
+                   network_kwargs=with_t1w.network_kwargs, augment=with_t1w.augment,
+                   batch_size=with_t1w.batch_size) == with_t1w
     # The FLAIR alone reads each slice with its neighbours, on patches that hold them.
     assert flair_only.network_kwargs == {**with_t1w.network_kwargs, "context_slices": 1}
-    assert flair_only.sampler.patch_size == (64, 64, 5)
+    assert flair_only.sampler.patch_size == (64, 64, 5) and flair_only.batch_size == 12
     thick = [t.kwargs for t in flair_only.augment if t.name == "RandomAnisotropy"]
     assert thick == [{**next(t.kwargs for t in with_t1w.augment
                              if t.name == "RandomAnisotropy"),
