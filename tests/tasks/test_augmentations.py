@@ -74,5 +74,7 @@ def test_thick_slices_can_favour_the_axial_axis():
     assert abs(axes.count(0) / len(axes) - 0.25) < 0.03
     subject = _subject()
     built.probability = 1.0
-    out = tio.Compose([t.build() for t in AXIAL_CONTEXT_RANDOMISATION])(subject)
+    out = built(subject)  # thick slices: the image changes, its grid and the labels do not
     assert out.flair.shape == subject.flair.shape
+    assert not torch.equal(out.flair.data, subject.flair.data)
+    assert torch.equal(out.lesion.data, subject.lesion.data)
