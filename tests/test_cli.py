@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -311,49 +310,3 @@ def test_train_spacing_sets_the_model_voxel_size(tmp_path, monkeypatch) -> None:
         assert result.stderr.count("\n") == 1 and "--spacing: expected one voxel size" in (
             result.stderr)
     assert len(tasks) == 2
-
-
-def test_os_errors_name_the_file_and_what_stands_there(tmp_path: Path) -> None:
-    from lesionkit.cli import _os_error
-
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(FileExistsError) as caught:
-        (tmp_path / "file").mkdir(parents=True, exist_ok=True)
-    assert _os_error(caught.value) == f"{tmp_path / 'file'}: expected a folder (or nothing) " \
-        "there, found a file"
-    with pytest.raises(NotADirectoryError) as caught:
-        (tmp_path / "file" / "a" / "b").mkdir(parents=True)
-    assert _os_error(caught.value).endswith(f"expected {tmp_path / 'file'} to be a folder, "
-                                            "found a file")
-    with pytest.raises(FileExistsError) as caught:
-        tmp_path.mkdir()  # an existing folder: the system's own words
-    assert _os_error(caught.value) == f"{tmp_path}: File exists"
-    assert _os_error(FileExistsError("model folder m exists; use --overwrite")) == \
-        "model folder m exists; use --overwrite"
-
-
-def test_every_task_network_takes_its_size_option() -> None:
-    """``--channels`` reaches every U-Net a task trains by default (a wrapper of one
-    included), ``--widen-factor`` every ResNet."""
-    from lesionkit.cli import _variant
-    from lesionkit.tasks import TASKS
-
-    for name, task in TASKS.items():
-        if task.network_factory is not None or task.network not in ("unet", "residual-unet",
-                                                                    "residual-unet-on-input",
-                                                                    "resnet10", "resnet18"):
-            continue
-        resnet = task.network.startswith("resnet")
-        variant = _variant(task, None, None if resnet else "8,16", 0.5 if resnet else None,
-                           None, None, None)
-        assert variant.network_kwargs["widen_factor" if resnet else "channels"], name
-
-
-def test_patch_size_keeps_the_thickness_of_slice_wise_patches() -> None:
-    from lesionkit.cli import _variant
-    from lesionkit.tasks import get_task
-
-    sizes = {name: _variant(get_task(name), None, None, None, 32, None, None).sampler.patch_size
-             for name in ("mrf-lesion", "flair-only-lesion-dr", "mrf-lesion-3d")}
-    assert sizes == {"mrf-lesion": (32, 32, 1), "flair-only-lesion-dr": (32, 32, 5),
-                     "mrf-lesion-3d": (32, 32, 32)}

@@ -24,7 +24,8 @@ ENGINE = ("training.py", "infer.py", "data.py", "cli.py", "demo.py", "crossval.p
           "evaluation.py", "model_folder.py", "shipped.py", "build_models.py", "bids_app.py",
           "changes.py", "session_maps.py", "longitudinal.py", "losses.py", "callbacks.py",
           "distributed.py", "writers.py", "splits.py", "normalisation.py", "store.py",
-          "files.py")
+          "files.py", "console.py", "cli_options.py", "train_commands.py",
+          "prediction_commands.py")
 
 
 def _module(path: Path) -> str:

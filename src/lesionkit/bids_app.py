@@ -17,7 +17,7 @@ predict``, on the same engine:
   its per-participant measures. A task whose outputs are images only has nothing to
   combine, and the command says so in one line.
 
-BIDS_DIR is only read. Errors take the one error path of :func:`lesionkit.cli.run_app`.
+BIDS_DIR is only read. Errors take the one error path of :func:`lesionkit.console.run_app`.
 """
 
 from __future__ import annotations
@@ -34,17 +34,16 @@ from typing import Annotated, Any
 
 import typer
 
-from lesionkit.cli import (
+from lesionkit.cli_options import (
     BidsFilterOption,
     DeviceOption,
     KeepOutsideBrainOption,
     LesionThresholdOption,
     MinLesionOption,
     ThreadsOption,
-    _device,
-    _on_interrupt,
-    run_app,
+    checked_device,
 )
+from lesionkit.console import on_interrupt, progress_bar, run_app
 from lesionkit.io import InputError
 
 #: Options taking a space-separated list of values, as BIDS Apps' ``nargs="+"``.
@@ -135,7 +134,7 @@ def bids_app(
         chosen = [*(bids_filter or []),
                   *(filters_from_file(bids_filter_file) if bids_filter_file else [])]
         with bids_filters(chosen):
-            participant_level(bids, out, task, labels, model, tta, _device(device), threads,
+            participant_level(bids, out, task, labels, model, tta, checked_device(device), threads,
                               register, session_label, stop_on_first_crash, verbose,
                               keep_outside_brain, lesion_threshold, min_lesion_ml,
                               changes)
@@ -246,7 +245,6 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     """
     from lesionkit.bids import active_filters
     from lesionkit.changes import ChangeReading
-    from lesionkit.cli import _progress
     from lesionkit.infer import predict
     from lesionkit.longitudinal import compare
     from lesionkit.session_maps import has_pairs
@@ -268,12 +266,12 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     start = time.perf_counter()
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    _on_interrupt(f"participants written so far under {out} are complete; run the same "
+    on_interrupt(f"participants written so far under {out} are complete; run the same "
                   "command again for the rest")
     written: list[Path] = []
     failed: list[str] = []
     try:
-        with _progress(f"predict {task_name}", len(subjects)) as advance:
+        with progress_bar(f"predict {task_name}", len(subjects)) as advance:
             for subject in subjects:
                 staging = Path(tempfile.mkdtemp(prefix=f".lesionkit-bids.{os.getpid()}.partial-",
                                                 dir=out))
