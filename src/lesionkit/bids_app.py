@@ -267,7 +267,7 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     on_interrupt(f"participants written so far under {out} are complete; run the same "
-                  "command again for the rest")
+                 "command again for the rest")
     written: list[Path] = []
     failed: list[str] = []
     try:

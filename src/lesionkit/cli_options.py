@@ -90,7 +90,7 @@ def subject_list(subjects: str | None) -> list[str] | None:
     labels = [s.strip().removeprefix("sub-") for s in subjects.split(",")]
     if not all(labels):
         fail(f"--subjects: expected comma-separated subject labels such as 01,02, found "
-              f"{subjects!r}")
+             f"{subjects!r}")
     return labels
 
 
@@ -99,8 +99,8 @@ MIN_WIDEN_FACTOR, MAX_WIDEN_FACTOR = 1 / 64, 8.0
 
 
 def variant(task, network: str | None, channels: str | None, widen_factor: float | None,
-             patch_size: int | None, batch_size: int | None, learning_rate: float | None,
-             patience: int | None = None):
+            patch_size: int | None, batch_size: int | None, learning_rate: float | None,
+            patience: int | None = None):
     """The task with the CLI's overrides (network, its size, patches, optimiser)."""
     from dataclasses import replace
 
@@ -113,26 +113,26 @@ def variant(task, network: str | None, channels: str | None, widen_factor: float
             levels = [int(c) for c in channels.split(",")]
         except ValueError:
             fail(f"--channels: expected comma-separated feature counts such as 16,32,64, "
-                  f"found {channels!r}")
+                 f"found {channels!r}")
         if len(levels) < 2 or min(levels) < 1:
             fail(f"--channels: expected at least two positive feature counts (one per U-Net "
-                  f"level), found {channels!r}")
+                 f"level), found {channels!r}")
         if "channels" not in takes:
             fail(f"--channels: expected a U-Net network, found {network or task.network} "
-                  "(ResNets take --widen-factor)")
+                 "(ResNets take --widen-factor)")
         kwargs.update(channels=levels, strides=[2] * (len(levels) - 1))
     if widen_factor is not None:
         if "widen_factor" not in takes:
             fail(f"--widen-factor: expected a ResNet network, found {network or task.network} "
-                  "(U-Nets take --channels)")
+                 "(U-Nets take --channels)")
         if not MIN_WIDEN_FACTOR <= widen_factor <= MAX_WIDEN_FACTOR:
             fail(f"--widen-factor: expected a width factor from {MIN_WIDEN_FACTOR:g} (one "
-                  f"feature in the first of the ResNet's 64) to {MAX_WIDEN_FACTOR:g}, 1 being "
-                  f"the standard width, found {widen_factor:g}")
+                 f"feature in the first of the ResNet's 64) to {MAX_WIDEN_FACTOR:g}, 1 being "
+                 f"the standard width, found {widen_factor:g}")
         kwargs["widen_factor"] = widen_factor
     if learning_rate is not None and not 0 < learning_rate <= 1:
         fail(f"--learning-rate: expected an Adam learning rate above 0 and at most 1 (the "
-              f"tasks use 1e-4 to 0.05), found {learning_rate:g}")
+             f"tasks use 1e-4 to 0.05), found {learning_rate:g}")
     sampler = task.sampler
     if patch_size and hasattr(sampler, "patch_size"):
         # 2D tasks keep their patches' thickness: one slice, or the slices a network that
@@ -157,7 +157,7 @@ def parse_spacing(text: str) -> tuple[float, float, float]:
         values = []
     if len(values) not in (1, 3) or not all(0 < v <= 20 for v in values):
         fail(f"--spacing: expected one voxel size or three (x,y,z) in mm, each above 0 and "
-              f"at most 20, found {text!r}")
+             f"at most 20, found {text!r}")
     x, y, z = values * 3 if len(values) == 1 else values
     return (x, y, z)
 
@@ -184,7 +184,7 @@ def truth_task(task, data_dir: Path, truth: str | None):
         pipelines = sorted(p.name for p in (data_dir / "derivatives").glob("*") if p.is_dir())
         if truth not in pipelines:
             fail(f"--truth {truth}: expected a derivatives pipeline of {data_dir}, found "
-                  f"{', '.join(pipelines) or 'none'}")
+                 f"{', '.join(pipelines) or 'none'}")
     return with_truth(task, truth)
 
 
@@ -204,7 +204,7 @@ def checked_device(device: str) -> str:
 
         if not torch.cuda.is_available():
             fail("--device cuda: expected a CUDA device, found none on this machine "
-                  "(use --device cpu or auto)")
+                 "(use --device cpu or auto)")
     return device
 
 

@@ -85,7 +85,7 @@ def predict(
     use_threads(threads)
     start = time.perf_counter()
     on_interrupt("every prediction written so far is complete; run the same command again "
-                  "to write the rest")
+                 "to write the rest")
     from lesionkit.writers import LesionReading
 
     options = dict(tta=tta, device=checked_device(device), out_dir=out_dir, register=register,
@@ -98,11 +98,11 @@ def predict(
         clash = [name for name, value in dataset_only.items() if value]
         if clash:
             fail(f"--image: expected the files alone, found {' and '.join(clash)} as well "
-                  "(for a BIDS dataset, leave out --image)")
+                 "(for a BIDS dataset, leave out --image)")
         written = _predict_files(model_dir, image, subjects, sessions, **options)
     elif data_dir is None:
         fail("expected DATA_DIR or --image KEY=FILE, found neither (see lesionkit predict "
-              "--help)")
+             "--help)")
     else:
         with user_errors(), bids_filters(bids_filter or []):
             written = run(model_dir, data_dir, subjects=subject_list(subjects),
@@ -136,7 +136,7 @@ def _predict_files(model_dir: Path, images: list[str], subjects: str | None,
     session = [s.strip().removeprefix("ses-") for s in sessions.split(",")] if sessions else [None]
     if len(session) != 1:
         fail(f"--sessions: expected one session (the visit) for the files of --image, found "
-              f"{sessions}")
+             f"{sessions}")
     sources: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="lesionkit-files-") as folder:
         try:
@@ -187,7 +187,7 @@ def changes(
     task-<model>_lesionchange.tsv.
     """
     on_interrupt("the changes of every pair of sessions written so far are complete; run "
-                  "the same command again to write them all")
+                 "the same command again to write them all")
     from lesionkit.changes import ChangeReading
     from lesionkit.longitudinal import compare as run
 

@@ -106,7 +106,7 @@ def train(
     """Train a task on a BIDS dataset; write a self-describing model folder."""
     base = task_named(task, arm) if init is None else initial_task(task, init)
     chosen = variant(base, network, channels, widen_factor, patch_size, batch_size,
-                      learning_rate, patience)
+                     learning_rate, patience)
     if spacing is not None:
         from dataclasses import replace
 
@@ -122,7 +122,7 @@ def train(
 
     start = time.perf_counter()
     on_interrupt(f"the last completed epoch of the running fold is kept under {model_dir}; "
-                  "run the same command with --resume to continue from it")
+                 "run the same command with --resume to continue from it")
     from lesionkit.bids import bids_filters
 
     with user_errors(), bids_filters(bids_filter or []):
@@ -182,7 +182,7 @@ def crossval(
 ) -> None:
     """Cross-validate a task's arms on the same folds; write comparison.json and report.html."""
     chosen = variant(task_named(task), network, channels, widen_factor, patch_size, batch_size,
-                      learning_rate)
+                     learning_rate)
     from lesionkit.bids import bids_filters
     from lesionkit.crossval import crossval as run
     from lesionkit.threads import use_threads
@@ -190,7 +190,7 @@ def crossval(
     use_threads(threads, workers, processes=cpu_processes(device, devices))
 
     on_interrupt(f"arms that finished are kept under {out_dir}; run the same command again "
-                  "to train the others")
+                 "to train the others")
     with user_errors(), bids_filters(bids_filter or []):
         path = run(chosen, data_dir, out_dir, folds=folds,
                    arms=[a.strip() for a in arms.split(",")] if arms else None, epochs=epochs,
