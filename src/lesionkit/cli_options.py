@@ -20,13 +20,9 @@ MAX_SEED = 2**32 - 1
 ThreadsOption = Annotated[int | None, typer.Option(
     min=1, help="CPU threads for torch and BLAS (default: the free cores, less data-loader "
                 "workers).")]
-
-
 SessionOption = Annotated[str | None, typer.Option(
     metavar="LABEL",
     help="Longitudinal data: train on this session of each subject (with or without ses-).")]
-
-
 AllSessionsOption = Annotated[bool, typer.Option(
     help="Longitudinal data: every session of a subject is a training example (folds stay "
          "by subject).")]
@@ -47,24 +43,16 @@ BidsFilterOption = Annotated[list[str] | None, typer.Option(
     help="Choose among a subject's acquisitions of an image (repeatable): FLAIR:acq=3D "
          "reads the FLAIR with acq-3D (FLAIR:acq= the one without acq); rec=norm skips "
          "every file of another rec.")]
-
-
 RegisterOption = Annotated[bool, typer.Option(
     help="Co-register each subject's images to its first input (dipy, mutual information) "
          "instead of trusting their affines.")]
-
-
 KeepOutsideBrainOption = Annotated[bool, typer.Option(
     help="Keep lesion and tissue probability maps whole (by default they are set to 0 more "
          "than 3 mm outside the brain mask).")]
-
-
 LesionThresholdOption = Annotated[float, typer.Option(
     min=0.01, max=1.0,
     help="Probability at or above which a lesion map's voxel is lesion, for the lesion "
          "label map and tables written beside it.")]
-
-
 MinLesionOption = Annotated[float, typer.Option(
     "--min-lesion-ml", min=0.0,
     help="Smallest lesion (mL) in the lesion label map and tables (default: every "
@@ -209,51 +197,25 @@ def checked_device(device: str) -> str:
 
 
 NetworkOption = Annotated[str | None, typer.Option(help="Network registry name, e.g. resnet10.")]
-
-
 ChannelsOption = Annotated[str | None, typer.Option(help="U-Net features, e.g. 16,32,64.")]
-
-
 WidenOption = Annotated[float | None, typer.Option(help="ResNet width factor (1: standard).")]
-
-
 PatchOption = Annotated[int | None, typer.Option(min=4, help="Patch edge (2D: in-plane).")]
-
-
 BatchOption = Annotated[int | None, typer.Option(
     min=1, help="Examples per step (per process when distributed).")]
-
-
 RateOption = Annotated[float | None, typer.Option(help="Adam learning rate.")]
-
-
 WorkersOption = Annotated[int, typer.Option(min=0, help="Worker processes loading data.")]
-
-
 SubjectsOption = Annotated[str | None, typer.Option(help="Comma-separated subjects.")]
-
-
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-
-
 DevicesOption = Annotated[int, typer.Option(
     "--devices", "--gpus", min=1,
     help="Processes per machine: CUDA devices, or CPU processes with --device cpu; "
          "distributed (DDP) when more than one in all. --gpus: its earlier name.")]
-
-
 NodesOption = Annotated[int, typer.Option(
     min=1, help="Machines (SLURM: srun with one task per device on each).")]
-
-
 AmpOption = Annotated[bool, typer.Option(
     help="Mixed precision: float16 on CUDA, bfloat16 on the CPU.")]
-
-
 CompileOption = Annotated[bool, typer.Option(
     "--compile", help="Train the network through torch.compile.")]
-
-
 TruthOption = Annotated[str | None, typer.Option(
     help="Derivatives pipeline holding the truth, e.g. manual (default: the one that has it).")]
 
