@@ -28,8 +28,9 @@ Parameters (probability p each; ranges uniform):
   :data:`AXIAL_CONTEXT_RANDOMISATION`, for 2.5D networks, p 0.4 and the axial axis drawn
   half the time. It keeps every k-th plane, so a lesion smaller than the slices keeps its
   contrast or vanishes; lesionkit's ``RandomThickSlices`` (a slice profile, as a 2D
-  scan) fades it instead. That one was tried in its place and not adopted: its gain on drawn phantom
-  protocols did not survive a second seed (docs/results.md, "Held-out protocols").
+  scan) fades it instead. That one was tried in its place and not adopted: its gain on
+  drawn phantom protocols did not survive a second seed (docs/results.md, "Held-out
+  protocols").
 - RandomBiasField p 0.5: order 3, coefficients +-0.3 (receive fields of +-20-40 % at 3T).
 - RandomGamma p 0.5: log gamma +-0.3 (contrast changes between sequences and vendors).
 - RandomGhosting p 0.2: 2-8 ghosts, intensity 0.1-0.5 (moderate phase-encode ghosts).
