@@ -8,8 +8,12 @@ state) and its ``provenance.json`` replace ``src/lesionkit/shipped_models/NAME``
     python scripts/train_models.py --only enhance-r1     # one of them
     python scripts/train_models.py --work /tmp/models    # keep the cohorts elsewhere
     python scripts/train_models.py --workers 8           # 8 processes simulate and load
+    python scripts/train_models.py --rescore             # score the shipped folders again
 
-Cohorts already simulated under ``--work`` are reused, so recipes of one cohort share it.
+Weights are stored at half precision (float16). ``--rescore`` trains nothing: it stores a
+shipped folder's weights at half precision where they are not yet, scores its held-out
+subjects again and updates its provenance. Cohorts already simulated under ``--work``
+are reused, so recipes of one cohort share it.
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="Torch threads.")
     parser.add_argument("--workers", type=int, default=0,
                         help="Processes that simulate the cohorts and load training data.")
+    parser.add_argument("--rescore", action="store_true",
+                        help="Score the built folders again (weights at half precision) "
+                             "instead of training.")
     args = parser.parse_args(argv)
     if args.workers < 0:
         print(f"error: --workers: expected 0 or more, found {args.workers}", file=sys.stderr)
         return 2
 
-    from lesionkit.build_models import build_model
+    from lesionkit.build_models import build_model, rescore_model
     from lesionkit.shipped import describe
     from lesionkit.tasks import SHIPPED_RECIPES
     from lesionkit.threads import use_threads
@@ -57,10 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and recipe.task not in args.only:
             continue
         start = time.perf_counter()
-        build_model(recipe, args.out, args.work, threads=torch.get_num_threads(),
-                    command=command, workers=args.workers)
+        if args.rescore:
+            rescore_model(recipe, args.out, args.work, command=command, workers=args.workers)
+        else:
+            build_model(recipe, args.out, args.work, threads=torch.get_num_threads(),
+                        command=command, workers=args.workers)
         print(f"{recipe.task}: {time.perf_counter() - start:.0f} s in all", flush=True)
-        print("\n".join(describe(recipe.task)), flush=True)
+        print("\n".join(describe(recipe.task, args.out)), flush=True)
     return 0
 
 

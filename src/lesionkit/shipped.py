@@ -59,18 +59,19 @@ def resolve_model(model: str | os.PathLike[str]) -> Path:
                      f"({', '.join(names) if names else 'none shipped'}), found neither")
 
 
-def provenance(name: str) -> dict[str, Any]:
-    """The ``provenance.json`` of a shipped model (empty when it has none)."""
-    path = SHIPPED_DIR / name / PROVENANCE
+def provenance(name: str, root: Path | None = None) -> dict[str, Any]:
+    """The ``provenance.json`` of a shipped model (empty when it has none); ``root``: the
+    folder holding the model folders (default: the package's)."""
+    path = (root or SHIPPED_DIR) / name / PROVENANCE
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _image_keys(name: str) -> str:
+def _image_keys(name: str, root: Path | None = None) -> str:
     """The keys of a shipped model's inputs, as ``predict --image`` takes them."""
     from lesionkit.files import image_keys
     from lesionkit.model_folder import read_config, task_from_config
 
-    folder = SHIPPED_DIR / name
+    folder = (root or SHIPPED_DIR) / name
     return image_keys(task_from_config(read_config(folder), folder / "config.yaml"))
 
 
@@ -120,9 +121,17 @@ def metric_label(task: Any, metric: str) -> str:
     return column_label(metric, units)
 
 
-def describe(name: str) -> list[str]:
-    """Lines describing a shipped model: task, training and held-out phantom figures."""
-    record = provenance(name)
+def _weights(record: dict[str, Any]) -> str:
+    """How the provenance ``record`` describes the weights: size, precision, networks."""
+    networks = record.get("recipe", {}).get("networks", 1)
+    text = f"weights {record['weights_mb']:.1f} MB ({record.get('weights_dtype', 'float32')}"
+    return text + (f", {networks} networks averaged)" if networks > 1 else ")")
+
+
+def describe(name: str, root: Path | None = None) -> list[str]:
+    """Lines describing a shipped model: task, training and held-out phantom figures;
+    ``root``: the folder holding the model folders (default: the package's)."""
+    record = provenance(name, root)
     if not record:
         return [f"{name}: no provenance recorded"]
     training = record["training"]
@@ -131,11 +140,13 @@ def describe(name: str) -> list[str]:
              f"{record['cohort']} (seed {record['seed']}, {record['resolution_mm']} mm), "
              f"{training['epochs']} epochs, {training['seconds']:.0f} s on "
              f"{record['machine']['summary']}, lesionkit {record['lesionkit_version']}",
-             f"  weights {record['weights_mb']:.1f} MB; command: {record['command']}",
-             f"  inputs (predict --image KEY=FILE): {_image_keys(name)}"]
+             f"  {_weights(record)}; command: {record['command']}",
+             f"  inputs (predict --image KEY=FILE): {_image_keys(name, root)}"]
     held_out = record.get("held_out", {})
     if held_out:
-        lines.append(f"  held-out phantom subjects {', '.join(held_out['subjects'])}:")
+        rescored = record.get("rescored")
+        again = f" (scored again {rescored['finished'][:10]})" if rescored else ""
+        lines.append(f"  held-out phantom subjects {', '.join(held_out['subjects'])}{again}:")
         for method, values in held_out["summary"].items():
             text = ", ".join(f"{metric_label(name, k)} {v:.4g}" for k, v in values.items()
                              if v is not None)

@@ -253,6 +253,9 @@ class DemoStep:
         fine_tune_epochs: With a shipped model of the task, the demo predicts with it and
             then fine-tunes it for this many epochs on the non-held-out subjects (0: no
             fine-tuning shown).
+        networks: Networks a shipped recipe trains on its training subjects, each with
+            its own validation split among them (``train --folds``); prediction averages
+            them.
     """
 
     task: str
@@ -270,6 +273,7 @@ class DemoStep:
     shown: tuple[str, ...] = ()
     resolution: int = 2
     fine_tune_epochs: int = 0
+    networks: int = 1
 
 
 @dataclass(frozen=True)
