@@ -54,10 +54,11 @@ def test_shipped_model_records_its_provenance_and_held_out_figures(name: str) ->
 @pytest.mark.parametrize("recipe", SHIPPED_RECIPES, ids=lambda r: r.task)
 def test_shipped_model_was_built_from_its_recipe_as_declared(recipe: DemoStep) -> None:
     """A recipe changed in a task module without ``make models`` would ship stale weights."""
-    built = shipped.provenance(recipe.task)["recipe"]
+    built = {"networks": 1,  # recorded since recipes could ask for more than one
+             **shipped.provenance(recipe.task)["recipe"]}
     declared = {"subjects": recipe.subjects, "held_out": recipe.held_out,
                 "epochs": recipe.epochs, "examples_per_epoch": recipe.examples_per_epoch,
-                "tta": recipe.tta,
+                "tta": recipe.tta, "networks": recipe.networks,
                 "overrides": json.loads(json.dumps(dict(recipe.overrides), default=str))}
     assert built == declared
 
@@ -95,7 +96,9 @@ def test_the_flair_only_model_predicts_a_real_flair_without_a_t1w(tmp_path: Path
     out = tmp_path / "out"
     assert run(["predict", "flair-only-lesion-dr", "--image", f"flair={flair}", "--subjects",
                 "p01", "--out-dir", str(out), "--tta", "1", "--threads", "1"]) == 0
-    [written] = out.rglob("sub-p01_*_probseg.nii.gz")
+    [written] = out.rglob("sub-p01_*_desc-flaironlylesiondr_probseg.nii.gz")
+    # four networks averaged: their spread is written beside the map even without flips
+    assert len(list(out.rglob("sub-p01_*_desc-uncertainty_probseg.nii.gz"))) == 1
     image, source = nib.load(written), nib.load(flair)
     assert image.shape == source.shape
     np.testing.assert_allclose(image.affine, source.affine, atol=1e-4)
@@ -183,8 +186,23 @@ def test_build_model_trains_scores_held_out_subjects_and_writes_provenance(
     assert record["training"]["workers"] == 0
     assert set(record["held_out"]["summary"]["enhanced"]) == {"rmse"}
     assert not list(folder.rglob("checkpoints")) and not list(folder.rglob(".cache"))
+    assert record["weights_dtype"] == "float16" and record["recipe"]["networks"] == 1
     lines = shipped.describe("enhance-r1")
-    assert "held-out phantom subjects 05" in "\n".join(lines)
+    assert "held-out phantom subjects 05:" in "\n".join(lines)
+    assert "MB (float16)" in "\n".join(lines)
+
+    # Scored again without training: same subjects and weights, the former figures kept.
+    weights = (folder / "fold-0" / "weights.safetensors").read_bytes()
+    build_models.rescore_model(recipe, tmp_path / "shipped", tmp_path / "work", seed=3,
+                               command="python scripts/train_models.py --rescore")
+    again = shipped.provenance("enhance-r1")
+    assert again["rescored"]["before"]["held_out"] == record["held_out"]
+    assert again["held_out"] == record["held_out"] and again["training"] == record["training"]
+    assert (folder / "fold-0" / "weights.safetensors").read_bytes() == weights
+    assert "(scored again " in "\n".join(shipped.describe("enhance-r1"))
+    with pytest.raises(ValueError, match="expected the held-out subjects"):
+        build_models.rescore_model(replace(recipe, held_out=2), tmp_path / "shipped",
+                                   tmp_path / "work", seed=3)
 
     def broken() -> dict:
         raise OSError("disk full")

@@ -266,9 +266,9 @@ DEMO = DemoStep(
 
 #: Shipped model (``make models``): the demo's network and loss trained for 50 epochs of
 #: 512 patches on the controls among 13 phantom subjects at 2 mm, scored on 3 more
-#: (0.45 MB of weights; about 32 minutes on one core). Against 8 epochs on the same split:
-#: RMSE 0.051 s^-1 against 0.055, relative edge sharpness 0.233 against 0.227 (the 7T
-#: map's 0.323), docs/results.md.
+#: (0.45 MB of weights in float32, 0.22 MB as shipped in float16; about 32 minutes on one
+#: core). Against 8 epochs on the same split: RMSE 0.051 s^-1 against 0.055, relative
+#: edge sharpness 0.233 against 0.227 (the 7T map's 0.323), docs/results.md.
 SHIPPED_MODEL = DemoStep(
     task="enhance-r1", cohort="enhance-r1", subjects=16, held_out=3, epochs=50,
     examples_per_epoch=512,
