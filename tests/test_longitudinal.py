@@ -48,6 +48,34 @@ def test_compare_registers_and_writes(tmp_path: Path) -> None:
     assert nib.load(label).shape == SHAPE
 
 
+def test_changes_are_read_only_where_the_baseline_was_scanned(tmp_path: Path) -> None:
+    """A baseline whose field of view stops below a lesion seen only at follow-up (its
+    top slices not acquired): nothing is called past its end, where the moved baseline
+    image is empty and every lesion would read as new; the changes below it are read as
+    before, and the share of the brain compared is recorded."""
+    predictions = write_predictions(tmp_path)
+    top = ball((24, 28, 35), 2)  # inside the brain, above the baseline's last slice
+    follow = tmp_path / "raw" / "sub-01" / "ses-2" / "anat" / "sub-01_ses-2_FLAIR.nii.gz"
+    follow_map = next((predictions / "sub-01" / "ses-2" / "anat").glob("*_probseg.nii.gz"))
+    for path, value in ((follow, 120.0), (follow_map, 1.0)):
+        image = nib.load(path)
+        data = np.asarray(image.dataobj, np.float32)
+        data[top] = data[top] + value if value > 1 else value
+        nib.save(nib.Nifti1Image(data, image.affine), path)
+    base = tmp_path / "raw" / "sub-01" / "ses-1" / "anat" / "sub-01_ses-1_FLAIR.nii.gz"
+    for path in (base, *(predictions / "sub-01" / "ses-1" / "anat").glob("*.nii.gz")):
+        nib.save(nib.load(path).slicer[:, :, :33], path)  # world positions kept
+    _, table = compare(predictions, tmp_path / "out")
+    row = pd.read_csv(table, sep="\t").to_dict("records")[0]
+    assert (row["new"], row["enlarging"], row["resolved"]) == (1, 1, 1)
+    assert 0.8 < row["brain_compared"] < 1.0
+    assert row["registration_shift_mm"] < 1.0
+    [label] = (tmp_path / "out").rglob("*change_dseg.nii.gz")
+    sidecar = json.loads(label.with_name(label.name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["BrainCompared"] == row["brain_compared"]
+    assert not np.asarray(nib.load(label).dataobj)[top].any()
+
+
 def test_one_session_is_refused_in_one_line(tmp_path: Path) -> None:
     """A folder without two sessions of a subject names what it found."""
     predictions = write_predictions(tmp_path)

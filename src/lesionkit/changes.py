@@ -13,7 +13,10 @@ For each pair of sessions (each follow-up against the session before it):
 1. the baseline's image (the first input the map was predicted from, the FLAIR of the
    flair-lesion models) is rigidly co-registered onto the follow-up's
    (:func:`lesionkit.geometry.rigid_matrix`, mutual information, inside the follow-up's
-   brain mask) and moved with its lesion map onto the follow-up's grid (linear);
+   brain mask) and moved with its lesion map onto the follow-up's grid (linear); the
+   sessions are compared only inside the follow-up's brain mask where the moved
+   baseline's field of view covers it (clinical slabs of two visits rarely cover the
+   same brain);
 2. both images are scaled by their median and interquartile range over the normal-appearing
    brain (the brain mask less the lesions of both sessions and a voxel around them), and
    their difference is expressed in robust standard deviations of itself there (1.4826 x

@@ -42,6 +42,9 @@ from lesionkit.session_maps import (
 #: finer, and the pyramid's downsampling factors there.
 REGISTRATION_MM = 1.5
 REGISTRATION_FACTORS = (4, 2, 1)
+#: Share of a follow-up voxel that must lie inside the moved baseline's field of view
+#: (linear interpolation of ones) for the two sessions to be compared there.
+COVERED = 0.999
 #: The defaults of the reading.
 DEFAULT_READING = ChangeReading()
 #: Columns of the scores against a change truth (``task-<model>_changescores.tsv``).
@@ -153,10 +156,15 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
     mapping = _on_grid(matrix, base_image, follow_image)
     moved_image = mapping.transform(np.asarray(base_image.data, np.float32))
     moved_map = np.clip(mapping.transform(np.asarray(base_map.data, np.float32)), 0, 1)
+    # Only where the baseline scan was acquired: past its field of view the moved image
+    # is 0, which would read as everything there having brightened.
+    covered = mapping.transform(np.ones(base_image.shape[:3], np.float32)) >= COVERED
+    compared = brain & covered
+    coverage = float(compared.sum()) / max(int(brain.sum()), 1)
     try:
         changes = lesion_changes(np.asarray(follow_map.data, np.float32), moved_map,
-                                 np.asarray(follow_image.data, np.float32), moved_image, brain,
-                                 follow_map.affine, reading)
+                                 np.asarray(follow_image.data, np.float32), moved_image,
+                                 compared, follow_map.affine, reading)
     except ValueError as error:
         raise InputError(f"{followup.path}: expected two sessions whose images can be "
                          f"compared, found that {error}") from error
@@ -186,6 +194,7 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
         "ChangeZThreshold": reading.z_threshold, "MinChangeVolumeMl": reading.min_ml,
         "DifferenceSD": round(changes.noise_sd, 4),
         "RegistrationShiftMm": round(shift, 2),
+        "BrainCompared": round(coverage, 4),
         "BaselineToFollowUp": np.round(np.linalg.inv(matrix), 5).tolist(),
         "Changes": {kind: changes.counts[kind] for kind in KINDS},
     }
@@ -198,6 +207,7 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
            **{kind: changes.counts[kind] for kind in KINDS},
            **{f"{kind}_volume_ml": changes.volumes_ml[kind] for kind in KINDS},
            "registration_shift_mm": round(shift, 2), "difference_sd": round(changes.noise_sd, 4),
+           "brain_compared": round(coverage, 4),
            "model": str(sidecar_of(followup.path).get("Task") or entities.get("desc", "lesion")),
            "lesion_threshold": reading.threshold,
            "z_threshold": reading.z_threshold, "min_change_ml": round(reading.min_ml, 4)}
