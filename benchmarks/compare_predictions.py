@@ -1,7 +1,8 @@
 """Compare two prediction folders of the same model and data, map by map.
 
-For every probability map (``*_probseg.nii*``) of the first folder and its namesake in
-the second: the largest and the mean absolute difference, the voxels at or above the
+For every probability map (``*_probseg.nii*``, less the ``desc-uncertainty`` maps of an
+ensemble, a spread and not a probability) of the first folder and its namesake in the
+second: the largest and the mean absolute difference, the voxels at or above the
 threshold in each and the Dice of those two masks, the predicted box (sidecar
 ``PredictedBox``) as a fraction of the network's grid, and at each lower threshold of
 ``--low`` the 26-connected components and the volume (mL) of each map (what a user who
@@ -53,7 +54,7 @@ def compare(first: Path, second: Path, threshold: float = 0.33,
     rows = []
     for path in sorted(first.rglob("*_probseg.nii*")):
         other = second / path.relative_to(first)
-        if not other.is_file():
+        if "_desc-uncertainty_" in path.name or not other.is_file():
             continue
         image = nib.load(str(path))
         a, b = (np.asarray(nib.load(str(p)).dataobj, np.float32) for p in (path, other))
