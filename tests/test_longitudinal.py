@@ -76,6 +76,26 @@ def test_changes_are_read_only_where_the_baseline_was_scanned(tmp_path: Path) ->
     assert not np.asarray(nib.load(label).dataobj)[top].any()
 
 
+def test_a_pair_that_cannot_be_read_names_how_much_of_the_brain_was_compared(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the reading fails and the baseline covers only part of the follow-up's
+    brain, the one-line error says how much it covers."""
+    import lesionkit.longitudinal as longitudinal
+
+    predictions = write_predictions(tmp_path)
+    base = tmp_path / "raw" / "sub-01" / "ses-1" / "anat" / "sub-01_ses-1_FLAIR.nii.gz"
+    for path in (base, *(predictions / "sub-01" / "ses-1" / "anat").glob("*.nii.gz")):
+        nib.save(nib.load(path).slicer[:, :, :33], path)
+
+    def fails(*args, **kwargs):
+        raise ValueError("the brain mask holds almost no voxel outside the lesions")
+
+    monkeypatch.setattr(longitudinal, "lesion_changes", fails)
+    with pytest.raises(InputError, match=r"outside the lesions \(the moved baseline's field "
+                                         r"of view covers \d+\.\d % of the follow-up's"):
+        compare(predictions, tmp_path / "out")
+
+
 def test_one_session_is_refused_in_one_line(tmp_path: Path) -> None:
     """A folder without two sessions of a subject names what it found."""
     predictions = write_predictions(tmp_path)

@@ -166,8 +166,10 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
                                  np.asarray(follow_image.data, np.float32), moved_image,
                                  compared, follow_map.affine, reading)
     except ValueError as error:
+        where = ("" if coverage == 1.0 else f" (the moved baseline's field of view covers "
+                 f"{100 * coverage:.1f} % of the follow-up's brain mask)")
         raise InputError(f"{followup.path}: expected two sessions whose images can be "
-                         f"compared, found that {error}") from error
+                         f"compared, found that {error}{where}") from error
     entities, _, extension = parse_name(followup.path.name)  # type: ignore[misc]
     relative = followup.path.parent.relative_to(followup.path.parents[2])
     desc = f"{entities.get('desc', '')}change"
