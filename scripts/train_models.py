@@ -65,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.perf_counter()
         if args.rescore:
-            rescore_model(recipe, args.out, args.work, command=command, workers=args.workers)
+            try:
+                rescore_model(recipe, args.out, args.work, command=command,
+                              workers=args.workers)
+            except ValueError as error:  # no built folder, or another cohort
+                print(f"error: --rescore: {error}", file=sys.stderr)
+                return 1
         else:
             build_model(recipe, args.out, args.work, threads=torch.get_num_threads(),
                         command=command, workers=args.workers)

@@ -32,7 +32,7 @@ def test_held_out_subjects_are_the_last_in_numeric_order() -> None:
     assert held_out_split(["b", "a", "03"], 1) == (["a", "b"], ["03"])
 
 
-def test_train_models_script_refuses_bad_options_in_one_line(capsys) -> None:
+def test_train_models_script_refuses_bad_options_in_one_line(capsys, tmp_path: Path) -> None:
     from conftest import load_script
 
     module = load_script(Path(__file__).parents[1] / "scripts" / "train_models.py",
@@ -41,6 +41,13 @@ def test_train_models_script_refuses_bad_options_in_one_line(capsys) -> None:
     assert capsys.readouterr().err.strip() == "error: --workers: expected 0 or more, found -1"
     assert module.main(["--only", "brain-age"]) == 2
     assert "--only: expected some of enhance-r1" in capsys.readouterr().err
+    empty = tmp_path / "none"
+    assert module.main(["--rescore", "--only", "enhance-r1", "--out", str(empty),
+                        "--work", str(tmp_path / "work")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: --rescore: {empty / 'enhance-r1'}: expected a shipped model folder with "
+        "provenance.json, found none")
+    assert not (tmp_path / "work").exists()  # nothing simulated
 
 
 def test_weights_are_stored_at_half_precision_and_load_into_the_float32_network(

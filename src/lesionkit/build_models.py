@@ -235,13 +235,13 @@ def rescore_model(recipe: Any, out_root: str | os.PathLike[str], work: str | os.
             not the recorded ones.
     """
     work, out_root = Path(work), Path(out_root)
-    task, data, _, _, held_out = _cohort(recipe, work, seed, workers)
-    source = out_root / task.name
+    source = out_root / recipe.task
     path = source / PROVENANCE
-    if not path.is_file():
+    if not path.is_file():  # before simulating anything
         raise ValueError(f"{source}: expected a shipped model folder with {PROVENANCE}, "
                          "found none")
     record = json.loads(path.read_text())
+    task, data, _, _, held_out = _cohort(recipe, work, seed, workers)
     if record["held_out"]["subjects"] != held_out:
         raise ValueError(f"{source}: expected the held-out subjects "
                          f"{record['held_out']['subjects']}, found {held_out} in {data}")
