@@ -22,7 +22,9 @@ Usage::
         --flair FLAIR.nii.gz
 
 Writes ``OUT/bids`` (the subject), ``OUT/predictions``, ``OUT/healthy.json`` (components
-and volume at 33 % and 50 %; for the template subject the FLAIR's GM/WM ratio and each
+and volume of the map at 33 % and 50 %; the lesions ``predict`` itself tabled, which
+leaves out components that stay near the brain mask's edge, ``--min-lesion-depth-mm``;
+for the template subject the FLAIR's GM/WM ratio and each
 component's median over the WM median, beside the published FLAIR lesion/WM range: is a
 component brighter than real lesions are?; for a native FLAIR the components reaching
 3, 5 and 10 mm inside the brain mask) and ``OUT/healthy.png`` (axial slices with the
@@ -98,10 +100,10 @@ def by_depth(probability: np.ndarray, mask: np.ndarray, spacing: tuple[float, ..
     of :data:`DEPTHS_MM` inside ``mask`` (Euclidean distance to its edge, mm), and their
     volume (mL). A component that stays within a few mm of the mask's edge may lie on
     what the mask wrongly holds (bone, scalp, the edge of the field of view)."""
-    depth = ndimage.distance_transform_edt(mask, sampling=spacing)
+    from lesionkit.lesions import component_depths, depth_inside
+
     labels, n = ndimage.label(probability >= threshold, np.ones((3, 3, 3)))
-    index = np.arange(1, n + 1)
-    deepest = np.asarray(ndimage.maximum(depth, labels, index)) if n else np.zeros(0)
+    deepest = component_depths(labels, depth_inside(mask, spacing), n)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel_ml
     return {f"reaching {d:g} mm": {"components": int((deepest >= d).sum()),
@@ -117,6 +119,20 @@ def count(probability: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float
         out[f"{threshold:.2f}"] = {"components": int(n),
                                    "volume_ml": round(float((labels > 0).sum()) * voxel_ml, 2)}
     return out
+
+
+def predicted_lesions(predictions: Path) -> dict[str, float]:
+    """What ``predict`` itself called lesions: the rows of its lesion load table (count,
+    volume in mL, and the reading: threshold, smallest lesion, depth inside the brain)."""
+    import csv
+
+    [table] = predictions.glob("task-*_lesionload.tsv")
+    with table.open() as handle:
+        [row] = csv.DictReader(handle, delimiter="\t")
+    return {"components": int(row["lesion_count"]),
+            "volume_ml": round(float(row["lesion_volume_ml"]), 2),
+            "threshold": float(row["lesion_threshold"]),
+            "min_depth_mm": float(row.get("min_lesion_depth_mm") or 0.0)}
 
 
 def intensities(flair: Path, probability: np.ndarray, threshold: float = THRESHOLDS[0]
@@ -180,9 +196,12 @@ def montage(flair: Path, probability: np.ndarray, out: Path, title: str) -> Path
 
 
 def largest_components(flair: Path, probability: np.ndarray, out: Path, title: str,
-                       count: int = 10) -> Path:
+                       count: int = 10, depth: np.ndarray | None = None,
+                       min_depth_mm: float = 0.0) -> Path:
     """An axial slice through each of the ``count`` largest components at 33 %, each
-    outlined over the FLAIR, with its volume (mm^3)."""
+    outlined over the FLAIR, with its volume (mm^3); given the ``depth`` (mm) of each voxel
+    inside the brain mask, also the depth its deepest voxel reaches, outlined in red where
+    it reaches ``min_depth_mm`` (a lesion for ``predict``) and in yellow where not."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,12 +220,19 @@ def largest_components(flair: Path, probability: np.ndarray, out: Path, title: s
     high = float(np.percentile(values, 99.5))
     for axis in axes.flat:
         axis.axis("off")
+    from lesionkit.lesions import component_depths, reaches
+
+    deepest = component_depths(labels, depth, n) if depth is not None else None
     for axis, label in zip(axes.flat, chosen, strict=False):
         z = round(float(ndimage.center_of_mass(labels == label)[2]))
         axis.imshow(values[:, :, z].T, cmap="gray", origin="lower", vmin=0, vmax=high)
-        axis.contour((labels[:, :, z] == label).T, [0.5], colors="red", linewidths=1.2,
-                     origin="lower")
-        axis.set_title(f"{sizes[label - 1] * voxel_mm3:.0f} mm^3, axial slice {z}")
+        lesion = deepest is None or bool(reaches(deepest[label - 1], min_depth_mm))
+        axis.contour((labels[:, :, z] == label).T, [0.5], linewidths=1.2, origin="lower",
+                     colors="red" if lesion else "yellow")
+        where = ("" if deepest is None else
+                 f"\n{deepest[label - 1]:.1f} mm deep{'' if lesion else ': no lesion'}")
+        axis.set_title(f"{sizes[label - 1] * voxel_mm3:.0f} mm^3, axial slice {z}{where}",
+                       fontsize=10)
     figure.suptitle(title)
     figure.savefig(out, dpi=90, bbox_inches="tight")
     plt.close(figure)
@@ -236,15 +262,24 @@ def main(argv: list[str] | None = None) -> None:
     probability = np.asarray(image.dataobj, np.float32)
     voxel_ml = float(abs(np.linalg.det(image.affine[:3, :3]))) / 1000.0
     written = data / "sub-healthy" / "anat" / "sub-healthy_FLAIR.nii.gz"
-    result = {"model": str(args.model), "flair": str(flair), **count(probability, voxel_ml)}
+    result = {"model": str(args.model), "flair": str(flair), **count(probability, voxel_ml),
+              "predict's lesions": predicted_lesions(predictions)}
     if args.native:
+        from lesionkit.lesions import depth_inside
+
         [mask] = predictions.rglob("*label-brain_*_mask.nii.gz")
+        brain = np.asarray(nib.load(mask).dataobj) > 0
+        spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
         result["components at 33 % by depth inside the brain mask"] = by_depth(
-            probability, np.asarray(nib.load(mask).dataobj) > 0,
-            tuple(float(z) for z in image.header.get_zooms()[:3]))
+            probability, brain, spacing)
+        lesions = result["predict's lesions"]
         largest_components(written, probability, args.work / "healthy.png",
                            f"healthy FLAIR as scanned: the largest of "
-                           f"{result['0.33']['components']} components at 33 %")
+                           f"{result['0.33']['components']} components at 33 %\nred: the "
+                           f"{lesions['components']} that predict calls lesions (reaching "
+                           f"{lesions['min_depth_mm']:g} mm inside the brain mask), yellow: "
+                           "the others", depth=depth_inside(brain, spacing),
+                           min_depth_mm=lesions["min_depth_mm"])
     else:
         result["FLAIR intensity over WM"] = intensities(written, probability)
         montage(written, probability, args.work / "healthy.png",

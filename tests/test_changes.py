@@ -47,6 +47,25 @@ def test_a_map_that_differs_where_the_image_did_not_change_is_no_change() -> Non
     assert changes.counts == {"new": 1, "enlarging": 1, "shrinking": 0, "resolved": 1}
 
 
+def test_a_new_spot_at_the_brain_masks_edge_is_no_lesion_and_so_no_change() -> None:
+    """As predict reads lesions: a component whose deepest voxel lies less than 3 mm inside
+    the brain mask is none, at either visit; with the depth at 0 it is a new lesion."""
+    from lesionkit.lesions import component_depths, depth_inside
+
+    s = sessions()
+    affine = np.diag([VOXEL_MM] * 3 + [1.0])
+    depth = depth_inside(s["2"]["brain"], [VOXEL_MM] * 3)
+    edge = ball((24, 28, 37), 2.5) & (depth == VOXEL_MM)  # the brain's outermost voxels
+    assert edge.sum() >= 3 and component_depths(edge.astype(int), depth)[0] < 3.0
+    follow_map, follow_image = s["2"]["map"].copy(), s["2"]["image"].copy()
+    follow_map[edge] = 0.9
+    follow_image[edge] += 300.0
+    args = (follow_map, s["1"]["map"], follow_image, s["1"]["image"], s["2"]["brain"], affine)
+    assert lesion_changes(*args).counts["new"] == 1  # NEW alone
+    every = lesion_changes(*args, ChangeReading(min_depth_mm=0.0))
+    assert every.counts["new"] == 2 and (every.labels[edge] > 0).any()
+
+
 def test_thresholds_decide() -> None:
     """A higher z threshold than the change drops it; a size floor drops small ones."""
     s = sessions()

@@ -26,3 +26,13 @@ def test_patch_size_keeps_the_thickness_of_slice_wise_patches() -> None:
              for name in ("mrf-lesion", "flair-only-lesion-dr", "mrf-lesion-3d")}
     assert sizes == {"mrf-lesion": (32, 32, 1), "flair-only-lesion-dr": (32, 32, 5),
                      "mrf-lesion-3d": (32, 32, 32)}
+
+
+def test_min_lesion_depth_default_is_the_libraries() -> None:
+    from lesionkit.changes import ChangeReading
+    from lesionkit.cli_options import MIN_LESION_DEPTH_MM
+    from lesionkit.lesions import LESION_MIN_DEPTH_MM
+    from lesionkit.writers import DEFAULT_LESION_READING
+
+    assert MIN_LESION_DEPTH_MM == LESION_MIN_DEPTH_MM == DEFAULT_LESION_READING.min_depth_mm
+    assert ChangeReading().min_depth_mm == LESION_MIN_DEPTH_MM

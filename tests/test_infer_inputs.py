@@ -503,7 +503,7 @@ def test_real_clinical_patient_runs_end_to_end(trained, tmp_path: Path) -> None:
     [dseg] = BIDSDataset(out).find(subject="patient01", suffix="dseg", desc="flairlesion")
     labels = load_volume(dseg.path).data
     np.testing.assert_allclose(load_volume(dseg.path).affine, flair.affine, atol=1e-4)
-    assert ((labels > 0) == (prediction.data >= 0.33)).all()
+    assert (prediction.data[labels > 0] >= 0.33).all()
     lesions = pd.read_csv(out / "sub-patient01" / "ses-study2" / "anat" /
                           "sub-patient01_ses-study2_desc-flairlesion_lesions.tsv", sep="\t")
     voxel_mm3 = float(np.prod(flair.spacing))
@@ -513,14 +513,24 @@ def test_real_clinical_patient_runs_end_to_end(trained, tmp_path: Path) -> None:
                                rtol=1e-4)
     assert (lesions["max_probability"] >= lesions["mean_probability"]).all()
     assert (lesions["mean_probability"] >= 0.33).all()
+    # Components above 33 % whose deepest voxel lies less than 3 mm inside the brain mask
+    # (written beside the maps) are not lesions; every lesion's depth is in its table.
+    [mask_file] = BIDSDataset(out).find(subject="patient01", suffix="mask", label="brain")
+    brain = load_volume(mask_file.path)
+    depth = ndimage.distance_transform_edt(brain.data > 0, sampling=flair.spacing)
+    every, count = ndimage.label(prediction.data >= 0.33, np.ones((3, 3, 3)))
+    deepest = ndimage.maximum(depth, every, np.arange(1, count + 1))
+    assert count >= len(lesions) == int(np.sum(np.asarray(deepest) >= 3.0))
+    assert (lesions["depth_mm"] >= 3.0).all()
+    np.testing.assert_allclose(sorted(lesions["depth_mm"]),
+                               sorted(d for d in deepest if d >= 3.0), atol=0.01)
+    assert json.loads(dseg.sidecar.read_text())["MinLesionDepthMm"] == 3.0
     [load] = pd.read_csv(out / "task-flair-lesion_lesionload.tsv", sep="\t").to_dict("records")
     assert load["participant_id"] == "sub-patient01" and load["session_id"] == "ses-study2"
     assert load["lesion_count"] == len(lesions) and load["lesion_threshold"] == 0.33
     assert load["lesion_volume_ml"] == pytest.approx(lesions["volume_mm3"].sum() / 1000, 1e-3)
     # Probabilities stop 3 mm outside the computed brain mask, which is written beside them.
     assert sidecar["OutsideBrain"]["MarginMm"] == 3.0
-    [mask_file] = BIDSDataset(out).find(subject="patient01", suffix="mask", label="brain")
-    brain = load_volume(mask_file.path)
     assert brain.shape == flair.shape and set(np.unique(brain.data)) == {0, 1}
     np.testing.assert_allclose(brain.affine, flair.affine, atol=1e-4)
     distance = ndimage.distance_transform_edt(brain.data == 0, sampling=flair.spacing)
@@ -529,11 +539,13 @@ def test_real_clinical_patient_runs_end_to_end(trained, tmp_path: Path) -> None:
     kept_out = tmp_path / "kept"
     result = CliRunner().invoke(app, ["predict", str(model), str(REAL_SAMPLE), "--out-dir",
                                       str(kept_out), "--device", "cpu", "--keep-outside-brain",
-                                      "--lesion-threshold", "0.2", "--min-lesion-ml", "0.05"])
+                                      "--lesion-threshold", "0.2", "--min-lesion-ml", "0.05",
+                                      "--min-lesion-depth-mm", "0"])
     assert result.exit_code == 0, result.output
     [load] = pd.read_csv(kept_out / "task-flair-lesion_lesionload.tsv",
                          sep="\t").to_dict("records")
     assert load["lesion_threshold"] == 0.2 and load["min_lesion_ml"] == 0.05
+    assert load["min_lesion_depth_mm"] == 0
     [dseg] = BIDSDataset(kept_out).find(suffix="dseg")
     sizes = np.bincount(load_volume(dseg.path).data.astype(int).ravel())[1:] * voxel_mm3
     assert len(sizes) == load["lesion_count"] and (sizes >= 50.0).all()

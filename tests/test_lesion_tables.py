@@ -68,3 +68,34 @@ def test_lesions_of_a_probability_map_are_its_26_connected_components_by_size() 
     kept = lesion_components(probability, 0.33, min_voxels=9)
     assert sorted(np.unique(kept)) == [0, 1, 2]  # the one-voxel lesion dropped
     assert lesion_components(np.zeros((4, 4, 4)), 0.5).max() == 0
+
+
+def test_depth_inside_the_brain_is_measured_in_mm_and_drops_lesions_at_its_edge() -> None:
+    from lesionkit.lesions import component_depths, depth_inside, lesion_components
+
+    brain = np.zeros((20, 20, 10), bool)
+    brain[2:18, 2:18, 1:9] = True
+    depth = depth_inside(brain, (1.0, 1.0, 2.0))  # 2 mm slices
+    assert depth[0, 0, 0] == 0 and depth[2, 10, 5] == 1.0  # an edge voxel: 1 mm to outside
+    assert depth[10, 10, 1] == 2.0  # the lowest slice inside: one 2 mm slice from outside
+    assert depth[10, 10, 4] == 8.0  # 4 slices of 2 mm above the first voxel outside
+    probability = np.zeros(brain.shape, np.float32)
+    probability[2:4, 10:12, 4:6] = 0.9  # on the mask's edge: deepest voxel 2 mm inside
+    probability[9:11, 9:11, 4:6] = 0.8  # in the middle: 8 mm deep at most
+    probability[0, 0, 0] = 0.7  # outside the brain
+    every = lesion_components(probability, 0.5)
+    assert every.max() == 3
+    np.testing.assert_allclose(sorted(component_depths(every, depth)), [0.0, 2.0, 8.0])
+    deep = lesion_components(probability, 0.5, depth_mm=depth, min_depth_mm=3.0)
+    assert deep.max() == 1 and (deep[9:11, 9:11, 4:6] == 1).all()
+    assert (lesion_components(probability, 0.5, depth_mm=depth, min_depth_mm=2.0) > 0
+            ).sum() == 16  # a lesion reaching exactly the depth is kept
+    # One slice inside, of 2 mm as an affine stores them (1.9999979 mm), is 2 mm inside.
+    slightly = depth_inside(brain, (1.0, 1.0, 1.9999979))
+    lowest = np.zeros(brain.shape, np.float32)
+    lowest[9:11, 9:11, 1] = 0.9
+    assert component_depths(lesion_components(lowest, 0.5), slightly)[0] < 2.0
+    assert lesion_components(lowest, 0.5, depth_mm=slightly, min_depth_mm=2.0).max() == 1
+    assert (lesion_components(probability, 0.5, depth_mm=None, min_depth_mm=3.0)
+            == every).all()  # no brain mask: depth not read
+    assert component_depths(np.zeros((3, 3, 3), int), depth[:3, :3, :3]).size == 0

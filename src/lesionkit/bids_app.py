@@ -35,10 +35,12 @@ from typing import Annotated, Any
 import typer
 
 from lesionkit.cli_options import (
+    MIN_LESION_DEPTH_MM,
     BidsFilterOption,
     DeviceOption,
     KeepOutsideBrainOption,
     LesionThresholdOption,
+    MinLesionDepthOption,
     MinLesionOption,
     ThreadsOption,
     checked_device,
@@ -107,6 +109,7 @@ def bids_app(
     keep_outside_brain: KeepOutsideBrainOption = False,
     lesion_threshold: LesionThresholdOption = 0.33,
     min_lesion_ml: MinLesionOption = 0.0,
+    min_lesion_depth_mm: MinLesionDepthOption = MIN_LESION_DEPTH_MM,
     changes: Annotated[bool, typer.Option(
         help="For a participant with lesion maps of two or more sessions, read the lesions "
              "new, enlarging, shrinking or resolved between them (lesionkit changes).")
@@ -137,7 +140,7 @@ def bids_app(
             participant_level(bids, out, task, labels, model, tta, checked_device(device), threads,
                               register, session_label, stop_on_first_crash, verbose,
                               keep_outside_brain, lesion_threshold, min_lesion_ml,
-                              changes)
+                              changes, min_lesion_depth_mm)
     else:
         written = group_level(bids, out, task, labels)
         for path in written if verbose else ():
@@ -224,7 +227,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                       register: bool, sessions: Sequence[str] | None = None,
                       stop_on_first_crash: bool = False, verbose: bool = False,
                       keep_outside_brain: bool = False, lesion_threshold: float = 0.33,
-                      min_lesion_ml: float = 0.0, changes: bool = True) -> list[Path]:
+                      min_lesion_ml: float = 0.0, changes: bool = True,
+                      min_lesion_depth_mm: float = MIN_LESION_DEPTH_MM) -> list[Path]:
     """Predict participants of ``bids`` into the derivatives dataset ``out``.
 
     Each participant is predicted into a private folder inside ``out`` and moved into
@@ -233,7 +237,8 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
     line and the others are predicted (unless ``stop_on_first_crash``); the error at the
     end lists them. ``verbose``: every file written is listed, failures or not.
     ``keep_outside_brain``: probability maps are not cleared outside the brain mask;
-    ``lesion_threshold`` and ``min_lesion_ml``: how lesion maps are read as lesions
+    ``lesion_threshold``, ``min_lesion_ml`` and ``min_lesion_depth_mm``: how lesion maps
+    are read as lesions
     (:func:`lesionkit.infer.predict`, :class:`lesionkit.writers.LesionReading`).
     ``changes``: a participant with lesion maps of two or more sessions also gets the
     lesion changes between them (:func:`lesionkit.longitudinal.compare`, at
@@ -260,6 +265,7 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                   "bids_filter": [str(f) for f in active_filters()],
                   **({"keep_outside_brain": True} if keep_outside_brain else {}),
                   "lesion_threshold": lesion_threshold, "min_lesion_ml": min_lesion_ml,
+                  "min_lesion_depth_mm": min_lesion_depth_mm,
                   **({} if changes else {"changes": False})}
     _check_earlier(out, parameters)
     use_threads(threads)
@@ -279,11 +285,13 @@ def participant_level(bids: Path, out: Path, task_name: str, labels: list[str] |
                     predict(model_dir, bids, tta=tta, device=device, subjects=[subject],
                             progress=False, out_dir=staging, register=register,
                             sessions=sessions, keep_outside_brain=keep_outside_brain,
-                            lesions=LesionReading(lesion_threshold, min_lesion_ml))
+                            lesions=LesionReading(lesion_threshold, min_lesion_ml,
+                                                  min_lesion_depth_mm))
                     if changes and has_pairs(staging, [subject], earlier=out):
                         try:  # with the sessions earlier jobs wrote into OUTPUT_DIR
                             compare(staging, subjects=[subject], earlier=out,
-                                    reading=ChangeReading(threshold=lesion_threshold))
+                                    reading=ChangeReading(threshold=lesion_threshold,
+                                                          min_depth_mm=min_lesion_depth_mm))
                         except InputError as error:  # the maps stand; the changes are an extra
                             typer.echo(f"warning: no lesion changes for {PARTICIPANT}"
                                        f"{subject}: {' '.join(str(error).split())}", err=True)

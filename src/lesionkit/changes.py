@@ -21,8 +21,10 @@ For each pair of sessions (each follow-up against the session before it):
    brain (the brain mask less the lesions of both sessions and a voxel around them), and
    their difference is expressed in robust standard deviations of itself there (1.4826 x
    median absolute deviation): a z-score of change whose noise is the scans' own;
-3. an *increase* is a voxel that is lesion at follow-up (probability at or above the
-   threshold) and not at baseline, and at least ``Z_THRESHOLD`` brighter than at
+3. a lesion is, as ``predict`` reads one, a 26-connected component of the map at or
+   above the threshold whose deepest voxel lies at least ``LESION_MIN_DEPTH_MM`` inside
+   the follow-up's brain mask; an *increase* is a voxel that is lesion at follow-up and
+   not at baseline, and at least ``Z_THRESHOLD`` brighter than at
    baseline; a *decrease* a voxel that is lesion at baseline and not at follow-up, and
    at least as much darker: a change of the maps that the images confirm. Each is taken
    in 26-connected components of at least ``MIN_CHANGE_ML``;
@@ -46,6 +48,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from lesionkit.lesions import LESION_MIN_DEPTH_MM
 
 #: Change, in robust standard deviations of the two scans' difference over the
 #: normal-appearing brain, that a voxel inside a lesion needs to count (one-sided).
@@ -75,11 +79,15 @@ class ChangeReading:
         threshold: Lesion probability at or above which a voxel is lesion.
         z_threshold: Change (robust SD of the difference) a voxel needs.
         min_ml: Smallest change counted (mL).
+        min_depth_mm: Depth inside the brain mask (mm) that a lesion's deepest voxel must
+            reach to be a lesion of either session, as ``predict`` reads its maps
+            (:data:`lesionkit.lesions.LESION_MIN_DEPTH_MM`); 0 reads lesions at any depth.
     """
 
     threshold: float = 0.33
     z_threshold: float = Z_THRESHOLD
     min_ml: float = MIN_CHANGE_ML
+    min_depth_mm: float = LESION_MIN_DEPTH_MM
 
 
 @dataclass
@@ -154,11 +162,15 @@ def lesion_changes(followup_probability: np.ndarray, baseline_probability: np.nd
     """
     from scipy import ndimage
 
-    from lesionkit.lesions import lesion_centres, lesion_components
+    from lesionkit.geometry import voxel_size
+    from lesionkit.lesions import depth_inside, lesion_centres, lesion_components
 
     brain = np.asarray(brain, bool)
-    follow = (np.asarray(followup_probability) >= reading.threshold) & brain
-    base = (np.asarray(baseline_probability) >= reading.threshold) & brain
+    depth = (depth_inside(brain, voxel_size(np.asarray(affine, float)))
+             if reading.min_depth_mm > 0 else None)
+    follow, base = (lesion_components(np.where(brain, probability, 0.0), reading.threshold, 1,
+                                      depth, reading.min_depth_mm) > 0
+                    for probability in (followup_probability, baseline_probability))
     normal = brain & ~ndimage.binary_dilation(follow | base, _FULL)
     if normal.sum() < 100:
         raise ValueError("the brain mask holds almost no voxel outside the lesions")

@@ -57,6 +57,14 @@ MinLesionOption = Annotated[float, typer.Option(
     "--min-lesion-ml", min=0.0,
     help="Smallest lesion (mL) in the lesion label map and tables (default: every "
          "component).")]
+#: ``--min-lesion-depth-mm``'s default (mm), :data:`lesionkit.lesions.LESION_MIN_DEPTH_MM`
+#: (written out here so that ``--help`` does not import numpy).
+MIN_LESION_DEPTH_MM = 3.0
+MinLesionDepthOption = Annotated[float, typer.Option(
+    "--min-lesion-depth-mm", min=0.0,
+    help="Depth inside the brain mask (mm) a lesion's deepest voxel must reach to be in the "
+         "lesion label map and tables; 0 keeps components at the mask's edge (on the skull "
+         "base, the dura or the cortex).")]
 
 
 def task_named(name: str, arm: str | None = None):  # -> lesionkit.tasks.task.Task

@@ -376,7 +376,8 @@ def predict(
             mask is written beside the maps as ``label-brain_mask``).
         lesions: How a lesion probability map (:func:`is_lesion_map`) is read as lesions:
             for each, a label map of its lesions (``desc-<model>_dseg``), their table
-            (``desc-<model>_lesions.tsv``: centre, volume, peak and mean probability) and
+            (``desc-<model>_lesions.tsv``: centre, volume, depth inside the brain mask,
+            peak and mean probability) and
             a row of ``task-<name>_lesionload.tsv`` (lesion count and volume in mL, brain
             mask volume); None writes none of them.
 
@@ -534,7 +535,9 @@ def predict(
                 out = Written(out_root, subject, session or found[0].entities.get("ses"), run,
                                sidecar, load_volume(found[0].path, ndim=None),
                                np.asarray(loaded["mask"].affine), written,
-                               carried_entities(found[0].entities, first_input.entities))
+                               carried_entities(found[0].entities, first_input.entities),
+                               brain=(loaded["mask"].data[0].numpy()
+                                      if notes["BrainMaskSource"] != "non-zero" else None))
                 cam = ((lambda f=chosen, i=inputs: _cam(model, f, i, layer, device)) if layer
                        else None)
                 WRITERS[task.output_kind](out, task, mean, std, rows=subject_rows, cam=cam,

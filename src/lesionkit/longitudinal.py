@@ -186,14 +186,16 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
             f"baseline and at least {reading.z_threshold:g} robust SD brighter (new or "
             "enlarging), and voxels that are lesion at baseline and not at follow-up and at "
             "least as much darker (shrinking or resolved), in 26-connected components of at "
-            f"least {reading.min_ml:g} mL; baseline rigidly co-registered (dipy, mutual "
-            "information)"),
+            f"least {reading.min_ml:g} mL; lesions: components of the map reaching at least "
+            f"{reading.min_depth_mm:g} mm inside the brain mask; baseline rigidly "
+            "co-registered (dipy, mutual information)"),
         "BaselineSession": baseline.session, "FollowUpSession": followup.session,
         "Sources": [str(baseline.path), str(followup.path)],
         "Images": [str(image_of(baseline, base_map.shape)),
                    str(image_of(followup, follow_map.shape))],
         "BrainMask": brain_source, "LesionThreshold": reading.threshold,
         "ChangeZThreshold": reading.z_threshold, "MinChangeVolumeMl": reading.min_ml,
+        "MinLesionDepthMm": reading.min_depth_mm,
         "DifferenceSD": round(changes.noise_sd, 4),
         "RegistrationShiftMm": round(shift, 2),
         "BrainCompared": round(coverage, 4),
@@ -212,7 +214,8 @@ def compare_sessions(baseline: SessionMap, followup: SessionMap, out_dir: Path,
            "brain_compared": round(coverage, 4),
            "model": str(sidecar_of(followup.path).get("Task") or entities.get("desc", "lesion")),
            "lesion_threshold": reading.threshold,
-           "z_threshold": reading.z_threshold, "min_change_ml": round(reading.min_ml, 4)}
+           "z_threshold": reading.z_threshold, "min_change_ml": round(reading.min_ml, 4),
+           "min_lesion_depth_mm": reading.min_depth_mm}
     return [label_path, sidecar_path, table_path], row
 
 

@@ -13,10 +13,12 @@ from typing import Annotated
 import typer
 
 from lesionkit.cli_options import (
+    MIN_LESION_DEPTH_MM,
     BidsFilterOption,
     DeviceOption,
     KeepOutsideBrainOption,
     LesionThresholdOption,
+    MinLesionDepthOption,
     MinLesionOption,
     PredictionsOption,
     RegisterOption,
@@ -68,6 +70,7 @@ def predict(
     keep_outside_brain: KeepOutsideBrainOption = False,
     lesion_threshold: LesionThresholdOption = 0.33,
     min_lesion_ml: MinLesionOption = 0.0,
+    min_lesion_depth_mm: MinLesionDepthOption = MIN_LESION_DEPTH_MM,
 ) -> None:
     """Apply a model folder or a shipped model; write predictions (and uncertainty) as
     BIDS derivatives.
@@ -91,7 +94,8 @@ def predict(
     options = dict(tta=tta, device=checked_device(device), out_dir=out_dir, register=register,
                    allow_incomplete=allow_incomplete, amp=amp,
                    keep_outside_brain=keep_outside_brain,
-                   lesions=LesionReading(lesion_threshold, min_lesion_ml))
+                   lesions=LesionReading(lesion_threshold, min_lesion_ml,
+                                          min_lesion_depth_mm))
     if image:
         dataset_only = {"DATA_DIR": data_dir, "--bids-filter": bids_filter,
                         "--keep-going": keep_going}
@@ -168,6 +172,7 @@ def changes(
     min_change_ml: Annotated[float, typer.Option(
         min=0.0, help="Smallest change counted (mL); default: a ball of 3 mm "
                       "diameter.")] = 0.0141,
+    min_lesion_depth_mm: MinLesionDepthOption = MIN_LESION_DEPTH_MM,
     truth: Annotated[Path | None, typer.Option(
         help="Dataset with change truths of the later sessions "
              "(sub-<label>_ses-<label>_label-change_dseg: 1 new, 2 enlarging, 3 shrinking, "
@@ -191,7 +196,7 @@ def changes(
     from lesionkit.changes import ChangeReading
     from lesionkit.longitudinal import compare as run
 
-    reading = ChangeReading(lesion_threshold, z_threshold, min_change_ml)
+    reading = ChangeReading(lesion_threshold, z_threshold, min_change_ml, min_lesion_depth_mm)
     with user_errors():
         order = [s.strip().removeprefix("ses-") for s in sessions.split(",")] if sessions else None
         written, table = run(predictions, out_dir, subject_list(subjects), order, reading,

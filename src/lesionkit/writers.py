@@ -15,6 +15,7 @@ import torch
 
 from lesionkit.bids import bids_path, save_derivative
 from lesionkit.io import load_volume, write_tsv
+from lesionkit.lesions import LESION_MIN_DEPTH_MM
 from lesionkit.tasks.task import OutputSpec
 from lesionkit.volume import Volume
 
@@ -118,6 +119,22 @@ class Written:
     grid: np.ndarray
     paths: list[Path]
     carried: Mapping[str, str] = field(default_factory=dict)
+    brain: np.ndarray | None = None
+
+    def depth_mm(self) -> np.ndarray | None:
+        """Depth (mm) of each voxel of the input's grid inside the brain mask (``brain``, on
+        the network's grid, moved by nearest neighbour); None without a brain mask or where
+        it does not reach the input's grid."""
+        if self.brain is None:
+            return None
+        from lesionkit.geometry import voxel_size
+        from lesionkit.lesions import depth_inside
+
+        mask = on_input_grid(np.asarray(self.brain, np.float32), self.grid, self.reference,
+                             "label") > 0.5
+        if not mask.any():
+            return None
+        return depth_inside(mask, voxel_size(self.reference.affine))
 
     @property
     def run_entity(self) -> dict[str, str]:
@@ -211,10 +228,14 @@ class LesionReading:
     Attributes:
         threshold: Probability at or above which a voxel is lesion.
         min_ml: Smallest lesion kept (mL); 0 keeps every component.
+        min_depth_mm: Depth inside the brain mask (mm) a lesion's deepest voxel must
+            reach; 0 keeps every component. Not applied where the brain mask is only
+            the input's non-zero voxels.
     """
 
     threshold: float = LESION_THRESHOLD
     min_ml: float = 0.0
+    min_depth_mm: float = LESION_MIN_DEPTH_MM
 
 
 #: How ``predict`` reads lesion maps unless told otherwise.
@@ -228,33 +249,43 @@ def _write_lesion_components(out: Written, spec: OutputSpec, probability: np.nda
     subject's row of the lesion load table."""
     from scipy import ndimage
 
-    from lesionkit.lesions import lesion_components
+    from lesionkit.lesions import component_depths, lesion_components
 
     affine = out.reference.affine
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
     min_voxels = max(1, int(np.ceil(reading.min_ml / voxel_ml - 1e-9)))
-    labels = lesion_components(probability, reading.threshold, min_voxels)
+    depth = out.depth_mm()
+    labels = lesion_components(probability, reading.threshold, min_voxels, depth,
+                               reading.min_depth_mm)
     count = int(labels.max())
     index = np.arange(1, count + 1)
     peaks = ndimage.maximum(probability, labels, index) if count else []
     means = ndimage.mean(probability, labels, index) if count else []
-    rows = [{**row, "max_probability": round(float(peaks[i]), 4),
+    depths = component_depths(labels, depth, count) if depth is not None else [None] * count
+    rows = [{**row, "depth_mm": None if depths[i] is None else round(float(depths[i]), 2),
+             "max_probability": round(float(peaks[i]), 4),
              "mean_probability": round(float(means[i]), 4)}
             for i, row in enumerate(_lesion_places(labels, affine))]
-    reading_meta = {"LesionThreshold": reading.threshold, "MinLesionVolumeMl": reading.min_ml}
+    min_depth = reading.min_depth_mm if depth is not None else 0.0
+    reading_meta = {"LesionThreshold": reading.threshold, "MinLesionVolumeMl": reading.min_ml,
+                    "MinLesionDepthMm": min_depth}
+    deep = (f", reaching at least {min_depth:g} mm inside the brain mask" if min_depth > 0
+            else "")
     out.save(labels, LESIONS_SPEC, spec.desc, "label", "1", grid=affine, dtype=np.int32,
              meta={**reading_meta, "Lesions": count, "Description": (
                  f"lesions: 26-connected components of the lesion probability map at or "
                  f"above {reading.threshold:g} on this grid, of at least {reading.min_ml:g} "
-                 "mL, numbered by decreasing volume (their table: desc-"
-                 f"{spec.desc}_lesions.tsv)")})
+                 f"mL{deep}, numbered by decreasing volume (their table: desc-"
+                 f"{spec.desc}_lesions.tsv; depth_mm: how deep the deepest voxel lies "
+                 "inside the brain mask)")})
     table = bids_path(out.out_root, out.subject, "lesions", session=out.session,
                       extension=".tsv", desc=spec.desc, **out.run_entity)
-    out.paths.append(write_tsv(rows, table, columns=[*LESION_COLUMNS, "max_probability",
-                                                     "mean_probability"]))
+    out.paths.append(write_tsv(rows, table, columns=[*LESION_COLUMNS, "depth_mm",
+                                                     "max_probability", "mean_probability"]))
     return {**out.row(), "lesion_count": count,
             "lesion_volume_ml": round(float((labels > 0).sum()) * voxel_ml, 4),
-            "lesion_threshold": reading.threshold, "min_lesion_ml": reading.min_ml}
+            "lesion_threshold": reading.threshold, "min_lesion_ml": reading.min_ml,
+            "min_lesion_depth_mm": min_depth}
 
 
 def _write_subject(out: Written, task: Any, mean: np.ndarray, std: np.ndarray,

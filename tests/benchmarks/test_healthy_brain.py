@@ -45,3 +45,11 @@ def test_a_flair_as_scanned_is_the_subjects_only_image(bench, tmp_path: Path) ->
     assert json.loads((root / "dataset_description.json").read_text())["BIDSVersion"]
     written = nib.load(root / files[0])
     np.testing.assert_array_equal(written.affine, nib.load(flair).affine)
+
+
+def test_the_lesions_predict_tabled_are_read_from_its_load_table(bench, tmp_path: Path) -> None:
+    (tmp_path / "task-flair-only-lesion-dr_lesionload.tsv").write_text(
+        "participant_id\tlesion_count\tlesion_volume_ml\tlesion_threshold\tmin_lesion_ml\t"
+        "min_lesion_depth_mm\nsub-healthy\t6\t0.6912\t0.33\t0.0\t3.0\n")
+    assert bench.predicted_lesions(tmp_path) == {"components": 6, "volume_ml": 0.69,
+                                                 "threshold": 0.33, "min_depth_mm": 3.0}
