@@ -76,26 +76,47 @@ def test_depth_inside_the_brain_is_measured_in_mm_and_drops_lesions_at_its_edge(
     brain = np.zeros((20, 20, 10), bool)
     brain[2:18, 2:18, 1:9] = True
     depth = depth_inside(brain, (1.0, 1.0, 2.0))  # 2 mm slices
-    assert depth[0, 0, 0] == 0 and depth[2, 10, 5] == 1.0  # an edge voxel: 1 mm to outside
-    assert depth[10, 10, 1] == 2.0  # the lowest slice inside: one 2 mm slice from outside
-    assert depth[10, 10, 4] == 8.0  # 4 slices of 2 mm above the first voxel outside
+    # From the voxel's centre to the mask's outline: half a voxel for the outermost ones,
+    # along whichever axis the outline is nearest.
+    assert depth[0, 0, 0] == 0 and depth[2, 10, 5] == 0.5 and depth[3, 10, 5] == 1.5
+    assert depth[10, 10, 1] == 1.0  # the lowest slice inside: half a 2 mm slice
+    assert depth[10, 10, 4] == 7.0  # 3.5 slices of 2 mm above the outline
+    assert np.isinf(depth_inside(np.ones((3, 3, 3)), (1, 1, 1))).all()
+    assert (depth_inside(np.zeros((3, 3, 3)), (1, 1, 1)) == 0).all()
     probability = np.zeros(brain.shape, np.float32)
-    probability[2:4, 10:12, 4:6] = 0.9  # on the mask's edge: deepest voxel 2 mm inside
-    probability[9:11, 9:11, 4:6] = 0.8  # in the middle: 8 mm deep at most
+    probability[2:4, 10:12, 4:6] = 0.9  # on the mask's edge: deepest voxel 1.5 mm inside
+    probability[9:11, 9:11, 4:6] = 0.8  # in the middle: 7 mm deep at most (3.5 slices)
     probability[0, 0, 0] = 0.7  # outside the brain
     every = lesion_components(probability, 0.5)
     assert every.max() == 3
-    np.testing.assert_allclose(sorted(component_depths(every, depth)), [0.0, 2.0, 8.0])
+    np.testing.assert_allclose(sorted(component_depths(every, depth)), [0.0, 1.5, 7.0])
     deep = lesion_components(probability, 0.5, depth_mm=depth, min_depth_mm=3.0)
     assert deep.max() == 1 and (deep[9:11, 9:11, 4:6] == 1).all()
-    assert (lesion_components(probability, 0.5, depth_mm=depth, min_depth_mm=2.0) > 0
+    assert (lesion_components(probability, 0.5, depth_mm=depth, min_depth_mm=1.5) > 0
             ).sum() == 16  # a lesion reaching exactly the depth is kept
-    # One slice inside, of 2 mm as an affine stores them (1.9999979 mm), is 2 mm inside.
-    slightly = depth_inside(brain, (1.0, 1.0, 1.9999979))
-    lowest = np.zeros(brain.shape, np.float32)
-    lowest[9:11, 9:11, 1] = 0.9
-    assert component_depths(lesion_components(lowest, 0.5), slightly)[0] < 2.0
-    assert lesion_components(lowest, 0.5, depth_mm=slightly, min_depth_mm=2.0).max() == 1
     assert (lesion_components(probability, 0.5, depth_mm=None, min_depth_mm=3.0)
             == every).all()  # no brain mask: depth not read
     assert component_depths(np.zeros((3, 3, 3), int), depth[:3, :3, :3]).size == 0
+    # Two slices inside, of 2 mm as an affine stores them (1.9999979 mm), are 3 mm inside.
+    slightly = depth_inside(brain, (1.0, 1.0, 1.9999979))
+    second = np.zeros(brain.shape, np.float32)
+    second[9:11, 9:11, 2] = 0.9
+    assert component_depths(lesion_components(second, 0.5), slightly)[0] < 3.0
+    assert lesion_components(second, 0.5, depth_mm=slightly, min_depth_mm=3.0).max() == 1
+
+
+def test_depth_on_thick_slices_agrees_with_depth_on_thin_ones() -> None:
+    """The same brain at 1 mm and at 4 mm slices (every fourth thin slice): a voxel's depth
+    on both grids agrees to the half millimetre by which their outlines differ."""
+    from lesionkit.lesions import depth_inside
+
+    thin = np.zeros((40, 40, 40), bool)
+    thin[4:36, 4:36, 4:36] = True  # outline at z 3.5 and 35.5 mm
+    thick = thin[:, :, 2::4]  # slice k centred at z 2 + 4k mm: outline at 4 and 36 mm
+    deep_thin = depth_inside(thin, (1.0, 1.0, 1.0))
+    deep_thick = depth_inside(thick, (1.0, 1.0, 4.0))
+    assert deep_thick[20, 20, 1] == 2.0  # the outermost slice: its centre 2 mm inside
+    inside = [k for k in range(thick.shape[2]) if thick[20, 20, k]]
+    assert len(inside) == 8
+    for k in inside:
+        assert abs(deep_thick[20, 20, k] - deep_thin[20, 20, 2 + 4 * k]) <= 0.5

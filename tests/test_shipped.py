@@ -110,12 +110,13 @@ def test_the_flair_only_model_predicts_a_real_flair_without_a_t1w(tmp_path: Path
     # inside the brain mask written beside it, the load table counts them.
     from scipy import ndimage
 
+    from lesionkit.lesions import depth_inside
+
     [dseg] = out.rglob("sub-p01_*_dseg.nii.gz")
     labels = np.asarray(nib.load(dseg).dataobj)
     assert (values[labels > 0] >= 0.33).all()
     [mask] = out.rglob("sub-p01_*label-brain_*_mask.nii.gz")
-    depth = ndimage.distance_transform_edt(np.asarray(nib.load(mask).dataobj) > 0,
-                                           sampling=image.header.get_zooms()[:3])
+    depth = depth_inside(np.asarray(nib.load(mask).dataobj) > 0, image.header.get_zooms()[:3])
     every, count = ndimage.label(values >= 0.33, np.ones((3, 3, 3)))
     deepest = np.asarray(ndimage.maximum(depth, every, np.arange(1, count + 1)))
     assert count >= labels.max() == int((deepest >= 3.0 - 0.01).sum())

@@ -20,14 +20,14 @@ def _written(tmp_path: Path, brain: np.ndarray | None) -> Written:
     return Written(tmp_path, "01", None, None, {}, reference, affine, [], brain=brain)
 
 
-@pytest.mark.parametrize("min_depth, kept", [(3.0, [10.0]), (0.0, [2.0, 10.0])])
+@pytest.mark.parametrize("min_depth, kept", [(3.0, [9.0]), (0.0, [1.5, 9.0])])
 def test_lesions_at_the_brain_masks_edge_are_dropped_and_every_depth_is_tabled(
         tmp_path: Path, min_depth: float, kept: list[float]) -> None:
     brain = np.zeros((24, 24, 12), np.uint8)
     brain[2:22, 2:22, 1:11] = 1
     probability = np.zeros(brain.shape, np.float32)
-    probability[10:13, 10:13, 4:7] = 0.8  # deep: 10 mm from the mask's edge at most
-    probability[2:4, 2:8, 5:7] = 0.9  # larger, on the mask's edge: 2 mm inside at most
+    probability[10:13, 10:13, 4:7] = 0.8  # deep: 9 mm from the mask's outline at most
+    probability[2:4, 2:8, 5:7] = 0.9  # larger, on the mask's edge: 1.5 mm inside at most
     probability[2:8, 2:4, 5:7] = 0.9
     out = _written(tmp_path, brain)
     row = _write_lesion_components(out, SPEC, probability, LesionReading(0.33, 0.0, min_depth))

@@ -28,8 +28,8 @@ def test_manual_and_predicted_lesions_by_depth(bench, tmp_path: Path) -> None:
     brain = np.zeros((30, 30, 30), np.uint8)
     brain[2:28, 2:28, 2:28] = 1
     change = np.zeros(brain.shape, np.uint8)
-    change[14:16, 14:16, 14:16] = 1  # deep (13 mm at most)
-    change[2, 10, 10] = 1  # on the mask's edge (1 mm)
+    change[14:16, 14:16, 14:16] = 1  # deep (12.5 mm at most)
+    change[2, 10, 10] = 1  # on the mask's edge (0.5 mm)
     predictions, truth = tmp_path / "pred", tmp_path / "bids"
     anat = predictions / "sub-01" / "anat"
     _save(brain, anat / "sub-01_label-brain_desc-m_mask.nii.gz")
@@ -37,7 +37,7 @@ def test_manual_and_predicted_lesions_by_depth(bench, tmp_path: Path) -> None:
           / "sub-01_label-change_mask.nii.gz")
     found = bench.truth_depths(predictions, truth)
     entry = found["sub-01_label-change_mask.nii.gz"]
-    assert entry["lesions"] == 2 and entry["depths_mm"] == [1.0, 13.0]
+    assert entry["lesions"] == 2 and entry["depths_mm"] == [0.5, 12.5]
     assert entry["under 3 mm"] == {"components": 1, "volume_mm3": 1.0}
     labels = np.zeros(brain.shape, np.uint8)
     labels[13:15, 13:15, 13:15] = 1  # touches the deep change
