@@ -97,17 +97,18 @@ DEPTHS_MM = (3.0, 5.0, 10.0)
 def by_depth(probability: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...],
              threshold: float = THRESHOLDS[0]) -> dict[str, dict[str, float]]:
     """Components (26-connected) at ``threshold`` whose deepest voxel lies at least each
-    of :data:`DEPTHS_MM` inside ``mask`` (Euclidean distance to its edge, mm), and their
+    of :data:`DEPTHS_MM` inside ``mask`` (mm, to its outline, as ``predict`` reads it:
+    :func:`lesionkit.lesions.depth_inside`), and their
     volume (mL). A component that stays within a few mm of the mask's edge may lie on
     what the mask wrongly holds (bone, scalp, the edge of the field of view)."""
-    from lesionkit.lesions import component_depths, depth_inside
+    from lesionkit.lesions import component_depths, depth_inside, reaches
 
     labels, n = ndimage.label(probability >= threshold, np.ones((3, 3, 3)))
     deepest = component_depths(labels, depth_inside(mask, spacing), n)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel_ml
-    return {f"reaching {d:g} mm": {"components": int((deepest >= d).sum()),
-                                   "volume_ml": round(float(sizes[deepest >= d].sum()), 2)}
+    return {f"reaching {d:g} mm": {"components": int(reaches(deepest, d).sum()),
+                                   "volume_ml": round(float(sizes[reaches(deepest, d)].sum()), 2)}
             for d in DEPTHS_MM}
 
 

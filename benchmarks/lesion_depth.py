@@ -1,12 +1,13 @@
 """How deep inside the brain mask real MS lesions lie, and the lesions a model marks.
 
 ``predict`` calls a component of a lesion map a lesion only where its deepest voxel lies
-at least ``--min-lesion-depth-mm`` (default :data:`lesionkit.writers.LESION_MIN_DEPTH_MM`)
-inside the brain mask. This benchmark measures what that default rests on:
+at least ``--min-lesion-depth-mm`` (default :data:`lesionkit.lesions.LESION_MIN_DEPTH_MM`)
+inside the brain mask's outline (:func:`lesionkit.lesions.depth_inside`). This benchmark
+measures what that default rests on:
 
 - ``library``: every lesion (26-connected component) of the 27 real MS lesion masks
   shipped with the phantom (MNI space, 1 mm), by the depth of its deepest voxel inside
-  the phantom template's MNI152 brain mask;
+  the outline of the phantom template's MNI152 brain mask;
 - ``truth --predictions P --truth DATA``: every lesion of the masks under
   ``DATA/derivatives`` (``label-change_mask``, or ``--label``), by its
   depth inside the brain mask that ``predict`` computed for the same session
@@ -74,8 +75,8 @@ def library() -> dict:
     template = load_template()
     depth = depth_inside(template.mask, template.spacing)
     root = Path(str(files("lesionkit.simulate.lesionmasks")))
-    depths, volumes, files = [], [], sorted(root.glob("*_lesions.nii.gz"))
-    for path in files:
+    depths, volumes, paths = [], [], sorted(root.glob("*_lesions.nii.gz"))
+    for path in paths:
         masks = load_volume(path, kind="label")
         on_grid = on_input_grid(depth.astype(np.float32), template.affine, masks, "intensity")
         labels, count = ndimage.label(masks.data > 0.5, FULL)
@@ -83,7 +84,7 @@ def library() -> dict:
         depths.append(d)
         volumes.append(v)
     depths, volumes = np.concatenate(depths), np.concatenate(volumes)
-    return {"masks": len(files), "lesions": int(depths.size),
+    return {"masks": len(paths), "lesions": int(depths.size),
             "volume_mm3": round(float(volumes.sum()), 1),
             "depth_mm percentiles 1/5/50": [round(float(q), 1)
                                             for q in np.percentile(depths, (1, 5, 50))],
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.what != "library" and args.predictions is None:
         raise SystemExit(f"{args.what}: expected --predictions DIR, found none")
     if args.what == "truth" and args.truth is None:
-        raise SystemExit("truth: expected --truth DATA (a dataset with derivatives/manual), "
+        raise SystemExit("truth: expected --truth DATA (a dataset with masks under derivatives), "
                          "found none")
     result = (library() if args.what == "library"
               else truth_depths(args.predictions, args.truth, args.label)

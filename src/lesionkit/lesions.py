@@ -73,7 +73,7 @@ def lesion_components(probability: np.ndarray, threshold: float, min_voxels: int
         probability: (X, Y, Z) lesion probability (0-1).
         threshold: Probability at or above which a voxel is lesion.
         min_voxels: Smaller components are dropped.
-        depth_mm: (X, Y, Z) distance of each voxel inside the brain mask from its edge
+        depth_mm: (X, Y, Z) depth of each voxel inside the brain mask, to its outline
             (mm; 0 outside), as :func:`depth_inside`; None keeps components at any depth.
         min_depth_mm: Components whose deepest voxel lies less deep are dropped.
 
