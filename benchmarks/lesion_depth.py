@@ -109,9 +109,15 @@ def truth_depths(predictions: Path, truth: Path, label: str = "change") -> dict:
     from lesionkit.lesions import depth_inside
 
     out = {}
-    for path in _manual(truth, label):
+    masks = _manual(truth, label)
+    if not masks:
+        raise SystemExit(f"{truth / 'derivatives'}: expected masks named *_label-{label}"
+                         "_mask.nii.gz, found none")
+    for path in masks:
         brain_path = _brain_mask(predictions, path.name)
-        if brain_path is None:
+        if brain_path is None:  # a session predict did not compute a brain mask for
+            out[path.name] = {"lesions": None, "note": f"no label-brain mask under "
+                                                       f"{predictions} for this session"}
             continue
         brain, lesions = load_volume(brain_path, kind="label"), load_volume(path, kind="label")
         if brain.shape != lesions.shape or not np.allclose(brain.affine, lesions.affine,
@@ -138,6 +144,9 @@ def predicted(predictions: Path, truth: Path | None, label: str = "change") -> d
     out = {}
     for table in sorted(predictions.rglob("*_lesions.tsv")):
         rows = pd.read_csv(table, sep="\t")
+        if "depth_mm" not in rows.columns:  # written by a lesionkit before the depth
+            raise SystemExit(f"{table}: expected a depth_mm column (lesionkit predict "
+                             f"--min-lesion-depth-mm 0), found {list(rows.columns)}")
         d = rows["depth_mm"].to_numpy(float)
         entry = {"components": len(rows), **{k: c for k, c in _shallower(
             d, rows["volume_mm3"].to_numpy(float)).items() if k in ("under 3 mm", "under 5 mm")}}

@@ -48,3 +48,13 @@ def test_manual_and_predicted_lesions_by_depth(bench, tmp_path: Path) -> None:
     [entry] = bench.predicted(predictions, truth).values()
     assert entry["components"] == 2 and entry["under 3 mm"]["components"] == 1
     assert entry["touching the change mask"] == 1 and entry["touching, depths_mm"] == [12.0]
+
+
+def test_tables_without_depth_and_missing_masks_are_named(bench, tmp_path: Path) -> None:
+    table = tmp_path / "pred" / "sub-01" / "anat" / "sub-01_desc-m_lesions.tsv"
+    table.parent.mkdir(parents=True)
+    table.write_text("label\tvolume_mm3\n1\t8\n")
+    with pytest.raises(SystemExit, match=r"sub-01_desc-m_lesions\.tsv: expected a depth_mm"):
+        bench.predicted(tmp_path / "pred", None)
+    with pytest.raises(SystemExit, match=r"expected masks named .*label-change_mask"):
+        bench.truth_depths(tmp_path / "pred", tmp_path / "bids")
