@@ -17,15 +17,17 @@ from lesionkit.simulate.anatomy import draw_deformation, subject_anatomy
 from lesionkit.simulate.lesion_library import (
     MIN_VOLUME_MM3,
     LibraryLesion,
+    _rim_status,
     draw_library_lesions,
     draw_subject_ms_lesions,
+    give_rims,
     load_lesion_library,
     ms_lesion_fractions,
     ms_table_rows,
     resolve_lesion_library,
     source_coordinates,
 )
-from lesionkit.simulate.lesions_ms import draw_ms_lesions, rim_crops
+from lesionkit.simulate.lesions_ms import RIM_MIN_DIAMETER_MM, draw_ms_lesions, rim_crops
 
 MNI_AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])
 
@@ -120,6 +122,44 @@ def test_rim_only_on_lesions_with_room_for_a_shell(library, subject):
         shell = shells[les.label][1]
         assert shells[les.label][0] == box and (shell <= f + 1e-6).all()
         assert 0 < shell.sum() < f.sum()  # a shell around a core
+
+
+def test_rim_draws_without_room_counted():
+    status, unplaced = _rim_status(np.random.default_rng(0), [False, False, True], 1.0, 0.0)
+    assert status == [(False, False), (False, False), (True, False)] and unplaced == 2
+    status, unplaced = _rim_status(np.random.default_rng(0), [False, True, True], 0.0, 0.0)
+    assert not any(rim for rim, _ in status) and unplaced == 0
+
+
+def test_give_rims_only_to_rim_minus_lesions_with_room_for_a_shell(subject):
+    _, anatomy, _ = subject
+    lesions = draw_ms_lesions(np.random.default_rng(4), anatomy, n_range=(30, 30))
+    room = [not les.rim and not les.uniform_paramagnetic
+            and 2 * min(les.axes_mm) >= RIM_MIN_DIAMETER_MM for les in lesions]
+    assert 2 < sum(room) < len(lesions)
+    given = give_rims(np.random.default_rng(0), lesions, 2)
+    changed = [k for k, (a, b) in enumerate(zip(lesions, given, strict=True)) if a != b]
+    assert len(changed) == 2 and all(room[k] and given[k].rim for k in changed)
+    for k in changed:
+        assert {"rim_chi_ppb", "rim_thickness_mm"} <= set(given[k].properties)
+        assert given[k].axes_mm == lesions[k].axes_mm and given[k].label == lesions[k].label
+    everyone = give_rims(np.random.default_rng(0), lesions, 100)  # more than qualify
+    assert sum(les.rim for les in everyone) == sum(les.rim for les in lesions) + sum(room)
+
+
+def test_keep_rim_fraction_moves_lost_rims_and_nothing_else(library, subject):
+    deformation, anatomy, _ = subject
+    moved = 0
+    for seed in range(3):
+        kept, lost = (draw_subject_ms_lesions(
+            np.random.default_rng(seed), anatomy, (20, 20), library, deformation,
+            rim_fraction=0.3, keep_rim_fraction=keep) for keep in (True, False))
+        assert [les.label for les in kept] == [les.label for les in lost]
+        for a, b in zip(kept, lost, strict=True):  # the same lesions, some now rim+
+            assert a.axes_mm == b.axes_mm and a.centre_mm == b.centre_mm
+            assert a.rim >= b.rim and (a.rim == b.rim or not isinstance(a, LibraryLesion))
+        moved += sum(a.rim and not b.rim for a, b in zip(kept, lost, strict=True))
+    assert moved > 0
 
 
 def test_same_seed_same_lesions_and_parametric_only_unchanged(library, subject):

@@ -132,16 +132,18 @@ def fcd_classify_subject(sub: acq.Subject) -> None:
 
 def _ms(sub: acq.Subject, anatomy: Anatomy, maps: TissueMaps, n_range: tuple[int, int],
         deformation: DeformationParams, lesion_library: Any = "shipped",
-        session: str | None = None) -> tuple[TissueMaps, np.ndarray, np.ndarray, tuple]:
+        session: str | None = None, keep_rim_fraction: bool = False,
+        ) -> tuple[TissueMaps, np.ndarray, np.ndarray, tuple]:
     """Draw and paint MS lesions (real shapes from ``lesion_library`` mixed with parametric
-    ones, see :mod:`.lesion_library`); write the label map and table (of ``session``).
-    Returns maps, fraction, labels and (lesions, their fractions)."""
+    ones, see :mod:`.lesion_library`; ``keep_rim_fraction`` as there); write the label
+    map and table (of ``session``). Returns maps, fraction, labels and (lesions, their
+    fractions)."""
     from lesionkit.simulate import lesion_library as lib
     from lesionkit.simulate.lesions_ms import apply_ms_lesions
 
     library = lib.resolve_lesion_library(lesion_library)
     lesions = lib.draw_subject_ms_lesions(sub.rngs["lesions"], anatomy, n_range, library,
-                                          deformation)
+                                          deformation, keep_rim_fraction=keep_rim_fraction)
     fractions, labels = lib.ms_lesion_fractions(lesions, anatomy)
     maps = apply_ms_lesions(maps, lesions, fractions, anatomy.affine)
     acq.save_lesions(sub, labels, lib.ms_table_rows(lesions, fractions, anatomy.affine),
@@ -243,7 +245,8 @@ def rim_classify_subject(sub: acq.Subject, lesion_library: Any = "shipped") -> N
 
     deformation = draw_deformation(sub.rngs["anatomy"])
     anatomy, _, maps = base_subject(sub, sub.spacing, deformation=deformation)
-    maps, lesion, labels, _ = _ms(sub, anatomy, maps, (5, 30), deformation, lesion_library)
+    maps, lesion, labels, _ = _ms(sub, anatomy, maps, (5, 30), deformation, lesion_library,
+                                  keep_rim_fraction=True)
     veins = draw_lesion_veins(sub.rngs["lesions"], labels, anatomy.affine)
     maps = apply_veins(maps, veins, anatomy.affine, anatomy.mask)
     _add_vein_column(sub, {v.lesion for v in veins})

@@ -17,7 +17,8 @@ edges about one voxel wide. As for parametric lesions the fraction is then limit
 the white-matter probability inside the brain; a component left with under
 ``MIN_VOLUME_MM3`` is dropped. Tissue values and rim status are drawn as for parametric
 lesions; rim+ needs a 6 mm ball inside the lesion (``RIM_MIN_DIAMETER_MM``), a rim+ draw
-on a smaller lesion moves to a random larger rim- lesion of the subject if there is one.
+on a smaller lesion moves to a random larger rim- lesion of the subject if there is one,
+else (with ``keep_rim_fraction``, the rim-classify cohort) to a parametric one.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ from lesionkit.simulate.lesions import (
     world_to_voxel,
 )
 from lesionkit.simulate.lesions_ms import (
+    RIM_FRACTION,
     RIM_MIN_DIAMETER_MM,
     UNIFORM_PARAMAGNETIC_FRACTION,
     draw_ms_lesion_params,
     draw_ms_lesions,
+    draw_rim_properties,
     draw_rim_status,
 )
 
@@ -61,7 +64,7 @@ from lesionkit.simulate.lesions_ms import (
 LIBRARY_FRACTION = 0.5
 __all__ = ["LIBRARY_FRACTION", "MIN_VOLUME_MM3", "SHIPPED_LIBRARY", "LesionLibrary",
            "LibraryComponent", "LibraryLesion", "LibraryMask", "core_fraction",
-           "draw_library_lesions", "draw_subject_ms_lesions", "load_lesion_library",
+           "draw_library_lesions", "draw_subject_ms_lesions", "give_rims", "load_lesion_library",
            "ms_lesion_fractions", "ms_table_rows", "resolve_lesion_library",
            "source_coordinates"]
 
@@ -136,22 +139,26 @@ def _moments(f: np.ndarray, box: tuple[slice, ...], affine: np.ndarray
 
 
 def _rim_status(rng: np.random.Generator, eligible: list[bool], rim_fraction: float,
-                uniform_fraction: float) -> list[tuple[bool, bool]]:
+                uniform_fraction: float) -> tuple[list[tuple[bool, bool]], int]:
     """Rim status drawn per lesion; rim+ draws on lesions too small for a shell move to a
-    random eligible rim- lesion (which then is not uniformly paramagnetic)."""
+    random eligible rim- lesion (which then is not uniformly paramagnetic). Returns the
+    statuses and the number of rim+ draws that found no eligible lesion."""
     status = [draw_rim_status(rng, rim_fraction, uniform_fraction) for _ in eligible]
     free = [k for k, (rim, _) in enumerate(status) if eligible[k] and not rim]
+    unplaced = 0
     for k, (rim, _) in enumerate(status):
         if rim and not eligible[k]:
             status[k] = (False, False)
             if free:
                 status[free.pop(int(rng.integers(len(free))))] = (True, False)
-    return status
+            else:
+                unplaced += 1
+    return status, unplaced
 
 
 def draw_library_lesions(
     rng: np.random.Generator, anatomy: Anatomy, library: LesionLibrary, coords: np.ndarray,
-    n: int, rim_fraction: float = 0.04,
+    n: int, rim_fraction: float = RIM_FRACTION,
     uniform_paramagnetic_fraction: float = UNIFORM_PARAMAGNETIC_FRACTION,
     first_label: int = 1, whole_mask: bool = False,
 ) -> list[LibraryLesion]:
@@ -174,8 +181,19 @@ def draw_library_lesions(
         name in ``properties["source"]``; components left with under ``MIN_VOLUME_MM3``
         in white matter are dropped.
     """
+    return _draw_library(rng, anatomy, library, coords, n, rim_fraction,
+                         uniform_paramagnetic_fraction, first_label, whole_mask)[0]
+
+
+def _draw_library(
+    rng: np.random.Generator, anatomy: Anatomy, library: LesionLibrary, coords: np.ndarray,
+    n: int, rim_fraction: float, uniform_paramagnetic_fraction: float, first_label: int,
+    whole_mask: bool,
+) -> tuple[list[LibraryLesion], int]:
+    """:func:`draw_library_lesions`, and the number of rim+ draws that no kept lesion
+    holds (no lesion with room for a shell, or the lesion dropped outside white matter)."""
     if n <= 0 and not whole_mask:
-        return []
+        return [], 0
     mask = library.masks[int(rng.integers(len(library.masks)))]
     comps = mask.components
     volumes = np.array([c.volume_mm3 for c in comps])
@@ -183,7 +201,7 @@ def draw_library_lesions(
         rng.choice(len(comps), min(n, len(comps)), replace=False, p=volumes / volumes.sum())))
     chosen = [comps[int(i)] for i in chosen]
     eligible = [c.depth_mm >= RIM_MIN_DIAMETER_MM / 2 for c in chosen]
-    status = _rim_status(rng, eligible, rim_fraction, uniform_paramagnetic_fraction)
+    status, unplaced = _rim_status(rng, eligible, rim_fraction, uniform_paramagnetic_fraction)
     props = [draw_ms_lesion_params(rng, rim, uniform)[1] for rim, uniform in status]
     within = np.clip(anatomy.wm, 0.0, 1.0) * anatomy.mask
     shift = voxel_to_world(anatomy.affine, np.argwhere(anatomy.mask)) - coords[:, anatomy.mask].T
@@ -192,12 +210,11 @@ def draw_library_lesions(
     lesions: list[LibraryLesion] = []
     for comp, (rim, uniform), p in zip(chosen, status, props, strict=True):
         crop = _resample(comp, coords, anatomy.affine, reach)
-        if crop is None:
+        clipped = None if crop is None else crop[1] * within[crop[0]]
+        if clipped is None or float(clipped.sum()) * voxel_mm3 < MIN_VOLUME_MM3:
+            unplaced += rim
             continue
         box, frac = crop
-        clipped = frac * within[box]
-        if float(clipped.sum()) * voxel_mm3 < MIN_VOLUME_MM3:
-            continue
         centre, semi, rot = _moments(clipped, box, anatomy.affine)
         lesions.append(LibraryLesion(
             label=first_label + len(lesions), kind="ms",
@@ -205,13 +222,14 @@ def draw_library_lesions(
             rotation=rot, rim=rim, uniform_paramagnetic=uniform,
             properties={**p, "location": "library", "source": mask.name}, box=box,
             fraction=frac))
-    return lesions
+    return lesions, unplaced
 
 
 def draw_subject_ms_lesions(
     rng: np.random.Generator, anatomy: Anatomy, n_range: tuple[int, int],
     library: LesionLibrary | None, deformation: DeformationParams | None = None,
     library_fraction: float = LIBRARY_FRACTION, whole_mask: bool = False,
+    rim_fraction: float = RIM_FRACTION, keep_rim_fraction: bool = False,
 ) -> list[Lesion]:
     """The MS lesions of one subject: library lesions first, then parametric ones.
 
@@ -219,19 +237,48 @@ def draw_subject_ms_lesions(
     one, the total number ``n`` is drawn from ``n_range``, ``Binomial(n,
     library_fraction)`` of them come from the library (see module doc) and the rest are
     parametric lesions placed clear of them. ``deformation`` is the subject's (that of
-    ``anatomy``; needed with a library).
+    ``anatomy``; needed with a library). Each lesion is drawn rim+ with probability
+    ``rim_fraction``.
+
+    Most library lesions are too small to hold a rim (about one in ten has room for a
+    6 mm ball), so a rim+ draw on one may find no larger rim- library lesion to move to
+    and is lost: the subject ends with fewer rim+ lesions than drawn. With
+    ``keep_rim_fraction`` each such draw moves on to a random parametric rim- lesion with
+    room for a shell (:func:`give_rims`), so rim+ lesions make up about the drawn
+    ``rim_fraction`` of all lesions; without it (the default, which other cohorts'
+    figures were measured with) they are lost. Either way the same lesions are drawn, in
+    the same places with the same values; the rim values drawn for the moved statuses
+    come after them from ``rng``, so what the caller draws from it next differs.
     """
     if library is None:
-        return draw_ms_lesions(rng, anatomy, n_range=n_range)
+        return draw_ms_lesions(rng, anatomy, n_range=n_range, rim_fraction=rim_fraction)
     if deformation is None:
         raise ValueError("library lesions need the subject's deformation")
     n = int(rng.integers(n_range[0], n_range[1] + 1))
     n_library = int(rng.binomial(n, library_fraction))
     coords = source_coordinates(deformation, float(anatomy.spacing[0]))
-    lib = draw_library_lesions(rng, anatomy, library, coords, n_library, whole_mask=whole_mask)
+    lib, unplaced = _draw_library(rng, anatomy, library, coords, n_library, rim_fraction,
+                                  UNIFORM_PARAMAGNETIC_FRACTION, 1, whole_mask)
     rest = n - n_library
-    return [*lib, *draw_ms_lesions(rng, anatomy, n_range=(rest, rest),
-                                   first_label=len(lib) + 1, avoid=lib)]
+    parametric = draw_ms_lesions(rng, anatomy, n_range=(rest, rest), rim_fraction=rim_fraction,
+                                 first_label=len(lib) + 1, avoid=lib)
+    if keep_rim_fraction and unplaced:
+        parametric = give_rims(rng, parametric, unplaced)
+    return [*lib, *parametric]
+
+
+def give_rims(rng: np.random.Generator, lesions: list[Lesion], count: int) -> list[Lesion]:
+    """``lesions`` with ``count`` random ones made rim+ (fewer if fewer qualify): those
+    rim-, not uniformly paramagnetic and with room for a shell (every diameter at least
+    ``RIM_MIN_DIAMETER_MM``); each draws its shell's values as a rim+ lesion does."""
+    free = [k for k, les in enumerate(lesions) if not les.rim and not les.uniform_paramagnetic
+            and 2 * min(les.axes_mm) >= RIM_MIN_DIAMETER_MM]
+    out = list(lesions)
+    for k in sorted(rng.choice(len(free), min(count, len(free)), replace=False)):
+        les = out[free[int(k)]]
+        out[free[int(k)]] = replace(les, rim=True,
+                                    properties={**les.properties, **draw_rim_properties(rng)})
+    return out
 
 
 def ms_lesion_fractions(lesions: list[Lesion], anatomy: Anatomy,

@@ -1,0 +1,130 @@
+"""What a rim-classify phantom holds: its lesions, rim+ and veins, and its QSM values.
+
+``lesions`` counts from every subject's lesion table (``derivatives/phantom``): lesions,
+rim+ lesions (overall, per subject and among the real lesion shapes of the library),
+lesions with a vein beside them. ``qsm`` gives the measured QSM (``sub-XX_Chimap``, ppb)
+per region, median and 5th-95th percentile over the voxels of the chosen subjects:
+NAWM and GM (probability > 0.9), CSF (> 0.97), rim- lesions with and without a vein,
+the outer voxel layer of rim+ lesions and their core (2 voxels in), vein voxels (true
+chi > 200 ppb) and the 1st-99th percentile of the first subject's whole brain.
+
+Usage::
+
+    lesionkit simulate rim-classify data/rim40 --subjects 40 --seed 0 --resolution 1
+    python benchmarks/rim_phantom.py lesions data/rim40   # --subjects 01,02,...: some
+    python benchmarks/rim_phantom.py qsm data/rim40 --subjects 01,05,10,13,14,15,38,40
+
+Each prints a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+FULL = np.ones((3, 3, 3), bool)
+
+
+def _tables(data: Path) -> pd.DataFrame:
+    """Every subject's lesion table, with a ``subject`` column."""
+    paths = sorted((data / "derivatives/phantom").glob("sub-*/anat/sub-*_lesions.tsv"))
+    if not paths:
+        raise SystemExit(f"{data}: expected lesion tables under derivatives/phantom, found none")
+    return pd.concat([pd.read_csv(p, sep="\t").assign(subject=p.name.split("_")[0][4:])
+                      for p in paths], ignore_index=True)
+
+
+def lesion_summary(data: Path, subjects: list[str] | None = None) -> dict:
+    """Lesion, rim+ and vein counts of a rim-classify phantom (of ``subjects``)."""
+    table = _tables(data)
+    if subjects is not None:
+        table = table[table["subject"].isin(subjects)]
+    subjects = table["subject"].nunique()
+    per_subject = table.groupby("subject")["rim"].sum()
+    library = table["type"] == "library"
+    rim = table["rim"] == 1
+    return {
+        "subjects": subjects, "lesions": len(table), "rim_positive": int(rim.sum()),
+        "rim_positive_percent": round(100 * float(rim.mean()), 2),
+        "with_vein": int(table["vein"].sum()),
+        "library_lesions": int(library.sum()), "rim_positive_library": int((rim & library).sum()),
+        "subjects_by_rim_positive_count": {
+            int(k): int(v) for k, v in per_subject.value_counts().sort_index().items()},
+        "rim_positive_volume_mm3_median": round(float(table.loc[rim, "volume_mm3"].median()), 1),
+    }
+
+
+def _load(path: Path) -> np.ndarray:
+    import nibabel as nib
+
+    return np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+
+
+def _regions(data: Path, subject: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A subject's QSM (ppb) and its region masks."""
+    truth = data / "derivatives/phantom" / f"sub-{subject}" / "anat"
+    name = f"sub-{subject}"
+    qsm = _load(data / name / "anat" / f"{name}_Chimap.nii.gz")
+    labels = _load(truth / f"{name}_desc-lesions_dseg.nii.gz").astype(int)
+    table = pd.read_csv(truth / f"{name}_lesions.tsv", sep="\t")
+    brain = _load(truth / f"{name}_desc-brain_mask.nii.gz") > 0
+    prob = {t: _load(truth / f"{name}_label-{t}_probseg.nii.gz") for t in ("NAWM", "GM", "CSF")}
+    plus = table.loc[table["rim"] == 1, "label"].to_numpy()
+    minus_vein = table.loc[(table["rim"] == 0) & (table["vein"] == 1), "label"].to_numpy()
+    minus = table.loc[(table["rim"] == 0) & (table["vein"] == 0), "label"].to_numpy()
+    outer, core = np.zeros(qsm.shape, bool), np.zeros(qsm.shape, bool)
+    for label in plus:
+        lesion = labels == label
+        outer |= lesion & ~ndimage.binary_erosion(lesion, FULL)
+        core |= ndimage.binary_erosion(lesion, FULL, iterations=2)
+    true_chi = _load(truth / f"{name}_Chimap.nii.gz")
+    return qsm, {
+        "NAWM": prob["NAWM"] > 0.9, "GM": prob["GM"] > 0.9, "CSF": prob["CSF"] > 0.97,
+        "rim- lesions without a vein": np.isin(labels, minus),
+        "rim- lesions with a vein beside them": np.isin(labels, minus_vein),
+        "rim+ lesions, outer voxel layer": outer, "rim+ lesions, core (2 voxels in)": core,
+        "vein voxels (true chi > 200 ppb)": brain & (true_chi > 200), "brain": brain}
+
+
+def qsm_values(data: Path, subjects: list[str]) -> dict:
+    """Median (5th-95th percentile) QSM per region over ``subjects``, in ppb."""
+    pooled: dict[str, list[np.ndarray]] = {}
+    whole = None
+    for subject in subjects:
+        qsm, regions = _regions(data, subject)
+        if whole is None:
+            whole = [round(float(v), 1) for v in np.percentile(qsm[regions["brain"]], (1, 99))]
+        for name, mask in regions.items():
+            if name != "brain":
+                pooled.setdefault(name, []).append(qsm[mask])
+    out: dict = {"subjects": subjects}
+    for name, parts in pooled.items():
+        values = np.concatenate(parts)
+        out[name] = ({"median": round(float(np.median(values)), 1),
+                      "p5_p95": [round(float(v), 1) for v in np.percentile(values, (5, 95))],
+                      "voxels": int(values.size)} if values.size else None)
+    out[f"whole brain sub-{subjects[0]}, p1_p99"] = whole
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("lesions", "qsm"))
+    parser.add_argument("data", type=Path, help="a rim-classify phantom (lesionkit simulate)")
+    parser.add_argument("--subjects", help="comma-separated labels (default: all)")
+    args = parser.parse_args()
+    subjects = args.subjects.split(",") if args.subjects else None
+    if args.what == "lesions":
+        result = lesion_summary(args.data, subjects)
+    else:
+        result = qsm_values(args.data, subjects or sorted(_tables(args.data)["subject"].unique()))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
