@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TOY_LESION_TASK, write_task_dataset
-from lesionkit.crossval import crossval
+from lesionkit.crossval import _paired_row, crossval
 from lesionkit.io import InputError
 from lesionkit.model_folder import read_config
 
@@ -39,6 +39,7 @@ def test_arms_share_folds_and_every_lesion_is_predicted_out_of_fold(tmp_path: Pa
     report = (tmp_path / "out" / "report.html").read_text()
     assert "Training curves" in report and "training loss per epoch" in report
     assert "Method: arm fast of" in report  # the caption names the arm
+    assert "right only with a" in report  # the paired table, both arms named
     for arm in ("slow", "fast"):  # each arm's out-of-fold maps in a viewer, linked
         assert f'href="arm-{arm}/viewer.html"' in report
         assert (tmp_path / "out" / f"arm-{arm}" / "viewer.html").is_file()
@@ -98,3 +99,9 @@ def test_a_time_limit_stops_each_fold_and_keeps_its_last_epoch(tmp_path: Path) -
     assert [metrics[f"fold-{k}"]["epochs"] for k in (0, 1)] == [1, 1]
     assert all((model / f"fold-{k}" / "weights.safetensors").is_file() for k in (0, 1))
     assert (tmp_path / "out" / "comparison.json").is_file()
+
+
+def test_paired_rows_keep_both_arms_and_name_mcnemar_counts():
+    row = _paired_row({"a": "slow", "b": "fast"}, {"b": 3, "c": 1, "mcnemar_midp": 0.6})
+    assert row == {"arm a": "slow", "arm b": "fast", "right only with a": 3,
+                   "right only with b": 1, "mcnemar_midp": 0.6}

@@ -98,6 +98,14 @@ def _pair(a: list[dict], b: list[dict], seed: int) -> dict[str, Any]:
     return result
 
 
+def _paired_row(pair: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """A row of the report's paired tables: the two arms, then the test's figures, with
+    McNemar's discordant counts (``b``, ``c``) named for the arm that alone was right."""
+    names = {"b": "right only with a", "c": "right only with b"}
+    return {"arm a": pair["a"], "arm b": pair["b"],
+            **{names.get(k, k): v for k, v in result.items()}}
+
+
 def crossval(
     task: Task,
     data_dir: str | os.PathLike[str],
@@ -244,9 +252,9 @@ def crossval(
         {"arm": a, **r} for a, e in summary["arms"].items() for r in e["classification"]],
         "metrics (out of fold)": [{"arm": a, **r} for a, e in summary["arms"].items()
                                   for r in e["metrics"]],
-        "paired tests": [{"a": p["a"], "b": p["b"], **p.get("classification", {})}
-                         for p in summary["pairs"] if "classification" in p],
-        "paired metric tests": [{"a": p["a"], "b": p["b"], **r} for p in summary["pairs"]
+        "paired tests": [_paired_row(p, p["classification"]) for p in summary["pairs"]
+                         if "classification" in p],
+        "paired metric tests": [_paired_row(p, r) for p in summary["pairs"]
                                 for r in p["metrics"]]}
     text = (f"{len(names)} subjects, {len(splits)}-fold cross-validation (seed {seed}), "
             f"{epochs} epochs per fold with the last weights, arms {', '.join(chosen)}. "
