@@ -240,9 +240,9 @@ def draw_subject_ms_lesions(
     ``anatomy``; needed with a library). Each lesion is drawn rim+ with probability
     ``rim_fraction``.
 
-    Most library lesions are too small to hold a rim (about one in ten has room for a
-    6 mm ball), so a rim+ draw on one may find no larger rim- library lesion to move to
-    and is lost: the subject ends with fewer rim+ lesions than drawn. With
+    Most library lesions are too small to hold a rim (a 6 mm ball inside), so a rim+ draw
+    on one may find no larger rim- library lesion to move to and is lost: the subject
+    ends with fewer rim+ lesions than drawn. With
     ``keep_rim_fraction`` each such draw moves on to a random parametric rim- lesion with
     room for a shell (:func:`give_rims`), so rim+ lesions make up about the drawn
     ``rim_fraction`` of all lesions; without it (the default, which other cohorts'
