@@ -34,6 +34,24 @@ def test_centres_and_padded_crops() -> None:
     assert patch[0, 2:, :, :1].all() and not patch[0, :2].any() and not patch[0, :, :, 1:].any()
 
 
+def test_centres_are_the_whole_volume_centres_of_mass() -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    labels = np.zeros((30, 25, 20), np.int64)
+    for label in (3, 9, 17, 40):  # overlapping boxes; label 40 partly overwritten
+        start = rng.integers(0, 18, 3)
+        labels[tuple(slice(a, a + b) for a, b in zip(start, rng.integers(1, 8, 3), strict=True))
+               ] = label
+    labels[0, 0, 0] = -1  # not a lesion
+    present = [int(v) for v in np.unique(labels) if v > 0]
+    whole = ndimage.center_of_mass(np.ones(labels.shape), labels, present)
+    assert lesion_centres(labels) == {
+        label: tuple(round(c) for c in centre) for label, centre in zip(present, whole,
+                                                                        strict=True)}
+    assert lesion_centres(np.zeros((3, 3, 3), np.int64)) == {}
+
+
 def test_lesion_table_reads_targets_by_label(tmp_path: Path) -> None:
     path = _map(tmp_path, [{"label": 2, "rim": "1"}, {"label": 1, "rim": "0"}])
     rows = lesion_table(path, [SPEC])

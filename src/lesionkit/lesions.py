@@ -161,13 +161,24 @@ def component_depths(labels: np.ndarray, depth_mm: np.ndarray, count: int | None
 
 
 def lesion_centres(label_map: np.ndarray) -> dict[int, tuple[int, int, int]]:
-    """Label -> rounded centre of mass (voxel indices) of every lesion in a label map."""
+    """Label -> rounded centre of mass (voxel indices) of every lesion in a label map.
+
+    Each lesion's centre is measured inside its bounding box (``ndimage.find_objects``),
+    not over the whole volume: the same figures, in a time that grows with the lesions'
+    size, not the scan's (a 1 mm brain holds millions of voxels, its lesions thousands).
+    """
     from scipy import ndimage
 
-    labels = [int(v) for v in np.unique(label_map) if v > 0]
-    centres = ndimage.center_of_mass(np.ones(label_map.shape), label_map, labels)
-    return {label: tuple(round(c) for c in centre)
-            for label, centre in zip(labels, centres, strict=True)}
+    labels = np.asarray(label_map).astype(np.int64, copy=False)
+    if labels.size and labels.min() < 0:  # no lesion: find_objects reads labels above 0
+        labels = np.maximum(labels, 0)
+    centres = {}
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        local = ndimage.center_of_mass(labels[box] == label)
+        centres[label] = tuple(round(c + s.start) for c, s in zip(local, box, strict=True))
+    return centres
 
 
 def lesion_table(map_path: Path, specs: Sequence[Any], label_map: np.ndarray | None = None
