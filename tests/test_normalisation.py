@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lesionkit.normalisation import apply_normalisation, fit_statistics, invert
+from lesionkit.normalisation import apply_normalisation, fit_statistics, invert, quantiles
 
 
 def test_log_zscore_floors_fits_in_log_space_and_inverts() -> None:
@@ -25,3 +25,12 @@ def test_log_zscore_floors_fits_in_log_space_and_inverts() -> None:
                                rtol=1e-5, atol=1e-5)
     back = invert(z, {"t2s": entry}, "t2s")
     np.testing.assert_allclose(back, np.maximum(t2s, floor), rtol=1e-4)
+
+
+def test_quantiles_are_torch_quantiles_to_float32() -> None:
+    values = torch.from_numpy(np.random.default_rng(3).gamma(2.0, 100.0, 100_001)
+                              .astype(np.float32))
+    levels = [0.0, 0.005, 0.25, 0.5, 0.75, 0.99, 1.0]
+    expected = torch.quantile(values, torch.tensor(levels)).tolist()
+    np.testing.assert_allclose(quantiles(values, levels), expected, rtol=1e-6)
+    assert quantiles(values, [0.0, 1.0]) == [float(values.min()), float(values.max())]

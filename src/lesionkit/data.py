@@ -30,6 +30,7 @@ from lesionkit.io import (
 from lesionkit.normalisation import (
     PER_IMAGE,
     per_image_zscore,
+    quantiles,
     sample_values,
 )
 from lesionkit.tasks.task import ImageSpec, LabelSpec, Task
@@ -468,16 +469,13 @@ def bright_csf_ratio(data: Any, mask: Any) -> float | None:
         data: (C, X, Y, Z) image in its stored intensities.
         mask: (X, Y, Z) brain mask.
     """
-    import torch
-
     from lesionkit.brainmask import FLOOR_PERCENTILE
 
     inside = sample_values(data[:, mask].float())
     if inside.numel() == 0:
         return None
-    floor = min(float(torch.quantile(sample_values(data.float().flatten()),
-                                     FLOOR_PERCENTILE / 100)), 0.0)
-    median, bright = (torch.quantile(inside, torch.tensor([0.5, 0.99])) - floor).tolist()
+    floor = min(quantiles(sample_values(data.float()), [FLOOR_PERCENTILE / 100])[0], 0.0)
+    median, bright = (value - floor for value in quantiles(inside, [0.5, 0.99]))
     return bright / median if median > 0 else None
 
 

@@ -4,6 +4,7 @@ z-score, percentiles) and their inverse, which brings outputs back to physical u
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,17 +31,28 @@ def per_image_zscore(data: Any, mask: Any) -> Any:
     inside = data[:, mask]
     if inside.numel() == 0:
         return data
-    levels = torch.tensor([0.005, 0.25, 0.5, 0.75])
-    darkest, low, median, high = torch.quantile(sample_values(inside.float()), levels)
+    darkest, low, median, high = quantiles(sample_values(inside.float()),
+                                           [0.005, 0.25, 0.5, 0.75])
     scale = float(high - low) / 1.349 or float(inside.float().std()) or 1.0
     return torch.where(mask[None], (data - median) / scale, (darkest - median) / scale).float()
 
 
 def sample_values(values: Any, limit: int = 1_000_000) -> Any:
-    """At most ``limit`` evenly spaced values (torch.quantile's input size is limited)."""
+    """At most ``limit`` evenly spaced values of a tensor (its quantiles, in a fixed time)."""
     flat = values.reshape(-1)
     step = max(1, flat.numel() // limit)
     return flat[::step]
+
+
+def quantiles(values: Any, levels: Sequence[float]) -> list[float]:
+    """Quantiles (linear interpolation between order statistics) of a float32 tensor's
+    values, each rounded to float32 as ``torch.quantile`` gives it.
+
+    numpy selects them (a partial sort, ``np.quantile``): a few times faster than
+    ``torch.quantile``, which sorts every value, on the million values of a brain.
+    """
+    found = np.quantile(values.numpy(), np.asarray(levels, float))
+    return [float(v) for v in found.astype(np.float32)]
 
 
 def apply_normalisation(array: Any, entry: dict[str, float]) -> Any:
