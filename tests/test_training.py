@@ -19,7 +19,7 @@ from lesionkit.losses import LOSSES
 from lesionkit.model_folder import load_tensors, make_network
 from lesionkit.store import SubjectStore
 from lesionkit.tasks import get_task
-from lesionkit.training import TaskModule, train
+from lesionkit.training import TaskModule, augmentation, train
 
 TASK = tiny(get_task("enhance-r1"))
 
@@ -292,3 +292,29 @@ def test_compiled_network_trains_on_the_cpu(enhance_dataset: Path, tmp_path: Pat
     assert counters["stats"]["unique_graphs"] >= 1  # the network ran compiled
     weights = load_tensors(model / "fold-0" / "weights.safetensors")
     assert set(weights) == set(make_network(TASK, 1).state_dict())  # plain names
+
+
+@pytest.mark.parametrize("name", ["fcd-classify", "contrast-amplify", "rim-classify"])
+def test_augmentation_in_place_draws_what_copying_transforms_draw(name: str) -> None:
+    import torchio as tio
+
+    task = get_task(name)
+    assert task.augment
+
+    def subject() -> tio.Subject:
+        draw = torch.Generator().manual_seed(1)
+        return tio.Subject(
+            image=tio.ScalarImage(tensor=torch.rand((2, 24, 24, 24), generator=draw)),
+            mask=tio.LabelMap(tensor=(torch.rand((1, 24, 24, 24), generator=draw) > 0.5)
+                              .float()))
+
+    copying = tio.Compose([t.build() for t in task.augment])
+    for seed in range(3):
+        torch.manual_seed(seed)
+        expected = copying(subject())
+        torch.manual_seed(seed)
+        given = subject()
+        found = augmentation(task)(given)
+        assert found is given  # changed in place, not copied
+        for key in ("image", "mask"):
+            torch.testing.assert_close(found[key].data, expected[key].data, rtol=0, atol=0)

@@ -144,12 +144,17 @@ def _loader(dataset: Any, batch_size: int, max_items: int | None, shuffle: bool,
 
 
 def augmentation(task: Task) -> Any:
-    """The task's training augmentation as one TorchIO transform (None: none)."""
+    """The task's training augmentation as one TorchIO transform (None: none).
+
+    Its transforms change the images they are given instead of copying them first (TorchIO's
+    ``copy=False``): every training example's images are read afresh from the store, and a
+    deep copy of each at each transform cost more than some of the transforms.
+    """
     if not task.augment:
         return None
     import torchio as tio
 
-    return tio.Compose([t.build() for t in task.augment])
+    return tio.Compose([t.build(copy=False) for t in task.augment], copy=False)
 
 
 def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], folder: Path,

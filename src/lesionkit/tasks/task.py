@@ -197,8 +197,8 @@ class Transform:
     name: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
-    def build(self) -> Any:
-        """The TorchIO transform object."""
+    def build(self, **overrides: Any) -> Any:
+        """The TorchIO transform object (``overrides``: keyword arguments over ``kwargs``)."""
         import torchio as tio
 
         from lesionkit.tasks import transforms
@@ -209,7 +209,7 @@ class Transform:
 
             raise InputError(f"task transform: expected a TorchIO transform class name, found "
                              f"{self.name!r}")
-        return cls(**dict(self.kwargs))
+        return cls(**{**dict(self.kwargs), **overrides})
 
 
 @dataclass(frozen=True)
