@@ -315,10 +315,9 @@ def _write_lesions(out: Written, task: Any, mean: np.ndarray, std: np.ndarray,
     names = (["probability", "uncertainty"] if len(task.outputs) == 1 else
              [c for s in task.outputs for c in (s.desc, f"{s.desc}_uncertainty")])
     out.paths.append(write_tsv(table, path, columns=[*LESION_COLUMNS, *names]))
-    per_voxel = np.zeros(labels.shape, np.float32)
-    for i, lesion in enumerate(table):
-        per_voxel[labels == lesion["label"]] = mean[i, -1]
-    out.save(per_voxel, task.outputs[-1], task.outputs[-1].desc, "probability", "1",
+    by_label = np.zeros(int(labels.max(initial=0)) + 1, np.float32)  # 0: no lesion
+    by_label[[lesion["label"] for lesion in table]] = mean[:len(table), -1]
+    out.save(by_label[labels], task.outputs[-1], task.outputs[-1].desc, "probability", "1",
              like=lesion_map, grid=lesion_map.affine)
 
 
