@@ -3,14 +3,12 @@ subjects named."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import lesionkit.store as store_module
 from lesionkit.normalisation import apply_normalisation, invert
 from lesionkit.store import SubjectStore
 from lesionkit.tasks import get_task
@@ -70,19 +68,11 @@ def test_image_zscore_percentile_fits_on_training_subjects_clips_and_inverts(
     np.testing.assert_allclose(tensor, apply_normalisation(raw, entry), atol=1e-6)
 
 
-def test_open_memory_maps_are_capped_and_left_behind_when_pickled(
-        enhance_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "OPEN_MAPS", 4)
+
+def test_metadata_is_read_once(enhance_dataset: Path, tmp_path: Path) -> None:
     store = SubjectStore(enhance_dataset, get_task("enhance-r1"), tmp_path / "cache")
-    store.prepare(["01", "02"])
-    first = store.read("01", {}, start=(0, 0, 0), size=(4, 4, 4))
-    store.read("02", {}, start=(0, 0, 0), size=(4, 4, 4))
-    assert len(store._maps) == 4  # three arrays of each subject read: the oldest closed
-    assert ("02", "mask") in store._maps and ("01", "r1_3t") not in store._maps
-    again = store.read("01", {}, start=(0, 0, 0), size=(4, 4, 4))
-    for key in first:  # reopened, the same values
-        np.testing.assert_array_equal(first[key], again[key])
-    copy = pickle.loads(pickle.dumps(store))
-    assert not copy._maps and not copy._metas
-    np.testing.assert_array_equal(copy.read("01", {}, (0, 0, 0), (4, 4, 4))["r1_3t"],
-                                  first["r1_3t"])
+    store.prepare(["01"])
+    affine = store.affine("01")
+    (tmp_path / "cache" / "sub-01" / "meta.json").unlink()  # read before: kept
+    np.testing.assert_array_equal(store.affine("01"), affine)
+    assert store.labels("01") == {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +27,6 @@ from lesionkit.units import example_unit, unit_scope
 
 if TYPE_CHECKING:
     import torchio as tio
-
-#: Memory maps a store keeps open, the most recently read (each holds a file descriptor;
-#: a subject has three to five arrays), so that reading a patch does not open its files.
-OPEN_MAPS = 256
 
 
 class SubjectStore:
@@ -52,12 +47,6 @@ class SubjectStore:
         self.cache, self.workers, self.register = Path(cache), workers, register
         self.keys = [s.key for s in (*task.inputs, *task.dense_targets)]
         self._metas: dict[str, dict[str, Any]] = {}
-        self._maps: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-
-    def __getstate__(self) -> dict[str, Any]:
-        """The store without its open memory maps and read metadata (for worker processes
-        started afresh, which open their own)."""
-        return {**self.__dict__, "_metas": {}, "_maps": OrderedDict()}
 
     def prepare(self, names: Sequence[str], advance: Callable[[int], None] | None = None) -> None:
         """Load each subject once (validated, preprocessed) and write its arrays.
@@ -133,14 +122,9 @@ class SubjectStore:
         return self._metas[name]
 
     def _array(self, name: str, key: str) -> np.ndarray:
-        """A subject's array as a read-only memory map (kept open: :data:`OPEN_MAPS`)."""
-        array = self._maps.pop((name, key), None)
-        if array is None:
-            array = np.load(self.cache / f"sub-{name}" / f"{key}.npy", mmap_mode="r")
-        self._maps[(name, key)] = array
-        while len(self._maps) > OPEN_MAPS:
-            self._maps.popitem(last=False)
-        return array
+        """A subject's array as a read-only memory map, opened anew at each call: a map
+        kept open keeps the pages read through it in the process's memory."""
+        return np.load(self.cache / f"sub-{name}" / f"{key}.npy", mmap_mode="r")
 
     def lesion_map(self, name: str) -> np.ndarray:
         """The (X, Y, Z) lesion label map on the model's grid (a memory map)."""
@@ -166,7 +150,7 @@ class SubjectStore:
              size: Sequence[int] | None = None) -> dict[str, Any]:
         """Normalised images (and the mask) of a subject, whole or a zero-padded region.
 
-        Only the region is read from disk.
+        Only the region is read from disk; the memory map closes on return.
         """
         import torch
 
@@ -178,6 +162,7 @@ class SubjectStore:
             if key in stats:
                 part = apply_normalisation(part, stats[key]).astype(np.float32)
             out[key] = torch.from_numpy(part)
+            del array
         return out
 
     def subject(self, name: str, stats: Stats) -> tio.Subject:
