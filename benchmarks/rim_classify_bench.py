@@ -1,7 +1,8 @@
 """rim-classify benchmarks on one 1 mm phantom subject: PyRadiomics extraction per lesion
-(the task's 527 features of the QSM), one training step (batch of 32 lesion patches of
-32^3 voxels with their features, with and without in-batch oversampling) and per-lesion
-inference.
+(the task's 527 features of the QSM), reading one training example (a lesion patch of
+32^3 voxels from the subject store, with its features, through the task's augmentation),
+one training step (batch of 32 lesion patches with their features, with and without
+in-batch oversampling) and per-lesion inference.
 
 Networks: the task's two-branch network with the full-width ResNet-18 and with the
 quarter-width ResNet-18 used for the CPU cross-validation. Network times are the best of
@@ -54,6 +55,28 @@ def _extraction(data: Path) -> tuple[list[float], list[int], int]:
     return seconds, voxels, count
 
 
+def _example_seconds(data: Path, cache: Path) -> tuple[float, int]:
+    """Mean wall time (s) of reading one training example of sub-01 (every lesion in turn,
+    three passes after a warm-up pass), and the number of lesions."""
+    from lesionkit.store import SubjectStore
+    from lesionkit.tasks import get_task
+    from lesionkit.training import augmentation
+
+    task = get_task("rim-classify")
+    store = SubjectStore(data, task, cache)
+    store.prepare(["01"])
+    examples = task.sampler.dataset(store, ["01"], task, store.fit_normalisation(["01"]),
+                                    augmentation(task))
+    torch.manual_seed(0)
+    for i in range(len(examples)):
+        examples[i]
+    start = time.perf_counter()
+    for _ in range(3):
+        for i in range(len(examples)):
+            examples[i]
+    return (time.perf_counter() - start) / (3 * len(examples)), len(examples)
+
+
 def bench_rim_classify(out_dir: str | Path) -> list[dict]:
     """Radiomics extraction (s per lesion), training step and per-lesion inference (s)."""
     from lesionkit.losses import BinaryCrossEntropy
@@ -73,15 +96,19 @@ def bench_rim_classify(out_dir: str | Path) -> list[dict]:
             {**common, "case": "PyRadiomics, slowest lesion "
                                f"({voxels[int(np.argmax(seconds))]} voxels)",
              "value": float(np.max(seconds)), "unit": "s"}]
+    per_example, lesions = _example_seconds(data, out_dir / "rim-classify-store")
+    rows.append({**common, "case": "training example read and augmented, mean per lesion "
+                                   f"({lesions} lesions, 3 passes)", "value": per_example,
+                 "unit": "s"})
     torch.manual_seed(0)
-    x = torch.randn(BATCH, 2, 32, 32, 32)
+    x = torch.randn(BATCH, 3, 32, 32, 32)  # QSM, FLAIR, the lesion's mask
     features = torch.randn(BATCH, count)
     target = torch.zeros(BATCH)
     target[:8] = 1
     batch = {"input": x, "features": features, "target": target}
     loss = BinaryCrossEntropy()
     for width in WIDTHS:
-        network = rim_network(2, 1, features=count, widen_factor=width)
+        network = rim_network(3, 1, features=count, widen_factor=width)
         optimiser = torch.optim.Adam(network.parameters(), lr=1e-3)
 
         def step(oversample: bool, network: torch.nn.Module = network,
