@@ -170,7 +170,7 @@ def lesion_centres(label_map: np.ndarray) -> dict[int, tuple[int, int, int]]:
     from scipy import ndimage
 
     labels = np.asarray(label_map).astype(np.int64, copy=False)
-    if labels.size and labels.min() < 0:  # no lesion: find_objects reads labels above 0
+    if labels.size and labels.min() < 0:  # not lesions; find_objects counts from 1
         labels = np.maximum(labels, 0)
     centres = {}
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
