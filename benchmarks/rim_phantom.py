@@ -28,6 +28,8 @@ import pandas as pd
 from scipy import ndimage
 
 FULL = np.ones((3, 3, 3), bool)
+#: Columns of a rim-classify phantom's lesion table that the counts read.
+COLUMNS = {"label", "rim", "vein", "type", "volume_mm3"}
 
 
 def _tables(data: Path) -> pd.DataFrame:
@@ -35,8 +37,15 @@ def _tables(data: Path) -> pd.DataFrame:
     paths = sorted((data / "derivatives/phantom").glob("sub-*/anat/sub-*_lesions.tsv"))
     if not paths:
         raise SystemExit(f"{data}: expected lesion tables under derivatives/phantom, found none")
-    return pd.concat([pd.read_csv(p, sep="\t").assign(subject=p.name.split("_")[0][4:])
-                      for p in paths], ignore_index=True)
+    tables = []
+    for path in paths:
+        table = pd.read_csv(path, sep="\t")
+        missing = sorted(COLUMNS - set(table.columns))
+        if missing:
+            raise SystemExit(f"{path}: expected a rim-classify lesion table with columns "
+                             f"{sorted(COLUMNS)}, found none named {missing}")
+        tables.append(table.assign(subject=path.name.split("_")[0][4:]))
+    return pd.concat(tables, ignore_index=True)
 
 
 def lesion_summary(data: Path, subjects: list[str] | None = None) -> dict:
@@ -62,6 +71,9 @@ def lesion_summary(data: Path, subjects: list[str] | None = None) -> dict:
 def _load(path: Path) -> np.ndarray:
     import nibabel as nib
 
+    if not path.is_file():
+        raise SystemExit(f"{path}: expected an image of the rim-classify phantom, found no "
+                         "such file")
     return np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
 
 
