@@ -13,6 +13,12 @@ Usage::
     lesionkit simulate rim-classify data/rim40 --subjects 40 --seed 0 --resolution 1
     python benchmarks/rim_phantom.py lesions data/rim40   # --subjects 01,02,...: some
     python benchmarks/rim_phantom.py qsm data/rim40 --subjects 01,05,10,13,14,15,38,40
+    python benchmarks/rim_phantom.py scores data/rim80 --crossval out/rim80
+
+``scores`` reads the out-of-fold lesion tables of every arm of a ``lesionkit crossval``
+run on the phantom (``arm-*/predictions/sub-XX/anat/*_lesions.tsv``) and gives, for rim+
+and rim- lesions with and without a vein beside them and for each lesion type, how many
+there are, the share scored 0.5 or more and the median probability.
 
 Each prints a JSON summary.
 """
@@ -124,15 +130,63 @@ def qsm_values(data: Path, subjects: list[str]) -> dict:
     return out
 
 
+def _scores(arm: Path) -> pd.DataFrame:
+    """An arm's out-of-fold lesion tables (``subject``, ``label``, ``probability``)."""
+    paths = sorted((arm / "predictions").glob("sub-*/anat/sub-*_lesions.tsv"))
+    if not paths:
+        raise SystemExit(f"{arm}: expected lesion tables under predictions/sub-*/anat, "
+                         "found none")
+    tables = []
+    for path in paths:
+        table = pd.read_csv(path, sep="\t")
+        if not {"label", "probability"} <= set(table.columns):
+            raise SystemExit(f"{path}: expected a predicted lesion table with columns label "
+                             f"and probability, found {', '.join(table.columns)}")
+        tables.append(table[["label", "probability"]].assign(
+            subject=path.name.split("_")[0][4:]))
+    return pd.concat(tables, ignore_index=True)
+
+
+def score_strata(data: Path, crossval: Path) -> dict:
+    """Out-of-fold scores of each arm by rim class and vein, and by lesion type."""
+    truth = _tables(data)[["subject", "label", "rim", "vein", "type"]]
+    arms = sorted(p for p in crossval.glob("arm-*") if p.is_dir())
+    if not arms:
+        raise SystemExit(f"{crossval}: expected the arm-* folders of a crossval run, "
+                         "found none")
+    out: dict = {}
+    for arm in arms:
+        table = _scores(arm).merge(truth, on=["subject", "label"], how="inner")
+        groups = {f"rim{'+' if rim else '-'}, {'with' if vein else 'without'} a vein":
+                  (table["rim"] == rim) & (table["vein"] == vein)
+                  for rim in (1, 0) for vein in (1, 0)}
+        groups.update({f"rim{'+' if rim else '-'}, {kind}":
+                       (table["rim"] == rim) & (table["type"] == kind)
+                       for rim in (1, 0) for kind in sorted(table["type"].unique())})
+        out[arm.name.removeprefix("arm-")] = {
+            name: {"lesions": int(mask.sum()),
+                   "at_least_0.5": round(float((table.loc[mask, "probability"] >= 0.5).mean()),
+                                         3) if mask.any() else None,
+                   "median_probability": round(float(table.loc[mask, "probability"].median()),
+                                               3) if mask.any() else None}
+            for name, mask in groups.items()}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("lesions", "qsm"))
+    parser.add_argument("what", choices=("lesions", "qsm", "scores"))
     parser.add_argument("data", type=Path, help="a rim-classify phantom (lesionkit simulate)")
     parser.add_argument("--subjects", help="comma-separated labels (default: all)")
+    parser.add_argument("--crossval", type=Path, help="scores: a lesionkit crossval folder")
     args = parser.parse_args()
     subjects = args.subjects.split(",") if args.subjects else None
     if args.what == "lesions":
         result = lesion_summary(args.data, subjects)
+    elif args.what == "scores":
+        if args.crossval is None:
+            parser.error("scores needs --crossval")
+        result = score_strata(args.data, args.crossval)
     else:
         result = qsm_values(args.data, subjects or sorted(_tables(args.data)["subject"].unique()))
     print(json.dumps(result, indent=2))

@@ -51,3 +51,39 @@ def test_bad_inputs_name_the_file(bench, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"sub-01_Chimap\.nii\.gz: expected an image of the "
                                          r"rim-classify phantom, found no such file"):
         bench.qsm_values(tmp_path, ["01"])
+
+
+def _predicted(crossval: Path, arm: str, subject: str, probabilities: list[float]) -> None:
+    folder = crossval / f"arm-{arm}" / "predictions" / f"sub-{subject}" / "anat"
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"label": range(1, len(probabilities) + 1), "probability": probabilities}
+                 ).to_csv(folder / f"sub-{subject}_desc-rim_lesions.tsv", sep="\t", index=False)
+
+
+def test_scores_by_rim_class_vein_and_type(bench, tmp_path: Path) -> None:
+    data, crossval = tmp_path / "data", tmp_path / "cv"
+    _table(data, "01", [_row(1, 1, vein=1), _row(2, 1), _row(3, 0, vein=1), _row(4, 0)])
+    _table(data, "02", [_row(1, 1), _row(2, 0, kind="library")])
+    _predicted(crossval, "fused", "01", [0.2, 0.9, 0.7, 0.1])
+    _predicted(crossval, "fused", "02", [0.6, 0.3])
+    strata = bench.score_strata(data, crossval)["fused"]
+    assert strata["rim+, with a vein"] == {"lesions": 1, "at_least_0.5": 0.0,
+                                           "median_probability": 0.2}
+    assert strata["rim+, without a vein"] == {"lesions": 2, "at_least_0.5": 1.0,
+                                              "median_probability": 0.75}
+    assert strata["rim-, with a vein"]["at_least_0.5"] == 1.0
+    assert strata["rim-, without a vein"]["lesions"] == 2
+    assert strata["rim-, library"] == {"lesions": 1, "at_least_0.5": 0.0,
+                                       "median_probability": 0.3}
+    assert strata["rim+, library"] == {"lesions": 0, "at_least_0.5": None,
+                                       "median_probability": None}
+
+
+def test_scores_bad_inputs_name_the_folder(bench, tmp_path: Path) -> None:
+    data, crossval = tmp_path / "data", tmp_path / "cv"
+    _table(data, "01", [_row(1, 1)])
+    with pytest.raises(SystemExit, match="cv: expected the arm-\\* folders of a crossval run"):
+        bench.score_strata(data, crossval)
+    (crossval / "arm-fused").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="arm-fused: expected lesion tables under predictions"):
+        bench.score_strata(data, crossval)
