@@ -1,4 +1,5 @@
-"""What a rim-classify phantom holds: its lesions, rim+ and veins, and its QSM values.
+"""What a rim-classify phantom holds (its lesions, rim+ and veins, its QSM values), and how
+a cross-validation on it scored those lesions.
 
 ``lesions`` counts from every subject's lesion table (``derivatives/phantom``): lesions,
 rim+ lesions (overall, per subject and among the real lesion shapes of the library),
