@@ -38,6 +38,9 @@ def _comparison(run: Path) -> dict[str, Any]:
         comparison = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise SystemExit(f"{path}: expected JSON, found a parse error ({error})") from None
+    if not isinstance(comparison, dict):
+        raise SystemExit(f"{path}: expected a JSON object of a crossval comparison, found "
+                         f"a {type(comparison).__name__}")
     missing = {"task", "arms", "pairs", "seed"} - set(comparison)
     if missing:
         raise SystemExit(f"{path}: expected the keys of a crossval comparison, found none of "

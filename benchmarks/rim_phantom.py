@@ -19,7 +19,8 @@ Usage::
 ``scores`` reads the out-of-fold lesion tables of every arm of a ``lesionkit crossval``
 run on the phantom (``arm-*/predictions/sub-XX/anat/*_lesions.tsv``) and gives, for rim+
 and rim- lesions with and without a vein beside them and for each lesion type, how many
-there are, the share scored 0.5 or more and the median probability.
+there are, how many of them (and what share) scored 0.5 or more, and the median
+probability.
 
 Each prints a JSON summary.
 """
@@ -157,7 +158,12 @@ def score_strata(data: Path, crossval: Path) -> dict:
                          "found none")
     out: dict = {}
     for arm in arms:
-        table = _scores(arm).merge(truth, on=["subject", "label"], how="inner")
+        scores = _scores(arm)
+        table = scores.merge(truth, on=["subject", "label"], how="inner")
+        if len(table) < len(scores):
+            raise SystemExit(f"{arm}: expected the lesions of {data}'s lesion tables, found "
+                             f"{len(scores) - len(table)} of {len(scores)} predicted lesions "
+                             "without a namesake there (predictions of other data?)")
         groups = {f"rim{'+' if rim else '-'}, {'with' if vein else 'without'} a vein":
                   (table["rim"] == rim) & (table["vein"] == vein)
                   for rim in (1, 0) for vein in (1, 0)}
@@ -166,6 +172,7 @@ def score_strata(data: Path, crossval: Path) -> dict:
                        for rim in (1, 0) for kind in sorted(table["type"].unique())})
         out[arm.name.removeprefix("arm-")] = {
             name: {"lesions": int(mask.sum()),
+                   "lesions_at_least_0.5": int((table.loc[mask, "probability"] >= 0.5).sum()),
                    "at_least_0.5": round(float((table.loc[mask, "probability"] >= 0.5).mean()),
                                          3) if mask.any() else None,
                    "median_probability": round(float(table.loc[mask, "probability"].median()),

@@ -68,7 +68,6 @@ def test_image_zscore_percentile_fits_on_training_subjects_clips_and_inverts(
     np.testing.assert_allclose(tensor, apply_normalisation(raw, entry), atol=1e-6)
 
 
-
 def test_metadata_is_read_once(enhance_dataset: Path, tmp_path: Path) -> None:
     store = SubjectStore(enhance_dataset, get_task("enhance-r1"), tmp_path / "cache")
     store.prepare(["01"])

@@ -162,7 +162,6 @@ class SubjectStore:
             if key in stats:
                 part = apply_normalisation(part, stats[key]).astype(np.float32)
             out[key] = torch.from_numpy(part)
-            del array
         return out
 
     def subject(self, name: str, stats: Stats) -> tio.Subject:

@@ -62,7 +62,8 @@ def test_values_mean_sd_and_pairs(bench, tmp_path: Path) -> None:
     assert "| a | b | +0.100/-0.100 | 0.010/0.200 | 1 of 2 |" in text
 
 
-@pytest.mark.parametrize("problem", ["missing", "same-seed", "other-arms", "not-json"])
+@pytest.mark.parametrize("problem", ["missing", "same-seed", "other-arms", "not-json",
+                                     "not-object"])
 def test_bad_runs_end_in_one_line(bench, tmp_path: Path, problem: str) -> None:
     first = _run(tmp_path, 0, {"a": 0.9, "b": 0.8}, 0.1, 0.01)
     if problem == "missing":
@@ -75,11 +76,16 @@ def test_bad_runs_end_in_one_line(bench, tmp_path: Path, problem: str) -> None:
     elif problem == "other-arms":
         second = _run(tmp_path, 1, {"a": 0.9, "c": 0.8}, 0.1, 0.01, arms=("a", "c"))
         expected = "expected the arms a, b, found a, c"
-    else:
+    elif problem == "not-json":
         second = tmp_path / "broken"
         second.mkdir()
         (second / "comparison.json").write_text("{")
         expected = "expected JSON, found a parse error"
+    else:
+        second = tmp_path / "list"
+        second.mkdir()
+        (second / "comparison.json").write_text("[1, 2]")
+        expected = "expected a JSON object of a crossval comparison, found a list"
     with pytest.raises(SystemExit) as error:
         bench.summarise([first, second])
     message = str(error.value)

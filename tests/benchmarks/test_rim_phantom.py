@@ -67,16 +67,16 @@ def test_scores_by_rim_class_vein_and_type(bench, tmp_path: Path) -> None:
     _predicted(crossval, "fused", "01", [0.2, 0.9, 0.7, 0.1])
     _predicted(crossval, "fused", "02", [0.6, 0.3])
     strata = bench.score_strata(data, crossval)["fused"]
-    assert strata["rim+, with a vein"] == {"lesions": 1, "at_least_0.5": 0.0,
-                                           "median_probability": 0.2}
-    assert strata["rim+, without a vein"] == {"lesions": 2, "at_least_0.5": 1.0,
-                                              "median_probability": 0.75}
+    assert strata["rim+, with a vein"] == {"lesions": 1, "lesions_at_least_0.5": 0,
+                                           "at_least_0.5": 0.0, "median_probability": 0.2}
+    assert strata["rim+, without a vein"] == {"lesions": 2, "lesions_at_least_0.5": 2,
+                                              "at_least_0.5": 1.0, "median_probability": 0.75}
     assert strata["rim-, with a vein"]["at_least_0.5"] == 1.0
     assert strata["rim-, without a vein"]["lesions"] == 2
-    assert strata["rim-, library"] == {"lesions": 1, "at_least_0.5": 0.0,
-                                       "median_probability": 0.3}
-    assert strata["rim+, library"] == {"lesions": 0, "at_least_0.5": None,
-                                       "median_probability": None}
+    assert strata["rim-, library"] == {"lesions": 1, "lesions_at_least_0.5": 0,
+                                       "at_least_0.5": 0.0, "median_probability": 0.3}
+    assert strata["rim+, library"] == {"lesions": 0, "lesions_at_least_0.5": 0,
+                                       "at_least_0.5": None, "median_probability": None}
 
 
 def test_scores_bad_inputs_name_the_folder(bench, tmp_path: Path) -> None:
@@ -86,4 +86,8 @@ def test_scores_bad_inputs_name_the_folder(bench, tmp_path: Path) -> None:
         bench.score_strata(data, crossval)
     (crossval / "arm-fused").mkdir(parents=True)
     with pytest.raises(SystemExit, match="arm-fused: expected lesion tables under predictions"):
+        bench.score_strata(data, crossval)
+    _predicted(crossval, "fused", "01", [0.9, 0.1])  # lesion 2 is not in the data's table
+    with pytest.raises(SystemExit, match=r"arm-fused: expected the lesions of .*data's lesion "
+                                         r"tables, found 1 of 2 predicted lesions without"):
         bench.score_strata(data, crossval)
