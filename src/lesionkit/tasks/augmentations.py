@@ -36,6 +36,16 @@ Parameters (probability p each; ranges uniform):
 - RandomGhosting p 0.2: 2-8 ghosts, intensity 0.1-0.5 (moderate phase-encode ghosts).
 - RandomMotion p 0.2: 2 movements of +-3 degrees and +-3 mm (a patient who moves a little).
 - RandomNoise p 0.5: SD 0-0.1 robust SDs of the brain (an SNR of 10 or more remains).
+
+Two more families, off unless asked for (``extracerebral``, ``unsuppressed_csf``; on in
+:data:`AXIAL_CONTEXT_RANDOMISATION`), put into the training examples what a real scan
+has beside the brain and the phantom has not, acting on the z-scored images right after
+the spatial transform (lesionkit's transforms, :mod:`lesionkit.tasks.transforms`):
+- RandomExtracerebral: non-brain tissue (dark bone and fluid to bright marrow and fat) in
+  a shell of 0 to 2-8 mm outside the brain mask, as a computed mask takes in at the skull
+  base and the vertex.
+- RandomUnsuppressedCSF (FLAIR only): one to three patches of 4-15 mm in which nulled CSF
+  is lifted toward grey-matter to lesion brightness, as CSF inflow leaves it.
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ Z_RANGE = (-8.0, 24.0)
 def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS,
                                  thick_slices: float = 0.25,
                                  thick_slice_axes: Sequence[int] = (0, 1, 2),
+                                 extracerebral: float = 0.0,
+                                 unsuppressed_csf: float = 0.0,
                                  ) -> tuple[Transform, ...]:
     """Augmentation of the weighted images ``keys`` (z-scored) and the spatial transform.
 
@@ -64,6 +76,10 @@ def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS,
             slices) it draws from, uniformly over the entries, so a repeated axis is
             drawn more often: ``(0, 1, 2, 2)`` gives axial thick slices half the time,
             as in clinical 2D protocols, whose FLAIRs are mostly axial.
+        extracerebral: Probability of non-brain tissue in a shell outside the brain mask
+            (lesionkit's ``RandomExtracerebral``: a loose computed mask), per image.
+        unsuppressed_csf: Probability of bright CSF patches on the FLAIR (lesionkit's
+            ``RandomUnsuppressedCSF``: inflow artefacts), FLAIR only.
 
     Returns:
         The transforms, in order, for ``Task.augment``.
@@ -71,8 +87,16 @@ def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS,
     only = {"include": tuple(keys)}
     to_signal = {"out_min_max": (0.0, 1.0), "in_min_max": Z_RANGE}
     to_z = {"out_min_max": Z_RANGE, "in_min_max": (0.0, 1.0)}
+    flair = {"include": tuple(k for k in keys if k == "flair")}
+    beside_brain = (
+        *((Transform("RandomExtracerebral", {"p": extracerebral, **only}),)
+          if extracerebral else ()),
+        *((Transform("RandomUnsuppressedCSF", {"p": unsuppressed_csf, **flair}),)
+          if unsuppressed_csf and flair["include"] else ()),
+    )
     return (
         Transform("RandomAffine", {"scales": 0.1, "degrees": 10, "translation": 5, "p": 0.5}),
+        *beside_brain,
         Transform("RandomAnisotropy", {"axes": tuple(thick_slice_axes),
                                        "downsampling": (1.5, 4.0), "p": thick_slices,
                                        **only}),
@@ -92,6 +116,9 @@ def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS,
 WEIGHTED_IMAGE_RANDOMISATION = weighted_image_randomisation()
 #: For networks that read axial slices with their neighbours (2.5D): thick slices in 40 %
 #: of the examples, axial in half of those (docs/real-data.md, "Slices read with their
-#: neighbours").
+#: neighbours"); non-brain tissue beside the brain in half and bright CSF on the FLAIR in
+#: 30 % (docs/real-data.md, "What a real scan has beside the brain").
 AXIAL_CONTEXT_RANDOMISATION = weighted_image_randomisation(thick_slices=0.4,
-                                                           thick_slice_axes=(0, 1, 2, 2))
+                                                           thick_slice_axes=(0, 1, 2, 2),
+                                                           extracerebral=0.5,
+                                                           unsuppressed_csf=0.3)
