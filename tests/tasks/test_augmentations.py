@@ -10,6 +10,7 @@ from lesionkit.tasks.augmentations import (
     AXIAL_CONTEXT_RANDOMISATION,
     WEIGHTED_IMAGE_RANDOMISATION,
     Z_RANGE,
+    weighted_image_randomisation,
 )
 
 
@@ -78,3 +79,20 @@ def test_thick_slices_can_favour_the_axial_axis():
     assert out.flair.shape == subject.flair.shape
     assert not torch.equal(out.flair.data, subject.flair.data)
     assert torch.equal(out.lesion.data, subject.lesion.data)
+
+
+def test_what_lies_beside_the_brain_is_an_option_off_in_every_recipe():
+    beside = {"RandomExtracerebral", "RandomUnsuppressedCSF"}
+    for recipe in (WEIGHTED_IMAGE_RANDOMISATION, AXIAL_CONTEXT_RANDOMISATION):
+        assert not beside & {t.name for t in recipe}
+    asked = weighted_image_randomisation(extracerebral=0.5, unsuppressed_csf=0.3)
+    names = {t.name: t for t in asked}
+    assert names["RandomExtracerebral"].kwargs["p"] == 0.5
+    assert names["RandomUnsuppressedCSF"].kwargs["include"] == ("flair",)  # FLAIR only
+    no_flair = weighted_image_randomisation(("t1w",), extracerebral=0.5, unsuppressed_csf=0.3)
+    assert "RandomUnsuppressedCSF" not in {t.name for t in no_flair}
+    subject = _subject()
+    subject.add_image(tio.LabelMap(tensor=torch.ones(1, 24, 24, 24, dtype=torch.uint8)
+                                   .index_fill_(1, torch.arange(4), 0)), "mask")
+    out = tio.Compose([t.build() for t in asked])(subject)
+    assert out.flair.shape == (1, 24, 24, 24)

@@ -8,7 +8,12 @@ import torch
 import torchio as tio
 
 from lesionkit.tasks.task import Transform
-from lesionkit.tasks.transforms import RandomRot90, RandomThickSlices
+from lesionkit.tasks.transforms import (
+    RandomExtracerebral,
+    RandomRot90,
+    RandomThickSlices,
+    RandomUnsuppressedCSF,
+)
 
 
 def _subject() -> tio.Subject:
@@ -95,3 +100,82 @@ def test_thick_slices_no_thicker_than_the_voxels_change_nothing():
 def test_thick_slices_refuse_a_bad_setting(kwargs):
     with pytest.raises(ValueError, match="expected"):
         RandomThickSlices(**kwargs)
+
+
+def _head() -> tio.Subject:
+    """A z-scored FLAIR at 2 mm: a brain ball of tissue (z 0), a CSF ball inside it (z -4),
+    a lesion (z 3) in the tissue, background -4 outside the brain mask."""
+    grid = torch.stack(torch.meshgrid(*(torch.arange(32.0),) * 3, indexing="ij"))
+    radius = ((grid - 15.5) ** 2).sum(0).sqrt()
+    brain = radius < 10
+    csf = ((grid - torch.tensor([15.5, 15.5, 12.0])[:, None, None, None]) ** 2).sum(0) < 9
+    lesion = ((grid - torch.tensor([15.5, 20.0, 19.0])[:, None, None, None]) ** 2).sum(0) < 4
+    flair = torch.full((32, 32, 32), -4.0)
+    flair[brain] = 0.0
+    flair[csf] = -4.0
+    flair[lesion] = 3.0
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    return tio.Subject(
+        flair=tio.ScalarImage(tensor=flair[None], affine=affine),
+        t1w=tio.ScalarImage(tensor=flair[None].clone(), affine=affine),
+        mask=tio.LabelMap(tensor=brain[None].to(torch.uint8), affine=affine),
+        lesion=tio.LabelMap(tensor=lesion[None].to(torch.uint8), affine=affine))
+
+
+def test_unsuppressed_csf_brightens_csf_only_and_leaves_the_truth():
+    changed_somewhere = False
+    for seed in range(10):
+        torch.manual_seed(seed)
+        subject = _head()
+        before = subject.flair.data.clone()
+        out = RandomUnsuppressedCSF(include=("flair",), sigma_mm=(6.0, 15.0))(subject)
+        change = out.flair.data - before
+        csf = (before <= -2.0) & (subject.mask.data > 0)
+        assert change.min() >= 0  # only brighter
+        assert torch.all(change[~csf] == 0)  # tissue, lesion and background untouched
+        assert out.flair.data[csf].max() <= 3.0  # at most lesion brightness
+        assert torch.equal(out.t1w.data, before)  # not named
+        assert torch.equal(out.lesion.data, subject.lesion.data)
+        changed_somewhere |= bool((change[csf] > 1.0).any())
+    assert changed_somewhere
+
+
+def test_unsuppressed_csf_needs_the_brain_mask_and_sane_settings():
+    subject = _head()
+    subject.remove_image("mask")
+    with pytest.raises(ValueError, match="brain mask 'mask'"):
+        RandomUnsuppressedCSF(include=("flair",))(subject)
+    with pytest.raises(ValueError, match="below the brain median"):
+        RandomUnsuppressedCSF(csf_below=0.5)
+    with pytest.raises(ValueError, match="width range"):
+        RandomUnsuppressedCSF(sigma_mm=(5.0, 2.0))
+
+
+def test_extracerebral_fills_a_shell_outside_the_mask_only():
+    widths = []
+    for seed in range(10):
+        torch.manual_seed(seed)
+        subject = _head()
+        before = subject.flair.data.clone()
+        out = RandomExtracerebral(include=("flair",), width_mm=(4.0, 8.0))(subject)
+        changed = (out.flair.data != before)[0]
+        inside = subject.mask.data[0] > 0
+        assert not changed[inside].any()  # the brain and its lesion untouched
+        assert torch.equal(out.t1w.data, before) and torch.equal(out.lesion.data,
+                                                                 subject.lesion.data)
+        values = out.flair.data[0][changed]
+        assert values.min() >= -4.0 and values.max() <= 3.0
+        grid = torch.stack(torch.meshgrid(*(torch.arange(32.0),) * 3, indexing="ij"))
+        radius_mm = 2 * ((grid - 15.5) ** 2).sum(0).sqrt()
+        widths.append(float(radius_mm[changed].max()) - 20.0)
+        assert widths[-1] <= 8.0 + 2 * 3 ** 0.5  # within the drawn width (and a voxel)
+    assert max(widths) > 4.0  # a shell that reaches millimetres beyond the brain
+
+
+def test_extracerebral_refuses_bad_settings_and_a_missing_mask():
+    with pytest.raises(ValueError, match="width_mm"):
+        RandomExtracerebral(width_mm=(0.0, 2.0))
+    subject = _head()
+    subject.remove_image("mask")
+    with pytest.raises(ValueError, match="brain mask 'mask'"):
+        RandomExtracerebral(include=("flair",))(subject)

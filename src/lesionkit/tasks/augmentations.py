@@ -37,10 +37,12 @@ Parameters (probability p each; ranges uniform):
 - RandomMotion p 0.2: 2 movements of +-3 degrees and +-3 mm (a patient who moves a little).
 - RandomNoise p 0.5: SD 0-0.1 robust SDs of the brain (an SNR of 10 or more remains).
 
-Two more families, off unless asked for (``extracerebral``, ``unsuppressed_csf``; on in
-:data:`AXIAL_CONTEXT_RANDOMISATION`), put into the training examples what a real scan
-has beside the brain and the phantom has not, acting on the z-scored images right after
-the spatial transform (lesionkit's transforms, :mod:`lesionkit.tasks.transforms`):
+Two more families, off unless asked for (``extracerebral``, ``unsuppressed_csf``), put
+into the training examples what a real scan has beside the brain and the phantom has
+not, acting on the z-scored images right after the spatial transform (lesionkit's
+transforms, :mod:`lesionkit.tasks.transforms`). Tried on the FLAIR-only recipe, they
+did not lower its false positives on a healthy real FLAIR (docs/real-data.md), so no
+recipe uses them:
 - RandomExtracerebral: non-brain tissue (dark bone and fluid to bright marrow and fat) in
   a shell of 0 to 2-8 mm outside the brain mask, as a computed mask takes in at the skull
   base and the vertex.
@@ -116,9 +118,8 @@ def weighted_image_randomisation(keys: Sequence[str] = WEIGHTED_KEYS,
 WEIGHTED_IMAGE_RANDOMISATION = weighted_image_randomisation()
 #: For networks that read axial slices with their neighbours (2.5D): thick slices in 40 %
 #: of the examples, axial in half of those (docs/real-data.md, "Slices read with their
-#: neighbours"); non-brain tissue beside the brain in half and bright CSF on the FLAIR in
-#: 30 % (docs/real-data.md, "What a real scan has beside the brain").
+#: neighbours"). Non-brain tissue beside the brain and bright CSF on the FLAIR were tried
+#: on top (``extracerebral=0.5, unsuppressed_csf=0.3``) and not adopted (docs/real-data.md,
+#: "What a real scan has beside the brain").
 AXIAL_CONTEXT_RANDOMISATION = weighted_image_randomisation(thick_slices=0.4,
-                                                           thick_slice_axes=(0, 1, 2, 2),
-                                                           extracerebral=0.5,
-                                                           unsuppressed_csf=0.3)
+                                                           thick_slice_axes=(0, 1, 2, 2))
