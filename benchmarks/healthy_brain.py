@@ -21,6 +21,11 @@ Usage::
     python benchmarks/healthy_brain.py --model flair-only-lesion-dr --work OUT --native \
         --flair FLAIR.nii.gz
 
+``--each-network`` also predicts with each network of an averaged model (``train
+--folds``) alone and counts its components (``"each network"`` in ``healthy.json``):
+networks of one recipe can differ far more on a healthy scan than their average does
+from another recipe's.
+
 Writes ``OUT/bids`` (the subject), ``OUT/predictions``, ``OUT/healthy.json`` (components
 and volume of the map at 33 % and 50 %; the lesions ``predict`` itself tabled, which
 leaves out components that stay near the brain mask's edge, ``--min-lesion-depth-mm``;
@@ -240,6 +245,39 @@ def largest_components(flair: Path, probability: np.ndarray, out: Path, title: s
     return out
 
 
+def single_network(model: Path, fold: int, out: Path) -> Path:
+    """A model folder at ``out`` holding fold ``fold`` of ``model`` alone: its config with
+    that fold's entry only, and a link to the fold's folder (weights not copied)."""
+    from lesionkit.model_folder import fold_dir, read_config, write_config
+
+    config = read_config(model)
+    entries = [e for e in config["folds"] if e["fold"] == fold]
+    if not entries:
+        raise SystemExit(f"{model / 'config.yaml'}: expected a fold {fold}, found folds "
+                         f"{[e['fold'] for e in config['folds']]}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out, {**config, "folds": entries})
+    link = fold_dir(out, fold)
+    if not link.exists():
+        link.symlink_to(fold_dir(model, fold).resolve(), target_is_directory=True)
+    return out
+
+
+def predict_and_count(lesionkit: str, model: Path, data: Path, predictions: Path
+                      ) -> tuple[dict, np.ndarray, nib.Nifti1Image]:
+    """``predict`` (2 flips) with ``model`` into ``predictions``; the components of its
+    lesion map at 33 % and 50 %, the lesions it tabled, the map and its image."""
+    subprocess.run([lesionkit, "predict", str(model), str(data), "--out-dir",
+                    str(predictions), "--tta", "2"], check=True)
+    found = [p for p in predictions.rglob("*label-lesion*_probseg.nii.gz")
+             if "desc-uncertainty" not in p.name]
+    image = nib.load(found[0])
+    probability = np.asarray(image.dataobj, np.float32)
+    voxel_ml = float(abs(np.linalg.det(image.affine[:3, :3]))) / 1000.0
+    return ({**count(probability, voxel_ml), "predict's lesions": predicted_lesions(predictions)},
+            probability, image)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Lay out the healthy subject, predict with the model, count the components."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -249,22 +287,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--native", action="store_true",
                         help="--flair is one FLAIR as scanned (own grid, skull on, no T1w)")
     parser.add_argument("--lesionkit", default=str(Path(sys.executable).with_name("lesionkit")))
+    parser.add_argument("--each-network", action="store_true",
+                        help="also predict with each network of an averaged model alone "
+                             "(under WORK/networks) and count its components")
     args = parser.parse_args(argv)
     if args.native and args.flair is None:
         raise SystemExit("--native: expected --flair FILE (one FLAIR as scanned), found none")
     flair = args.flair or swane_flair()
     data = (layout_native if args.native else layout)(args.work / "bids", flair)
     predictions = args.work / "predictions"
-    subprocess.run([args.lesionkit, "predict", str(args.model), str(data), "--out-dir",
-                    str(predictions), "--tta", "2"], check=True)
-    found = [p for p in predictions.rglob("*label-lesion*_probseg.nii.gz")
-             if "desc-uncertainty" not in p.name]
-    image = nib.load(found[0])
-    probability = np.asarray(image.dataobj, np.float32)
-    voxel_ml = float(abs(np.linalg.det(image.affine[:3, :3]))) / 1000.0
+    counted, probability, image = predict_and_count(args.lesionkit, args.model, data,
+                                                    predictions)
     written = data / "sub-healthy" / "anat" / "sub-healthy_FLAIR.nii.gz"
-    result = {"model": str(args.model), "flair": str(flair), **count(probability, voxel_ml),
-              "predict's lesions": predicted_lesions(predictions)}
+    result = {"model": str(args.model), "flair": str(flair), **counted}
+    if args.each_network:
+        from lesionkit.model_folder import read_config
+        from lesionkit.shipped import resolve_model
+
+        model, networks = resolve_model(args.model), args.work / "networks"
+        folds = [entry["fold"] for entry in read_config(model)["folds"]]
+        result["each network"] = {
+            str(k): predict_and_count(args.lesionkit,
+                                      single_network(model, k, networks / f"fold-{k}"), data,
+                                      networks / f"predictions-{k}")[0]
+            for k in folds}
     if args.native:
         from lesionkit.lesions import depth_inside
 

@@ -53,3 +53,23 @@ def test_the_lesions_predict_tabled_are_read_from_its_load_table(bench, tmp_path
         "min_lesion_depth_mm\nsub-healthy\t6\t0.6912\t0.33\t0.0\t3.0\n")
     assert bench.predicted_lesions(tmp_path) == {"components": 6, "volume_ml": 0.69,
                                                  "threshold": 0.33, "min_depth_mm": 3.0}
+
+
+def test_one_network_of_an_averaged_model_is_a_model_folder_of_its_own(bench,
+                                                                        tmp_path: Path) -> None:
+    from lesionkit.model_folder import CONFIG_KEYS, read_config, write_config
+
+    model = tmp_path / "model"
+    config = {key: None for key in CONFIG_KEYS}
+    config["folds"] = [{"fold": k, "train": [f"0{k}"]} for k in range(3)]
+    write_config(model, config)
+    for k in range(3):
+        (model / f"fold-{k}").mkdir()
+        (model / f"fold-{k}" / "weights.safetensors").write_text(f"network {k}")
+    single = bench.single_network(model, 1, tmp_path / "one")
+    assert read_config(single)["folds"] == [{"fold": 1, "train": ["01"]}]
+    assert sorted(p.name for p in single.iterdir()) == ["config.yaml", "fold-1"]
+    assert (single / "fold-1" / "weights.safetensors").read_text() == "network 1"
+    assert read_config(model)["folds"] == config["folds"]  # the model itself untouched
+    with pytest.raises(SystemExit, match="expected a fold 5, found folds \\[0, 1, 2\\]"):
+        bench.single_network(model, 5, tmp_path / "five")
