@@ -122,13 +122,18 @@ class RandomThickSlices(RandomTransform):
                             scalars_only=True, **args)(subject)
 
 
+def _uniform(low: float, high: float) -> float:
+    """One uniform draw in [low, high) from torch's generator (seeded per worker)."""
+    return low + (high - low) * float(torch.rand(1))
+
+
 class RandomUnsuppressedCSF(RandomTransform, IntensityTransform):
     """Patches of cerebrospinal fluid left bright on a FLAIR, as inflow artefacts leave it.
 
     FLAIR nulls CSF with an inversion pulse; CSF that flows into the slice (2D) or the slab
-    (3D) between inversion and readout was not inverted and comes out bright, most often
-    in the ventricles (the fourth and third most often) and the basal cisterns, and at the
-    lower edge of a 3D slab (Lisanti et al. 2007, AJR 188:716, on CSF flow phenomena;
+    (3D) between inversion and readout was not inverted and comes out bright: in the
+    ventricles (the fourth and the third most often), the basal cisterns and at the lower
+    edge of a 3D slab (Lisanti et al. 2007, AJR 188:716, on CSF flow phenomena;
     Ogbole et al. 2016, Niger Med J 57:59: intraventricular pulsation artefacts on the
     FLAIR of 16 % of 202 consecutive patients). A network that has only seen fully nulled CSF
     reads such a patch as a lesion. Here the named (per-image z-scored) images get one to
@@ -167,9 +172,6 @@ class RandomUnsuppressedCSF(RandomTransform, IntensityTransform):
         self.brightness = (float(brightness[0]), float(brightness[1]))
         self.csf_below, self.mask_key, self.protect = float(csf_below), mask_key, tuple(protect)
 
-    def _uniform(self, low: float, high: float) -> float:
-        return low + (high - low) * float(torch.rand(1))
-
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         """Lift CSF inside drawn patches of every included image (one draw per image)."""
         if self.mask_key not in subject:
@@ -183,7 +185,7 @@ class RandomUnsuppressedCSF(RandomTransform, IntensityTransform):
         grid = torch.stack(torch.meshgrid(*(torch.arange(n, dtype=torch.float32)
                                             for n in inside.shape), indexing="ij"))
         for image in self.get_images(subject):
-            data = image.data.float()
+            data = image.data.float().clone()
             z = data[0]
             dark = inside & (z <= self.csf_below)
             centres = torch.nonzero(dark)
@@ -194,12 +196,12 @@ class RandomUnsuppressedCSF(RandomTransform, IntensityTransform):
             target = torch.zeros_like(z)
             for _ in range(int(torch.randint(1, self.blobs + 1, (1,)))):
                 centre = centres[int(torch.randint(len(centres), (1,)))].float()
-                sigma = self._uniform(*self.sigma_mm)
+                sigma = _uniform(*self.sigma_mm)
                 distance = (((grid - centre[:, None, None, None])
                              * spacing[:, None, None, None]) ** 2).sum(0)
                 blob = torch.exp(-distance / (2 * sigma ** 2))
                 closer = blob > lifted
-                target = torch.where(closer, self._uniform(*self.brightness), target)
+                target = torch.where(closer, _uniform(*self.brightness), target)
                 lifted = torch.maximum(lifted, blob)
             change = weight * lifted
             data[0] = z + change * (target - z)
@@ -248,9 +250,6 @@ class RandomExtracerebral(RandomTransform, IntensityTransform):
         self.bright = (float(bright[0]), float(bright[1]))
         self.mask_key = mask_key
 
-    def _uniform(self, low: float, high: float) -> float:
-        return low + (high - low) * float(torch.rand(1))
-
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         """Fill a drawn shell outside the mask of every included image (one draw each)."""
         import numpy as np
@@ -268,14 +267,14 @@ class RandomExtracerebral(RandomTransform, IntensityTransform):
             coarse = torch.rand(1, 1, 4, 4, 4)
             width = torch.nn.functional.interpolate(coarse, size=inside.shape, mode="trilinear",
                                                     align_corners=True)[0, 0].numpy()
-            shell = ~inside & (outside_mm <= width * self._uniform(*self.width_mm))
+            shell = ~inside & (outside_mm <= width * _uniform(*self.width_mm))
             if not shell.any():
                 continue
             rng = np.random.default_rng(int(torch.randint(2 ** 31, (1,))))
-            sigma = [self._uniform(*self.texture_mm) / s for s in spacing]
+            sigma = [_uniform(*self.texture_mm) / s for s in spacing]
             texture = ndimage.gaussian_filter(rng.random(inside.shape, dtype=np.float32),
                                               sigma)
-            low, high = self._uniform(*self.dark), self._uniform(*self.bright)
+            low, high = _uniform(*self.dark), _uniform(*self.bright)
             ranks = np.argsort(np.argsort(texture[shell])) / max(int(shell.sum()) - 1, 1)
             data = image.data.clone()
             data[0][torch.from_numpy(shell)] = torch.from_numpy(
