@@ -24,7 +24,10 @@ Usage::
 ``--each-network`` also predicts with each network of an averaged model (``train
 --folds``) alone and counts its components (``"each network"`` in ``healthy.json``):
 networks of one recipe can differ far more on a healthy scan than their average does
-from another recipe's.
+from another recipe's. ``"lesions shared between networks"`` says which networks mark
+each lesion of the averaged model (one that most of them mark is systematic: more
+networks would not remove it) and how many of each network's own lesions another one
+marks too.
 
 Writes ``OUT/bids`` (the subject), ``OUT/predictions``, ``OUT/healthy.json`` (components
 and volume of the map at 33 % and 50 %; the lesions ``predict`` itself tabled, which
@@ -263,6 +266,45 @@ def single_network(model: Path, fold: int, out: Path) -> Path:
     return out
 
 
+def shared_lesions(averaged: np.ndarray, networks: dict[str, np.ndarray],
+                   voxel_mm3: float) -> dict[str, list]:
+    """Which networks mark each lesion of the averaged model, and how many of each
+    network's own lesions another network marks too.
+
+    Args:
+        averaged: The averaged model's lesion label map (one integer per lesion).
+        networks: Each network's lesion label map (non-zero: lesion), by fold.
+        voxel_mm3: Volume of one voxel (mm^3).
+
+    Returns:
+        ``"averaged lesions"``: one ``[label, volume_mm3, [folds marking it]]`` per lesion;
+        ``"own lesions"``: one ``[fold, lesions, of them marked by at least one other
+        network, by at least two others]`` per network.
+    """
+    marked = {k: labels > 0 for k, labels in networks.items()}
+    rows = []
+    for label in range(1, int(averaged.max()) + 1):
+        lesion = averaged == label
+        if lesion.any():
+            rows.append([label, round(float(lesion.sum()) * voxel_mm3, 1),
+                         [k for k, m in marked.items() if m[lesion].any()]])
+    own = []
+    for k, m in marked.items():
+        labels, n = ndimage.label(m, np.ones((3, 3, 3)))
+        others = [sum(bool(o[labels == i].any()) for j, o in marked.items() if j != k)
+                  for i in range(1, n + 1)]
+        own.append([k, n, sum(c >= 1 for c in others), sum(c >= 2 for c in others)])
+    return {"averaged lesions": rows, "own lesions": own}
+
+
+def _label_map(predictions: Path) -> tuple[np.ndarray, float]:
+    """The lesion label map ``predict`` wrote under ``predictions`` and its voxel (mm^3)."""
+    [found] = predictions.rglob("*_dseg.nii.gz")
+    image = nib.load(found)
+    return (np.asarray(image.dataobj, np.int32),
+            float(abs(np.linalg.det(image.affine[:3, :3]))))
+
+
 def predict_and_count(lesionkit: str, model: Path, data: Path, predictions: Path
                       ) -> tuple[dict, np.ndarray, nib.Nifti1Image]:
     """``predict`` (2 flips) with ``model`` into ``predictions``; the components of its
@@ -311,6 +353,10 @@ def main(argv: list[str] | None = None) -> None:
                                       single_network(model, k, networks / f"fold-{k}"), data,
                                       networks / f"predictions-{k}")[0]
             for k in folds}
+        averaged, voxel_mm3 = _label_map(predictions)
+        result["lesions shared between networks"] = shared_lesions(
+            averaged, {str(k): _label_map(networks / f"predictions-{k}")[0] for k in folds},
+            voxel_mm3)
     if args.native:
         from lesionkit.lesions import depth_inside
 

@@ -73,3 +73,18 @@ def test_one_network_of_an_averaged_model_is_a_model_folder_of_its_own(bench,
     assert read_config(model)["folds"] == config["folds"]  # the model itself untouched
     with pytest.raises(SystemExit, match="expected a fold 5, found folds \\[0, 1, 2\\]"):
         bench.single_network(model, 5, tmp_path / "five")
+
+
+def test_lesions_shared_between_networks_tell_systematic_from_idiosyncratic(bench) -> None:
+    averaged = np.zeros((20, 20, 20), np.int32)
+    averaged[2:4, 2:4, 2:4] = 1  # 8 voxels, marked by every network
+    averaged[10, 10, 10] = 2  # 1 voxel, marked by network "1" only
+    networks = {k: np.zeros_like(averaged) for k in ("0", "1", "2")}
+    for labels in networks.values():
+        labels[3, 3, 3] = 1
+    networks["1"][10, 10, 10] = 2
+    networks["1"][15, 15, 15] = 3  # its own, no other network has it
+    networks["2"][15, 15, 16] = 1  # the next voxel: beside it, not the same lesion
+    shared = bench.shared_lesions(averaged, networks, voxel_mm3=2.0)
+    assert shared["averaged lesions"] == [[1, 16.0, ["0", "1", "2"]], [2, 2.0, ["1"]]]
+    assert shared["own lesions"] == [["0", 1, 1, 1], ["1", 3, 1, 1], ["2", 2, 1, 1]]
