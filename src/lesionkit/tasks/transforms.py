@@ -135,11 +135,11 @@ class RandomUnsuppressedCSF(RandomTransform, IntensityTransform):
     ventricles (the fourth and the third most often), the basal cisterns and at the lower
     edge of a 3D slab (Lisanti et al. 2007, AJR 188:716, on CSF flow phenomena;
     Ogbole et al. 2016, Niger Med J 57:59: intraventricular pulsation artefacts on the
-    FLAIR of 16 % of 202 consecutive patients). A network that has only seen fully nulled CSF
-    reads such a patch as a lesion. Here the named (per-image z-scored) images get one to
-    ``blobs`` smooth patches, each a Gaussian of a drawn width centred on a drawn CSF voxel,
-    inside which CSF is lifted toward a drawn brightness between grey matter and lesion
-    level. Only dark voxels inside the brain mask change (CSF: z at or below
+    FLAIR of 16 % of 202 consecutive patients at 0.3 T). A network that has only seen
+    fully nulled CSF reads such a patch as a lesion. Here the named (per-image z-scored)
+    images get one to ``blobs`` smooth patches, each a Gaussian of a drawn width centred on
+    a drawn CSF voxel, inside which CSF is lifted toward a drawn brightness between grey
+    matter and lesion level. Only dark voxels inside the brain mask change (CSF: z at or below
     ``csf_below``; a ramp up to ``csf_below / 2`` for partial volume); voxels of the
     ``protect`` label maps (the lesions) and every label map stay as they are: an artefact
     does not change the truth.
