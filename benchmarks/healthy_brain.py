@@ -35,7 +35,9 @@ leaves out components that stay near the brain mask's edge, ``--min-lesion-depth
 for the template subject the FLAIR's GM/WM ratio and each
 component's median over the WM median, beside the published FLAIR lesion/WM range: is a
 component brighter than real lesions are?; for a native FLAIR the components reaching
-3, 5 and 10 mm inside the brain mask) and ``OUT/healthy.png`` (axial slices with the
+3, 5 and 10 mm inside the brain mask, and the median and largest z-score of the FLAIR in
+each lesion ``predict`` called: is it bright at all?) and ``OUT/healthy.png`` (axial
+slices with the
 map; for a native FLAIR, through its ten largest components, each outlined).
 """
 
@@ -297,12 +299,45 @@ def shared_lesions(averaged: np.ndarray, networks: dict[str, np.ndarray],
     return {"averaged lesions": rows, "own lesions": own}
 
 
+def _one(predictions: Path, pattern: str, what: str) -> Path:
+    """The one file ``predict`` wrote under ``predictions`` matching ``pattern``."""
+    found = sorted(p for p in predictions.rglob(pattern) if "desc-uncertainty" not in p.name)
+    if len(found) != 1:
+        raise SystemExit(f"{predictions}: expected one {what} ({pattern}) written by predict, "
+                         f"found {len(found)}")
+    return found[0]
+
+
 def _label_map(predictions: Path) -> tuple[np.ndarray, float]:
     """The lesion label map ``predict`` wrote under ``predictions`` and its voxel (mm^3)."""
-    [found] = predictions.rglob("*_dseg.nii.gz")
-    image = nib.load(found)
+    image = nib.load(_one(predictions, "*_dseg.nii.gz", "lesion label map"))
     return (np.asarray(image.dataobj, np.int32),
             float(abs(np.linalg.det(image.affine[:3, :3]))))
+
+
+def lesion_brightness(flair: Path, brain: np.ndarray, labels: np.ndarray
+                      ) -> list[dict[str, float]]:
+    """How bright each lesion ``predict`` called is on the FLAIR, z-scored as the engine
+    z-scores it (robustly, inside the brain mask, :func:`lesionkit.normalisation.per_image_zscore`)
+    but on the scan's own grid: the brain's median is 0, a lesion brighter than the tissue
+    around it lies well above it. One row per lesion label: volume (mm^3), median and
+    largest z."""
+    import torch
+
+    from lesionkit.normalisation import per_image_zscore
+
+    image = nib.load(flair)
+    values = torch.from_numpy(np.asarray(image.dataobj, np.float32)[None])
+    z = per_image_zscore(values, torch.from_numpy(brain)).numpy()[0]
+    voxel_mm3 = float(abs(np.linalg.det(image.affine[:3, :3])))
+    rows = []
+    for label in range(1, int(labels.max()) + 1):
+        inside = labels == label
+        if inside.any():
+            rows.append({"label": label, "volume_mm3": round(float(inside.sum()) * voxel_mm3, 1),
+                         "median_z": round(float(np.median(z[inside])), 2),
+                         "largest_z": round(float(z[inside].max()), 2)})
+    return rows
 
 
 def predict_and_count(lesionkit: str, model: Path, data: Path, predictions: Path
@@ -311,9 +346,7 @@ def predict_and_count(lesionkit: str, model: Path, data: Path, predictions: Path
     lesion map at 33 % and 50 %, the lesions it tabled, the map and its image."""
     subprocess.run([lesionkit, "predict", str(model), str(data), "--out-dir",
                     str(predictions), "--tta", "2"], check=True)
-    found = [p for p in predictions.rglob("*label-lesion*_probseg.nii.gz")
-             if "desc-uncertainty" not in p.name]
-    image = nib.load(found[0])
+    image = nib.load(_one(predictions, "*label-lesion*_probseg.nii.gz", "lesion map"))
     probability = np.asarray(image.dataobj, np.float32)
     voxel_ml = float(abs(np.linalg.det(image.affine[:3, :3]))) / 1000.0
     return ({**count(probability, voxel_ml), "predict's lesions": predicted_lesions(predictions)},
@@ -365,6 +398,8 @@ def main(argv: list[str] | None = None) -> None:
         spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
         result["components at 33 % by depth inside the brain mask"] = by_depth(
             probability, brain, spacing)
+        result["predict's lesions on the FLAIR, z-scored in its brain mask"] = \
+            lesion_brightness(written, brain, _label_map(predictions)[0])
         lesions = result["predict's lesions"]
         largest_components(written, probability, args.work / "healthy.png",
                            f"healthy FLAIR as scanned: the largest of "

@@ -88,3 +88,21 @@ def test_lesions_shared_between_networks_tell_systematic_from_idiosyncratic(benc
     shared = bench.shared_lesions(averaged, networks, voxel_mm3=2.0)
     assert shared["averaged lesions"] == [[1, 16.0, ["0", "1", "2"]], [2, 2.0, ["1"]]]
     assert shared["own lesions"] == [["0", 1, 1, 1], ["1", 3, 1, 1], ["2", 2, 1, 1]]
+
+
+def test_lesion_brightness_is_the_engines_z_score_inside_the_mask(bench, tmp_path: Path) -> None:
+    values = np.full((10, 10, 10), 100.0, np.float32)
+    values[:, :4] = 80.0  # the brain: 40 % at 80, the rest 100 -> median 100, IQR 20
+    values[2, 2, 2] = 160.0  # a bright spot
+    flair = tmp_path / "flair.nii.gz"
+    nib.save(nib.Nifti1Image(values, np.diag([2.0, 2.0, 2.0, 1.0])), flair)
+    brain = np.ones(values.shape, bool)
+    labels = np.zeros(values.shape, np.int32)
+    labels[2, 2, 2] = 1
+    labels[7, 7, 7] = 2
+    rows = bench.lesion_brightness(flair, brain, labels)
+    scale = 20.0 / 1.349
+    assert rows == [
+        {"label": 1, "volume_mm3": 8.0, "median_z": round(60 / scale, 2),
+         "largest_z": round(60 / scale, 2)},
+        {"label": 2, "volume_mm3": 8.0, "median_z": 0.0, "largest_z": 0.0}]

@@ -254,6 +254,7 @@ class RandomExtracerebral(RandomTransform, IntensityTransform):
         """Fill a drawn shell outside the mask of every included image (one draw each)."""
         import numpy as np
         from scipy import ndimage
+        from scipy.stats import rankdata
 
         if self.mask_key not in subject:
             raise ValueError(f"RandomExtracerebral needs the brain mask {self.mask_key!r} in "
@@ -275,7 +276,7 @@ class RandomExtracerebral(RandomTransform, IntensityTransform):
             texture = ndimage.gaussian_filter(rng.random(inside.shape, dtype=np.float32),
                                               sigma)
             low, high = _uniform(*self.dark), _uniform(*self.bright)
-            ranks = np.argsort(np.argsort(texture[shell])) / max(int(shell.sum()) - 1, 1)
+            ranks = (rankdata(texture[shell]) - 1) / max(int(shell.sum()) - 1, 1)
             data = image.data.clone()
             data[0][torch.from_numpy(shell)] = torch.from_numpy(
                 (low + (high - low) * ranks).astype(np.float32)).to(data.dtype)
