@@ -37,8 +37,8 @@ component's median over the WM median, beside the published FLAIR lesion/WM rang
 component brighter than real lesions are?; for a native FLAIR the components reaching
 3, 5 and 10 mm inside the brain mask, and the median and largest z-score of the FLAIR in
 each lesion ``predict`` called: is it bright at all?) and ``OUT/healthy.png`` (axial
-slices with the
-map; for a native FLAIR, through its ten largest components, each outlined).
+slices with the map; for a native FLAIR, through its ten largest components, each
+outlined).
 """
 
 from __future__ import annotations
