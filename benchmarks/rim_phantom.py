@@ -22,6 +22,15 @@ and rim- lesions with and without a vein beside them and for each lesion type, h
 there are, how many of them (and what share) scored 0.5 or more, and the median
 probability.
 
+``prior`` scores the same out-of-fold lesions twice: as predicted (probabilities moved to
+the training lesions' rim+ fraction by the prior shift each fold recorded,
+``lesionkit.calibration``) and with that shift taken back out (the probabilities at the
+training batches' rim+ fraction, as predicted before the shift existed; exact for
+predictions without flips, as crossval's), with the task's own summary (AUCs, Brier
+score, counts) and the sum of all probabilities against the true rim+ total::
+
+    python benchmarks/rim_phantom.py prior data/rim80 --crossval out/rim80
+
 Each prints a JSON summary.
 """
 
@@ -33,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import ndimage
 
 FULL = np.ones((3, 3, 3), bool)
@@ -181,20 +191,89 @@ def score_strata(data: Path, crossval: Path) -> dict:
     return out
 
 
+def _held_out_shift(arm: Path) -> tuple[dict[str, float], list[list[str]]]:
+    """Subject label -> the logit shift of the fold that held it out (a crossval fold
+    holds out every subject it did not train on), and each fold's training subjects, from
+    the arm's model folder (``arm-*/model/config.yaml``)."""
+    from lesionkit.calibration import prior_shift
+    from lesionkit.units import subjects_of
+
+    config = arm / "model" / "config.yaml"
+    if not config.is_file():
+        raise SystemExit(f"{arm}: expected a crossval arm with model/config.yaml, found none")
+    shift, training = {}, []
+    for entry in yaml.safe_load(config.read_text()).get("folds", []):
+        counts = entry.get("class_counts") or {}
+        offset = prior_shift(counts.get("training"), counts.get("loss"), "sigmoid")
+        if offset is None:
+            raise SystemExit(f"{config}: expected class counts of data and loss in fold "
+                             f"{entry.get('fold')}, found {counts or 'none'} (trained "
+                             "before lesionkit recorded them?)")
+        train = subjects_of([str(s) for s in entry.get("train", [])])
+        training.append(train)
+        shift.update({s: float(offset[0]) for s in _all_subjects(arm) if s not in set(train)})
+    return shift, training
+
+
+def _all_subjects(arm: Path) -> list[str]:
+    """Subject labels of an arm's out-of-fold lesion tables."""
+    return sorted({p.name.split("_")[0][4:] for p in
+                   (arm / "predictions").glob("sub-*/anat/sub-*_lesions.tsv")})
+
+
+def prior_comparison(data: Path, crossval: Path, n_resamples: int = 1000) -> dict:
+    """Each arm's figures with the recorded prior shift (as predicted) and without it
+    (``n_resamples``: of the subject bootstrap behind the task's summary)."""
+    from lesionkit.tasks.rim_classify import lesion_summary as summary_of
+
+    truth = _tables(data)[["subject", "label", "rim"]]
+    arms = sorted(p for p in crossval.glob("arm-*") if p.is_dir())
+    if not arms:
+        raise SystemExit(f"{crossval}: expected the arm-* folders of a crossval run, "
+                         "found none")
+    out: dict = {}
+    for arm in arms:
+        table = _scores(arm).merge(truth, on=["subject", "label"], how="inner")
+        shift, training = _held_out_shift(arm)
+        p = table["probability"].to_numpy(float).clip(1e-6, 1 - 1e-6)
+        offset = table["subject"].map(shift).to_numpy(float)
+        unshifted = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - offset)))
+        figures = {}
+        for name, probability in (("as predicted", table["probability"].to_numpy(float)),
+                                  ("shift taken out", unshifted)):
+            rows = [{"participant_id": f"sub-{s}", "label": int(r), "probability": float(q)}
+                    for s, r, q in zip(table["subject"], table["rim"], probability,
+                                       strict=True)]
+            summary = summary_of(rows, training, n_resamples=n_resamples)
+            figures[name] = {
+                **{k: round(summary[k]["estimate"], 4)
+                   for k in ("roc_auc", "pr_auc", "pauc_mcclish", "brier")},
+                **{f"{k}_{m}": round(summary[k][m], 3) for k in ("count_sum",
+                                                                 "count_threshold")
+                   for m in ("mse", "r") if m in summary[k]},
+                "sum_of_probabilities": round(float(probability.sum()), 2),
+                "rim_positive": int(table["rim"].sum())}
+        out[arm.name.removeprefix("arm-")] = {
+            **figures, "shift_per_fold": sorted({round(v, 3) for v in shift.values()})}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("lesions", "qsm", "scores"))
+    parser.add_argument("what", choices=("lesions", "qsm", "scores", "prior"))
     parser.add_argument("data", type=Path, help="a rim-classify phantom (lesionkit simulate)")
     parser.add_argument("--subjects", help="comma-separated labels (default: all)")
-    parser.add_argument("--crossval", type=Path, help="scores: a lesionkit crossval folder")
+    parser.add_argument("--crossval", type=Path,
+                        help="scores, prior: a lesionkit crossval folder")
     args = parser.parse_args()
     subjects = args.subjects.split(",") if args.subjects else None
     if args.what == "lesions":
         result = lesion_summary(args.data, subjects)
-    elif args.what == "scores":
+    elif args.what in ("scores", "prior"):
         if args.crossval is None:
-            parser.error("scores needs --crossval")
-        result = score_strata(args.data, args.crossval)
+            parser.error(f"{args.what} needs --crossval")
+        result = (score_strata if args.what == "scores" else prior_comparison)(
+            args.data, args.crossval)
     else:
         result = qsm_values(args.data, subjects or sorted(_tables(args.data)["subject"].unique()))
     print(json.dumps(result, indent=2))

@@ -100,6 +100,26 @@ def test_per_lesion_scores_each_lesion_from_its_patch() -> None:
     assert scores[0, 0] == 0 and scores[1, 0] > 0  # increasing label order: 3, then 7
 
 
+def test_lesion_probabilities_take_each_folds_prior_shift() -> None:
+    task = replace(get_task("rim-classify"), inference=PerLesion(patch_size=(4, 4, 4)))
+    labels = np.zeros((12, 12, 12), np.int64)
+    labels[2:4, 2:4, 2:4], labels[8:10, 8:10, 8:10] = 3, 7
+    qsm = np.zeros((1, 12, 12, 12), np.float32)
+    qsm[0, 8:10, 8:10, 8:10] = 2.0
+    inputs = {"qsm": qsm, "flair": np.zeros_like(qsm)}
+    stats = {"qsm": {"shift": 0.0, "scale": 1.0}, "flair": {"shift": 0.0, "scale": 1.0}}
+    logits = np.array([0.0, 2.0 * 8 / 64])  # the mean of each 4^3 patch's QSM
+    plain, _ = predict_arrays(TrainedModel(Path("."), task, {}, (FoldModel(
+        MeanPerPatch(), stats),)), inputs, tta=1, lesions=labels)
+    np.testing.assert_allclose(plain[:, 0], 1 / (1 + np.exp(-logits)), rtol=1e-6)
+    shifted = (FoldModel(MeanPerPatch(), stats, logit_offset=(-2.0,)),
+               FoldModel(MeanPerPatch(), stats, logit_offset=(-1.0,)))
+    mean, _ = predict_arrays(TrainedModel(Path("."), task, {}, shifted), inputs, tta=1,
+                             lesions=labels)
+    expected = (1 / (1 + np.exp(2.0 - logits)) + 1 / (1 + np.exp(1.0 - logits))) / 2
+    np.testing.assert_allclose(mean[:, 0], expected, rtol=1e-6)
+
+
 def test_predict_inputs_and_preprocessing_keep_the_input_grid(enhance_dataset: Path,
                                                               tmp_path: Path) -> None:
     import json

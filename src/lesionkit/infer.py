@@ -287,6 +287,8 @@ def predict_arrays(model: TrainedModel, inputs: dict[str, np.ndarray], tta: int 
             with torch.inference_mode(), autocast(device, amp):
                 y = task.inference.predict(fold.network, x.flip(axes) if axes else x, flipped,
                                            **extra)
+                if fold.logit_offset is not None and y.ndim == 2:  # subject or lesion scores
+                    y = y + y.new_tensor(fold.logit_offset)
                 y = activation(y.flip(axes) if axes and y.ndim == 5 else y)
             y = y.float().cpu().numpy()
             y = y[0] if task.output_kind != "lesions" else np.moveaxis(y, 1, 0)

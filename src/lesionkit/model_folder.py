@@ -3,7 +3,8 @@
 Layout::
 
     MODEL_DIR/config.yaml             the complete task (every field), seed, version, data,
-                                      folds (subjects of each split, normalisation statistics)
+                                      folds (subjects of each split, normalisation statistics,
+                                      a classifier's class counts of data and loss)
     MODEL_DIR/metrics.json            best validation loss and epochs per fold
     MODEL_DIR/fold-K/weights.safetensors
     MODEL_DIR/fold-K/state.safetensors   per-fold fitted state (tasks with ``fit_state``)
@@ -29,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from lesionkit.calibration import prior_shift
 from lesionkit.io import InputError, atomic_path
 from lesionkit.tasks.task import Task
 
@@ -241,11 +243,17 @@ def make_network(task: Task, in_channels: int, state: Mapping[str, Any] | None =
 
 @dataclass(frozen=True)
 class FoldModel:
-    """One trained fold: its network (eval mode), normalisation and training subjects."""
+    """One trained fold: its network (eval mode), normalisation and training subjects.
+
+    ``logit_offset``: added to a classifier's logits at prediction, so that its
+    probabilities hold at the class frequencies of its training data rather than at
+    those its loss saw (:func:`lesionkit.calibration.prior_shift`); None: none.
+    """
 
     network: Any
     normalisation: dict[str, dict[str, float]]
     train: tuple[str, ...] = ()
+    logit_offset: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -283,6 +291,9 @@ def load_model(model_dir: str | os.PathLike[str], device: str = "cpu",
         except InputError as error:
             raise InputError(f"{Path(model_dir) / 'config.yaml'}: {error}") from error
         load_weights(network, folder / "weights.safetensors")
+        counts = entry.get("class_counts") or {}
+        offset = prior_shift(counts.get("training"), counts.get("loss"), task.output_activation)
         folds.append(FoldModel(network.to(device).eval(), entry["normalisation"],
-                               tuple(entry.get("train", ()))))
+                               tuple(entry.get("train", ())),
+                               None if offset is None else tuple(offset.tolist())))
     return TrainedModel(Path(model_dir).resolve(), task, config, tuple(folds))

@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L  # noqa: N812
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from lesionkit import __version__
 from lesionkit.bids import BIDSDataset, active_filters
+from lesionkit.calibration import class_counts
 from lesionkit.callbacks import (
     EpochCheckpoint,
     EpochLog,
@@ -86,6 +88,8 @@ class TaskModule(L.LightningModule):
         self.task, self.network = task, network
         self.loss = LOSSES[task.loss]()
         self.loaded = frozenset(loaded)
+        #: Class counts of the targets the training loss saw (classification tasks).
+        self.seen: np.ndarray | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -96,11 +100,20 @@ class TaskModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
         if self.task.training_step is not None:
-            loss = self.task.training_step(self.network, self.loss, batch)
+            loss = self.task.training_step(self.network, self._training_loss, batch)
         else:
-            loss = self.loss(self.network(*network_inputs(batch)), batch["target"])
+            loss = self._training_loss(self.network(*network_inputs(batch)), batch["target"])
         self._log("train_loss", loss, batch)
         return loss
+
+    def _training_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The task's loss, counting the classes of a classification task's targets (after
+        whatever the training step added: the prior the network learns;
+        :mod:`lesionkit.calibration`)."""
+        if self.task.output_kind != "maps" and self.task.output_activation is not None:
+            counts = class_counts(target, max(self.task.out_channels, 2))
+            self.seen = counts if self.seen is None else self.seen + counts
+        return self.loss(output, target)
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
         loss = self.loss(self.network(*network_inputs(batch)), batch["target"])
@@ -243,11 +256,29 @@ def train_fold(task: Task, store: SubjectStore, split: dict[str, list[str]], fol
             raise
     if trainer.is_global_zero and not (folder / "weights.safetensors").is_file():
         save_weights(module.network, folder / "weights.safetensors")  # no finite val loss
+    training = training_class_counts(task, store, split["train"], train_set)
+    counts = None if training is None or module.seen is None else {
+        "training": training.tolist(), "loss": module.seen.round(3).tolist()}
     return {"best_val_loss": log.best, "epochs": trainer.current_epoch,
             "steps": trainer.global_step, "train_examples": len(train_set),
+            "class_counts": counts,
             "seconds": round(time.time() - start, 1),
             "initialised": None if initialised is None else (
                 initialised.summary() if hasattr(initialised, "summary") else str(initialised))}
+
+
+def training_class_counts(task: Task, store: SubjectStore, names: Sequence[str],
+                          dataset: Any) -> np.ndarray | None:
+    """Class counts of a classification task's training examples: lesions of a lesion
+    dataset, else subjects (None: a task of voxel maps or without a class label)."""
+    if task.output_kind == "maps" or task.output_activation is None:
+        return None
+    classes = (dataset.classes() if hasattr(dataset, "classes")
+               else subject_class_labels(store, names, task))
+    if classes is None:
+        return None
+    known = np.asarray(classes, np.int64)
+    return np.bincount(known[known >= 0], minlength=max(task.out_channels, 2)).astype(float)
 
 
 def subject_class_labels(store: SubjectStore, names: Sequence[str], task: Task
@@ -536,6 +567,9 @@ def _train_folds(task: Task, dataset: BIDSDataset, names: list[str], model_dir: 
             init=Path(options["init"]) if options.get("init") else None)
         if rank != 0:
             continue
+        if result["class_counts"] is not None:  # read by lesionkit.calibration at prediction
+            config["folds"][-1]["class_counts"] = result["class_counts"]
+            write_config(model_dir, config)
         if progress:
             loss = result["best_val_loss"]
             kept = (f"best validation loss {loss:.4g}" if math.isfinite(loss)

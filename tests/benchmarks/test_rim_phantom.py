@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import load_script
 
@@ -91,3 +93,37 @@ def test_scores_bad_inputs_name_the_folder(bench, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"arm-fused: expected the lesions of .*data's lesion "
                                          r"tables, found 1 of 2 predicted lesions without"):
         bench.score_strata(data, crossval)
+
+
+def test_prior_comparison_takes_each_folds_shift_back_out(bench, tmp_path: Path) -> None:
+    data, crossval = tmp_path / "data", tmp_path / "cv"
+    truth = {"01": [1, 0], "02": [0, 0], "03": [1, 1], "04": [0, 1]}
+    predicted = {"01": [0.8, 0.1], "02": [0.2, 0.3], "03": [0.7, 0.6], "04": [0.05, 0.9]}
+    for subject, rims in truth.items():
+        _table(data, subject, [_row(i + 1, r) for i, r in enumerate(rims)])
+        _predicted(crossval, "fused", subject, predicted[subject])
+    # fold 0 trained on 01, 02 (so held out 03, 04); fold 1 the other way round
+    folds = [{"fold": 0, "train": ["01", "02"], "validation": [],
+              "class_counts": {"training": [3.0, 1.0], "loss": [1.0, 1.0]}},
+             {"fold": 1, "train": ["03", "04"], "validation": [],
+              "class_counts": {"training": [1.0, 3.0], "loss": [1.0, 1.0]}}]
+    (crossval / "arm-fused" / "model").mkdir(parents=True)
+    (crossval / "arm-fused" / "model" / "config.yaml").write_text(yaml.safe_dump(
+        {"folds": folds}))
+    result = bench.prior_comparison(data, crossval, n_resamples=10)["fused"]
+    assert result["shift_per_fold"] == [round(-np.log(3), 3), round(np.log(3), 3)]
+
+    def unshift(p: float, shift: float) -> float:
+        return 1 / (1 + np.exp(-(np.log(p / (1 - p)) - shift)))
+
+    expected = sum(unshift(p, np.log(3)) for s in ("01", "02") for p in predicted[s]) + sum(
+        unshift(p, -np.log(3)) for s in ("03", "04") for p in predicted[s])
+    assert result["shift taken out"]["sum_of_probabilities"] == pytest.approx(expected, abs=0.01)
+    assert result["as predicted"]["sum_of_probabilities"] == pytest.approx(3.65)
+    assert result["as predicted"]["rim_positive"] == 4
+    assert result["as predicted"]["roc_auc"] == 1.0  # every rim+ above every rim-
+    folds[1]["class_counts"] = {}
+    (crossval / "arm-fused" / "model" / "config.yaml").write_text(yaml.safe_dump(
+        {"folds": folds}))
+    with pytest.raises(SystemExit, match="expected class counts of data and loss in fold 1"):
+        bench.prior_comparison(data, crossval, n_resamples=10)

@@ -68,6 +68,13 @@ def test_train_save_reload_predict_evaluate(name: str, tmp_path: Path) -> None:
     assert not (model_dir / ".cache").exists()
     loaded = load_model(model_dir).task
     assert loaded == replace(task, spacing=loaded.spacing)
+    counts = config["folds"][0].get("class_counts")
+    if task.output_kind == "maps":
+        assert counts is None
+    else:  # a classifier records the classes of its training examples and of its loss
+        per_subject = 4 if task.output_kind == "lesions" else 1  # write_task_dataset's
+        assert sum(counts["training"]) == per_subject * len(config["folds"][0]["train"])
+        assert len(counts["loss"]) == len(counts["training"]) and sum(counts["loss"]) > 0
     assert loaded.spacing == pytest.approx(AFFINE_SPACING)  # measured and stored
 
     predictions = tmp_path / "predictions"

@@ -3,12 +3,14 @@ only), the per-fold feature scaler, partial AUC both ways and the count figures.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn.metrics import auc, roc_auc_score, roc_curve
 
 from conftest import tiny, write_task_dataset
@@ -17,7 +19,7 @@ from lesionkit.infer import predict
 from lesionkit.lesion_features import subject_features
 from lesionkit.lesions import radiomics_features
 from lesionkit.metrics.classification import partial_auc
-from lesionkit.model_folder import load_tensors
+from lesionkit.model_folder import load_model, load_tensors
 from lesionkit.tasks import get_task
 from lesionkit.tasks import rim_classify as rim
 from lesionkit.tasks.task import LesionFeatures
@@ -108,6 +110,16 @@ def test_oversampling_only_in_training_and_scaler_from_training_lesions(
     assert [n for training, n in scored if not training] == [4, 4]  # validation: 4 lesions
     state = load_tensors(model_dir / "fold-0" / "state.safetensors")
     assert int(state["lesions"][0]) == 12
+    # the loss saw 4 batches of 3 rim- and 3 + 6 rim+ (synthetic included); the data, 12
+    # lesions of which the rim+ ones are those of the training subjects' tables
+    rim_positive = sum(row["bright"] == "1" for s in ("01", "02", "03") for table in
+                       sorted(Path(data).rglob(f"sub-{s}_*_dseg.tsv"))
+                       for row in csv.DictReader(table.open(), delimiter="\t"))
+    entry = yaml.safe_load((model_dir / "config.yaml").read_text())["folds"][0]
+    assert entry["class_counts"] == {"training": [12 - rim_positive, rim_positive],
+                                     "loss": [12.0, 36.0]}
+    offset = load_model(model_dir, trusted=(__name__,)).folds[0].logit_offset
+    assert offset == pytest.approx((np.log(rim_positive / (12 - rim_positive)) - np.log(3),))
     dataset = BIDSDataset(data)
     train_rows = np.concatenate([np.stack(list(subject_features(dataset, s, task).values()))
                                  for s in ("01", "02", "03")])

@@ -42,13 +42,17 @@ neighbour's rim or a vein beside it for the centred lesion's; the ResNet's first
 convolution is 3^3 (stride 1, then max-pooling) because 32^3 patches are small; a
 ResNet narrower than 512 features (``--widen-factor``) gets a linear projection to 512
 before the fusion; standardised features are clipped to +-10; missing feature values
-(NaN) take the training mean.
+(NaN) take the training mean. A quarter of each batch is rim+ (more with the synthetic
+samples) against 3-4 % of real lesions, so the network learns probabilities at the
+batches' prior; prediction moves them to the training lesions' (the engine's prior
+shift, :mod:`lesionkit.calibration`), so that a probability means what it says and the
+sum over a subject's lesions estimates its rim+ count.
 
 Evaluation (lesion level, out of fold): partial ROC AUC for FPR < 0.1, raw (0-0.1) and
-McClish-standardised (0.5-1), PR AUC (average precision), with 95 % intervals from
-resampling subjects; subject level: predicted rim+ count (sum of probabilities, and
-count above a threshold chosen on each fold's training subjects) against the true count,
-MSE and Pearson r with its interval.
+McClish-standardised (0.5-1), PR AUC (average precision), Brier score and a reliability
+curve, with 95 % intervals from resampling subjects; subject level: predicted rim+ count
+(sum of probabilities, and count above a threshold chosen on each fold's training
+subjects) against the true count, MSE and Pearson r with its interval.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ from lesionkit.tasks.task import (
 PAPER = {"pauc": 0.760, "pr_auc": 0.704, "count_mse": 0.98, "count_r": 0.89}
 FPR_LIMIT = 0.1
 NEIGHBOURS = 3
+#: Equal-width probability bins of the report's reliability curve.
+RELIABILITY_BINS = 5
 EMBEDDING = 512
 
 BRAIN = ImageSpec("brain", "mask", derivatives="phantom", entities=(("desc", "brain"),),
@@ -303,6 +309,8 @@ def lesion_summary(rows: Sequence[dict], folds: Sequence[Sequence[str]] = (), se
         seed: Seed of the subject bootstrap.
         n_resamples: Bootstrap resamples.
     """
+    from sklearn.metrics import brier_score_loss
+
     from lesionkit.metrics.classification import (
         count_mse,
         partial_auc,
@@ -323,7 +331,7 @@ def lesion_summary(rows: Sequence[dict], folds: Sequence[Sequence[str]] = (), se
     metrics = {
         "pauc_mcclish": lambda t, s: partial_auc(t, s, FPR_LIMIT).standardized,
         "pauc_raw": lambda t, s: partial_auc(t, s, FPR_LIMIT).raw,
-        "pr_auc": pr_auc, "roc_auc": roc_auc}
+        "pr_auc": pr_auc, "roc_auc": roc_auc, "brier": brier_score_loss}
     for name, metric in metrics.items():
         estimate, low, high = subject_bootstrap(metric, y, p, ids, n_resamples, seed)
         out[name] = {"estimate": estimate, "ci_low": low, "ci_high": high}
@@ -359,13 +367,14 @@ def _figure(width: float, height: float) -> Any:
 
 
 def curves_figure(rows: Sequence[dict], title: str) -> Any:
-    """ROC (with the FPR 0.1 limit) and precision-recall curves of lesion rows."""
+    """ROC (with the FPR 0.1 limit), precision-recall and reliability curves of lesion rows."""
+    from sklearn.calibration import calibration_curve
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     y = np.array([int(r["label"]) for r in rows])
     p = np.array([float(r["probability"]) for r in rows])
-    figure = _figure(8.0, 3.6)
-    roc, pr = figure.subplots(1, 2)
+    figure = _figure(11.5, 3.6)
+    roc, pr, reliability = figure.subplots(1, 3)
     fpr, tpr, _ = roc_curve(y, p)
     roc.plot(fpr, tpr, color="C0")
     roc.plot([0, 1], [0, 1], color="0.6", linestyle=":")
@@ -377,6 +386,13 @@ def curves_figure(rows: Sequence[dict], title: str) -> Any:
     pr.axhline(y.mean(), color="0.6", linestyle=":", label=f"prevalence {y.mean():.3f}")
     pr.set(xlabel="recall", ylabel="precision", title=f"PR {title}", ylim=(0, 1.02))
     pr.legend(frameon=False)
+    observed, predicted = calibration_curve(y, p, n_bins=RELIABILITY_BINS)
+    reliability.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="calibrated")
+    reliability.plot(predicted, observed, "o-", color="C2", label="lesions")
+    reliability.set(xlabel=f"predicted probability ({RELIABILITY_BINS} bins)",
+                    ylabel="fraction rim+", title=f"reliability {title}", xlim=(0, 1),
+                    ylim=(0, 1.02))
+    reliability.legend(frameon=False)
     return figure
 
 
@@ -495,17 +511,20 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
                         f"{summary['rim_positive']} rim+: both classes are needed for the "
                         "figures.")]
     table = [{"metric": name, **{k: round(v, 4) for k, v in summary[name].items()}}
-             for name in ("pauc_mcclish", "pauc_raw", "pr_auc", "roc_auc")]
+             for name in ("pauc_mcclish", "pauc_raw", "pr_auc", "roc_auc", "brier")]
     counts = [{"count": name, **{k: round(v, 4) for k, v in summary[name].items()}}
               for name in ("count_sum", "count_threshold")]
     text = (f"{summary['lesions']} lesions ({summary['rim_positive']} rim+) of "
             f"{summary['subjects']} subjects, out of fold. Partial ROC AUC for FPR < 0.1: "
             "raw area (0-0.1, chance 0.005) and McClish-standardised (0.5 chance, 1 "
-            "perfect); PR AUC = average precision; 95 % intervals from 1000 resamples of "
-            "subjects. Counts: sum of probabilities, and lesions above a threshold chosen on "
-            "each fold's training subjects (least count error); Pearson r with its "
-            "Fisher-z interval. Paper (172 patients): pAUC 0.760, PR AUC 0.704, count MSE "
-            "0.98, r 0.89 (0.86-0.92).")
+            "perfect); PR AUC = average precision; Brier score = mean squared error of "
+            "the probabilities (0 perfect; calling every lesion rim- scores the rim+ "
+            "fraction); 95 % intervals from 1000 resamples of subjects. Probabilities are "
+            "at the training lesions' rim+ fraction, not the batches' "
+            "(lesionkit.calibration). Counts: sum of probabilities, and lesions above a "
+            "threshold chosen on each fold's training subjects (least count error); "
+            "Pearson r with its Fisher-z interval. Paper (172 patients): pAUC 0.760, PR "
+            "AUC 0.704, count MSE 0.98, r 0.89 (0.86-0.92).")
     ranked = sorted(_with_centres(predictions, labelled, task.outputs[-1].desc),
                     key=lambda r: -r["probability"])
     positives = [r for r in ranked if r["label"] == 1]
@@ -514,7 +533,9 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     everyone = f"{summary['lesions']} lesions of {summary['subjects']} subjects"
     thresholds = ", ".join(f"{t:.2f}" for t in summary.get("thresholds", ())) or "n/a"
     figures = {
-        caption("ROC and PR curves", everyone, method, "swept; partial AUC up to FPR 0.1"):
+        caption("ROC, PR and reliability curves (fraction rim+ against the mean "
+                "probability of each probability bin)", everyone, method,
+                "swept; partial AUC up to FPR 0.1"):
             curves_figure(labelled, task.name),
         caption("predicted against true rim+ count per subject", f"{summary['subjects']} "
                 "subjects", method, f"count above {thresholds} (probability, chosen on each "
