@@ -169,6 +169,18 @@ def test_count_threshold_comes_from_training_subjects_only() -> None:
     assert summary["pauc_mcclish"]["estimate"] == pytest.approx(
         roc_auc_score([r["label"] for r in rows], [r["probability"] for r in rows],
                       max_fpr=0.1))
+    labels, probabilities = ([r[k] for r in rows] for k in ("label", "probability"))
+    assert summary["brier"]["estimate"] == pytest.approx(
+        np.mean((np.array(probabilities) - labels) ** 2))
+
+
+def test_reliability_curve_counts_the_lesions_of_each_bin() -> None:
+    rows = _rows("sub-01", [0, 0, 0, 1, 1], [0.05, 0.1, 0.5, 0.55, 0.95])
+    reliability = rim.curves_figure(rows, "test").axes[2]
+    x, fraction = reliability.lines[1].get_data()
+    np.testing.assert_allclose(x, [0.075, 0.525, 0.95])  # mean probability, non-empty bins
+    np.testing.assert_allclose(fraction, [0, 0.5, 1])
+    assert [t.get_text() for t in reliability.texts] == ["2", "2", "1"]
 
 
 def test_each_arm_is_named_by_its_branches_and_oversampling() -> None:

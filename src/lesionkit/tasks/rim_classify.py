@@ -387,8 +387,13 @@ def curves_figure(rows: Sequence[dict], title: str) -> Any:
     pr.set(xlabel="recall", ylabel="precision", title=f"PR {title}", ylim=(0, 1.02))
     pr.legend(frameon=False)
     observed, predicted = calibration_curve(y, p, n_bins=RELIABILITY_BINS)
+    edges = np.linspace(0, 1, RELIABILITY_BINS + 1)  # calibration_curve's bins, empty ones
+    counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=RELIABILITY_BINS)
     reliability.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="calibrated")
-    reliability.plot(predicted, observed, "o-", color="C2", label="lesions")
+    reliability.plot(predicted, observed, "o-", color="C2", label="lesions (n per bin)")
+    for x, fraction, n in zip(predicted, observed, counts[counts > 0], strict=True):
+        reliability.annotate(f"{n}", (x, fraction), textcoords="offset points", fontsize=7,
+                             xytext=(-18, -12) if x > 0.8 else (5, 4))
     reliability.set(xlabel=f"predicted probability ({RELIABILITY_BINS} bins)",
                     ylabel="fraction rim+", title=f"reliability {title}", xlim=(0, 1),
                     ylim=(0, 1.02))
