@@ -159,15 +159,20 @@ def _scores(arm: Path) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def score_strata(data: Path, crossval: Path) -> dict:
-    """Out-of-fold scores of each arm by rim class and vein, and by lesion type."""
-    truth = _tables(data)[["subject", "label", "rim", "vein", "type"]]
+def _arms(crossval: Path) -> list[Path]:
+    """The arm folders of a crossval run (``arm-*``)."""
     arms = sorted(p for p in crossval.glob("arm-*") if p.is_dir())
     if not arms:
         raise SystemExit(f"{crossval}: expected the arm-* folders of a crossval run, "
                          "found none")
+    return arms
+
+
+def score_strata(data: Path, crossval: Path) -> dict:
+    """Out-of-fold scores of each arm by rim class and vein, and by lesion type."""
+    truth = _tables(data)[["subject", "label", "rim", "vein", "type"]]
     out: dict = {}
-    for arm in arms:
+    for arm in _arms(crossval):
         scores = _scores(arm)
         table = scores.merge(truth, on=["subject", "label"], how="inner")
         if len(table) < len(scores):
@@ -227,12 +232,8 @@ def prior_comparison(data: Path, crossval: Path, n_resamples: int = 1000) -> dic
     from lesionkit.tasks.rim_classify import lesion_summary as summary_of
 
     truth = _tables(data)[["subject", "label", "rim"]]
-    arms = sorted(p for p in crossval.glob("arm-*") if p.is_dir())
-    if not arms:
-        raise SystemExit(f"{crossval}: expected the arm-* folders of a crossval run, "
-                         "found none")
     out: dict = {}
-    for arm in arms:
+    for arm in _arms(crossval):
         table = _scores(arm).merge(truth, on=["subject", "label"], how="inner")
         shift, training = _held_out_shift(arm)
         p = table["probability"].to_numpy(float).clip(1e-6, 1 - 1e-6)
