@@ -387,7 +387,7 @@ def curves_figure(rows: Sequence[dict], title: str) -> Any:
     pr.set(xlabel="recall", ylabel="precision", title=f"PR {title}", ylim=(0, 1.02))
     pr.legend(frameon=False)
     observed, predicted = calibration_curve(y, p, n_bins=RELIABILITY_BINS)
-    edges = np.linspace(0, 1, RELIABILITY_BINS + 1)  # calibration_curve's bins, empty ones
+    edges = np.linspace(0, 1, RELIABILITY_BINS + 1)  # calibration_curve's, empty ones too
     counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=RELIABILITY_BINS)
     reliability.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="calibrated")
     reliability.plot(predicted, observed, "o-", color="C2", label="lesions (n per bin)")
@@ -525,11 +525,11 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
             "perfect); PR AUC = average precision; Brier score = mean squared error of "
             "the probabilities (0 perfect; calling every lesion rim- scores the rim+ "
             "fraction); 95 % intervals from 1000 resamples of subjects. Probabilities are "
-            "at the training lesions' rim+ fraction, not the batches' "
-            "(lesionkit.calibration). Counts: sum of probabilities, and lesions above a "
-            "threshold chosen on each fold's training subjects (least count error); "
-            "Pearson r with its Fisher-z interval. Paper (172 patients): pAUC 0.760, PR "
-            "AUC 0.704, count MSE 0.98, r 0.89 (0.86-0.92).")
+            "at the training lesions' rim+ fraction, not the batches', where the model "
+            "folder records both (lesionkit.calibration). Counts: sum of probabilities, "
+            "and lesions above a threshold chosen on each fold's training subjects (least "
+            "count error); Pearson r with its Fisher-z interval. Paper (172 patients): "
+            "pAUC 0.760, PR AUC 0.704, count MSE 0.98, r 0.89 (0.86-0.92).")
     ranked = sorted(_with_centres(predictions, labelled, task.outputs[-1].desc),
                     key=lambda r: -r["probability"])
     positives = [r for r in ranked if r["label"] == 1]
