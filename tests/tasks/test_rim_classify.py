@@ -16,6 +16,7 @@ from sklearn.metrics import auc, roc_auc_score, roc_curve
 from conftest import tiny, write_task_dataset
 from lesionkit.bids import BIDSDataset
 from lesionkit.infer import predict
+from lesionkit.lesion_edge import EDGE_FEATURES
 from lesionkit.lesion_features import subject_features
 from lesionkit.lesions import radiomics_features
 from lesionkit.metrics.classification import partial_auc
@@ -57,6 +58,29 @@ def test_pyradiomics_gives_the_papers_527_features_on_one_small_lesion() -> None
     single[5, 5, 5] = True
     refused = radiomics_features({"qsm": qsm[None]}, single, (1.0, 1.0, 1.0), **settings)
     assert list(refused) == list(features) and np.isnan(list(refused.values())).all()
+
+
+def test_the_edge_arms_read_the_527_features_then_six_of_rim_coverage() -> None:
+    grid = np.indices((15, 15, 15)) - 7.0
+    radius = np.sqrt((grid ** 2).sum(0))
+    mask = radius <= 4.5
+    qsm = np.where(radius > 3.2, 45.0, 5.0) * mask + np.random.default_rng(0).normal(
+        0, 3, mask.shape)
+    edge = rim.RADIOMICS_EDGE
+    features = edge.function({"qsm": qsm[None]}, mask, (1.0, 1.0, 1.0), **edge.settings)
+    assert len(features) == 533 and list(features)[527:] == list(EDGE_FEATURES)
+    assert features["edge_coverage"] == 1.0  # the rim runs all the way around
+    for arm in ("fused-edge", "radiomics-edge"):
+        assert get_task("rim-classify").arm(arm).lesion_features is edge
+
+
+def test_the_network_reads_as_many_features_as_its_scaler_holds() -> None:
+    state = {"feature_mean": np.zeros(533, np.float32),
+             "feature_scale": np.ones(533, np.float32)}
+    network = rim.radiomics_network(3, 1, state=state).eval()
+    assert network.radiomics[0].in_features == 533
+    assert network(torch.zeros(2, 3, 32, 32, 32), torch.zeros(2, 533)).shape == (2, 1)
+    assert rim.radiomics_network(3, 1).radiomics[0].in_features == 527  # no scaler yet
 
 
 def test_synthetic_minority_pairs_rim_positive_neighbours_only() -> None:
@@ -190,4 +214,6 @@ def test_each_arm_is_named_by_its_branches_and_oversampling() -> None:
     assert names == {"fused-oversampling": "resnet18 + radiomics, oversampling",
                      "fused": "resnet18 + radiomics",
                      "radiomics": "radiomics MLP, oversampling",
-                     "cnn": "resnet18 (image branch only)"}
+                     "cnn": "resnet18 (image branch only)",
+                     "fused-edge": "resnet18 + radiomics and rim coverage",
+                     "radiomics-edge": "radiomics and rim coverage MLP, oversampling"}

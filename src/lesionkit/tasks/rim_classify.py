@@ -28,7 +28,11 @@ PyRadiomics features of the QSM inside it.
 Arms (``lesionkit crossval rim-classify DATA OUT --arms ...``): ``fused-oversampling``
 (the paper), ``fused`` (no oversampling), ``radiomics`` (radiomics branch only, with the
 oversampling of its features) and ``cnn`` (image branch only, no oversampling); every arm
-has the same feature transform and head.
+has the same feature transform and head. Beyond the paper: ``fused-edge`` (as ``fused``)
+and ``radiomics-edge`` (as ``radiomics``) append six rim coverage features of the QSM
+(:mod:`lesionkit.lesion_edge`: how far around the lesion's edge a paramagnetic band
+runs) to the 527, so that a rim all around can be told from a vein's crescent on one
+side.
 
 The network works at the training data's voxel size (the median of the training
 subjects): train on 1 mm data (``lesionkit simulate rim-classify ... --resolution 1``),
@@ -64,6 +68,7 @@ from typing import Any
 
 import numpy as np
 
+from lesionkit.lesion_edge import radiomics_and_edge
 from lesionkit.lesions import evaluate_lesion_tables, radiomics_features, radiomics_version
 from lesionkit.tasks.strategies import LesionSampler, PerLesion, network_inputs
 from lesionkit.tasks.task import (
@@ -100,6 +105,22 @@ RADIOMICS = LesionFeatures(
               "bin_width": 25.0, "excluded": ("glcm_MCC",)},
     inputs=("qsm",),
     margin=2,
+)
+
+#: The radiomics features followed by the rim coverage features of the QSM
+#: (:mod:`lesionkit.lesion_edge`: how far around the lesion's edge a paramagnetic band
+#: runs, which tells a rim from a vein's crescent on one side); 533 features, for the
+#: ``-edge`` arms. The crop has 5 voxels of context for the tissue 2-4 mm around the
+#: lesion; PyRadiomics still reads 2, so its 527 values are those of ``RADIOMICS``.
+RADIOMICS_EDGE = LesionFeatures(
+    name="radiomics-edge",
+    function=radiomics_and_edge,
+    version=radiomics_version,
+    settings={**RADIOMICS.settings, "radiomics_margin": RADIOMICS.margin,
+              "edge": {"image": "qsm", "inside_mm": 2.0, "outside_mm": 1.0,
+                       "surround_mm": (2.0, 4.0), "sectors": 26, "min_sectors": 8}},
+    inputs=("qsm",),
+    margin=5,
 )
 
 
@@ -170,7 +191,7 @@ def _network_class() -> type:
     return RimNet
 
 
-def rim_network(in_channels: int, out_channels: int, features: int = 527,
+def rim_network(in_channels: int, out_channels: int, features: int | None = None,
                 branches: Sequence[str] = ("image", "radiomics"), widen_factor: float = 1.0,
                 conv1_size: int = 3, state: dict[str, Any] | None = None) -> Any:
     """The QSMRim-Net network (a ``network_factory``).
@@ -178,12 +199,15 @@ def rim_network(in_channels: int, out_channels: int, features: int = 527,
     Args:
         in_channels: Patch channels (QSM, FLAIR and the lesion mask).
         out_channels: Logits (1).
-        features: Radiomics features per lesion.
+        features: Features per lesion (default: as many as the fold's scaler holds,
+            else 527).
         branches: ``("image", "radiomics")``, or one of them (single-branch arms).
         widen_factor: ResNet width (1: 64-512 channels, pooled to 512).
         conv1_size: Kernel of the ResNet's first convolution.
         state: The fold's feature scaler (``feature_mean``, ``feature_scale``).
     """
+    if features is None:
+        features = len(state["feature_mean"]) if state is not None else 527
     return _network_class()(in_channels, out_channels, features, branches, widen_factor,
                             conv1_size, state)
 
@@ -492,11 +516,13 @@ def branches(task: Task) -> str:
     """What a (variant of the) task classifies with, for captions: its branches and
     whether it oversamples, e.g. ``"resnet18 + radiomics, oversampling"``."""
     oversampling = ", oversampling" if task.training_step is not None else ""
+    features = "radiomics" + (" and rim coverage" if task.lesion_features is RADIOMICS_EDGE
+                               else "")
     if task.network_factory is radiomics_network:
-        return f"radiomics MLP{oversampling}"
+        return f"{features} MLP{oversampling}"
     if task.network_factory is image_network:
         return f"{task.network} (image branch only){oversampling}"
-    return f"{task.network} + radiomics{oversampling}"
+    return f"{task.network} + {features}{oversampling}"
 
 
 def report_sections(task: Task, root: Path, predictions: Path, subjects: list[str],
@@ -577,6 +603,9 @@ ARMS = {
     "fused": {"training_step": None},
     "radiomics": {"network_factory": radiomics_network},
     "cnn": {"network_factory": image_network, "training_step": None},
+    "fused-edge": {"training_step": None, "lesion_features": RADIOMICS_EDGE},
+    "radiomics-edge": {"network_factory": radiomics_network,
+                       "lesion_features": RADIOMICS_EDGE},
 }
 
 RIM_CLASSIFY = Task(
