@@ -1,5 +1,6 @@
 """rim-classify benchmarks on one 1 mm phantom subject: PyRadiomics extraction per lesion
-(the task's 527 features of the QSM), reading one training example (a lesion patch of
+(the task's 527 features of the QSM) and the six rim coverage features of the ``-edge``
+arms, reading one training example (a lesion patch of
 32^3 voxels from the subject store, with its features, through the task's augmentation),
 one training step (batch of 32 lesion patches with their features, with and without
 in-batch oversampling) and per-lesion inference.
@@ -26,24 +27,31 @@ BATCH = 32
 WIDTHS = (1.0, 0.25)
 
 
-
-
-def _extraction(data: Path) -> tuple[list[float], list[int], int]:
-    """Seconds and voxels of every lesion of sub-01, and the number of features."""
+def _extraction(data: Path) -> tuple[list[float], list[int], int, list[float]]:
+    """Seconds and voxels of every lesion of sub-01, the number of features, and the
+    seconds of the rim coverage features (``lesion_edge``, the ``-edge`` arms) of each."""
     from scipy import ndimage
 
     from lesionkit.bids import BIDSDataset
     from lesionkit.io import load_volume
-    from lesionkit.tasks.rim_classify import RADIOMICS
+    from lesionkit.lesion_edge import edge_features
+    from lesionkit.tasks.rim_classify import RADIOMICS, RADIOMICS_EDGE
 
     dataset = BIDSDataset(data)
     qsm = load_volume(dataset.get("01", "Chimap").path).data[None]
     labels = np.rint(load_volume(dataset.get("01", "dseg", derivatives="phantom",
                                              desc="lesions").path, kind="label").data)
-    seconds, voxels, count = [], [], 0
+    seconds, voxels, count, edge = [], [], 0, []
+    edge_settings = dict(RADIOMICS_EDGE.settings["edge"])
+    edge_settings.pop("image")
     for label, box in enumerate(ndimage.find_objects(labels.astype(np.int64)), start=1):
         if box is None:
             continue
+        wide = tuple(slice(max(s.start - RADIOMICS_EDGE.margin, 0), s.stop + RADIOMICS_EDGE.margin)
+                     for s in box)
+        start = time.perf_counter()
+        edge_features(qsm[0][wide], labels[wide] == label, (1.0, 1.0, 1.0), **edge_settings)
+        edge.append(time.perf_counter() - start)
         box = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in box)
         mask = labels[box] == label
         start = time.perf_counter()
@@ -52,7 +60,7 @@ def _extraction(data: Path) -> tuple[list[float], list[int], int]:
         seconds.append(time.perf_counter() - start)
         voxels.append(int(mask.sum()))
         count = len(values)
-    return seconds, voxels, count
+    return seconds, voxels, count, edge
 
 
 def _example_seconds(data: Path, cache: Path) -> tuple[float, int]:
@@ -87,7 +95,7 @@ def bench_rim_classify(out_dir: str | Path) -> list[dict]:
     data = out_dir / "rim-classify"
     if not (data / "participants.tsv").is_file():
         simulate_cohort("rim-classify", data, subjects=1, seed=0, resolution=1)
-    seconds, voxels, count = _extraction(data)
+    seconds, voxels, count, edge = _extraction(data)
     threads = torch.get_num_threads()
     common = {"benchmark": "rim-classify", "threads": threads}
     rows = [{**common, "case": f"PyRadiomics, {count} features, mean per lesion "
@@ -95,7 +103,9 @@ def bench_rim_classify(out_dir: str | Path) -> list[dict]:
              "value": float(np.mean(seconds)), "unit": "s"},
             {**common, "case": "PyRadiomics, slowest lesion "
                                f"({voxels[int(np.argmax(seconds))]} voxels)",
-             "value": float(np.max(seconds)), "unit": "s"}]
+             "value": float(np.max(seconds)), "unit": "s"},
+            {**common, "case": "rim coverage features (lesion_edge, 6), mean per lesion",
+             "value": float(np.mean(edge)), "unit": "s"}]
     per_example, lesions = _example_seconds(data, out_dir / "rim-classify-store")
     rows.append({**common, "case": "training example read and augmented, mean per lesion "
                                    f"({lesions} lesions, 3 passes)", "value": per_example,

@@ -53,8 +53,9 @@ def edge_features(volume: np.ndarray, mask: np.ndarray, spacing: Sequence[float]
             ``surround_mm[1]`` of context where the image has it.
         mask: (x, y, z) lesion mask of the crop.
         spacing: Voxel size (mm).
-        inside_mm: Depth of the edge band inside the lesion (mm from the outermost voxel
-            centres' neighbours outside: 1 mm voxels at 1 and 2 mm deep for 2).
+        inside_mm: Depth of the edge band inside the lesion (mm; a voxel's depth is the
+            distance from its centre to the nearest centre outside the lesion, so 2 takes
+            the two outer layers of 1 mm voxels).
         outside_mm: Width of the edge band outside the lesion (mm).
         surround_mm: Distances from the lesion (mm) of the tissue around it.
         sectors: Directions the edge band is cut into.
