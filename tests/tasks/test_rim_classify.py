@@ -39,12 +39,19 @@ def cheap_version() -> str:
     return "test"
 
 
-def test_pyradiomics_gives_the_papers_527_features_on_one_small_lesion() -> None:
-    grid = np.indices((11, 11, 11)) - 5.0
+def _rim_lesion(size: int, radius_mm: float, rim_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """A ball lesion with a +45 ppb rim (outer ``rim_mm``) and a +5 ppb core, in noise of
+    3 ppb, centred in a cube of ``size`` 1 mm voxels: (QSM, mask)."""
+    grid = np.indices((size, size, size)) - (size // 2)
     radius = np.sqrt((grid ** 2).sum(0))
-    mask = radius <= 3.5
-    qsm = np.where(radius > 2.2, 45.0, 5.0) * mask + np.random.default_rng(0).normal(
-        0, 3, mask.shape)
+    mask = radius <= radius_mm
+    qsm = np.where(radius > radius_mm - rim_mm, 45.0, 5.0) * mask + (
+        np.random.default_rng(0).normal(0, 3, mask.shape))
+    return qsm, mask
+
+
+def test_pyradiomics_gives_the_papers_527_features_on_one_small_lesion() -> None:
+    qsm, mask = _rim_lesion(11, 3.5, 1.3)
     settings = dict(rim.RADIOMICS.settings)
     features = radiomics_features({"qsm": qsm[None]}, mask, (1.0, 1.0, 1.0), **settings)
     assert len(features) == 527
@@ -61,11 +68,7 @@ def test_pyradiomics_gives_the_papers_527_features_on_one_small_lesion() -> None
 
 
 def test_the_edge_arms_read_the_527_features_then_six_of_rim_coverage() -> None:
-    grid = np.indices((15, 15, 15)) - 7.0
-    radius = np.sqrt((grid ** 2).sum(0))
-    mask = radius <= 4.5
-    qsm = np.where(radius > 3.2, 45.0, 5.0) * mask + np.random.default_rng(0).normal(
-        0, 3, mask.shape)
+    qsm, mask = _rim_lesion(15, 4.5, 1.3)
     edge = rim.RADIOMICS_EDGE
     features = edge.function({"qsm": qsm[None]}, mask, (1.0, 1.0, 1.0), **edge.settings)
     assert len(features) == 533 and list(features)[527:] == list(EDGE_FEATURES)
