@@ -16,8 +16,9 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "lesionkit"
 #: Modules a task module may import: the contract and leaf modules.
 TASK_IMPORTS = ("lesionkit.tasks", "lesionkit.metrics", "lesionkit.stats", "lesionkit.report",
                 "lesionkit.io", "lesionkit.bids", "lesionkit.volume", "lesionkit.summaries",
-                "lesionkit.lesions", "lesionkit.explain", "lesionkit.mrf", "lesionkit.models",
-                "lesionkit.pretrained", "lesionkit.slicewise", "lesionkit.units", "lesionkit")
+                "lesionkit.lesions", "lesionkit.lesion_edge", "lesionkit.explain", "lesionkit.mrf",
+                "lesionkit.models", "lesionkit.pretrained", "lesionkit.slicewise",
+                "lesionkit.units", "lesionkit")
 
 #: Engine modules that must not name a task.
 ENGINE = ("training.py", "infer.py", "data.py", "cli.py", "demo.py", "crossval.py",
