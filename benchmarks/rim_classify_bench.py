@@ -1,9 +1,9 @@
 """rim-classify benchmarks on one 1 mm phantom subject: PyRadiomics extraction per lesion
 (the task's 527 features of the QSM) and the six rim coverage features of the ``-edge``
-arms, reading one training example (a lesion patch of
-32^3 voxels from the subject store, with its features, through the task's augmentation),
-one training step (batch of 32 lesion patches with their features, with and without
-in-batch oversampling) and per-lesion inference.
+arms, reading one training example (a lesion patch of 32^3 voxels from the subject
+store, with its features, through the task's augmentation), one training step (batch
+of 32 lesion patches with their features, with and without in-batch oversampling) and
+per-lesion inference.
 
 Networks: the task's two-branch network with the full-width ResNet-18 and with the
 quarter-width ResNet-18 used for the CPU cross-validation. Network times are the best of
@@ -47,8 +47,8 @@ def _extraction(data: Path) -> tuple[list[float], list[int], int, list[float]]:
     for label, box in enumerate(ndimage.find_objects(labels.astype(np.int64)), start=1):
         if box is None:
             continue
-        wide = tuple(slice(max(s.start - RADIOMICS_EDGE.margin, 0), s.stop + RADIOMICS_EDGE.margin)
-                     for s in box)
+        margin = RADIOMICS_EDGE.margin
+        wide = tuple(slice(max(s.start - margin, 0), s.stop + margin) for s in box)
         start = time.perf_counter()
         edge_features(qsm[0][wide], labels[wide] == label, (1.0, 1.0, 1.0), **edge_settings)
         edge.append(time.perf_counter() - start)
