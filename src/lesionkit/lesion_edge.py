@@ -71,7 +71,7 @@ def edge_features(volume: np.ndarray, mask: np.ndarray, spacing: Sequence[float]
         than the surrounding tissue's standard deviation (from its median absolute
         deviation: voxel noise and normal variation).
     """
-    from scipy import ndimage
+    from scipy import ndimage, stats
 
     mask = np.asarray(mask, bool)
     volume = np.asarray(volume, np.float64)
@@ -103,7 +103,7 @@ def edge_features(volume: np.ndarray, mask: np.ndarray, spacing: Sequence[float]
     surround_median = float(np.median(volume[surround])) if surround.any() else float("nan")
     q33, q50, q67 = np.percentile(medians, (100 / 3, 50, 200 / 3))
     tissue = volume[surround] if surround.any() else volume[core]
-    spread = 1.4826 * float(np.median(np.abs(tissue - np.median(tissue))))
+    spread = float(stats.median_abs_deviation(tissue, scale="normal"))
     above = medians > np.nanmax([core_median, surround_median]) + spread
     return {"edge_over_core_q33": float(q33 - core_median),
             "edge_over_core_q50": float(q50 - core_median),
