@@ -17,7 +17,7 @@ from conftest import TOY_LESION_TASK, write_task_dataset
 from lesionkit.bids import BIDSDataset
 from lesionkit.infer import predict
 from lesionkit.io import load_volume
-from lesionkit.lesion_features import cache_path, subject_features
+from lesionkit.lesion_features import cache_path, crop_margin, subject_features
 from lesionkit.tasks.strategies import ClassBalancedBatches
 from lesionkit.tasks.task import LesionFeatures
 from lesionkit.training import train
@@ -90,6 +90,51 @@ def test_features_are_cached_reused_and_invalidated(tmp_path: Path) -> None:
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
     subject_features(dataset, "01", newer)
     assert len(CALLS) == 16  # source file changed: recomputed
+    wider = replace(TASK, lesion_features=replace(FEATURES, version=other_version, margin_mm=4.0))
+    subject_features(dataset, "01", wider)
+    assert len(CALLS) == 20  # the crop's margin changed: recomputed
+
+
+@pytest.mark.parametrize(("spacing", "expected"), [
+    ((1.0, 1.0, 1.0), (5, 5, 5)),
+    ((0.65, 0.65, 0.65), (8, 8, 8)),  # 5 mm on fine voxels takes more of them
+    ((0.72, 0.72, 3.0), (7, 7, 2)),   # thick slices keep the voxel floor
+    ((0.5, 0.5, 5.0), (10, 10, 2)),
+])
+def test_crop_margin_reaches_a_distance_in_mm(spacing: tuple, expected: tuple) -> None:
+    spec = replace(FEATURES, margin=2, margin_mm=5.0)
+    assert crop_margin(spec, spacing) == expected
+    assert crop_margin(FEATURES, spacing) == (2, 2, 2)  # no distance asked: voxels only
+
+
+def test_crops_reach_the_margin_in_mm(tmp_path: Path) -> None:
+    """Each lesion's crop is its bounding box grown by the margin in mm on each axis
+    (voxels of 1, 1.1 and 0.9 mm: 3, 3 and 4 voxels for 3 mm), cut at the volume's edge."""
+    shapes: list[tuple[int, ...]] = []
+
+    def crop_shape(images: dict[str, np.ndarray], mask: np.ndarray, spacing: tuple
+                   ) -> dict[str, float]:
+        shapes.append(mask.shape)
+        return {"voxels": float(mask.sum())}
+
+    spec = LesionFeatures("crop", crop_shape, toy_version, margin=1, margin_mm=3.0)
+    task = replace(TASK, lesion_features=spec)
+    data = write_task_dataset(tmp_path / "bids", task, subjects=1)
+    dataset = BIDSDataset(data)
+    lesion_map = dataset.get_run("01", task.lesions.suffix, None,
+                                 **task.lesions.query(None)).path
+    labels_volume = load_volume(lesion_map, kind="label")
+    margin = crop_margin(spec, labels_volume.spacing)
+    assert margin == (3, 3, 4)
+    labels = np.rint(labels_volume.data).astype(int)
+    expected = []
+    for label in range(1, labels.max() + 1):
+        found = np.argwhere(labels == label)
+        low = np.maximum(found.min(axis=0) - margin, 0)
+        high = np.minimum(found.max(axis=0) + 1 + np.array(margin), labels.shape)
+        expected.append(tuple(int(v) for v in high - low))
+    subject_features(dataset, "01", task)
+    assert shapes == expected
 
 
 def test_features_are_computed_in_the_task_unit(tmp_path: Path) -> None:

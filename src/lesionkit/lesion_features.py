@@ -65,14 +65,22 @@ def unit_factors(task: Any, files: dict[str, Path]) -> dict[str, float]:
             for key, path in files.items()}
 
 
+def crop_margin(spec: Any, spacing: Sequence[float]) -> tuple[int, ...]:
+    """Voxels of context per axis around a lesion's bounding box: the wider of the feature
+    set's ``margin`` (voxels) and ``margin_mm`` on voxels of ``spacing`` (mm)."""
+    return tuple(max(int(spec.margin), int(np.ceil(spec.margin_mm / float(s) - 1e-9)))
+                 for s in spacing)
+
+
 def cache_key(task: Any, files: dict[str, Path], lesion_map: Path) -> dict[str, Any]:
-    """What a cached table must match: feature set, function, settings, version, sources
-    and the unit conversion of each source."""
+    """What a cached table must match: feature set, function, settings, crop margins,
+    version, sources and the unit conversion of each source."""
     spec = task.lesion_features
     stamp = {str(p): [p.stat().st_size, p.stat().st_mtime_ns]
              for p in (*files.values(), lesion_map)}
     return {"FeatureSet": spec.name, "Function": _reference(spec.function),
             "Settings": _plain(dict(spec.settings)), "Margin": spec.margin,
+            "MarginMm": spec.margin_mm,
             "Version": str(spec.version()), "Sources": stamp,
             "UnitFactors": unit_factors(task, files)}
 
@@ -129,13 +137,14 @@ def compute(task: Any, files: dict[str, Path], lesion_map: Path,
                              f"{labels.shape} for per-lesion features, found {data.shape[1:]}")
         images[key] = data
     spacing = tuple(float(s) for s in label_volume.spacing)
+    margin = crop_margin(spec, spacing)
     names: list[str] = []
     out: dict[int, np.ndarray] = {}
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        box = tuple(slice(max(s.start - spec.margin, 0), min(s.stop + spec.margin, n))
-                    for s, n in zip(box, labels.shape, strict=True))
+        box = tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
+                    for s, m, n in zip(box, margin, labels.shape, strict=True))
         crops = {k: v[(slice(None), *box)] for k, v in images.items()}
         values = spec.function(crops, labels[box] == label, spacing, **dict(spec.settings))
         names = names or list(values)

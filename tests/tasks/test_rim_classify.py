@@ -16,8 +16,8 @@ from sklearn.metrics import auc, roc_auc_score, roc_curve
 from conftest import tiny, write_task_dataset
 from lesionkit.bids import BIDSDataset
 from lesionkit.infer import predict
-from lesionkit.lesion_edge import EDGE_FEATURES
-from lesionkit.lesion_features import subject_features
+from lesionkit.lesion_edge import EDGE_FEATURES, edge_features
+from lesionkit.lesion_features import crop_margin, subject_features
 from lesionkit.lesions import radiomics_features
 from lesionkit.metrics.classification import partial_auc
 from lesionkit.model_folder import load_model, load_tensors
@@ -75,6 +75,31 @@ def test_the_edge_arms_read_the_527_features_then_six_of_rim_coverage() -> None:
     assert features["edge_coverage"] == 1.0  # the rim runs all the way around
     for arm in ("fused-edge", "radiomics-edge"):
         assert get_task("rim-classify").arm(arm).lesion_features is edge
+
+
+def test_the_edge_crop_holds_the_surround_on_fine_voxels() -> None:
+    """On 0.5 mm voxels the engine's crop gives the edge features of the whole volume; a
+    crop of 5 voxels (2.5 mm) would leave out most of the tissue 2-4 mm around."""
+    spacing = (0.5, 0.5, 0.5)
+    grid = (np.indices((41, 41, 41)) - 20) * 0.5
+    radius = np.sqrt((grid ** 2).sum(0))
+    mask = radius <= 4.0
+    qsm = (np.where(radius > 3.0, 40.0, 5.0) * mask + 8.0 * (radius > 6.6)
+           + np.random.default_rng(1).normal(0, 3, mask.shape))  # brighter beyond 2.6 mm out
+    edge = {k: v for k, v in rim.EDGE_SETTINGS.items() if k != "image"}
+    whole = edge_features(qsm, mask, spacing, **edge)
+
+    def cropped(margin: tuple[int, ...]) -> dict[str, float]:
+        found = np.argwhere(mask)
+        box = tuple(slice(max(lo - m, 0), hi + 1 + m)
+                    for lo, hi, m in zip(found.min(0), found.max(0), margin, strict=True))
+        return edge_features(qsm[box], mask[box], spacing, **edge)
+
+    margin = crop_margin(rim.RADIOMICS_EDGE, spacing)
+    assert margin == (10, 10, 10)
+    assert cropped(margin) == pytest.approx(whole)
+    assert cropped((5, 5, 5))["edge_over_surround_q33"] != pytest.approx(
+        whole["edge_over_surround_q33"], abs=0.5)
 
 
 def test_the_network_reads_as_many_features_as_its_scaler_holds() -> None:

@@ -110,17 +110,20 @@ RADIOMICS = LesionFeatures(
 #: The radiomics features followed by the rim coverage features of the QSM
 #: (:mod:`lesionkit.lesion_edge`: how far around the lesion's edge a paramagnetic band
 #: runs, which tells a rim from a vein's crescent on one side); 533 features, for the
-#: ``-edge`` arms. The crop has 5 voxels of context for the tissue 2-4 mm around the
-#: lesion; PyRadiomics still reads 2, so its 527 values are those of ``RADIOMICS``.
+#: ``-edge`` arms. The crop reaches 5 mm around the lesion's bounding box (at least 2
+#: voxels), for the tissue 2-4 mm around it on any voxel size; PyRadiomics still reads 2
+#: voxels, so its 527 values are those of ``RADIOMICS``.
+EDGE_SETTINGS = {"image": "qsm", "inside_mm": 2.0, "outside_mm": 1.0,
+                 "surround_mm": (2.0, 4.0), "sectors": 26, "min_sectors": 8}
 RADIOMICS_EDGE = LesionFeatures(
     name="radiomics-edge",
     function=radiomics_and_edge,
     version=radiomics_version,
     settings={**RADIOMICS.settings, "radiomics_margin": RADIOMICS.margin,
-              "edge": {"image": "qsm", "inside_mm": 2.0, "outside_mm": 1.0,
-                       "surround_mm": (2.0, 4.0), "sectors": 26, "min_sectors": 8}},
+              "edge": EDGE_SETTINGS},
     inputs=("qsm",),
-    margin=5,
+    margin=RADIOMICS.margin,
+    margin_mm=EDGE_SETTINGS["surround_mm"][1] + 1.0,
 )
 
 

@@ -146,6 +146,9 @@ class LesionFeatures:
         version: ``version() -> str``: the feature library's version; part of the cache key.
         inputs: Input keys passed to ``function`` (empty: every input).
         margin: Voxels of context around each lesion's bounding box in the crops.
+        margin_mm: Context around the bounding box in mm (0: none asked): on each axis the
+            crop takes whichever of ``margin`` voxels and ``margin_mm`` is wider, so that
+            features reading tissue a set distance around a lesion find it on fine voxels.
     """
 
     name: str
@@ -154,6 +157,7 @@ class LesionFeatures:
     settings: Mapping[str, Any] = field(default_factory=dict)
     inputs: tuple[str, ...] = ()
     margin: int = 2
+    margin_mm: float = 0.0
 
 
 @dataclass(frozen=True)
