@@ -166,21 +166,11 @@ def _read(root: Path, subject: str, suffix: str, derivatives: str | None = None,
           like: Any = None, kind: str = "intensity", **entities: str | None) -> Any:
     """The one matching volume (None when absent), on the grid of ``like`` when given."""
     from lesionkit.bids import BIDSDataset
-    from lesionkit.io import load_volume
 
     query = {"derivatives": derivatives, "other_pipelines": derivatives is not None,
              **entities}
     found = BIDSDataset(root).locate(subject, suffix, **query)
-    if len(found) != 1:
-        return None
-    volume = load_volume(found[0].path, kind=kind)
-    if like is not None and (volume.shape != like.shape or
-                             not np.allclose(volume.affine, like.affine, atol=1e-3)):
-        from lesionkit.volume import resample_to
-
-        volume = resample_to(volume, like.shape, like.affine,
-                             order=0 if kind == "label" else 1)
-    return volume
+    return _on_grid(found[0].path, like, kind) if len(found) == 1 else None
 
 
 def _entities(spec: ImageSpec) -> dict[str, Any]:
@@ -216,7 +206,7 @@ def _reference(table: Any, voxel_mm: float = 0.0) -> tuple[np.ndarray, np.ndarra
     return table[["centre_x", "centre_y", "centre_z"]].to_numpy(float), *axes
 
 
-def _on_grid(path: str, like: Any = None, kind: str = "intensity") -> Any:
+def _on_grid(path: str | Path, like: Any = None, kind: str = "intensity") -> Any:
     """A volume from ``path``, resampled onto the grid of ``like`` when that differs."""
     from lesionkit.io import load_volume
 
