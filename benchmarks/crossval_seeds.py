@@ -1,5 +1,6 @@
 """How far a cross-validation's figures move with its seed: several `lesionkit crossval`
-runs of the same task, data and arms, one per seed, side by side.
+runs of the same task and data, one per seed, side by side (the arms every run holds;
+arms that some run lacks are named and left out).
 
 A seed draws the folds, the initial weights and the order of the training data, so the
 spread over seeds is what training alone adds to a figure whose bootstrap interval
@@ -82,12 +83,14 @@ def summarise(runs: list[Path]) -> dict[str, Any]:
     """Figures of several seeded runs of one cross-validation, and their spread.
 
     Args:
-        runs: Output folders of ``lesionkit crossval``, the same task, subjects and arms.
+        runs: Output folders of ``lesionkit crossval``, the same task and subjects; the
+            arms every run holds are compared.
 
     Returns:
         ``seeds``; ``arms``: ``{arm: {figure: {"values", "mean", "sd"}}}`` over the runs
         (SD with one degree of freedom; 0 for one run); ``pairs``: per pair of arms the
-        AUC differences, p-values and the number of runs in which a was ahead.
+        AUC differences, p-values and the number of runs in which a was ahead;
+        ``left_out``: arms some run lacks.
     """
     comparisons = [_comparison(run) for run in runs]
     first = comparisons[0]
@@ -96,26 +99,30 @@ def summarise(runs: list[Path]) -> dict[str, Any]:
             if comparison.get(key) != first.get(key):
                 raise SystemExit(f"{run / 'comparison.json'}: expected the {key} of "
                                  f"{runs[0]}, found another")
-        if list(comparison["arms"]) != list(first["arms"]):
-            raise SystemExit(f"{run / 'comparison.json'}: expected the arms "
-                             f"{', '.join(first['arms'])}, found "
+        if not set(comparison["arms"]) & set(first["arms"]):
+            raise SystemExit(f"{run / 'comparison.json'}: expected arms in common with "
+                             f"{runs[0]} ({', '.join(first['arms'])}), found "
                              f"{', '.join(comparison['arms']) or 'none'}")
     seeds = [c["seed"] for c in comparisons]
     if len(set(seeds)) < len(seeds):
         raise SystemExit(f"{', '.join(map(str, runs))}: expected one run per seed, found the "
                          f"seeds {seeds}")
+    shared = [arm for arm in first["arms"] if all(arm in c["arms"] for c in comparisons)]
+    left_out = sorted({arm for c in comparisons for arm in c["arms"]} - set(shared))
     per_run = [arm_figures(run, c) for run, c in zip(runs, comparisons, strict=True)]
     arms: dict[str, dict[str, Any]] = {}
-    for arm in first["arms"]:
+    for arm in shared:
         names = [n for n in per_run[0][arm] if all(n in figures[arm] for figures in per_run)]
         arms[arm] = {}
         for name in names:
             values = np.array([figures[arm][name] for figures in per_run])
             arms[arm][name] = {"values": values.tolist(), "mean": float(values.mean()),
                                "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    tested = [{(pair["a"], pair["b"]): pair.get("classification", {}) for pair in c["pairs"]}
+              for c in comparisons]
     pairs = []
-    for index, pair in enumerate(first["pairs"]):
-        tests = [c["pairs"][index].get("classification", {}) for c in comparisons]
+    for pair in first["pairs"]:
+        tests = [found.get((pair["a"], pair["b"]), {}) for found in tested]
         if not all("auc_difference" in t for t in tests):
             continue
         difference = [float(t["auc_difference"]) for t in tests]
@@ -123,7 +130,7 @@ def summarise(runs: list[Path]) -> dict[str, Any]:
                       "auc_p": [float(t["auc_p"]) for t in tests],
                       "a_ahead": int(sum(d > 0 for d in difference)), "runs": len(tests)})
     return {"task": first["task"], "seeds": seeds, "runs": [str(r) for r in runs],
-            "arms": arms, "pairs": pairs}
+            "arms": arms, "pairs": pairs, "left_out": left_out}
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -148,6 +155,8 @@ def markdown(summary: dict[str, Any]) -> str:
                      + "/".join(f"{d:+.3f}" for d in pair["auc_difference"]) + " | "
                      + "/".join(f"{p:.3f}" for p in pair["auc_p"])
                      + f" | {pair['a_ahead']} of {pair['runs']} |")
+    if summary.get("left_out"):
+        lines += ["", "Arms not in every run, left out: " + ", ".join(summary["left_out"])]
     return "\n".join(lines)
 
 

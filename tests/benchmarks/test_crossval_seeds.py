@@ -29,8 +29,8 @@ def _run(root: Path, seed: int, auc: dict[str, float], difference: float, p: flo
         "arms": {arm: {"classification": [{"metric": "roc_auc", "estimate": auc[arm]}],
                        "metrics": [{"metric": "volume_mm3", "method": "all",
                                     "estimate": 100.0}]} for arm in arms},
-        "pairs": [{"a": "a", "b": "b", "classification": {"auc_difference": difference,
-                                                          "auc_p": p}}]}
+        "pairs": [{"a": arms[0], "b": arms[1],
+                   "classification": {"auc_difference": difference, "auc_p": p}}]}
     (out / "comparison.json").write_text(json.dumps(comparison))
     if count_r is not None:
         predictions = out / "arm-a" / "predictions"
@@ -62,6 +62,16 @@ def test_values_mean_sd_and_pairs(bench, tmp_path: Path) -> None:
     assert "| a | b | +0.100/-0.100 | 0.010/0.200 | 1 of 2 |" in text
 
 
+def test_arms_in_every_run_are_compared(bench, tmp_path: Path) -> None:
+    runs = [_run(tmp_path, 0, {"a": 0.9, "b": 0.8}, 0.1, 0.01),
+            _run(tmp_path, 1, {"a": 0.7, "c": 0.8}, -0.1, 0.2, arms=("a", "c"))]
+    summary = bench.summarise(runs)
+    assert list(summary["arms"]) == ["a"] and summary["left_out"] == ["b", "c"]
+    assert summary["arms"]["a"]["roc_auc"]["values"] == [0.9, 0.7]
+    assert summary["pairs"] == []  # a-b is not in the second run
+    assert "Arms not in every run, left out: b, c" in bench.markdown(summary)
+
+
 @pytest.mark.parametrize("problem", ["missing", "same-seed", "other-arms", "not-json",
                                      "not-object"])
 def test_bad_runs_end_in_one_line(bench, tmp_path: Path, problem: str) -> None:
@@ -74,8 +84,8 @@ def test_bad_runs_end_in_one_line(bench, tmp_path: Path, problem: str) -> None:
         (second / "comparison.json").write_text((first / "comparison.json").read_text())
         expected = "expected one run per seed, found the seeds [0, 0]"
     elif problem == "other-arms":
-        second = _run(tmp_path, 1, {"a": 0.9, "c": 0.8}, 0.1, 0.01, arms=("a", "c"))
-        expected = "expected the arms a, b, found a, c"
+        second = _run(tmp_path, 1, {"c": 0.9, "d": 0.8}, 0.1, 0.01, arms=("c", "d"))
+        expected = "expected arms in common with"
     elif problem == "not-json":
         second = tmp_path / "broken"
         second.mkdir()
