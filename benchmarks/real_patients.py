@@ -34,6 +34,11 @@ for each T2w read as the FLAIR (``lesionkit.data.DARK_CSF_BOUND``)::
     python benchmarks/real_patients.py contrast --model flair-lesion-dr
     python benchmarks/real_patients.py contrast --dataset PHANTOM   # every FLAIR of it
 
+The FLAIR z-score of each study2 change-mask lesion, as ``predict`` reads the image (all,
+and those brighter at study2; docs/real-data.md, "A brightness floor")::
+
+    python benchmarks/real_patients.py brightness
+
 Write the test sample (``tests/data/realpatient``)::
 
     python benchmarks/real_patients.py make-sample --out tests/data/realpatient
@@ -1036,6 +1041,37 @@ def dataset_contrast_ratios(root: Path, model: str) -> list[dict[str, Any]]:
     return rows
 
 
+def lesion_brightness(flair: np.ndarray, lesions: np.ndarray, brain: np.ndarray
+                      ) -> list[dict[str, Any]]:
+    """How bright each lesion (26-connected component of ``lesions``) is on the FLAIR as
+    ``lesionkit predict`` reads it: z-scored robustly inside ``brain``
+    (:func:`lesionkit.normalisation.per_image_zscore`). One row per lesion: voxels,
+    median and largest z. Whether a brightness floor could tell lesions from what a
+    model marks on a healthy scan (docs/real-data.md, "A brightness floor")."""
+    import torch
+
+    from lesionkit.normalisation import per_image_zscore
+
+    values = torch.from_numpy(np.asarray(flair, np.float32)[None])
+    z = per_image_zscore(values, torch.from_numpy(np.asarray(brain) > 0.5)).numpy()[0]
+    labels, count = ndimage.label(np.asarray(lesions) > 0.5, FULL)
+    return [{"voxels": int((labels == k).sum()),
+             "median_z": round(float(np.median(z[labels == k])), 2),
+             "largest_z": round(float(z[labels == k].max()), 2)} for k in range(1, count + 1)]
+
+
+def change_lesion_brightness(source: Path, patient: str) -> list[dict[str, Any]]:
+    """:func:`lesion_brightness` of a patient's change-mask lesions on the study2 FLAIR, in
+    the brain mask lesionkit computes for it (:func:`brain_of`), each with
+    ``brighter_at_study2`` (:func:`change_directions`: new or enlarging, not fading)."""
+    flair = nib.load(source / patient / "study2_FLAIR.nii.gz")
+    brain = brain_of(flair)
+    labels, brighter = change_directions(source, patient, brain)
+    rows = lesion_brightness(np.asarray(flair.dataobj, np.float32), labels > 0, brain)
+    return [{**row, "brighter_at_study2": bool(b)}
+            for row, b in zip(rows, brighter, strict=True)]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: the benchmark, ``layout`` (BIDS with manual truth) or ``make-sample``."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -1062,6 +1098,23 @@ def main(argv: list[str] | None = None) -> None:
                 contrast_ratios(args.source, args.model))
         for row in rows:
             print(json.dumps(row))
+        return
+    if argv[:1] == ["brightness"]:
+        parser = argparse.ArgumentParser(prog="real_patients.py brightness",
+                                         description="Median FLAIR z-score of the study2 "
+                                                     "change-mask lesions, all and those "
+                                                     "brighter at study2.")
+        parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+        args = parser.parse_args(argv[1:])
+        for patient in PATIENTS:
+            rows = change_lesion_brightness(args.source, patient)
+            for kind, keep in (("all", None), ("brighter at study2", True)):
+                medians = np.array([r["median_z"] for r in rows
+                                    if keep is None or r["brighter_at_study2"] == keep])
+                print(json.dumps({"patient": patient, "lesions": kind, "count": len(medians),
+                                  "median_z": sorted(medians.tolist()),
+                                  "below": {f"{t:g}": int((medians < t).sum())
+                                            for t in (-1.0, 0.0, 0.5, 1.0, 1.5, 2.5)}}))
         return
     if argv[:1] == ["changes"]:
         parser = argparse.ArgumentParser(prog="real_patients.py changes",

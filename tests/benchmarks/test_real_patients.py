@@ -76,3 +76,21 @@ def test_changes_are_scored_against_the_change_lesions_by_direction(bench, tmp_p
     assert scores["calls_elsewhere_detail"] == "shrinking 1 mm^3 z 2.5"
     assert scores["median_change_lesion_ml"] == 0.008  # two lesions of 8 voxels of 1 mm^3
     assert scores["largest_change_lesions"] == "0.01 mL brighter, 0.01 mL darker"
+
+
+def test_lesion_brightness_is_the_z_score_predict_reads(bench) -> None:
+    """A bright and a dark lesion in a noisy brain: their median z-scores lie on either
+    side of the brain's median, in the brain's robust SD."""
+    rng = np.random.default_rng(0)
+    flair = rng.normal(100.0, 10.0, (24, 24, 24)).astype(np.float32)
+    brain = np.ones_like(flair, bool)
+    lesions = np.zeros_like(brain)
+    lesions[3:7, 3:7, 3:7] = True
+    lesions[15:19, 15:19, 15:19] = True
+    flair[3:7, 3:7, 3:7] += 40.0    # about 4 robust SD above the brain
+    flair[15:19, 15:19, 15:19] -= 15.0
+    rows = bench.lesion_brightness(flair, lesions, brain)
+    assert [r["voxels"] for r in rows] == [64, 64]
+    assert rows[0]["median_z"] == pytest.approx(4.0, abs=0.5)
+    assert rows[1]["median_z"] == pytest.approx(-1.5, abs=0.5)
+    assert rows[0]["largest_z"] > rows[0]["median_z"]
