@@ -92,3 +92,27 @@ def test_batch_dice_gives_no_reward_for_predicting_nothing_on_empty_patches() ->
     # batch Dice loss 1
     assert (batch(nothing, target) - per_patch(nothing, target)).item() > 0.4
     assert batch(perfect, target).item() < 0.01
+
+
+def test_batch_dice_scores_a_batch_with_lesion_as_monai_and_an_empty_one_by_cross_entropy(
+        ) -> None:
+    from monai.losses import DiceCELoss
+
+    loss = LOSSES["batch-dice-bce"]()
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, 8, generator=generator, requires_grad=True)
+    target = torch.zeros(2, 1, 8, 8, 8)
+    target[1, 0, 3:5, 3:5, 3:5] = 1
+    monai = DiceCELoss(sigmoid=True, batch=True)
+    assert loss(logits, target).item() == pytest.approx(monai(logits, target).item(), abs=1e-6)
+    # Patches of a control: MONAI's smoothed batch Dice is 1 until the probabilities of all
+    # 1024 voxels sum below 1e-5, so logits of -8 (probability 3e-4) still cost about 1 and
+    # only about -25 earns the reward; scored by the cross-entropy alone, -8 is as good.
+    empty = torch.zeros_like(target)
+    low, lower = torch.full_like(empty, -8.0), torch.full_like(empty, -50.0)
+    assert monai(low, empty).item() - monai(lower, empty).item() > 0.9
+    assert loss(low, empty).item() == pytest.approx(
+        torch.nn.functional.binary_cross_entropy_with_logits(low, empty).item())
+    assert loss(low, empty).item() - loss(lower, empty).item() < 1e-3
+    loss(logits, empty).backward()
+    assert torch.isfinite(logits.grad).all()

@@ -24,15 +24,31 @@ def _dice_bce_loss() -> nn.Module:
     return DiceCELoss(sigmoid=True)
 
 
-def _batch_dice_bce_loss() -> nn.Module:
-    """Soft Dice over the whole batch + binary cross-entropy (MONAI ``batch=True``).
+class BatchDiceBCELoss(nn.Module):
+    """Soft Dice over the whole batch + binary cross-entropy, the Dice term only on
+    batches that hold foreground (MONAI ``DiceLoss(batch=True)``, ``BCEWithLogitsLoss``).
 
     Per-example Dice scores a patch without lesion as perfect when nothing is predicted,
-    so on sparse lesions (most patches empty) predicting nothing anywhere is a local minimum;
-    one Dice over the batch's voxels has no such reward."""
-    from monai.losses import DiceCELoss
+    so on sparse lesions (most patches empty) predicting nothing anywhere is a local
+    minimum; one Dice over the batch's voxels has no such reward. A batch with no
+    foreground at all (patches of a control) has no Dice to score: there the smoothed
+    Dice is 1 unless the summed probability over every voxel falls below its smoothing
+    term (1e-5), which drives the logits of every voxel to -25 or lower and rewards a
+    network that marks nothing anywhere. Such batches are scored by the cross-entropy
+    alone.
+    """
 
-    return DiceCELoss(sigmoid=True, batch=True)
+    def __init__(self) -> None:
+        super().__init__()
+        from monai.losses import DiceLoss
+
+        self.dice = DiceLoss(sigmoid=True, batch=True)
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.to(logits.dtype)
+        dice = self.dice(logits, target)
+        return torch.where(target.any(), dice, torch.zeros_like(dice)) + self.bce(logits, target)
 
 
 class LogCoshLoss(nn.Module):
@@ -134,5 +150,5 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "cross-entropy": nn.CrossEntropyLoss,
     "dice": _dice_loss,
     "dice-bce": _dice_bce_loss,
-    "batch-dice-bce": _batch_dice_bce_loss,
+    "batch-dice-bce": BatchDiceBCELoss,
 }
