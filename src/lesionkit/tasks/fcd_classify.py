@@ -62,8 +62,9 @@ arms are still at chance in a 5-fold cross-validation of 120 phantom subjects):
 Choices for the segmentation arm (the paper used 23 public segmentation tasks): decoder
 of 1x1 lateral convolutions of the four residual stages to 32 features, top-down
 trilinear upsampling with addition and a 3x3x3 head; soft Dice over the batch +
-cross-entropy (MONAI ``DiceCELoss(batch=True)``: with a Dice per patch, predicting no
-lesion anywhere was a minimum, see ``lesionkit.training``); Adam 1e-3; 48^3 patches,
+cross-entropy, the Dice term only on batches with lesion voxels (``batch-dice-bce``,
+:class:`lesionkit.losses.BatchDiceBCELoss`: with a Dice per patch, or on batches
+without lesion, predicting no lesion anywhere was a minimum); Adam 1e-3; 48^3 patches,
 70 % centred on a lesion voxel; up to 40 epochs per stage with early stopping on a
 seeded validation split of its cohort; the fine-tuned encoder trains at the classifier's
 rate (``pretrained_lr_factor`` 1: MedicalNet gives the encoder 1/100 of the head's rate;
