@@ -1,6 +1,7 @@
 """The engine's loss table: the names a task's ``loss`` may take, and the losses of its
 own (a gradient term that keeps edges, a local edge energy, log-cosh, binary
-cross-entropy on one logit); MONAI's Dice losses for segmentation."""
+cross-entropy on one logit); MONAI's Dice losses for segmentation, and its batch Dice
+counted only on batches with foreground."""
 
 from __future__ import annotations
 
