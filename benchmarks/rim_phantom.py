@@ -196,17 +196,17 @@ def score_strata(data: Path, crossval: Path) -> dict:
     return out
 
 
-def _held_out_shift(arm: Path) -> tuple[dict[str, float], list[list[str]]]:
+def _held_out_shift(arm: Path) -> dict[str, float]:
     """Subject label -> the logit shift of the fold that held it out (a crossval fold
-    holds out every subject it did not train on), and each fold's training subjects, from
-    the arm's model folder (``arm-*/model/config.yaml``)."""
+    holds out every subject it did not train on), from the arm's model folder
+    (``arm-*/model/config.yaml``)."""
     from lesionkit.calibration import prior_shift
     from lesionkit.units import subjects_of
 
     config = arm / "model" / "config.yaml"
     if not config.is_file():
         raise SystemExit(f"{arm}: expected a crossval arm with model/config.yaml, found none")
-    shift, training = {}, []
+    shift = {}
     for entry in yaml.safe_load(config.read_text()).get("folds", []):
         counts = entry.get("class_counts") or {}
         offset = prior_shift(counts.get("training"), counts.get("loss"), "sigmoid")
@@ -215,9 +215,8 @@ def _held_out_shift(arm: Path) -> tuple[dict[str, float], list[list[str]]]:
                              f"{entry.get('fold')}, found {counts or 'none'} (trained "
                              "before lesionkit recorded them?)")
         train = subjects_of([str(s) for s in entry.get("train", [])])
-        training.append(train)
         shift.update({s: float(offset[0]) for s in _all_subjects(arm) if s not in set(train)})
-    return shift, training
+    return shift
 
 
 def _all_subjects(arm: Path) -> list[str]:
@@ -235,7 +234,7 @@ def prior_comparison(data: Path, crossval: Path, n_resamples: int = 1000) -> dic
     out: dict = {}
     for arm in _arms(crossval):
         table = _scores(arm).merge(truth, on=["subject", "label"], how="inner")
-        shift, training = _held_out_shift(arm)
+        shift = _held_out_shift(arm)
         p = table["probability"].to_numpy(float).clip(1e-6, 1 - 1e-6)
         offset = table["subject"].map(shift).to_numpy(float)
         unshifted = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - offset)))
@@ -245,12 +244,12 @@ def prior_comparison(data: Path, crossval: Path, n_resamples: int = 1000) -> dic
             rows = [{"participant_id": f"sub-{s}", "label": int(r), "probability": float(q)}
                     for s, r, q in zip(table["subject"], table["rim"], probability,
                                        strict=True)]
-            summary = summary_of(rows, training, n_resamples=n_resamples)
+            summary = summary_of(rows, n_resamples=n_resamples)
             figures[name] = {
                 **{k: round(summary[k]["estimate"], 4)
                    for k in ("roc_auc", "pr_auc", "pauc_mcclish", "brier")},
                 **{f"{k}_{m}": round(summary[k][m], 3) for k in ("count_sum",
-                                                                 "count_threshold")
+                                                                 "count_above_half")
                    for m in ("mse", "r") if m in summary[k]},
                 "sum_of_probabilities": round(float(probability.sum()), 2),
                 "rim_positive": int(table["rim"].sum())}

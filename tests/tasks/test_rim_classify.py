@@ -207,16 +207,17 @@ def _rows(subject: str, labels: list[int], probabilities: list[float]) -> list[d
             for y, p in zip(labels, probabilities, strict=True)]
 
 
-def test_count_threshold_comes_from_training_subjects_only() -> None:
-    # training subjects 01/02: counts match only at 0.8; held-out 03 would prefer 0.3
+def test_counts_are_read_without_fitting_a_threshold() -> None:
+    # a threshold fitted to these counts would be 0.8 for 01/02 or 0.3 for 03; the count
+    # takes the calibrated decision (probability >= 0.5, 0.5 itself included) for everyone
     rows = (_rows("sub-01", [1, 0, 0], [0.8, 0.7, 0.2]) + _rows("sub-02", [1, 0], [0.9, 0.72])
-            + _rows("sub-03", [1, 1, 0], [0.4, 0.35, 0.1]))
-    assert rim.count_threshold(rows, ["sub-01", "sub-02"]) == pytest.approx(0.8)
-    summary = rim.lesion_summary(rows, folds=[["01", "02"], ["03"]], n_resamples=50)
-    held = {r["participant_id"]: r for r in summary["per_subject"]}
-    assert held["sub-03"]["threshold"] == pytest.approx(0.8)
-    assert held["sub-03"]["above_threshold"] == 0 and held["sub-03"]["true"] == 2
-    sums = np.array([1.7, 1.62, 0.85])
+            + _rows("sub-03", [1, 1, 0], [0.4, 0.35, 0.5]))
+    summary = rim.lesion_summary(rows, n_resamples=50)
+    counts = {r["participant_id"]: (r["true"], r["above_half"]) for r in summary["per_subject"]}
+    assert counts == {"sub-01": (1, 2), "sub-02": (1, 2), "sub-03": (2, 1)}
+    assert summary["count_above_half"]["mse"] == pytest.approx((1 + 1 + 1) / 3)
+    assert "thresholds" not in summary
+    sums = np.array([1.7, 1.62, 1.25])
     assert summary["count_sum"]["mse"] == pytest.approx(np.mean((sums - [1, 1, 2]) ** 2))
     assert summary["pauc_mcclish"]["estimate"] == pytest.approx(
         roc_auc_score([r["label"] for r in rows], [r["probability"] for r in rows],

@@ -55,8 +55,10 @@ sum over a subject's lesions estimates its rim+ count.
 Evaluation (lesion level, out of fold): partial ROC AUC for FPR < 0.1, raw (0-0.1) and
 McClish-standardised (0.5-1), PR AUC (average precision), Brier score and a reliability
 curve, with 95 % intervals from resampling subjects; subject level: predicted rim+ count
-(sum of probabilities, and count above a threshold chosen on each fold's training
-subjects) against the true count, MSE and Pearson r with its interval.
+(sum of probabilities, and lesions at probability >= 0.5) against the true count, MSE and
+Pearson r with its interval. Neither count is fitted: a threshold chosen on other subjects'
+out-of-fold probabilities would learn from models that had trained on the subject it is
+applied to.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ from lesionkit.tasks.task import (
 #: Paper numbers (QSMRim-Net, 172 patients, 177 rim+ / 3986 rim- lesions).
 PAPER = {"pauc": 0.760, "pr_auc": 0.704, "count_mse": 0.98, "count_r": 0.89}
 FPR_LIMIT = 0.1
+#: A lesion counts as rim+ at this probability or above (the subject-level count).
+COUNT_PROBABILITY = 0.5
 NEIGHBOURS = 3
 #: Equal-width probability bins of the report's reliability curve.
 RELIABILITY_BINS = 5
@@ -283,56 +287,16 @@ def evaluate(task: Task, root: Path, predictions: Path, subjects: list[str]) -> 
     return evaluate_lesion_tables(task, root, predictions, subjects)
 
 
-def fold_training_subjects(predictions: Path) -> list[list[str]]:
-    """Training subjects of each fold of the model that wrote the predictions (from the
-    ``ModelFolder`` of a prediction sidecar); empty when unknown."""
-    import yaml
-
-    from lesionkit.io import read_sidecar
-
-    for sidecar in sorted(Path(predictions).rglob("*_probseg.json")):
-        folder = read_sidecar(sidecar, "its model folder is not known").get("ModelFolder")
-        config = Path(folder or "") / "config.yaml"
-        if folder and config.is_file():
-            folds = yaml.safe_load(config.read_text()).get("folds", [])
-            from lesionkit.units import subjects_of
-
-            return [subjects_of([str(s) for s in entry.get("train", [])]) for entry in folds]
-        return []
-    return []
-
-
-def count_threshold(rows: Sequence[dict], subjects: Sequence[str]) -> float:
-    """The probability threshold whose per-subject rim+ counts best match the truth (least
-    squared error) over ``subjects`` (``sub-XX`` ids); 0.5 without subjects.
-
-    Candidates are 0.5 and every probability of those subjects' lesions (a lesion counts
-    when its probability is at least the threshold); of equally good candidates the
-    middle one is taken.
-    """
-    chosen = [r for r in rows if r["participant_id"] in set(subjects)]
-    if not chosen:
-        return 0.5
-    ids = sorted({r["participant_id"] for r in chosen})
-    truth = np.array([sum(r["label"] for r in chosen if r["participant_id"] == s) for s in ids])
-    probability = {s: np.array([r["probability"] for r in chosen if r["participant_id"] == s])
-                   for s in ids}
-    candidates = np.unique(np.r_[0.5, [r["probability"] for r in chosen]])
-    errors = np.array([np.mean((np.array([(probability[s] >= t).sum() for s in ids])
-                                - truth) ** 2) for t in candidates])
-    best = np.flatnonzero(errors == errors.min())
-    return float(candidates[best[len(best) // 2]])
-
-
-def lesion_summary(rows: Sequence[dict], folds: Sequence[Sequence[str]] = (), seed: int = 0,
+def lesion_summary(rows: Sequence[dict], seed: int = 0,
                    n_resamples: int = 1000) -> dict[str, Any]:
     """Lesion- and subject-level figures of out-of-fold lesion rows.
 
+    A subject's rim+ count is read two ways, neither fitted on any subject: the sum of
+    its lesions' probabilities, and the number of lesions at probability >= 0.5
+    (``COUNT_PROBABILITY``, the decision of a calibrated probability).
+
     Args:
         rows: ``participant_id``, ``label`` (0/1) and ``probability`` per lesion.
-        folds: Training subjects (labels without ``sub-``) of each fold; a subject's
-            count threshold is chosen on the training subjects of the fold that held it
-            out (0.5 when unknown).
         seed: Seed of the subject bootstrap.
         n_resamples: Bootstrap resamples.
     """
@@ -363,23 +327,17 @@ def lesion_summary(rows: Sequence[dict], folds: Sequence[Sequence[str]] = (), se
         estimate, low, high = subject_bootstrap(metric, y, p, ids, n_resamples, seed)
         out[name] = {"estimate": estimate, "ci_low": low, "ci_high": high}
     subjects = sorted(set(ids.tolist()))
-    thresholds = {}
-    for s in subjects:
-        train = next((f for f in folds if s.removeprefix("sub-") not in set(f)
-                      and len(f)), None)
-        thresholds[s] = count_threshold(rows, [f"sub-{t}" for t in train]) if train else 0.5
     true = np.array([y[ids == s].sum() for s in subjects], float)
     summed = np.array([p[ids == s].sum() for s in subjects])
-    above = np.array([(p[ids == s] >= thresholds[s]).sum() for s in subjects], float)
-    for name, predicted in (("count_sum", summed), ("count_threshold", above)):
+    above = np.array([(p[ids == s] >= COUNT_PROBABILITY).sum() for s in subjects], float)
+    for name, predicted in (("count_sum", summed), ("count_above_half", above)):
         entry: dict[str, Any] = {"mse": count_mse(predicted, true)}
         if len(subjects) >= 4 and np.std(predicted) > 0 and np.std(true) > 0:
             r = pearson_ci(predicted, true)
             entry.update(r=r.estimate, r_low=r.ci_low, r_high=r.ci_high)
         out[name] = entry
-    out["thresholds"] = sorted(set(thresholds.values()))
     out["per_subject"] = [{"participant_id": s, "true": int(t), "sum": round(float(a), 3),
-                           "above_threshold": int(b), "threshold": thresholds[s]}
+                           "above_half": int(b)}
                           for s, t, a, b in zip(subjects, true, summed, above, strict=True)]
     return out
 
@@ -435,9 +393,9 @@ def count_figure(summary: dict[str, Any], title: str) -> Any:
     rows = summary["per_subject"]
     true = [r["true"] for r in rows]
     ax.scatter(true, [r["sum"] for r in rows], label="sum of probabilities", s=18)
-    ax.scatter(true, [r["above_threshold"] for r in rows], marker="x", s=22,
-               label="count above threshold")
-    top = max(max(true), *[r["sum"] for r in rows], *[r["above_threshold"] for r in rows], 1)
+    ax.scatter(true, [r["above_half"] for r in rows], marker="x", s=22,
+               label="lesions at probability >= 0.5")
+    top = max(max(true), *[r["sum"] for r in rows], *[r["above_half"] for r in rows], 1)
     ax.plot([0, top], [0, top], color="0.6", linestyle=":")
     ax.set(xlabel="true rim+ lesions", ylabel="predicted rim+ lesions", title=title)
     ax.legend(frameon=False, fontsize=8)
@@ -538,7 +496,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     from lesionkit.report import Section, caption
 
     labelled = [r for r in rows if r.get("label") is not None]
-    summary = lesion_summary(labelled, fold_training_subjects(predictions))
+    summary = lesion_summary(labelled)
     write_json(summary, Path(predictions) / "rim_summary.json")
     if "pr_auc" not in summary:
         return [Section("rim-classify", f"{summary['lesions']} lesions, "
@@ -547,7 +505,7 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     table = [{"metric": name, **{k: round(v, 4) for k, v in summary[name].items()}}
              for name in ("pauc_mcclish", "pauc_raw", "pr_auc", "roc_auc", "brier")]
     counts = [{"count": name, **{k: round(v, 4) for k, v in summary[name].items()}}
-              for name in ("count_sum", "count_threshold")]
+              for name in ("count_sum", "count_above_half")]
     text = (f"{summary['lesions']} lesions ({summary['rim_positive']} rim+) of "
             f"{summary['subjects']} subjects, out of fold. Partial ROC AUC for FPR < 0.1: "
             "raw area (0-0.1, chance 0.005) and McClish-standardised (0.5 chance, 1 "
@@ -556,8 +514,8 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
             "fraction); 95 % intervals from 1000 resamples of subjects. Probabilities are "
             "at the training lesions' rim+ fraction, not the batches', where the model "
             "folder records both (lesionkit.calibration). Counts: sum of probabilities, "
-            "and lesions above a threshold chosen on each fold's training subjects (least "
-            "count error); Pearson r with its Fisher-z interval. Paper (172 patients): "
+            "and lesions at probability >= 0.5 (neither fitted on any subject); Pearson r "
+            "with its Fisher-z interval. Paper (172 patients): "
             "pAUC 0.760, PR AUC 0.704, count MSE 0.98, r 0.89 (0.86-0.92).")
     ranked = sorted(_with_centres(predictions, labelled, task.outputs[-1].desc),
                     key=lambda r: -r["probability"])
@@ -565,15 +523,14 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
     negatives = [r for r in ranked if r["label"] == 0]
     method = f"{task.name} {branches(task)} (rim probability per lesion, out of fold)"
     everyone = f"{summary['lesions']} lesions of {summary['subjects']} subjects"
-    thresholds = ", ".join(f"{t:.2f}" for t in summary.get("thresholds", ())) or "n/a"
     figures = {
         caption("ROC, PR and reliability curves (fraction rim+ against the mean "
                 "probability of each probability bin)", everyone, method,
                 "swept; partial AUC up to FPR 0.1"):
             curves_figure(labelled, task.name),
         caption("predicted against true rim+ count per subject", f"{summary['subjects']} "
-                "subjects", method, f"count above {thresholds} (probability, chosen on each "
-                "fold's training subjects)"): count_figure(summary, "subjects")}
+                "subjects", method, "lesions at probability >= 0.5, and the sum of "
+                "probabilities"): count_figure(summary, "subjects")}
     for what, chosen in (("most confident rim+", positives[:6]),
                          ("hardest negatives (rim- with the highest probability)",
                           negatives[:6]),
