@@ -82,6 +82,42 @@ def summary(rows: list[dict]) -> dict[str, object]:
     return out
 
 
+def phantom_files(data: Path, labels: list[str]) -> dict[str, dict[str, object]]:
+    """Per held-out label: its group and the phantom's brain mask, grey-matter map and
+    (patients) FCD mask; one line naming the first missing file or column otherwise."""
+    import pandas as pd
+
+    table = data / "participants.tsv"
+    if not table.is_file():
+        raise SystemExit(f"{table}: expected the participants.tsv of an fcd-classify "
+                         "phantom, found no such file")
+    participants = pd.read_csv(table, sep="\t", dtype=str)
+    if not {"participant_id", "group"} <= set(participants.columns):
+        raise SystemExit(f"{table}: expected columns participant_id and group, found "
+                         f"{', '.join(participants.columns)}")
+    groups = participants.set_index("participant_id")["group"]
+    files: dict[str, dict[str, object]] = {}
+    for label in labels:
+        phantom = data / "derivatives" / "phantom" / f"sub-{label}" / "anat"
+        group = groups.get(f"sub-{label}")
+        if group not in ("patient", "control"):
+            raise SystemExit(f"{table}: expected group patient or control for "
+                             f"sub-{label}, found {group!r}")
+        entry: dict[str, object] = {
+            "patient": group == "patient",
+            "brain": phantom / f"sub-{label}_desc-brain_mask.nii.gz",
+            "grey": phantom / f"sub-{label}_label-GM_probseg.nii.gz",
+            "lesion": phantom / f"sub-{label}_label-lesion_mask.nii.gz"}
+        needed = ["brain", "grey"] + (["lesion"] if entry["patient"] else [])
+        for key in needed:
+            if not Path(entry[key]).is_file():
+                raise SystemExit(f"{entry[key]}: expected the phantom's {key} map of a "
+                                 "held-out subject (lesionkit simulate fcd-classify), "
+                                 "found no such file")
+        files[label] = entry
+    return files
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="an fcd-classify phantom (lesionkit simulate)")
@@ -101,7 +137,11 @@ def main() -> None:
     from lesionkit.training import train
 
     labels = sorted(p.name[4:] for p in args.data.glob("sub-*") if p.is_dir())
+    if len(labels) <= args.held_out + args.validation:
+        raise SystemExit(f"{args.data}: expected more than {args.held_out + args.validation} "
+                         f"subjects (--held-out + --validation), found {len(labels)}")
     train_labels, held = labels[:-args.held_out], labels[-args.held_out:]
+    files = phantom_files(args.data, held)
     fcd = replace(get_task("fcd-classify"), network="resnet10",
                   network_kwargs={"widen_factor": 0.5})
     stage = pretraining_task(fcd, 0, epochs=args.epochs)
@@ -118,18 +158,14 @@ def main() -> None:
     out = args.model.parent / f"{args.model.name}-predictions"
     predict(args.model, args.data, subjects=held, out_dir=out, device="cpu", progress=False,
             tta=1)
-    groups = pd.read_csv(args.data / "participants.tsv", sep="\t").set_index(
-        "participant_id")["group"]
     rows = []
     for label in held:
-        phantom = args.data / "derivatives" / "phantom" / f"sub-{label}" / "anat"
-        lesion_path = phantom / f"sub-{label}_label-lesion_mask.nii.gz"
-        patient = groups[f"sub-{label}"] == "patient"
+        entry = files[label]
+        patient = bool(entry["patient"])
         row = score_subject(
             nib.load(next(out.glob(f"sub-{label}/anat/*label-lesion*probseg.nii.gz"))).get_fdata(),
-            nib.load(phantom / f"sub-{label}_desc-brain_mask.nii.gz").get_fdata(),
-            nib.load(phantom / f"sub-{label}_label-GM_probseg.nii.gz").get_fdata(),
-            nib.load(lesion_path).get_fdata() if patient else None)
+            nib.load(entry["brain"]).get_fdata(), nib.load(entry["grey"]).get_fdata(),
+            nib.load(entry["lesion"]).get_fdata() if patient else None)
         rows.append({"participant_id": f"sub-{label}", "patient": int(patient), **row})
     pd.DataFrame(rows).to_csv(args.model.parent / f"{args.model.name}-scores.tsv", sep="\t",
                               index=False, na_rep="n/a")

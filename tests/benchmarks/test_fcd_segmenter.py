@@ -65,3 +65,22 @@ def test_a_map_that_marks_nothing_has_no_grey_share(bench) -> None:
     summary = bench.summary(rows)
     assert summary["outside_lesion_grey_probability_median"] is None
     assert summary["auc_volume_033"] == 0.5 and summary["lesion_peak_over_05"] == 0
+
+
+def test_held_out_subjects_need_the_phantoms_maps(bench, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"participants\.tsv.*no such file"):
+        bench.phantom_files(tmp_path, ["01"])
+    (tmp_path / "participants.tsv").write_text("participant_id\tgroup\nsub-01\tpatient\n"
+                                               "sub-02\tcontrol\n")
+    phantom = tmp_path / "derivatives" / "phantom"
+    for label in ("01", "02"):
+        anat = phantom / f"sub-{label}" / "anat"
+        anat.mkdir(parents=True)
+        for name in ("desc-brain_mask", "label-GM_probseg"):
+            (anat / f"sub-{label}_{name}.nii.gz").touch()
+    assert not bench.phantom_files(tmp_path, ["02"])["02"]["patient"]
+    with pytest.raises(SystemExit, match=r"sub-01_label-lesion_mask\.nii\.gz: expected the "
+                                         r"phantom's lesion map"):
+        bench.phantom_files(tmp_path, ["01", "02"])
+    with pytest.raises(SystemExit, match="group patient or control for sub-03, found None"):
+        bench.phantom_files(tmp_path, ["03"])
