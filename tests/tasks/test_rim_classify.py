@@ -208,7 +208,7 @@ def _rows(subject: str, labels: list[int], probabilities: list[float]) -> list[d
 
 
 def test_counts_are_read_without_fitting_a_threshold() -> None:
-    # a threshold fitted to these counts would be 0.8 for 01/02 or 0.3 for 03; the count
+    # a threshold fitted to these counts would be 0.8 for 01/02 or 0.4 for 03; the count
     # takes the calibrated decision (probability >= 0.5, 0.5 itself included) for everyone
     rows = (_rows("sub-01", [1, 0, 0], [0.8, 0.7, 0.2]) + _rows("sub-02", [1, 0], [0.9, 0.72])
             + _rows("sub-03", [1, 1, 0], [0.4, 0.35, 0.5]))
