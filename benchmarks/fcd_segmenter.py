@@ -57,7 +57,9 @@ def score_subject(probability: np.ndarray, brain: np.ndarray, grey: np.ndarray,
         "outside_grey": float(grey[outside].mean()) if outside.any() else None,
         "dice": None, "lesion_peak": None}
     if lesion.any():
-        row["dice"] = float(2 * (marked & lesion).sum() / (marked.sum() + lesion.sum()))
+        from lesionkit.metrics.segmentation import dice
+
+        row["dice"] = float(dice(marked, lesion))
         row["lesion_peak"] = float(probability[lesion].max())
     return row
 
@@ -129,9 +131,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import nibabel as nib
-    import pandas as pd
 
     from lesionkit.infer import predict
+    from lesionkit.io import write_tsv
     from lesionkit.tasks import get_task
     from lesionkit.tasks.fcd_classify import pretraining_task
     from lesionkit.training import train
@@ -167,8 +169,7 @@ def main() -> None:
             nib.load(entry["brain"]).get_fdata(), nib.load(entry["grey"]).get_fdata(),
             nib.load(entry["lesion"]).get_fdata() if patient else None)
         rows.append({"participant_id": f"sub-{label}", "patient": int(patient), **row})
-    pd.DataFrame(rows).to_csv(args.model.parent / f"{args.model.name}-scores.tsv", sep="\t",
-                              index=False, na_rep="n/a")
+    write_tsv(rows, args.model.parent / f"{args.model.name}-scores.tsv")
     metrics = json.loads((args.model / "metrics.json").read_text())
     print(json.dumps({"training": metrics, **summary(rows)}, indent=1))
 
