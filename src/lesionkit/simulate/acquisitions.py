@@ -29,10 +29,9 @@ IMAGE_SCALE = 1000.0
 #: Name of the ground-truth derivative folder (derivatives/phantom).
 PIPELINE = "phantom"
 #: Independent random streams of one subject, in spawn order.
-#: (``randomise`` last: adding it left the earlier streams, and cohorts without
-#: randomisation, unchanged.)
+#: (Streams added later go last, which leaves the earlier ones unchanged.)
 STREAMS = ("anatomy", "tissue", "lesions", "scanner", "noise", "demographics", "randomise",
-           "followup")
+           "followup", "variants")
 LESION_COLUMNS = ("label", "type", "centre_x", "centre_y", "centre_z", "long_axis_mm",
                   "short_axis_mm", "volume_mm3", "rim")
 

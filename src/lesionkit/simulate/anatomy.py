@@ -20,7 +20,7 @@ from lesionkit.simulate.variety import (
 )
 
 __all__ = ["Anatomy", "DeformationParams", "deform", "draw_deformation", "load_template",
-           "subject_anatomy", "thin_cortex", "to_spacing"]
+           "source_coordinates", "subject_anatomy", "thin_cortex", "to_spacing"]
 
 
 def deform(anatomy: Anatomy, params: DeformationParams) -> Anatomy:
@@ -52,3 +52,23 @@ def subject_anatomy(params: DeformationParams, spacing_mm: float) -> Anatomy:
     if spacing_mm >= 1.0:
         return thin_cortex(deform(to_spacing(template, spacing_mm), params), thin)
     return to_spacing(thin_cortex(deform(template, params), thin), spacing_mm)
+
+
+def source_coordinates(deformation: DeformationParams, spacing: float) -> np.ndarray:
+    """Template-space (MNI) world coordinates (mm) sampled by each subject voxel.
+
+    Deforms maps of the world coordinates with :func:`~.anatomy.deform`, which samples
+    linearly and therefore returns them exactly; the grid is that of
+    ``subject_anatomy(deformation, spacing)``. Returns float32 of shape (3, *grid).
+    """
+    base = to_spacing(load_template(), max(spacing, 1.0))
+    a = base.affine
+    world = [(a[i, i] * np.arange(n, dtype=np.float32) + a[i, 3]).reshape(
+        [-1 if k == i else 1 for k in range(3)]) * np.ones(base.shape, np.float32)
+        for i, n in enumerate(base.shape)]
+    coords = replace(base, gm=world[0], wm=world[1], csf=world[2],
+                     deep_gm=np.zeros(base.shape, np.float32))
+    warped = deform(coords, deformation)
+    if spacing < 1.0:
+        warped = to_spacing(warped, spacing)
+    return np.stack([warped.gm, warped.wm, warped.csf])

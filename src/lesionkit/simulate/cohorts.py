@@ -37,11 +37,13 @@ import numpy as np
 
 from lesionkit.io import InputError, remove_stale_temporaries
 from lesionkit.simulate import acquisitions as acq
+from lesionkit.simulate import normal_variants as nv
 from lesionkit.simulate import parameters as phys
 from lesionkit.simulate.anatomy import (
     Anatomy,
     DeformationParams,
     draw_deformation,
+    source_coordinates,
     subject_anatomy,
 )
 from lesionkit.simulate.randomise import map_snr
@@ -58,16 +60,22 @@ def write_weighted(sub: acq.Subject, *args: Any, **kwargs: Any) -> np.ndarray:
 
 
 def base_subject(sub: acq.Subject, spacing: float, field_strength: str = "3T",
-                 deformation: DeformationParams | None = None
+                 deformation: DeformationParams | None = None, normal_variants: bool = True
                  ) -> tuple[Anatomy, dict, TissueMaps]:
     """Deformed anatomy at ``spacing`` mm, tissue quantiles and property maps at a field
-    (``deformation``: drawn already from ``sub.rngs["anatomy"]``, else drawn here)."""
+    (``deformation``: drawn already from ``sub.rngs["anatomy"]``, else drawn here), with
+    the normal FLAIR hyperintensities of :mod:`.normal_variants` unless
+    ``normal_variants`` is False (they change T2 only)."""
     if deformation is None:
         deformation = draw_deformation(sub.rngs["anatomy"])
     anatomy = subject_anatomy(deformation, spacing)
     sub.row["atrophy"] = round(deformation.atrophy, 3)  # 0-1, see simulate.variety
     quantiles = phys.draw_tissue_quantiles(sub.rngs["tissue"])
-    return anatomy, quantiles, tissue_maps(anatomy, phys.tissue_values(quantiles, field_strength))
+    maps = tissue_maps(anatomy, phys.tissue_values(quantiles, field_strength))
+    if normal_variants:
+        coords = source_coordinates(deformation, spacing)
+        maps = nv.add_normal_variants(maps, coords, nv.draw_variants(sub.rngs["variants"]))
+    return anatomy, quantiles, maps
 
 
 def _fcd(sub: acq.Subject, anatomy: Anatomy, maps: list[TissueMaps]
@@ -86,7 +94,7 @@ def _fcd(sub: acq.Subject, anatomy: Anatomy, maps: list[TissueMaps]
 def enhance_r1_subject(sub: acq.Subject) -> None:
     """3T R1 (1 mm or 2 mm; lower SNR, more blur) and 7T R1 (0.5 mm or 1 mm), same subject."""
     fine = sub.spacing / 2.0
-    anatomy, quantiles, maps3 = base_subject(sub, fine, "3T")
+    anatomy, quantiles, maps3 = base_subject(sub, fine, "3T", normal_variants=False)
     maps7 = tissue_maps(anatomy, phys.tissue_values(quantiles, "7T"))
     lesion = np.zeros(anatomy.shape, np.float32)
     if sub.group == "fcd":

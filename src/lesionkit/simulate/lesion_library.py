@@ -28,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 from scipy import ndimage
 
-from lesionkit.simulate.anatomy import Anatomy, DeformationParams, deform, load_template, to_spacing
+from lesionkit.simulate.anatomy import Anatomy, DeformationParams, source_coordinates
 from lesionkit.simulate.lesionmasks import (
     MIN_VOLUME_MM3,
     SHIPPED_LIBRARY,
@@ -67,26 +67,6 @@ __all__ = ["LIBRARY_FRACTION", "MIN_VOLUME_MM3", "SHIPPED_LIBRARY", "LesionLibra
            "draw_library_lesions", "draw_subject_ms_lesions", "give_rims", "load_lesion_library",
            "ms_lesion_fractions", "ms_table_rows", "resolve_lesion_library",
            "source_coordinates"]
-
-
-def source_coordinates(deformation: DeformationParams, spacing: float) -> np.ndarray:
-    """Template-space (MNI) world coordinates (mm) sampled by each subject voxel.
-
-    Deforms maps of the world coordinates with :func:`~.anatomy.deform`, which samples
-    linearly and therefore returns them exactly; the grid is that of
-    ``subject_anatomy(deformation, spacing)``. Returns float32 of shape (3, *grid).
-    """
-    base = to_spacing(load_template(), max(spacing, 1.0))
-    a = base.affine
-    world = [(a[i, i] * np.arange(n, dtype=np.float32) + a[i, 3]).reshape(
-        [-1 if k == i else 1 for k in range(3)]) * np.ones(base.shape, np.float32)
-        for i, n in enumerate(base.shape)]
-    coords = replace(base, gm=world[0], wm=world[1], csf=world[2],
-                     deep_gm=np.zeros(base.shape, np.float32))
-    warped = deform(coords, deformation)
-    if spacing < 1.0:
-        warped = to_spacing(warped, spacing)
-    return np.stack([warped.gm, warped.wm, warped.csf])
 
 
 def _resample(comp: LibraryComponent, coords: np.ndarray, affine: np.ndarray, reach: float
