@@ -16,9 +16,9 @@ deformation (:func:`.anatomy.source_coordinates`), so they follow its anatomy.
 They lengthen T2 only (T1, T2*, PD, chi and ADC unchanged): visible on FLAIR and T2w,
 invisible on T1w, R1 and the MRF frames. Per subject, each structure's T2 is the
 tissue's times a factor drawn from :data:`T2_FACTOR` (chosen, the sources give no
-relaxation values: at the phantom's FLAIR, TE 110 ms, it makes the structure 1.06-1.3
-times as bright as white matter, fainter than an MS lesion, whose published FLAIR
-lesion/WM ratio is 1.2-1.8 (``realism.PUBLISHED_RATIOS``)); the corticospinal
+relaxation values: at the phantom's FLAIR, TE 110 ms, it makes the structure 1.06-1.23
+times as bright as the same tissue without it, below the published FLAIR MS lesion/WM
+ratios of 1.25-1.9 (``realism.PUBLISHED_RATIOS``)); the corticospinal
 hyperintensity's extent along the tract is drawn from 1-6 cm; each cap is present with
 the frequency above, drawn per side.
 """
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from lesionkit.simulate.tissue import TissueMaps
 
 #: T2 lengthening factor (low, high) of a normal hyperintensity, drawn per structure.
-T2_FACTOR = (1.04, 1.2)
+T2_FACTOR = (1.04, 1.15)
 #: Frequency of frontal and occipital horn caps, per side (Neuroradiology 1997;39:243).
 CAP_FREQUENCY = {"frontal": 0.90, "occipital": 0.77}
 #: Extent (cm) along the corticospinal tract, centred on the internal capsule.
