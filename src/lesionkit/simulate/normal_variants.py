@@ -90,28 +90,51 @@ def _in_box(world: list[np.ndarray], box: tuple) -> np.ndarray:
     return inside
 
 
+def _box(index: np.ndarray, pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """The bounding box of voxel indices (rows) grown by ``pad`` voxels, within the grid."""
+    lo = np.maximum(index.min(0) - pad, 0)
+    hi = np.minimum(index.max(0) + pad + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
 def _near(target: np.ndarray, tissue: np.ndarray, mm: float) -> np.ndarray:
-    """Tissue within ``mm`` of ``target`` (1 mm grid), as a 0..1 fraction."""
-    dist = ndimage.distance_transform_edt(~target)
-    return (np.clip(mm + 0.5 - dist, 0.0, 1.0) * (dist > 0) * tissue).astype(np.float32)
+    """Tissue within ``mm`` of ``target`` (1 mm grid), as a 0..1 fraction (the distance is
+    computed in the target's bounding box only)."""
+    out = np.zeros(target.shape, np.float32)
+    if not target.any():
+        return out
+    box = _box(np.argwhere(target), int(np.ceil(mm)) + 2, target.shape)
+    dist = ndimage.distance_transform_edt(~target[box])
+    out[box] = np.clip(mm + 0.5 - dist, 0.0, 1.0) * (dist > 0) * tissue[box]
+    return out
 
 
 def _path_distance(world: list[np.ndarray], path: np.ndarray, shape: tuple[int, ...],
-                   origin: int = CST_CAPSULE) -> tuple[np.ndarray, np.ndarray]:
+                   reach: float, origin: int = CST_CAPSULE) -> tuple[np.ndarray, np.ndarray]:
     """Distance (mm) of each voxel to a polyline and the arc length (mm, signed, 0 at
-    its point ``origin``) of its nearest point."""
-    grid = [np.broadcast_to(w, shape) for w in world]
+    its point ``origin``) of its nearest point, computed within ``reach`` mm of the
+    path's bounding box (the distance is infinite beyond)."""
     best = np.full(shape, np.inf, np.float32)
     arc = np.zeros(shape, np.float32)
+    axes = [w.ravel() for w in world]
+    index = np.array([[np.searchsorted(w, path[:, i].min() - reach),
+                       np.searchsorted(w, path[:, i].max() + reach, side="right") - 1]
+                      for i, w in enumerate(axes)]).T
+    box = _box(index, 0, shape)
+    grid = [np.broadcast_to(w[b].reshape([-1 if k == i else 1 for k in range(3)]),
+                            best[box].shape)
+            for i, (w, b) in enumerate(zip(axes, box, strict=True))]
+    near, along = best[box], arc[box]
     lengths = np.linalg.norm(np.diff(path, axis=0), axis=1)
     start = np.concatenate([[0.0], np.cumsum(lengths)]) - np.sum(lengths[:origin])
     for a, b, s0, n in zip(path[:-1], path[1:], start[:-1], lengths, strict=True):
         d = (b - a) / n
         t = np.clip(sum((g - p) * q for g, p, q in zip(grid, a, d, strict=True)), 0, n)
         dist = np.sqrt(sum((g - (p + t * q)) ** 2 for g, p, q in zip(grid, a, d, strict=True)))
-        closer = dist < best
-        best = np.where(closer, dist, best)
-        arc = np.where(closer, s0 + t, arc)
+        closer = dist < near
+        near = np.where(closer, dist, near)
+        along = np.where(closer, s0 + t, along)
+    best[box], arc[box] = near, along
     return best, arc
 
 
@@ -129,7 +152,8 @@ def template_variants() -> tuple[dict[str, np.ndarray], np.ndarray]:
     midline = np.zeros(t.shape, bool)
     for box in MIDLINE_VENTRICLES_MM:
         midline |= _in_box(world, box)
-    aqueduct, _ = _path_distance(world, np.array(AQUEDUCT_MM), t.shape, 0)
+    aqueduct, _ = _path_distance(world, np.array(AQUEDUCT_MM), t.shape,
+                                 AQUEDUCT_RADIUS_MM + 2, origin=0)
     out = {"lining": _near((csf & midline) | (aqueduct <= AQUEDUCT_RADIUS_MM), tissue,
                            LINING_MM)}
     depth = ndimage.distance_transform_edt(t.mask)
@@ -150,7 +174,7 @@ def template_variants() -> tuple[dict[str, np.ndarray], np.ndarray]:
     arc = np.zeros(t.shape, np.float32)
     for sign in (1, -1):
         path = np.array(CST_PATH_MM) * np.array([sign, 1, 1])
-        dist, along = _path_distance(world, path, t.shape)
+        dist, along = _path_distance(world, path, t.shape, CST_RADIUS_MM + 2)
         frac = np.clip(CST_RADIUS_MM + 0.5 - dist, 0.0, 1.0)
         arc = np.where(frac > cst, along, arc)
         cst = np.maximum(cst, frac)
