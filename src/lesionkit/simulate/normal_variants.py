@@ -7,7 +7,7 @@ extending 0.5-5.5 cm (median 2.5 cm) towards the centrum semiovale and the pons;
 line of high signal outlining the third and fourth ventricles in every subject; and caps
 at the frontal and occipital horns in 90 % and 77 % (asymmetric in 54 %). 2D FLAIR at 3T
 of 22 healthy controls (Neema et al. 2009, AJNR 30:911) found the same capping and
-corticospinal-tract hyperintensity, more conspicuous at 3T than at 1.5T. A lesion model
+corticospinal-tract hyperintensity, with more hyperintense foci at 3T than at 1.5T. A lesion model
 that has never seen these structures marks them as lesions on a real scan.
 
 The structures are defined once on the MNI152 template (:mod:`.template`) from its CSF
@@ -16,7 +16,7 @@ deformation (:func:`.anatomy.source_coordinates`), so they follow its anatomy.
 They lengthen T2 only (T1, T2*, PD, chi and ADC unchanged): visible on FLAIR and T2w,
 invisible on T1w, R1 and the MRF frames. Per subject, each structure's T2 is the
 tissue's times a factor drawn from :data:`T2_FACTOR` (chosen, the sources give no
-relaxation values: at the phantom's FLAIR, TE 110 ms, it makes the structure 1.06-1.23
+relaxation values: at the phantom's FLAIR, TE 110 ms, it makes the structure 1.05-1.25
 times as bright as the same tissue without it, below the published FLAIR MS lesion/WM
 ratios of 1.25-1.9 (``realism.PUBLISHED_RATIOS``)); the corticospinal
 hyperintensity's extent along the tract is drawn from 1-6 cm; each cap is present with
@@ -84,6 +84,7 @@ def _world(shape: tuple[int, ...], affine: np.ndarray) -> list[np.ndarray]:
 
 
 def _in_box(world: list[np.ndarray], box: tuple) -> np.ndarray:
+    """Voxels inside a box of world coordinates (mm, (low, high) per axis)."""
     inside = np.ones((1, 1, 1), bool)
     for w, (lo, hi) in zip(world, box, strict=True):
         inside = inside & (w >= lo) & (w <= hi)
