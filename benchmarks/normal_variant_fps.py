@@ -1,0 +1,109 @@
+"""False lesion components of a FLAIR lesion model on the phantom's normal hyperintensities.
+
+The phantom's FLAIR carries normal hyperintensities that are not lesions
+(:mod:`lesionkit.simulate.normal_variants`; docs/phantom.md). This benchmark draws each
+subject's structures again from the seed and index in its FLAIR sidecar
+(``PhantomSeed``, ``PhantomSubjectIndex``), thresholds a model's lesion probability map,
+and counts the face-connected components that touch no true lesion and, of them, those
+that touch a structure (fraction above 0.3)::
+
+    lesionkit simulate mrf-lesion held6 --subjects 6 --seed 2000 --resolution 2
+    lesionkit predict flair-only-lesion-dr held6 --out-dir P --tta 2
+    python benchmarks/normal_variant_fps.py held6 P --desc flaironlylesiondr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+#: A component touches a structure where the structure's fraction exceeds this.
+TOUCH_FRACTION = 0.3
+
+
+def subject_variants(flair_json: Path, spacing_mm: float) -> np.ndarray:
+    """Summed fraction (0..) of a phantom subject's normal hyperintensities on its grid.
+
+    Args:
+        flair_json: the subject's FLAIR sidecar written by ``lesionkit simulate``.
+        spacing_mm: the cohort's voxel size (mm).
+    """
+    from lesionkit.simulate import acquisitions as acq
+    from lesionkit.simulate import normal_variants as nv
+    from lesionkit.simulate.anatomy import draw_deformation, source_coordinates
+
+    meta = json.loads(flair_json.read_text())
+    if not meta.get("Phantom") or "PhantomSeed" not in meta:
+        raise SystemExit(f"error: {flair_json}: expected a phantom sidecar with PhantomSeed, "
+                         "found none")
+    index = int(meta["PhantomSubjectIndex"])
+    child = np.random.SeedSequence(int(meta["PhantomSeed"])).spawn(index + 1)[index]
+    rngs = {name: np.random.default_rng(s)
+            for name, s in zip(acq.STREAMS, child.spawn(len(acq.STREAMS)), strict=True)}
+    deformation = draw_deformation(rngs["anatomy"])  # the first draw of every cohort
+    fractions = nv.variant_fractions(source_coordinates(deformation, spacing_mm),
+                                     nv.draw_variants(rngs["variants"]))
+    return sum(fractions.values())
+
+
+def false_components(probability: np.ndarray, truth: np.ndarray, variants: np.ndarray,
+                     threshold: float = 0.33) -> tuple[int, int]:
+    """Components at ``threshold`` touching no true lesion, and those of them touching a
+    normal hyperintensity (fraction above :data:`TOUCH_FRACTION`)."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(probability >= threshold)
+    false = touching = 0
+    for k, component in enumerate(ndimage.find_objects(labels), start=1):
+        here = labels[component] == k
+        if (here & truth[component]).any():
+            continue
+        false += 1
+        touching += bool((here & (variants[component] > TOUCH_FRACTION)).any())
+    return false, touching
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the counts per subject and in all."""
+    import nibabel as nib
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="Phantom cohort (lesionkit simulate).")
+    parser.add_argument("predictions", type=Path, help="lesionkit predict's output folder.")
+    parser.add_argument("--desc", required=True, help="desc of the probability maps.")
+    parser.add_argument("--threshold", type=float, default=0.33)
+    args = parser.parse_args(argv)
+    total = [0, 0]
+    for flair in sorted(args.data.glob("sub-*/anat/sub-*_FLAIR.nii.gz")):
+        sub = flair.name.split("_")[0]
+        prob_path = (args.predictions / sub / "anat"
+                     / f"{sub}_label-lesion_desc-{args.desc}_probseg.nii.gz")
+        truth_path = (args.data / "derivatives" / "phantom" / sub / "anat"
+                      / f"{sub}_label-lesion_mask.nii.gz")
+        for path in (prob_path, truth_path):
+            if not path.exists():
+                print(f"error: {path}: expected a file, found none", file=sys.stderr)
+                return 1
+        image = nib.load(flair)
+        variants = subject_variants(flair.with_name(flair.name.replace(".nii.gz", ".json")),
+                                    float(image.header.get_zooms()[0]))
+        probability = np.asarray(nib.load(prob_path).dataobj, np.float32)
+        truth = np.asarray(nib.load(truth_path).dataobj) > 0
+        if not probability.shape == truth.shape == variants.shape:
+            print(f"error: {prob_path}: expected the cohort grid {truth.shape}, found "
+                  f"{probability.shape}", file=sys.stderr)
+            return 1
+        false, touching = false_components(probability, truth, variants, args.threshold)
+        total[0] += false
+        total[1] += touching
+        print(f"{sub}\tfalse components {false}\ttouching a normal hyperintensity {touching}")
+    print(f"all\tfalse components {total[0]}\ttouching a normal hyperintensity {total[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
