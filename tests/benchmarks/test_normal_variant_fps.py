@@ -53,3 +53,15 @@ def test_the_structures_are_redrawn_from_the_sidecar_seed(bench, tmp_path):
     sidecar.write_text(json.dumps({"Phantom": False}))
     with pytest.raises(SystemExit, match="PhantomSeed"):
         bench.subject_variants(sidecar, 2.0)
+
+
+def test_a_missing_sidecar_is_named(bench, tmp_path):
+    with pytest.raises(SystemExit, match=r"sub-01_FLAIR\.json: expected the FLAIR.s JSON"):
+        bench.subject_variants(tmp_path / "sub-01_FLAIR.json", 2.0)
+
+
+def test_structures_are_brighter_than_white_matter_on_flair(bench):
+    ratios = bench.structure_ratios(0)
+    assert {"lining", "cst", "grey matter"} <= set(ratios)
+    assert all(value > 1.0 for value in ratios.values())
+    assert ratios["cst"] < 1.25  # below the published MS lesion/WM range

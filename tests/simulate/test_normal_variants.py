@@ -62,7 +62,9 @@ def test_draw_frequencies_and_factors_follow_the_sources():
         assert seen == pytest.approx(nv.CAP_FREQUENCY[cap.split("_")[0]], abs=0.03)
     factors = [v for d in draws for k, v in d.items() if k != "cst_cm"]
     assert nv.T2_FACTOR[0] <= min(factors) and max(factors) <= nv.T2_FACTOR[1]
-    assert all(d["lining"] and d["cst"] for d in draws)  # in every subject
+    assert all("lining" in d and "cst" in d for d in draws)  # in every subject
+    extents = [d["cst_cm"] for d in draws]
+    assert nv.CST_EXTENT_CM[0] <= min(extents) and max(extents) <= nv.CST_EXTENT_CM[1]
 
 
 @pytest.fixture(scope="module")
