@@ -269,8 +269,17 @@ def test_longitudinal_data_trains_on_one_session_and_is_scored_per_session(tmp_p
     for fold in config["folds"]:
         assert len(fold["train"]) == 4 and len(fold["validation"]) == 2
         assert not set(subjects_of(fold["train"])) & set(subjects_of(fold["validation"]))
-    held_out = folds_for(load_model(every), "03")
+    held_out = folds_for(load_model(every), "03", data)
     assert len(held_out) == 1 and "03" not in subjects_of(held_out[0].train)
+    # sub-03 of another dataset is someone else: every fold predicts it
+    import shutil
+
+    other = shutil.copytree(data, tmp_path / "other-dataset")
+    assert len(folds_for(load_model(every), "03", other)) == 3
+    predict(every, other, device="cpu", progress=False, subjects=["03"], tta=1,
+            out_dir=tmp_path / "p-other")
+    assert {json.loads(p.read_text())["Folds"] for p in (tmp_path / "p-other").rglob(
+        "sub-03*.json")} == {3}
     with pytest.raises(InputError, match="expected --session or --all-sessions, found both"):
         train(_tiny_task(), data, tmp_path / "both", epochs=1, max_steps=2, progress=False,
               device="cpu", session="2", all_sessions=True)

@@ -3,9 +3,10 @@
 Every prediction is the mean over (folds x flips); the standard deviation over the same
 set is written beside it as the uncertainty, in the output's unit. Inputs are
 normalised with each fold's training statistics and outputs inverted back to physical
-units before averaging. A subject that some folds trained on is predicted by the other
-folds only, so predicting a cross-validated model's own subjects gives out-of-fold
-predictions. Outputs are written by the task's declared output kind
+units before averaging. A subject of the dataset a model trained on that some folds
+trained on is predicted by the other folds only, so predicting a cross-validated model's
+own subjects gives out-of-fold predictions; a subject of any other dataset, whatever its
+label, by every fold. Outputs are written by the task's declared output kind
 (:mod:`lesionkit.writers`): voxel maps on the input's grid, one subject table, or a
 lesion table per subject with a lesion-wise map.
 """
@@ -79,11 +80,16 @@ def resolve_device(device: str = "auto") -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
-def folds_for(model: TrainedModel, subject: str) -> list[FoldModel]:
-    """The folds that did not train on ``subject`` (all folds when every fold did; a fold
-    that trained on any session of it trained on it)."""
+def folds_for(model: TrainedModel, subject: str, root: str | os.PathLike[str]
+              ) -> list[FoldModel]:
+    """The folds that did not train on ``subject`` of the dataset at ``root`` (all folds
+    when every fold did, or when the model trained on another dataset, whose subject
+    labels name other people; a fold that trained on any session of it trained on it)."""
+    from lesionkit.model_folder import trained_on
     from lesionkit.units import subjects_of
 
+    if not trained_on(model.config, root):
+        return list(model.folds)
     held_out = [f for f in model.folds if subject not in subjects_of(f.train)]
     return held_out or list(model.folds)
 
@@ -456,7 +462,7 @@ def predict(
                                  f"{channels}")
             label_map = (np.rint(loaded[task.lesions.key].data[0].numpy()).astype(np.int64)
                          if task.lesions is not None else None)
-            chosen = (folds_for(model, subject) if folds is None
+            chosen = (folds_for(model, subject, dataset.root) if folds is None
                       else [model.folds[i] for i in folds])
             features = None
             if task.lesion_features is not None:

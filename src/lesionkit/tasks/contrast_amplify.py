@@ -307,6 +307,7 @@ def _training_split(root: Path, predictions: Path, subject: str
     import yaml
 
     from lesionkit.bids import BIDSDataset
+    from lesionkit.model_folder import trained_on
 
     model = _sidecar(predictions, subject).get("ModelFolder")
     config = Path(model) / "config.yaml" if model else None
@@ -314,8 +315,7 @@ def _training_split(root: Path, predictions: Path, subject: str
     if config is None or not config.is_file():
         return None, others, None
     stored = yaml.safe_load(config.read_text())
-    trained_on = (stored.get("data") or {}).get("root")
-    if trained_on is not None and Path(trained_on).resolve() != Path(root).resolve():
+    if not trained_on(stored, root):
         return Path(model), others, None
     from lesionkit.units import subjects_of
 
