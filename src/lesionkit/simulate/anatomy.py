@@ -14,6 +14,7 @@ from scipy import ndimage
 from lesionkit.simulate.template import Anatomy, load_template, to_spacing
 from lesionkit.simulate.variety import (
     DeformationParams,
+    axis_world,
     draw_deformation,
     source_points,
     thin_cortex,
@@ -63,9 +64,7 @@ def source_coordinates(deformation: DeformationParams, spacing: float) -> np.nda
     """
     base = to_spacing(load_template(), max(spacing, 1.0))
     a = base.affine
-    world = [(a[i, i] * np.arange(n, dtype=np.float32) + a[i, 3]).reshape(
-        [-1 if k == i else 1 for k in range(3)]) * np.ones(base.shape, np.float32)
-        for i, n in enumerate(base.shape)]
+    world = [w * np.ones(base.shape, np.float32) for w in axis_world(base.shape, a, np.float32)]
     coords = replace(base, gm=world[0], wm=world[1], csf=world[2],
                      deep_gm=np.zeros(base.shape, np.float32))
     warped = deform(coords, deformation)

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from lesionkit.simulate.variety import axis_world
+
 if TYPE_CHECKING:
     from lesionkit.simulate.tissue import TissueMaps
 
@@ -75,12 +77,6 @@ __all__ = ["CAPS", "CAP_FREQUENCY", "CST_EXTENT_CM", "T2_FACTOR", "VariantDraw",
 #: One subject's draw: ``{structure: T2 factor}`` for the structures present, and the
 #: corticospinal extent ``cst_cm`` (cm).
 VariantDraw = dict[str, float]
-
-
-def _world(shape: tuple[int, ...], affine: np.ndarray) -> list[np.ndarray]:
-    """World coordinates (mm) of each axis on a grid with a diagonal affine."""
-    return [(affine[i, i] * np.arange(n, dtype=np.float32) + affine[i, 3]).reshape(
-        [-1 if k == i else 1 for k in range(3)]) for i, n in enumerate(shape)]
 
 
 def _in_box(world: list[np.ndarray], box: tuple) -> np.ndarray:
@@ -147,7 +143,7 @@ def template_variants() -> tuple[dict[str, np.ndarray], np.ndarray]:
     from lesionkit.simulate.template import load_template
 
     t = load_template()
-    world = _world(t.shape, t.affine)
+    world = axis_world(t.shape, t.affine, np.float32)
     tissue = np.clip(t.gm + t.wm, 0.0, 1.0)
     csf = t.csf > 0.5
     midline = np.zeros(t.shape, bool)

@@ -96,12 +96,21 @@ def draw_deformation(
     return DeformationParams(control, scale, float(rng.uniform(*atrophy_range)))
 
 
-def _axis_coords(anatomy: Anatomy) -> list[np.ndarray]:
-    """World coordinate (mm) of the grid lines along each axis (axis-aligned grids only)."""
-    a = anatomy.affine
-    if not np.allclose(a[:3, :3], np.diag(np.diag(a[:3, :3]))):
+def axis_world(shape: tuple[int, ...], affine: np.ndarray, dtype: type | None = None
+               ) -> list[np.ndarray]:
+    """World coordinate (mm) of the grid lines along each axis of an axis-aligned grid,
+    each shaped to broadcast along its own axis (``n`` long on axis ``i``, 1 elsewhere).
+
+    ``dtype``: of the voxel indices before scaling (None: NumPy's integer default)."""
+    if not np.allclose(affine[:3, :3], np.diag(np.diag(affine[:3, :3]))):
         raise ValueError("the phantom anatomy needs an axis-aligned (diagonal) affine")
-    return [a[i, i] * np.arange(n) + a[i, 3] for i, n in enumerate(anatomy.shape)]
+    return [(affine[i, i] * np.arange(n, dtype=dtype) + affine[i, 3]).reshape(
+        [-1 if k == i else 1 for k in range(len(shape))]) for i, n in enumerate(shape)]
+
+
+def _axis_coords(anatomy: Anatomy) -> list[np.ndarray]:
+    """World coordinate (mm) of the grid lines along each axis, 1-D (:func:`axis_world`)."""
+    return [w.ravel() for w in axis_world(anatomy.shape, anatomy.affine)]
 
 
 def smooth_displacement(anatomy: Anatomy, params: DeformationParams,
