@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from lesionkit.units import example_name, example_unit, row_in_scope, subjects_of, unit_scope
+from pathlib import Path
+
+from lesionkit.units import (
+    example_name,
+    example_unit,
+    row_in_scope,
+    subjects_of,
+    trained_on,
+    unit_scope,
+)
 
 
 def test_example_names_round_trip() -> None:
@@ -21,3 +30,15 @@ def test_rows_in_scope() -> None:
         assert [row_in_scope(r) for r in rows] == [True, False, True, True]
         with unit_scope(per_subject={"a": ("2", None)}):  # a at its own unit, b still at 1
             assert [row_in_scope(r) for r in rows] == [False, True, True, True]
+
+
+def test_a_model_trained_on_a_dataset_knows_it_by_its_resolved_folder(tmp_path: Path) -> None:
+    data = tmp_path / "bids"
+    data.mkdir()
+    (tmp_path / "link").symlink_to(data)
+    config = {"data": {"root": str(data)}}
+    assert trained_on(config, data) and trained_on(config, tmp_path / "link")
+    assert trained_on(config, tmp_path / "bids" / ".." / "bids")
+    (tmp_path / "copy").mkdir()
+    assert not trained_on(config, tmp_path / "copy")
+    assert not trained_on({}, data) and not trained_on({"data": {}}, data)

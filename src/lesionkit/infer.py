@@ -85,8 +85,7 @@ def folds_for(model: TrainedModel, subject: str, root: str | os.PathLike[str]
     """The folds that did not train on ``subject`` of the dataset at ``root`` (all folds
     when every fold did, or when the model trained on another dataset, whose subject
     labels name other people; a fold that trained on any session of it trained on it)."""
-    from lesionkit.model_folder import trained_on
-    from lesionkit.units import subjects_of
+    from lesionkit.units import subjects_of, trained_on
 
     if not trained_on(model.config, root):
         return list(model.folds)

@@ -54,14 +54,6 @@ def _allowed(module: str, trusted: tuple[str, ...]) -> bool:
     return any(module == m or module.startswith(f"{m}.") for m in ("lesionkit", *trusted))
 
 
-def trained_on(config: Mapping[str, Any], root: str | os.PathLike[str]) -> bool:
-    """Whether a model folder's ``config`` trained on the dataset at ``root`` (the same
-    folder, resolved). Only then do its training subjects' labels name the same people as
-    the dataset's: ``sub-01`` of another dataset is someone else."""
-    trained = (config.get("data") or {}).get("root")
-    return trained is not None and Path(trained).resolve() == Path(root).resolve()
-
-
 def task_to_plain(value: Any) -> Any:
     """A task (or any field value) as YAML-ready data: dataclasses tagged with their class,
     functions as ``module:name`` references, tuples as lists."""

@@ -4,14 +4,18 @@ Most MS data is longitudinal: a subject has several sessions (visits), and an im
 be acquired in several runs. Code written for "the" image of a subject reads one unit of
 it inside :func:`unit_scope`, which :meth:`lesionkit.bids.BIDSDataset.find` obeys. A
 training example is a subject, or one session of it (:func:`example_name`,
-"p01_ses-2"); folds are drawn over subjects (:func:`subjects_of`).
+"p01_ses-2"); folds are drawn over subjects (:func:`subjects_of`). A label names the
+same person only within one dataset (:func:`trained_on`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
 
 #: Subject label ("": every other subject) -> the (entity, label) pairs of the session and
 #: run that :func:`unit_scope` restricts it to.
@@ -114,3 +118,11 @@ def example_unit(name: str) -> tuple[str, str | None]:
 def subjects_of(names: Sequence[str]) -> list[str]:
     """The subjects (sorted, once each) of example names, such as a fold's ``train`` list."""
     return sorted({example_unit(name)[0] for name in names})
+
+
+def trained_on(config: Mapping[str, Any], root: str | os.PathLike[str]) -> bool:
+    """Whether a model folder's ``config`` trained on the dataset at ``root`` (the same
+    folder, resolved). Only then do its training subjects' labels name the same people as
+    the dataset's: ``sub-01`` of another dataset is someone else."""
+    trained = (config.get("data") or {}).get("root")
+    return trained is not None and Path(trained).resolve() == Path(root).resolve()

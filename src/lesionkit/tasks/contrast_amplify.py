@@ -307,7 +307,7 @@ def _training_split(root: Path, predictions: Path, subject: str
     import yaml
 
     from lesionkit.bids import BIDSDataset
-    from lesionkit.model_folder import trained_on
+    from lesionkit.units import trained_on
 
     model = _sidecar(predictions, subject).get("ModelFolder")
     config = Path(model) / "config.yaml" if model else None
