@@ -51,8 +51,7 @@ def subject_variants(flair_json: Path, spacing_mm: float) -> np.ndarray:
                          "found none")
     index = int(meta["PhantomSubjectIndex"])
     child = np.random.SeedSequence(int(meta["PhantomSeed"])).spawn(index + 1)[index]
-    rngs = {name: np.random.default_rng(s)
-            for name, s in zip(acq.STREAMS, child.spawn(len(acq.STREAMS)), strict=True)}
+    rngs = acq.streams(child)
     deformation = draw_deformation(rngs["anatomy"])  # the first draw of every cohort
     fractions = nv.variant_fractions(source_coordinates(deformation, spacing_mm),
                                      nv.draw_variants(rngs["variants"]))

@@ -45,8 +45,7 @@ def test_the_structures_are_redrawn_from_the_sidecar_seed(bench, tmp_path):
     sidecar.write_text(json.dumps({"Phantom": True, "PhantomSeed": seed,
                                    "PhantomSubjectIndex": index}))
     child = np.random.SeedSequence(seed).spawn(5)[index]  # as the cohort of 5 drew it
-    rngs = dict(zip(acq.STREAMS, map(np.random.default_rng, child.spawn(len(acq.STREAMS))),
-                    strict=True))
+    rngs = acq.streams(child)  # the streams make_subject gives the subject
     coords = source_coordinates(draw_deformation(rngs["anatomy"]), 2.0)
     expected = sum(nv.variant_fractions(coords, nv.draw_variants(rngs["variants"])).values())
     np.testing.assert_array_equal(bench.subject_variants(sidecar, 2.0), expected)

@@ -202,13 +202,18 @@ class Subject:
         return {**(extra or {}), **meta}
 
 
+def streams(child: np.random.SeedSequence) -> dict[str, np.random.Generator]:
+    """A subject's independent random streams, by name (:data:`STREAMS`), from its seed
+    sequence (a stream added at the end of ``STREAMS`` leaves the others as they were)."""
+    return {name: np.random.default_rng(s)
+            for name, s in zip(STREAMS, child.spawn(len(STREAMS)), strict=True)}
+
+
 def make_subject(root: Path, seed: int, index: int, child: np.random.SeedSequence,
                  group: str, resolution: int, randomise: str = "",
                  follow_up: bool = False) -> Subject:
-    """Subject ``index`` (0-based) with its independent random streams (a stream added
-    at the end of ``STREAMS`` leaves the others as they were)."""
-    rngs = {name: np.random.default_rng(s) for name, s in zip(STREAMS, child.spawn(len(STREAMS)),
-                                                               strict=True)}
+    """Subject ``index`` (0-based) with its independent random streams (:func:`streams`)."""
+    rngs = streams(child)
     return Subject(root, f"{index + 1:02d}", group, index, seed, resolution, rngs,
                    randomise=randomise, follow_up=follow_up)
 
