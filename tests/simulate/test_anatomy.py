@@ -12,7 +12,9 @@ from lesionkit.simulate.anatomy import (
     deform,
     draw_deformation,
     load_template,
+    source_coordinates,
     subject_anatomy,
+    template_at,
     thin_cortex,
     to_spacing,
 )
@@ -177,3 +179,25 @@ def test_same_seed_same_anatomy():
     for name in ("gm", "wm", "csf", "deep_gm", "mask"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert not np.array_equal(a.csf, c.csf)
+
+
+def test_what_is_computed_once_is_shared_read_only_and_the_same_as_computed_afresh(template):
+    """The template at a voxel size is resampled once per process; a subject's anatomy and
+    its source coordinates share one sampling of the draw. Shared arrays are read-only,
+    and a new draw of the same values (another object) gives the same arrays afresh."""
+    import dataclasses
+
+    coarse = template_at(2.0)
+    assert template_at(2.0) is coarse
+    np.testing.assert_array_equal(coarse.gm, to_spacing(template, 2.0).gm)
+    with pytest.raises(ValueError, match="read-only"):
+        coarse.gm[0, 0, 0] = 1.0
+
+    draw = draw_deformation(np.random.default_rng(4))
+    anatomy = subject_anatomy(draw, 2.0)
+    coords = source_coordinates(draw, 2.0)
+    assert source_coordinates(draw, 2.0) is coords
+    assert coords.shape == (3, *anatomy.shape) and not coords.flags.writeable
+    again = dataclasses.replace(draw)
+    np.testing.assert_array_equal(source_coordinates(again, 2.0), coords)
+    np.testing.assert_array_equal(subject_anatomy(again, 2.0).gm, anatomy.gm)

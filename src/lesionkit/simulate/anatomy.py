@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 from scipy import ndimage
 
-from lesionkit.simulate.template import Anatomy, load_template, to_spacing
+from lesionkit.simulate.template import Anatomy, load_template, template_at, to_spacing
 from lesionkit.simulate.variety import (
     DeformationParams,
     axis_world,
@@ -21,7 +21,15 @@ from lesionkit.simulate.variety import (
 )
 
 __all__ = ["Anatomy", "DeformationParams", "deform", "draw_deformation", "load_template",
-           "source_coordinates", "subject_anatomy", "thin_cortex", "to_spacing"]
+           "source_coordinates", "subject_anatomy", "template_at", "thin_cortex",
+           "to_spacing"]
+
+
+#: The last grid and draw :func:`deform` sampled, with its voxel sources (read-only): a
+#: subject's anatomy and its source coordinates deform the same grid by the same draw.
+_last_sources: tuple = ()
+#: The last :func:`source_coordinates` call (draw, spacing) and its result (read-only).
+_last_coordinates: tuple = ()
 
 
 def deform(anatomy: Anatomy, params: DeformationParams) -> Anatomy:
@@ -32,10 +40,7 @@ def deform(anatomy: Anatomy, params: DeformationParams) -> Anatomy:
     values at its :func:`source_points` (linear interpolation). Geometry only: the
     cortical thinning of atrophy is :func:`thin_cortex`.
     """
-    a = anatomy.affine
-    src = source_points(anatomy, params)
-    for i in range(3):
-        src[i] = (src[i] - np.float32(a[i, 3])) / np.float32(a[i, i])
+    src = _voxel_sources(anatomy, params)
 
     def warp(v: np.ndarray) -> np.ndarray:
         return ndimage.map_coordinates(v.astype(np.float32), src, order=1, mode="constant")
@@ -45,14 +50,30 @@ def deform(anatomy: Anatomy, params: DeformationParams) -> Anatomy:
     return replace(anatomy, gm=gm, wm=wm, csf=csf, deep_gm=np.clip(deep, 0, 1), mask=mask)
 
 
+def _voxel_sources(anatomy: Anatomy, params: DeformationParams) -> np.ndarray:
+    """The template voxel (fractional index, float32 (3, *shape)) that each voxel of
+    ``anatomy``'s grid samples, kept for the next call with the same grid and draw."""
+    global _last_sources
+    key = (anatomy.shape, np.asarray(anatomy.affine).tobytes())
+    last = _last_sources
+    if last and last[0] is params and last[1] == key:
+        return last[2]
+    a = anatomy.affine
+    src = source_points(anatomy, params)
+    for i in range(3):
+        src[i] = (src[i] - np.float32(a[i, 3])) / np.float32(a[i, i])
+    src.setflags(write=False)
+    _last_sources = (params, key, src)
+    return src
+
+
 def subject_anatomy(params: DeformationParams, spacing_mm: float) -> Anatomy:
     """The deformed, atrophied template at ``spacing_mm`` (deformed and thinned on the
     coarser of 1 mm and the target)."""
-    template = load_template()
     thin = params.cortical_thinning_mm
     if spacing_mm >= 1.0:
-        return thin_cortex(deform(to_spacing(template, spacing_mm), params), thin)
-    return to_spacing(thin_cortex(deform(template, params), thin), spacing_mm)
+        return thin_cortex(deform(template_at(spacing_mm), params), thin)
+    return to_spacing(thin_cortex(deform(load_template(), params), thin), spacing_mm)
 
 
 def source_coordinates(deformation: DeformationParams, spacing: float) -> np.ndarray:
@@ -60,9 +81,14 @@ def source_coordinates(deformation: DeformationParams, spacing: float) -> np.nda
 
     Deforms maps of the world coordinates with :func:`~.anatomy.deform`, which samples
     linearly and therefore returns them exactly; the grid is that of
-    ``subject_anatomy(deformation, spacing)``. Returns float32 of shape (3, *grid).
+    ``subject_anatomy(deformation, spacing)``. Returns float32 of shape (3, *grid),
+    read-only: a second call with the same draw and spacing returns the same array.
     """
-    base = to_spacing(load_template(), max(spacing, 1.0))
+    global _last_coordinates
+    last = _last_coordinates
+    if last and last[0] is deformation and last[1] == spacing:
+        return last[2]
+    base = template_at(max(spacing, 1.0))
     a = base.affine
     world = [w * np.ones(base.shape, np.float32) for w in axis_world(base.shape, a, np.float32)]
     coords = replace(base, gm=world[0], wm=world[1], csf=world[2],
@@ -70,4 +96,7 @@ def source_coordinates(deformation: DeformationParams, spacing: float) -> np.nda
     warped = deform(coords, deformation)
     if spacing < 1.0:
         warped = to_spacing(warped, spacing)
-    return np.stack([warped.gm, warped.wm, warped.csf])
+    out = np.stack([warped.gm, warped.wm, warped.csf])
+    out.setflags(write=False)
+    _last_coordinates = (deformation, spacing, out)
+    return out

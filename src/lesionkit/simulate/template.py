@@ -116,6 +116,16 @@ def load_template() -> Anatomy:
     return _cached_template()
 
 
+@lru_cache(maxsize=8)
+def template_at(spacing_mm: float) -> Anatomy:
+    """The template (:func:`load_template`) at isotropic voxels of ``spacing_mm``, resampled
+    once per process: every subject starts from it. Its arrays are read-only (shared)."""
+    anatomy = to_spacing(load_template(), spacing_mm)
+    for array in (anatomy.gm, anatomy.wm, anatomy.csf, anatomy.deep_gm, anatomy.mask):
+        array.setflags(write=False)
+    return anatomy
+
+
 def to_spacing(anatomy: Anatomy, spacing_mm: float) -> Anatomy:
     """Resample the anatomy to isotropic voxels of ``spacing_mm`` over the same field of view.
 

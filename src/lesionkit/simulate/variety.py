@@ -138,9 +138,9 @@ def _ventricle_gradient() -> tuple[np.ndarray, np.ndarray]:
     """Gradient (1/mm) of the template's smoothed lateral-ventricle mask (peak 1), on the
     2 mm template grid, and that grid's affine."""
     from lesionkit.simulate.lesions import ventricles
-    from lesionkit.simulate.template import load_template, to_spacing
+    from lesionkit.simulate.template import template_at
 
-    coarse = to_spacing(load_template(), 2.0)
+    coarse = template_at(2.0)
     phi = ndimage.gaussian_filter(ventricles(coarse).astype(np.float32),
                                   VENTRICLE_SMOOTH_MM / 2.0)
     phi /= max(float(phi.max()), 1e-6)
@@ -165,9 +165,9 @@ def ventricle_displacement(flow_mm2: float) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(displacement, affine)``: float32 (3, *grid) in mm and the 4 mm grid's affine.
     """
-    from lesionkit.simulate.template import load_template, to_spacing
+    from lesionkit.simulate.template import template_at
 
-    grid = to_spacing(load_template(), 4.0)
+    grid = template_at(4.0)
     start = np.stack(np.meshgrid(*_axis_coords(grid), indexing="ij")).astype(np.float32)
     if flow_mm2 <= 0:
         return np.zeros_like(start), grid.affine
