@@ -46,6 +46,7 @@ from lesionkit.io import (
 from lesionkit.model_folder import FoldModel, TrainedModel, load_model
 from lesionkit.normalisation import apply_normalisation, invert
 from lesionkit.units import unit_label
+from lesionkit.volume import mask_box
 from lesionkit.writers import (
     BRAIN_SPEC,
     DEFAULT_LESION_READING,
@@ -193,12 +194,10 @@ def brain_box(mask: np.ndarray, margin: int, align: int = 16
     benchmark in docs/results.md and the real-scan check in docs/real-data.md measure
     it). None when the mask is empty or the box is the whole volume.
     """
-    found = np.nonzero(np.asarray(mask) > 0)
-    if not found[0].size:
+    grown = mask_box(np.asarray(mask) > 0, margin)
+    if grown is None:
         return None
-    box = tuple(slice(max(0, int(axis.min()) - margin) // align * align,
-                      min(size, int(axis.max()) + 1 + margin))
-                for axis, size in zip(found, mask.shape, strict=True))
+    box = tuple(slice(b.start // align * align, b.stop) for b in grown)
     whole = all(b.start == 0 and b.stop == n for b, n in zip(box, mask.shape, strict=True))
     return None if whole else (box[0], box[1], box[2])
 

@@ -7,6 +7,7 @@ never blurred and a probability map never overshoots.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -67,6 +68,20 @@ class Volume:
             kind=self.kind if kind is None else kind,
             unit=self.unit if unit is None else unit,
         )
+
+
+def mask_box(mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[slice, ...] | None:
+    """Slices of the bounding box of a mask's non-zero voxels (``ndimage.find_objects``),
+    grown by ``margin`` voxels (one number, or one per axis) within the grid; None when
+    the mask is empty."""
+    from scipy import ndimage
+
+    found = ndimage.find_objects((np.asarray(mask) != 0).astype(np.uint8))
+    if not found:
+        return None
+    margins = np.broadcast_to(np.asarray(margin, int), (np.ndim(mask),))
+    return tuple(slice(max(s.start - int(m), 0), min(s.stop + int(m), n))
+                 for s, m, n in zip(found[0], margins, np.shape(mask), strict=True))
 
 
 def resample_to(

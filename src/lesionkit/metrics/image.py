@@ -13,6 +13,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
+from lesionkit.volume import mask_box
+
 __all__ = [
     "contrast_preservation",
     "edge_profile",
@@ -47,15 +49,6 @@ def _pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if pred.shape != ref.shape:
         raise ValueError(f"shapes differ: prediction {pred.shape}, reference {ref.shape}")
     return pred, ref
-
-
-def _bounding_box(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...]:
-    """Slices of the bounding box of ``mask`` grown by ``margin`` voxels per axis."""
-    nonzero = np.nonzero(mask)
-    return tuple(
-        slice(max(int(idx.min()) - m, 0), min(int(idx.max()) + m + 1, size))
-        for idx, m, size in zip(nonzero, margin, mask.shape, strict=True)
-    )
 
 
 def _data_range(ref_values: np.ndarray, data_range: float | None) -> float:
@@ -119,7 +112,7 @@ def ssim(
     peak = _data_range(ref[region], data_range)
     # The Gaussian window reaches 5 voxels: cropping 6 voxels around the mask leaves
     # the map inside the mask unchanged and saves memory on large grids.
-    box = _bounding_box(region, [6] * ref.ndim)
+    box = mask_box(region, [6] * ref.ndim)
     _, ssim_map = structural_similarity(
         ref[box],
         pred[box],
@@ -291,7 +284,7 @@ def nyquist_power(image: np.ndarray, mask: np.ndarray | None = None,
     """
     image = np.asarray(image, dtype=np.float64)
     region = _region(image.shape, mask)
-    box = _bounding_box(region, [0] * image.ndim)
+    box = mask_box(region, [0] * image.ndim)
     window = region[box].astype(np.float64)
     if taper > 0:
         eroded = ndimage.binary_erosion(region[box], iterations=int(np.ceil(3 * taper)))
@@ -386,9 +379,11 @@ def _shell(
 ) -> np.ndarray:
     """Voxels within ``width_mm`` of the lesion, outside it, inside the brain."""
     sampling = [float(s) for s in spacing]
-    box = _bounding_box(lesion, [int(np.ceil(width_mm / s)) + 1 for s in sampling])
-    distance = ndimage.distance_transform_edt(~lesion[box], sampling=sampling)
+    box = mask_box(lesion, [int(np.ceil(width_mm / s)) + 1 for s in sampling])
     shell = np.zeros(lesion.shape, dtype=bool)
+    if box is None:  # no lesion, no shell
+        return shell
+    distance = ndimage.distance_transform_edt(~lesion[box], sampling=sampling)
     shell[box] = (distance > 0) & (distance <= width_mm)
     if brain_mask is not None:
         shell &= np.asarray(brain_mask).astype(bool)

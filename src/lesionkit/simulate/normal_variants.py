@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from lesionkit.simulate.variety import axis_world
+from lesionkit.volume import mask_box
 
 if TYPE_CHECKING:
     from lesionkit.simulate.tissue import TissueMaps
@@ -87,20 +88,13 @@ def _in_box(world: list[np.ndarray], box: tuple) -> np.ndarray:
     return inside
 
 
-def _box(index: np.ndarray, pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """The bounding box of voxel indices (rows) grown by ``pad`` voxels, within the grid."""
-    lo = np.maximum(index.min(0) - pad, 0)
-    hi = np.minimum(index.max(0) + pad + 1, shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-
-
 def _near(target: np.ndarray, tissue: np.ndarray, mm: float) -> np.ndarray:
     """Tissue within ``mm`` of ``target`` (1 mm grid), as a 0..1 fraction (the distance is
     computed in the target's bounding box only)."""
     out = np.zeros(target.shape, np.float32)
     if not target.any():
         return out
-    box = _box(np.argwhere(target), int(np.ceil(mm)) + 2, target.shape)
+    box = mask_box(target, int(np.ceil(mm)) + 2)
     dist = ndimage.distance_transform_edt(~target[box])
     out[box] = np.clip(mm + 0.5 - dist, 0.0, 1.0) * (dist > 0) * tissue[box]
     return out
@@ -117,7 +111,8 @@ def _path_distance(world: list[np.ndarray], path: np.ndarray, shape: tuple[int, 
     index = np.array([[np.searchsorted(w, path[:, i].min() - reach),
                        np.searchsorted(w, path[:, i].max() + reach, side="right") - 1]
                       for i, w in enumerate(axes)]).T
-    box = _box(index, 0, shape)
+    lo, hi = np.maximum(index.min(0), 0), np.minimum(index.max(0) + 1, shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     grid = [np.broadcast_to(w[b].reshape([-1 if k == i else 1 for k in range(3)]),
                             best[box].shape)
             for i, (w, b) in enumerate(zip(axes, box, strict=True))]
