@@ -79,8 +79,8 @@ def subject_anatomy(params: DeformationParams, spacing_mm: float) -> Anatomy:
 def source_coordinates(deformation: DeformationParams, spacing: float) -> np.ndarray:
     """Template-space (MNI) world coordinates (mm) sampled by each subject voxel.
 
-    Deforms maps of the world coordinates with :func:`~.anatomy.deform`, which samples
-    linearly and therefore returns them exactly; the grid is that of
+    Samples maps of the world coordinates where :func:`deform` samples the template,
+    linearly, which returns them exactly; the grid is that of
     ``subject_anatomy(deformation, spacing)``. Returns float32 of shape (3, *grid),
     read-only: a second call with the same draw and spacing returns the same array.
     """
@@ -89,14 +89,14 @@ def source_coordinates(deformation: DeformationParams, spacing: float) -> np.nda
     if last and last[0] is deformation and last[1] == spacing:
         return last[2]
     base = template_at(max(spacing, 1.0))
-    a = base.affine
-    world = [w * np.ones(base.shape, np.float32) for w in axis_world(base.shape, a, np.float32)]
-    coords = replace(base, gm=world[0], wm=world[1], csf=world[2],
-                     deep_gm=np.zeros(base.shape, np.float32))
-    warped = deform(coords, deformation)
+    src = _voxel_sources(base, deformation)
+    world = [ndimage.map_coordinates((w * np.ones(base.shape)).astype(np.float32), src,
+                                     order=1, mode="constant")
+             for w in axis_world(base.shape, base.affine, np.float32)]
     if spacing < 1.0:
-        warped = to_spacing(warped, spacing)
-    out = np.stack([warped.gm, warped.wm, warped.csf])
+        fine = to_spacing(replace(base, gm=world[0], wm=world[1], csf=world[2]), spacing)
+        world = [fine.gm, fine.wm, fine.csf]
+    out = np.stack(world)
     out.setflags(write=False)
     _last_coordinates = (deformation, spacing, out)
     return out
