@@ -50,13 +50,17 @@ def _tsv(path):
         return list(csv.DictReader(f, delimiter="\t"))
 
 
+#: Centres (MNI mm) of the two balls of :func:`_sphere_mask`.
+_BALL_CENTRES = ((-26.0, -10.0, 28.0), (27.0, -20.0, 30.0))
+
+
 def _sphere_mask(folder, name="synthetic_lesions.nii.gz"):
     """Two 12 mm balls in periventricular white matter on a 2 mm MNI grid."""
     shape = (91, 109, 91)
     ijk = np.indices(shape).reshape(3, -1).T
     xyz = ijk @ MNI_AFFINE[:3, :3].T + MNI_AFFINE[:3, 3]
     mask = np.zeros(len(xyz), np.uint8)
-    for centre in ((-26.0, -10.0, 28.0), (27.0, -20.0, 30.0)):
+    for centre in _BALL_CENTRES:
         mask[np.linalg.norm(xyz - centre, axis=1) <= 6.0] = 1
     folder.mkdir(exist_ok=True)
     nib.save(nib.Nifti1Image(mask.reshape(shape), MNI_AFFINE), str(folder / name))
@@ -198,6 +202,10 @@ def test_user_folder_with_one_mask(tmp_path, subject):
     assert user.source == str(folder.resolve())
     assert [m.name for m in user.masks] == ["synthetic_lesions"]
     assert len(user.masks[0].components) == 2
+    for comp in user.masks[0].components:  # each crop sits where its ball was drawn
+        centre = np.argwhere(comp.mask).mean(0) @ comp.affine[:3, :3].T + comp.affine[:3, 3]
+        assert min(np.linalg.norm(centre - c) for c in _BALL_CENTRES) < 1.0
+        assert 4.0 <= comp.depth_mm <= 6.0  # a 6 mm radius, measured at 2 mm voxel centres
     _, anatomy, coords = subject
     lesions = draw_library_lesions(np.random.default_rng(0), anatomy, user, coords, 5)
     assert len(lesions) == 2

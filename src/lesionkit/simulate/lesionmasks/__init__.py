@@ -9,13 +9,14 @@ them into phantom subjects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from lesionkit.simulate.lesions import Lesion, spacing_mm, voxel_to_world
+from lesionkit.volume import mask_box
 
 #: Folder of the shipped library (27 patients' consensus masks, FSL MNI152 1 mm grid).
 SHIPPED_LIBRARY = Path(__file__).parent
@@ -32,13 +33,19 @@ class LibraryComponent:
         mask: bool crop around the component with one empty voxel on every side.
         affine: voxel-to-world (MNI mm) affine of the crop.
         volume_mm3: lesion volume (mm^3).
-        depth_mm: radius of the largest ball inside the lesion (mm, voxel-centre estimate).
     """
 
     mask: np.ndarray
     affine: np.ndarray
     volume_mm3: float
-    depth_mm: float
+
+    @cached_property
+    def depth_mm(self) -> float:
+        """Radius of the largest ball inside the lesion (mm, voxel-centre estimate),
+        computed when first asked for (a library holds some 1,700 lesions)."""
+        sp = spacing_mm(self.affine)
+        h = float(np.prod(sp) ** (1 / 3))
+        return float(ndimage.distance_transform_edt(self.mask, sampling=sp).max()) - h / 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,10 +66,12 @@ class LesionLibrary:
 
 def _components(name: str, data: np.ndarray, affine: np.ndarray) -> LibraryMask:
     lesion = data >= 0.5 if np.issubdtype(data.dtype, np.floating) else data > 0
-    labels, _ = ndimage.label(lesion, np.ones((3, 3, 3)))
+    around = mask_box(lesion)  # labelled in the lesions' bounding box only
+    if around is None:
+        return LibraryMask(name, ())
+    labels, _ = ndimage.label(lesion[around], np.ones((3, 3, 3)))
+    origin = np.array([b.start for b in around])
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
-    sp = spacing_mm(affine)
-    h = float(np.prod(sp) ** (1 / 3))
     out = []
     for lab, box in enumerate(ndimage.find_objects(labels), start=1):
         crop = np.pad(labels[box] == lab, 1)
@@ -70,9 +79,8 @@ def _components(name: str, data: np.ndarray, affine: np.ndarray) -> LibraryMask:
         if volume < MIN_VOLUME_MM3:
             continue
         crop_affine = np.array(affine, float)
-        crop_affine[:3, 3] = voxel_to_world(affine, np.array([b.start - 1 for b in box]))
-        depth = float(ndimage.distance_transform_edt(crop, sampling=sp).max()) - h / 2
-        out.append(LibraryComponent(crop, crop_affine, volume, depth))
+        crop_affine[:3, 3] = voxel_to_world(affine, origin + [b.start - 1 for b in box])
+        out.append(LibraryComponent(crop, crop_affine, volume))
     return LibraryMask(name, tuple(out))
 
 
