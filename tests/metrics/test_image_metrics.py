@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -35,6 +37,9 @@ def test_psnr_known_value():
     pred = ref + 1.0  # MSE 1
     assert psnr(pred, ref) == pytest.approx(20.0)
     assert psnr(pred, ref, data_range=100.0) == pytest.approx(40.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by zero on the way
+        assert psnr(ref, ref.copy()) == float("inf")
 
 
 def test_psnr_constant_reference_needs_data_range():
