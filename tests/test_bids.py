@@ -89,6 +89,19 @@ def test_several_acquisitions_name_the_filter_that_chooses_one(dataset: Path) ->
         BIDSDataset(dataset).get("01", "FLAIR")
 
 
+def test_a_preferred_absence_chooses_among_files_and_reads_the_one_left(dataset: Path
+                                                                       ) -> None:
+    ds = BIDSDataset(dataset)
+    resliced = ds.get("01", "R1map", session="3T", prefer_without=("acq",))
+    assert resliced.path.name == "sub-01_ses-3T_R1map.nii.gz"
+    (resliced.path).unlink()
+    assert ds.get("01", "R1map", session="3T", prefer_without=("acq",)).entities["acq"] == (
+        "native")
+    with pytest.raises(InputError, match=r"expected one 'FLAIR' image \(session=3T\), found "
+                       "no such file"):
+        ds.get("01", "FLAIR", session="3T", prefer_without=("ce",))
+
+
 def test_parse_filter_reads_suffix_entity_and_label() -> None:
     assert parse_filter("FLAIR:acq=3D") == EntityFilter("acq", "3D", "FLAIR")
     assert parse_filter(" rec=norm ") == EntityFilter("rec", "norm")

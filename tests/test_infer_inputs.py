@@ -384,6 +384,27 @@ def test_thick_slices_warn_in_the_sidecar(trained, tmp_path: Path, capsys) -> No
     assert "lesions thinner than the slices may be missed" in capsys.readouterr().err
 
 
+def test_the_t1w_before_contrast_is_read_beside_a_post_contrast_one(trained, tmp_path: Path,
+                                                                    capsys) -> None:
+    """A session with a T1w and a ce-gadolinium T1w (as MS protocols acquire them) reads
+    the first, as the model learnt; a post-contrast T1w alone is read with a warning."""
+    model, data = trained
+    both = _copy_subject(data, tmp_path / "both", lambda volume, _: volume)
+    anat = both / "sub-03" / "anat"
+    shutil.copy(anat / "sub-03_T1w.nii.gz", anat / "sub-03_ce-gadolinium_T1w.nii.gz")
+    predict(model, both, device="cpu", progress=False, out_dir=tmp_path / "a")
+    sidecar = json.loads(_sidecar(tmp_path / "a").read_text())
+    assert [Path(p).name for p in sidecar["Sources"]] == ["sub-03_FLAIR.nii.gz",
+                                                         "sub-03_T1w.nii.gz"]
+    assert not sidecar.get("Warnings")
+    (anat / "sub-03_T1w.nii.gz").unlink()
+    predict(model, both, device="cpu", progress=False, out_dir=tmp_path / "b")
+    sidecar = json.loads(_sidecar(tmp_path / "b").read_text())
+    assert Path(sidecar["Sources"][1]).name == "sub-03_ce-gadolinium_T1w.nii.gz"
+    assert any("carries ce-gadolinium" in w for w in sidecar["Warnings"])
+    assert "read as the T1w, although it carries ce-gadolinium" in capsys.readouterr().err
+
+
 def test_t1w_that_misses_part_of_the_brain_warns_in_the_sidecar(trained, tmp_path: Path,
                                                                capsys) -> None:
     model, data = trained

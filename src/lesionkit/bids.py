@@ -70,7 +70,8 @@ NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 def _described(query: dict[str, Any]) -> str:
     """``key=value`` pairs of a query, without the unset ones."""
-    shown = {k: v for k, v in query.items() if v is not None and v is not False}
+    shown = {k: v for k, v in query.items()
+             if v is not None and v is not False and k != "prefer_without"}
     return ", ".join(f"{k}={v}" for k, v in shown.items()) or "no entities"
 
 
@@ -420,14 +421,21 @@ class BIDSDataset:
         return found
 
     def locate(self, subject: str, suffix: str, derivatives: str | None = None,
-               other_pipelines: bool = False, **query: Any) -> list[BIDSFile]:
+               other_pipelines: bool = False, prefer_without: tuple[str, ...] = (),
+               **query: Any) -> list[BIDSFile]:
         """Files matching a query in ``derivatives`` (None: raw data) or, when it has none
         and ``other_pipelines`` is set, in the one other derivatives pipeline that has them.
+        Of several matches, those carrying an entity of ``prefer_without`` are left out
+        when others do not (``("ce",)``: the T1w before contrast beside a
+        ``ce-gadolinium`` one).
 
         Raises:
             InputError: when several other pipelines hold a match (the message lists them).
         """
         found = self.find(subject=subject, suffix=suffix, derivatives=derivatives, **query)
+        without = [f for f in found if not any(k in f.entities for k in prefer_without)]
+        if without and len(without) < len(found):
+            return without
         if found or not other_pipelines:
             return found
         hits = {name: files for name in self.pipelines() if name != derivatives
@@ -474,7 +482,8 @@ class BIDSDataset:
 
     def unfetched(self, subject: str, suffix: str, **query: Any) -> list[BIDSFile]:
         """Links matching a query (:meth:`locate` arguments) whose content is not here."""
-        lookup = {k: v for k, v in query.items() if k != "other_pipelines"}
+        lookup = {k: v for k, v in query.items() if k not in ("other_pipelines",
+                                                               "prefer_without")}
         return self.find(subject=subject, suffix=suffix, unfetched=True, **lookup)
 
     def get(self, subject: str, suffix: str, **query: Any) -> BIDSFile:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lesionkit.bids import BIDS_NAME, UNFETCHED, BIDSDataset, active_filters
+from lesionkit.bids import BIDS_NAME, UNFETCHED, BIDSDataset, BIDSFile, active_filters
 from lesionkit.io import (
     InputError,
     check_values,
@@ -258,6 +258,17 @@ def check_truth_grid(path: Path, shape: Sequence[int], affine: np.ndarray, input
                          f"offset {tuple(np.round(offset, 2))}")
 
 
+def _passed_over_warnings(found: BIDSFile, spec: ImageSpec) -> list[str]:
+    """A line for an input read although it carries an entity its spec prefers absent
+    (a post-contrast T1w read where the subject has no other): the model learnt without it."""
+    carried = [f"{k}-{found.entities[k]}" for k in spec.prefer_without if k in found.entities]
+    if not carried:
+        return []
+    return [f"{found.path.name}: read as the {spec.suffix}, although it carries "
+            f"{', '.join(carried)} and the model learnt from images without it (no "
+            f"{spec.suffix} without it was found)"]
+
+
 def _alignment_warnings(image: tio.ScalarImage, reference: tio.ScalarImage, where: str,
                         reference_name: str) -> list[str]:
     """A warning when two weighted images on one grid look displaced by a few mm.
@@ -363,6 +374,7 @@ def load_subject(dataset: BIDSDataset, subject: str, task: Task, specs: Sequence
         if spec in task.inputs or spec in task.prediction_inputs:
             warning = geometry.thickness_warning(path.name, size, task.spacing)
             notes["Warnings"] += [warning] if warning else []
+            notes["Warnings"] += _passed_over_warnings(found, spec)
     first = specs[0].key
     first_grid = (images[first].spatial_shape, images[first].affine)
     native = images[first]

@@ -112,7 +112,7 @@ T1C = ImageSpec("t1c", "T1w", entities=(GADOLINIUM, ("acq", "standard")),
                 normalisation=NORMALISATION)
 T1C_TARGET = replace(T1C, key="t1c_target")
 T1W = ImageSpec("t1w", "T1w", exclude=("ce", "acq"), normalisation=NORMALISATION)
-FLAIR = ImageSpec("flair", "FLAIR", normalisation=NORMALISATION)
+FLAIR = ImageSpec("flair", "FLAIR", normalisation=NORMALISATION, prefer_without=("ce",))
 ADC = ImageSpec("adc", "ADC", unit="1e-3 mm^2/s", normalisation=NORMALISATION)
 BRAIN = ImageSpec("brain", "mask", derivatives="phantom", entities=(("desc", "brain"),),
                   kind="label", unit="1", normalisation="none", other_pipelines=True)

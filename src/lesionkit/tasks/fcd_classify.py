@@ -455,7 +455,7 @@ def fcd_task(modality: str = "FLAIR", network: str = "resnet18", **values: Any) 
         name=name,
         description=f"{modality} -> FCD-II patient vs control (3D ResNet) + Grad-CAM",
         inputs=(ImageSpec(modality.lower(), modality, unit="a.u.",
-                          normalisation="image-zscore"),),
+                          normalisation="image-zscore", prefer_without=("ce",)),),
         targets=(GROUP,),
         mask=BRAIN,
         outputs=OUTPUTS,

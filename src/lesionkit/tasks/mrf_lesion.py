@@ -89,8 +89,9 @@ BRAIN = ImageSpec("brain", "mask", derivatives="lesionkit", entities=(("desc", "
                   made_by=MATCH)
 PHANTOM_BRAIN = replace(BRAIN, derivatives="phantom")
 # Weighted images in arbitrary units: normalised per image inside its brain mask.
-FLAIR = ImageSpec("flair", "FLAIR", normalisation="image-zscore")
-T1W = ImageSpec("t1w", "T1w", normalisation="image-zscore")
+# Both acquired before contrast: a ce-gadolinium file is read only where it is the one.
+FLAIR = ImageSpec("flair", "FLAIR", normalisation="image-zscore", prefer_without=("ce",))
+T1W = ImageSpec("t1w", "T1w", normalisation="image-zscore", prefer_without=("ce",))
 # Matched maps as inputs (MSE-2-1): same files, other keys than the targets.
 T1_INPUT = replace(T1_MATCHED, key="t1_in")
 T2S_INPUT = replace(T2S_MATCHED, key="t2s_in")

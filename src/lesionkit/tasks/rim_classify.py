@@ -546,7 +546,8 @@ def report_sections(task: Task, root: Path, predictions: Path, subjects: list[st
 
 
 TASK_INPUTS = (ImageSpec("qsm", "Chimap", unit="ppb", normalisation="zscore"),
-               ImageSpec("flair", "FLAIR", unit="a.u.", normalisation="image-zscore"))
+               ImageSpec("flair", "FLAIR", unit="a.u.", normalisation="image-zscore",
+                         prefer_without=("ce",)))
 
 #: Training augmentation of the lesion patches (TorchIO): mirror flips on every axis and
 #: quarter turns in the axial plane, 16 views of each patch, so that a few dozen rim+

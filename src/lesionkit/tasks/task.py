@@ -48,6 +48,10 @@ class ImageSpec:
             pipeline that has it (truth and masks: ``derivatives/manual``, ...).
         entities: Further BIDS entities as (name, value) pairs, e.g. (("desc", "brain"),).
         exclude: Entity names that must be absent (e.g. ``("acq",)`` to skip acq-native).
+        prefer_without: Entity names whose files are passed over when the subject also has
+            the image without them: ``("ce",)`` reads the T1w acquired before contrast
+            beside a ``ce-gadolinium`` one, and the ``ce`` file, with a warning, when it is
+            the subject's only one.
         kind: ``"intensity"``, ``"label"`` or ``"probability"``.
         unit: Physical unit of the values, e.g. ``"s^-1"``.
         normalisation: How the network sees it. Fitted on the training subjects inside
@@ -72,6 +76,7 @@ class ImageSpec:
     derivatives: str | None = None
     entities: tuple[tuple[str, str], ...] = ()
     exclude: tuple[str, ...] = ()
+    prefer_without: tuple[str, ...] = ()
     other_pipelines: bool = False
     kind: Kind = "intensity"
     unit: str = "a.u."
@@ -86,8 +91,10 @@ class ImageSpec:
             session: The session to read when the spec names none (longitudinal data).
         """
         absent = dict.fromkeys(self.exclude)
+        preferred = {"prefer_without": self.prefer_without} if self.prefer_without else {}
         return {"session": self.session or session, "derivatives": self.derivatives,
-                "other_pipelines": self.other_pipelines, **dict(self.entities), **absent}
+                "other_pipelines": self.other_pipelines, **dict(self.entities), **absent,
+                **preferred}
 
 
 @dataclass(frozen=True)
