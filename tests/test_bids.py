@@ -102,6 +102,17 @@ def test_a_preferred_absence_chooses_among_files_and_reads_the_one_left(dataset:
         ds.get("01", "FLAIR", session="3T", prefer_without=("ce",))
 
 
+def test_the_phase_of_a_complex_image_is_read_only_when_asked_for(dataset: Path) -> None:
+    image = Volume(np.ones((2, 2, 2), np.float32), np.eye(4))
+    for part in ("mag", "phase"):
+        save_volume(image, bids_path(dataset, "01", "FLAIR", part=part))
+    ds = BIDSDataset(dataset)
+    assert ds.get("01", "FLAIR").entities["part"] == "mag"
+    with bids_filters([parse_filter("FLAIR:part=phase")]):
+        assert ds.get("01", "FLAIR").entities["part"] == "phase"
+    assert ds.get("01", "FLAIR", part="phase").entities["part"] == "phase"
+
+
 def test_parse_filter_reads_suffix_entity_and_label() -> None:
     assert parse_filter("FLAIR:acq=3D") == EntityFilter("acq", "3D", "FLAIR")
     assert parse_filter(" rec=norm ") == EntityFilter("rec", "norm")

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from lesionkit.volume import Kind, Volume
 
 #: Order of entities in file names (BIDS specification, appendix on entities).
-ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space",
-                "label", "desc")
+ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "part",
+                "space", "label", "desc")
 #: Keyword used in the Python API for each entity key.
 _KEYWORD = {"sub": "subject", "ses": "session"}
 _NAME = re.compile(r"^(?P<stem>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)+)(?P<suffix>[a-zA-Z0-9]+)"
@@ -377,7 +377,9 @@ class BIDSDataset:
         found as ``T1w``, as scanners and converters often write it); NIfTI
         files are found as ``.nii.gz`` or ``.nii``. Inside :func:`bids_filters`, only the
         files that pass every filter. Files in a template's space (``space-MNI...``, see
-        :data:`SUBJECT_SPACES`) only when the query or a filter names ``space``, and files
+        :data:`SUBJECT_SPACES`) only when the query or a filter names ``space``, the phase,
+        real or imaginary part of a complex image (``part-phase``) only when they name
+        ``part`` (the magnitude, ``part-mag``, is the image, as fMRIPrep reads it), and files
         in a folder of :data:`NON_ANATOMICAL` only when the query names its datatype.
         ``unfetched``: instead of files, the links whose content is absent (a DataLad or
         git-annex dataset not fetched).
@@ -386,6 +388,7 @@ class BIDSDataset:
         extensions = (extension,) if isinstance(extension, str) else extension
         wanted = {"sub": subject, "ses": session, **entities}
         any_space = "space" in entities or any(f.entity == "space" for f in active_filters())
+        any_part = "part" in entities or any(f.entity == "part" for f in active_filters())
         scoped = {name: {k: v for k, v in pairs if wanted.get(k) is None
                          and not (k in entities and entities[k] is None)}
                   for name, pairs in scopes().items()}
@@ -417,6 +420,8 @@ class BIDSDataset:
                 continue
             if not any_space and ents.get("space", "orig").lower() not in SUBJECT_SPACES:
                 continue  # a template's space (fMRIPrep's MNI masks): not on the subject
+            if not any_part and ents.get("part", "mag") != "mag":
+                continue  # the phase (or real, imaginary) part of a complex image
             found.append(BIDSFile(path=path, entities=ents, suffix=sfx, extension=ext))
         return found
 
