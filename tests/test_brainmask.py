@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lesionkit import brainmask
 from lesionkit.brainmask import brain_mask, looks_skull_stripped
 from lesionkit.io import InputError
 
@@ -132,6 +133,7 @@ def test_failing_brain_extraction_is_one_line_naming_the_file(monkeypatch) -> No
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr(brainextractor.BrainExtractor, "run", fail)
+    monkeypatch.setattr(brainmask, "_COMPUTED", {})
     image, affine, _, _ = _head(160.0)
     with pytest.raises(InputError) as error:
         brain_mask(image, affine, source="sub-01_FLAIR.nii.gz", iterations=10)
@@ -139,3 +141,25 @@ def test_failing_brain_extraction_is_one_line_naming_the_file(monkeypatch) -> No
     assert message.startswith("sub-01_FLAIR.nii.gz: expected brain extraction")
     assert "ZeroDivisionError" in message and "desc-brain_mask" in message
     assert "\n" not in message
+
+
+def test_a_scan_read_again_is_not_fitted_again(monkeypatch) -> None:
+    """BET runs once per image content and voxel size in a process; each caller gets a
+    mask of its own."""
+    import brainextractor
+
+    runs = []
+    run = brainextractor.BrainExtractor.run
+    monkeypatch.setattr(brainextractor.BrainExtractor, "run",
+                        lambda self, **kwargs: runs.append(1) or run(self, **kwargs))
+    monkeypatch.setattr(brainmask, "_COMPUTED", {})
+    image, affine, _, _ = _head(160.0)
+    first, _ = brain_mask(image, affine, iterations=50)
+    first[:] = False  # the caller's copy
+    again, _ = brain_mask(image.copy(), affine, iterations=50)
+    assert len(runs) == 1 and again.any()
+    coarser = affine @ np.diag([1.0, 1.0, 2.0, 1.0])
+    brain_mask(image, coarser, iterations=50)
+    image[0, 0, 0] += 1.0
+    brain_mask(image, affine, iterations=50)
+    assert len(runs) == 3

@@ -37,6 +37,10 @@ FLOOR_PERCENTILE = 0.5
 
 #: A brain mask outside this range (mL) is rejected as implausible.
 PLAUSIBLE_VOLUME_ML = (200.0, 3000.0)
+#: Masks BET computed in this process, by image content, voxel size and iterations: a scan
+#: read again (another model, another pass over the same session) is not fitted twice.
+_COMPUTED: dict[tuple, np.ndarray] = {}
+_COMPUTED_KEPT = 4
 
 
 def brain_mask(
@@ -92,7 +96,7 @@ def brain_mask(
         mask, description = data != 0, "skull-stripped input: non-zero voxels"
     else:
         spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-        mask = _largest_filled(_extract(data, spacing, iterations, source or "image"))
+        mask = _computed(data, spacing, iterations, source or "image")
         description = _description(iterations)
 
     volume_ml = float(mask.sum()) * voxel_ml
@@ -135,6 +139,21 @@ def looks_skull_stripped(data: np.ndarray, affine: np.ndarray) -> bool:
     values = np.abs(np.asarray(data)[nonzero])
     dark_share = float((values < DARK_LEVEL * np.median(values)).mean())
     return dark_share < STRIPPED_MAX_DARK_SHARE
+
+
+def _computed(data: np.ndarray, spacing: np.ndarray, iterations: int, source: str
+              ) -> np.ndarray:
+    """BET's mask of ``data`` (largest component, holes filled), fitted once per process
+    for each image content, voxel size (mm) and iteration count."""
+    import hashlib
+
+    key = (hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=16).digest(),
+           data.shape, tuple(np.round(spacing, 6)), iterations)
+    if key not in _COMPUTED:
+        while len(_COMPUTED) >= _COMPUTED_KEPT:
+            del _COMPUTED[next(iter(_COMPUTED))]
+        _COMPUTED[key] = _largest_filled(_extract(data, spacing, iterations, source))
+    return _COMPUTED[key].copy()
 
 
 def _extract(data: np.ndarray, spacing: np.ndarray, iterations: int, source: str = "image"
