@@ -454,11 +454,12 @@ def _computed_mask(native: tio.Image, reference: tio.Image, source: str
     image = native if own else reference
     computed, how = brain_mask(image.data.float().mean(0).numpy(), image.affine,
                                source=source)
+    verb = "fitted" if how.startswith("computed") else "read"  # BET, or non-zero voxels
     if not own:
-        return torch.from_numpy(computed[None]), f"{how}; fitted on the model's grid"
+        return torch.from_numpy(computed[None]), f"{how}; {verb} on the model's grid"
     size = " x ".join(f"{v:.2g}" for v in geometry.voxel_size(native.affine))
     return (geometry.mask_onto(computed, native, reference),
-            f"{how}; fitted on the image's own grid ({size} mm), then moved onto the "
+            f"{how}; {verb} on the image's own grid ({size} mm), then moved onto the "
             "model's grid")
 
 
