@@ -136,6 +136,16 @@ def test_missing_images_say_which_filter_links_or_names_hid_them(enhance_dataset
     assert ("missing in 3 of 4 subjects; 1 file(s) named like it are not BIDS names and are "
             "not read, e.g. sub-03/ses-3T/anat/sub-03_ses-3T_rec-n_orm_R1map.nii.gz"
             ) in missing_images(dataset, task)
+    converted = enhance_dataset / "sub-04/ses-3T/anat/sub-04_ses-3T_R1map"
+    Path(f"{converted}.nii.gz").rename(f"{converted}.mgz")  # FreeSurfer's format
+    found = missing_images(dataset, task)
+    assert "missing in 4 of 4 subjects; 1 file(s) named like it are not BIDS names" in found
+    assert ("; 1 file(s) of it in another format are not read, e.g. sub-04/ses-3T/anat/"
+            "sub-04_ses-3T_R1map.mgz, a FreeSurfer MGH image (convert it: nib-convert FILE "
+            "OUT.nii.gz") in found
+    with pytest.raises(InputError, match=r"the subject has .*sub-04_ses-3T_R1map\.mgz.*; "
+                       r"sub-04_ses-3T_R1map\.mgz is a FreeSurfer MGH image \(convert it"):
+        dataset.get("04", "R1map", session="3T", acq=None)
 
 
 def test_a_t2w_read_as_flair_is_named_in_a_warning() -> None:

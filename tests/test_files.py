@@ -15,7 +15,8 @@ from lesionkit.tasks import get_task
 def test_files_are_laid_out_where_the_task_looks_for_them(tmp_path: Path) -> None:
     source = tmp_path / "scans"
     source.mkdir()
-    for name in ("t1c.nii.gz", "t1.nii", "flair.nii.gz", "mask.nii.gz", "notes.txt"):
+    for name in ("t1c.nii.gz", "t1.nii", "flair.nii.gz", "mask.nii.gz", "notes.txt",
+                 "flair.mgz"):
         (source / name).write_bytes(b"")
     (source / "t1c.json").write_text('{"Units": "a.u."}')
     task = get_task("contrast-amplify-noadc")  # two T1w images told apart by entities
@@ -32,6 +33,8 @@ def test_files_are_laid_out_where_the_task_looks_for_them(tmp_path: Path) -> Non
     for wrong, message in (({**images, "adc": source / "t1.nii"}, "found unknown adc"),
                            ({"t1c": source / "t1c.nii.gz"}, "found none for t1w, flair"),
                            ({**images, "flair": source / "notes.txt"}, "another kind of file"),
+                           ({**images, "flair": source / "flair.mgz"}, "FreeSurfer MGH image "
+                            r"\(convert it: nib-convert"),
                            ({**images, "flair": source / "x.nii"}, "no such file")):
         with pytest.raises(InputError, match=message):
             dataset_of_files(task, wrong, tmp_path / "other", "p7")

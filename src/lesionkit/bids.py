@@ -27,6 +27,7 @@ from lesionkit.io import (
     InputError,
     instead_of_folder,
     is_dicom,
+    other_format,
     save_volume,
     write_json,
     write_tsv,
@@ -90,6 +91,12 @@ def _misnamed_hint(paths: Sequence[Path]) -> str:
         return ""
     return (f"; {paths[0].name}{' and others' if len(paths) > 1 else ''} is not a BIDS name "
             f"and is not read ({BIDS_NAME})")
+
+
+def _other_format_hint(paths: Sequence[Path]) -> str:
+    """What a file of the image in another format than NIfTI is (``sub-01_FLAIR.mgz``),
+    and how to convert it."""
+    return f"; {paths[0].name} is {other_format(paths[0])}" if paths else ""
 
 
 def choice_hint(found: Sequence[BIDSFile]) -> str:
@@ -463,6 +470,15 @@ class BIDSDataset:
         return sorted(p for p in base.glob(f"sub-{subject or '*'}/**/*")
                       if p.name.lower().endswith(ends) and parse_name(p.name) is None)
 
+    def other_formats(self, suffix: str, subject: str | None = None,
+                      derivatives: str | None = None) -> list[Path]:
+        """Files of an image under subject folders in another image format than NIfTI
+        (``sub-01_FLAIR.mgz``, :data:`lesionkit.io.OTHER_FORMATS`), which no look-up
+        reads."""
+        base = self._base(derivatives)
+        return sorted(p for p in base.glob(f"sub-{subject or '*'}/**/*_{suffix}.*")
+                      if other_format(p) is not None)
+
     def without_subjects(self) -> str:
         """What the folder is when it holds no ``sub-<label>`` folder, and what to do: a
         subject's folder (give the dataset's root), or NIfTI files outside a BIDS layout
@@ -514,6 +530,8 @@ class BIDSDataset:
                     (f" and {len(have) - 8} more" if len(have) > 8 else "")
                     if have else "no files")
             what += _misnamed_hint(self.misnamed(suffix, subject, query.get("derivatives")))
+            what += _other_format_hint(self.other_formats(suffix, subject,
+                                                          query.get("derivatives")))
         chosen = "".join(f", --bids-filter {f}" for f in active_filters())
         raise InputError(f"{where}: expected one '{suffix}' image "
                          f"({_described(query)}{chosen}), found {what}{choice_hint(found)}")

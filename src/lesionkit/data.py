@@ -25,6 +25,7 @@ from lesionkit.io import (
     check_values,
     load_affine,
     load_volume,
+    other_format,
     sidecar_unit_factor,
 )
 from lesionkit.normalisation import (
@@ -152,6 +153,10 @@ def missing_images(dataset: BIDSDataset, task: Task, with_targets: bool = True) 
     if misnamed:
         made += (f"; {len(misnamed)} file(s) named like it are not BIDS names and are not "
                  f"read, e.g. {misnamed[0].relative_to(dataset.root)} ({BIDS_NAME})")
+    others = [] if spec.derivatives else dataset.other_formats(spec.suffix)
+    if others:
+        made += (f"; {len(others)} file(s) of it in another format are not read, e.g. "
+                 f"{others[0].relative_to(dataset.root)}, {other_format(others[0])}")
     links = [f for n in names for f in dataset.unfetched(n, spec.suffix, **spec.query())]
     if links:
         made += (f"; in {len(links)} of them a link to content that is not here "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lesionkit.data import prediction_specs
-from lesionkit.io import DICOM_ADVICE, InputError, is_dicom
+from lesionkit.io import DICOM_ADVICE, InputError, is_dicom, other_format
 from lesionkit.tasks.task import ImageSpec, Task
 
 
@@ -72,7 +72,8 @@ def dataset_of_files(task: Task, images: dict[str, Path], root: Path,
         if not file.is_file() or not file.name.endswith((".nii", ".nii.gz")):
             what = ("no such file" if not file.exists() else
                     f"DICOM: {DICOM_ADVICE}" if is_dicom(file) else
-                    "a folder" if file.is_dir() else "another kind of file")
+                    "a folder" if file.is_dir() else other_format(file) or
+                    "another kind of file")
             raise InputError(f"{file}: expected a NIfTI image (.nii or .nii.gz) for --image "
                              f"{key}, found {what}")
     sources: dict[str, str] = {}

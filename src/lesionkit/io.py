@@ -469,6 +469,25 @@ DICOM_ADVICE = ("convert to NIfTI first (dcm2niix -b y -z y -o OUT_DIR DICOM_DIR
                 "series as .nii.gz with its JSON sidecar)")
 
 
+#: Other image formats of the field, by file ending: what the file is and how to convert it.
+OTHER_FORMATS = {
+    (".mgz", ".mgh"): "a FreeSurfer MGH image (convert it: nib-convert FILE OUT.nii.gz, "
+                      "nibabel's command, installed with lesionkit)",
+    (".hdr", ".img"): "an Analyze or NIfTI-pair image (convert it: nib-convert FILE.hdr "
+                      "OUT.nii.gz, nibabel's command, installed with lesionkit)",
+    (".nrrd", ".nhdr", ".mha", ".mhd"): "an NRRD or MetaImage file (save it as .nii.gz from "
+                                        "3D Slicer or ITK-SNAP)",
+    (".par", ".rec"): "a Philips PAR/REC image (convert it with dcm2niix, which reads PAR/REC)",
+}
+
+
+def other_format(path: Path) -> str | None:
+    """What a non-NIfTI image file is and how to convert it (None: not one of
+    :data:`OTHER_FORMATS`)."""
+    name = path.name.lower().removesuffix(".gz")
+    return next((what for ends, what in OTHER_FORMATS.items() if name.endswith(ends)), None)
+
+
 def is_dicom(path: Path) -> bool:
     """Whether a file is DICOM ("DICM" after the 128-byte preamble, or a name ending
     .dcm or .ima as scanners export them), or a folder holding such a file within two
